@@ -1,0 +1,1 @@
+"""Benchmarks comparing Conveyor with the job queues it is measured against (`python -m bench`)."""

@@ -1,0 +1,1 @@
+"""Queue benchmarks: throughput and crash recovery, one runner per system."""

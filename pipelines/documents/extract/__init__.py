@@ -1,0 +1,48 @@
+"""Résumé field extraction: rule-based (embedded default), OpenAI-compatible, or Gemini."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Protocol
+
+from pipelines.documents.extract.rate_limit import RateLimiter
+from pipelines.documents.extract.schema import ResumeFields
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+    from service.config import Settings
+
+__all__ = ["Extractor", "ResumeFields", "extractor_for"]
+
+
+class Extractor(Protocol):
+    async def extract(self, text: str) -> ResumeFields: ...
+
+    async def aclose(self) -> None: ...
+
+
+def extractor_for(settings: Settings, redis: Redis | None) -> Extractor:
+    """The extractor `settings.llm_provider` names; LLMs share a rate limit through `redis`.
+
+    Create one per worker process and `aclose` it at shutdown (it holds a connection pool).
+    """
+    if settings.llm_provider == "rules":
+        from pipelines.documents.extract.rules import RulesExtractor
+
+        return RulesExtractor()
+    if redis is None:
+        raise ValueError(f"the {settings.llm_provider} extractor needs Redis for its shared rate limit")
+    if settings.llm_provider == "openai":
+        from pipelines.documents.extract.openai import OpenAIExtractor as chosen
+    else:
+        from pipelines.documents.extract.gemini import GeminiExtractor as chosen
+    options: dict[str, object] = {
+        "api_key": settings.llm_api_key.get_secret_value() if settings.llm_api_key else None,
+        "timeout": settings.llm_timeout,
+        "limiter": RateLimiter(redis, f"conveyor:llm-rate:{settings.llm_provider}", settings.llm_rate_per_minute),
+    }
+    if settings.llm_base_url:
+        options["base_url"] = settings.llm_base_url
+    if settings.llm_model:
+        options["model"] = settings.llm_model
+    return chosen(**options)

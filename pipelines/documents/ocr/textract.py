@@ -1,0 +1,178 @@
+"""OCR with AWS Textract's asynchronous text detection, resumable across worker restarts.
+
+`start` is idempotent through `ClientRequestToken` (derive it from the job id with
+`request_token_for`): a worker that dies after starting and restarts gets the same
+Textract JobId back instead of paying for a second job. The caller checkpoints that JobId
+and later calls `collect`, which polls until the job ends and pages through the result.
+
+botocore's own retries are off so that every wait is ours: throttling answers are retried
+with exponential backoff and full jitter, and everything else fails fast with a precise
+`type`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import random
+import re
+import time
+from collections import defaultdict
+from typing import Any
+
+import aioboto3
+from botocore.config import Config
+from botocore.exceptions import ClientError, HTTPClientError
+from botocore.exceptions import ConnectionError as BotocoreConnectionError
+
+from pipelines.documents.ocr import OcrResult
+from pipelines.errors import JobError, PermanentError, TransientError
+
+THROTTLED = {"ProvisionedThroughputExceededException", "ThrottlingException", "LimitExceededException"}
+UNAVAILABLE = {"InternalServerError", "ServiceUnavailableException"}
+PERMANENT_TYPES = {
+    "InvalidS3ObjectException": "invalid_s3_object",
+    "UnsupportedDocumentException": "unsupported_document",
+    "InvalidJobIdException": "textract_invalid_job",
+    "BadDocumentException": "corrupt_document",
+    "DocumentTooLargeException": "document_too_large",
+    "IdempotentParameterMismatchException": "textract_token_conflict",
+}
+
+_TOKEN = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def request_token_for(job_id: str, run: int = 0) -> str:
+    """A valid `ClientRequestToken` (≤64 of [A-Za-z0-9-_]) that is stable for one run of a job.
+
+    Bump `run` when a job is retried from scratch: the same token within 7 days returns the
+    earlier Textract job, failed or not.
+    """
+    token = f"{job_id}-{run}"
+    if _TOKEN.fullmatch(token):
+        return token
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class TextractOCR:
+    def __init__(
+        self,
+        session: aioboto3.Session,
+        *,
+        endpoint_url: str | None = None,
+        region_name: str | None = None,
+        max_results: int = 1000,
+        poll_interval: float = 1.0,
+        max_poll_interval: float = 20.0,
+        retries: int = 6,
+        backoff: float = 0.5,
+        max_backoff: float = 20.0,
+        call_timeout: float = 30.0,
+    ) -> None:
+        self.session = session
+        self.endpoint_url = endpoint_url
+        self.region_name = region_name
+        self.max_results = max_results
+        self.poll_interval = poll_interval
+        self.max_poll_interval = max_poll_interval
+        self.retries = retries
+        self.backoff = backoff
+        self.max_backoff = max_backoff
+        self._config = Config(
+            retries={"total_max_attempts": 1},
+            connect_timeout=call_timeout,
+            read_timeout=call_timeout,
+        )
+
+    def _client(self):
+        return self.session.client(
+            "textract", endpoint_url=self.endpoint_url, region_name=self.region_name, config=self._config
+        )
+
+    async def start(self, bucket: str, key: str, token: str) -> str:
+        """Start text detection of s3://bucket/key; returns Textract's JobId (checkpoint it)."""
+        async with self._client() as client:
+            response = await self._call(
+                client.start_document_text_detection,
+                DocumentLocation={"S3Object": {"Bucket": bucket, "Name": key}},
+                ClientRequestToken=token,
+            )
+        return response["JobId"]
+
+    async def collect(self, job_id: str, *, deadline: float) -> OcrResult:
+        """Wait for the job to end (until `deadline`, a `time.time()` timestamp, so it survives
+        a restart when checkpointed) and return its text per page.
+
+        PARTIAL_SUCCESS is a success whose `warnings` name the pages that failed.
+        """
+        async with self._client() as client:
+            first = await self._wait_until_done(client, job_id, deadline)
+            responses = [first]
+            while responses[-1].get("NextToken"):
+                responses.append(
+                    await self._call(
+                        client.get_document_text_detection,
+                        JobId=job_id,
+                        MaxResults=self.max_results,
+                        NextToken=responses[-1]["NextToken"],
+                    )
+                )
+        return _assemble(responses)
+
+    async def _wait_until_done(self, client: Any, job_id: str, deadline: float) -> dict[str, Any]:
+        interval = self.poll_interval
+        while True:
+            response = await self._call(client.get_document_text_detection, JobId=job_id, MaxResults=self.max_results)
+            status = response["JobStatus"]
+            if status in ("SUCCEEDED", "PARTIAL_SUCCESS"):
+                return response
+            if status == "FAILED":
+                raise PermanentError(
+                    f"Textract failed: {response.get('StatusMessage') or 'no reason given'}", type="textract_failed"
+                )
+            remaining = deadline - time.time()
+            if remaining <= 0:
+                raise PermanentError(f"Textract job {job_id} was still {status} at the deadline", type="textract_timeout")
+            await asyncio.sleep(min(remaining, interval * random.uniform(0.5, 1.0)))
+            interval = min(interval * 2, self.max_poll_interval)
+
+    async def _call(self, operation: Any, **params: Any) -> dict[str, Any]:
+        """One Textract call, retried with backoff while throttled or unreachable."""
+        attempt = 0
+        while True:
+            try:
+                return await operation(**params)
+            except ClientError as exc:
+                failure = _classify(exc)
+            except (BotocoreConnectionError, HTTPClientError) as exc:
+                failure = TransientError(f"Textract is unreachable: {exc}", type="textract_unavailable")
+            if not failure.retryable or attempt >= self.retries:
+                raise failure
+            await asyncio.sleep(random.uniform(0, min(self.max_backoff, self.backoff * 2**attempt)))
+            attempt += 1
+
+
+def _classify(exc: ClientError) -> JobError:
+    code = exc.response.get("Error", {}).get("Code", "")
+    message = exc.response.get("Error", {}).get("Message", "") or code
+    if code in THROTTLED:
+        return TransientError(f"Textract is throttling ({code}): {message}", type="textract_throttled")
+    if code in UNAVAILABLE:
+        return TransientError(f"Textract is unavailable ({code}): {message}", type="textract_unavailable")
+    return PermanentError(f"Textract refused ({code}): {message}", type=PERMANENT_TYPES.get(code, "textract_failed"))
+
+
+def _assemble(responses: list[dict[str, Any]]) -> OcrResult:
+    """LINE blocks joined per page, pages in order (a page without lines is '')."""
+    lines: dict[int, list[str]] = defaultdict(list)
+    warnings: dict[str, None] = {}
+    for response in responses:
+        for block in response.get("Blocks", []):
+            if block["BlockType"] == "LINE":
+                lines[block.get("Page", 1)].append(block["Text"])
+        for warning in response.get("Warnings", []):
+            warnings[f"{warning.get('ErrorCode', 'warning')} on pages {warning.get('Pages', [])}"] = None
+        if response["JobStatus"] == "PARTIAL_SUCCESS" and response.get("StatusMessage"):
+            warnings[response["StatusMessage"]] = None
+    count = max(responses[0].get("DocumentMetadata", {}).get("Pages", 0), max(lines, default=0))
+    return OcrResult(pages=["\n".join(lines[number]) for number in range(1, count + 1)], warnings=list(warnings))

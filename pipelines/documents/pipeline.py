@@ -1,0 +1,240 @@
+"""The document pipeline: store → text → ocr → extract → persist.
+
+- store: the API already put the upload in the bucket; this stage downloads it once into
+  the attempt's workspace, checks size and sha256 against what the API recorded, and
+  records the document (so it can be found by metadata and status from then on).
+- text: pages with a text layer are read as they are (a child process, bounded per worker);
+  only the others go to OCR.
+- ocr: tesseract on the rendered pages, concurrently, or Textract on the original in S3,
+  resumable: its JobId is checkpointed before polling, and a re-run polls the same job.
+- extract: the résumé fields, by the configured extractor (rules, OpenAI, Gemini).
+- persist: text, per-page text and fields into the documents table.
+
+Each stage's output is its checkpoint, so a re-run never redoes a finished stage. The
+workspace (a temporary directory) lives for one attempt; a resumed attempt that needs the
+pages again reads them again from the original.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import shutil
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import IO, TYPE_CHECKING
+
+from pipelines.documents.extract import ResumeFields
+from pipelines.documents.ocr.textract import request_token_for
+from pipelines.documents.pages import DocumentPages, PageLimits, read_pages
+from pipelines.errors import PermanentError
+from pipelines.pipeline import Pipeline, Skip, Stage
+from service import documents
+from service.documents import full_text
+from service.storage import ObjectNotFound, S3Storage
+
+if TYPE_CHECKING:
+    from pipelines.runner import JobRun
+
+TEXTRACT_RESTART_ERRORS = frozenset({"textract_failed", "textract_timeout", "textract_invalid_job"})
+EMPTY_FIELDS = ResumeFields(
+    name=None, email=None, phone=None, location=None, links=[], skills=[], summary=None
+).model_dump()
+
+
+class DocumentWorkspace:
+    """One attempt's files: the original, downloaded and verified once; its pages, read once."""
+
+    def __init__(self, run: JobRun, directory: Path) -> None:
+        self.run = run
+        self.directory = directory
+        self._original: Path | None = None
+        self._pages: DocumentPages | None = None
+
+    async def original(self) -> Path:
+        if self._original is None:
+            self._original = await self._download()
+        return self._original
+
+    async def pages(self) -> DocumentPages:
+        if self._pages is None:
+            settings = self.run.settings
+            limits = PageLimits(max_pages=settings.max_document_pages, render=settings.ocr_provider != "textract")
+            original = await self.original()
+            workdir = self.directory / "pages"
+            await asyncio.to_thread(workdir.mkdir, exist_ok=True)
+            async with self.run.resources.documents.readers:
+                self._pages = await read_pages(original, workdir, limits)
+        return self._pages
+
+    async def _download(self) -> Path:
+        expected = self.run.payload["input"]
+        path = self.directory / "original"
+        digest = hashlib.sha256()
+        size = 0
+        handle = await asyncio.to_thread(path.open, "wb")
+        try:
+            async with contextlib.aclosing(self.run.resources.storage.read(expected["key"])) as chunks:
+                async for chunk in chunks:
+                    size += len(chunk)
+                    if size > expected["size"]:
+                        break
+                    await asyncio.to_thread(_write_and_hash, handle, digest, chunk)
+        except ObjectNotFound:
+            raise PermanentError("the uploaded original is missing from storage", type="input_missing") from None
+        finally:
+            handle.close()
+        if size != expected["size"] or digest.hexdigest() != expected["sha256"]:
+            raise PermanentError(
+                f"the stored original ({size} bytes) is not the upload the API accepted "
+                f"({expected['size']} bytes, sha256 {expected['sha256'][:12]}…)",
+                type="input_mismatch",
+            )
+        return path
+
+
+def _write_and_hash(handle: IO[bytes], digest, chunk: bytes) -> None:
+    handle.write(chunk)
+    digest.update(chunk)
+
+
+@contextlib.asynccontextmanager
+async def workspace(run: JobRun) -> AsyncIterator[DocumentWorkspace]:
+    directory = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix=f"conveyor-document-{run.job_id}-"))
+    try:
+        yield DocumentWorkspace(run, directory)
+    finally:
+        await asyncio.to_thread(shutil.rmtree, directory, True)
+
+
+# -- the stages -----------------------------------------------------------------------------
+
+
+async def store(run: JobRun) -> dict:
+    expected = run.payload["input"]
+    limit = run.settings.max_document_bytes
+    if expected["size"] > limit:
+        raise PermanentError(f"the document is {expected['size']} bytes, more than {limit}", type="document_too_large")
+    await run.workspace.original()
+    original = {key: expected[key] for key in ("key", "size", "sha256", "content_type")}
+    async with run.resources.db.transaction(track=(f"tenant:{run.job['tenant_id']}",)) as conn:
+        await documents.record_original(conn, run.job, original)
+    return original
+
+
+async def read_text(run: JobRun) -> dict:
+    document = await run.workspace.pages()
+    return {
+        "content_type": document.mime,
+        "pages": [page.text for page in document.pages],
+        "ocr_pages": [page.number for page in document.needing_ocr],
+    }
+
+
+async def ocr(run: JobRun) -> dict:
+    numbers = run.outputs["text"]["ocr_pages"]
+    if not numbers:
+        raise Skip("every page has a text layer")
+    if run.settings.ocr_provider == "textract":
+        texts, warnings = await _textract(run, numbers)
+    else:
+        texts, warnings = await _tesseract(run, numbers), []
+    return {"engine": run.settings.ocr_provider, "pages": numbers, "texts": texts, "warnings": warnings}
+
+
+async def _tesseract(run: JobRun, numbers: list[int]) -> list[str]:
+    wanted = set(numbers)
+    document = await run.workspace.pages()
+    images = [page.image for page in document.pages if page.number in wanted]
+    result = await run.resources.documents.tesseract.recognize(images, progress=run.progress)
+    return result.pages
+
+
+async def _textract(run: JobRun, numbers: list[int]) -> tuple[list[str], list[str]]:
+    """Start (idempotently) or resume the Textract job of this document, then collect it."""
+    storage = run.resources.storage
+    textract = run.resources.documents.textract
+    if not isinstance(storage, S3Storage) or textract is None:
+        raise PermanentError(
+            "OCR_PROVIDER=textract reads documents from S3: set STORAGE_URL=s3://bucket/prefix "
+            "(Textract cannot read a file:// storage)",
+            type="configuration_error",
+        )
+    saved = run.saved or {}
+    generation = saved.get("textract_run", 0)
+    textract_job = saved.get("textract_job_id")
+    if textract_job is None:
+        bucket, key = storage.location(run.payload["input"]["key"])
+        textract_job = await textract.start(bucket, key, request_token_for(str(run.job_id), generation))
+        deadline = time.time() + run.settings.textract_poll_deadline
+        await run.checkpoint({"textract_run": generation, "textract_job_id": textract_job, "deadline": deadline})
+    else:
+        deadline = saved["deadline"]
+    try:
+        result = await textract.collect(textract_job, deadline=deadline)
+    except PermanentError as exc:
+        if exc.type in TEXTRACT_RESTART_ERRORS:  # a retry of the job must start a new Textract job
+            await run.checkpoint({"textract_run": generation + 1})
+        raise
+    return [result.pages[number - 1] if number <= len(result.pages) else "" for number in numbers], result.warnings
+
+
+async def extract(run: JobRun) -> dict:
+    text = full_text(merged_pages(run.outputs))
+    if not text.strip():
+        raise Skip("the document has no text")
+    fields = await run.resources.documents.extractor.extract(text)
+    return {"fields": fields.model_dump()}
+
+
+async def persist(run: JobRun) -> dict:
+    async with run.resources.db.transaction(track=(f"tenant:{run.job['tenant_id']}",)) as conn:
+        await documents.record_extraction(conn, run.job_id, merged_pages(run.outputs), extracted_fields(run.outputs))
+    return {}
+
+
+# -- the result -----------------------------------------------------------------------------
+
+
+def merged_pages(outputs: dict[str, dict]) -> list[str]:
+    """Each page's text: its text layer, or what OCR read where it had none."""
+    pages = list(outputs["text"]["pages"])
+    recognized = outputs.get("ocr", {})
+    for number, text in zip(recognized.get("pages", ()), recognized.get("texts", ())):
+        pages[number - 1] = text
+    return pages
+
+
+def extracted_fields(outputs: dict[str, dict]) -> dict:
+    return outputs.get("extract", {}).get("fields", EMPTY_FIELDS)
+
+
+def document_result(outputs: dict[str, dict]) -> dict:
+    pages = merged_pages(outputs)
+    recognized = outputs.get("ocr", {})
+    return {
+        "text": full_text(pages),
+        "pages": len(pages),
+        "fields": extracted_fields(outputs),
+        "content_type": outputs["text"]["content_type"],
+        "ocr": {"engine": recognized["engine"], "pages": recognized["pages"]} if "engine" in recognized else None,
+        "warnings": recognized.get("warnings", []),
+    }
+
+
+DOCUMENT_PIPELINE = Pipeline(
+    "document",
+    (
+        Stage("store", store, weight=1),
+        Stage("text", read_text, weight=2),
+        Stage("ocr", ocr, weight=6),
+        Stage("extract", extract, weight=3),
+        Stage("persist", persist, weight=1),
+    ),
+    timeout=1800.0,  # Textract may take up to TEXTRACT_POLL_DEADLINE (15 min) by itself
+    result=document_result,
+    workspace=workspace,
+)

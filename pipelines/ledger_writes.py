@@ -1,0 +1,85 @@
+"""The runner's hot ledger writes, combined across a worker's concurrent jobs.
+
+Every job writes the same four things: its claim, its stage starting, the stage ending and
+the job ending. Run one by one, each is a round trip and a commit, and the commits cap a
+worker at a few hundred jobs a second; combined (`service.batching`), the jobs that reach
+the same write together share one statement and one commit (each write is one statement,
+committed by itself: no BEGIN and COMMIT round trips). Fencing is unchanged: each
+job's row is only written while its attempt still owns the job, and a job left out of a
+batch's answer gets `Fenced`, exactly as the one-job statements raise it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+
+import asyncpg
+
+from service import ledger
+from service.batching import Batcher
+from service.database import Database
+
+#: Errors that sink a whole batch because of one of its items (or another worker): retried one by one.
+SPLIT_ON = (asyncpg.PostgresError,)
+
+
+def _job(write: ledger.StageStart | ledger.StageEnd | ledger.JobEnd) -> uuid.UUID:
+    return write.job_id
+
+
+def _tracked(job_ids: Sequence[uuid.UUID]) -> tuple[str, ...]:
+    """What readers of these jobs follow, so a replica serves them only once it has these writes."""
+    return tuple(f"job:{job_id}" for job_id in job_ids)
+
+
+class LedgerWrites:
+    def __init__(self, db: Database, worker_id: str) -> None:
+        self.db = db
+        self.worker_id = worker_id
+        self._claims: dict[tuple[str, ...], Batcher[uuid.UUID, asyncpg.Record | None]] = {}
+        self._stage_starts = Batcher(self._start_stages, key=_job, split_on=SPLIT_ON)
+        self._stage_ends = Batcher(self._finish_stages, key=_job, split_on=SPLIT_ON)
+        self._job_ends = Batcher(self._finish_jobs, key=_job, split_on=SPLIT_ON)
+
+    async def claim(self, job_id: uuid.UUID, stage_names: tuple[str, ...]) -> asyncpg.Record | None:
+        """`ledger.claim` for this worker; None when there is nothing to run."""
+        batcher = self._claims.get(stage_names)
+        if batcher is None:
+            async def claim_many(job_ids: Sequence[uuid.UUID]) -> list[asyncpg.Record | None]:
+                async with self.db.write(track=_tracked(job_ids)) as conn:
+                    rows = await ledger.claim_many(conn, job_ids, self.worker_id, stage_names)
+                return [rows.get(job_id) for job_id in job_ids]
+
+            batcher = self._claims[stage_names] = Batcher(claim_many, key=lambda job_id: job_id, split_on=SPLIT_ON)
+        return await batcher.submit(job_id)
+
+    async def start_stage(self, start: ledger.StageStart) -> None:
+        await self._stage_starts.submit(start)
+
+    async def finish_stage(self, end: ledger.StageEnd) -> None:
+        await self._stage_ends.submit(end)
+
+    async def finish_job(self, end: ledger.JobEnd) -> asyncpg.Record:
+        """The job's row as it ended; a job with a callback must use `ledger.finish_job` in the
+        transaction that records the callback instead."""
+        return await self._job_ends.submit(end)
+
+    async def _start_stages(self, starts: Sequence[ledger.StageStart]) -> list[None | ledger.Fenced]:
+        async with self.db.write() as conn:
+            owned = await ledger.start_stages(conn, starts)
+        return [_fence(owned, start) for start in starts]
+
+    async def _finish_stages(self, ends: Sequence[ledger.StageEnd]) -> list[None | ledger.Fenced]:
+        async with self.db.write() as conn:
+            owned = await ledger.finish_stages(conn, ends)
+        return [_fence(owned, end) for end in ends]
+
+    async def _finish_jobs(self, ends: Sequence[ledger.JobEnd]) -> list[asyncpg.Record | ledger.Fenced]:
+        async with self.db.write(track=_tracked([end.job_id for end in ends])) as conn:
+            rows = await ledger.finish_jobs(conn, ends)
+        return [rows.get(end.job_id) or ledger.fenced(end) for end in ends]
+
+
+def _fence(owned: set[uuid.UUID], write: ledger.StageStart | ledger.StageEnd) -> None | ledger.Fenced:
+    return None if write.job_id in owned else ledger.fenced(write)

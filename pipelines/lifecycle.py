@@ -1,0 +1,160 @@
+"""A worker process's life: what it opens at start, runs beside its jobs, closes at exit.
+
+These are arq hooks and functions; `worker.py` only wires them into `WorkerSettings`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterable
+from datetime import timezone
+
+import httpx
+import uvloop
+from arq.worker import Function, Worker, func
+
+from pipelines.documents.tools import DocumentTools
+from pipelines.maintenance import liveness
+from pipelines.maintenance.reconciler import reconcile_forever
+from pipelines.notifications.ratelimit import RateLimiter, configured_rates
+from pipelines.notifications.ssrf import guarded_client
+from pipelines.pipeline import Pipeline
+from pipelines.resources import Resources
+from pipelines.runner import execute
+from pipelines.schedule import cron_jobs
+from service import metrics, observability
+from service.config import Settings
+from service.database import Database
+from service.queue import deserialize, redis_settings, serialize
+from service.storage import open_storage
+
+ARQ_MAX_TRIES = 10_000  # the ledger counts tries (crashes included) and decides when to stop
+TIMEOUT_MARGIN = 30.0  # arq's own timeout only backs up the runner's
+# arq reads the first N ids of the queue each poll, and a running job stays in the queue until
+# it ends: with N = max_jobs, a worker whose slots are all held by long jobs hides every newer
+# job (the reconciler's cron tick included) from an idle worker. Read well past the running ones.
+QUEUE_READ_FACTOR = 5
+
+
+def queue_read_limit(settings: Settings) -> int:
+    return settings.worker_max_jobs * QUEUE_READ_FACTOR
+
+
+def functions(pipelines: Iterable[Pipeline]) -> list[Function]:
+    """One arq function per job kind, so each kind has its own timeout."""
+
+    def task(pipeline: Pipeline):
+        async def run(ctx: dict, job_id: str) -> None:
+            await execute(ctx["resources"], pipeline, job_id, ctx["job_try"])
+
+        run.__qualname__ = f"run_{pipeline.kind}"
+        return run
+
+    return [
+        func(task(pipeline), name=pipeline.kind, timeout=pipeline.timeout + TIMEOUT_MARGIN,
+             max_tries=ARQ_MAX_TRIES, keep_result=0)
+        for pipeline in pipelines
+    ]
+
+
+async def open_resources(settings: Settings, redis) -> Resources:
+    """Everything a worker process shares between its jobs (also used by tests and tools)."""
+    db = Database(settings, redis=redis)
+    await db.open()
+    storage = open_storage(settings.storage_url, settings.s3_endpoint_url)
+    await storage.open()
+    return Resources(
+        settings=settings, db=db, redis=redis, storage=storage,
+        http=httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=5.0), follow_redirects=False),
+        webhooks=guarded_client(settings.callback_allowed_hosts, timeout=settings.webhook_timeout),
+        limiter=RateLimiter(redis, configured_rates(settings.channel_rates())),
+        documents=DocumentTools.open(settings, redis),
+    )
+
+
+async def close_resources(resources: Resources) -> None:
+    await resources.http.aclose()
+    await resources.webhooks.aclose()
+    await resources.documents.aclose()
+    await resources.storage.close()
+    await resources.db.close()
+
+
+def queue_read_limit(settings: Settings) -> int:
+    """How many due ids a worker reads per poll. Running jobs stay at the head of arq's
+    queue, so a window of only `max_jobs` ids would be all jobs running elsewhere and a
+    worker with free slots would starve (arq's own default is the same formula)."""
+    return max(settings.worker_max_jobs * 5, 100)
+
+
+def hooks(settings: Settings, pipelines: Iterable[Pipeline] = (), *, reconciler: bool = True):
+    """arq's on_startup and on_shutdown for a worker with these settings; with
+    `reconciler`, the worker takes its turn reconciling the ledger with Redis for the
+    kinds of `pipelines`. The reconciler runs beside the jobs, not as a cron job: a cron
+    job waits in the queue behind every due job, so a backlog, or jobs still held by dead
+    workers, would starve the very thing that frees them."""
+    kinds = frozenset(pipeline.kind for pipeline in pipelines)
+
+    async def startup(ctx: dict) -> None:
+        observability.setup(settings, "conveyor-worker")
+        if settings.metrics_port:
+            ctx["metrics_server"] = metrics.serve_worker_metrics(settings.metrics_port)
+        resources = await open_resources(settings, ctx["redis"])
+        ctx["resources"] = resources
+        ctx["background"] = [
+            asyncio.create_task(liveness.heartbeat_forever(resources)),
+            asyncio.create_task(liveness.listen_for_cancels(resources)),
+        ]
+        if reconciler:
+            ctx["background"].append(asyncio.create_task(reconcile_forever(resources, kinds)))
+
+    async def shutdown(ctx: dict) -> None:
+        for task in ctx.get("background", ()):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        served = ctx.pop("metrics_server", None)
+        if served is not None:
+            served[0].shutdown()
+            served[0].server_close()
+        observability.teardown()
+        resources: Resources | None = ctx.get("resources")
+        if resources is None:
+            return
+        await liveness.forget(resources)
+        await close_resources(resources)
+
+    return startup, shutdown
+
+
+def use_uvloop() -> None:
+    """Make the loops arq creates uvloop's, as uvicorn does for the API: a worker spends its
+    time on small Redis and PostgreSQL round trips, each several times cheaper there."""
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
+def worker(settings: Settings, pipelines: Iterable[Pipeline], *, scheduler: bool = True, **overrides) -> Worker:
+    """An arq worker for `settings.queue_name`, as `worker.WorkerSettings` describes one, to
+    run inside a process that owns the signals (`conveyor up`, tests)."""
+    pipelines = tuple(pipelines)
+    startup, shutdown = hooks(settings, pipelines, reconciler=scheduler)
+    options = dict(
+        functions=functions(pipelines),
+        cron_jobs=cron_jobs(settings) if scheduler else None,
+        timezone=timezone.utc,  # every host agrees on the schedule's ticks
+        on_startup=startup,
+        on_shutdown=shutdown,
+        redis_settings=redis_settings(settings.redis_url),
+        queue_name=settings.queue_name,
+        max_jobs=settings.worker_max_jobs,
+        poll_delay=settings.worker_poll_delay,
+        queue_read_limit=queue_read_limit(settings),
+        keep_result=0,
+        max_tries=ARQ_MAX_TRIES,
+        handle_signals=False,
+        job_serializer=serialize,
+        job_deserializer=deserialize,
+    )
+    options.update(overrides)
+    return Worker(**options)

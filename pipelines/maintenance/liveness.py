@@ -1,0 +1,105 @@
+"""A worker's heartbeat, and how it hears that one of its jobs was cancelled.
+
+arq itself only notices a dead worker when the job's in-progress key expires (its
+largest timeout + 10 s: minutes). Each worker instead refreshes a short-lived key every
+`worker_heartbeat_seconds`; the reconciler treats a job whose worker's key is gone as
+orphaned and hands it to the living within seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import time
+
+import structlog
+from redis.exceptions import RedisError
+
+from pipelines.resources import Resources
+from service.errors import DependencyUnavailable
+from service.events import CANCEL_CHANNEL
+from service.heartbeats import WORKERS_KEY, worker_key
+
+log = structlog.get_logger("conveyor.liveness")
+
+FORGET_AFTER_SECONDS = 24 * 3600
+
+
+async def beat(resources: Resources, started_at: float) -> None:
+    settings = resources.settings
+    state = {
+        "id": resources.worker_id,
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "queue": settings.queue_name,
+        "started_at": started_at,
+        "seen_at": time.time(),
+        "jobs": sorted(resources.running),
+    }
+    async with resources.redis.pipeline(transaction=True) as pipe:
+        pipe.set(worker_key(resources.worker_id), json.dumps(state), px=int(settings.worker_dead_after_seconds * 1000))
+        pipe.zadd(WORKERS_KEY, {resources.worker_id: state["seen_at"]})
+        await pipe.execute()
+
+
+async def heartbeat_forever(resources: Resources) -> None:
+    """Beat, and cancel any of our jobs whose cancel we may have missed on pub/sub."""
+    started_at = time.time()
+    while True:
+        try:
+            await beat(resources, started_at)
+            await cancel_requested_jobs(resources)
+        except (RedisError, OSError, DependencyUnavailable) as exc:
+            log.warning("heartbeat failed", error=type(exc).__name__)
+        await asyncio.sleep(resources.settings.worker_heartbeat_seconds)
+
+
+async def cancel_requested_jobs(resources: Resources) -> None:
+    if not resources.running:
+        return
+    async with resources.db.read() as conn:
+        rows = await conn.fetch(
+            "SELECT id::text FROM jobs WHERE id = ANY($1::uuid[]) AND cancel_requested",
+            list(resources.running),
+        )
+    for row in rows:
+        resources.cancel(row["id"])
+
+
+async def listen_for_cancels(resources: Resources) -> None:
+    """Cancels published by the API reach the worker running the job at once."""
+    while True:
+        try:
+            pubsub = resources.redis.pubsub(ignore_subscribe_messages=True)
+            await pubsub.subscribe(CANCEL_CHANNEL)
+            async for message in pubsub.listen():
+                job_id = message["data"].decode() if isinstance(message["data"], bytes) else str(message["data"])
+                if resources.cancel(job_id):
+                    log.info("cancelling at the user's request", job_id=job_id)
+        except (RedisError, OSError) as exc:
+            log.warning("cancel listener lost redis; reconnecting", error=type(exc).__name__)
+            await asyncio.sleep(1)
+
+
+async def forget(resources: Resources) -> None:
+    """At a clean shutdown: this worker is gone, no need to wait for its key to expire."""
+    try:
+        await resources.redis.delete(worker_key(resources.worker_id))
+        await resources.redis.zrem(WORKERS_KEY, resources.worker_id)
+    except (RedisError, OSError):
+        pass
+
+
+async def prune_workers(resources: Resources) -> int:
+    """Killed workers never say goodbye: drop those unseen for a day from the roster."""
+    return await resources.redis.zremrangebyscore(WORKERS_KEY, "-inf", time.time() - FORGET_AFTER_SECONDS)
+
+
+async def live_workers(redis, worker_ids: set[str]) -> set[str]:
+    ids = sorted(worker_ids)
+    if not ids:
+        return set()
+    alive = await redis.mget([worker_key(worker_id) for worker_id in ids])
+    return {worker_id for worker_id, state in zip(ids, alive) if state is not None}

@@ -1,0 +1,75 @@
+"""What a worker process holds for all its jobs: pools, clients, and its running jobs."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import os
+import socket
+import uuid
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import httpx
+from arq.connections import ArqRedis
+
+from pipelines.ledger_writes import LedgerWrites
+from pipelines.notifications.ratelimit import RateLimiter
+from pipelines.videos.transcode import transcode_slots
+from service.config import Settings
+from service.database import Database
+from service.events import Publisher
+from service.monitoring import FinishedCounter
+from service.storage import Storage
+
+if TYPE_CHECKING:
+    from pipelines.documents.tools import DocumentTools
+
+
+def new_worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+@dataclass
+class Resources:
+    settings: Settings
+    db: Database
+    redis: ArqRedis
+    storage: Storage
+    http: httpx.AsyncClient  # for providers we chose (Twilio, FCM, OneSignal, S3-compatible…)
+    webhooks: httpx.AsyncClient  # for user-supplied URLs: SSRF-guarded, no redirects
+    limiter: RateLimiter  # per-channel send rates shared by every worker
+    documents: DocumentTools  # OCR engines, the extractor, the page readers' slots
+    worker_id: str = field(default_factory=new_worker_id)
+    running: dict[str, asyncio.Task] = field(default_factory=dict)
+    cancelling: set[str] = field(default_factory=set)
+
+    @functools.cached_property
+    def ledger(self) -> LedgerWrites:
+        """The runner's claim, stage and ending writes, combined across this worker's jobs."""
+        return LedgerWrites(self.db, self.worker_id)
+
+    @functools.cached_property
+    def events(self) -> Publisher:
+        """Job events, combined across this worker's jobs into shared Redis round trips."""
+        return Publisher(self.redis)
+
+    @functools.cached_property
+    def finished(self) -> FinishedCounter:
+        """The dashboard's count of ended jobs, combined across this worker's jobs."""
+        return FinishedCounter(self.redis)
+
+    @functools.cached_property
+    def transcode_slots(self) -> asyncio.Semaphore:
+        """The host's ffmpeg slots (one per core unless `TRANSCODE_CONCURRENCY` says otherwise),
+        shared by every video job of this worker process so CPU work cannot crowd out the rest."""
+        return transcode_slots(self.settings)
+
+    def cancel(self, job_id: str) -> bool:
+        """Stop a running job at the user's request; False if it does not run here."""
+        task = self.running.get(job_id)
+        if task is None or task.done():
+            return False
+        self.cancelling.add(job_id)
+        task.cancel()
+        return True

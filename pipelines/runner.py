@@ -1,0 +1,325 @@
+"""Running one attempt of one job: claim it, run its stages, record how it ended.
+
+Every ledger write is fenced by the attempt number this run claimed: if the job was
+handed to another worker meanwhile (this one was presumed dead), `Fenced` stops this run
+without touching what the newer attempt wrote. Transient failures go back to arq as a
+`Retry` with exponential backoff and jitter; other failures end the job `failed`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import shutil
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import structlog
+from arq import Retry
+from opentelemetry.trace import SpanKind, Status, StatusCode
+from redis.exceptions import RedisError
+from structlog.contextvars import bound_contextvars
+
+from pipelines.errors import JobError, TransientError
+from pipelines.pipeline import Pipeline, Skip, Stage
+from pipelines.resources import Resources
+from service import callbacks, error_reports, events, ledger, metrics, tracing
+from service.errors import DependencyUnavailable
+
+log = structlog.get_logger("conveyor.runner")
+
+PROGRESS_INTERVAL = 0.5  # seconds between two progress writes of one job
+BACKOFF_BASE = 2.0
+BACKOFF_CAP = 300.0
+
+
+def backoff(attempt: int, hint: float | None = None) -> float:
+    """Exponential with full jitter, never sooner than the dependency asked for."""
+    delay = random.uniform(0, min(BACKOFF_CAP, BACKOFF_BASE * 2 ** max(attempt - 1, 0)))
+    return max(delay, hint or 0.0, 0.5)
+
+
+class JobRun:
+    """One attempt at one job, as its stages see it."""
+
+    def __init__(self, resources: Resources, pipeline: Pipeline, job, attempt: int) -> None:
+        self.resources = resources
+        self.pipeline = pipeline
+        self.job = job
+        self.job_id: uuid.UUID = job["id"]
+        self.attempt = attempt
+        self.outputs: dict[str, dict] = {}
+        self.saved: dict | None = None  # the running stage's partial checkpoint, if any
+        self.stage: Stage | None = None
+        self.last_stage_end: ledger.StageEnd | None = None  # written with the job's end
+        self.workspace = None  # what the pipeline's `workspace` gave this attempt
+        self._stage_index = 0
+        self._last_progress = 0.0
+        self._workdir: Path | None = None
+        self.log = log  # job_id, tenant, kind, attempt and stage are bound in the context by `execute`
+
+    @property
+    def payload(self) -> dict:
+        return self.job["payload"]
+
+    @property
+    def settings(self):
+        return self.resources.settings
+
+    def workdir(self) -> Path:
+        """This attempt's private scratch directory, made on first use and removed when the
+        attempt ends however it ends (success, failure, timeout, cancel, shutdown)."""
+        if self._workdir is None:
+            root = self.settings.work_dir
+            if root:
+                Path(root).mkdir(parents=True, exist_ok=True)
+            self._workdir = Path(tempfile.mkdtemp(prefix=f"conveyor-{self.job_id}-", dir=root))
+        return self._workdir
+
+    async def checkpoint(self, data: dict) -> None:
+        """Save the running stage's partial progress, so a re-run picks it up."""
+        async with self.resources.db.transaction() as conn:
+            await ledger.save_checkpoint(conn, self.job_id, self.attempt, self.stage.name, data)
+        self.saved = data
+
+    async def progress(self, fraction: float) -> None:
+        """How far the running stage is (0..1); written at most every PROGRESS_INTERVAL."""
+        now = time.monotonic()
+        if now - self._last_progress < PROGRESS_INTERVAL and fraction < 1:
+            return
+        self._last_progress = now
+        overall = self.pipeline.progress_before(self._stage_index) + self.pipeline.progress_share(
+            self._stage_index
+        ) * min(max(fraction, 0.0), 1.0)
+        async with self.resources.db.transaction() as conn:
+            await ledger.set_progress(conn, self.job_id, self.attempt, overall)
+        await self.publish("progress", progress=round(overall, 4), stage=self.stage.name)
+
+    async def publish(self, type: str, **data) -> None:
+        await self.resources.events.publish(self.job_id, {"type": type, "job_id": str(self.job_id), **data})
+
+    async def run_stages(self) -> dict:
+        try:
+            return await self._run_stages()
+        finally:
+            if self._workdir is not None:
+                # In a thread, and completed even if this task is cancelled again meanwhile.
+                await asyncio.shield(asyncio.to_thread(shutil.rmtree, self._workdir, ignore_errors=True))
+
+    async def _run_stages(self) -> dict:
+        previous = await self._previous_stages()
+        workspace = self.pipeline.workspace(self) if self.pipeline.workspace else contextlib.nullcontext()
+        async with workspace as self.workspace:
+            for index, stage in enumerate(self.pipeline.stages):
+                prior = previous.get(stage.name, {})
+                if prior.get("status") in ("succeeded", "skipped"):
+                    self.outputs[stage.name] = prior.get("checkpoint") or {}
+                    continue
+                self.outputs[stage.name] = await self._run_stage(index, stage, prior.get("checkpoint"))
+        return self.pipeline.result(self.outputs)
+
+    async def _previous_stages(self) -> dict[str, dict]:
+        """What earlier attempts left; the first attempt's claim has just made its stage rows."""
+        if self.attempt == 1:
+            return {}
+        async with self.resources.db.read(follow=(f"job:{self.job_id}",)) as conn:
+            return await ledger.finished_stages(conn, self.job_id)
+
+    async def _run_stage(self, index: int, stage: Stage, saved: dict | None) -> dict:
+        with bound_contextvars(stage=stage.name), tracing.span(f"stage {stage.name}", attributes={"conveyor.stage": stage.name}) as span:
+            started = time.perf_counter()
+            status = "failed"
+            try:
+                output, status = await self._run_stage_once(index, stage, saved)
+                return output
+            except asyncio.CancelledError:
+                status = "cancelled"
+                raise
+            finally:
+                metrics.stage_finished(self.job["kind"], stage.name, status, time.perf_counter() - started)
+                if status == "failed":
+                    span.set_status(Status(StatusCode.ERROR))
+
+    async def _run_stage_once(self, index: int, stage: Stage, saved: dict | None) -> tuple[dict, str]:
+        self.stage, self._stage_index, self.saved = stage, index, saved
+        start = self.pipeline.progress_before(index)
+        if index > 0 or self.attempt > 1:  # a first attempt's claim started its first stage
+            await self.resources.ledger.start_stage(ledger.StageStart(self.job_id, self.attempt, stage.name, start))
+        await self.publish("stage", stage=stage.name, status="running", progress=round(start, 4))
+        self.log.info("stage started")
+        try:
+            output, status = (await stage.run(self) or {}), "succeeded"
+        except Skip as skip:
+            output, status = {"skipped": skip.reason}, "skipped"
+        except BaseException as exc:
+            await self._record_stage_failure(stage, exc)
+            raise
+        end = start + self.pipeline.progress_share(index)
+        ending = ledger.StageEnd(self.job_id, self.attempt, stage.name, status, checkpoint=output, progress=end)
+        self.log.info("stage finished", status=status)
+        if index == len(self.pipeline.stages) - 1:
+            self.last_stage_end = ending  # one write with the job's end, then its event
+            return output, status
+        await self.resources.ledger.finish_stage(ending)
+        await self.publish_stage_end(ending)
+        return output, status
+
+    async def publish_stage_end(self, ending: ledger.StageEnd) -> None:
+        await self.publish("stage", stage=ending.name, status=ending.status, progress=round(ending.progress, 4))
+
+    async def _record_stage_failure(self, stage: Stage, exc: BaseException) -> None:
+        if isinstance(exc, ledger.Fenced):
+            return
+        if isinstance(exc, asyncio.CancelledError):
+            status, error = "cancelled", None
+        elif isinstance(exc, JobError):
+            status, error = ("queued" if exc.retryable else "failed"), exc.as_dict()
+        else:
+            status, error = "failed", {"type": "internal_error", "message": type(exc).__name__}
+        try:
+            async with self.resources.db.transaction() as conn:
+                await ledger.finish_stage(conn, self.job_id, self.attempt, stage.name, status, error=error)
+        except (ledger.Fenced, DependencyUnavailable):
+            pass
+
+
+async def execute(resources: Resources, pipeline: Pipeline, job_id: str, job_try: int) -> None:
+    """The body of every arq function: one attempt at the ledger job `job_id`."""
+    parsed = ledger.parse_job_id(job_id)
+    if parsed is None:
+        log.error("rejected a job with a malformed id", job_id=job_id[:100])
+        return
+    try:
+        job = await resources.ledger.claim(parsed, pipeline.stage_names)
+    except DependencyUnavailable as exc:
+        raise Retry(defer=backoff(job_try)) from exc
+    if job is not None and job["attempts"] > job["max_tries"]:
+        error = {"type": "max_tries_exceeded",
+                 "message": f"gave up after {job['max_tries']} tries (the worker running it kept dying)"}
+        await _finish(JobRun(resources, pipeline, job, job["attempts"]), "failed", error=error)
+        return
+    if job is None:
+        await _cancel_if_requested(resources, parsed)
+        return
+    run = JobRun(resources, pipeline, job, job["attempts"])
+    tags = {"job_id": job_id, "tenant": str(job["tenant_id"]), "kind": job["kind"]}
+    with (
+        bound_contextvars(**tags, attempt=run.attempt),
+        error_reports.job_scope(**tags),
+        tracing.span(f"job {job['kind']}", parent=job["traceparent"], kind=SpanKind.CONSUMER,
+                     attributes={f"conveyor.{name}": value for name, value in tags.items()}
+                     | {"conveyor.attempt": run.attempt}),
+    ):
+        metrics.job_started(job)
+        try:
+            with bound_contextvars(**({"trace_id": tracing.trace_id()} if tracing.enabled() else {})):
+                await _attempt(run, job_id, job_try)
+        finally:
+            metrics.attempt_ended(job["kind"])
+
+
+async def _attempt(run: JobRun, job_id: str, job_try: int) -> None:
+    resources, pipeline = run.resources, run.pipeline
+    await run.publish("status", status="running", attempt=run.attempt)
+    task = asyncio.create_task(run.run_stages())
+    resources.running[job_id] = task
+    try:
+        async with asyncio.timeout(pipeline.timeout):
+            result = await task
+    except asyncio.CancelledError:
+        if job_id not in resources.cancelling or asyncio.current_task().cancelling():
+            raise  # shutdown: the job stays queued in arq and resumes elsewhere
+        await _finish(run, "cancelled")
+    except TimeoutError:
+        await _finish(run, "failed", error={"type": "timeout",
+                                            "message": f"the job ran longer than {pipeline.timeout:g} s"})
+    except ledger.Fenced:
+        run.log.warning("fenced off: a newer attempt owns this job")
+    except (TransientError, DependencyUnavailable) as exc:
+        await _retry_or_fail(run, exc, job_try)
+    except JobError as exc:
+        await _finish(run, "failed", error=exc.as_dict())
+    except Exception as exc:
+        run.log.exception("pipeline crashed")
+        error_reports.report(exc)
+        await _finish(run, "failed", error={"type": "internal_error", "message": f"{type(exc).__name__}: {exc}"[:500]})
+    else:
+        await _finish(run, "succeeded", result=result)
+    finally:
+        resources.running.pop(job_id, None)
+        resources.cancelling.discard(job_id)
+
+
+async def _retry_or_fail(run: JobRun, exc: Exception, job_try: int) -> None:
+    if isinstance(exc, TransientError):
+        error, hint = exc.as_dict(), exc.retry_after
+    else:
+        error, hint = {"type": "dependency_unavailable", "message": str(exc)}, None
+    if run.attempt >= run.job["max_tries"]:
+        error["message"] += f" (gave up after {run.attempt} tries)"
+        await _finish(run, "failed", error=error)
+        return
+    delay = backoff(run.attempt, hint)
+    run.log.warning("transient failure; retrying", error=error, retry_in=round(delay, 1))
+    try:
+        async with run.resources.db.transaction() as conn:
+            await ledger.requeue(conn, run.job_id, run.attempt, error)
+    except (ledger.Fenced, DependencyUnavailable):
+        pass  # the reconciler or the next attempt sorts the ledger out
+    await run.publish("status", status="queued", error=error)
+    raise Retry(defer=delay)
+
+
+async def _end(run: JobRun, status: str, *, result=None, error=None):
+    """End a job in the ledger, with its last stage's end if that is still to be written:
+    combined with other jobs' endings, unless its callback must be recorded in the same
+    transaction."""
+    resources, job, stage = run.resources, run.job, run.last_stage_end
+    ending = ledger.JobEnd(job["id"], job["attempts"], status, result, error,
+                           *((stage.name, stage.status, stage.checkpoint) if stage else ()))
+    if not callbacks.wanted(job):
+        return await resources.ledger.finish_job(ending), None
+    async with resources.db.transaction(track=(f"job:{job['id']}",)) as conn:
+        row = await ledger.finish_job(conn, ending)
+        return row, await callbacks.record(conn, row, resources.settings.queue_for(callbacks.KIND))
+
+
+async def _finish(run: JobRun, status: str, *, result: dict | None = None, error: dict | None = None) -> None:
+    resources = run.resources
+    try:
+        row, callback = await _end(run, status, result=result, error=error)
+    except ledger.Fenced:
+        run.log.warning("fenced off at the end: a newer attempt owns this job")
+        return
+    except DependencyUnavailable as exc:
+        # The outcome must not be lost: arq runs the job again, which resumes from the
+        # last checkpointed stage and records the ending then.
+        raise Retry(defer=backoff(run.attempt)) from exc
+    await callbacks.enqueue(resources.redis, callback)
+    await _count_finished(resources, row)
+    if run.last_stage_end is not None:
+        await run.publish_stage_end(run.last_stage_end)
+    await run.publish("status", status=status, **({"error": error} if error else {}), progress=row["progress"])
+    run.log.info("job ended", status=status, **({"error": error} if error else {}))
+
+
+async def _count_finished(resources: Resources, row) -> None:
+    metrics.job_finished(row)
+    try:
+        await resources.finished.add(row["kind"], row["status"])
+    except (RedisError, OSError):
+        pass  # the dashboard's hourly numbers miss one job; the ledger is the record
+
+
+async def _cancel_if_requested(resources: Resources, job_id: uuid.UUID) -> None:
+    """A job cancelled while its worker was away ends `cancelled` here."""
+    async with resources.db.transaction(track=(f"job:{job_id}",)) as conn:
+        row = await ledger.cancel_running(conn, job_id)
+        callback = await callbacks.record(conn, row, resources.settings.queue_for(callbacks.KIND)) if row else None
+    if row is not None:
+        await callbacks.enqueue(resources.redis, callback)
+        await _count_finished(resources, row)
+        await events.publish(resources.redis, job_id, {"type": "status", "status": "cancelled", "job_id": str(job_id)})

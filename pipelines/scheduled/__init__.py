@@ -1,0 +1,1 @@
+"""Work the schedule creates: notification jobs for due reminders and expiring memberships."""

@@ -1,0 +1,90 @@
+"""The HTTP API: `uvicorn service.app:app`."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.routing import Route
+
+from service import observability, openapi, queue
+from service.backlog import Backlog
+from service.config import Settings, get_settings
+from service.consistency import ConsistencyMiddleware
+from service.dashboard import routes as dashboard
+from service.database import Database
+from service.limits import RateLimitMiddleware
+from service.observability import RequestObserver
+from service.problems import EXCEPTION_HANDLERS
+from service.routes import analytics, documents, health, jobs, metrics, notifications, reminders, stream, videos
+from service.storage import open_storage
+
+
+ROUTE_MODULES = (health, metrics, documents, videos, notifications, jobs, stream, analytics, reminders)
+
+
+def routes() -> list[Route]:
+    """The public API, every route of which /openapi.json documents."""
+    paths = {path: spec for module in ROUTE_MODULES for path, spec in module.OPENAPI_PATHS.items()}
+    return [
+        Route("/openapi.json", openapi.endpoint(paths), methods=["GET"]),
+        Route("/livez", health.livez, methods=["GET"]),
+        Route("/readyz", health.readyz, methods=["GET"]),
+        Route("/metrics", metrics.metrics, methods=["GET"]),
+        Route("/v1/documents", documents.create_document, methods=["POST"]),
+        Route("/v1/documents", documents.search_documents, methods=["GET"]),
+        Route("/v1/videos", videos.create_video, methods=["POST"]),
+        Route("/v1/notifications", notifications.create_notification, methods=["POST"]),
+        Route("/v1/jobs", jobs.list_jobs, methods=["GET"]),
+        Route("/v1/jobs/{job_id}", jobs.get_job, methods=["GET"]),
+        Route("/v1/jobs/{job_id}/files/{name}", jobs.get_job_file, methods=["GET"]),
+        Route("/v1/jobs/{job_id}/cancel", jobs.cancel_job, methods=["POST"]),
+        Route("/v1/jobs/{job_id}/retry", jobs.retry_job, methods=["POST"]),
+        Route("/v1/jobs/{job_id}/events", stream.job_events, methods=["GET"]),
+        Route("/v1/jobs/{job_id}/events/token", stream.create_token, methods=["POST"]),
+        Route("/v1/events", analytics.ingest_events, methods=["POST"]),
+        Route("/v1/stats", analytics.get_stats, methods=["GET"]),
+        Route("/v1/exports", analytics.create_export, methods=["POST"]),
+        Route("/v1/reminders", reminders.create_reminder, methods=["POST"]),
+        Route("/v1/reminders/{reminder_id}", reminders.get_reminder, methods=["GET"]),
+        Route("/v1/memberships/{member}", reminders.put_membership, methods=["PUT"]),
+    ]
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    settings = settings or get_settings()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        observability.setup(settings, "conveyor-api")
+        state = app.state
+        state.settings = settings
+        state.redis = queue.connect(settings.redis_url)
+        state.db = Database(settings, redis=state.redis)
+        state.backlog = Backlog(state.redis, state.db)
+        state.storage = open_storage(settings.storage_url, settings.s3_endpoint_url)
+        await state.db.open()
+        await state.storage.open()
+        try:
+            yield
+        finally:
+            await state.storage.close()
+            await state.redis.aclose()
+            await state.db.close()
+            observability.teardown()
+
+    return Starlette(
+        routes=[*routes(), dashboard.mount()],
+        middleware=[Middleware(RequestObserver), Middleware(RateLimitMiddleware), Middleware(ConsistencyMiddleware)],
+        exception_handlers=EXCEPTION_HANDLERS,
+        lifespan=lifespan,
+    )
+
+
+def __getattr__(name: str) -> Starlette:
+    """`service.app:app` is built on first access, so importing this module reads no environment."""
+    if name == "app":
+        return create_app()
+    raise AttributeError(name)

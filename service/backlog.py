@@ -1,0 +1,79 @@
+"""How many jobs a tenant has queued, for its quota and for fair ordering, without counting
+the ledger on every admission.
+
+Counting a tenant's queued jobs in PostgreSQL reads one index entry per job, so a tenant
+with thousands queued would make each of its uploads cost thousands of reads. Instead the
+count lives in Redis for `COUNT_TTL_MS`: taken from the ledger when it is missing (capped
+at the quota), then raised by each admission. Jobs that leave the queue meanwhile are not
+subtracted, so the count can run ahead of the ledger by up to one TTL of admissions, and
+it is corrected when it expires. If Redis is unreachable, admissions go on unordered and
+unlimited: availability over strictness, as for the rate limits.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import structlog
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from service.database import Database
+
+log = structlog.get_logger("conveyor.backlog")
+
+COUNT_TTL_MS = 1000
+PREFIX = "conveyor:queued:"
+
+# The tenant's count before this job, counting the job if that is under the quota (ARGV[1]);
+# -1 when there is no count. With ARGV[3], the ledger's count, start one first (unless
+# another process just did). DECR and INCR never touch a missing key: a count without a
+# TTL would never be corrected.
+ADMIT = """
+if ARGV[3] ~= '' then redis.call('set', KEYS[1], ARGV[3], 'px', ARGV[2], 'nx') end
+local queued = redis.call('get', KEYS[1])
+if not queued then return -1 end
+queued = tonumber(queued)
+if queued < tonumber(ARGV[1]) then redis.call('incr', KEYS[1]) end
+return queued
+"""
+WITHDRAW = """
+if redis.call('exists', KEYS[1]) == 1 then redis.call('decr', KEYS[1]) end
+"""
+
+
+class Backlog:
+    def __init__(self, redis: Redis, db: Database) -> None:
+        self.db = db
+        self._admit = redis.register_script(ADMIT)
+        self._withdraw = redis.register_script(WITHDRAW)
+
+    async def admit(self, tenant_id: uuid.UUID, quota: int) -> int | None:
+        """Count one more queued job for the tenant: how many it had before (0 when Redis
+        cannot say), or None, counting nothing, if that already reaches `quota`."""
+        keys = [f"{PREFIX}{tenant_id}"]
+        try:
+            before = await self._admit(keys=keys, args=[quota, COUNT_TTL_MS, ""])
+            if before < 0:
+                async with self.db.read(follow=(f"tenant:{tenant_id}",)) as conn:
+                    queued = await queued_jobs(conn, tenant_id, quota)
+                before = await self._admit(keys=keys, args=[quota, COUNT_TTL_MS, queued])
+        except (RedisError, OSError) as exc:
+            log.warning("tenant backlog unknown (Redis): not ordered or limited", error=type(exc).__name__)
+            return 0
+        return before if before < quota else None
+
+    async def withdraw(self, tenant_id: uuid.UUID) -> None:
+        """An admitted job that was not recorded after all."""
+        try:
+            await self._withdraw(keys=[f"{PREFIX}{tenant_id}"])
+        except (RedisError, OSError):
+            pass  # the count expires soon anyway
+
+
+async def queued_jobs(conn, tenant_id: uuid.UUID, limit: int) -> int:
+    """The tenant's queued jobs in the ledger, counted up to `limit`."""
+    return await conn.fetchval(
+        "SELECT count(*) FROM (SELECT 1 FROM jobs WHERE tenant_id = $1 AND status = 'queued' LIMIT $2) AS queued",
+        tenant_id, limit,
+    )

@@ -1,0 +1,110 @@
+"""Write-combining: many coroutines' identical writes, run as one statement or pipeline.
+
+A worker runs up to `WORKER_MAX_JOBS` jobs at once, and each of them writes the same few
+ledger rows (claim, stage started, stage finished, job ended). One round trip and one
+commit per write per job makes PostgreSQL's commits the worker's ceiling; a `Batcher`
+collects the writes that arrive while the previous batch is in flight and runs them
+together. Nothing waits for a timer: a lone write goes out at once, as a batch of one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable, Hashable, Sequence
+from typing import Generic, TypeVar
+
+Item = TypeVar("Item")
+Result = TypeVar("Result")
+
+#: What a batch function returns for each item: its result, or the exception it gets.
+Outcome = Result | BaseException
+RunBatch = Callable[[Sequence[Item]], Awaitable[Sequence["Outcome"]]]
+
+MAX_BATCH = 200
+
+
+class Batcher(Generic[Item, Result]):
+    """Runs `run(items)` for the items submitted concurrently, one batch in flight at a time.
+
+    `key(item)` names what must not appear twice in one batch (one job's writes stay in
+    order: the second waits for the next batch). If a batch fails with one of `split_on`
+    (an error in the data, a deadlock with another worker), its items are run one by one so
+    one bad item cannot sink the rest; any other error (the server is down) fails them all.
+    """
+
+    def __init__(
+        self,
+        run: RunBatch,
+        *,
+        key: Callable[[Item], Hashable],
+        split_on: tuple[type[Exception], ...] = (),
+        max_batch: int = MAX_BATCH,
+    ) -> None:
+        self._run = run
+        self._key = key
+        self._split_on = split_on
+        self._max_batch = max_batch
+        self._pending: list[tuple[Item, asyncio.Future]] = []
+        self._flusher: asyncio.Task | None = None
+
+    async def submit(self, item: Item) -> Result:
+        """The item's result once its batch has run; a cancelled caller still waits for its
+        write to land, so whatever it writes next (a failure, say) comes after it."""
+        future = asyncio.get_running_loop().create_future()
+        self._pending.append((item, future))
+        if self._flusher is None:
+            self._flusher = asyncio.create_task(self._flush())
+        try:
+            return await asyncio.shield(future)
+        except asyncio.CancelledError:
+            if not future.done():
+                with contextlib.suppress(BaseException):
+                    await future
+            raise
+
+    async def _flush(self) -> None:
+        try:
+            await asyncio.sleep(0)  # let the jobs woken in this loop iteration join the batch
+            while self._pending:
+                await self._run_batch(self._take())
+        except BaseException:
+            for _, future in self._pending:  # cancelled at shutdown: nobody may wait forever
+                future.cancel()
+            self._pending = []
+            raise
+        finally:
+            self._flusher = None
+
+    def _take(self) -> list[tuple[Item, asyncio.Future]]:
+        batch, rest, keys = [], [], set()
+        for entry in self._pending:
+            key = self._key(entry[0])
+            if len(batch) < self._max_batch and key not in keys:
+                keys.add(key)
+                batch.append(entry)
+            else:
+                rest.append(entry)
+        self._pending = rest
+        return batch
+
+    async def _run_batch(self, batch: list[tuple[Item, asyncio.Future]]) -> None:
+        try:
+            outcomes = await self._run([item for item, _ in batch])
+        except Exception as exc:
+            if len(batch) > 1 and isinstance(exc, self._split_on):
+                for entry in batch:
+                    await self._run_batch([entry])
+                return
+            outcomes = [exc] * len(batch)
+        except BaseException:
+            for _, future in batch:
+                future.cancel()
+            raise
+        for (_, future), outcome in zip(batch, outcomes, strict=True):
+            if future.done():
+                continue
+            if isinstance(outcome, BaseException):
+                future.set_exception(outcome)
+            else:
+                future.set_result(outcome)

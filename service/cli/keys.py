@@ -1,0 +1,90 @@
+"""`conveyor keys …`: a tenant's API keys, straight in the database (keys are stored hashed)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import asyncpg
+import typer
+from rich.table import Table
+
+from service import tenants
+from service.cli import targets
+from service.cli.options import DEFAULT_DATA_DIR, DatabaseUrl, DataDir, Json, Tenant
+from service.cli.output import CliError, emit_json, guarded, stdout
+
+app = typer.Typer(
+    help="Create, list and revoke API keys.",
+    epilog="Examples:\n\n  conveyor keys create --tenant acme\n\n  conveyor keys list --tenant acme --json\n\n"
+           "  conveyor keys revoke --tenant acme cvk_AbCdEfGh",
+    no_args_is_help=True,
+)
+
+
+async def create_key(conn: asyncpg.Connection, tenant_name: str) -> str:
+    """A fresh key for the tenant, created if new."""
+    return await tenants.create_api_key(conn, await tenants.ensure_tenant(conn, tenant_name))
+
+
+async def _existing_tenant(conn: asyncpg.Connection, name: str) -> tenants.Tenant:
+    tenant = await tenants.find_tenant(conn, name)
+    if tenant is None:
+        raise CliError(f"no tenant named {name!r}")
+    return tenant
+
+
+@app.command()
+@guarded
+def create(tenant: Tenant, database_url: DatabaseUrl = None, data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
+    """Create a new API key for TENANT (creating the tenant if new).
+
+    The key is shown once, alone on the last line of stdout: only its hash is stored.
+    """
+
+    async def run(url: str) -> str:
+        async with targets.transaction(url) as conn:
+            return await create_key(conn, tenant)
+
+    with targets.database_url(database_url, data_dir) as url:
+        key = asyncio.run(run(url))
+    typer.echo(key)
+
+
+@app.command("list")
+@guarded
+def list_keys(tenant: Tenant, database_url: DatabaseUrl = None, data_dir: DataDir = DEFAULT_DATA_DIR,
+              json_output: Json = False) -> None:
+    """List TENANT's keys by prefix (the keys themselves are never stored)."""
+
+    async def run(url: str) -> list[dict]:
+        async with targets.transaction(url) as conn:
+            rows = await tenants.list_api_keys(conn, await _existing_tenant(conn, tenant))
+        return [dict(row) for row in rows]
+
+    with targets.database_url(database_url, data_dir) as url:
+        keys = asyncio.run(run(url))
+    if json_output:
+        emit_json(keys)
+        return
+    table = Table("prefix", "created", "last used", "revoked")
+    for key in keys:
+        table.add_row(key["prefix"], *(f"{key[name]:%Y-%m-%d %H:%M}" if key[name] else "-"
+                                       for name in ("created_at", "last_used_at", "revoked_at")))
+    stdout().print(table)
+
+
+@app.command()
+@guarded
+def revoke(tenant: Tenant, prefix: str = typer.Argument(help="The key's prefix as `keys list` shows it."),
+           database_url: DatabaseUrl = None, data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
+    """Revoke TENANT's key with PREFIX: requests with it get 401 from now on."""
+
+    async def run(url: str) -> int:
+        async with targets.transaction(url) as conn:
+            return await tenants.revoke_api_key(conn, await _existing_tenant(conn, tenant), prefix)
+
+    with targets.database_url(database_url, data_dir) as url:
+        revoked = asyncio.run(run(url))
+    if not revoked:
+        raise CliError(f"tenant {tenant!r} has no active key with prefix {prefix[:12]!r}")
+    typer.echo(f"revoked {prefix[:12]}")

@@ -1,0 +1,137 @@
+"""`conveyor watch`: queues, workers and recent jobs across tenants, live in the terminal.
+
+It reads what the dashboard reads (service.dashboard.data.overview, over Redis and the
+ledger), and draws it with `render`, a pure function of that data, so one frame can be
+printed (`--once`) or tested as text.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Annotated
+
+import typer
+from redis.asyncio import Redis
+from rich.console import Group, RenderableType
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from service import queue
+from service.cli import targets
+from service.cli.jobs import jobs_table
+from service.cli.options import DEFAULT_DATA_DIR, DatabaseUrl, DataDir, Json, RedisUrl
+from service.cli.output import ago, emit_json, guarded, stdout
+from service.config import Settings, load_settings
+from service.dashboard.data import overview
+from service.database import Database
+
+RECENT_SHOWN = 15
+
+EXAMPLES = """Examples:
+
+  conveyor watch
+
+  conveyor watch --interval 5 --tenant acme
+
+  conveyor watch --once
+
+  conveyor watch --json | jq '.queues'
+
+Queues are QUEUE_NAME and the KIND_QUEUES targets. Ctrl-C stops it."""
+
+
+@dataclass
+class Sources:
+    """What `overview` reads, shaped as the API's app state."""
+
+    settings: Settings
+    redis: Redis
+    db: Database
+
+
+@contextlib.asynccontextmanager
+async def open_sources(settings: Settings) -> AsyncIterator[Sources]:
+    redis = queue.connect(settings.redis_url)
+    db = Database(settings)
+    try:
+        await db.open()
+        yield Sources(settings, redis, db)
+    finally:
+        await db.close()
+        await redis.aclose()
+
+
+async def snapshot(sources: Sources, tenant: str | None) -> dict:
+    return await overview(sources, status=None, kind=None, tenant=tenant)
+
+
+def _queues(queues: list[dict]) -> Table:
+    table = Table("queue", "waiting", "scheduled", "running", "oldest waits", title="Queues", title_justify="left")
+    for row in queues:
+        table.add_row(row["name"], str(row["waiting"]), str(row["scheduled"]), str(row["running"]),
+                      ago(row["oldest_age"]) if row["waiting"] else "-")
+    return table
+
+
+def _workers(workers: list[dict]) -> Table:
+    table = Table("worker", "queue", "running", "up for", "last beat", title=f"Workers: {len(workers)} alive",
+                  title_justify="left")
+    for worker in workers:
+        jobs = worker["jobs"]
+        table.add_row(worker["id"], worker["queue"] or "-",
+                      ", ".join(job[:8] for job in jobs) if jobs else "idle",
+                      ago(worker["up_seconds"]), ago(worker["heartbeat_age"]) + " ago")
+    return table
+
+
+def _hour(hour: dict) -> Text:
+    return Text(f"Last hour: {hour['finished']} finished, {hour['failed']} failed ({hour['failure_rate']:.0%}),"
+                f" {hour['cancelled']} cancelled, {hour['per_minute']}/min")
+
+
+def render(view: dict, *, recent: int = RECENT_SHOWN) -> RenderableType:
+    """One frame of the view, from `overview`'s data."""
+    tenant = view["filters"].get("tenant")
+    title = f"Recent jobs of {tenant}" if tenant else "Recent jobs, all tenants"
+    return Group(_queues(view["queues"]), _workers(view["workers"]), _hour(view["hour"]),
+                 jobs_table(view["recent"][:recent], tenants=True, title=title))
+
+
+async def _once(settings: Settings, tenant: str | None) -> dict:
+    async with open_sources(settings) as sources:
+        return await snapshot(sources, tenant)
+
+
+async def _live(settings: Settings, tenant: str | None, interval: float) -> None:
+    async with open_sources(settings) as sources:
+        with Live(render(await snapshot(sources, tenant)), console=stdout(), auto_refresh=False) as live:
+            while True:
+                await asyncio.sleep(interval)
+                live.update(render(await snapshot(sources, tenant)), refresh=True)
+
+
+def watch(
+    interval: Annotated[float, typer.Option(min=0.5, help="Seconds between refreshes.")] = 2.0,
+    tenant: Annotated[str | None, typer.Option(
+        "--tenant", "-t", show_default=False, help="Only this tenant's recent jobs (default: every tenant's).",
+    )] = None,
+    once: Annotated[bool, typer.Option("--once", help="Print one frame and exit.")] = False,
+    database_url: DatabaseUrl = None, redis_url: RedisUrl = None, data_dir: DataDir = DEFAULT_DATA_DIR,
+    json_output: Annotated[bool, typer.Option("--json", help="Print one snapshot as JSON and exit.")] = False,
+) -> None:
+    """Watch queues (depth, oldest wait), live workers (what they run) and recent jobs, refreshing until Ctrl-C."""
+    with targets.database_url(database_url, data_dir) as db_url, targets.redis_url(redis_url, data_dir) as r_url:
+        settings = load_settings(database_url=db_url, redis_url=r_url)
+        if once or json_output:
+            view = asyncio.run(_once(settings, tenant))
+            emit_json(view) if json_output else stdout().print(render(view))
+            return
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(_live(settings, tenant, interval))
+
+
+command = guarded(watch)

@@ -1,0 +1,301 @@
+"""Configuration, read once from the environment and validated before anything starts.
+
+Every variable of the public contract lives here. Unset means the embedded default; a bad
+value stops the process with a message naming the variable, never a stack trace later.
+Secrets are `SecretStr` (or URLs whose passwords `mask` hides) so they never reach a log.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+MiB = 1024 * 1024
+GiB = 1024 * MiB
+
+
+def mask(url: str | None) -> str | None:
+    """A URL with its password replaced by `***`, safe to log or show in an error."""
+    if not url:
+        return url
+    return re.sub(r"(?<=://)([^:/@]*):[^@/]*@", r"\1:***@", url)
+
+
+def _split(value: object) -> list[str]:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return list(value or [])
+
+
+CommaList = Annotated[list[str], NoDecode]
+RATE = re.compile(r"^(?P<channel>email|sms|push|webhook)=(?P<rate>\d+(\.\d+)?)(/(?P<burst>[1-9]\d*))?$")
+
+_EVERY = re.compile(r"every (\d+)([sm])")
+_HOURLY = re.compile(r"hourly :(\d\d)")
+_DAILY = re.compile(r"daily (\d\d):(\d\d)")
+
+
+def cron_fields(cadence: str) -> dict[str, int | set[int]] | None:
+    """arq `cron` keyword arguments for a cadence, or None for `off`.
+
+    A cadence is `every Ns` or `every Nm` (N divides 60, so ticks fall on the same
+    seconds or minutes of every hour), `hourly :MM`, or `daily HH:MM` (UTC).
+    """
+    text = cadence.strip().lower()
+    if text == "off":
+        return None
+    if match := _EVERY.fullmatch(text):
+        step, unit = int(match[1]), match[2]
+        if not 0 < step <= 60 or 60 % step:
+            raise ValueError(f"{cadence!r}: the step must divide 60")
+        ticks = set(range(0, 60, step))
+        return {"second": ticks} if unit == "s" else {"minute": ticks, "second": 0}
+    if (match := _HOURLY.fullmatch(text)) and int(match[1]) < 60:
+        return {"minute": int(match[1]), "second": 0}
+    if (match := _DAILY.fullmatch(text)) and int(match[1]) < 24 and int(match[2]) < 60:
+        return {"hour": int(match[1]), "minute": int(match[2]), "second": 0}
+    raise ValueError(f"{cadence!r} is not a cadence: use 'every 2s', 'every 5m', 'hourly :05', 'daily 03:30' or 'off'")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=None, extra="ignore", case_sensitive=False)
+
+    # -- where things live ---------------------------------------------------------------
+    database_url: str = "postgresql://postgres@127.0.0.1:5432/conveyor"
+    database_url_read: CommaList = Field(default_factory=list)
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    storage_url: str = "file://./.conveyor/storage"
+    s3_endpoint_url: str | None = None
+    region: str | None = None
+
+    # -- database pools (primary and each replica) --------------------------------------
+    db_pool_size: int = Field(default=10, ge=1)
+    db_max_overflow: int = Field(default=10, ge=0)
+    db_pool_recycle: float = Field(default=300.0, gt=0)
+    db_connect_timeout: float = Field(default=5.0, gt=0)
+    db_statement_timeout: float = Field(default=15.0, gt=0)
+    db_read_pool_size: int = Field(default=10, ge=1)
+    db_read_max_overflow: int = Field(default=10, ge=0)
+    db_read_pool_recycle: float = Field(default=300.0, gt=0)
+    db_read_connect_timeout: float = Field(default=1.0, gt=0)
+    db_read_statement_timeout: float = Field(default=2.0, gt=0)
+    replica_max_lag_bytes: int = Field(default=16 * MiB, ge=0)
+    replica_quarantine_seconds: float = Field(default=5.0, gt=0)
+    read_your_writes_ttl: float = Field(default=30.0, gt=0)
+
+    # -- uploads -------------------------------------------------------------------------
+    max_upload_bytes: int | None = Field(default=None, gt=0)
+    max_document_bytes: int = Field(default=50 * MiB, gt=0)
+    max_video_bytes: int = Field(default=2 * GiB, gt=0)
+    max_document_pages: int = Field(default=500, gt=0)
+
+    # -- document pipeline ---------------------------------------------------------------
+    ocr_provider: Literal["tesseract", "textract"] = "tesseract"
+    textract_endpoint_url: str | None = None
+    textract_poll_deadline: float = Field(default=900.0, gt=0)
+    textract_poll_interval: float = Field(default=1.0, gt=0)
+    textract_max_poll_interval: float = Field(default=20.0, gt=0)
+    llm_provider: Literal["rules", "openai", "gemini"] = "rules"
+    llm_base_url: str | None = None
+    llm_api_key: SecretStr | None = None
+    llm_model: str | None = None
+    llm_timeout: float = Field(default=60.0, gt=0)
+    llm_rate_per_minute: int = Field(default=500, gt=0)
+
+    # -- video pipeline ------------------------------------------------------------------
+    video_max_duration: float = Field(default=4 * 3600.0, gt=0)
+    video_max_dimension: int = Field(default=7680, gt=0)
+    video_max_fps: float = Field(default=240.0, gt=0)
+    video_max_streams: int = Field(default=16, gt=0)
+    transcode_concurrency: int | None = Field(default=None, gt=0)
+
+    # -- notifications -------------------------------------------------------------------
+    smtp_url: str | None = None
+    smtp_from: str = "Conveyor <no-reply@localhost>"
+    twilio_account_sid: str | None = None
+    twilio_auth_token: SecretStr | None = None
+    twilio_from: str | None = None
+    twilio_base_url: str = "https://api.twilio.com"
+    fcm_project_id: str | None = None
+    fcm_access_token: SecretStr | None = None
+    fcm_base_url: str = "https://fcm.googleapis.com"
+    onesignal_app_id: str | None = None
+    onesignal_api_key: SecretStr | None = None
+    onesignal_base_url: str = "https://api.onesignal.com"
+    callback_allowed_hosts: CommaList = Field(default_factory=list)
+    webhook_timeout: float = Field(default=15.0, gt=0)
+    webhook_retry_schedule: CommaList = Field(
+        default_factory=lambda: ["5", "300", "1800", "7200", "18000", "36000", "50400", "72000", "86400"]
+    )
+    # Per-channel send rates shared by all workers, overriding the defaults: "sms=10/20"
+    # is 10 messages a second with bursts of 20 (the burst is optional).
+    notification_rates: CommaList = Field(default_factory=list)
+
+    # -- queue and worker ----------------------------------------------------------------
+    queue_name: str = "conveyor"
+    kind_queues: CommaList = Field(default_factory=list)  # e.g. "video=conveyor:video"
+    worker_max_jobs: int = Field(default=200, gt=0)
+    worker_poll_delay: float = Field(default=0.05, gt=0)
+    worker_heartbeat_seconds: float = Field(default=2.0, gt=0)
+    worker_dead_after_seconds: float = Field(default=6.0, gt=0)
+    work_dir: str | None = None  # where jobs keep temporary files; unset: the system's temp dir
+    reconcile_after_seconds: float = Field(default=10.0, gt=0)
+    job_retention_days: int = Field(default=30, gt=0)
+    tenant_max_queued_jobs: int = Field(default=10_000, gt=0)
+
+    # -- analytics and retention ---------------------------------------------------------
+    event_retention_days: int = Field(default=400, gt=0)
+    aggregate_recent_days: int = Field(default=7, gt=0)  # days the daily aggregation recomputes
+    idempotency_key_ttl_hours: int = Field(default=24, gt=0)
+    cleanup_batch_size: int = Field(default=500, gt=0)
+    membership_notice_days: int = Field(default=7, gt=0)
+
+    # -- the schedule (pipelines/schedule.py); times are UTC -------------------------------
+    schedule_reminders: str = "every 5m"
+    schedule_memberships: str = "daily 08:00"
+    schedule_cleanup: str = "daily 03:30"
+    schedule_aggregate_hourly: str = "hourly :05"
+    schedule_aggregate_daily: str = "daily 00:20"
+    schedule_prune_workers: str = "hourly :00"
+
+    # -- API -----------------------------------------------------------------------------
+    rate_limit_per_minute: int = Field(default=6000, gt=0)
+    admin_key: SecretStr | None = None
+    public_url: str | None = None
+
+    # -- operations ----------------------------------------------------------------------
+    log_level: str = "INFO"
+    log_json: bool = True
+    metrics_port: int | None = None
+    otel_exporter: Literal["none", "console", "otlp"] = "none"
+    sentry_dsn: SecretStr | None = None
+
+    @field_validator("database_url_read", "callback_allowed_hosts", "kind_queues", "webhook_retry_schedule",
+                     "notification_rates", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> list[str]:
+        return _split(value)
+
+    @field_validator("webhook_retry_schedule")
+    @classmethod
+    def _delays(cls, values: list[str]) -> list[str]:
+        for value in values:
+            try:
+                ok = 0 <= float(value) < float("inf")
+            except ValueError:
+                ok = False
+            if not ok:
+                raise ValueError(f"{value!r} is not a number of seconds")
+        return values
+
+    @field_validator("notification_rates")
+    @classmethod
+    def _rates(cls, values: list[str]) -> list[str]:
+        for value in values:
+            match = RATE.match(value)
+            if not match or float(match["rate"]) <= 0:
+                raise ValueError(f"{value!r} is not channel=per_second[/burst], e.g. sms=10/20")
+        return values
+
+    @field_validator(
+        "schedule_reminders", "schedule_memberships", "schedule_cleanup",
+        "schedule_aggregate_hourly", "schedule_aggregate_daily", "schedule_prune_workers",
+    )
+    @classmethod
+    def _cadence(cls, value: str) -> str:
+        cron_fields(value)
+        return value
+
+    @field_validator("textract_max_poll_interval")
+    @classmethod
+    def _not_below_the_first_interval(cls, value: float, info: ValidationInfo) -> float:
+        if value < info.data.get("textract_poll_interval", 0):
+            raise ValueError("must not be below TEXTRACT_POLL_INTERVAL")
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_url(cls, value: str) -> str:
+        if urlsplit(value).scheme not in ("postgresql", "postgres"):
+            raise ValueError("must be a postgresql:// URL")
+        return value
+
+    @field_validator("database_url_read")
+    @classmethod
+    def _postgres_urls(cls, values: list[str]) -> list[str]:
+        for value in values:
+            cls._postgres_url(value)
+        return values
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str) -> str:
+        if urlsplit(value).scheme not in ("redis", "rediss", "unix", "redis+sentinel"):
+            raise ValueError("must be a redis://, rediss://, unix:// or redis+sentinel:// URL")
+        return value
+
+    @field_validator("storage_url")
+    @classmethod
+    def _storage_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme == "s3" and parts.netloc:
+            return value
+        if parts.scheme == "file" and (parts.netloc or parts.path):
+            return value
+        raise ValueError("must be s3://bucket/prefix or file:///path")
+
+    @field_validator("smtp_url")
+    @classmethod
+    def _smtp_url(cls, value: str | None) -> str | None:
+        if value and urlsplit(value).scheme not in ("smtp", "smtps"):
+            raise ValueError("must be an smtp:// or smtps:// URL")
+        return value
+
+    def upload_limit(self, kind: str) -> int:
+        """The byte limit for one upload of this kind (`MAX_UPLOAD_BYTES` overrides both)."""
+        if self.max_upload_bytes:
+            return self.max_upload_bytes
+        return self.max_video_bytes if kind == "video" else self.max_document_bytes
+
+    def channel_rates(self) -> dict[str, tuple[float, int | None]]:
+        """`NOTIFICATION_RATES` as {channel: (per second, burst or None)}."""
+        rates = {}
+        for entry in self.notification_rates:
+            match = RATE.match(entry)
+            assert match  # validated above
+            burst = match["burst"]
+            rates[match["channel"]] = (float(match["rate"]), int(burst) if burst else None)
+        return rates
+
+    def queue_for(self, kind: str) -> str:
+        """The arq queue a job of this kind goes to (`KIND_QUEUES=video=conveyor:video,…`)."""
+        for route in self.kind_queues:
+            name, _, queue = route.partition("=")
+            if name.strip() == kind and queue.strip():
+                return queue.strip()
+        return self.queue_name
+
+
+class ConfigurationError(SystemExit):
+    """Raised at start for a bad environment: exits with a readable message, no traceback."""
+
+
+def load_settings(**overrides: object) -> Settings:
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        lines = []
+        for error in exc.errors():
+            name = ".".join(str(part) for part in error["loc"]).upper()
+            lines.append(f"  {name}: {error['msg']}")
+        raise ConfigurationError("Invalid configuration:\n" + "\n".join(lines)) from None
+
+
+@functools.cache
+def get_settings() -> Settings:
+    return load_settings()

@@ -1,0 +1,85 @@
+"""What the dashboard shows, across all tenants: the same JSON feeds the page and its polls."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import asdict
+
+from service import ledger, monitoring
+from service.views import job_view
+
+JOB_LIST_LIMIT = 50
+
+
+async def overview(state, *, status: str | None, kind: str | None, tenant: str | None) -> dict:
+    redis, settings = state.redis, state.settings
+    workers = await monitoring.live_workers(redis)
+    queues = await monitoring.queue_states(redis, settings, workers)
+    hour = monitoring.summarize_hour(await monitoring.finished_last_hour(redis))
+    async with state.db.read() as conn:
+        recent = await _jobs(conn, status=status, kind=kind, tenant=tenant)
+        failed = await _jobs(conn, status="failed", kind=kind, tenant=tenant)
+        kinds = [row["kind"] for row in await conn.fetch("SELECT DISTINCT kind FROM jobs ORDER BY kind LIMIT 50")]
+    now = time.time()
+    return {
+        "queues": [asdict(queue) for queue in queues],
+        "workers": [_worker(worker, now) for worker in workers],
+        "hour": hour,
+        "recent": recent,
+        "failed": failed,
+        "kinds": kinds,
+        "filters": {"status": status, "kind": kind, "tenant": tenant},
+    }
+
+
+def _worker(state: dict, now: float) -> dict:
+    return {
+        "id": state["id"],
+        "host": state.get("host"),
+        "pid": state.get("pid"),
+        "queue": state.get("queue"),
+        "heartbeat_age": round(max(now - state["seen_at"], 0.0), 1),
+        "up_seconds": round(max(now - state.get("started_at", now), 0.0)),
+        "jobs": state.get("jobs", []),
+    }
+
+
+def _job_summary(row) -> dict:
+    view = job_view(row)
+    return {key: view[key] for key in ("id", "kind", "status", "progress", "stage", "attempts", "error",
+                                       "created_at", "finished_at")} | {"tenant": row["tenant"]}
+
+
+async def _jobs(conn, *, status: str | None, kind: str | None, tenant: str | None) -> list[dict]:
+    rows = await conn.fetch(
+        """
+        SELECT j.id, j.kind, j.status, j.progress, j.stage, j.attempts, j.error, j.result, j.metadata,
+               j.created_at, j.updated_at, j.finished_at, t.name AS tenant
+        FROM jobs j JOIN tenants t ON t.id = j.tenant_id
+        WHERE ($1::text IS NULL OR j.status = $1) AND ($2::text IS NULL OR j.kind = $2)
+              AND ($3::text IS NULL OR t.name = $3)
+        ORDER BY j.created_at DESC, j.id DESC LIMIT $4
+        """,
+        status, kind, tenant, JOB_LIST_LIMIT,
+    )
+    return [_job_summary(row) for row in rows]
+
+
+async def job_tenant(state, job_id: uuid.UUID) -> uuid.UUID | None:
+    async with state.db.read(follow=(f"job:{job_id}",)) as conn:
+        return await conn.fetchval("SELECT tenant_id FROM jobs WHERE id = $1", job_id)
+
+
+async def job_detail(state, job_id: uuid.UUID) -> dict | None:
+    async with state.db.read(follow=(f"job:{job_id}",)) as conn:
+        row = await conn.fetchrow(
+            f"""SELECT {', '.join('j.' + column.strip() for column in ledger.JOB_COLUMNS.split(','))},
+                       t.name AS tenant
+                FROM jobs j JOIN tenants t ON t.id = j.tenant_id WHERE j.id = $1""",
+            job_id,
+        )
+        if row is None:
+            return None
+        stages = (await ledger.get_stages(conn, [job_id])).get(job_id, [])
+    return job_view(row, stages) | {"tenant": row["tenant"], "queue": row["queue"], "worker_id": row["worker_id"]}

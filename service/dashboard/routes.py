@@ -1,0 +1,123 @@
+"""The dashboard's pages (Jinja2, server-rendered), its JSON feeds (polled every 2 s by
+dashboard.js) and its actions. Everything it loads is served from here: no CDN."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.templating import Jinja2Templates
+
+from service.dashboard import access, data
+from service.problems import Problem
+from service.routes import jobs
+from service.views import job_view
+
+HERE = Path(__file__).parent
+templates = Jinja2Templates(directory=HERE / "templates")
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; form-action 'self'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+MAX_FILTER_CHARS = 100
+
+
+def _filters(request: Request) -> dict:
+    params = request.query_params
+    status = params.get("status") or None
+    if status is not None and status not in jobs.STATUSES:
+        raise Problem(400, f"status must be one of {', '.join(jobs.STATUSES)}", type="bad-request")
+    return {name: (params.get(name) or None) and params[name][:MAX_FILTER_CHARS] for name in ("kind", "tenant")} | {
+        "status": status}
+
+
+def _page(request: Request, name: str, context: dict, status_code: int = 200) -> Response:
+    return templates.TemplateResponse(request, name, context, status_code=status_code, headers=SECURITY_HEADERS)
+
+
+def _to_login() -> RedirectResponse:
+    return RedirectResponse("/dashboard/login", status_code=303, headers=SECURITY_HEADERS)
+
+
+async def login_page(request: Request) -> Response:
+    access.admin_key(request)
+    return _page(request, "login.html", {"failed": False})
+
+
+async def login(request: Request) -> Response:
+    async with request.form(max_files=0, max_fields=5) as form:
+        candidate = str(form.get("key", ""))
+    if not candidate or not access.key_matches(request, candidate):
+        return _page(request, "login.html", {"failed": True}, status_code=401)
+    response = RedirectResponse("/dashboard/", status_code=303, headers=SECURITY_HEADERS)
+    access.start_session(request, response)
+    return response
+
+
+async def logout(request: Request) -> Response:
+    response = _to_login()
+    access.end_session(response)
+    return response
+
+
+async def overview_page(request: Request) -> Response:
+    if not access.is_admin(request):
+        return _to_login()
+    return _page(request, "overview.html", {"data": await data.overview(request.app.state, **_filters(request)),
+                                            "statuses": jobs.STATUSES})
+
+
+async def overview_json(request: Request) -> JSONResponse:
+    access.require_admin(request)
+    return JSONResponse(await data.overview(request.app.state, **_filters(request)), headers=SECURITY_HEADERS)
+
+
+async def _detail(request: Request) -> dict:
+    job = await data.job_detail(request.app.state, jobs.path_job_id(request))
+    if job is None:
+        raise jobs.not_found()
+    return job
+
+
+async def job_page(request: Request) -> Response:
+    if not access.is_admin(request):
+        return _to_login()
+    return _page(request, "job.html", {"job": await _detail(request)})
+
+
+async def job_json(request: Request) -> JSONResponse:
+    access.require_admin(request)
+    return JSONResponse(await _detail(request), headers=SECURITY_HEADERS)
+
+
+def _action(steer):
+    async def act(request: Request) -> JSONResponse:
+        access.require_action(request)
+        job_id = jobs.path_job_id(request)
+        tenant_id = await data.job_tenant(request.app.state, job_id)
+        if tenant_id is None:
+            raise jobs.not_found()
+        row = await steer(request.app.state, tenant_id, job_id)
+        return JSONResponse(job_view(row), status_code=202, headers=SECURITY_HEADERS)
+
+    return act
+
+
+def mount() -> Mount:
+    return Mount("/dashboard", routes=[
+        Route("/", overview_page, methods=["GET"]),
+        Route("/login", login_page, methods=["GET"]),
+        Route("/login", login, methods=["POST"]),
+        Route("/logout", logout, methods=["POST"]),
+        Route("/jobs/{job_id}", job_page, methods=["GET"]),
+        Route("/api/overview", overview_json, methods=["GET"]),
+        Route("/api/jobs/{job_id}", job_json, methods=["GET"]),
+        Route("/api/jobs/{job_id}/retry", _action(jobs.retry), methods=["POST"]),
+        Route("/api/jobs/{job_id}/cancel", _action(jobs.cancel), methods=["POST"]),
+        Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
+    ])

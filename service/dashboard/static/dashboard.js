@@ -1,0 +1,137 @@
+// Keeps the server-rendered dashboard live: polls its JSON every 2 s and redraws the
+// parts that change; runs retry and cancel. No dependencies, nothing from a CDN.
+"use strict";
+
+const POLL_MS = 2000;
+
+function el(tag, attributes, ...children) {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(attributes || {})) node.setAttribute(name, value);
+  for (const child of children) node.append(child instanceof Node ? child : document.createTextNode(String(child ?? "")));
+  return node;
+}
+
+const percent = (value) => `${(value * 100).toFixed(1)}%`;
+const seconds = (value) => `${value.toFixed(1)} s`;
+const statusBadge = (status) => el("span", { class: `status status-${status}` }, status);
+const jobLink = (id) => el("a", { href: `/dashboard/jobs/${id}` }, el("code", {}, id.slice(0, 8)));
+
+function setText(id, text) {
+  const node = document.getElementById(id);
+  if (node) node.textContent = text;
+}
+
+function fillRows(tbody, items, render, emptyText, columns) {
+  const rows = items.length ? items.map(render) : [el("tr", { class: "empty" }, el("td", { colspan: columns }, emptyText))];
+  tbody.replaceChildren(...rows);
+}
+
+function jobRow(job) {
+  return el("tr", { "data-job-id": job.id },
+    el("td", {}, jobLink(job.id)), el("td", {}, job.tenant), el("td", {}, job.kind),
+    el("td", {}, statusBadge(job.status)), el("td", {}, percent(job.progress)), el("td", {}, job.stage || ""),
+    el("td", {}, job.attempts), el("td", {}, el("time", {}, job.created_at)));
+}
+
+function queueRow(queue) {
+  return el("tr", { "data-queue": queue.name }, el("td", {}, queue.name),
+    el("td", { class: "waiting" }, queue.waiting), el("td", { class: "oldest" }, seconds(queue.oldest_age)),
+    el("td", { class: "running" }, queue.running), el("td", { class: "scheduled" }, queue.scheduled));
+}
+
+function workerRow(worker) {
+  const jobs = el("td", {});
+  for (const id of worker.jobs) jobs.append(jobLink(id), " ");
+  return el("tr", { "data-worker": worker.id }, el("td", {}, el("code", {}, worker.id)), el("td", {}, worker.queue),
+    el("td", {}, `${seconds(worker.heartbeat_age)} ago`), el("td", {}, `${worker.up_seconds} s`), jobs);
+}
+
+function renderOverview(data) {
+  setText("hour-finished", data.hour.finished);
+  setText("hour-per-minute", data.hour.per_minute);
+  setText("hour-failure-rate", percent(data.hour.failure_rate));
+  setText("hour-failed", data.hour.failed);
+  setText("hour-succeeded", data.hour.succeeded);
+  setText("workers-count", data.workers.length);
+  fillRows(document.querySelector("#queues tbody"), data.queues, queueRow, "No queues", 5);
+  fillRows(document.querySelector("#workers tbody"), data.workers, workerRow, "No worker has a fresh heartbeat", 5);
+  fillRows(document.querySelector("#recent tbody"), data.recent, jobRow, "No jobs", 8);
+  fillRows(document.querySelector("#failed tbody"), data.failed, jobRow, "No jobs", 8);
+}
+
+function stageItem(stage) {
+  return el("li", { class: `stage status-${stage.status}`, "data-stage": stage.name },
+    el("strong", {}, stage.name), " ", statusBadge(stage.status), " ",
+    el("time", {}, stage.started_at || ""), " \u2192 ", el("time", {}, stage.finished_at || ""));
+}
+
+function renderJob(job) {
+  const status = document.getElementById("job-status");
+  status.textContent = job.status;
+  status.className = `status status-${job.status}`;
+  setText("job-progress", percent(job.progress));
+  setText("job-stage", job.stage || "");
+  setText("job-attempts", job.attempts);
+  setText("job-finished", job.finished_at || "");
+  setText("job-error", job.error ? JSON.stringify(job.error, null, 2) : "");
+  setText("job-result", job.result ? JSON.stringify(job.result, null, 2) : "");
+  const timeline = document.getElementById("timeline");
+  if (job.stages.length) timeline.replaceChildren(...job.stages.map(stageItem));
+  document.getElementById("retry").disabled = !["failed", "cancelled"].includes(job.status);
+  document.getElementById("cancel").disabled = !["queued", "running"].includes(job.status);
+}
+
+async function fetchJson(url, options) {
+  const response = await fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" }, ...options });
+  if (response.status === 401) {
+    window.location.assign("/dashboard/login");
+    return null;
+  }
+  const body = await response.json();
+  return { ok: response.ok, body };
+}
+
+function poll(url, render) {
+  const live = document.getElementById("live");
+  async function tick() {
+    try {
+      const answer = await fetchJson(url);
+      if (answer && answer.ok) render(answer.body);
+      if (live) live.classList.toggle("stale", !(answer && answer.ok));
+    } catch (error) {
+      if (live) live.classList.add("stale");
+    }
+    window.setTimeout(tick, POLL_MS);
+  }
+  window.setTimeout(tick, POLL_MS);
+  return tick;
+}
+
+function setUpJobActions(jobId, refresh) {
+  for (const button of document.querySelectorAll("button[data-action]")) {
+    button.addEventListener("click", async () => {
+      button.disabled = true;
+      const answer = await fetchJson(`/dashboard/api/jobs/${jobId}/${button.dataset.action}`, {
+        method: "POST",
+        headers: { Accept: "application/json", "X-Conveyor-Dashboard": "1" },
+      });
+      if (answer) setText("action-result", answer.ok ? `${button.dataset.action}: accepted` : answer.body.detail);
+      refresh();
+    });
+  }
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  const page = document.body.dataset.page;
+  if (page === "overview") {
+    poll(`/dashboard/api/overview${window.location.search}`, renderOverview);
+  } else if (page === "job") {
+    const jobId = document.body.dataset.jobId;
+    const url = `/dashboard/api/jobs/${jobId}`;
+    poll(url, renderJob);
+    setUpJobActions(jobId, async () => {
+      const answer = await fetchJson(url);
+      if (answer && answer.ok) renderJob(answer.body);
+    });
+  }
+});

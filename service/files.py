@@ -1,0 +1,52 @@
+"""Files a job produced, as links its tenant can follow.
+
+Results keep storage keys (stable, valid on every host). When a job is shown, each entry
+of its result that has a `key` gets a `url` in its place: presigned for S3, or for file
+storage this API's `/v1/jobs/{id}/files/{name}`, served to the job's tenant only.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+from urllib.parse import quote
+
+from starlette.requests import Request
+
+
+def file_entries(result: object) -> list[dict]:
+    """Every object inside a result that names a stored file (a dict with a string `key`)."""
+    return list(_walk(result))
+
+
+def _walk(value: object) -> Iterator[dict]:
+    if isinstance(value, dict):
+        if isinstance(value.get("key"), str):
+            yield value
+        for item in value.values():
+            yield from _walk(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _walk(item)
+
+
+def file_name(key: str) -> str:
+    return key.rsplit("/", 1)[-1]
+
+
+def find_file(result: object, name: str) -> dict | None:
+    """The result entry served as `/files/{name}`; only files the result lists can be served."""
+    return next((entry for entry in file_entries(result) if file_name(entry["key"]) == name), None)
+
+
+async def link_files(request: Request, view: dict) -> dict:
+    """The job view with every stored file's `key` replaced by a `url` the tenant can fetch."""
+    if not view.get("result"):
+        return view
+    state = request.app.state
+    base = (state.settings.public_url or str(request.base_url)).rstrip("/")
+    result = copy.deepcopy(view["result"])
+    for entry in file_entries(result):
+        key = entry.pop("key")
+        entry["url"] = await state.storage.url(key) or f"{base}/v1/jobs/{view['id']}/files/{quote(file_name(key))}"
+    return {**view, "result": result}

@@ -1,0 +1,141 @@
+"""What the queues and workers look like right now, read from Redis.
+
+/metrics (at scrape), /readyz and the dashboard all ask the same questions: how deep is
+each queue, how old is its oldest waiting job, which workers are alive and what are they
+running, how many jobs ended in the last hour. Redis answers them cheaply; the ledger
+is left alone.
+
+arq keeps a running job in its queue's sorted set until it ends, so "waiting" is the
+due members minus the ones the live workers report running in their heartbeats.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from arq.constants import job_key_prefix
+from redis.asyncio import Redis
+
+from service.batching import Batcher
+from service.heartbeats import live_workers
+from service.config import Settings
+
+FINISHED_KEY = "conveyor:finished:"  # + epoch minute: a hash of "kind:status" -> count
+FINISHED_KEEP_SECONDS = 2 * 3600
+HOUR_MINUTES = 60
+
+
+def queue_names(settings: Settings) -> list[str]:
+    """Every arq queue this deployment uses: the default one and each per-kind route."""
+    names = [settings.queue_name]
+    for route in settings.kind_queues:
+        queue = route.partition("=")[2].strip()
+        if queue and queue not in names:
+            names.append(queue)
+    return names
+
+
+@dataclass(frozen=True)
+class QueueState:
+    name: str
+    waiting: int  # due now, not yet started
+    scheduled: int  # due later (send_at, retry backoff)
+    running: int
+    oldest_age: float  # seconds since the oldest waiting job was enqueued; 0 when none wait
+
+
+async def _enqueue_time(redis: Redis, job_id: str) -> float | None:
+    raw = await redis.get(job_key_prefix + job_id)
+    if raw is None:
+        return None
+    try:
+        return float(json.loads(raw)["et"]) / 1000
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+async def queue_state(redis: Redis, name: str, running_ids: set[str]) -> QueueState:
+    now = time.time()
+    now_ms = int(now * 1000)
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.zcount(name, "-inf", now_ms)
+        pipe.zcount(name, f"({now_ms}", "+inf")
+        pipe.zrangebyscore(name, "-inf", now_ms, start=0, num=len(running_ids) + 1)
+        due, scheduled, head = await pipe.execute()
+    head_ids = [raw.decode() if isinstance(raw, bytes) else raw for raw in head]
+    running = len(running_ids)  # every running job is due and still in the set
+    waiting = max(due - running, 0)
+    oldest_age = 0.0
+    first_waiting = next((job_id for job_id in head_ids if job_id not in running_ids), None)
+    if waiting and first_waiting is not None:
+        enqueued = await _enqueue_time(redis, first_waiting)
+        oldest_age = max(now - enqueued, 0.0) if enqueued else 0.0
+    return QueueState(name, waiting, scheduled, running, round(oldest_age, 3))
+
+
+async def queue_states(redis: Redis, settings: Settings, workers: list[dict] | None = None) -> list[QueueState]:
+    workers = await live_workers(redis) if workers is None else workers
+    running: dict[str, set[str]] = {}
+    for worker in workers:
+        running.setdefault(worker.get("queue", settings.queue_name), set()).update(worker.get("jobs", ()))
+    return [await queue_state(redis, name, running.get(name, set())) for name in queue_names(settings)]
+
+
+# -- jobs ended per minute: throughput and failure rate over the last hour ---------------
+
+
+async def record_finished(redis: Redis, ended: Sequence[tuple[str, str]]) -> list[None]:
+    """Count jobs that ended, as (kind, status) pairs, in this minute's bucket."""
+    key = f"{FINISHED_KEY}{int(time.time() // 60)}"
+    async with redis.pipeline(transaction=False) as pipe:
+        for field, count in Counter(f"{kind}:{status}" for kind, status in ended).items():
+            pipe.hincrby(key, field, count)
+        pipe.expire(key, FINISHED_KEEP_SECONDS)
+        await pipe.execute()
+    return [None] * len(ended)
+
+
+class FinishedCounter:
+    """A worker's `record_finished`, combined across its jobs into one round trip a batch."""
+
+    def __init__(self, redis: Redis) -> None:
+        # Every pair is counted, equal ones too: `id` keeps none of them apart.
+        self._batcher = Batcher(lambda ended: record_finished(redis, ended), key=id)
+
+    async def add(self, kind: str, status: str) -> None:
+        await self._batcher.submit((kind, status))
+
+
+async def finished_last_hour(redis: Redis) -> Counter:
+    """(kind, status) -> jobs that ended in the last 60 minutes (this one included)."""
+    minute = int(time.time() // 60)
+    async with redis.pipeline(transaction=False) as pipe:
+        for offset in range(HOUR_MINUTES):
+            pipe.hgetall(f"{FINISHED_KEY}{minute - offset}")
+        buckets = await pipe.execute()
+    counts: Counter = Counter()
+    for bucket in buckets:
+        for field, value in bucket.items():
+            kind, _, status = (field.decode() if isinstance(field, bytes) else field).rpartition(":")
+            counts[(kind, status)] += int(value)
+    return counts
+
+
+def summarize_hour(counts: Counter) -> dict:
+    """Throughput and failure rate (failed among succeeded + failed) for the dashboard."""
+    by_status: Counter = Counter()
+    for (_, status), count in counts.items():
+        by_status[status] += count
+    judged = by_status["succeeded"] + by_status["failed"]
+    return {
+        "finished": sum(by_status.values()),
+        "succeeded": by_status["succeeded"],
+        "failed": by_status["failed"],
+        "cancelled": by_status["cancelled"],
+        "per_minute": round(sum(by_status.values()) / HOUR_MINUTES, 2),
+        "failure_rate": round(by_status["failed"] / judged, 4) if judged else 0.0,
+    }

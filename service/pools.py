@@ -1,0 +1,118 @@
+"""asyncpg pools and read-only sessions on them, the same for the primary and every replica."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import asyncpg
+
+CONNECTION_ERRORS = (
+    OSError,
+    asyncio.TimeoutError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.ConnectionDoesNotExistError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.AdminShutdownError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,  # a connection's protocol state broken by the server going away
+)
+# A server that answers but refuses us (bad password, missing database, starting up)
+# cannot serve a unit of work either.
+UNUSABLE = (*CONNECTION_ERRORS, asyncpg.PostgresError)
+WARM_CONNECTIONS = 2  # opened at start; the rest on demand, so a process starts fast
+
+
+def _encode_jsonb(value: object) -> bytes:
+    return b"\x01" + json.dumps(value).encode()  # jsonb's binary format: version 1, then the text
+
+
+def _decode_jsonb(data: bytes) -> object:
+    return json.loads(data[1:])
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    """JSON in and out as Python values; jsonb in binary format so COPY can write it too."""
+    await conn.set_type_codec("json", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+    await conn.set_type_codec("jsonb", encoder=_encode_jsonb, decoder=_decode_jsonb, schema="pg_catalog",
+                              format="binary")
+
+
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """Nothing to undo on release: Conveyor keeps no session state (no LISTEN, no session
+    advisory locks or settings; `SET LOCAL` ends with its transaction), so asyncpg's default
+    reset (four statements, one more round trip per unit of work) is skipped. asyncpg still
+    rolls back a transaction left open."""
+
+
+async def create_pool(
+    url: str, *, size: int, overflow: int, recycle: float, connect_timeout: float, statement_timeout: float
+) -> asyncpg.Pool:
+    """A pool growing to `size + overflow` connections, recycled when idle.
+
+    Every query is bounded twice: by the server (`statement_timeout`) and by the client
+    (`command_timeout`), which still fires when the server is frozen and cannot answer.
+    """
+    return await asyncpg.create_pool(
+        url,
+        min_size=min(size, WARM_CONNECTIONS),
+        max_size=size + overflow,
+        max_inactive_connection_lifetime=recycle,
+        timeout=connect_timeout,
+        command_timeout=statement_timeout,
+        init=_init_connection,
+        reset=_keep_session,
+        server_settings={
+            "application_name": "conveyor",
+            "statement_timeout": str(int(statement_timeout * 1000)),
+        },
+    )
+
+
+async def close_pool(pool: asyncpg.Pool, timeout: float) -> None:
+    """Close gracefully, or cut the connections if the server does not answer in time."""
+    try:
+        await asyncio.wait_for(pool.close(), timeout)
+    except (asyncio.TimeoutError, *CONNECTION_ERRORS):
+        pool.terminate()
+
+
+class SessionUnavailable(Exception):
+    """The pool gave no usable connection (refused, timed out, or it broke at BEGIN)."""
+
+
+@asynccontextmanager
+async def read_only_session(pool: asyncpg.Pool, acquire_timeout: float) -> AsyncIterator[asyncpg.Connection]:
+    """A connection in a READ ONLY, REPEATABLE READ transaction (one snapshot for the unit).
+
+    Raises `SessionUnavailable` before yielding if no connection could start one, so the
+    caller can go elsewhere; a connection that breaks is terminated, never pooled again.
+    Read-only makes PostgreSQL refuse writes and `SELECT … FOR UPDATE` here, on the
+    primary too, so a unit of work that mislabels itself fails loudly in every test.
+    """
+    try:
+        conn = await pool.acquire(timeout=acquire_timeout)
+    except UNUSABLE as exc:
+        raise SessionUnavailable(f"{type(exc).__name__}: {exc}") from exc
+    try:
+        transaction = conn.transaction(isolation="repeatable_read", readonly=True)
+        try:
+            await transaction.start()
+        except UNUSABLE as exc:
+            conn.terminate()
+            raise SessionUnavailable(f"{type(exc).__name__}: {exc}") from exc
+        try:
+            yield conn
+        except CONNECTION_ERRORS:
+            conn.terminate()
+            raise
+        finally:
+            if not conn.is_closed():
+                try:
+                    await transaction.rollback()  # nothing to keep: it was read-only
+                except CONNECTION_ERRORS:
+                    conn.terminate()
+    finally:
+        await pool.release(conn)

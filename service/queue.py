@@ -1,0 +1,132 @@
+"""Handing jobs to arq: connection, a JSON serializer, per-kind queues and priorities.
+
+arq only ever carries a ledger id: the job itself lives in PostgreSQL. Payloads are JSON,
+never pickle, so whoever can write to Redis cannot run code in a worker. arq serves one
+queue per worker and has no priorities, so priority is folded into the score arq sorts
+its queue by: a higher priority counts as having been enqueued `PRIORITY_STEP` earlier.
+
+Fairness across tenants is folded in the same way: a job counts as enqueued
+`BACKLOG_STEP` later for every job its tenant already has queued, so one tenant's flood
+cannot make another tenant's new job wait for the whole flood. The penalty stays below
+one priority step, and every immediate score stays in the past, so it only reorders
+jobs that are due, never delays a job while workers are idle.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import datetime, timezone
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from arq.connections import ArqRedis, RedisSettings
+from arq.constants import expires_extra_ms, job_key_prefix, result_key_prefix
+from arq.jobs import serialize_job
+from redis.asyncio.sentinel import Sentinel
+from redis.exceptions import RedisError
+
+
+log = logging.getLogger("conveyor.queue")
+
+PRIORITIES = {"low": 0, "normal": 1, "high": 2}
+PRIORITY_STEP_MS = 10 * 60 * 1000
+BACKLOG_STEP_MS = 1000
+MAX_BACKLOG_PENALTY_MS = PRIORITY_STEP_MS - 1000
+
+# arq's `enqueue_job` as one script: the same keys, job format and rule (nothing is done
+# if the job or its result already exists), in one round trip instead of three (WATCH,
+# EXISTS, then MULTI/PSETEX/ZADD/EXEC).
+ENQUEUE = """
+if redis.call('exists', KEYS[1], KEYS[2]) > 0 then return 0 end
+redis.call('psetex', KEYS[1], ARGV[1], ARGV[2])
+redis.call('zadd', KEYS[3], ARGV[3], ARGV[4])
+return 1
+"""
+
+
+def serialize(value: Any) -> bytes:
+    return json.dumps(value, default=repr, separators=(",", ":")).encode()
+
+
+def deserialize(data: bytes) -> Any:
+    return json.loads(data)
+
+
+def redis_settings(url: str) -> RedisSettings:
+    """arq's settings for `redis://`, `rediss://`, `unix://` or `redis+sentinel://h:p,h:p/master`."""
+    parts = urlsplit(url)
+    if parts.scheme == "redis+sentinel":
+        hosts = []
+        for host in parts.netloc.rpartition("@")[2].split(","):
+            name, _, port = host.partition(":")
+            hosts.append((name, int(port or 26379)))
+        return RedisSettings(
+            host=hosts,
+            sentinel=True,
+            sentinel_master=parts.path.strip("/") or "mymaster",
+            password=unquote(parts.password) if parts.password else None,
+        )
+    return RedisSettings.from_dsn(url)
+
+
+def connect(url: str) -> ArqRedis:
+    """A lazy client: nothing is dialled until first use, so a process starts with Redis down."""
+    options = {"socket_connect_timeout": 2, "socket_timeout": 5, "health_check_interval": 15}
+    if urlsplit(url).scheme == "redis+sentinel":
+        settings = redis_settings(url)
+        sentinel = Sentinel(settings.host, password=settings.password, **options)
+        client = sentinel.master_for(settings.sentinel_master, redis_class=ArqRedis)
+    else:
+        client = ArqRedis.from_url(url, **options)
+    # from_url passes options to the connection pool, not to ArqRedis: without this the
+    # client would fall back to arq's default, pickle.
+    client.job_serializer = serialize
+    client.job_deserializer = deserialize
+    return client
+
+
+def _ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+async def enqueue(
+    redis: ArqRedis,
+    *,
+    job_id: str,
+    kind: str,
+    queue: str,
+    priority: int = PRIORITIES["normal"],
+    run_at: datetime | None = None,
+    backlog: int = 0,
+) -> bool:
+    """Put a ledger job on its arq queue, behind `backlog` (its tenant's queued jobs). False
+    if Redis is unreachable: the job stays `queued` in the ledger and the reconciler
+    enqueues it once Redis is back."""
+    now = _ms(datetime.now(timezone.utc))
+    if run_at is not None:
+        score = _ms(run_at)
+    else:
+        penalty = min(backlog * BACKLOG_STEP_MS, MAX_BACKLOG_PENALTY_MS)
+        score = now - (priority + 1) * PRIORITY_STEP_MS + penalty
+    job = serialize_job(kind, (job_id,), {}, None, now, serializer=serialize)
+    try:
+        await redis.register_script(ENQUEUE)(
+            keys=[job_key_prefix + job_id, result_key_prefix + job_id, queue],
+            args=[max(score - now, 0) + expires_extra_ms, job, score, job_id],
+        )
+    except (RedisError, OSError) as exc:
+        log.warning("enqueue deferred to the reconciler: redis unavailable (%s)", type(exc).__name__)
+        return False
+    return True
+
+
+async def dequeue(redis: ArqRedis, *, job_id: str, queue: str) -> None:
+    """Take a job that has not started off its queue (a cancelled send_at, say)."""
+    try:
+        async with redis.pipeline(transaction=True) as pipe:
+            pipe.zrem(queue, job_id)
+            pipe.delete(f"arq:job:{job_id}")
+            await pipe.execute()
+    except (RedisError, OSError):
+        pass  # the worker checks the ledger before running anything

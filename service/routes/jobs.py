@@ -1,0 +1,206 @@
+"""Reading and steering jobs: status, listing, cancel and retry."""
+
+from __future__ import annotations
+
+import uuid
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, StreamingResponse
+
+from service import callbacks, events, ledger, queue
+from service.auth import authenticate
+from service.consistency import requested_lsn
+from service.files import find_file, link_files
+from service.openapi import COMMON_ERRORS, JOB_ID, STATUS, json_body, problem
+from service.problems import Problem
+from service.validation import check_storable
+from service.views import job_location, job_view
+
+STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
+MAX_LIMIT = 200
+RETRY_EXTRA_TRIES = 3
+
+
+def path_job_id(request: Request) -> uuid.UUID:
+    """The path's job id; anything that is not a UUID is as unknown as a missing job."""
+    job_id = ledger.parse_job_id(request.path_params["job_id"])
+    if job_id is None:
+        raise not_found()
+    return job_id
+
+
+def not_found() -> Problem:
+    return Problem(404, "no such job", type="not-found")
+
+
+def follow(tenant_id: uuid.UUID, job_id: uuid.UUID) -> tuple[str, str]:
+    """What a reader of one job follows (and a writer to it tracks): read-your-writes."""
+    return (f"job:{job_id}", f"tenant:{tenant_id}")
+
+
+async def get_job(request: Request) -> JSONResponse:
+    tenant = await authenticate(request)
+    job_id = path_job_id(request)
+    async with request.app.state.db.read(follow=follow(tenant.id, job_id), min_lsn=requested_lsn(request)) as conn:
+        row = await ledger.get_job(conn, tenant.id, job_id)
+        if row is None:
+            raise not_found()
+        stages = (await ledger.get_stages(conn, [job_id])).get(job_id, [])
+    headers = {} if row["status"] in ledger.FINISHED else {"Retry-After": "1"}
+    return JSONResponse(await link_files(request, job_view(row, stages)), headers=headers)
+
+
+async def get_job_file(request: Request) -> StreamingResponse:
+    """A file the job's result lists, streamed from storage (file storage has no presigned URLs)."""
+    tenant = await authenticate(request)
+    job = await _existing(request.app.state, tenant.id, path_job_id(request))
+    entry = find_file(job["result"], request.path_params["name"]) if job is not None else None
+    storage = request.app.state.storage
+    size = await storage.size(entry["key"]) if entry is not None else None
+    if size is None:
+        raise Problem(404, "no such file", type="not-found")
+    return StreamingResponse(
+        storage.read(entry["key"]),
+        media_type=entry.get("content_type", "application/octet-stream"),
+        headers={"Content-Length": str(size)},
+    )
+
+
+def _query_int(request: Request, name: str, default: int, low: int, high: int) -> int:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit() or not low <= int(raw) <= high:
+        raise Problem(400, f"{name} must be an integer from {low} to {high}", type="bad-request")
+    return int(raw)
+
+
+def status_param(request: Request) -> str | None:
+    status = request.query_params.get("status")
+    if status is not None and status not in STATUSES:
+        raise Problem(400, f"status must be one of {', '.join(STATUSES)}", type="bad-request")
+    return status
+
+
+def page_params(request: Request) -> tuple[int, tuple | None]:
+    """`limit` and the position `cursor` names, for any keyset-paginated job list."""
+    limit = _query_int(request, "limit", 50, 1, MAX_LIMIT)
+    cursor = request.query_params.get("cursor")
+    if not cursor:
+        return limit, None
+    try:
+        return limit, ledger.decode_cursor(cursor)
+    except ValueError:
+        raise Problem(400, "cursor is not one this API gave out", type="bad-request") from None
+
+
+async def job_page(request: Request, conn, rows: list, limit: int) -> JSONResponse:
+    """`{items, next_cursor}` from up to `limit + 1` job rows (one more says there is a next page)."""
+    page = rows[:limit]
+    stages = await ledger.get_stages(conn, [row["id"] for row in page])
+    next_cursor = ledger.encode_cursor(page[-1]) if len(rows) > limit else None
+    items = [await link_files(request, job_view(row, stages.get(row["id"], []))) for row in page]
+    return JSONResponse({"items": items, "next_cursor": next_cursor})
+
+
+async def list_jobs(request: Request) -> JSONResponse:
+    tenant = await authenticate(request)
+    status = status_param(request)
+    kind = request.query_params.get("kind")
+    check_storable({"kind": kind}, status=400)
+    limit, after = page_params(request)
+    async with request.app.state.db.read(follow=(f"tenant:{tenant.id}",), min_lsn=requested_lsn(request)) as conn:
+        rows = await ledger.list_jobs(conn, tenant.id, kind=kind, status=status, limit=limit + 1, after=after)
+        return await job_page(request, conn, rows, limit)
+
+
+async def _existing(state, tenant_id: uuid.UUID, job_id: uuid.UUID):
+    async with state.db.read(follow=follow(tenant_id, job_id)) as conn:
+        return await ledger.get_job(conn, tenant_id, job_id)
+
+
+async def cancel(state, tenant_id: uuid.UUID, job_id: uuid.UUID):
+    """Cancel a job (the API's and the dashboard's way): a queued one ends now, a running
+    one is told to stop. Raises 404 or 409 as a Problem."""
+    async with state.db.transaction(track=follow(tenant_id, job_id)) as conn:
+        row = await ledger.request_cancel(conn, tenant_id, job_id)
+        callback = None
+        if row is not None and row["status"] == "cancelled":
+            callback = await callbacks.record(conn, row, state.settings.queue_for(callbacks.KIND))
+    if row is None:
+        existing = await _existing(state, tenant_id, job_id)
+        if existing is None:
+            raise not_found()
+        raise Problem(409, f"the job has already ended ({existing['status']})", type="job-finished")
+    if row["status"] == "cancelled":
+        await queue.dequeue(state.redis, job_id=str(job_id), queue=row["queue"])
+        await callbacks.enqueue(state.redis, callback)
+        await events.publish(state.redis, job_id, {"type": "status", "status": "cancelled", "job_id": str(job_id)})
+    else:
+        await state.redis.publish(events.CANCEL_CHANNEL, str(job_id))
+    return row
+
+
+async def retry(state, tenant_id: uuid.UUID, job_id: uuid.UUID):
+    """Queue a failed or cancelled job again. Raises 404 or 409 as a Problem."""
+    async with state.db.transaction(track=follow(tenant_id, job_id)) as conn:
+        row = await ledger.retry_job(conn, tenant_id, job_id, RETRY_EXTRA_TRIES)
+    if row is None:
+        existing = await _existing(state, tenant_id, job_id)
+        if existing is None:
+            raise not_found()
+        raise Problem(409, f"only failed or cancelled jobs can be retried (this one is {existing['status']})",
+                      type="job-not-retryable")
+    await queue.enqueue(state.redis, job_id=str(job_id), kind=row["kind"], queue=row["queue"], priority=row["priority"])
+    await events.publish(state.redis, job_id, {"type": "status", "status": "queued", "job_id": str(job_id),
+                                               "progress": round(float(row["progress"]), 4)})
+    return row
+
+
+async def cancel_job(request: Request) -> JSONResponse:
+    tenant = await authenticate(request)
+    row = await cancel(request.app.state, tenant.id, path_job_id(request))
+    return JSONResponse(job_view(row), status_code=202)
+
+
+async def retry_job(request: Request) -> JSONResponse:
+    tenant = await authenticate(request)
+    row = await retry(request.app.state, tenant.id, path_job_id(request))
+    return JSONResponse(job_view(row), status_code=202, headers={"Location": job_location(row["id"])})
+
+
+_JOB_RESPONSES = {"404": problem("Unknown job, or another tenant's"), **COMMON_ERRORS}
+PAGE_PARAMETERS = [
+    {"name": "status", "in": "query", "schema": STATUS},
+    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT}},
+    {"name": "cursor", "in": "query", "schema": {"type": "string"}},
+]
+OPENAPI_PATHS = {
+    "/v1/jobs": {"get": {
+        "summary": "List the tenant's jobs, newest first",
+        "parameters": [{"name": "kind", "in": "query", "schema": {"type": "string"}}, *PAGE_PARAMETERS],
+        "responses": {"200": json_body("JobList", "A page of jobs"), **COMMON_ERRORS},
+    }},
+    "/v1/jobs/{job_id}": {"get": {
+        "summary": "A job's status, progress, stages and result",
+        "parameters": [JOB_ID],
+        "responses": {"200": json_body("Job", "The job (Retry-After while unfinished)"), **_JOB_RESPONSES},
+    }},
+    "/v1/jobs/{job_id}/files/{name}": {"get": {
+        "summary": "Download a file the job's result lists (renditions, thumbnail, exports) on file:// storage",
+        "parameters": [JOB_ID, {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}],
+        "responses": {"200": {"description": "The file", "content": {"application/octet-stream": {}}},
+                      **_JOB_RESPONSES},
+    }},
+    "/v1/jobs/{job_id}/cancel": {"post": {
+        "summary": "Cancel a queued or running job",
+        "parameters": [JOB_ID],
+        "responses": {"202": json_body("Job", "Cancelling"), "409": problem("Already ended"), **_JOB_RESPONSES},
+    }},
+    "/v1/jobs/{job_id}/retry": {"post": {
+        "summary": "Run a failed or cancelled job again",
+        "parameters": [JOB_ID],
+        "responses": {"202": json_body("Job", "Queued again"), "409": problem("Not failed or cancelled"),
+                      **_JOB_RESPONSES},
+    }},
+}

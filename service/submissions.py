@@ -1,0 +1,177 @@
+"""Accepting work: the one path every POST that creates a job goes through.
+
+Order matters for the contract's guarantee that a 202 is never lost: the input is stored
+durably first, then the job is recorded in the ledger, then it is handed to arq. If Redis
+is down at that point the job is still accepted: the reconciler enqueues it later.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import asyncpg
+from arq.connections import ArqRedis
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from service import idempotency, ledger, queue, tracing
+from service.auth import authenticate
+from service.backlog import Backlog
+from service.config import Settings
+from service.database import Database
+from service.problems import Problem
+from service.storage import job_prefix
+from service.tenants import Tenant
+from service.uploads import receive_upload
+from service.validation import parse_callback_url, parse_metadata
+from service.views import job_location, job_view
+
+
+@dataclass
+class JobSpec:
+    """What a route decided the job is, once it has read and validated the request."""
+
+    kind: str
+    fingerprint: str
+    payload: dict = field(default_factory=dict)
+    metadata: dict = field(default_factory=dict)
+    callback_url: str | None = None
+    run_at: datetime | None = None
+    priority: int = queue.PRIORITIES["normal"]
+    discard: Callable[[], Awaitable[None]] | None = None  # undo stored input if not accepted
+
+
+Reader = Callable[[uuid.UUID], Awaitable[JobSpec]]
+FieldParser = Callable[[dict[str, str]], dict]
+
+
+def accepted(row, *, replayed: bool = False) -> JSONResponse:
+    headers = {"Location": job_location(row["id"]), "Retry-After": "1"}
+    if replayed:
+        headers["Idempotent-Replayed"] = "true"
+    return JSONResponse(job_view(row), status_code=202, headers=headers)
+
+
+async def submit(request: Request, tenant: Tenant, read: Reader, *, max_tries: int) -> JSONResponse:
+    state = request.app.state
+    key = request.headers.get("idempotency-key")
+    prior = None
+    if key is not None:
+        idempotency.validate_key(key)
+        prior = await idempotency.claim(state.db, tenant.id, key)
+    job_id = ledger.new_job_id()
+    spec: JobSpec | None = None
+    created = None
+    try:
+        spec = await read(job_id)
+        if prior is not None:
+            idempotency.check_replay(prior, spec.fingerprint)
+            async with state.db.read(follow=(f"job:{prior.job_id}",)) as conn:
+                created = await ledger.get_job(conn, tenant.id, prior.job_id)
+            if created is None:
+                raise Problem(422, "the job this Idempotency-Key created no longer exists", type="idempotency-mismatch")
+            return accepted(created, replayed=True)
+        created, queued_before = await record_job(
+            state.db, state.backlog, state.settings, tenant.id, job_id, spec, max_tries=max_tries,
+            traceparent=tracing.traceparent_for_job(request.headers.get("traceparent")), idempotency_key=key,
+        )
+    finally:
+        if prior is not None or created is None:
+            if spec is not None and spec.discard is not None:
+                await spec.discard()
+        if key is not None and prior is None and created is None:
+            await idempotency.release(state.db, tenant.id, key)
+    with tracing.span("enqueue", attributes={"conveyor.queue": created["queue"], "conveyor.kind": spec.kind}):
+        await hand_off(state.redis, created, backlog=queued_before)
+    return accepted(created)
+
+
+async def record_job(
+    db: Database,
+    backlog: Backlog,
+    settings: Settings,
+    tenant_id: uuid.UUID,
+    job_id: uuid.UUID,
+    spec: JobSpec,
+    *,
+    max_tries: int,
+    traceparent: str | None = None,
+    idempotency_key: str | None = None,
+) -> tuple[asyncpg.Record, int]:
+    """Record an accepted job in the ledger, within its tenant's quota of queued jobs (429
+    past it), with its Idempotency-Key in the same transaction. Returns the job and how
+    many of the tenant's jobs were queued before it (for fair ordering in the queue).
+
+    Shared by the API and the queue benchmark, so the benchmark measures the real path.
+    """
+    quota = settings.tenant_max_queued_jobs
+    queued_before = await backlog.admit(tenant_id, quota)
+    if queued_before is None:
+        raise Problem(429, f"this tenant already has {quota} queued jobs; retry when some have run",
+                      type="quota-exceeded", headers={"Retry-After": "30"})
+    unit = db.write if idempotency_key is None else db.transaction  # one statement needs no transaction
+    try:
+        async with unit(track=(f"job:{job_id}", f"tenant:{tenant_id}")) as conn:
+            created = await ledger.create_job(
+                conn, job_id=job_id, tenant_id=tenant_id, kind=spec.kind, queue=settings.queue_for(spec.kind),
+                priority=spec.priority, max_tries=max_tries, payload=spec.payload, metadata=spec.metadata,
+                callback_url=spec.callback_url, run_at=spec.run_at, traceparent=traceparent,
+            )
+            if idempotency_key is not None:
+                await idempotency.record(conn, tenant_id, idempotency_key, spec.fingerprint, job_id)
+    except BaseException:
+        await backlog.withdraw(tenant_id)
+        raise
+    return created, queued_before
+
+
+async def hand_off(redis: ArqRedis, job: asyncpg.Record, *, backlog: int = 0) -> bool:
+    """Give a recorded job to arq (behind `backlog` queued jobs of its tenant, for fairness);
+    if Redis is down the reconciler does it later."""
+    return await queue.enqueue(
+        redis, job_id=str(job["id"]), kind=job["kind"], queue=job["queue"],
+        priority=job["priority"], run_at=job["run_at"], backlog=backlog,
+    )
+
+
+def input_key(tenant_id: uuid.UUID, job_id: uuid.UUID) -> str:
+    """Generated, inside the tenant's prefix; the client's file name never becomes a path."""
+    return job_prefix(tenant_id, job_id) + "original"
+
+
+async def submit_upload(
+    request: Request, *, kind: str, accept: frozenset[str], max_tries: int, parse_fields: FieldParser | None = None
+) -> JSONResponse:
+    """A route that takes one file: stream it to storage (judged from its bytes), check the
+    form fields (`parse_fields` adds the kind's own to the payload), then `submit`."""
+    tenant = await authenticate(request)
+    storage = request.app.state.storage
+    limit = request.app.state.settings.upload_limit(kind)
+
+    async def read(job_id: uuid.UUID) -> JobSpec:
+        key = input_key(tenant.id, job_id)
+        upload = await receive_upload(request, storage, key=key, limit=limit, accept=accept)
+        try:
+            fields = upload.fields
+            spec = JobSpec(
+                kind=kind,
+                fingerprint=upload.fingerprint(kind),
+                metadata=parse_metadata(fields.get("metadata")),
+                callback_url=parse_callback_url(fields.get("callback_url")),
+                discard=lambda: storage.delete(key),
+            )
+            spec.payload = {
+                "input": {"key": key, "size": upload.size, "sha256": upload.sha256,
+                          "content_type": upload.content_type, "filename": upload.filename},
+                **(parse_fields(fields) if parse_fields else {}),
+            }
+        except BaseException:
+            await storage.delete(key)  # refused fields: the stored file must not linger
+            raise
+        return spec
+
+    return await submit(request, tenant, read, max_tries=max_tries)
+

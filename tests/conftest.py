@@ -1,0 +1,101 @@
+import os
+
+import pytest
+
+from tests.support import postgres
+from tests.support.redis_server import RedisServer
+from tests.support.service import ApiServer, make_settings, new_tenant
+
+
+@pytest.fixture(scope="session")
+def redis_server():
+    server = RedisServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+async def empty_database_url():
+    """A brand-new, empty database (no schema) for this test session."""
+    name = await postgres.create_database()
+    yield postgres.database_url(name)
+    await postgres.drop_database(name)
+
+
+@pytest.fixture(scope="session")
+async def database_url():
+    """A database migrated to head, shared by the session's tests (tenants keep them apart)."""
+    from service.migrate import upgrade_async
+
+    name = await postgres.create_database()
+    url = postgres.database_url(name)
+    await upgrade_async(url)
+    yield url
+    await postgres.drop_database(name)
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """moto's S3 over HTTP; sets the standard AWS_* variables for the session."""
+    from tests.support.s3_server import CREDENTIALS, S3Server
+
+    os.environ.update(CREDENTIALS)
+    server = S3Server()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def settings(database_url, redis_server, tmp_path):
+    """Settings for one test: its own queue name, so tests never take each other's jobs."""
+    return make_settings(database_url, redis_server.url, tmp_path / "storage",
+                         queue_name=f"conveyor-test-{os.urandom(4).hex()}")
+
+
+@pytest.fixture
+async def api(settings):
+    async with ApiServer(settings) as server:
+        yield server
+
+
+@pytest.fixture
+async def tenant(settings):
+    """(tenant_id, api_key) of a new tenant."""
+    return await new_tenant(settings)
+
+
+@pytest.fixture(scope="session")
+def textract_server(s3_server):
+    """The local Textract, reading moto's S3, its bucket (`textract_server.BUCKET`) created."""
+    import boto3
+
+    from tests.support.textract_server import BUCKET, TextractServer
+
+    boto3.client("s3", endpoint_url=s3_server.endpoint_url).create_bucket(Bucket=BUCKET)
+    server = TextractServer(s3_server.endpoint_url)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def llm_servers():
+    """The local OpenAI-compatible and Gemini servers."""
+    from tests.support.llm_servers import LLMServers
+
+    servers = LLMServers()
+    servers.start()
+    yield servers
+    servers.stop()
+
+
+@pytest.fixture
+def stage_counter():
+    """The HTTP server the fault tests' stages report to (tests/support/stage_counter.py)."""
+    from tests.support.stage_counter import StageCounter
+
+    server = StageCounter().start()
+    yield server
+    server.stop()

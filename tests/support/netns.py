@@ -1,0 +1,74 @@
+"""A network namespace joined to this host by a veth pair on a private /30, for cutting a
+worker off (bring the link down) and joining it again. Only addresses it creates."""
+
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+import time
+
+
+def _ip(*args: str) -> None:
+    subprocess.run(["ip", *args], check=True, capture_output=True, timeout=10)
+
+
+class NetNamespace:
+    def __init__(self) -> None:
+        tag = f"{os.getpid() % 10000}{random.randrange(100)}"
+        self.name = f"cvy{tag}"
+        self.host_link, self.peer_link = f"cvh{tag}", f"cvp{tag}"
+        subnet = random.randrange(1, 250)
+        self.host_address, self.peer_address = f"10.200.{subnet}.1", f"10.200.{subnet}.2"
+        self.cidr = f"10.200.{subnet}.0/30"
+
+    def create(self) -> "NetNamespace":
+        _ip("netns", "add", self.name)
+        try:
+            _ip("link", "add", self.host_link, "type", "veth", "peer", "name", self.peer_link)
+            _ip("link", "set", self.peer_link, "netns", self.name)
+            _ip("addr", "add", f"{self.host_address}/30", "dev", self.host_link)
+            _ip("link", "set", self.host_link, "up")
+            for command in (("addr", "add", f"{self.peer_address}/30", "dev", self.peer_link),
+                            ("link", "set", self.peer_link, "up"), ("link", "set", "lo", "up")):
+                _ip("netns", "exec", self.name, "ip", *command)
+        except BaseException:
+            self.delete()
+            raise
+        return self
+
+    def cut(self) -> None:
+        _ip("link", "set", self.host_link, "down")
+
+    def join(self, timeout: float = 10.0) -> None:
+        """Bring the link back, and return once the namespace's side carries traffic again
+        (a veth reports LOWER_UP a moment after `up`; connecting earlier is refused). The
+        neighbour caches are flushed: lookups that failed during the cut would otherwise
+        answer "no route to host" for a while after the link is back."""
+        _ip("link", "set", self.host_link, "up")
+        _ip("neigh", "flush", "dev", self.host_link)
+        _ip("netns", "exec", self.name, "ip", "neigh", "flush", "dev", self.peer_link)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            peer = subprocess.run(["ip", "netns", "exec", self.name, "ip", "-o", "link", "show", self.peer_link],
+                                  capture_output=True, text=True, timeout=10).stdout
+            host = subprocess.run(["ip", "-o", "link", "show", self.host_link],
+                                  capture_output=True, text=True, timeout=10).stdout
+            if "LOWER_UP" in peer and "LOWER_UP" in host:
+                return
+            time.sleep(0.05)
+        raise TimeoutError(f"{self.host_link} did not come back up within {timeout:g}s")
+
+    def delete(self) -> None:
+        subprocess.run(["ip", "link", "del", self.host_link], capture_output=True, timeout=10)
+        subprocess.run(["ip", "netns", "del", self.name], capture_output=True, timeout=10)
+
+
+def netns_permitted() -> str | None:
+    """None if network namespaces can be made here, else why not."""
+    probe = f"cvyprobe{os.getpid() % 100000}"
+    result = subprocess.run(["ip", "netns", "add", probe], capture_output=True, text=True, timeout=10)
+    if result.returncode != 0:
+        return f"ip netns is not permitted here: {result.stderr.strip()}"
+    subprocess.run(["ip", "netns", "del", probe], capture_output=True, timeout=10)
+    return None

@@ -1,0 +1,149 @@
+"""The API and workers, for real: uvicorn on a free port, arq workers in-process."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import Iterable
+from datetime import timezone
+from pathlib import Path
+
+import httpx
+import uvicorn
+from arq.worker import Worker
+
+from pipelines import lifecycle, schedule
+from pipelines.pipeline import Pipeline
+from service.app import create_app
+from service.config import Settings, load_settings
+from service.database import Database
+from service.tenants import create_api_key, ensure_tenant
+
+from .net import free_port
+
+
+def make_settings(database_url: str, redis_url: str, storage_dir: Path, **overrides) -> Settings:
+    values = {
+        "database_url": database_url,
+        "redis_url": redis_url,
+        "storage_url": f"file://{storage_dir}",
+        "log_json": False,
+        "log_level": "WARNING",
+        "reconcile_after_seconds": 1.0,
+        "worker_heartbeat_seconds": 0.5,
+        "worker_dead_after_seconds": 2.0,
+        **overrides,
+    }
+    return load_settings(**values)
+
+
+class ApiServer:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.port = free_port()
+        self.server = uvicorn.Server(
+            uvicorn.Config(create_app(settings), host="127.0.0.1", port=self.port, log_level="warning", lifespan="on")
+        )
+        self.task: asyncio.Task | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def __aenter__(self) -> "ApiServer":
+        self.task = asyncio.create_task(self.server.serve())
+        while not self.server.started:
+            if self.task.done():
+                self.task.result()
+            await asyncio.sleep(0.02)
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        self.server.should_exit = True
+        await self.task
+
+
+def make_worker(settings: Settings, pipelines: Iterable[Pipeline], **overrides) -> Worker:
+    return lifecycle.worker(settings, pipelines, **overrides)
+
+
+class InProcessWorker:
+    """An arq worker in this event loop; `crash()` stops it the way kill -9 would look
+    from outside: no clean shutdown, its heartbeat left to expire, its arq keys left."""
+
+    def __init__(self, settings: Settings, pipelines: Iterable[Pipeline], **overrides) -> None:
+        self.worker = make_worker(settings, pipelines, **overrides)
+        self.task: asyncio.Task | None = None
+
+    async def __aenter__(self) -> "InProcessWorker":
+        self.task = asyncio.create_task(self.worker.async_run())
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self._stop()
+        await self._drain()
+        await self.worker.close()
+
+    async def _drain(self, timeout: float = 10.0) -> None:
+        """Lets arq finish the bookkeeping of jobs the ledger already calls ended: `close()`
+        cancels whatever is still in flight, and a job that has written its end to the
+        ledger may still be writing its arq result."""
+        running = self.worker.job_tasks
+        in_flight = [
+            task for job_id, task in self.worker.tasks.items()
+            if not task.done() and (job_id not in running or running[job_id].done())
+        ]
+        if in_flight:
+            await asyncio.wait(in_flight, timeout=timeout)
+
+    async def _stop(self) -> None:
+        self.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.task
+
+    async def crash(self) -> None:
+        """Also stops its running jobs where they are, as a dead process would."""
+        for background in self.worker.ctx.get("background", ()):
+            background.cancel()
+        self.worker.ctx.pop("resources", None)  # so shutdown cannot say goodbye
+        await self._stop()
+        jobs = list(self.worker.job_tasks.values())
+        for job in jobs:
+            job.cancel()
+        await asyncio.gather(*jobs, return_exceptions=True)
+
+
+def running_worker(settings: Settings, pipelines: Iterable[Pipeline], **overrides) -> InProcessWorker:
+    return InProcessWorker(settings, pipelines, **overrides)
+
+
+async def new_tenant(settings: Settings, name: str | None = None) -> tuple[uuid.UUID, str]:
+    """A tenant and a fresh API key for it."""
+    db = Database(settings)
+    await db.open()
+    try:
+        async with db.transaction() as conn:
+            tenant = await ensure_tenant(conn, name or f"tenant-{uuid.uuid4().hex[:8]}")
+            key = await create_api_key(conn, tenant)
+    finally:
+        await db.close()
+    return tenant.id, key
+
+
+def client(base_url: str, key: str | None = None) -> httpx.AsyncClient:
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    return httpx.AsyncClient(base_url=base_url, headers=headers, timeout=30)
+
+
+async def wait_for_job(http: httpx.AsyncClient, job_id: str, statuses=("succeeded", "failed", "cancelled"),
+                       timeout: float = 60.0) -> dict:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        response = await http.get(f"/v1/jobs/{job_id}")
+        body = response.json()
+        if body.get("status") in statuses:
+            return body
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"job {job_id} still {body.get('status')} after {timeout}s: {body}")
+        await asyncio.sleep(0.1)

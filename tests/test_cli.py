@@ -1,0 +1,186 @@
+"""The `conveyor` CLI against a real PostgreSQL, Redis, uvicorn and arq worker.
+
+The API runs on the test's event loop, so each CLI run (synchronous, as in a shell)
+goes to a thread.
+"""
+
+import asyncio
+import json
+import re
+
+from typer.testing import CliRunner
+
+from pipelines.errors import PermanentError
+from pipelines.pipeline import Pipeline, Stage
+from service.cli import app
+from tests.support.files import multipart_file, text_pdf
+from tests.support.service import client, running_worker
+
+CLEAN_ENV = {"DATABASE_URL": None, "REDIS_URL": None, "CONVEYOR_URL": None, "CONVEYOR_API_KEY": None,
+             "CONVEYOR_DATA_DIR": None}
+
+
+async def conveyor(*args: str, **env: str):
+    return await asyncio.to_thread(CliRunner().invoke, app, list(args), env={**CLEAN_ENV, **env})
+
+
+def assert_no_traceback(result) -> None:
+    assert "Traceback" not in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+async def _size(run):
+    return {"size": await run.resources.storage.size(run.payload["input"]["key"])}
+
+
+async def _refuse(run):
+    raise PermanentError("this PDF is not a resume", type="not_a_resume")
+
+
+def quick_pipeline():
+    return Pipeline("document", (Stage("store", _size),), timeout=30)
+
+
+def failing_pipeline():
+    return Pipeline("document", (Stage("store", _size), Stage("read", _refuse)), timeout=30)
+
+
+def pdf_file(tmp_path, text="A resume"):
+    path = tmp_path / "resume.pdf"
+    path.write_bytes(text_pdf(text))
+    return path
+
+
+async def test_keys_create_prints_a_key_that_authenticates(api, database_url):
+    created = await conveyor("keys", "create", "--tenant", "cli-acme", "--database-url", database_url)
+    assert created.exit_code == 0, created.output
+    key = created.stdout.strip().splitlines()[-1]
+    assert key.startswith("cvk_")
+    async with client(api.url, key) as http:
+        assert (await http.get("/v1/jobs")).status_code == 200
+
+
+async def test_keys_list_and_revoke(api, database_url):
+    env = {"DATABASE_URL": database_url}
+    kept, revoked = [(await conveyor("keys", "create", "-t", "cli-revoke", **env)).stdout.split()[-1]
+                     for _ in range(2)]
+    listed = await conveyor("keys", "list", "--tenant", "cli-revoke", "--json", **env)
+    assert [entry["prefix"] for entry in json.loads(listed.stdout)] == [kept[:12], revoked[:12]]
+    assert all(entry["revoked_at"] is None for entry in json.loads(listed.stdout))
+
+    result = await conveyor("keys", "revoke", "--tenant", "cli-revoke", revoked[:12], **env)
+    assert result.exit_code == 0, result.output
+    async with client(api.url, revoked) as http:
+        assert (await http.get("/v1/jobs")).status_code == 401
+    async with client(api.url, kept) as http:
+        assert (await http.get("/v1/jobs")).status_code == 200
+    table = await conveyor("keys", "list", "--tenant", "cli-revoke", **env)
+    assert kept[:12] in table.stdout and revoked[:12] in table.stdout
+    again = await conveyor("keys", "revoke", "--tenant", "cli-revoke", revoked[:12], **env)
+    assert again.exit_code == 1 and "no active key" in again.stderr
+
+
+async def test_keys_for_an_unknown_tenant_or_database_are_readable_errors(database_url, tmp_path):
+    unknown = await conveyor("keys", "list", "--tenant", "nobody-here", DATABASE_URL=database_url)
+    assert unknown.exit_code == 1 and "no tenant named 'nobody-here'" in unknown.stderr
+    nowhere = await conveyor("keys", "create", "--tenant", "x", "--data-dir", str(tmp_path / "none"))
+    assert nowhere.exit_code == 1 and "DATABASE_URL is not set" in nowhere.stderr
+    down = await conveyor("keys", "create", "--tenant", "x",
+                          DATABASE_URL="postgresql://postgres@127.0.0.1:1/nothing")
+    assert down.exit_code == 1 and "cannot connect to the database" in down.stderr
+    for result in (unknown, nowhere, down):
+        assert_no_traceback(result)
+
+
+async def test_webhook_secret_is_created_once(database_url):
+    first = await conveyor("webhooks", "secret", "--tenant", "cli-hooks", DATABASE_URL=database_url)
+    second = await conveyor("webhooks", "secret", "--tenant", "cli-hooks", DATABASE_URL=database_url)
+    assert first.exit_code == second.exit_code == 0
+    assert first.stdout.startswith("whsec_") and first.stdout == second.stdout
+
+
+async def test_submit_wait_shows_the_bar_reaching_100_percent(api, settings, tenant, tmp_path):
+    path = pdf_file(tmp_path)
+    async with running_worker(settings, [quick_pipeline()]):
+        result = await conveyor("submit", str(path), "--wait", "--metadata", '{"post": 7}',
+                                CONVEYOR_URL=api.url, CONVEYOR_API_KEY=tenant[1])
+    assert result.exit_code == 0, result.output
+    job_id = result.stdout.strip().splitlines()[0]
+    assert re.search(rf"document {job_id[:8]} succeeded .*100%", result.stderr), result.stderr
+    async with client(api.url, tenant[1]) as http:
+        job = (await http.get(f"/v1/jobs/{job_id}")).json()
+    assert job["status"] == "succeeded" and job["metadata"] == {"post": 7}
+    assert job["result"] == {"size": path.stat().st_size}
+
+
+async def test_submit_wait_exits_non_zero_when_the_job_fails(api, settings, tenant, tmp_path):
+    async with running_worker(settings, [failing_pipeline()]):
+        result = await conveyor("submit", str(pdf_file(tmp_path)), "--wait", "--json", "--url", api.url,
+                                "--key", tenant[1])
+    assert result.exit_code == 1, result.output
+    assert json.loads(result.stdout)["status"] == "failed"
+    assert "not_a_resume: this PDF is not a resume" in result.stderr
+    assert_no_traceback(result)
+
+
+async def test_submit_refuses_what_is_not_a_document_or_video(api, tenant, tmp_path):
+    text = tmp_path / "notes.pdf"
+    text.write_text("just words, whatever the name says")
+    wrong_type = await conveyor("submit", str(text), "--url", api.url, "--key", tenant[1])
+    assert wrong_type.exit_code == 2 and "is not a PDF" in wrong_type.stderr
+    bad_metadata = await conveyor("submit", str(pdf_file(tmp_path)), "--metadata", "[1]", "--url", api.url,
+                                  "--key", tenant[1])
+    assert bad_metadata.exit_code == 2 and "JSON object" in bad_metadata.stderr
+
+
+async def test_api_errors_are_one_readable_line(api, tmp_path):
+    path = str(pdf_file(tmp_path))
+    bad_key = await conveyor("submit", path, "--url", api.url, "--key", "cvk_wrong")
+    assert bad_key.exit_code == 1 and "401" in bad_key.stderr
+    no_key = await conveyor("jobs", "list", "--url", api.url)
+    assert no_key.exit_code == 1 and "no API key" in no_key.stderr
+    unreachable = await conveyor("jobs", "list", "--url", "http://127.0.0.1:1", "--key", "cvk_x")
+    assert unreachable.exit_code == 1 and "cannot reach the API" in unreachable.stderr
+    for result in (bad_key, no_key, unreachable):
+        assert_no_traceback(result)
+
+
+async def test_jobs_list_show_cancel_retry(api, tenant):
+    env = {"CONVEYOR_URL": api.url, "CONVEYOR_API_KEY": tenant[1]}
+    async with client(api.url, tenant[1]) as http:
+        job_id = (await http.post("/v1/documents", files=multipart_file(text_pdf("queued")))).json()["id"]
+
+    listed = await conveyor("jobs", "list", "--status", "queued", "--json", **env)
+    assert job_id in [item["id"] for item in json.loads(listed.stdout)["items"]]
+    table = await conveyor("jobs", "list", **env)
+    assert table.exit_code == 0 and "document" in table.stdout
+    shown = await conveyor("jobs", "show", job_id, **env)
+    assert shown.exit_code == 0 and job_id in shown.stdout and "queued" in shown.stdout
+
+    not_retryable = await conveyor("jobs", "retry", job_id, **env)
+    assert not_retryable.exit_code == 1 and "409" in not_retryable.stderr
+    cancelled = await conveyor("jobs", "cancel", job_id, **env)
+    assert cancelled.exit_code == 0 and cancelled.stdout.strip() == f"{job_id} cancelled"
+    retried = await conveyor("jobs", "retry", job_id, "--json", **env)
+    assert retried.exit_code == 0 and json.loads(retried.stdout)["status"] == "queued"
+    missing = await conveyor("jobs", "show", "00000000-0000-0000-0000-000000000000", **env)
+    assert missing.exit_code == 1 and "404" in missing.stderr
+
+
+async def test_workers_and_queues_read_redis(api, settings, tenant):
+    async with running_worker(settings, [quick_pipeline()]) as worker:
+        await asyncio.sleep(settings.worker_heartbeat_seconds * 2)
+        workers = await conveyor("workers", "--json", REDIS_URL=settings.redis_url)
+        ids = {entry["id"]: entry for entry in json.loads(workers.stdout)}
+        mine = [entry for entry in ids.values() if entry.get("queue") == settings.queue_name]
+        assert len(mine) == 1 and mine[0]["alive"], workers.stdout
+        assert mine[0]["id"] == worker.worker.ctx["resources"].worker_id
+
+    async with client(api.url, tenant[1]) as http:
+        for _ in range(2):
+            await http.post("/v1/documents", files=multipart_file(text_pdf("waits")))
+    queues = await conveyor("queues", "--queue", settings.queue_name, "--json", REDIS_URL=settings.redis_url)
+    [row] = json.loads(queues.stdout)
+    assert row["queue"] == settings.queue_name and row["due"] == 2 and row["oldest_age"] >= 0
+    table = await conveyor("queues", "--queue", settings.queue_name, REDIS_URL=settings.redis_url)
+    assert table.exit_code == 0 and settings.queue_name in table.stdout

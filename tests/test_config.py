@@ -1,0 +1,41 @@
+import pytest
+
+from service.config import ConfigurationError, load_settings, mask
+
+
+def test_defaults_need_no_environment():
+    settings = load_settings()
+    assert settings.storage_url.startswith("file://")
+    assert settings.database_url_read == []
+
+
+def test_bad_value_names_the_variable(monkeypatch):
+    monkeypatch.setenv("REDIS_URL", "http://nope")
+    with pytest.raises(ConfigurationError) as excinfo:
+        load_settings()
+    assert "REDIS_URL" in str(excinfo.value)
+
+
+def test_replicas_and_queues_are_comma_separated(monkeypatch):
+    monkeypatch.setenv("DATABASE_URL_READ", "postgresql://a@r1/db, postgresql://a@r2/db")
+    monkeypatch.setenv("KIND_QUEUES", "video=conveyor:video")
+    settings = load_settings()
+    assert settings.database_url_read == ["postgresql://a@r1/db", "postgresql://a@r2/db"]
+    assert settings.queue_for("video") == "conveyor:video"
+    assert settings.queue_for("document") == "conveyor"
+
+
+def test_mask_hides_passwords():
+    assert mask("postgresql://user:hunter2@db:5432/x") == "postgresql://user:***@db:5432/x"
+    assert "hunter2" not in mask("redis://:hunter2@cache:6379/0")
+
+
+def test_textract_polling_is_configured_and_checked(monkeypatch):
+    monkeypatch.setenv("TEXTRACT_POLL_INTERVAL", "0.25")
+    monkeypatch.setenv("TEXTRACT_MAX_POLL_INTERVAL", "4")
+    settings = load_settings()
+    assert (settings.textract_poll_interval, settings.textract_max_poll_interval) == (0.25, 4.0)
+    monkeypatch.setenv("TEXTRACT_MAX_POLL_INTERVAL", "0.1")
+    with pytest.raises(ConfigurationError) as excinfo:
+        load_settings()
+    assert "TEXTRACT_MAX_POLL_INTERVAL" in str(excinfo.value)

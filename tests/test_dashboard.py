@@ -1,0 +1,181 @@
+"""The dashboard in a real headless Chromium: login, numbers that match the API, live
+updates, retry and cancel from the page, and no console errors."""
+
+import asyncio
+import json
+import os
+from pathlib import Path
+
+import pytest
+from pydantic import SecretStr
+from playwright.async_api import async_playwright, expect
+
+from pipelines.errors import JobError
+from pipelines.pipeline import Pipeline, Stage
+from tests.support.files import multipart_file, text_pdf
+from tests.support.service import ApiServer, client, running_worker, wait_for_job
+
+ADMIN_KEY = "admin-key-for-tests-0123456789"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+SCREENSHOTS = os.environ.get("DASHBOARD_SCREENSHOTS")  # a directory: save screenshots there (docs/)
+
+
+async def _first_try_fails(run):
+    await run.progress(0.5)
+    if run.attempt == 1 and run.job["metadata"].get("flaky"):
+        raise JobError("the first attempt of this job always fails", type="flaky")
+    return {"attempt": run.attempt}
+
+
+async def _slow(run):
+    while run.job["metadata"].get("slow"):
+        await asyncio.sleep(0.05)
+    return {}
+
+
+def pipeline():
+    return Pipeline("document", (Stage("store", _first_try_fails), Stage("wait", _slow)), timeout=60,
+                    result=lambda outputs: outputs["store"])
+
+
+@pytest.fixture
+async def dashboard(settings):
+    settings = settings.model_copy(update={"admin_key": SecretStr(ADMIN_KEY)})
+    async with ApiServer(settings) as api:
+        yield api, settings
+
+
+@pytest.fixture
+async def browser():
+    async with async_playwright() as playwright:
+        chromium = await playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        yield chromium
+        await chromium.close()
+
+
+async def open_page(browser, base_url: str):
+    """A logged-in page that records console errors and failed requests."""
+    context = await browser.new_context(base_url=base_url, viewport={"width": 1280, "height": 900})
+    page = await context.new_page()
+    problems: list[str] = []
+    page.on("console", lambda message: problems.append(message.text) if message.type == "error" else None)
+    page.on("pageerror", lambda error: problems.append(str(error)))
+    page.on("requestfailed", lambda request: problems.append(f"failed: {request.url}"))
+    await page.goto("/dashboard/")
+    assert page.url.endswith("/dashboard/login")
+    await page.fill("#key", "not the key")
+    await page.click("button[type=submit]")
+    await expect(page.locator("#login-error")).to_be_visible()
+    problems.clear()  # the wrong key's 401 is logged by the browser, as it should be
+    await page.fill("#key", ADMIN_KEY)
+    await page.click("button[type=submit]")
+    await page.wait_for_url("**/dashboard/")
+    cookie = next(cookie for cookie in await context.cookies() if cookie["name"] == "conveyor_admin")
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+    return page, problems
+
+
+async def submit(http, **metadata) -> str:
+    response = await http.post("/v1/documents", files=multipart_file(text_pdf("x")),
+                               data={"metadata": json.dumps(metadata)})
+    assert response.status_code == 202
+    return response.json()["id"]
+
+
+def _metric(text: str, name: str, queue: str) -> float:
+    prefix = f'{name}{{queue="{queue}"}} '
+    return float(next(line for line in text.splitlines() if line.startswith(prefix))[len(prefix):])
+
+
+async def test_overview_numbers_match_the_api(dashboard, browser, tenant):
+    api, settings = dashboard
+    async with client(api.url, tenant[1]) as http:
+        job_ids = [await submit(http), await submit(http), await submit(http)]
+        page, problems = await open_page(browser, api.url)
+        queue_row = page.locator(f'#queues tr[data-queue="{settings.queue_name}"]')
+        await expect(queue_row.locator(".waiting")).to_have_text("3")
+        listed = (await http.get("/v1/jobs", params={"status": "queued"})).json()["items"]
+        scraped = (await http.get("/metrics")).text
+        assert _metric(scraped, "conveyor_queue_depth", settings.queue_name) == 3
+        assert {job["id"] for job in listed} >= set(job_ids)
+        for job_id in job_ids:
+            await expect(page.locator(f'#recent tr[data-job-id="{job_id}"] .status')).to_have_text("queued")
+        await expect(page.locator("#workers-count")).to_have_text("0")
+
+        async with running_worker(settings, [pipeline()]):
+            for job_id in job_ids:
+                await wait_for_job(http, job_id)
+            # live: the page was not reloaded
+            await expect(queue_row.locator(".waiting")).to_have_text("0")
+            await expect(page.locator("#workers-count")).to_have_text("1")
+            for job_id in job_ids:
+                await expect(page.locator(f'#recent tr[data-job-id="{job_id}"] .status')).to_have_text("succeeded")
+            overview = (await http.get("/dashboard/api/overview", headers={"Authorization": f"Bearer {ADMIN_KEY}"}))
+            assert overview.json()["hour"]["succeeded"] >= 3
+            await expect(page.locator("#hour-finished")).to_have_text(str(overview.json()["hour"]["finished"]))
+            await page.goto("/dashboard/?status=succeeded&kind=document")
+            await expect(page.locator("#recent tbody tr[data-job-id]").first).to_be_visible()
+            statuses = await page.locator("#recent tbody .status").all_text_contents()
+            assert statuses and set(statuses) == {"succeeded"}
+            if SCREENSHOTS:
+                await page.goto("/dashboard/")
+                await page.screenshot(path=str(Path(SCREENSHOTS) / "dashboard-overview.png"), full_page=True)
+    assert problems == []
+
+
+async def test_retry_and_cancel_from_the_job_page(dashboard, browser, tenant):
+    api, settings = dashboard
+    async with client(api.url, tenant[1]) as http, running_worker(settings, [pipeline()]):
+        flaky = await submit(http, flaky=True)
+        failed = await wait_for_job(http, flaky)
+        assert failed["status"] == "failed"
+        page, problems = await open_page(browser, api.url)
+
+        await page.goto(f"/dashboard/jobs/{flaky}")
+        await expect(page.locator("#job-status")).to_have_text("failed")
+        await expect(page.locator("#job-error")).to_contain_text("the first attempt of this job always fails")
+        await expect(page.locator('#timeline li[data-stage="store"] .status')).to_have_text("failed")
+        await expect(page.locator("#cancel")).to_be_disabled()
+        await page.click("#retry")
+        await expect(page.locator("#job-status")).to_have_text("succeeded")
+        assert (await http.get(f"/v1/jobs/{flaky}")).json()["status"] == "succeeded"
+        await expect(page.locator("#job-result")).to_contain_text('"attempt": 2')
+        await expect(page.locator('#timeline li[data-stage="wait"] .status')).to_have_text("succeeded")
+
+        slow = await submit(http, slow=True)
+        await wait_for_job(http, slow, statuses=("running",))
+        await page.goto(f"/dashboard/jobs/{slow}")
+        await expect(page.locator("#job-status")).to_have_text("running")
+        if SCREENSHOTS:
+            await page.screenshot(path=str(Path(SCREENSHOTS) / "dashboard-job.png"), full_page=True)
+        await page.click("#cancel")
+        await expect(page.locator("#job-status")).to_have_text("cancelled")
+        assert (await wait_for_job(http, slow))["status"] == "cancelled"
+        await expect(page.locator("#retry")).to_be_enabled()
+    assert problems == []
+
+
+async def test_dashboard_json_and_actions_need_the_admin_key(dashboard, tenant):
+    api, _ = dashboard
+    async with client(api.url, tenant[1]) as http, client(api.url) as anonymous, \
+            client(api.url, ADMIN_KEY) as admin:
+        job_id = await submit(http)
+        tenant_key = await anonymous.get("/dashboard/api/overview", headers={"Authorization": f"Bearer {tenant[1]}"})
+        nobody = await anonymous.get(f"/dashboard/api/jobs/{job_id}")
+        page = await anonymous.get("/dashboard/")
+        detail = await admin.get(f"/dashboard/api/jobs/{job_id}")
+        cancelled = await admin.post(f"/dashboard/api/jobs/{job_id}/cancel")
+        anonymous.cookies.set("conveyor_admin", "forged.cookie")
+        forged = await anonymous.post(f"/dashboard/api/jobs/{job_id}/retry", headers={"X-Conveyor-Dashboard": "1"})
+    assert tenant_key.status_code == 401 and nobody.status_code == 401
+    assert page.status_code == 303 and page.headers["location"] == "/dashboard/login"
+    assert detail.status_code == 200 and detail.json()["id"] == job_id
+    assert cancelled.status_code == 202 and cancelled.json()["status"] == "cancelled"
+    assert forged.status_code == 401
+
+
+async def test_dashboard_is_off_without_an_admin_key(api):
+    async with client(api.url) as http:
+        response = await http.get("/dashboard/login")
+    assert response.status_code == 404

@@ -1,0 +1,48 @@
+import pytest
+
+from pipelines.documents.ocr.tesseract import TesseractOCR
+from pipelines.documents.pages import PageLimits, read_pages
+from pipelines.errors import PermanentError, TransientError
+from tests.support.documents import scanned_pdf, text_image
+
+
+def save(tmp_path, name, text):
+    path = tmp_path / name
+    text_image(text, size=(700, 130)).save(path)
+    return str(path)
+
+
+async def test_tesseract_reads_pages_in_order(tmp_path):
+    images = [save(tmp_path, "1.png", "Kubernetes"), save(tmp_path, "2.png", "Invoice 4711")]
+    result = await TesseractOCR(concurrency=2).recognize(images)
+    assert result.pages == ["Kubernetes", "Invoice 4711"]
+    assert result.warnings == []
+
+
+async def test_a_scanned_pdf_page_is_read_end_to_end(tmp_path):
+    source = tmp_path / "scan.pdf"
+    source.write_bytes(scanned_pdf("Quarterly Report"))
+    document = await read_pages(source, tmp_path, PageLimits(dpi=150))
+    result = await TesseractOCR().recognize([page.image for page in document.needing_ocr])
+    assert "Quarterly Report" in result.pages[0]
+
+
+async def test_an_unreadable_page_fails_the_set(tmp_path):
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not an image at all")
+    with pytest.raises(PermanentError) as caught:
+        await TesseractOCR().recognize([save(tmp_path, "ok.png", "fine"), str(broken)])
+    assert caught.value.type == "ocr_failed"
+
+
+async def test_a_slow_page_times_out(tmp_path):
+    with pytest.raises(PermanentError) as caught:
+        await TesseractOCR(page_timeout=0.001).recognize([save(tmp_path, "1.png", "slow")])
+    assert caught.value.type == "ocr_failed"
+    assert "longer than" in caught.value.message
+
+
+async def test_missing_binary_is_a_transient_worker_problem(tmp_path):
+    with pytest.raises(TransientError) as caught:
+        await TesseractOCR(binary="tesseract-not-installed").recognize([save(tmp_path, "1.png", "x")])
+    assert caught.value.type == "ocr_unavailable"

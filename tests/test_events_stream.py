@@ -1,0 +1,161 @@
+"""GET /v1/jobs/{id}/events: live events from the workers' Redis streams, replay, tokens."""
+
+import asyncio
+import uuid
+
+import pytest
+from redis.asyncio import Redis
+
+from pipelines.pipeline import Pipeline, Stage
+from service import events
+from service.routes import stream as stream_routes
+from service.signing import Signer, derive_key
+from tests.support.files import multipart_file, text_pdf
+from tests.support.service import client, new_tenant, running_worker, wait_for_job
+from tests.support.sse import read_stream
+
+
+async def _step(run):
+    await run.progress(1.0)
+    return {}
+
+
+async def _until_cancelled(run):
+    while True:
+        await asyncio.sleep(0.05)
+
+
+def three_stages():
+    return Pipeline("document", (Stage("one", _step), Stage("two", _step), Stage("three", _step)), timeout=30)
+
+
+def endless():
+    return Pipeline("document", (Stage("wait", _until_cancelled),), timeout=60)
+
+
+async def upload(http):
+    response = await http.post("/v1/documents", files=multipart_file(text_pdf("hi")))
+    assert response.status_code == 202
+    return response.json()["id"]
+
+
+def _id(event) -> tuple[int, int]:
+    millis, _, sequence = event["id"].partition("-")
+    return int(millis), int(sequence)
+
+
+async def test_live_stream_is_ordered_and_ends_with_the_job(api, settings, tenant):
+    async with client(api.url, tenant[1]) as http:
+        job_id = await upload(http)
+        reader = asyncio.create_task(read_stream(http, f"/v1/jobs/{job_id}/events"))
+        await asyncio.sleep(0.3)  # connected while still queued, before any worker event
+        async with running_worker(settings, [three_stages()]):
+            async with asyncio.timeout(30):
+                received = await reader
+    assert received.status == 200 and received.ended
+    first, *live = received.events
+    assert "id" not in first and first["data"]["status"] == "queued"  # the snapshot of a job with no history
+    ids = [_id(event) for event in live]
+    assert ids == sorted(ids) and len(set(ids)) == len(ids)
+    stages = [(event["data"]["stage"], event["data"]["status"]) for event in live if event["event"] == "stage"]
+    assert stages == [("one", "running"), ("one", "succeeded"), ("two", "running"), ("two", "succeeded"),
+                      ("three", "running"), ("three", "succeeded")]
+    assert live[0]["event"] == "status" and live[0]["data"]["status"] == "running"
+    assert live[-1]["event"] == "status" and live[-1]["data"]["status"] == "succeeded"
+    assert all(event["data"]["job_id"] == job_id for event in received.events)
+    redis = Redis.from_url(settings.redis_url)
+    try:
+        assert 0 < await redis.ttl(events.stream_key(job_id)) <= events.KEEP_SECONDS  # the stream expires
+    finally:
+        await redis.aclose()
+
+
+async def test_last_event_id_replays_what_came_after(api, settings, tenant):
+    async with client(api.url, tenant[1]) as http, running_worker(settings, [three_stages()]):
+        job_id = await upload(http)
+        await wait_for_job(http, job_id)
+        full = await read_stream(http, f"/v1/jobs/{job_id}/events")
+        resumed = await read_stream(http, f"/v1/jobs/{job_id}/events",
+                                    headers={"Last-Event-ID": full.events[3]["id"]})
+        bad = await http.get(f"/v1/jobs/{job_id}/events", headers={"Last-Event-ID": "not-an-id"})
+    assert full.ended and resumed.ended
+    assert [event["id"] for event in full.events if "id" in event][0] == full.events[0]["id"]
+    assert resumed.events == full.events[4:]
+    assert resumed.events[-1]["data"]["status"] == "succeeded"
+    assert bad.status_code == 400 and bad.headers["content-type"] == "application/problem+json"
+
+
+async def test_stream_of_a_cancelled_job_pings_then_ends(api, settings, tenant, monkeypatch):
+    monkeypatch.setattr(stream_routes, "PING_SECONDS", 0.2)
+    async with client(api.url, tenant[1]) as http, running_worker(settings, [endless()]):
+        job_id = await upload(http)
+        await wait_for_job(http, job_id, statuses=("running",))
+        reader = asyncio.create_task(read_stream(http, f"/v1/jobs/{job_id}/events"))
+        await asyncio.sleep(0.7)  # nothing happens meanwhile: the server pings
+        assert (await http.post(f"/v1/jobs/{job_id}/cancel")).status_code == 202
+        async with asyncio.timeout(20):
+            received = await reader
+    assert received.ended
+    assert any(comment.startswith("ping") for comment in received.comments)
+    assert received.events[-1]["data"]["status"] == "cancelled"
+
+
+async def test_stream_of_a_finished_job_without_history_ends_at_once(api, settings, tenant, redis_server):
+    from redis.asyncio import Redis
+
+    async with client(api.url, tenant[1]) as http, running_worker(settings, [three_stages()]):
+        job_id = await upload(http)
+        await wait_for_job(http, job_id)
+    redis = Redis.from_url(redis_server.url)
+    await redis.delete(f"conveyor:events:{job_id}")  # expired, or lost with Redis
+    await redis.aclose()
+    async with client(api.url, tenant[1]) as http:
+        async with asyncio.timeout(10):
+            received = await read_stream(http, f"/v1/jobs/{job_id}/events")
+    assert received.ended and len(received.events) == 1
+    assert received.events[0]["data"]["status"] == "succeeded"
+
+
+async def test_tokens_open_one_job_only_and_expire(api, settings, tenant):
+    _, other_key = await new_tenant(settings)
+    async with client(api.url, tenant[1]) as http, client(api.url) as browser, client(api.url, other_key) as other:
+        job_a, job_b = await upload(http), await upload(http)
+        issued = await http.post(f"/v1/jobs/{job_a}/events/token")
+        assert issued.status_code == 201
+        token = issued.json()["token"]
+        assert issued.json()["expires_at"].endswith("Z")
+        ok = await read_stream(browser, f"/v1/jobs/{job_a}/events?token={token}", max_events=1)
+        wrong_job = await browser.get(f"/v1/jobs/{job_b}/events", params={"token": token})
+        not_elsewhere = await browser.get(f"/v1/jobs/{job_a}", params={"token": token})
+        tampered = await browser.get(f"/v1/jobs/{job_a}/events", params={"token": token[:-2] + "xx"})
+        other_tenant = await other.post(f"/v1/jobs/{job_a}/events/token")
+        unknown = await http.post(f"/v1/jobs/{uuid.uuid4()}/events/token")
+    assert ok.status == 200 and ok.events[0]["data"]["job_id"] == job_a
+    assert wrong_job.status_code == 403 and wrong_job.json()["type"].endswith("token-wrong-job")
+    assert not_elsewhere.status_code == 401
+    assert tampered.status_code == 401 and tampered.json()["type"].endswith("token-invalid")
+    assert other_tenant.status_code == 404 and unknown.status_code == 404
+
+
+async def test_expired_token_is_refused(api, settings, tenant):
+    tenant_id, key = tenant
+    async with client(api.url, key) as http, client(api.url) as browser:
+        job_id = await upload(http)
+        expired, _ = Signer(derive_key(settings, "job-events-token")).sign(job_id, str(tenant_id), ttl=-5)
+        fresh, _ = Signer(derive_key(settings, "job-events-token")).sign(job_id, str(tenant_id), ttl=60)
+        refused = await browser.get(f"/v1/jobs/{job_id}/events", params={"token": expired})
+        other_purpose, _ = Signer(derive_key(settings, "dashboard-session")).sign(job_id, str(tenant_id), ttl=60)
+        wrong_purpose = await browser.get(f"/v1/jobs/{job_id}/events", params={"token": other_purpose})
+        accepted = await read_stream(browser, f"/v1/jobs/{job_id}/events?token={fresh}", max_events=1)
+    assert refused.status_code == 401 and refused.json()["type"].endswith("token-expired")
+    assert wrong_purpose.status_code == 401
+    assert accepted.status == 200
+
+
+@pytest.mark.parametrize("path", ["/v1/jobs/{job}/events", "/v1/jobs/{job}/events/token"])
+async def test_events_need_a_key_or_token(api, tenant, path):
+    async with client(api.url, tenant[1]) as http, client(api.url) as anonymous:
+        job_id = await upload(http)
+        method = anonymous.post if path.endswith("token") else anonymous.get
+        response = await method(path.format(job=job_id))
+    assert response.status_code == 401

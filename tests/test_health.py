@@ -1,0 +1,126 @@
+"""/livez and /readyz with each dependency down; `arq worker.WorkerSettings --check`."""
+
+import asyncio
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support.net import free_port
+from tests.support.service import ApiServer, client, make_settings, running_worker
+
+HEALTH = "application/health+json"
+REPO = Path(__file__).resolve().parent.parent
+
+
+async def readyz(api) -> tuple[int, dict]:
+    async with client(api.url) as http:
+        response = await http.get("/readyz")
+    assert response.headers["content-type"] == HEALTH
+    return response.status_code, response.json()
+
+
+async def test_livez_is_cheap_and_open(api):
+    async with client(api.url) as http:
+        response = await http.get("/livez")
+    assert response.status_code == 200 and response.json() == {"status": "pass"}
+
+
+async def test_ready_without_workers_warns(database_url, tmp_path):
+    """On a Redis of its own: workers of other tests must not count."""
+    from tests.support.redis_server import RedisServer
+    from tests.support.service import ApiServer, make_settings
+
+    lonely = RedisServer()
+    lonely.start()
+    try:
+        async with ApiServer(make_settings(database_url, lonely.url, tmp_path / "storage")) as api:
+            status, body = await readyz(api)
+    finally:
+        lonely.stop()
+    assert status == 200 and body["status"] == "warn"
+    assert body["checks"]["workers"][0]["status"] == "warn"
+    assert {body["checks"][name][0]["status"] for name in ("database", "redis", "storage")} == {"pass"}
+
+
+async def test_ready_with_a_fresh_worker_passes(api, settings):
+    async with running_worker(settings, []):
+        for _ in range(100):
+            status, body = await readyz(api)
+            if body["checks"]["workers"][0]["status"] == "pass":
+                break
+            await asyncio.sleep(0.1)
+    assert status == 200 and body["status"] == "pass"
+    assert body["checks"]["workers"][0]["observedValue"] >= 1
+
+
+async def test_redis_down_is_not_ready(api, redis_server):
+    redis_server.stop()
+    try:
+        status, body = await readyz(api)
+    finally:
+        redis_server.start()
+    assert status == 503 and body["status"] == "fail"
+    assert body["checks"]["redis"][0]["status"] == "fail"
+    assert body["checks"]["database"][0]["status"] == "pass"
+    status, body = await readyz(api)
+    assert body["checks"]["redis"][0]["status"] == "pass"
+
+
+async def test_unwritable_storage_is_not_ready(api, settings):
+    root = Path(settings.storage_url.removeprefix("file://"))
+    shutil.rmtree(root)
+    root.write_text("a file where the storage directory should be")  # unwritable, even for root
+    try:
+        status, body = await readyz(api)
+    finally:
+        root.unlink()
+        root.mkdir()
+    assert status == 503 and body["checks"]["storage"][0]["status"] == "fail"
+    assert "not writable" in body["checks"]["storage"][0]["output"]
+    assert (await readyz(api))[1]["checks"]["storage"][0]["status"] == "pass"
+
+
+async def test_unreachable_database_is_not_ready(redis_server, tmp_path):
+    settings = make_settings(f"postgresql://postgres@127.0.0.1:{free_port()}/nothing", redis_server.url,
+                             tmp_path / "storage", db_connect_timeout=1.0)
+    async with ApiServer(settings) as api:
+        status, body = await readyz(api)
+    assert status == 503 and body["status"] == "fail"
+    primary = body["checks"]["database"][0]
+    assert primary["role"] == "primary" and primary["status"] == "fail"
+
+
+def _arq(*args: str, env: dict) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "arq", "worker.WorkerSettings", *args], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _check(env: dict) -> int:
+    process = _arq("--check", env=env)
+    process.communicate(timeout=30)
+    return process.returncode
+
+
+@pytest.mark.timeout(90)
+async def test_arq_check_sees_a_running_worker(database_url, redis_server, tmp_path):
+    env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": redis_server.url,
+           "STORAGE_URL": f"file://{tmp_path}/storage", "QUEUE_NAME": f"check-{os.urandom(3).hex()}",
+           "LOG_JSON": "false"}
+    assert await asyncio.to_thread(_check, env) == 1  # nobody has written the health key yet
+    worker = _arq(env=env)
+    try:
+        for _ in range(60):
+            if await asyncio.to_thread(_check, env) == 0:
+                break
+            assert worker.poll() is None, worker.communicate()[0]
+            await asyncio.sleep(0.5)
+        else:
+            raise AssertionError("arq --check never passed with a worker running")
+    finally:
+        worker.terminate()
+        output = await asyncio.to_thread(worker.communicate, timeout=30)
+    assert worker.returncode == 0, output[0][-2000:]

@@ -1,0 +1,209 @@
+"""The schedule: cadences, reminders and expiring memberships becoming notification jobs
+exactly once, and each cron tick running once across two workers."""
+
+import asyncio
+import json
+import time
+from datetime import datetime, timedelta, timezone
+
+import asyncpg
+import pytest
+import redis.asyncio as redis
+
+from pipelines.scheduled.memberships import notify_expiring_memberships
+from pipelines.scheduled.reminders import send_due_reminders
+from pipelines.schedule import cron_jobs
+from service.config import ConfigurationError, cron_fields, load_settings
+from tests.support.resources import open_resources
+from tests.support.service import client, make_settings, running_worker
+
+PROBLEM = "application/problem+json"
+NOTIFICATION_QUEUE = "conveyor-test-notifications-nobody-serves"
+
+
+def test_cadences():
+    assert cron_fields("every 2s") == {"second": set(range(0, 60, 2))}
+    assert cron_fields("every 5m") == {"minute": set(range(0, 60, 5)), "second": 0}
+    assert cron_fields("hourly :05") == {"minute": 5, "second": 0}
+    assert cron_fields("Daily 03:30") == {"hour": 3, "minute": 30, "second": 0}
+    assert cron_fields("off") is None
+    for bad in ("every 7s", "every 0m", "hourly :60", "daily 24:00", "sometimes", ""):
+        with pytest.raises(ValueError):
+            cron_fields(bad)
+    with pytest.raises(ConfigurationError, match="SCHEDULE_REMINDERS"):
+        load_settings(schedule_reminders="every 7s")
+
+
+def test_every_job_is_scheduled_once_and_off_leaves_it_out():
+    names = [job.name for job in cron_jobs(load_settings())]
+    assert names == ["reminders", "memberships", "aggregate_hourly", "aggregate_daily", "cleanup", "prune_workers"]
+    quiet = load_settings(schedule_cleanup="off", schedule_memberships="off")
+    assert "cleanup" not in [job.name for job in cron_jobs(quiet)]
+    assert all(job.unique and job.keep_result_s >= 60 for job in cron_jobs(load_settings()))
+
+
+@pytest.fixture
+def settings(database_url, redis_server, tmp_path):
+    """Notification jobs go to a queue no test worker serves: they are only counted here."""
+    return make_settings(database_url, redis_server.url, tmp_path / "storage",
+                         queue_name=f"conveyor-test-{time.time_ns()}",
+                         kind_queues=f"notification={NOTIFICATION_QUEUE}")
+
+
+def _ago(**delta) -> str:
+    return (datetime.now(timezone.utc) - timedelta(**delta)).isoformat()
+
+
+async def _remind(http, due_at: str, **fields) -> dict:
+    body = {"due_at": due_at, "channel": "email", "to": "ada@example.com", "template": "welcome",
+            "data": {"name": "Ada"}, **fields}
+    response = await http.post("/v1/reminders", json=body)
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+async def _notification_jobs(database_url: str, tenant_id) -> list[dict]:
+    conn = await asyncpg.connect(database_url)
+    try:
+        rows = await conn.fetch(
+            "SELECT id, queue, payload::text, metadata::text FROM jobs WHERE tenant_id = $1 AND kind = 'notification'",
+            tenant_id,
+        )
+    finally:
+        await conn.close()
+    return [{"id": row["id"], "queue": row["queue"], "payload": json.loads(row["payload"]),
+             "metadata": json.loads(row["metadata"])} for row in rows]
+
+
+async def test_reminders_are_checked_when_created(api, tenant):
+    async with client(api.url, tenant[1]) as http:
+        template = await http.post("/v1/reminders", json={"due_at": _ago(), "channel": "email", "to": "a@b.c",
+                                                          "template": "nope", "data": {}})
+        data = await http.post("/v1/reminders", json={"due_at": _ago(), "channel": "email", "to": "a@b.c",
+                                                      "template": "welcome", "data": {}})
+        naive = await http.post("/v1/reminders", json={"due_at": "2030-01-01T00:00:00", "channel": "sms",
+                                                       "to": "+15550100", "template": "welcome"})
+        hook = await http.post("/v1/reminders", json={"due_at": _ago(), "channel": "webhook",
+                                                      "to": ["https://ok.example/x", "ftp://x"], "template": "t"})
+        nobody = await http.post("/v1/reminders", json={"due_at": _ago(), "channel": "email", "to": [],
+                                                        "template": "welcome", "data": {"name": "A"}})
+        created = await _remind(http, "2030-01-01T09:00:00+02:00", to=["a@example.com", "b@example.com"])
+        fetched = await http.get(f"/v1/reminders/{created['id']}")
+        missing = await http.get("/v1/reminders/not-an-id")
+    assert [r.json()["field"] for r in (template, data, naive, hook, nobody)] == ["data", "data", "due_at", "to[1]", "to"]
+    assert all(r.status_code == 422 and r.headers["content-type"] == PROBLEM for r in (template, data, naive, hook))
+    assert created["to"] == ["a@example.com", "b@example.com"] and created["job_id"] is None
+    assert fetched.json() == created
+    assert missing.status_code == 404
+
+
+async def test_a_retried_reminder_with_its_idempotency_key_is_scheduled_once(api, tenant):
+    body = {"due_at": "2030-01-01T09:00:00Z", "channel": "email", "to": "a@example.com", "template": "welcome",
+            "data": {"name": "A"}}
+    async with client(api.url, tenant[1]) as http:
+        first = await http.post("/v1/reminders", json=body, headers={"Idempotency-Key": "remind-1"})
+        again = await http.post("/v1/reminders", json=body, headers={"Idempotency-Key": "remind-1"})
+        changed = await http.post("/v1/reminders", json={**body, "to": "b@example.com"},
+                                  headers={"Idempotency-Key": "remind-1"})
+        bad = await http.post("/v1/reminders", json={**body, "template": "nope"}, headers={"Idempotency-Key": "remind-2"})
+        fixed = await http.post("/v1/reminders", json=body, headers={"Idempotency-Key": "remind-2"})
+    assert first.status_code == again.status_code == 201
+    assert again.json() == first.json() and again.headers["location"] == first.headers["location"]
+    assert again.headers["idempotent-replayed"] == "true"
+    assert changed.status_code == 422
+    assert bad.status_code == 422 and fixed.status_code == 201  # a refused request does not use up its key
+    assert fixed.json()["id"] != first.json()["id"]
+
+
+async def test_due_reminders_become_one_job_each_even_when_run_twice_at_once(api, settings, database_url, tenant):
+    tenant_id, key = tenant
+    async with client(api.url, key) as http:
+        due = [await _remind(http, _ago(minutes=n), data={"name": f"Ada {n}"}) for n in range(7)]
+        later = await _remind(http, _ago(minutes=-60))
+        async with open_resources(settings) as resources:
+            runs = await asyncio.gather(send_due_reminders(resources, batch=3), send_due_reminders(resources, batch=3))
+            assert await send_due_reminders(resources) == 0
+        after = {r["id"]: (await http.get(f"/v1/reminders/{r['id']}")).json() for r in [*due, later]}
+    assert sum(runs) == 7
+    jobs = await _notification_jobs(database_url, tenant_id)
+    assert sorted(job["metadata"]["reminder_id"] for job in jobs) == sorted(r["id"] for r in due)
+    by_id = {str(job["id"]): job for job in jobs}
+    for reminder in due:
+        job = by_id[after[reminder["id"]]["job_id"]]
+        assert job["payload"] == {"channel": "email", "to": ["ada@example.com"], "template": "welcome",
+                                  "data": reminder["data"]}
+        assert job["queue"] == NOTIFICATION_QUEUE
+    assert after[later["id"]]["job_id"] is None
+    async with redis.from_url(settings.redis_url) as r:
+        assert await r.zcard(NOTIFICATION_QUEUE) >= 7  # handed to arq, not only recorded
+
+
+async def _unsent(http, reminders: list[dict]) -> list[dict]:
+    return [r for r in reminders if (await http.get(f"/v1/reminders/{r['id']}")).json()["job_id"] is None]
+
+
+async def test_two_workers_run_each_tick_once(api, database_url, redis_server, tmp_path, tenant):
+    """Two workers carry the same schedule (reminders every second, nothing else); every
+    tick runs on one of them, and each reminder becomes exactly one job."""
+    tenant_id, key = tenant
+    quiet = {name: "off" for name in ("schedule_memberships", "schedule_cleanup",
+                                      "schedule_aggregate_hourly", "schedule_aggregate_daily")}
+    settings = make_settings(database_url, redis_server.url, tmp_path / "storage", queue_name=f"two-{time.time_ns()}",
+                             kind_queues=f"notification={NOTIFICATION_QUEUE}", schedule_reminders="every 1s", **quiet)
+    started_ms = int(time.time() * 1000)
+    async with client(api.url, key) as http:
+        reminders = [await _remind(http, _ago(seconds=n)) for n in range(5)]
+        async with running_worker(settings, []) as first, running_worker(settings, []) as second:
+            reminders += [await _remind(http, _ago(seconds=-1.5)) for _ in range(3)]  # due while both run
+            await asyncio.sleep(4.5)
+            for _ in range(20):
+                if not await _unsent(http, reminders):
+                    break
+                await asyncio.sleep(0.5)
+        runs = first.worker.jobs_complete + second.worker.jobs_complete
+        failed = first.worker.jobs_failed + second.worker.jobs_failed
+    async with redis.from_url(redis_server.url) as r:
+        ticks = [k async for k in r.scan_iter("arq:result:reminders:*")
+                 if int(k.decode().rsplit(":", 1)[1]) >= started_ms]
+    assert failed == 0
+    assert len(ticks) >= 3
+    assert runs == len(ticks)  # no tick ran on both workers
+    jobs = await _notification_jobs(database_url, tenant_id)
+    assert sorted(job["metadata"]["reminder_id"] for job in jobs) == sorted(r["id"] for r in reminders)
+
+
+async def test_expiring_memberships_are_emailed_once_per_expiry(api, settings, database_url, tenant):
+    tenant_id, key = tenant
+    soon = (datetime.now(timezone.utc) + timedelta(days=3)).replace(microsecond=0)
+    later = soon + timedelta(days=60)
+    async with client(api.url, key) as http:
+        created = await http.put("/v1/memberships/m-1", json={"email": "ada@example.com", "expires_at": soon.isoformat(),
+                                                              "data": {"name": "Ada", "plan": "Gold"}})
+        await http.put("/v1/memberships/m-2", json={"email": "bob@example.com", "expires_at": later.isoformat(),
+                                                    "data": {"name": "Bob"}})
+        no_name = await http.put("/v1/memberships/m-3", json={"email": "c@example.com", "expires_at": soon.isoformat()})
+        bad_email = await http.put("/v1/memberships/m-3", json={"email": "nope", "expires_at": soon.isoformat(),
+                                                                "data": {"name": "C"}})
+        async with open_resources(settings) as resources:
+            assert sum(await asyncio.gather(notify_expiring_memberships(resources),
+                                            notify_expiring_memberships(resources))) == 1
+            same = await http.put("/v1/memberships/m-1", json={"email": "ada@example.com",
+                                                               "expires_at": soon.isoformat(),
+                                                               "data": {"name": "Ada", "plan": "Gold"}})
+            assert await notify_expiring_memberships(resources) == 0
+            renewed = soon + timedelta(days=1)
+            moved = await http.put("/v1/memberships/m-1", json={"email": "ada@example.com",
+                                                                "expires_at": renewed.isoformat(),
+                                                                "data": {"name": "Ada"}})
+            assert await notify_expiring_memberships(resources) == 1
+    assert created.status_code == 201 and same.status_code == 200 and same.json()["notified_at"]
+    assert moved.json()["notified_at"] is None
+    assert no_name.status_code == 422 and no_name.json()["field"] == "data"
+    assert bad_email.status_code == 422 and bad_email.json()["field"] == "email"
+    jobs = sorted(await _notification_jobs(database_url, tenant_id), key=lambda job: job["payload"]["data"]["expires_on"])
+    assert [job["payload"] for job in jobs] == [
+        {"channel": "email", "to": ["ada@example.com"], "template": "membership_expiry",
+         "data": {"name": "Ada", "plan": "Gold", "expires_on": soon.date().isoformat()}},
+        {"channel": "email", "to": ["ada@example.com"], "template": "membership_expiry",
+         "data": {"name": "Ada", "expires_on": renewed.date().isoformat()}},
+    ]

@@ -1,0 +1,317 @@
+"""Video jobs end to end: uvicorn, an arq worker, PostgreSQL, Redis, real ffmpeg, moto's S3."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import asyncpg
+import boto3
+import httpx
+import psutil
+import pytest
+from PIL import Image
+from redis.asyncio import Redis
+
+from pipelines.pipeline import Pipeline, Stage
+from pipelines.videos import measure
+from pipelines.videos.pipeline import video_pipeline
+from service import events
+from tests.support.net import free_port, wait_for_port
+from tests.support.processes import tool_children
+from tests.support.service import ApiServer, client, make_settings, new_tenant, running_worker, wait_for_job
+from tests.support.video_sources import VideoSources, video_sources  # noqa: F401
+
+PROBLEM = "application/problem+json"
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def worker_settings(settings, tmp_path):
+    """The test's settings, with the worker's temporary files where the test can see them."""
+    return settings.model_copy(update={"work_dir": str(tmp_path / "work")})
+
+
+def leftover_temp_files(settings) -> list[Path]:
+    root = Path(settings.work_dir)
+    return list(root.rglob("*")) if root.exists() else []
+
+
+async def post_video(http: httpx.AsyncClient, path: Path, **fields: str) -> httpx.Response:
+    return await http.post("/v1/videos", files={"file": (path.name, path.read_bytes(), "video/mp4")}, data=fields)
+
+
+async def fetch(http: httpx.AsyncClient, url: str, path: Path) -> Path:
+    response = await http.get(url)
+    assert response.status_code == 200, response.text
+    path.write_bytes(response.content)
+    return path
+
+
+async def job_events(settings, job_id: str) -> list[dict]:
+    async with Redis.from_url(settings.redis_url) as redis:
+        entries = await redis.xrange(events.stream_key(job_id))
+    return [json.loads(fields[b"data"]) for _, fields in entries]
+
+
+async def test_upload_becomes_renditions_and_a_thumbnail_served_by_the_api(
+    api, settings, worker_settings, tenant, video_sources: VideoSources, tmp_path
+):
+    """A 480p source with the default ladder: 480p is made, 720p is skipped (it would upscale)."""
+    async with client(api.url, tenant[1]) as http:
+        response = await post_video(http, video_sources.silent_480p)
+        assert response.status_code == 202, response.text
+        job = response.json()
+        assert job["kind"] == "video" and job["status"] == "queued"
+        assert response.headers["location"] == f"/v1/jobs/{job['id']}"
+        async with running_worker(worker_settings, [video_pipeline()]):
+            done = await wait_for_job(http, job["id"])
+        assert done["status"] == "succeeded", done
+        result = done["result"]
+        [rendition] = result["renditions"]
+        assert (rendition["name"], rendition["width"], rendition["height"]) == ("480p", 854, 480)
+        assert rendition["duration"] == pytest.approx(2.0, abs=0.2)
+        assert [skipped["name"] for skipped in result["skipped"]] == ["720p"]
+        assert "upscale" in result["skipped"][0]["reason"]
+        assert (result["source"]["width"], result["source"]["height"]) == (854, 480)
+        assert "key" not in rendition and rendition["url"].startswith(api.url)
+
+        video = await measure(await fetch(http, rendition["url"], tmp_path / "480p.mp4"))
+        assert (video.width, video.height, video.video_codec, video.audio_codec) == (854, 480, "h264", None)
+        assert video.bytes == rendition["bytes"] and video.faststart
+        thumbnail = await fetch(http, result["thumbnail"]["url"], tmp_path / "thumbnail.jpg")
+        with Image.open(thumbnail) as image:
+            assert (image.format, image.size) == ("JPEG", (640, 360))
+
+        _, other_key = await new_tenant(settings)
+        async with client(api.url, other_key) as stranger:
+            assert (await stranger.get(rendition["url"])).status_code == 404
+        assert (await http.get(f"/v1/jobs/{job['id']}/files/original")).status_code == 404
+        listed = (await http.get("/v1/jobs", params={"kind": "video"})).json()["items"]
+        assert listed[0]["result"]["renditions"][0]["url"] == rendition["url"]
+
+    assert [(stage["name"], stage["status"]) for stage in done["stages"]] == [
+        ("probe", "succeeded"), ("transcode", "succeeded")]
+    assert done["progress"] == 1
+    seen = [(event["stage"], event["progress"]) for event in await job_events(settings, job["id"])
+            if "progress" in event and "stage" in event]
+    assert [progress for _, progress in seen] == sorted(progress for _, progress in seen)  # never backwards
+    assert any(stage == "transcode" and 0.05 <= progress < 1 for stage, progress in seen)  # ffmpeg's own progress
+    assert leftover_temp_files(worker_settings) == []
+
+
+async def test_renditions_on_s3_come_with_presigned_urls(
+    s3_server, database_url, redis_server, tmp_path, video_sources: VideoSources
+):
+    bucket = "videos-" + os.urandom(4).hex()
+    boto3.client("s3", endpoint_url=s3_server.endpoint_url).create_bucket(Bucket=bucket)
+    settings = make_settings(
+        database_url, redis_server.url, tmp_path / "unused", storage_url=f"s3://{bucket}/conveyor",
+        s3_endpoint_url=s3_server.endpoint_url, work_dir=str(tmp_path / "work"),
+        queue_name=f"conveyor-test-{os.urandom(4).hex()}",
+    )  # fmt: skip
+    _, key = await new_tenant(settings)
+    async with ApiServer(settings) as api, client(api.url, key) as http:
+        job = (await post_video(http, video_sources.landscape, renditions="360p,240p")).json()
+        async with running_worker(settings, [video_pipeline()]):
+            done = await wait_for_job(http, job["id"])
+    assert done["status"] == "succeeded", done
+    result = done["result"]
+    assert [(r["name"], r["width"], r["height"]) for r in result["renditions"]] == [
+        ("360p", 640, 360), ("240p", 426, 240)]
+    assert result["skipped"] == []
+    async with httpx.AsyncClient() as anyone:  # presigned: no API key needed
+        for rendition in result["renditions"]:
+            assert rendition["url"].startswith(f"{s3_server.endpoint_url}/{bucket}/conveyor/tenants/")
+            made = await measure(await fetch(anyone, rendition["url"], tmp_path / f"{rendition['name']}.mp4"))
+            assert (made.width, made.height) == (rendition["width"], rendition["height"])
+            assert (made.video_codec, made.audio_codec) == ("h264", "aac")
+            assert made.duration == pytest.approx(3.0, abs=0.2)
+        thumbnail = await fetch(anyone, result["thumbnail"]["url"], tmp_path / "thumbnail.jpg")
+    with Image.open(thumbnail) as image:
+        assert image.format == "JPEG" and image.size == (640, 360)
+    assert leftover_temp_files(settings) == []
+
+
+async def test_bad_inputs_are_refused_precisely(api, worker_settings, tenant, video_sources: VideoSources):
+    async with client(api.url, tenant[1]) as http:
+        not_video = await post_video(http, video_sources.random_bytes)
+        junk_renditions = await post_video(http, video_sources.landscape, renditions="720p,huge")
+        truncated = (await post_video(http, video_sources.truncated)).json()
+        audio_only = (await post_video(http, video_sources.audio_only)).json()
+        async with running_worker(worker_settings, [video_pipeline()]):
+            ended = {name: await wait_for_job(http, job["id"]) for name, job in
+                     (("truncated", truncated), ("audio_only", audio_only))}
+    assert not_video.status_code == 415 and not_video.headers["content-type"] == PROBLEM
+    assert junk_renditions.status_code == 422 and junk_renditions.headers["content-type"] == PROBLEM
+    assert "renditions" in junk_renditions.json()["detail"] and "'huge'" in junk_renditions.json()["detail"]
+    assert ended["truncated"]["status"] == "failed" and ended["truncated"]["error"]["type"] == "corrupt_video"
+    assert ended["audio_only"]["status"] == "failed"
+    assert ended["audio_only"]["error"] == {"type": "no_video_stream", "message": "the file has no video stream"}
+    for job in ended.values():  # refused before any CPU went to transcoding
+        assert [(stage["name"], stage["status"]) for stage in job["stages"]] == [
+            ("probe", "failed"), ("transcode", "queued")]
+    assert leftover_temp_files(worker_settings) == []
+
+
+async def test_an_absurd_video_fails_before_transcoding(api, worker_settings, tenant, video_sources: VideoSources):
+    strict = worker_settings.model_copy(update={"video_max_duration": 2.0})
+    async with client(api.url, tenant[1]) as http, running_worker(strict, [video_pipeline()]):
+        job = (await post_video(http, video_sources.landscape)).json()
+        failed = await wait_for_job(http, job["id"])
+    assert failed["status"] == "failed"
+    assert failed["error"] == {"type": "video_too_long", "message": "the video lasts 3 s; the limit is 2 s"}
+    assert failed["stages"][1]["status"] == "queued"
+
+
+async def _wait_for_ffmpeg(http: httpx.AsyncClient, job_id: str) -> None:
+    while not tool_children():
+        job = (await http.get(f"/v1/jobs/{job_id}")).json()
+        assert job["status"] in ("queued", "running"), job
+        await asyncio.sleep(0.05)
+
+
+def quick_document_pipeline() -> Pipeline:
+    async def read_size(run) -> dict:
+        return {"bytes": await run.resources.storage.size(run.payload["input"]["key"])}
+
+    return Pipeline("document", (Stage("store", read_size),), timeout=30)
+
+
+async def test_cancel_kills_ffmpeg_while_other_jobs_keep_flowing(
+    api, worker_settings, tenant, video_sources: VideoSources
+):
+    from tests.support.files import multipart_file, text_pdf
+
+    pipelines = [video_pipeline(), quick_document_pipeline()]
+    async with client(api.url, tenant[1]) as http, running_worker(worker_settings, pipelines):
+        video = (await post_video(http, video_sources.long)).json()
+        await _wait_for_ffmpeg(http, video["id"])
+        document = (await http.post("/v1/documents", files=multipart_file(text_pdf("meanwhile")))).json()
+        assert (await wait_for_job(http, document["id"]))["status"] == "succeeded"
+        assert (await http.get(f"/v1/jobs/{video['id']}")).json()["status"] == "running"
+        assert (await http.post(f"/v1/jobs/{video['id']}/cancel")).status_code == 202
+        ended = await wait_for_job(http, video["id"])
+        assert tool_children() == []
+    assert ended["status"] == "cancelled"
+    assert leftover_temp_files(worker_settings) == []
+
+
+async def test_timeout_kills_ffmpeg_and_fails_with_the_reason(api, worker_settings, tenant, video_sources):
+    async with client(api.url, tenant[1]) as http, running_worker(worker_settings, [video_pipeline(timeout=3)]):
+        job = (await post_video(http, video_sources.long)).json()
+        await _wait_for_ffmpeg(http, job["id"])
+        ended = await wait_for_job(http, job["id"])
+        assert tool_children() == []
+    assert ended["status"] == "failed"
+    assert ended["error"] == {"type": "timeout", "message": "the job ran longer than 3 s"}
+    assert leftover_temp_files(worker_settings) == []
+
+
+def made_outputs(storage_dir: Path) -> dict[str, int]:
+    """Finished outputs in file storage, by name, with their inode (a re-upload replaces it)."""
+    return {path.name: path.stat().st_ino for path in storage_dir.rglob("*")
+            if path.suffix in (".mp4", ".jpg") and ".partial" not in path.name}
+
+
+async def transcoded_outputs(settings, job_id: str) -> set[str]:
+    """The renditions the transcode stage has checkpointed as uploaded."""
+    conn = await asyncpg.connect(settings.database_url)
+    try:
+        saved = await conn.fetchval(
+            "SELECT checkpoint FROM job_stages WHERE job_id = $1::uuid AND name = 'transcode'", job_id
+        )
+    finally:
+        await conn.close()
+    return set(json.loads(saved)["outputs"]) if saved else set()
+
+
+async def test_a_crashed_workers_job_resumes_without_redoing_uploaded_renditions(
+    api, settings, tenant, video_sources: VideoSources, tmp_path
+):
+    source = tmp_path / "twelve_seconds.mp4"
+    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-stream_loop", "3", "-i", str(video_sources.landscape),
+                    "-c", "copy", str(source)], check=True, timeout=60)
+    one_at_a_time = settings.model_copy(update={"transcode_concurrency": 1, "work_dir": str(tmp_path / "work")})
+    storage_dir = tmp_path / "storage"
+    async with client(api.url, tenant[1]) as http:
+        job = (await post_video(http, source, renditions="360p,240p,144p")).json()
+        doomed = await running_worker(one_at_a_time, [video_pipeline()]).__aenter__()
+        while not (checkpointed := await transcoded_outputs(settings, job["id"])):
+            await asyncio.sleep(0.05)
+        resources = doomed.worker.ctx["resources"]
+        await doomed.crash()
+        at_crash = {name: inode for name, inode in made_outputs(storage_dir).items()
+                    if Path(name).stem in checkpointed}
+        # The process died: its ffmpegs and uploads die with it (an in-process worker's
+        # job tasks would otherwise live on in this event loop).
+        for task in doomed.worker.tasks.values():
+            task.cancel()
+        await asyncio.gather(*doomed.worker.tasks.values(), return_exceptions=True)
+        assert tool_children() == []
+        await resources.db.close()  # what the dead process held, released for the test session's sake
+        async with running_worker(one_at_a_time, [video_pipeline()]):
+            done = await wait_for_job(http, job["id"], timeout=90)
+    assert done["status"] == "succeeded", done
+    assert done["attempts"] == 2
+    assert 1 <= len(at_crash) < 4  # the crash came mid-transcode
+    final = made_outputs(storage_dir)
+    assert sorted(final) == ["144p.mp4", "240p.mp4", "360p.mp4", "thumbnail.jpg"]
+    # checkpointed before the crash: not made again (one uploaded but not yet checkpointed may be)
+    assert {name: final[name] for name in at_crash} == at_crash
+    assert [r["name"] for r in done["result"]["renditions"]] == ["360p", "240p", "144p"]
+    assert leftover_temp_files(one_at_a_time) == []
+
+
+API_RSS_LIMIT = 150 * 1024 * 1024
+LARGE_UPLOAD_BYTES = 300 * 1024 * 1024
+
+
+async def test_the_api_streams_a_large_video_with_bounded_memory(
+    database_url, redis_server, tmp_path, tenant, video_sources: VideoSources
+):
+    """300 MB through a real uvicorn process (a valid MP4 head, then filler): its RSS stays low."""
+    port = free_port()
+    env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": redis_server.url,
+           "STORAGE_URL": f"file://{tmp_path / 'storage'}", "LOG_LEVEL": "WARNING"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "service.app:app", "--host", "127.0.0.1", "--port", str(port),
+         "--log-level", "warning"], cwd=REPO, env=env,
+    )  # fmt: skip
+    peak = 0
+    try:
+        await asyncio.to_thread(wait_for_port, port)
+        api = psutil.Process(process.pid)
+        head = video_sources.landscape.read_bytes()[:65536]
+        chunk = b"\0" * (1024 * 1024)
+
+        async def body():
+            yield b'--b\r\nContent-Disposition: form-data; name="file"; filename="big.mp4"\r\n\r\n' + head
+            for _ in range(LARGE_UPLOAD_BYTES // len(chunk)):
+                yield chunk
+            yield b'\r\n--b\r\nContent-Disposition: form-data; name="renditions"\r\n\r\n480p\r\n--b--\r\n'
+
+        async def watch() -> None:
+            nonlocal peak
+            while True:
+                peak = max(peak, api.memory_info().rss)
+                await asyncio.sleep(0.05)
+
+        watcher = asyncio.create_task(watch())
+        async with client(f"http://127.0.0.1:{port}", tenant[1]) as http:
+            http.timeout = httpx.Timeout(120)
+            response = await http.post("/v1/videos", content=body(),
+                                       headers={"Content-Type": "multipart/form-data; boundary=b"})
+        watcher.cancel()
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+    assert response.status_code == 202, response.text
+    stored = list((tmp_path / "storage").rglob("original"))
+    assert [path.stat().st_size for path in stored] == [len(head) + LARGE_UPLOAD_BYTES]
+    assert peak < API_RSS_LIMIT, f"the API grew to {peak / 2**20:.0f} MiB"

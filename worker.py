@@ -1,0 +1,37 @@
+"""The worker entry point: `arq worker.WorkerSettings`.
+
+Wiring only: the pipelines (pipelines/registry.py) become arq functions, the schedule
+(pipelines/schedule.py) becomes cron jobs, and the process-wide resources are opened and
+closed by the hooks in pipelines/lifecycle.py. Everything is configured from the
+environment (service/config.py).
+"""
+
+from datetime import timezone
+
+from pipelines import lifecycle, schedule
+from pipelines.registry import PIPELINES
+from service.config import get_settings
+from service.queue import deserialize, redis_settings, serialize
+
+lifecycle.use_uvloop()
+_settings = get_settings()
+_startup, _shutdown = lifecycle.hooks(_settings, PIPELINES)
+
+
+class WorkerSettings:
+    functions = lifecycle.functions(PIPELINES)
+    cron_jobs = schedule.cron_jobs(_settings)
+    timezone = timezone.utc  # every host agrees on the schedule's ticks
+    on_startup = _startup
+    on_shutdown = _shutdown
+    redis_settings = redis_settings(_settings.redis_url)
+    queue_name = _settings.queue_name
+    max_jobs = _settings.worker_max_jobs
+    poll_delay = _settings.worker_poll_delay
+    queue_read_limit = lifecycle.queue_read_limit(_settings)
+    keep_result = 0  # results live in the ledger
+    max_tries = lifecycle.ARQ_MAX_TRIES
+    health_check_interval = 5
+    job_completion_wait = 20  # seconds a SIGTERM leaves running jobs to finish
+    job_serializer = serialize
+    job_deserializer = deserialize
