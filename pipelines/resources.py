@@ -39,7 +39,7 @@ class Resources:
     http: httpx.AsyncClient  # for providers we chose (Twilio, FCM, OneSignal, S3-compatible…)
     webhooks: httpx.AsyncClient  # for user-supplied URLs: SSRF-guarded, no redirects
     limiter: RateLimiter  # per-channel send rates shared by every worker
-    documents: DocumentTools  # OCR engines, the extractor, the page readers' slots
+    documents: DocumentTools  # OCR engines, the extractor, the page readers
     worker_id: str = field(default_factory=new_worker_id)
     running: dict[str, asyncio.Task] = field(default_factory=dict)
     cancelling: set[str] = field(default_factory=set)

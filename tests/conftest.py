@@ -2,6 +2,7 @@ import os
 
 import pytest
 
+from pipelines.documents.pages import PageReaders
 from tests.support import postgres
 from tests.support.redis_server import RedisServer
 from tests.support.service import ApiServer, make_settings, new_tenant
@@ -89,6 +90,13 @@ def llm_servers():
     servers.start()
     yield servers
     servers.stop()
+
+
+@pytest.fixture
+async def page_readers():
+    readers = PageReaders(concurrency=2)
+    yield readers
+    await readers.aclose()
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from pipelines.documents.pages import PageLimits, read_pages
+from pipelines.documents.pages import PageLimits, PageReaders
 from service.sniffing import SNIFF_BYTES, sniff_document
 from pipelines.errors import PermanentError
 from tests.support.documents import (
@@ -24,15 +24,15 @@ def write(tmp_path: Path, name: str, data: bytes) -> Path:
     return path
 
 
-async def read(tmp_path: Path, name: str, data: bytes, **limits):
+async def read(readers: PageReaders, tmp_path: Path, name: str, data: bytes, **limits):
     workdir = tmp_path / "pages"
     workdir.mkdir(exist_ok=True)
-    return await read_pages(write(tmp_path, name, data), workdir, PageLimits(**limits))
+    return await readers.read(write(tmp_path, name, data), workdir, PageLimits(**limits))
 
 
-async def read_error(tmp_path: Path, name: str, data: bytes, **limits) -> PermanentError:
+async def read_error(readers: PageReaders, tmp_path: Path, name: str, data: bytes, **limits) -> PermanentError:
     with pytest.raises(PermanentError) as caught:
-        await read(tmp_path, name, data, **limits)
+        await read(readers, tmp_path, name, data, **limits)
     return caught.value
 
 
@@ -56,8 +56,8 @@ def test_sniff_document_judges_the_bytes(data, mime):
     assert sniff_document(data[:SNIFF_BYTES]) == mime
 
 
-async def test_text_pdf_pages_keep_their_text_layer_and_need_no_ocr(tmp_path):
-    document = await read(tmp_path, "cv.pdf", text_pdf(RESUME, "Second page with enough words on it"))
+async def test_text_pdf_pages_keep_their_text_layer_and_need_no_ocr(tmp_path, page_readers):
+    document = await read(page_readers, tmp_path, "cv.pdf", text_pdf(RESUME, "Second page with enough words on it"))
     assert document.mime == "application/pdf"
     assert [page.number for page in document.pages] == [1, 2]
     assert "jane.doe@example.com" in document.pages[0].text
@@ -65,117 +65,117 @@ async def test_text_pdf_pages_keep_their_text_layer_and_need_no_ocr(tmp_path):
     assert document.needing_ocr == []
 
 
-async def test_scanned_pdf_pages_are_rendered_for_ocr(tmp_path):
-    document = await read(tmp_path, "scan.pdf", scanned_pdf("Invoice 4711"), dpi=150)
+async def test_scanned_pdf_pages_are_rendered_for_ocr(tmp_path, page_readers):
+    document = await read(page_readers, tmp_path, "scan.pdf", scanned_pdf("Invoice 4711"), dpi=150)
     [page] = document.needing_ocr
     with Image.open(page.image) as image:
         assert image.format == "PNG"
         assert image.width > 1000  # an A-size page at 150 dpi, not a thumbnail
 
 
-async def test_without_rendering_pages_needing_ocr_are_only_marked(tmp_path):
-    document = await read(tmp_path, "mixed.pdf", mixed_pdf(RESUME, "Scanned page"), render=False)
+async def test_without_rendering_pages_needing_ocr_are_only_marked(tmp_path, page_readers):
+    document = await read(page_readers, tmp_path, "mixed.pdf", mixed_pdf(RESUME, "Scanned page"), render=False)
     assert [page.number for page in document.needing_ocr] == [2]
     assert [page.image for page in document.pages] == [None, None]
     assert not list((tmp_path / "pages").iterdir())
 
 
-async def test_only_pages_without_text_are_rendered(tmp_path):
-    document = await read(tmp_path, "mixed.pdf", mixed_pdf(RESUME, "Scanned page"), dpi=100)
+async def test_only_pages_without_text_are_rendered(tmp_path, page_readers):
+    document = await read(page_readers, tmp_path, "mixed.pdf", mixed_pdf(RESUME, "Scanned page"), dpi=100)
     assert [page.image is None for page in document.pages] == [True, False]
 
 
-async def test_rendering_stays_within_the_pixel_budget(tmp_path):
-    document = await read(tmp_path, "scan.pdf", scanned_pdf("Big"), dpi=300, max_pixels=500_000)
+async def test_rendering_stays_within_the_pixel_budget(tmp_path, page_readers):
+    document = await read(page_readers, tmp_path, "scan.pdf", scanned_pdf("Big"), dpi=300, max_pixels=500_000)
     with Image.open(document.pages[0].image) as image:
         assert image.width * image.height <= 500_000
 
 
 @pytest.mark.parametrize("format", ["PNG", "JPEG"])
-async def test_images_are_one_page_to_ocr(tmp_path, format):
-    document = await read(tmp_path, f"scan.{format}", image_bytes(text_image("Hello"), format=format))
+async def test_images_are_one_page_to_ocr(tmp_path, page_readers, format):
+    document = await read(page_readers, tmp_path, f"scan.{format}", image_bytes(text_image("Hello"), format=format))
     assert document.mime == f"image/{format.lower()}"
     assert len(document.needing_ocr) == 1
 
 
-async def test_multi_page_tiff_is_one_page_per_frame(tmp_path):
+async def test_multi_page_tiff_is_one_page_per_frame(tmp_path, page_readers):
     frames = [text_image(word, size=(300, 100)) for word in ("one", "two", "three")]
-    document = await read(tmp_path, "scan.tiff", image_bytes(*frames, format="TIFF"))
+    document = await read(page_readers, tmp_path, "scan.tiff", image_bytes(*frames, format="TIFF"))
     assert document.mime == "image/tiff"
     assert [page.number for page in document.needing_ocr] == [1, 2, 3]
     assert len({page.image for page in document.pages}) == 3
 
 
-async def test_password_protected_pdf_is_refused(tmp_path):
-    error = await read_error(tmp_path, "locked.pdf", text_pdf(RESUME, user_password="open sesame"))
+async def test_password_protected_pdf_is_refused(tmp_path, page_readers):
+    error = await read_error(page_readers, tmp_path, "locked.pdf", text_pdf(RESUME, user_password="open sesame"))
     assert error.type == "encrypted_pdf"
 
 
-async def test_pdf_encrypted_without_a_user_password_is_read(tmp_path):
-    document = await read(tmp_path, "owner-only.pdf", text_pdf(RESUME, user_password=""))
+async def test_pdf_encrypted_without_a_user_password_is_read(tmp_path, page_readers):
+    document = await read(page_readers, tmp_path, "owner-only.pdf", text_pdf(RESUME, user_password=""))
     assert "Jane Doe" in document.pages[0].text
 
 
 @pytest.mark.parametrize("cut", [0.5, 0.97])
-async def test_truncated_pdf_is_corrupt(tmp_path, cut):
+async def test_truncated_pdf_is_corrupt(tmp_path, page_readers, cut):
     data = text_pdf(RESUME)
-    error = await read_error(tmp_path, "cut.pdf", data[: int(len(data) * cut)])
+    error = await read_error(page_readers, tmp_path, "cut.pdf", data[: int(len(data) * cut)])
     assert error.type == "corrupt_pdf"
 
 
-async def test_garbage_after_a_pdf_header_is_corrupt(tmp_path):
-    error = await read_error(tmp_path, "fake.pdf", b"%PDF-1.7\n" + bytes(range(256)) * 8)
+async def test_garbage_after_a_pdf_header_is_corrupt(tmp_path, page_readers):
+    error = await read_error(page_readers, tmp_path, "fake.pdf", b"%PDF-1.7\n" + bytes(range(256)) * 8)
     assert error.type == "corrupt_pdf"
 
 
-async def test_unknown_bytes_are_unsupported(tmp_path):
-    error = await read_error(tmp_path, "notes.pdf", b"just some text, whatever the name says")
+async def test_unknown_bytes_are_unsupported(tmp_path, page_readers):
+    error = await read_error(page_readers, tmp_path, "notes.pdf", b"just some text, whatever the name says")
     assert error.type == "unsupported_document"
 
 
-async def test_truncated_image_is_corrupt(tmp_path):
+async def test_truncated_image_is_corrupt(tmp_path, page_readers):
     data = image_bytes(text_image("Hello"), format="PNG")
-    error = await read_error(tmp_path, "cut.png", data[: len(data) // 2])
+    error = await read_error(page_readers, tmp_path, "cut.png", data[: len(data) // 2])
     assert error.type == "corrupt_image"
 
 
-async def test_decompression_bomb_is_refused_before_decoding(tmp_path):
-    error = await read_error(tmp_path, "bomb.png", png_claiming_size(100_000, 100_000))
+async def test_decompression_bomb_is_refused_before_decoding(tmp_path, page_readers):
+    error = await read_error(page_readers, tmp_path, "bomb.png", png_claiming_size(100_000, 100_000))
     assert error.type == "image_too_large"
 
 
 @pytest.mark.parametrize("side", [1100, 2000])  # Pillow warns past the limit, errors past twice it
-async def test_image_over_the_pixel_limit_is_refused(tmp_path, side):
+async def test_image_over_the_pixel_limit_is_refused(tmp_path, page_readers, side):
     data = image_bytes(Image.new("L", (side, side), 255), format="PNG")
-    error = await read_error(tmp_path, "big.png", data, max_pixels=1_000_000)
+    error = await read_error(page_readers, tmp_path, "big.png", data, max_pixels=1_000_000)
     assert error.type == "image_too_large"
 
 
-async def test_a_later_tiff_frame_over_the_limit_is_refused(tmp_path):
+async def test_a_later_tiff_frame_over_the_limit_is_refused(tmp_path, page_readers):
     frames = [Image.new("L", (100, 100), 255), Image.new("L", (1100, 1000), 255)]
-    error = await read_error(tmp_path, "sneaky.tiff", image_bytes(*frames, format="TIFF"), max_pixels=1_000_000)
+    error = await read_error(page_readers, tmp_path, "sneaky.tiff", image_bytes(*frames, format="TIFF"), max_pixels=1_000_000)
     assert error.type == "image_too_large"
     assert "page 2" in error.message
 
 
-async def test_too_many_pdf_pages(tmp_path):
-    error = await read_error(tmp_path, "long.pdf", text_pdf("a", "b", "c"), max_pages=2)
+async def test_too_many_pdf_pages(tmp_path, page_readers):
+    error = await read_error(page_readers, tmp_path, "long.pdf", text_pdf("a", "b", "c"), max_pages=2)
     assert error.type == "too_many_pages"
     assert "3 pages" in error.message
 
 
-async def test_too_many_tiff_frames(tmp_path):
+async def test_too_many_tiff_frames(tmp_path, page_readers):
     frames = [Image.new("L", (50, 50), 255)] * 3
-    error = await read_error(tmp_path, "long.tiff", image_bytes(*frames, format="TIFF"), max_pages=2)
+    error = await read_error(page_readers, tmp_path, "long.tiff", image_bytes(*frames, format="TIFF"), max_pages=2)
     assert error.type == "too_many_pages"
 
 
-async def test_reading_is_bounded_in_time(tmp_path):
-    error = await read_error(tmp_path, "cv.pdf", text_pdf(RESUME), timeout=0.001)
+async def test_reading_is_bounded_in_time(tmp_path, page_readers):
+    error = await read_error(page_readers, tmp_path, "cv.pdf", text_pdf(RESUME), timeout=0.001)
     assert error.type == "document_too_complex"
 
 
-async def test_reading_is_bounded_in_memory(tmp_path):
-    limits = {"dpi": 2400, "max_pixels": 10**9, "memory_bytes": 100 * 1024 * 1024}
-    error = await read_error(tmp_path, "scan.pdf", scanned_pdf("Huge"), **limits)
+async def test_reading_is_bounded_in_memory(tmp_path, page_readers):
+    limits = {"dpi": 2400, "max_pixels": 10**9, "memory_bytes": 32 * 1024 * 1024}  # the render needs ~90 MiB
+    error = await read_error(page_readers, tmp_path, "scan.pdf", scanned_pdf("Huge"), **limits)
     assert error.type == "document_too_complex"

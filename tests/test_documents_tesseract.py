@@ -1,7 +1,7 @@
 import pytest
 
 from pipelines.documents.ocr.tesseract import TesseractOCR
-from pipelines.documents.pages import PageLimits, read_pages
+from pipelines.documents.pages import PageLimits
 from pipelines.errors import PermanentError, TransientError
 from tests.support.documents import scanned_pdf, text_image
 
@@ -19,10 +19,10 @@ async def test_tesseract_reads_pages_in_order(tmp_path):
     assert result.warnings == []
 
 
-async def test_a_scanned_pdf_page_is_read_end_to_end(tmp_path):
+async def test_a_scanned_pdf_page_is_read_end_to_end(tmp_path, page_readers):
     source = tmp_path / "scan.pdf"
     source.write_bytes(scanned_pdf("Quarterly Report"))
-    document = await read_pages(source, tmp_path, PageLimits(dpi=150))
+    document = await page_readers.read(source, tmp_path, PageLimits(dpi=150))
     result = await TesseractOCR().recognize([page.image for page in document.needing_ocr])
     assert "Quarterly Report" in result.pages[0]
 

@@ -29,7 +29,7 @@ from typing import IO, TYPE_CHECKING
 
 from pipelines.documents.extract import ResumeFields
 from pipelines.documents.ocr.textract import request_token_for
-from pipelines.documents.pages import DocumentPages, PageLimits, read_pages
+from pipelines.documents.pages import DocumentPages, PageLimits
 from pipelines.errors import PermanentError
 from pipelines.pipeline import Pipeline, Skip, Stage
 from service import documents
@@ -66,8 +66,7 @@ class DocumentWorkspace:
             original = await self.original()
             workdir = self.directory / "pages"
             await asyncio.to_thread(workdir.mkdir, exist_ok=True)
-            async with self.run.resources.documents.readers:
-                self._pages = await read_pages(original, workdir, limits)
+            self._pages = await self.run.resources.documents.readers.read(original, workdir, limits)
         return self._pages
 
     async def _download(self) -> Path:

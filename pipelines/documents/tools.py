@@ -7,7 +7,6 @@ extractor, whose connection pool and shared rate limit serve every job.
 
 from __future__ import annotations
 
-import asyncio
 import os
 from dataclasses import dataclass
 
@@ -15,6 +14,7 @@ import aioboto3
 from redis.asyncio import Redis
 
 from pipelines.documents.extract import Extractor, extractor_for
+from pipelines.documents.pages import PageReaders
 from pipelines.documents.ocr.tesseract import TesseractOCR
 from pipelines.documents.ocr.textract import TextractOCR
 from service.config import Settings
@@ -25,8 +25,7 @@ class DocumentTools:
     tesseract: TesseractOCR
     textract: TextractOCR | None
     extractor: Extractor
-    readers: asyncio.Semaphore
-    """Documents parsed and rendered at once, each in its own child process."""
+    readers: PageReaders
 
     @classmethod
     def open(cls, settings: Settings, redis: Redis) -> DocumentTools:
@@ -41,8 +40,9 @@ class DocumentTools:
             tesseract=TesseractOCR(concurrency=cores),
             textract=textract,
             extractor=extractor_for(settings, redis),
-            readers=asyncio.Semaphore(cores),
+            readers=PageReaders(concurrency=cores),
         )
 
     async def aclose(self) -> None:
         await self.extractor.aclose()
+        await self.readers.aclose()

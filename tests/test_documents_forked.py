@@ -1,0 +1,85 @@
+"""The fork server behind the page readers: exit codes, kills, cancels, a dead server."""
+
+import asyncio
+import signal
+import time
+
+import psutil
+import pytest
+
+from pipelines.documents.forked import ForkServer
+from pipelines.errors import TransientError
+
+
+def fork_server_process() -> psutil.Process:
+    [server] = [child for child in psutil.Process().children() if "pipelines.documents.fork_server" in child.cmdline()]
+    return server
+
+
+async def until(condition, within: float = 5.0) -> None:
+    deadline = time.monotonic() + within
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting"
+        await asyncio.sleep(0.02)
+
+
+@pytest.fixture
+async def sleeper():
+    server = ForkServer("time:sleep")
+    yield server
+    await server.aclose()
+
+
+async def test_each_call_is_a_child_with_its_own_exit_code():
+    server = ForkServer("os:_exit")
+    try:
+        assert [await server.call([code], timeout=5) for code in (3, 0, 7)] == [3, 0, 7]
+        assert fork_server_process().children() == []
+    finally:
+        await server.aclose()
+
+
+async def test_a_child_killed_by_a_signal_says_which():
+    server = ForkServer("os:abort")
+    try:
+        assert await server.call([], timeout=5) == -signal.SIGABRT
+    finally:
+        await server.aclose()
+
+
+async def test_an_overrunning_child_is_killed_and_reaped(sleeper: ForkServer):
+    started = time.monotonic()
+    with pytest.raises(TimeoutError):
+        await sleeper.call([60], timeout=0.3)
+    assert time.monotonic() - started < 30
+    assert fork_server_process().children() == []
+
+
+async def test_a_cancelled_call_kills_its_child(sleeper: ForkServer):
+    call = asyncio.create_task(sleeper.call([60], timeout=60))
+    await until(lambda: any(p.children() for p in psutil.Process().children() if "fork_server" in str(p.cmdline())))
+    call.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await call
+    assert fork_server_process().children() == []
+
+
+async def test_a_dead_server_is_replaced_by_the_next_call(sleeper: ForkServer):
+    assert await sleeper.call([0], timeout=5) == 0
+    first = fork_server_process()
+    first.kill()
+    await until(lambda: not first.is_running())
+    try:
+        outcome = await sleeper.call([0], timeout=5)
+    except TransientError:  # the loop had not yet noticed the death: this call says so, plainly
+        outcome = await sleeper.call([0], timeout=5)
+    assert outcome == 0
+    assert fork_server_process().pid != first.pid
+
+
+async def test_the_server_goes_with_its_owner():
+    server = ForkServer("time:sleep")
+    await server.call([0], timeout=5)
+    process = fork_server_process()
+    await server.aclose()
+    assert not process.is_running()
