@@ -1,7 +1,7 @@
 """How the document pipeline overlaps work: N documents through API, one worker and the
 paid services at realistic latencies, each in its own process.
 
-    python -m bench.documents [--quick]      # N = 10, 100 (and 1000 without --quick)
+    python -m bench.documents [--quick] [--sizes 10,100] [--repeat 3]   # N = 10, 100 (and 1000 without --quick)
 
 Every document is a two-page scan (no text layer), so each goes store → text → Textract
 (3 s until SUCCEEDED, two pages of lines) → OpenAI-compatible extraction (1.5 s) →
@@ -30,6 +30,11 @@ import asyncpg
 import boto3
 import httpx
 import psutil
+import redis.asyncio as aredis
+from rich.console import Console
+
+from bench.machine import describe, load_average
+from bench.report import RESULTS_PATH, Section, Spread, Table, rate, seconds, write_section
 
 from service.config import load_settings
 from service.migrate import upgrade_async
@@ -60,7 +65,8 @@ def spawn_server(kind: str, *options: str) -> tuple[subprocess.Popen, str]:
 class Stack:
     """PostgreSQL database, Redis, S3 (+ latency proxy), Textract, LLM, the API and one worker."""
 
-    def __init__(self) -> None:
+    def __init__(self, textract_seconds: float, llm_seconds: float) -> None:
+        self.textract_seconds, self.llm_seconds = textract_seconds, llm_seconds
         self.processes: list[subprocess.Popen] = []
         self.redis = RedisServer()
         self.s3 = S3Server()
@@ -76,8 +82,8 @@ class Stack:
         await upgrade_async(self.database_url)
         proxy, proxy_url = self._server("s3-proxy", "--upstream", self.s3.endpoint_url, "--put-latency", "0.05",
                                         "--latency", "0.01")
-        _, textract_url = self._server("textract", "--s3", self.s3.endpoint_url, "--seconds", "3")
-        _, llm_url = self._server("llm", "--latency", "1.5")
+        _, textract_url = self._server("textract", "--s3", self.s3.endpoint_url, "--seconds", str(self.textract_seconds))
+        _, llm_url = self._server("llm", "--latency", str(self.llm_seconds))
         self.env = {
             **os.environ, **CREDENTIALS,
             "DATABASE_URL": self.database_url, "REDIS_URL": self.redis.url,
@@ -117,6 +123,17 @@ class Stack:
             await postgres.drop_database(self.database)
 
 
+def child_cpu(worker: psutil.Process) -> float:
+    """CPU seconds of the worker's child processes: those it reaped, and the live ones (the
+    page readers' fork server) with the children they reaped (one per document)."""
+    own = worker.cpu_times()
+    total = own.children_user + own.children_system
+    for child in worker.children():
+        times = child.cpu_times()
+        total += times.user + times.system + times.children_user + times.children_system
+    return total
+
+
 async def run_batch(stack: Stack, http: httpx.AsyncClient, conn: asyncpg.Connection, count: int, pdf: bytes) -> dict:
     slots = asyncio.Semaphore(UPLOADS_AT_ONCE)
 
@@ -127,7 +144,7 @@ async def run_batch(stack: Stack, http: httpx.AsyncClient, conn: asyncpg.Connect
             response.raise_for_status()
             return response.json()["id"]
 
-    cpu = stack.worker_process.cpu_times()
+    cpu, children = stack.worker_process.cpu_times(), child_cpu(stack.worker_process)
     started = datetime.now(timezone.utc)
     ids = await asyncio.gather(*(upload(n) for n in range(count)))
     while True:
@@ -148,8 +165,7 @@ async def run_batch(stack: Stack, http: httpx.AsyncClient, conn: asyncpg.Connect
         "succeeded": row["succeeded"],
         "makespan": (row["last"] - started).total_seconds(),
         "cpu": (after.user + after.system - cpu.user - cpu.system) / count,
-        "children_cpu": (after.children_user + after.children_system - cpu.children_user - cpu.children_system)
-        / count,
+        "children_cpu": (child_cpu(stack.worker_process) - children) / count,
         "ids": ids,
     }
 
@@ -170,12 +186,15 @@ async def stage_times(conn: asyncpg.Connection, ids: list[str]) -> str:
     return ", ".join(f"{row['name']} {row['seconds']:.2f}s" for row in rows)
 
 
-async def main(quick: bool) -> None:
-    sizes = (10, 100) if quick else (10, 100, 1000)
+async def main(args: argparse.Namespace, command: str) -> None:
     pdf = scanned_pdf("Jane Doe jane.doe@example.com", "Skills: Python, PostgreSQL")
-    stack = Stack()
+    sizes, repeat = args.sizes, args.repeat
+    stack = Stack(args.textract_seconds, args.llm_seconds)
+    console = Console()
     try:
         await stack.start()
+        async with aredis.from_url(stack.redis.url) as redis:
+            machine = await describe(redis)
         conn = await asyncpg.connect(stack.database_url)
         headers = {"Authorization": f"Bearer {stack.key}"}
         limits = httpx.Limits(max_connections=UPLOADS_AT_ONCE)
@@ -183,25 +202,55 @@ async def main(quick: bool) -> None:
             await run_batch(stack, http, conn, 1, pdf)  # warm-up: pools, clients, imports
             single = await run_batch(stack, http, conn, 1, pdf)
             ideal = single["makespan"]
-            print(f"one document alone (the ideal): {ideal:.2f}s — {await stage_times(conn, single['ids'])}")
-            print(f"{'N':>5} {'ok':>5} {'makespan':>9} {'× ideal':>8} {'sequential':>11} {'speed-up':>9} "
-                  f"{'CPU/doc':>8} {'+children':>10}")
+            stages = await stage_times(conn, single["ids"])
+            console.print(f"one document alone (the ideal): {ideal:.2f}s — {stages}", highlight=False)
+            table = Table(
+                f"Documents: two-page scans through the whole pipeline, one worker, median (min–max) of {repeat}",
+                ["N", "Succeeded", "Makespan s", "× ideal", "Sequential s", "Speed-up", "Worker CPU ms/doc",
+                 "Reader CPU ms/doc"],
+            )
+            notes = [f"Ideal: one document alone, {ideal:.2f} s ({stages}); sequential: N × the ideal."]
             for count in sizes:
-                result = await run_batch(stack, http, conn, count, pdf)
-                sequential = ideal * count
-                print(f"{count:>5} {result['succeeded']:>5} {result['makespan']:>8.2f}s "
-                      f"{result['makespan'] / ideal:>7.2f}× {sequential:>10.1f}s "
-                      f"{sequential / result['makespan']:>8.1f}× {result['cpu'] * 1000:>6.0f}ms "
-                      f"{result['children_cpu'] * 1000:>8.0f}ms", flush=True)
-                print(f"      mean per document: {await stage_times(conn, result['ids'])}", flush=True)
+                runs = [await run_batch(stack, http, conn, count, pdf) for _ in range(repeat)]
+                makespan = Spread.of([run["makespan"] for run in runs])
+                table.rows.append([
+                    str(count), str(min(run["succeeded"] for run in runs)), makespan.format(seconds),
+                    makespan.format(lambda value: f"{value / ideal:.2f}"), f"{ideal * count:.1f}",
+                    makespan.format(lambda value: f"{ideal * count / value:.1f}"),
+                    Spread.of([run["cpu"] * 1000 for run in runs]).format(rate),
+                    Spread.of([run["children_cpu"] * 1000 for run in runs]).format(rate),
+                ])
+                notes.append(f"N = {count}, mean per document: {await stage_times(conn, runs[-1]['ids'])}.")
+                console.print(table.rich())
         await conn.close()
     finally:
         await stack.stop()
+    machine["Load average at end (1/5/15 min)"] = load_average()
+    notes += [
+        "Test servers in their own processes: moto S3 behind a proxy adding 50 ms to each PUT (10 ms otherwise), "
+        f"the Textract-protocol server ({args.textract_seconds:g} s until SUCCEEDED, two result pages), "
+        f"the OpenAI-compatible server ({args.llm_seconds:g} s).",
+        "Worker CPU: the `arq` process's user+system; reader CPU: its child processes (the page readers' fork "
+        "server and the child it forks per document).",
+    ]
+    section = Section("documents", "Documents pipeline", command, time.strftime("%Y-%m-%d %H:%M %Z"), machine,
+                      [table], notes)
+    section.print(console)
+    write_section(section, args.results)
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(prog="bench.documents")
-    parser.add_argument("--quick", action="store_true", help="N = 10 and 100 only")
+    parser.add_argument("--quick", action="store_true", help="N = 10 and 100, once each")
+    parser.add_argument("--sizes", type=lambda text: [int(n) for n in text.split(",")],
+                        help="document counts (default 10,100,1000; quick 10,100)")
+    parser.add_argument("--repeat", type=int, help="runs per size (default 3, quick 1)")
+    parser.add_argument("--results", type=Path, default=RESULTS_PATH, help="markdown file to update")
+    parser.add_argument("--textract-seconds", type=float, default=3.0, help="Textract's time until SUCCEEDED")
+    parser.add_argument("--llm-seconds", type=float, default=1.5, help="the LLM's time per answer")
+    args = parser.parse_args()
+    args.sizes = args.sizes or ([10, 100] if args.quick else [10, 100, 1000])
+    args.repeat = args.repeat or (1 if args.quick else 3)
     started = time.monotonic()
-    asyncio.run(main(parser.parse_args().quick))
+    asyncio.run(main(args, "python -m bench.documents " + " ".join(sys.argv[1:])))
     print(f"(benchmark took {time.monotonic() - started:.0f}s)")

@@ -105,3 +105,18 @@ def test_pipeline_benchmarks_are_registered_and_run(tmp_path: Path) -> None:
 
     output = "\n".join(lines)
     assert "concurrent (one" in output and "one at a time" in output, output
+
+
+def test_documents_benchmark_reports_makespan_against_the_ideal(tmp_path: Path) -> None:
+    results = tmp_path / "R.md"
+    completed = subprocess.run(
+        [sys.executable, "-m", "bench.documents", "--sizes", "3", "--repeat", "1", "--results", str(results),
+         "--textract-seconds", "0.3", "--llm-seconds", "0.1"],
+        cwd=REPO, capture_output=True, text=True, timeout=240,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert "one document alone (the ideal)" in completed.stdout
+    row = next(line for line in results.read_text().splitlines() if line.startswith("| 3 |"))
+    cells = [cell.strip() for cell in row.strip("|").split("|")]
+    assert cells[1] == "3"  # every document succeeded
+    assert float(cells[3]) >= 0.5 and float(cells[4]) > 0  # × ideal, sequential seconds
