@@ -31,16 +31,6 @@ from service.storage import open_storage
 
 ARQ_MAX_TRIES = 10_000  # the ledger counts tries (crashes included) and decides when to stop
 TIMEOUT_MARGIN = 30.0  # arq's own timeout only backs up the runner's
-# arq reads the first N ids of the queue each poll, and a running job stays in the queue until
-# it ends: with N = max_jobs, a worker whose slots are all held by long jobs hides every newer
-# job (the reconciler's cron tick included) from an idle worker. Read well past the running ones.
-QUEUE_READ_FACTOR = 5
-
-
-def queue_read_limit(settings: Settings) -> int:
-    return settings.worker_max_jobs * QUEUE_READ_FACTOR
-
-
 def functions(pipelines: Iterable[Pipeline]) -> list[Function]:
     """One arq function per job kind, so each kind has its own timeout."""
 

@@ -29,9 +29,19 @@ def two_page_tiff(s3_server):
     return "scan.tiff"
 
 
-def ocr(server, **options) -> TextractOCR:
-    options = {"poll_interval": 0.05, "backoff": 0.01, **options}
-    return TextractOCR(aioboto3.Session(), endpoint_url=server.endpoint_url, region_name="us-east-1", **options)
+@pytest.fixture
+async def ocr():
+    """Makes clients like the worker's (closed after the test), polling and backing off fast."""
+    made: list[TextractOCR] = []
+
+    def make(server, **options) -> TextractOCR:
+        options = {"poll_interval": 0.05, "backoff": 0.01, **options}
+        made.append(TextractOCR(aioboto3.Session(), endpoint_url=server.endpoint_url, region_name="us-east-1", **options))
+        return made[-1]
+
+    yield make
+    for client in made:
+        await client.aclose()
 
 
 def soon(seconds: float = 60) -> float:
@@ -42,7 +52,7 @@ def unique(name: str) -> str:
     return f"{name}-{time.monotonic_ns()}"
 
 
-async def test_text_of_each_page_in_order(server, two_page_tiff):
+async def test_text_of_each_page_in_order(server, two_page_tiff, ocr):
     client = ocr(server)
     job_id = await client.start(BUCKET, two_page_tiff, request_token_for(unique("job")))
     result = await client.collect(job_id, deadline=soon())
@@ -51,7 +61,7 @@ async def test_text_of_each_page_in_order(server, two_page_tiff):
     assert server.calls["StartDocumentTextDetection"] == 1
 
 
-async def test_scanned_pdf_is_read(server, s3_server):
+async def test_scanned_pdf_is_read(server, s3_server, ocr):
     boto3.client("s3", endpoint_url=s3_server.endpoint_url).put_object(
         Bucket=BUCKET, Key="scan.pdf", Body=scanned_pdf("Quarterly Report")
     )
@@ -60,7 +70,7 @@ async def test_scanned_pdf_is_read(server, s3_server):
     assert (await client.collect(job_id, deadline=soon())).pages == ["Quarterly Report"]
 
 
-async def test_polls_while_in_progress(server, two_page_tiff):
+async def test_polls_while_in_progress(server, two_page_tiff, ocr):
     server.in_progress_seconds = 0.5
     client = ocr(server)
     job_id = await client.start(BUCKET, two_page_tiff, request_token_for(unique("job")))
@@ -69,7 +79,7 @@ async def test_polls_while_in_progress(server, two_page_tiff):
     assert server.calls["GetDocumentTextDetection"] > 1
 
 
-async def test_follows_next_token_to_the_last_block(server, two_page_tiff):
+async def test_follows_next_token_to_the_last_block(server, two_page_tiff, ocr):
     client = ocr(server, max_results=2)
     job_id = await client.start(BUCKET, two_page_tiff, request_token_for(unique("job")))
     result = await client.collect(job_id, deadline=soon())
@@ -79,13 +89,13 @@ async def test_follows_next_token_to_the_last_block(server, two_page_tiff):
     assert server.calls["GetDocumentTextDetection:NextToken"] == (blocks + 1) // 2 - 1
 
 
-async def test_resumes_from_a_checkpointed_job_id_with_a_new_client(server, two_page_tiff):
+async def test_resumes_from_a_checkpointed_job_id_with_a_new_client(server, two_page_tiff, ocr):
     job_id = await ocr(server).start(BUCKET, two_page_tiff, request_token_for(unique("job")))
     result = await ocr(server).collect(job_id, deadline=soon())
     assert result.pages[1] == "Total due"
 
 
-async def test_same_token_and_input_is_the_same_textract_job(server, two_page_tiff):
+async def test_same_token_and_input_is_the_same_textract_job(server, two_page_tiff, ocr):
     token = request_token_for(unique("job"))
     first = await ocr(server).start(BUCKET, two_page_tiff, token)
     second = await ocr(server).start(BUCKET, two_page_tiff, token)
@@ -93,7 +103,7 @@ async def test_same_token_and_input_is_the_same_textract_job(server, two_page_ti
     assert sum(job.request.get("ClientRequestToken") == token for job in server.jobs.values()) == 1
 
 
-async def test_same_token_with_other_input_is_refused(server, two_page_tiff):
+async def test_same_token_with_other_input_is_refused(server, two_page_tiff, ocr):
     token = request_token_for(unique("job"))
     await ocr(server).start(BUCKET, two_page_tiff, token)
     with pytest.raises(PermanentError) as caught:
@@ -102,14 +112,14 @@ async def test_same_token_with_other_input_is_refused(server, two_page_tiff):
 
 
 @pytest.mark.parametrize("code", ["ProvisionedThroughputExceededException", "ThrottlingException", "LimitExceededException"])
-async def test_throttled_start_is_retried(server, two_page_tiff, code):
+async def test_throttled_start_is_retried(server, two_page_tiff, code, ocr):
     server.fail_next("StartDocumentTextDetection", code, times=2)
     job_id = await ocr(server).start(BUCKET, two_page_tiff, request_token_for(unique("job")))
     assert job_id in server.jobs
     assert server.calls["StartDocumentTextDetection"] == 3
 
 
-async def test_throttled_polls_are_retried(server, two_page_tiff):
+async def test_throttled_polls_are_retried(server, two_page_tiff, ocr):
     client = ocr(server)
     job_id = await client.start(BUCKET, two_page_tiff, request_token_for(unique("job")))
     server.fail_next("GetDocumentTextDetection", "ThrottlingException", times=3)
@@ -118,7 +128,7 @@ async def test_throttled_polls_are_retried(server, two_page_tiff):
     assert server.calls["GetDocumentTextDetection"] >= 4
 
 
-async def test_throttling_that_outlasts_the_retries_is_transient(server, two_page_tiff):
+async def test_throttling_that_outlasts_the_retries_is_transient(server, two_page_tiff, ocr):
     server.fail_next("StartDocumentTextDetection", "LimitExceededException", times=3)
     with pytest.raises(TransientError) as caught:
         await ocr(server, retries=2).start(BUCKET, two_page_tiff, request_token_for(unique("job")))
@@ -126,7 +136,7 @@ async def test_throttling_that_outlasts_the_retries_is_transient(server, two_pag
     assert server.calls["StartDocumentTextDetection"] == 3
 
 
-async def test_internal_errors_that_persist_are_transient(server, two_page_tiff):
+async def test_internal_errors_that_persist_are_transient(server, two_page_tiff, ocr):
     client = ocr(server, retries=1)
     job_id = await client.start(BUCKET, two_page_tiff, request_token_for(unique("job")))
     server.fail_next("GetDocumentTextDetection", "InternalServerError", times=2)
@@ -135,7 +145,7 @@ async def test_internal_errors_that_persist_are_transient(server, two_page_tiff)
     assert caught.value.type == "textract_unavailable"
 
 
-async def test_partial_success_is_success_with_warnings(server, two_page_tiff):
+async def test_partial_success_is_success_with_warnings(server, two_page_tiff, ocr):
     server.next_job(Outcome(failed_pages=[2]))
     client = ocr(server)
     job_id = await client.start(BUCKET, two_page_tiff, request_token_for(unique("job")))
@@ -144,7 +154,7 @@ async def test_partial_success_is_success_with_warnings(server, two_page_tiff):
     assert result.warnings == ["PAGE_PROCESSING_FAILED on pages [2]"]
 
 
-async def test_failed_job_carries_textracts_reason(server, two_page_tiff):
+async def test_failed_job_carries_textracts_reason(server, two_page_tiff, ocr):
     server.next_job(Outcome(failed="Unable to process the document: bad page structure"))
     client = ocr(server)
     job_id = await client.start(BUCKET, two_page_tiff, request_token_for(unique("job")))
@@ -154,14 +164,14 @@ async def test_failed_job_carries_textracts_reason(server, two_page_tiff):
     assert "bad page structure" in caught.value.message
 
 
-async def test_missing_object_fails_fast(server):
+async def test_missing_object_fails_fast(server, ocr):
     with pytest.raises(PermanentError) as caught:
         await ocr(server).start(BUCKET, "nowhere.pdf", request_token_for(unique("job")))
     assert caught.value.type == "invalid_s3_object"
     assert server.calls["StartDocumentTextDetection"] == 1
 
 
-async def test_unsupported_document_fails_fast(server, s3_server):
+async def test_unsupported_document_fails_fast(server, s3_server, ocr):
     boto3.client("s3", endpoint_url=s3_server.endpoint_url).put_object(Bucket=BUCKET, Key="notes.txt", Body=b"hi")
     with pytest.raises(PermanentError) as caught:
         await ocr(server).start(BUCKET, "notes.txt", request_token_for(unique("job")))
@@ -169,14 +179,14 @@ async def test_unsupported_document_fails_fast(server, s3_server):
     assert server.calls["StartDocumentTextDetection"] == 1
 
 
-async def test_unknown_job_id_fails_fast(server):
+async def test_unknown_job_id_fails_fast(server, ocr):
     with pytest.raises(PermanentError) as caught:
         await ocr(server).collect("f" * 64, deadline=soon())
     assert caught.value.type == "textract_invalid_job"
     assert server.calls["GetDocumentTextDetection"] == 1
 
 
-async def test_gives_up_at_the_deadline(server, two_page_tiff):
+async def test_gives_up_at_the_deadline(server, two_page_tiff, ocr):
     server.in_progress_seconds = 600
     client = ocr(server)
     job_id = await client.start(BUCKET, two_page_tiff, request_token_for(unique("job")))

@@ -46,3 +46,5 @@ class DocumentTools:
     async def aclose(self) -> None:
         await self.extractor.aclose()
         await self.readers.aclose()
+        if self.textract is not None:
+            await self.textract.aclose()

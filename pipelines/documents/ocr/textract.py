@@ -18,6 +18,7 @@ import random
 import re
 import time
 from collections import defaultdict
+from contextlib import AsyncExitStack
 from typing import Any
 
 import aioboto3
@@ -68,6 +69,7 @@ class TextractOCR:
         backoff: float = 0.5,
         max_backoff: float = 20.0,
         call_timeout: float = 30.0,
+        max_connections: int = 50,
     ) -> None:
         self.session = session
         self.endpoint_url = endpoint_url
@@ -82,21 +84,34 @@ class TextractOCR:
             retries={"total_max_attempts": 1},
             connect_timeout=call_timeout,
             read_timeout=call_timeout,
+            max_pool_connections=max_connections,
         )
+        self._stack = AsyncExitStack()
+        self._client: Any = None
+        self._opening = asyncio.Lock()
 
-    def _client(self):
-        return self.session.client(
-            "textract", endpoint_url=self.endpoint_url, region_name=self.region_name, config=self._config
-        )
+    async def client(self) -> Any:
+        """The one client every job shares, made on first use: making a botocore client and
+        its connection pool costs tens of milliseconds of CPU, more than a poll."""
+        async with self._opening:
+            if self._client is None:
+                self._client = await self._stack.enter_async_context(self.session.client(
+                    "textract", endpoint_url=self.endpoint_url, region_name=self.region_name, config=self._config
+                ))
+        return self._client
+
+    async def aclose(self) -> None:
+        await self._stack.aclose()
+        self._client = None
 
     async def start(self, bucket: str, key: str, token: str) -> str:
         """Start text detection of s3://bucket/key; returns Textract's JobId (checkpoint it)."""
-        async with self._client() as client:
-            response = await self._call(
-                client.start_document_text_detection,
-                DocumentLocation={"S3Object": {"Bucket": bucket, "Name": key}},
-                ClientRequestToken=token,
-            )
+        client = await self.client()
+        response = await self._call(
+            client.start_document_text_detection,
+            DocumentLocation={"S3Object": {"Bucket": bucket, "Name": key}},
+            ClientRequestToken=token,
+        )
         return response["JobId"]
 
     async def collect(self, job_id: str, *, deadline: float) -> OcrResult:
@@ -105,18 +120,17 @@ class TextractOCR:
 
         PARTIAL_SUCCESS is a success whose `warnings` name the pages that failed.
         """
-        async with self._client() as client:
-            first = await self._wait_until_done(client, job_id, deadline)
-            responses = [first]
-            while responses[-1].get("NextToken"):
-                responses.append(
-                    await self._call(
-                        client.get_document_text_detection,
-                        JobId=job_id,
-                        MaxResults=self.max_results,
-                        NextToken=responses[-1]["NextToken"],
-                    )
+        client = await self.client()
+        responses = [await self._wait_until_done(client, job_id, deadline)]
+        while responses[-1].get("NextToken"):
+            responses.append(
+                await self._call(
+                    client.get_document_text_detection,
+                    JobId=job_id,
+                    MaxResults=self.max_results,
+                    NextToken=responses[-1]["NextToken"],
                 )
+            )
         return _assemble(responses)
 
     async def _wait_until_done(self, client: Any, job_id: str, deadline: float) -> dict[str, Any]:
