@@ -151,7 +151,8 @@ async def run_batch(stack: Stack, http: httpx.AsyncClient, conn: asyncpg.Connect
         row = await conn.fetchrow(
             """
             SELECT count(*) FILTER (WHERE status = ANY($2::text[])) AS finished,
-                   count(*) FILTER (WHERE status = 'succeeded') AS succeeded, max(finished_at) AS last
+                   count(*) FILTER (WHERE status = 'succeeded') AS succeeded, max(finished_at) AS last,
+                   max(created_at) AS last_created
             FROM jobs WHERE id = ANY($1::uuid[])
             """,
             ids, list(FINISHED),
@@ -164,6 +165,7 @@ async def run_batch(stack: Stack, http: httpx.AsyncClient, conn: asyncpg.Connect
         "n": count,
         "succeeded": row["succeeded"],
         "makespan": (row["last"] - started).total_seconds(),
+        "uploading": (row["last_created"] - started).total_seconds(),
         "cpu": (after.user + after.system - cpu.user - cpu.system) / count,
         "children_cpu": (child_cpu(stack.worker_process) - children) / count,
         "ids": ids,
@@ -220,7 +222,9 @@ async def main(args: argparse.Namespace, command: str) -> None:
                     Spread.of([run["cpu"] * 1000 for run in runs]).format(rate),
                     Spread.of([run["children_cpu"] * 1000 for run in runs]).format(rate),
                 ])
-                notes.append(f"N = {count}, mean per document: {await stage_times(conn, runs[-1]['ids'])}.")
+                uploading = Spread.of([run["uploading"] for run in runs]).format(seconds)
+                notes.append(f"N = {count}: the uploads took {uploading} s; mean per document: "
+                             f"{await stage_times(conn, runs[-1]['ids'])}.")
                 console.print(table.rich())
         await conn.close()
     finally:

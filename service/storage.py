@@ -234,6 +234,10 @@ def _unavailable(exc: Exception) -> DependencyUnavailable:
     return DependencyUnavailable("storage", type(exc).__name__)
 
 
+S3_CONNECTIONS = 64
+"""Requests in flight to S3 per process (botocore's default of 10 queues a busy API's uploads)."""
+
+
 class S3Storage:
     """Objects in a bucket through aioboto3; one client per process, reused."""
 
@@ -253,7 +257,8 @@ class S3Storage:
 
     async def open(self) -> None:
         session = aioboto3.Session()
-        config = Config(connect_timeout=5, read_timeout=60, retries={"mode": "standard", "max_attempts": 3})
+        config = Config(connect_timeout=5, read_timeout=60, retries={"mode": "standard", "max_attempts": 3},
+                        max_pool_connections=S3_CONNECTIONS)
         self.client = await self._stack.enter_async_context(
             session.client("s3", endpoint_url=self.endpoint_url, config=config)
         )
