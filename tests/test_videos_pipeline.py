@@ -18,9 +18,9 @@ import pytest
 from PIL import Image
 from redis.asyncio import Redis
 
+from pipelines import registry
 from pipelines.pipeline import Pipeline, Stage
 from pipelines.videos import measure
-from pipelines.videos.pipeline import video_pipeline
 from service import events
 from tests.support.net import free_port, wait_for_port
 from tests.support.processes import tool_children
@@ -35,6 +35,12 @@ REPO = Path(__file__).resolve().parents[1]
 def worker_settings(settings, tmp_path):
     """The test's settings, with the worker's temporary files where the test can see them."""
     return settings.model_copy(update={"work_dir": str(tmp_path / "work")})
+
+
+def video_pipeline(settings) -> Pipeline:
+    """The video pipeline as the worker builds it from its settings."""
+    [video] = [pipeline for pipeline in registry.pipelines(settings) if pipeline.kind == "video"]
+    return video
 
 
 def leftover_temp_files(settings) -> list[Path]:
@@ -69,7 +75,7 @@ async def test_upload_becomes_renditions_and_a_thumbnail_served_by_the_api(
         job = response.json()
         assert job["kind"] == "video" and job["status"] == "queued"
         assert response.headers["location"] == f"/v1/jobs/{job['id']}"
-        async with running_worker(worker_settings, [video_pipeline()]):
+        async with running_worker(worker_settings, [video_pipeline(worker_settings)]):
             done = await wait_for_job(http, job["id"])
         assert done["status"] == "succeeded", done
         result = done["result"]
@@ -118,7 +124,7 @@ async def test_renditions_on_s3_come_with_presigned_urls(
     _, key = await new_tenant(settings)
     async with ApiServer(settings) as api, client(api.url, key) as http:
         job = (await post_video(http, video_sources.landscape, renditions="360p,240p")).json()
-        async with running_worker(settings, [video_pipeline()]):
+        async with running_worker(settings, [video_pipeline(settings)]):
             done = await wait_for_job(http, job["id"])
     assert done["status"] == "succeeded", done
     result = done["result"]
@@ -144,7 +150,7 @@ async def test_bad_inputs_are_refused_precisely(api, worker_settings, tenant, vi
         junk_renditions = await post_video(http, video_sources.landscape, renditions="720p,huge")
         truncated = (await post_video(http, video_sources.truncated)).json()
         audio_only = (await post_video(http, video_sources.audio_only)).json()
-        async with running_worker(worker_settings, [video_pipeline()]):
+        async with running_worker(worker_settings, [video_pipeline(worker_settings)]):
             ended = {name: await wait_for_job(http, job["id"]) for name, job in
                      (("truncated", truncated), ("audio_only", audio_only))}
     assert not_video.status_code == 415 and not_video.headers["content-type"] == PROBLEM
@@ -161,7 +167,7 @@ async def test_bad_inputs_are_refused_precisely(api, worker_settings, tenant, vi
 
 async def test_an_absurd_video_fails_before_transcoding(api, worker_settings, tenant, video_sources: VideoSources):
     strict = worker_settings.model_copy(update={"video_max_duration": 2.0})
-    async with client(api.url, tenant[1]) as http, running_worker(strict, [video_pipeline()]):
+    async with client(api.url, tenant[1]) as http, running_worker(strict, [video_pipeline(strict)]):
         job = (await post_video(http, video_sources.landscape)).json()
         failed = await wait_for_job(http, job["id"])
     assert failed["status"] == "failed"
@@ -188,8 +194,8 @@ async def test_cancel_kills_ffmpeg_while_other_jobs_keep_flowing(
 ):
     from tests.support.files import multipart_file, text_pdf
 
-    pipelines = [video_pipeline(), quick_document_pipeline()]
-    async with client(api.url, tenant[1]) as http, running_worker(worker_settings, pipelines):
+    both = [video_pipeline(worker_settings), quick_document_pipeline()]
+    async with client(api.url, tenant[1]) as http, running_worker(worker_settings, both):
         video = (await post_video(http, video_sources.long)).json()
         await _wait_for_ffmpeg(http, video["id"])
         document = (await http.post("/v1/documents", files=multipart_file(text_pdf("meanwhile")))).json()
@@ -203,7 +209,9 @@ async def test_cancel_kills_ffmpeg_while_other_jobs_keep_flowing(
 
 
 async def test_timeout_kills_ffmpeg_and_fails_with_the_reason(api, worker_settings, tenant, video_sources):
-    async with client(api.url, tenant[1]) as http, running_worker(worker_settings, [video_pipeline(timeout=3)]):
+    """`VIDEO_TIMEOUT_SECONDS` reaches the attempt: ffmpeg is killed when it runs out."""
+    impatient = worker_settings.model_copy(update={"video_timeout_seconds": 3.0})
+    async with client(api.url, tenant[1]) as http, running_worker(impatient, [video_pipeline(impatient)]):
         job = (await post_video(http, video_sources.long)).json()
         await _wait_for_ffmpeg(http, job["id"])
         ended = await wait_for_job(http, job["id"])
@@ -241,7 +249,7 @@ async def test_a_crashed_workers_job_resumes_without_redoing_uploaded_renditions
     storage_dir = tmp_path / "storage"
     async with client(api.url, tenant[1]) as http:
         job = (await post_video(http, source, renditions="360p,240p,144p")).json()
-        doomed = await running_worker(one_at_a_time, [video_pipeline()]).__aenter__()
+        doomed = await running_worker(one_at_a_time, [video_pipeline(one_at_a_time)]).__aenter__()
         while not (checkpointed := await transcoded_outputs(settings, job["id"])):
             await asyncio.sleep(0.05)
         resources = doomed.worker.ctx["resources"]
@@ -255,7 +263,7 @@ async def test_a_crashed_workers_job_resumes_without_redoing_uploaded_renditions
         await asyncio.gather(*doomed.worker.tasks.values(), return_exceptions=True)
         assert tool_children() == []
         await resources.db.close()  # what the dead process held, released for the test session's sake
-        async with running_worker(one_at_a_time, [video_pipeline()]):
+        async with running_worker(one_at_a_time, [video_pipeline(one_at_a_time)]):
             done = await wait_for_job(http, job["id"], timeout=90)
     assert done["status"] == "succeeded", done
     assert done["attempts"] == 2
