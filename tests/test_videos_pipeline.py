@@ -59,6 +59,22 @@ async def fetch(http: httpx.AsyncClient, url: str, path: Path) -> Path:
     return path
 
 
+async def check_ranges(http: httpx.AsyncClient, url: str, whole: bytes) -> None:
+    """The file seeks as a player would: one range at a time, 206 with `Content-Range`; a
+    range past the end is 416 naming the size."""
+    size = len(whole)
+    assert (await http.get(url)).headers["accept-ranges"] == "bytes"
+    for header, first, last in (("bytes=0-99", 0, 99), ("bytes=1000-", 1000, size - 1),
+                                ("bytes=-500", size - 500, size - 1), (f"bytes=10-{size + 50}", 10, size - 1)):
+        response = await http.get(url, headers={"Range": header})
+        assert response.status_code == 206, (header, response.text)
+        assert response.headers["content-range"] == f"bytes {first}-{last}/{size}"
+        assert response.content == whole[first:last + 1]
+    beyond = await http.get(url, headers={"Range": f"bytes={size}-"})
+    assert beyond.status_code == 416 and beyond.headers["content-type"] == PROBLEM
+    assert beyond.headers["content-range"] == f"bytes */{size}"
+
+
 async def job_events(settings, job_id: str) -> list[dict]:
     async with Redis.from_url(settings.redis_url) as redis:
         entries = await redis.xrange(events.stream_key(job_id))
@@ -90,6 +106,7 @@ async def test_upload_becomes_renditions_and_a_thumbnail_served_by_the_api(
         video = await measure(await fetch(http, rendition["url"], tmp_path / "480p.mp4"))
         assert (video.width, video.height, video.video_codec, video.audio_codec) == (854, 480, "h264", None)
         assert video.bytes == rendition["bytes"] and video.faststart
+        await check_ranges(http, rendition["url"], (tmp_path / "480p.mp4").read_bytes())
         thumbnail = await fetch(http, result["thumbnail"]["url"], tmp_path / "thumbnail.jpg")
         with Image.open(thumbnail) as image:
             assert (image.format, image.size) == ("JPEG", (640, 360))
