@@ -9,17 +9,18 @@ environment (service/config.py).
 from datetime import timezone
 
 from pipelines import lifecycle, schedule
-from pipelines.registry import PIPELINES
+from pipelines.registry import pipelines
 from service.config import get_settings
 from service.queue import deserialize, redis_settings, serialize
 
 lifecycle.use_uvloop()
 _settings = get_settings()
-_startup, _shutdown = lifecycle.hooks(_settings, PIPELINES)
+_pipelines = pipelines(_settings)
+_startup, _shutdown = lifecycle.hooks(_settings, _pipelines)
 
 
 class WorkerSettings:
-    functions = lifecycle.functions(PIPELINES)
+    functions = lifecycle.functions(_pipelines)
     cron_jobs = schedule.cron_jobs(_settings)
     timezone = timezone.utc  # every host agrees on the schedule's ticks
     on_startup = _startup

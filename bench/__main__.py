@@ -72,10 +72,11 @@ async def redis_url(given: str | None) -> AsyncIterator[str]:
         yield server.url
 
 
-async def run_standalone(name: str, quick: bool) -> None:
+async def run_standalone(name: str, quick: bool, results: Path) -> None:
     """A pipeline benchmark with its own command line; it prints (and records) its own results."""
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", f"bench.{name}", *(["--quick"] if quick else []), cwd=Path(__file__).parent.parent
+        sys.executable, "-m", f"bench.{name}", *(["--quick"] if quick else []), "--results", str(results.resolve()),
+        cwd=Path(__file__).parent.parent,
     )
     if await process.wait() != 0:
         raise SystemExit(f"python -m bench.{name} failed with exit status {process.returncode}")
@@ -102,7 +103,7 @@ async def main(argv: list[str]) -> None:
                 for name in names:
                     headline = None
                     if name in STANDALONE:
-                        await run_standalone(name, args.quick)
+                        await run_standalone(name, args.quick, args.results)
                         continue
                     if name == "api":
                         section = await api.run(context)

@@ -4,7 +4,7 @@ Ten 30-second 1080p sources (quick: three 5-second 720p ones) are turned into th
 renditions (720p, 480p) and a thumbnail, all jobs at once as one worker runs them, twice:
 with ffmpegs concurrent up to one per core (the worker's transcode slots), and one at a
 time. Reported: wall time, CPU utilisation (the ffmpegs' CPU time over wall time × cores)
-and frames encoded per second per core.
+and frames encoded per second per core, printed and written to its section of bench/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -20,8 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rich.console import Console
-from rich.table import Table
 
+from bench.machine import host, load_average
+from bench.report import RESULTS_PATH, Section, Table, write_section
 from pipelines.videos import DEFAULT_RENDITIONS, RenditionPlan, plan_renditions, probe, transcode_all
 from pipelines.videos.transcode import MAX_FPS
 
@@ -100,27 +101,44 @@ async def bench(workload: Workload, cores: int) -> list[Measurement]:
         return results
 
 
-def report(workload: Workload, results: list[Measurement], cores: int) -> None:
-    table = Table(title=f"{workload.jobs} videos, {workload.seconds} s at {workload.width}x{workload.height} "
-                        f"→ {', '.join(f'{h}p' for h in DEFAULT_RENDITIONS)} + thumbnail, {cores} cores")
-    for column in ("mode", "ffmpeg slots", "wall s", "CPU use", "frames/s/core", "speed-up"):
-        table.add_column(column, justify="left" if column == "mode" else "right")
+def ffmpeg_version() -> str:
+    first = subprocess.run(["ffmpeg", "-version"], capture_output=True, text=True, check=True).stdout.splitlines()[0]
+    return first.removeprefix("ffmpeg version ").split(" Copyright")[0]
+
+
+def section(workload: Workload, results: list[Measurement], cores: int, command: str, machine: dict) -> Section:
+    """The table (one-at-a-time is the baseline of the speed-up), for the terminal and RESULTS.md."""
+    title = (f"{workload.jobs} videos, {workload.seconds} s at {workload.width}x{workload.height} "
+             f"→ {', '.join(f'{h}p' for h in DEFAULT_RENDITIONS)} + thumbnail, {cores} cores")
+    table = Table(title, ["mode", "ffmpeg slots", "wall s", "CPU use", "frames/s/core", "speed-up"])
     baseline = results[-1].wall
     for result in results:
-        table.add_row(
+        table.rows.append([
             result.mode, str(result.slots), f"{result.wall:.1f}", f"{result.utilisation(cores):.0%}",
             f"{result.fps_per_core(cores):.1f}", f"{baseline / result.wall:.2f}×",
-        )  # fmt: skip
-    Console().print(table)
+        ])  # fmt: skip
+    notes = [
+        "All jobs start at once, as one worker would run them, sharing its transcode slots; "
+        "CPU use is the ffmpegs' CPU time over wall time × cores.",
+        f"frames/s/core counts output frames ({results[0].frames:,} in all: every rendition of every job).",
+    ]
+    return Section("videos", "Videos pipeline", command, time.strftime("%Y-%m-%d %H:%M %Z"), machine, [table], notes)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="3 × 5 s at 720p instead of 10 × 30 s at 1080p")
+    parser.add_argument("--results", type=Path, default=RESULTS_PATH, help="markdown file to update")
     args = parser.parse_args()
     workload = QUICK if args.quick else FULL
     cores = os.cpu_count() or 1
-    report(workload, asyncio.run(bench(workload, cores)), cores)
+    machine = {**host(), "ffmpeg": ffmpeg_version(), "Load average at start (1/5/15 min)": load_average()}
+    results = asyncio.run(bench(workload, cores))
+    machine["Load average at end (1/5/15 min)"] = load_average()
+    command = "python -m bench.videos" + (" --quick" if args.quick else "")
+    result = section(workload, results, cores, command, machine)
+    result.print(Console())
+    write_section(result, args.results)
 
 
 if __name__ == "__main__":

@@ -112,6 +112,7 @@ class Settings(BaseSettings):
     video_max_dimension: int = Field(default=7680, gt=0)
     video_max_fps: float = Field(default=240.0, gt=0)
     video_max_streams: int = Field(default=16, gt=0)
+    video_timeout_seconds: float = Field(default=30 * 60.0, gt=0, allow_inf_nan=False)  # one attempt
     transcode_concurrency: int | None = Field(default=None, gt=0)
 
     # -- notifications -------------------------------------------------------------------

@@ -8,6 +8,7 @@ on in parts as it arrives (S3 multipart above `PART_SIZE`), so memory stays boun
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import shutil
 import tempfile
@@ -39,7 +40,7 @@ class Storage(Protocol):
     def writer(self, key: str, content_type: str = "application/octet-stream") -> ObjectWriter: ...
     async def upload(self, key: str, path: Path, content_type: str = "application/octet-stream") -> int: ...
     async def download(self, key: str, path: Path) -> int: ...
-    def read(self, key: str) -> AsyncIterator[bytes]: ...
+    def read(self, key: str, offset: int = 0, length: int | None = None) -> AsyncIterator[bytes]: ...
     async def size(self, key: str) -> int | None: ...
     async def delete(self, key: str) -> None: ...
     async def delete_prefix(self, prefix: str) -> int: ...
@@ -120,13 +121,17 @@ class FileStorage:
         await asyncio.to_thread(shutil.copyfile, source, path)
         return path.stat().st_size
 
-    async def read(self, key: str) -> AsyncIterator[bytes]:
+    async def read(self, key: str, offset: int = 0, length: int | None = None) -> AsyncIterator[bytes]:
+        """The object's bytes from `offset` (`length` of them, or to the end), a chunk at a time."""
         source = self.path(key)
         if not source.exists():
             raise ObjectNotFound(key)
         handle = await asyncio.to_thread(source.open, "rb")
         try:
-            while chunk := await asyncio.to_thread(handle.read, CHUNK_SIZE):
+            handle.seek(offset)
+            left = math.inf if length is None else length
+            while left > 0 and (chunk := await asyncio.to_thread(handle.read, min(CHUNK_SIZE, left))):
+                left -= len(chunk)
                 yield chunk
         finally:
             handle.close()
@@ -293,9 +298,12 @@ class S3Storage:
             handle.close()
         return size
 
-    async def read(self, key: str) -> AsyncIterator[bytes]:
+    async def read(self, key: str, offset: int = 0, length: int | None = None) -> AsyncIterator[bytes]:
+        """The object's bytes from `offset` (`length` of them, or to the end), a chunk at a time."""
+        span = {} if not offset and length is None else {
+            "Range": f"bytes={offset}-{'' if length is None else offset + length - 1}"}
         try:
-            response = await self.client.get_object(Bucket=self.bucket, Key=self._key(key))
+            response = await self.client.get_object(Bucket=self.bucket, Key=self._key(key), **span)
         except ClientError as exc:
             if exc.response["Error"]["Code"] in ("NoSuchKey", "404"):
                 raise ObjectNotFound(key) from exc

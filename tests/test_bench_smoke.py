@@ -101,10 +101,13 @@ def test_results_sections_are_replaced_not_duplicated(tmp_path: Path) -> None:
 
 
 def test_pipeline_benchmarks_are_registered_and_run(tmp_path: Path) -> None:
-    lines = run_bench("videos", "--quick", results=tmp_path / "R.md")
+    results = tmp_path / "R.md"
+    lines = run_bench("videos", "--quick", results=results)
 
     output = "\n".join(lines)
     assert "concurrent (one" in output and "one at a time" in output, output
+    written = results.read_text()  # the section goes where `python -m bench --results` says
+    assert "<!-- bench:videos:start -->" in written and "| one at a time | 1 |" in written
 
 
 def test_documents_benchmark_reports_makespan_against_the_ideal(tmp_path: Path) -> None:

@@ -13,7 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from pipelines.registry import PIPELINES
+from pipelines.registry import pipelines
+from service.config import Settings
 from service.embedded import postgres_running
 from tests.support.files import multipart_file, text_pdf
 from tests.support.net import free_port
@@ -85,7 +86,7 @@ def test_up_runs_everything_embedded_and_stops_cleanly(data_dir, tmp_path):
             job_id = response.json()["id"]
             assert http.get(f"/v1/jobs/{job_id}").status_code == 200
             assert job_id in [job["id"] for job in http.get("/v1/jobs").json()["items"]]
-            if "document" in {pipeline.kind for pipeline in PIPELINES}:
+            if "document" in {pipeline.kind for pipeline in pipelines(Settings())}:
                 wait_for(http, job_id, "succeeded")
             else:  # no document pipeline registered: nothing may take the job
                 assert http.get(f"/v1/jobs/{job_id}").json()["status"] == "queued"

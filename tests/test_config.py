@@ -1,6 +1,13 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from service.config import ConfigurationError, load_settings, mask
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def test_defaults_need_no_environment():
@@ -39,3 +46,23 @@ def test_textract_polling_is_configured_and_checked(monkeypatch):
     with pytest.raises(ConfigurationError) as excinfo:
         load_settings()
     assert "TEXTRACT_MAX_POLL_INTERVAL" in str(excinfo.value)
+
+
+def test_video_timeout_is_configured_and_checked(monkeypatch):
+    assert load_settings().video_timeout_seconds == 30 * 60
+    monkeypatch.setenv("VIDEO_TIMEOUT_SECONDS", "90")
+    assert load_settings().video_timeout_seconds == 90.0
+    for bad in ("0", "-5", "inf", "soon"):
+        monkeypatch.setenv("VIDEO_TIMEOUT_SECONDS", bad)
+        with pytest.raises(ConfigurationError) as excinfo:
+            load_settings()
+        assert "VIDEO_TIMEOUT_SECONDS" in str(excinfo.value), bad
+
+
+def test_the_worker_entry_point_gives_video_jobs_the_configured_timeout():
+    """`arq worker.WorkerSettings` as deployed: arq's timeout for `video` follows the setting."""
+    script = ("import worker; from pipelines.lifecycle import TIMEOUT_MARGIN; "
+              "print([f.timeout_s - TIMEOUT_MARGIN for f in worker.WorkerSettings.functions if f.name == 'video'])")
+    env = {**os.environ, "VIDEO_TIMEOUT_SECONDS": "90"}
+    out = subprocess.run([sys.executable, "-c", script], env=env, cwd=REPO, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[90.0]"

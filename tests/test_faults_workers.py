@@ -13,6 +13,7 @@ import asyncpg
 import pytest
 
 from pipelines import registry
+from service.config import Settings
 from service.tenants import webhook_secrets
 from tests.support.chaos import (assert_each_stage_ran_once, busy_worker_pids, stage_rows, submit_many,
                                  wait_until_busy, wait_until_ended)
@@ -26,7 +27,7 @@ pytestmark = pytest.mark.timeout(150)
 JOBS = 100
 KILLS = 5
 KILL_EVERY = 2.0
-CALLBACKS = "callback" in {pipeline.kind for pipeline in registry.PIPELINES}
+CALLBACKS = "callback" in {pipeline.kind for pipeline in registry.pipelines(Settings())}
 
 
 async def _secret(database_url, tenant_id) -> str:

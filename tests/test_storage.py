@@ -53,6 +53,16 @@ async def test_streamed_write_multipart_and_read_back(storage, tmp_path):
         await storage.download("t/a/original", target)
 
 
+async def test_reads_a_span_of_an_object(storage):
+    payload = os.urandom(3 * (1 << 20) + 17)  # spans cross the 1 MiB read chunks
+    writer = storage.writer("t/r/720p.mp4")
+    await writer.write(payload)
+    await writer.commit()
+    for offset, length in ((0, 10), (5, (1 << 20) + 3), (len(payload) - 7, 7), (len(payload) - 7, None), (123, None)):
+        got = b"".join([chunk async for chunk in storage.read("t/r/720p.mp4", offset, length)])
+        assert got == payload[offset:None if length is None else offset + length], (offset, length)
+
+
 async def test_aborted_write_leaves_nothing(storage):
     writer = storage.writer("t/b/original")
     await writer.write(os.urandom(PART_SIZE + 10))

@@ -29,7 +29,6 @@ from service.storage import ObjectNotFound, job_prefix
 if TYPE_CHECKING:
     from pipelines.runner import JobRun
 
-VIDEO_TIMEOUT_SECONDS = 30 * 60.0
 VIDEO_MAX_TRIES = 3
 SOURCE_NAME = "source"
 
@@ -149,7 +148,8 @@ def video_result(outputs: dict[str, dict]) -> dict:
     }
 
 
-def video_pipeline(*, timeout: float = VIDEO_TIMEOUT_SECONDS) -> Pipeline:
+def video_pipeline(*, timeout: float) -> Pipeline:
+    """The video job; `timeout` (`VIDEO_TIMEOUT_SECONDS`) bounds one attempt, ffmpegs included."""
     return Pipeline(
         "video",
         (Stage("probe", probe_stage, weight=1), Stage("transcode", transcode_stage, weight=19)),
@@ -157,6 +157,3 @@ def video_pipeline(*, timeout: float = VIDEO_TIMEOUT_SECONDS) -> Pipeline:
         max_tries=VIDEO_MAX_TRIES,
         result=video_result,
     )
-
-
-VIDEO_PIPELINE = video_pipeline()

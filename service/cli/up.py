@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from pipelines.registry import PIPELINES
+from pipelines.registry import pipelines
 from service.cli import targets
 from service.cli.keys import create_key
 from service.cli.options import DEFAULT_DATA_DIR, DataDir
@@ -98,6 +98,6 @@ def up(
         settings = embedded_settings(load_settings(), servers)
         upgrade(settings.database_url)
         key = asyncio.run(_issue_key(settings.database_url))
-        asyncio.run(run_together(settings, PIPELINES, host=host, port=port,
+        asyncio.run(run_together(settings, pipelines(settings), host=host, port=port,
                                  on_ready=lambda: announce(settings, url, key, servers)))
     stdout().print("Conveyor stopped.")

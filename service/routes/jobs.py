@@ -13,6 +13,7 @@ from service.consistency import requested_lsn
 from service.files import find_file, link_files
 from service.openapi import COMMON_ERRORS, JOB_ID, STATUS, json_body, problem
 from service.problems import Problem
+from service.ranges import byte_range
 from service.validation import check_storable
 from service.views import job_location, job_view
 
@@ -51,7 +52,8 @@ async def get_job(request: Request) -> JSONResponse:
 
 
 async def get_job_file(request: Request) -> StreamingResponse:
-    """A file the job's result lists, streamed from storage (file storage has no presigned URLs)."""
+    """A file the job's result lists, streamed from storage (file storage has no presigned URLs),
+    whole or one byte range of it (service/ranges.py)."""
     tenant = await authenticate(request)
     job = await _existing(request.app.state, tenant.id, path_job_id(request))
     entry = find_file(job["result"], request.path_params["name"]) if job is not None else None
@@ -59,11 +61,15 @@ async def get_job_file(request: Request) -> StreamingResponse:
     size = await storage.size(entry["key"]) if entry is not None else None
     if size is None:
         raise Problem(404, "no such file", type="not-found")
-    return StreamingResponse(
-        storage.read(entry["key"]),
-        media_type=entry.get("content_type", "application/octet-stream"),
-        headers={"Content-Length": str(size)},
-    )
+    media_type = entry.get("content_type", "application/octet-stream")
+    headers = {"Accept-Ranges": "bytes", "Content-Length": str(size)}
+    span = None if "if-range" in request.headers else byte_range(request.headers.get("range"), size)
+    if span is None:
+        return StreamingResponse(storage.read(entry["key"]), media_type=media_type, headers=headers)
+    first, last = span
+    headers |= {"Content-Length": str(last - first + 1), "Content-Range": f"bytes {first}-{last}/{size}"}
+    return StreamingResponse(storage.read(entry["key"], first, last - first + 1), status_code=206,
+                             media_type=media_type, headers=headers)
 
 
 def _query_int(request: Request, name: str, default: int, low: int, high: int) -> int:
@@ -188,8 +194,13 @@ OPENAPI_PATHS = {
     }},
     "/v1/jobs/{job_id}/files/{name}": {"get": {
         "summary": "Download a file the job's result lists (renditions, thumbnail, exports) on file:// storage",
-        "parameters": [JOB_ID, {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}],
+        "parameters": [JOB_ID, {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}},
+                       {"name": "Range", "in": "header", "required": False, "schema": {"type": "string"},
+                        "description": "one byte range: bytes=first-last, bytes=first- or bytes=-suffix"}],
         "responses": {"200": {"description": "The file", "content": {"application/octet-stream": {}}},
+                      "206": {"description": "The byte range asked for (Content-Range)",
+                              "content": {"application/octet-stream": {}}},
+                      "416": problem("The range starts past the end (Content-Range: bytes */size)"),
                       **_JOB_RESPONSES},
     }},
     "/v1/jobs/{job_id}/cancel": {"post": {

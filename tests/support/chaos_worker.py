@@ -91,7 +91,7 @@ DOCUMENT = Pipeline(
     timeout=120,
     result=lambda outputs: {**outputs["publish"], "bytes": outputs["fetch"]["bytes"]},
 )
-PIPELINES = (DOCUMENT, *(pipeline for pipeline in registry.PIPELINES if pipeline.kind == "callback"))
+PIPELINES = (DOCUMENT, *(pipeline for pipeline in registry.pipelines(worker._settings) if pipeline.kind == "callback"))
 
 
 # A dict, not a subclass: arq reads the settings class's own __dict__, not inherited ones.
