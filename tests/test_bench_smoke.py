@@ -12,6 +12,7 @@ import pytest
 from bench.queue.recorder import Finished
 from bench.queue.throughput import summarize
 from bench.report import Section, Spread, Table, write_section
+from tests.support import replica as replica_support
 
 REPO = Path(__file__).resolve().parents[1]
 SYSTEM_NAMES = ["Conveyor", "arq (default)", "arq (tuned)", "SAQ", "streaQ", "Celery (threads)", "RQ (SimpleWorker)"]
@@ -123,3 +124,17 @@ def test_documents_benchmark_reports_makespan_against_the_ideal(tmp_path: Path) 
     cells = [cell.strip() for cell in row.strip("|").split("|")]
     assert cells[1] == "3"  # every document succeeded
     assert float(cells[3]) >= 0.5 and float(cells[4]) > 0  # × ideal, sequential seconds
+
+
+@pytest.mark.skipif(not replica_support.available(), reason="needs PG 15 binaries and root")
+def test_replicas_benchmark_reports_overhead_share_and_no_violations(tmp_path: Path) -> None:
+    results = tmp_path / "R.md"
+    lines = run_bench("replicas", "--quick", results=results)
+    assert any("Routing overhead" in line for line in lines), lines
+    written = results.read_text()
+    assert "<!-- bench:replicas:start -->" in written
+    delays = [line for line in written.splitlines() if line.startswith(("| 0 ms", "| 10 ms", "| 500 ms"))]
+    assert len(delays) == 3, written
+    for row in delays:
+        share, _, violations = [cell.strip() for cell in row.strip("|").split("|")][1:]
+        assert 0 <= float(share.rstrip(" %")) <= 100 and violations == "0", row
