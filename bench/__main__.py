@@ -1,7 +1,7 @@
 """`python -m bench [NAME…] [--quick]`: run the benchmarks, print tables, update bench/RESULTS.md.
 
-`queue`, `crash` and `api` run here and write their sections; `videos` and `documents` are
-their own commands (`python -m bench.videos`, `python -m bench.documents`), run as subprocesses.
+`queue`, `crash`, `latency` and `api` run here and write their sections; `videos`, `documents`
+and `replicas` are their own commands (`python -m bench.videos`, …), run as subprocesses.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from rich.console import Console
 
 from . import api, machine
 from .context import BenchContext
-from .queue import crash, throughput
+from .queue import crash, latency, throughput
 from .queue.runner import PEERS
 from .redis_server import PrivateRedis
 from .report import RESULTS_PATH, write_section
@@ -28,11 +28,11 @@ from .report import RESULTS_PATH, write_section
 #: Pipeline benchmarks with their own command line, run as `python -m bench.NAME [--quick]`.
 STANDALONE = tuple(name for name in ("videos", "documents", "replicas") if (Path(__file__).parent / f"{name}.py").exists())
 #: Run order: the queue benchmark goes last so its ratio is the command's last line.
-BENCHMARKS = (*STANDALONE, "api", "crash", "queue")
+BENCHMARKS = (*STANDALONE, "api", "crash", "latency", "queue")
 #: Tables written to a pipe or file get room for their columns instead of rich's 80.
 PIPED_WIDTH = 150
-FULL = {"jobs": 10_000, "repeat": 3, "crash_cap": 330.0, "api_seconds": 30.0}
-QUICK = {"jobs": 500, "repeat": 1, "crash_cap": 60.0, "api_seconds": 3.0}
+FULL = {"jobs": 10_000, "repeat": 3, "crash_cap": 330.0, "api_seconds": 30.0, "latency_seconds": 20.0}
+QUICK = {"jobs": 500, "repeat": 1, "crash_cap": 60.0, "api_seconds": 3.0, "latency_seconds": 3.0}
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -46,6 +46,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--crash-cap", type=float, help="seconds to wait for recovery (default 330, quick 60)")
     parser.add_argument("--peers", type=lambda text: text.split(","), help=f"subset of peers: {','.join(PEERS)}")
     parser.add_argument("--api-seconds", type=float, help="seconds per API load phase (default 30, quick 3)")
+    parser.add_argument("--latency-seconds", type=float, help="seconds of steady load per latency run (default 20, quick 3)")
     parser.add_argument("--redis-url", help="use this Redis (its database is FLUSHDB'd!) instead of a private one")
     parser.add_argument("--results", type=Path, default=RESULTS_PATH, help="markdown file to update")
     args = parser.parse_args(argv)
@@ -58,6 +59,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     args.repeat = args.repeat or defaults["repeat"]
     args.crash_cap = args.crash_cap or defaults["crash_cap"]
     args.api_seconds = args.api_seconds or defaults["api_seconds"]
+    args.latency_seconds = args.latency_seconds or defaults["latency_seconds"]
     if args.concurrency < args.crash_jobs:
         parser.error("--concurrency must be at least --crash-jobs: worker A has to hold every job at once")
     return args
@@ -96,6 +98,7 @@ async def main(argv: list[str]) -> None:
                 command=shlex.join(["python", "-m", "bench", *argv]), repeat=args.repeat,
                 concurrency=args.concurrency, jobs=args.jobs, crash_jobs=args.crash_jobs,
                 crash_cap_s=args.crash_cap, peers=args.peers, log_dir=Path(log_dir), api_seconds=args.api_seconds,
+                latency_seconds=args.latency_seconds,
             )
             for label, value in context.machine.items():
                 console.print(f"{label}: {value}", highlight=False)
@@ -109,6 +112,8 @@ async def main(argv: list[str]) -> None:
                         section = await api.run(context)
                     elif name == "crash":
                         section = await crash.run(context)
+                    elif name == "latency":
+                        section = await latency.run(context)
                     else:
                         section, headline = await throughput.run(context)
                     section.machine = {**section.machine, "Load average at end (1/5/15 min)": machine.load_average()}

@@ -30,6 +30,7 @@ class BenchContext:
     log_dir: Path
     #: How long each API load phase runs.
     api_seconds: float = 30.0
+    latency_seconds: float = 20.0
 
     def log_path(self, label: str) -> Path:
         """A worker's output file, kept for post-mortems of a failed run."""

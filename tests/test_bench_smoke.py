@@ -56,6 +56,18 @@ def test_crash_benchmark_kills_a_worker_and_reports_the_cap(tmp_path: Path) -> N
         assert ">2 s (capped in 1/1 runs; 0/3 running again)" in line
 
 
+def test_latency_benchmark_offers_half_of_peak_to_conveyor_and_its_baselines(tmp_path: Path) -> None:
+    results = tmp_path / "R.md"
+    lines = run_bench("latency", "--quick", "--jobs", "50", "--latency-seconds", "1", results=results)
+
+    rows = {name: line for line in lines for name in ("Conveyor", "arq (tuned)", "SAQ") if line.startswith(f"│ {name} ")}
+    assert rows.keys() == {"Conveyor", "arq (tuned)", "SAQ"}, "\n".join(lines)
+    for line in rows.values():
+        p50, p95, p99, worst = (float(cell.strip().replace(",", "")) for cell in line.strip("│").split("│")[1:])
+        assert 0 <= p50 <= p95 <= p99 <= worst, line
+    assert "<!-- bench:latency:start -->" in results.read_text()
+
+
 def test_api_benchmark_reports_uploads_polls_and_rss(tmp_path: Path) -> None:
     results = tmp_path / "R.md"
     lines = run_bench("api", "--quick", "--api-seconds", "1", results=results)
