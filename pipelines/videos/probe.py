@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from pipelines.errors import PermanentError
 from pipelines.videos.mp4 import is_faststart
-from pipelines.videos.process import run_tool
+from pipelines.videos.tools import run_ffmpeg
 from service.sniffing import SNIFF_BYTES, sniff_video
 
 if TYPE_CHECKING:
@@ -154,7 +154,7 @@ async def _ffprobe(path: Path, timeout: float) -> dict[str, Any]:
         raise PermanentError("the file is empty", type="not_a_video")
     try:
         async with asyncio.timeout(timeout):
-            finished = await run_tool([*_FFPROBE, str(path.absolute())])  # absolute: never an option
+            finished = await run_ffmpeg([*_FFPROBE, str(path.absolute())])  # absolute: never an option
     except TimeoutError:
         raise PermanentError(f"ffprobe could not read the file within {timeout:g} s", type="corrupt_video") from None
     if finished.returncode != 0:

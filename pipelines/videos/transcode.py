@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 from pipelines.errors import JobError, PermanentError, TransientError
 from pipelines.videos.plan import Output, Rendition, RenditionPlan, Thumbnail
-from pipelines.videos.process import Finished, run_tool
+from pipelines.subprocesses import Finished
+from pipelines.videos.tools import run_ffmpeg
 
 if TYPE_CHECKING:
     from service.config import Settings
@@ -89,7 +90,7 @@ async def transcode(
         args = _thumbnail_args(source, plan, output, partial)
         progress = _ProgressLines(None, on_progress)
     try:
-        finished = await run_tool(args, on_line=progress)
+        finished = await run_ffmpeg(args, on_line=progress)
         if finished.returncode != 0 or not partial.is_file() or partial.stat().st_size == 0:
             raise _failure(source, output, finished)
         partial.replace(final)

@@ -11,7 +11,7 @@ import os
 from collections.abc import Awaitable, Callable, Sequence
 
 from pipelines.documents.ocr import OcrResult
-from pipelines.documents.process import run_process
+from pipelines.subprocesses import OutputTooLarge, run_tool
 from pipelines.errors import JobError, PermanentError, TransientError
 
 
@@ -58,7 +58,7 @@ class TesseractOCR:
     async def recognize_page(self, image: str) -> str:
         async with self._slots:
             try:
-                done = await run_process(
+                done = await run_tool(
                     [self.binary, image, "stdout", "-l", self.language, "--psm", "3"],
                     timeout=self.page_timeout,
                     env=self._env,
@@ -69,7 +69,9 @@ class TesseractOCR:
                 raise PermanentError(
                     f"OCR of a page took longer than {self.page_timeout:g}s", type="ocr_failed"
                 ) from None
+            except OutputTooLarge:
+                raise PermanentError("OCR of a page printed an implausible amount of text", type="ocr_failed") from None
         if done.returncode != 0:
-            message = done.stderr.decode(errors="replace").strip().splitlines()[-1:] or [f"exit {done.returncode}"]
+            message = done.stderr_tail.strip().splitlines()[-1:] or [f"exit {done.returncode}"]
             raise PermanentError(f"tesseract failed: {message[0]}", type="ocr_failed")
         return done.stdout.decode(errors="replace").strip()

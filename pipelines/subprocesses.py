@@ -1,32 +1,36 @@
-"""Run ffmpeg/ffprobe so that cancelling the awaiting task leaves nothing behind.
+"""Running command-line tools (ffmpeg, ffprobe, tesseract) so that nothing outlives the job.
 
 Each tool runs in its own session (process group), so a cancel or timeout signals the tool
 and anything it spawned: SIGTERM first, SIGKILL after a short grace, then the process is
-awaited so no zombie or orphan outlives the task. The CancelledError still propagates.
-If the worker itself dies (kill -9), Linux kills the tool too (PR_SET_PDEATHSIG): ffmpeg
-would otherwise keep transcoding for nobody.
+awaited so no zombie or orphan outlives the task. The CancelledError still propagates,
+even when it lands while the tool is still being started. If the worker itself dies
+(kill -9), Linux kills the tool too (PR_SET_PDEATHSIG): ffmpeg would otherwise keep
+transcoding for nobody.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import ctypes
 import inspect
 import os
 import signal
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-
-from pipelines.errors import PermanentError, TransientError
 
 KILL_GRACE_SECONDS = 1.0
 STDERR_TAIL_LINES = 20
 MAX_STDOUT_BYTES = 4 * 1024 * 1024
 
 LineHandler = Callable[[str], Awaitable[None] | None]
+
+
+class OutputTooLarge(Exception):
+    """The tool printed more than `MAX_STDOUT_BYTES`: no sane run of it does."""
 
 
 @dataclass(frozen=True)
@@ -49,30 +53,48 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child between 
     ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
-async def run_tool(args: Sequence[str], *, on_line: LineHandler | None = None) -> Finished:
-    """Run `args` to completion; stdout lines go to `on_line` (sync or async) if given."""
-    try:
-        process = await asyncio.create_subprocess_exec(
-            *args,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            start_new_session=True,
-            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
-        )
-    except FileNotFoundError:
-        raise TransientError(f"{args[0]} is not installed on this worker", type="ffmpeg_unavailable") from None
+async def run_tool(
+    args: Sequence[str],
+    *,
+    on_line: LineHandler | None = None,
+    timeout: float | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Finished:
+    """Run `args` to completion; stdout lines go to `on_line` (sync or async) if given.
+    Raises `FileNotFoundError` if the tool is not installed, `TimeoutError` (after
+    stopping it) past `timeout`, `OutputTooLarge` past `MAX_STDOUT_BYTES`."""
+    process = await _start(args, env)
     tail: collections.deque[str] = collections.deque(maxlen=STDERR_TAIL_LINES)
     stderr_reader = asyncio.create_task(_read_lines(process.stderr, tail.append))
     try:
-        stdout = await _read_stdout(process.stdout, on_line)
-        returncode = await process.wait()
-        await stderr_reader
+        async with asyncio.timeout(timeout):
+            stdout = await _read_stdout(process.stdout, on_line)
+            returncode = await process.wait()
+            await stderr_reader
     except BaseException:
         stderr_reader.cancel()
         await terminate(process)
         raise
     return Finished(returncode, stdout, "\n".join(tail))
+
+
+async def _start(args: Sequence[str], env: Mapping[str, str] | None) -> asyncio.subprocess.Process:
+    """The started tool; a cancel that lands while it starts still stops it."""
+    starting = asyncio.ensure_future(asyncio.create_subprocess_exec(
+        *args,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=dict(env) if env is not None else None,
+        start_new_session=True,
+        preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+    ))
+    try:
+        return await asyncio.shield(starting)
+    except asyncio.CancelledError:
+        with contextlib.suppress(Exception):  # Exception: it never started, nothing to stop
+            await terminate(await starting)
+        raise
 
 
 async def terminate(process: asyncio.subprocess.Process) -> None:
@@ -107,7 +129,7 @@ async def _read_stdout(stream: asyncio.StreamReader, on_line: LineHandler | None
     while chunk := await stream.read(65536):
         data += chunk
         if len(data) > MAX_STDOUT_BYTES:
-            raise PermanentError("the tool's output is implausibly large", type="corrupt_video")
+            raise OutputTooLarge(f"more than {MAX_STDOUT_BYTES} bytes on stdout")
     return bytes(data)
 
 
