@@ -64,6 +64,8 @@ async def open_resources(settings: Settings, redis) -> Resources:
 
 
 async def close_resources(resources: Resources) -> None:
+    await resources.events.aclose()  # what the last jobs published, before Redis goes
+    await resources.finished.aclose()
     await resources.http.aclose()
     await resources.webhooks.aclose()
     await resources.documents.aclose()

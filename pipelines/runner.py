@@ -20,7 +20,6 @@ from pathlib import Path
 import structlog
 from arq import Retry
 from opentelemetry.trace import SpanKind, Status, StatusCode
-from redis.exceptions import RedisError
 from structlog.contextvars import bound_contextvars
 
 from pipelines.errors import JobError, TransientError
@@ -299,19 +298,16 @@ async def _finish(run: JobRun, status: str, *, result: dict | None = None, error
         # last checkpointed stage and records the ending then.
         raise Retry(defer=backoff(run.attempt)) from exc
     await callbacks.enqueue(resources.redis, callback)
-    await _count_finished(resources, row)
+    _count_finished(resources, row)
     if run.last_stage_end is not None:
         await run.publish_stage_end(run.last_stage_end)
     await run.publish("status", status=status, **({"error": error} if error else {}), progress=row["progress"])
     run.log.info("job ended", status=status, **({"error": error} if error else {}))
 
 
-async def _count_finished(resources: Resources, row) -> None:
+def _count_finished(resources: Resources, row) -> None:
     metrics.job_finished(row)
-    try:
-        await resources.finished.add(row["kind"], row["status"])
-    except (RedisError, OSError):
-        pass  # the dashboard's hourly numbers miss one job; the ledger is the record
+    resources.finished.add(row["kind"], row["status"])
 
 
 async def _cancel_if_requested(resources: Resources, job_id: uuid.UUID) -> None:
@@ -321,5 +317,5 @@ async def _cancel_if_requested(resources: Resources, job_id: uuid.UUID) -> None:
         callback = await callbacks.record(conn, row, resources.settings.queue_for(callbacks.KIND)) if row else None
     if row is not None:
         await callbacks.enqueue(resources.redis, callback)
-        await _count_finished(resources, row)
+        _count_finished(resources, row)
         await events.publish(resources.redis, job_id, {"type": "status", "status": "cancelled", "job_id": str(job_id)})

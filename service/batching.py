@@ -31,6 +31,8 @@ class Batcher(Generic[Item, Result]):
     order: the second waits for the next batch). If a batch fails with one of `split_on`
     (an error in the data, a deadlock with another worker), its items are run one by one so
     one bad item cannot sink the rest; any other error (the server is down) fails them all.
+    With `linger`, a batch waits that many seconds for company before it goes: for writes
+    nobody waits for (`post`), where a bigger batch costs nothing but that delay.
     """
 
     def __init__(
@@ -40,21 +42,35 @@ class Batcher(Generic[Item, Result]):
         key: Callable[[Item], Hashable],
         split_on: tuple[type[Exception], ...] = (),
         max_batch: int = MAX_BATCH,
+        linger: float = 0.0,
     ) -> None:
         self._run = run
+        self._linger = linger
         self._key = key
         self._split_on = split_on
         self._max_batch = max_batch
         self._pending: list[tuple[Item, asyncio.Future]] = []
         self._flusher: asyncio.Task | None = None
 
+    @property
+    def unsent(self) -> int:
+        """Items waiting for a batch (not counting the one in flight)."""
+        return len(self._pending)
+
+    def post(self, item: Item) -> None:
+        """Submit without waiting: for best-effort writes whose outcome nobody needs (the
+        batch function handles its own errors). `drain()` before closing what they use."""
+        self._add(item).add_done_callback(_ignore_outcome)
+
+    async def drain(self) -> None:
+        """Until every item submitted so far has been run."""
+        while self._flusher is not None:
+            await asyncio.wait([self._flusher])
+
     async def submit(self, item: Item) -> Result:
         """The item's result once its batch has run; a cancelled caller still waits for its
         write to land, so whatever it writes next (a failure, say) comes after it."""
-        future = asyncio.get_running_loop().create_future()
-        self._pending.append((item, future))
-        if self._flusher is None:
-            self._flusher = asyncio.create_task(self._flush())
+        future = self._add(item)
         try:
             return await asyncio.shield(future)
         except asyncio.CancelledError:
@@ -63,9 +79,16 @@ class Batcher(Generic[Item, Result]):
                     await future
             raise
 
+    def _add(self, item: Item) -> asyncio.Future:
+        future = asyncio.get_running_loop().create_future()
+        self._pending.append((item, future))
+        if self._flusher is None:
+            self._flusher = asyncio.create_task(self._flush())
+        return future
+
     async def _flush(self) -> None:
         try:
-            await asyncio.sleep(0)  # let the jobs woken in this loop iteration join the batch
+            await asyncio.sleep(self._linger)  # at least the jobs woken in this loop iteration join
             while self._pending:
                 await self._run_batch(self._take())
         except BaseException:
@@ -108,3 +131,8 @@ class Batcher(Generic[Item, Result]):
                 future.set_exception(outcome)
             else:
                 future.set_result(outcome)
+
+
+def _ignore_outcome(future: asyncio.Future) -> None:
+    if not future.cancelled():
+        future.exception()  # retrieved: asyncio would otherwise log it as never retrieved

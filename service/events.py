@@ -28,32 +28,60 @@ async def publish(redis: Redis, job_id: object, event: dict) -> None:
     await publish_many(redis, [(job_id, event)])
 
 
+# Each event: XADD to its job's stream (trimmed to about KEEP_EVENTS), and a status event
+# also renews the stream's expiry. One script for a whole batch: a pipeline of two commands
+# an event costs the worker more CPU in the client than the events are worth.
+PUBLISH = """
+for i, key in ipairs(KEYS) do
+  redis.call('XADD', key, 'MAXLEN', '~', ARGV[1], '*', 'data', ARGV[i * 2 + 2])
+  if ARGV[i * 2 + 1] == '1' then redis.call('EXPIRE', key, ARGV[2]) end
+end
+"""
+
+
 async def publish_many(redis: Redis, events: Sequence[tuple[object, dict]]) -> list[None]:
-    """Several jobs' events in one pipeline (one round trip), in order; best effort too.
+    """Several jobs' events in one round trip, in order; best effort too.
 
     A stream's expiry is set with its status events only: an attempt's first and last
     events are status events, so they bracket its stage and progress events.
     """
+    keys, args = [], [KEEP_EVENTS, KEEP_SECONDS]
+    for job_id, event in events:
+        keys.append(stream_key(job_id))
+        args += ["1" if event.get("type") == "status" else "0", json.dumps(event, default=str)]
     try:
-        async with redis.pipeline(transaction=False) as pipe:
-            for job_id, event in events:
-                key = stream_key(job_id)
-                pipe.xadd(key, {"data": json.dumps(event, default=str)}, maxlen=KEEP_EVENTS, approximate=True)
-                if event.get("type") == "status":
-                    pipe.expire(key, KEEP_SECONDS)
-            await pipe.execute()
+        await redis.register_script(PUBLISH)(keys=keys, args=args)
     except (RedisError, OSError):
         pass
     return [None] * len(events)
 
 
+#: Events a worker may have waiting for Redis before its jobs wait for their events' writes.
+MAX_UNSENT = 10_000
+#: How long an event waits for others to share its round trip: a live view is that much later,
+#: and a worker's jobs publish a few events each in one round trip instead of one each.
+LINGER_SECONDS = 0.005
+
+
 class Publisher:
-    """A worker's publishes, combined across its jobs (`service.batching`): each job's events
-    keep their order, and many jobs' events share one round trip."""
+    """A worker's publishes, combined across its jobs (`service.batching`): many jobs'
+    events share one round trip. One job's events may share a batch too: a batch is
+    written in the order its events were published.
+
+    A job does not wait for its events to be written (they are best effort, and waiting
+    would cost each job a round trip per event) unless Redis has fallen behind by
+    `MAX_UNSENT` events: memory stays bounded. Events wait `LINGER_SECONDS` for company."""
 
     def __init__(self, redis: Redis) -> None:
         self.redis = redis
-        self._batcher = Batcher(lambda events: publish_many(redis, events), key=lambda entry: entry[0])
+        self._batcher = Batcher(lambda events: publish_many(redis, events), key=id, linger=LINGER_SECONDS)
 
     async def publish(self, job_id: object, event: dict) -> None:
-        await self._batcher.submit((job_id, event))
+        if self._batcher.unsent < MAX_UNSENT:
+            self._batcher.post((job_id, event))
+        else:
+            await self._batcher.submit((job_id, event))
+
+    async def aclose(self) -> None:
+        """Once every event published so far is written."""
+        await self._batcher.drain()

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from arq.constants import job_key_prefix
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from service.batching import Batcher
 from service.heartbeats import live_workers
@@ -89,25 +90,38 @@ async def queue_states(redis: Redis, settings: Settings, workers: list[dict] | N
 
 
 async def record_finished(redis: Redis, ended: Sequence[tuple[str, str]]) -> list[None]:
-    """Count jobs that ended, as (kind, status) pairs, in this minute's bucket."""
+    """Count jobs that ended, as (kind, status) pairs, in this minute's bucket. Best effort:
+    if Redis cannot take them, the dashboard's hourly numbers miss them; the ledger is the record."""
     key = f"{FINISHED_KEY}{int(time.time() // 60)}"
-    async with redis.pipeline(transaction=False) as pipe:
-        for field, count in Counter(f"{kind}:{status}" for kind, status in ended).items():
-            pipe.hincrby(key, field, count)
-        pipe.expire(key, FINISHED_KEEP_SECONDS)
-        await pipe.execute()
+    try:
+        async with redis.pipeline(transaction=False) as pipe:
+            for field, count in Counter(f"{kind}:{status}" for kind, status in ended).items():
+                pipe.hincrby(key, field, count)
+            pipe.expire(key, FINISHED_KEEP_SECONDS)
+            await pipe.execute()
+    except (RedisError, OSError):
+        pass
     return [None] * len(ended)
 
 
+#: Counts are per minute: a batch may wait this long to gather a worker's endings.
+COUNT_LINGER_SECONDS = 0.05
+
+
 class FinishedCounter:
-    """A worker's `record_finished`, combined across its jobs into one round trip a batch."""
+    """A worker's `record_finished`, combined across its jobs into one round trip a batch;
+    a job does not wait for its count to be written."""
 
     def __init__(self, redis: Redis) -> None:
         # Every pair is counted, equal ones too: `id` keeps none of them apart.
-        self._batcher = Batcher(lambda ended: record_finished(redis, ended), key=id)
+        self._batcher = Batcher(lambda ended: record_finished(redis, ended), key=id, linger=COUNT_LINGER_SECONDS)
 
-    async def add(self, kind: str, status: str) -> None:
-        await self._batcher.submit((kind, status))
+    def add(self, kind: str, status: str) -> None:
+        self._batcher.post((kind, status))
+
+    async def aclose(self) -> None:
+        """Once every count added so far is written."""
+        await self._batcher.drain()
 
 
 async def finished_last_hour(redis: Redis) -> Counter:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections import Counter
 
 from redis.asyncio import Redis
@@ -16,7 +15,9 @@ async def test_ended_jobs_recorded_concurrently_are_all_counted(redis_server):
         before = await finished_last_hour(redis)
         ended = [("count-a", "succeeded")] * 7 + [("count-b", "failed")] * 3 + [("count-a", "failed")]
         counter = FinishedCounter(redis)
-        await asyncio.gather(*(counter.add(kind, status) for kind, status in ended))
+        for kind, status in ended:
+            counter.add(kind, status)
+        await counter.aclose()
         assert await finished_last_hour(redis) - before == Counter(ended)
     finally:
         await redis.aclose()
