@@ -15,6 +15,7 @@ from service.config import Settings, get_settings
 from service.consistency import ConsistencyMiddleware
 from service.dashboard import routes as dashboard
 from service.database import Database
+from service.job_inserts import JobInserts
 from service.limits import RateLimitMiddleware
 from service.observability import RequestObserver
 from service.problems import EXCEPTION_HANDLERS
@@ -64,6 +65,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         state.redis = queue.connect(settings.redis_url)
         state.db = Database(settings, redis=state.redis)
         state.backlog = Backlog(state.redis, state.db)
+        state.inserts = JobInserts(state.db)
         state.storage = open_storage(settings.storage_url, settings.s3_endpoint_url)
         await state.db.open()
         await state.storage.open()

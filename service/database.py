@@ -123,22 +123,27 @@ class Database:
         `transaction`."""
         async with self._acquire() as conn:
             yield conn
-            if track and self.replicas:
-                await self._remember(conn, track)
+            await self.remember(conn, track)
 
-    async def _remember(self, conn: asyncpg.Connection, track: Sequence[str]) -> None:
+    async def remember(self, conn: asyncpg.Connection, track: Sequence[str]) -> int | None:
+        """After a commit on `conn`: the WAL position it reached, kept for readers of `track`
+        and noted for this request's consistency token. None with no replica (nothing to
+        track) or when the position cannot be had."""
+        if not track or not self.replicas:
+            return None
         try:
             lsn = await conn.fetchval(WRITE_POSITION)
         except CONNECTION_ERRORS as exc:
             # Committed, but where it ended is unknown: readers may briefly miss it.
             log.warning("write position unknown after commit", error=type(exc).__name__, track=list(track))
-            return
+            return None
         consistency.note_write(lsn)
         if self.positions is not None:
             try:
                 await self.positions.remember(track, lsn)
             except REDIS_ERRORS as exc:
                 log.warning("write position not shared (Redis)", error=type(exc).__name__, track=list(track))
+        return lsn
 
     @asynccontextmanager
     async def read(

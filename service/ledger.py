@@ -51,31 +51,46 @@ def parse_job_id(value: str) -> uuid.UUID | None:
 # -- the API side -------------------------------------------------------------------------
 
 
-async def create_job(
-    conn: asyncpg.Connection,
-    *,
-    job_id: uuid.UUID,
-    tenant_id: uuid.UUID,
-    kind: str,
-    queue: str,
-    priority: int = 0,
-    max_tries: int = 5,
-    payload: dict | None = None,
-    metadata: dict | None = None,
-    callback_url: str | None = None,
-    run_at: datetime | None = None,
-    traceparent: str | None = None,
-) -> asyncpg.Record:
-    return await conn.fetchrow(
+@dataclass(frozen=True, slots=True)
+class NewJob:
+    job_id: uuid.UUID
+    tenant_id: uuid.UUID
+    kind: str
+    queue: str
+    priority: int = 0
+    max_tries: int = 5
+    payload: dict | None = None
+    metadata: dict | None = None
+    callback_url: str | None = None
+    run_at: datetime | None = None
+    traceparent: str | None = None
+
+
+async def create_jobs(conn: asyncpg.Connection, jobs: Sequence[NewJob]) -> dict[uuid.UUID, asyncpg.Record]:
+    """Insert jobs in one statement (committed together); their rows by id."""
+    columns = [
+        [job.job_id for job in jobs], [job.tenant_id for job in jobs], [job.kind for job in jobs],
+        [job.queue for job in jobs], [job.priority for job in jobs], [job.max_tries for job in jobs],
+        [job.payload or {} for job in jobs], [job.metadata or {} for job in jobs],
+        [job.callback_url for job in jobs], [job.run_at for job in jobs], [job.traceparent for job in jobs],
+    ]
+    rows = await conn.fetch(
         f"""
         INSERT INTO jobs (id, tenant_id, kind, queue, priority, max_tries, payload, metadata,
                           callback_url, run_at, traceparent)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+        SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::smallint[], $6::int[],
+                             $7::jsonb[], $8::jsonb[], $9::text[], $10::timestamptz[], $11::text[])
         RETURNING {JOB_COLUMNS}
         """,
-        job_id, tenant_id, kind, queue, priority, max_tries, payload or {}, metadata or {},
-        callback_url, run_at, traceparent,
+        *columns,
     )
+    return {row["id"]: row for row in rows}
+
+
+async def create_job(conn: asyncpg.Connection, **job) -> asyncpg.Record:
+    """Insert one job (`NewJob`'s fields as keywords); its row."""
+    new = NewJob(**job)
+    return (await create_jobs(conn, [new]))[new.job_id]
 
 
 async def get_job(conn: asyncpg.Connection, tenant_id: uuid.UUID, job_id: uuid.UUID) -> asyncpg.Record | None:

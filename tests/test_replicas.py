@@ -258,6 +258,29 @@ async def test_the_consistency_token_is_honoured_and_checked(settings, db, clust
     assert consistency.format_lsn(consistency.parse_lsn(later)) == later
 
 
+async def test_uploads_that_share_an_insert_each_read_their_own_job(settings, db, cluster, tenant):
+    """Concurrent uploads are committed by one INSERT (`service.job_inserts`); each response
+    still carries a token covering its job, and each job is read back at once although the
+    replica has replayed none of them."""
+    await cluster.caught_up()
+    await cluster.pause_replay()
+    stale = fallbacks("stale")
+    async with ApiServer(settings) as api, client(api.url, tenant[1]) as http:
+        created = await asyncio.gather(
+            *(http.post("/v1/documents", files=multipart_file(text_pdf(f"shared {n}"))) for n in range(20))
+        )
+        assert [response.status_code for response in created] == [202] * 20
+        async with db.transaction() as conn:
+            rows = await conn.fetch("SELECT id, xmin::text::bigint AS xid FROM jobs WHERE id = ANY($1::uuid[])",
+                                    [response.json()["id"] for response in created])
+        assert len(rows) == 20 and len({row["xid"] for row in rows}) < 20  # some shared a transaction
+        for response in created:
+            token = consistency.parse_lsn(response.headers[consistency.HEADER])
+            polled = await http.get(response.headers["location"], headers={consistency.HEADER: consistency.format_lsn(token)})
+            assert polled.status_code == 200 and polled.json()["id"] == response.json()["id"]
+    assert fallbacks("stale") >= stale + 20  # the replica could serve none of them
+
+
 async def _job_is_served(http, job_id: str) -> None:
     async with asyncio.timeout(DEADLINE):
         polled = await http.get(f"/v1/jobs/{job_id}")

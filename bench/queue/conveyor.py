@@ -20,6 +20,7 @@ from service.config import Settings, load_settings
 from service.database import Database
 from service.submissions import JobSpec as Submission
 from service.backlog import Backlog
+from service.job_inserts import JobInserts
 from service.submissions import hand_off, record_job
 
 from ..ledger_db import drop_database, migrated_database, tenant_with_key
@@ -62,6 +63,7 @@ class ConveyorRunner(Runner):
         self.db = Database(self.settings, redis=self.redis)
         await self.db.open()
         self.backlog = Backlog(self.redis, self.db)
+        self.inserts = JobInserts(self.db)
         self.tenant_id, _ = await tenant_with_key(self.settings, TENANT)
 
     async def close(self) -> None:
@@ -73,7 +75,7 @@ class ConveyorRunner(Runner):
     async def enqueue(self, job: JobSpec, enqueued_at: float) -> None:
         submission = Submission(kind=KIND, fingerprint="", payload={"args": job.args(enqueued_at)})
         created, backlog = await record_job(
-            self.db, self.backlog, self.settings, self.tenant_id, ledger.new_job_id(), submission, max_tries=5
+            self.inserts, self.backlog, self.settings, self.tenant_id, ledger.new_job_id(), submission, max_tries=5
         )
         await hand_off(self.redis, created, backlog=backlog)
 
