@@ -60,7 +60,7 @@ async def publish_many(redis: Redis, events: Sequence[tuple[object, dict]]) -> l
 MAX_UNSENT = 10_000
 #: How long an event waits for others to share its round trip: a live view is that much later,
 #: and a worker's jobs publish a few events each in one round trip instead of one each.
-LINGER_SECONDS = 0.005
+LINGER_SECONDS = 0.02
 
 
 class Publisher:
