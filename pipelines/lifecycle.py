@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 from collections.abc import Iterable
 from datetime import timezone
 
@@ -100,6 +101,7 @@ def hooks(settings: Settings, pipelines: Iterable[Pipeline] = (), *, reconciler:
         ]
         if reconciler:
             ctx["background"].append(asyncio.create_task(reconcile_forever(resources, kinds)))
+        gc.freeze()  # what start-up made lives as long as the process: no collection need scan it again
 
     async def shutdown(ctx: dict) -> None:
         for task in ctx.get("background", ()):
