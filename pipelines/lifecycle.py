@@ -37,7 +37,7 @@ def functions(pipelines: Iterable[Pipeline]) -> list[Function]:
 
     def task(pipeline: Pipeline):
         async def run(ctx: dict, job_id: str) -> None:
-            await execute(ctx["resources"], pipeline, job_id, ctx["job_try"])
+            await execute(ctx["resources"], pipeline, job_id, ctx["job_try"], ctx["score"])
 
         run.__qualname__ = f"run_{pipeline.kind}"
         return run
@@ -66,6 +66,7 @@ async def open_resources(settings: Settings, redis) -> Resources:
 
 async def close_resources(resources: Resources) -> None:
     await resources.events.aclose()  # what the last jobs published, before Redis goes
+    await resources.parking.aclose()
     await resources.finished.aclose()
     await resources.http.aclose()
     await resources.webhooks.aclose()
@@ -75,9 +76,10 @@ async def close_resources(resources: Resources) -> None:
 
 
 def queue_read_limit(settings: Settings) -> int:
-    """How many due ids a worker reads per poll. Running jobs stay at the head of arq's
-    queue, so a window of only `max_jobs` ids would be all jobs running elsewhere and a
-    worker with free slots would starve (arq's own default is the same formula)."""
+    """How many due ids a worker reads per poll. Running jobs are parked out of the window
+    (pipelines/parking.py) but for the moment between arq starting one and its park, so a
+    window of `max_jobs` ids could still be all jobs just started elsewhere (arq's own
+    default is the same formula)."""
     return max(settings.worker_max_jobs * 5, 100)
 
 

@@ -15,6 +15,7 @@ from arq.connections import ArqRedis
 
 from pipelines.ledger_writes import LedgerWrites
 from pipelines.notifications.ratelimit import RateLimiter
+from pipelines.parking import Parking
 from pipelines.videos.transcode import transcode_slots
 from service.config import Settings
 from service.database import Database
@@ -48,6 +49,11 @@ class Resources:
     def ledger(self) -> LedgerWrites:
         """The runner's claim, stage and ending writes, combined across this worker's jobs."""
         return LedgerWrites(self.db, self.worker_id)
+
+    @functools.cached_property
+    def parking(self) -> Parking:
+        """This worker's running jobs, parked out of arq's poll window."""
+        return Parking(self.redis, self.settings.queue_name)
 
     @functools.cached_property
     def events(self) -> Publisher:

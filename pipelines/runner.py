@@ -185,12 +185,23 @@ class JobRun:
             pass
 
 
-async def execute(resources: Resources, pipeline: Pipeline, job_id: str, job_try: int) -> None:
-    """The body of every arq function: one attempt at the ledger job `job_id`."""
+async def execute(resources: Resources, pipeline: Pipeline, job_id: str, job_try: int, score: int) -> None:
+    """The body of every arq function: one attempt at the ledger job `job_id`, which arq
+    dequeued with `score`. The job is parked out of arq's poll window while it runs
+    (pipelines/parking.py) and unparked if it goes back to arq unfinished."""
     parsed = ledger.parse_job_id(job_id)
     if parsed is None:
         log.error("rejected a job with a malformed id", job_id=job_id[:100])
         return
+    parked = resources.parking.park(job_id)
+    try:
+        await _execute(resources, pipeline, parsed, job_id, job_try)
+    except BaseException:
+        await resources.parking.unpark(job_id, score, parked)
+        raise
+
+
+async def _execute(resources: Resources, pipeline: Pipeline, parsed: uuid.UUID, job_id: str, job_try: int) -> None:
     try:
         job = await resources.ledger.claim(parsed, pipeline.stage_names)
     except DependencyUnavailable as exc:

@@ -57,10 +57,13 @@ class Batcher(Generic[Item, Result]):
         """Items waiting for a batch (not counting the one in flight)."""
         return len(self._pending)
 
-    def post(self, item: Item) -> None:
+    def post(self, item: Item) -> asyncio.Future:
         """Submit without waiting: for best-effort writes whose outcome nobody needs (the
-        batch function handles its own errors). `drain()` before closing what they use."""
-        self._add(item).add_done_callback(_ignore_outcome)
+        batch function handles its own errors), though the future says when it is written.
+        `drain()` before closing what they use."""
+        future = self._add(item)
+        future.add_done_callback(_ignore_outcome)
+        return future
 
     async def drain(self) -> None:
         """Until every item submitted so far has been run."""

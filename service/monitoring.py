@@ -60,30 +60,41 @@ async def _enqueue_time(redis: Redis, job_id: str) -> float | None:
 
 
 async def queue_state(redis: Redis, name: str, running_ids: set[str]) -> QueueState:
+    """A queue's backlog. Running jobs stay in arq's queue: due until their worker parks
+    them (pipelines/parking.py), scheduled for later once it has, so both counts leave them out."""
     now = time.time()
     now_ms = int(now * 1000)
+    running = sorted(running_ids)
     async with redis.pipeline(transaction=False) as pipe:
         pipe.zcount(name, "-inf", now_ms)
         pipe.zcount(name, f"({now_ms}", "+inf")
-        pipe.zrangebyscore(name, "-inf", now_ms, start=0, num=len(running_ids) + 1)
-        due, scheduled, head = await pipe.execute()
-    head_ids = [raw.decode() if isinstance(raw, bytes) else raw for raw in head]
-    running = len(running_ids)  # every running job is due and still in the set
-    waiting = max(due - running, 0)
+        if running:
+            pipe.zmscore(name, running)
+        due, later, *scores = await pipe.execute()
+    running_scores = [score for score in (scores[0] if scores else []) if score is not None]
+    running_due = sum(1 for score in running_scores if score <= now_ms)
+    waiting = max(due - running_due, 0)
+    scheduled = max(later - (len(running_scores) - running_due), 0)
     oldest_age = 0.0
-    first_waiting = next((job_id for job_id in head_ids if job_id not in running_ids), None)
-    if waiting and first_waiting is not None:
-        enqueued = await _enqueue_time(redis, first_waiting)
+    if waiting:
+        head = await redis.zrangebyscore(name, "-inf", now_ms, start=0, num=running_due + 1)
+        head_ids = [raw.decode() if isinstance(raw, bytes) else raw for raw in head]
+        first_waiting = next((job_id for job_id in head_ids if job_id not in running_ids), None)
+        enqueued = await _enqueue_time(redis, first_waiting) if first_waiting else None
         oldest_age = max(now - enqueued, 0.0) if enqueued else 0.0
-    return QueueState(name, waiting, scheduled, running, round(oldest_age, 3))
+    return QueueState(name, waiting, scheduled, len(running), round(oldest_age, 3))
 
 
-async def queue_states(redis: Redis, settings: Settings, workers: list[dict] | None = None) -> list[QueueState]:
+async def queue_states(
+    redis: Redis, settings: Settings, workers: list[dict] | None = None, names: list[str] | None = None
+) -> list[QueueState]:
+    """The backlog of `names` (default: every queue of this deployment), with the jobs the
+    live `workers` (default: from their heartbeats) run."""
     workers = await live_workers(redis) if workers is None else workers
     running: dict[str, set[str]] = {}
     for worker in workers:
         running.setdefault(worker.get("queue", settings.queue_name), set()).update(worker.get("jobs", ()))
-    return [await queue_state(redis, name, running.get(name, set())) for name in queue_names(settings)]
+    return [await queue_state(redis, name, running.get(name, set())) for name in names or queue_names(settings)]
 
 
 # -- jobs ended per minute: throughput and failure rate over the last hour ---------------

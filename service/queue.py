@@ -21,7 +21,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from arq.connections import ArqRedis, RedisSettings
-from arq.constants import expires_extra_ms, job_key_prefix, result_key_prefix
+from arq.constants import expires_extra_ms, in_progress_key_prefix, job_key_prefix, result_key_prefix
 from arq.jobs import serialize_job
 from redis.asyncio.sentinel import Sentinel
 from redis.exceptions import RedisError
@@ -104,11 +104,7 @@ async def enqueue(
     if Redis is unreachable: the job stays `queued` in the ledger and the reconciler
     enqueues it once Redis is back."""
     now = _ms(datetime.now(timezone.utc))
-    if run_at is not None:
-        score = _ms(run_at)
-    else:
-        penalty = min(backlog * BACKLOG_STEP_MS, MAX_BACKLOG_PENALTY_MS)
-        score = now - (priority + 1) * PRIORITY_STEP_MS + penalty
+    score = _ms(run_at) if run_at is not None else _due_score(now, priority, backlog)
     job = serialize_job(kind, (job_id,), {}, None, now, serializer=serialize)
     try:
         await redis.register_script(ENQUEUE)(
@@ -119,6 +115,21 @@ async def enqueue(
         log.warning("enqueue deferred to the reconciler: redis unavailable (%s)", type(exc).__name__)
         return False
     return True
+
+
+def _due_score(now: int, priority: int, backlog: int = 0) -> int:
+    penalty = min(backlog * BACKLOG_STEP_MS, MAX_BACKLOG_PENALTY_MS)
+    return now - (priority + 1) * PRIORITY_STEP_MS + penalty
+
+
+async def release(redis: ArqRedis, *, job_id: str, queue: str, priority: int = PRIORITIES["normal"]) -> None:
+    """Make a job that a dead worker held due again at once: its in-progress marker goes,
+    and if it was running, parked out of the poll window (pipelines/parking.py), it gets a
+    due score back. A job no longer on the queue is left to `enqueue`."""
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.delete(in_progress_key_prefix + job_id)
+        pipe.zadd(queue, {job_id: _due_score(_ms(datetime.now(timezone.utc)), priority)}, xx=True)
+        await pipe.execute()
 
 
 async def dequeue(redis: ArqRedis, *, job_id: str, queue: str) -> None:

@@ -65,7 +65,7 @@ async def reconcile(resources: Resources, known_kinds: frozenset[str]) -> dict[s
                 await _hand_back(resources, job, held is not None)
                 counts["orphaned"] += 1
             elif held is not None:
-                await redis.delete(in_progress_key_prefix + job_id)
+                await queue.release(redis, job_id=job_id, queue=job["queue"], priority=job["priority"])
                 touched.append(job["id"])
                 counts["freed"] += 1
             elif queued is None:
@@ -98,7 +98,7 @@ async def _hand_back(resources: Resources, job, held: bool) -> None:
             job["id"], job["attempts"],
         )
     if held:
-        await resources.redis.delete(in_progress_key_prefix + job_id)
+        await queue.release(resources.redis, job_id=job_id, queue=job["queue"], priority=job["priority"])
     if not await resources.redis.exists(job_key_prefix + job_id):
         await queue.enqueue(resources.redis, job_id=job_id, kind=job["kind"], queue=job["queue"],
                             priority=job["priority"])

@@ -11,12 +11,11 @@ import typer
 from rich.table import Table
 
 from service.heartbeats import WORKERS_KEY, worker_key
-from service import queue
+from service import monitoring, queue
 from service.cli import targets
 from service.cli.options import DEFAULT_DATA_DIR, DataDir, Json, RedisUrl
 from service.cli.output import ago, emit_json, guarded, stdout
-from service.cli.processes import queue_names
-from service.config import load_settings
+from service.config import Settings, load_settings
 
 MAX_WORKERS_SHOWN = 200
 
@@ -38,22 +37,16 @@ async def read_workers(url: str) -> list[dict]:
     return workers
 
 
-async def read_queues(url: str, names: list[str]) -> list[dict]:
-    """Per arq queue: jobs due now, deferred ones, and how long the oldest due one waits.
-    (A high-priority job is scored earlier than it came, so it looks older than it is.)"""
+async def read_queues(url: str, settings: Settings, names: list[str]) -> list[dict]:
+    """Per arq queue: jobs waiting (due, not running), running, deferred (due later: a
+    send_at, a retry's backoff), and how long the oldest waiting one has waited."""
     redis = queue.connect(url)
-    now_ms = time.time() * 1000
     try:
-        rows = []
-        for name in names:
-            total = await redis.zcard(name)
-            due = await redis.zcount(name, "-inf", now_ms)
-            oldest = await redis.zrangebyscore(name, "-inf", now_ms, start=0, num=1, withscores=True)
-            rows.append({"queue": name, "due": due, "deferred": total - due,
-                         "oldest_age": (now_ms - oldest[0][1]) / 1000 if oldest else None})
+        states = await monitoring.queue_states(redis, settings, names=names)
     finally:
         await redis.aclose()
-    return rows
+    return [{"queue": state.name, "due": state.waiting, "running": state.running, "deferred": state.scheduled,
+             "oldest_age": state.oldest_age if state.waiting else None} for state in states]
 
 
 def workers(redis_url: RedisUrl = None, data_dir: DataDir = DEFAULT_DATA_DIR, json_output: Json = False) -> None:
@@ -80,19 +73,21 @@ def queues(
                                                     "default: QUEUE_NAME and the KIND_QUEUES targets.")] = None,
     redis_url: RedisUrl = None, data_dir: DataDir = DEFAULT_DATA_DIR, json_output: Json = False,
 ) -> None:
-    """Show each queue's backlog: jobs due now, deferred ones, the oldest due one's wait.
+    """Show each queue's backlog: jobs due and waiting, running, deferred, the oldest waiting one's wait.
 
     Example: conveyor queues --queue conveyor:video --json
     """
-    names = names or queue_names(load_settings())
+    settings = load_settings()
+    names = names or monitoring.queue_names(settings)
     with targets.redis_url(redis_url, data_dir) as url:
-        rows = asyncio.run(read_queues(url, names))
+        rows = asyncio.run(read_queues(url, settings, names))
     if json_output:
         emit_json(rows)
         return
-    table = Table("queue", "due", "deferred", "oldest due waits")
+    table = Table("queue", "due", "running", "deferred", "oldest due waits")
     for row in rows:
-        table.add_row(row["queue"], str(row["due"]), str(row["deferred"]), ago(row["oldest_age"]))
+        table.add_row(row["queue"], str(row["due"]), str(row["running"]), str(row["deferred"]),
+                      ago(row["oldest_age"]))
     stdout().print(table)
 
 

@@ -19,6 +19,7 @@ import uvicorn
 from pipelines import lifecycle
 from pipelines.pipeline import Pipeline
 from service.app import create_app
+from service import monitoring
 from service.cli.output import CliError
 from service.config import Settings
 
@@ -31,12 +32,6 @@ class ApiServer(uvicorn.Server):
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
-
-
-def queue_names(settings: Settings) -> list[str]:
-    """Every arq queue jobs may be sent to: QUEUE_NAME and each KIND_QUEUES target."""
-    routed = (route.partition("=")[2].strip() for route in settings.kind_queues)
-    return list(dict.fromkeys([settings.queue_name, *filter(None, routed)]))
 
 
 async def _until_started(server: ApiServer, task: asyncio.Task, address: str) -> None:
@@ -57,7 +52,7 @@ async def run_together(settings: Settings, pipelines: Sequence[Pipeline], *, hos
                             log_level="warning", access_log=False)
     server = ApiServer(config)
     workers = [lifecycle.worker(settings.model_copy(update={"queue_name": name}), pipelines, scheduler=index == 0)
-               for index, name in enumerate(queue_names(settings))]
+               for index, name in enumerate(monitoring.queue_names(settings))]
     api_task = asyncio.create_task(server.serve())
     worker_tasks = [asyncio.create_task(worker.async_run()) for worker in workers]
     try:

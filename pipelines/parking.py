@@ -1,0 +1,80 @@
+"""Running jobs kept out of arq's poll window.
+
+arq leaves a running job in its queue until it ends, and every poll (each
+`WORKER_POLL_DELAY`) reads the queue's due ids and, for each one, checks its in-progress
+key: four round trips per running job per poll. A worker holding a hundred documents that
+wait seconds on Textract spends most of its CPU re-checking its own jobs, and with more
+running jobs than a poll reads (`queue_read_limit`), the jobs behind them are never seen.
+
+So a job is parked as it starts: its score becomes the moment its in-progress key expires.
+It is out of every poll's window, yet due again by itself if its worker dies without a
+word, exactly when arq would have run it again (the reconciler hands it back sooner, with
+`service.queue.release`). A job going back to arq unfinished (a retry, a shutdown) first
+gets its enqueue score back, because arq re-scores a retry relative to it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Sequence
+
+import structlog
+from arq.constants import in_progress_key_prefix
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from service.batching import Batcher
+
+log = structlog.get_logger("conveyor.parking")
+
+# For each running job whose in-progress key is still there: score it for when that key
+# expires (XX: a job that has already ended and left the queue is not put back).
+PARK = """
+local now = tonumber(ARGV[1])
+for i = 2, #KEYS do
+  local ttl = redis.call('PTTL', KEYS[i])
+  if ttl > 0 then redis.call('ZADD', KEYS[1], 'XX', now + ttl, ARGV[i]) end
+end
+"""
+
+
+class Parking:
+    """Parks this worker's running jobs in its queue, several jobs a round trip."""
+
+    def __init__(self, redis: Redis, queue: str) -> None:
+        self.redis = redis
+        self.queue = queue
+        self._script = redis.register_script(PARK)
+        self._batcher: Batcher[str, None] = Batcher(self._park_many, key=lambda job_id: job_id)
+
+    def park(self, job_id: str) -> asyncio.Future:
+        """Park a job that has just started; the job does not wait for it (a job seen by one
+        more poll costs only that poll's check). The future says when it is done."""
+        return self._batcher.post(job_id)
+
+    async def unpark(self, job_id: str, score: int, parked: asyncio.Future) -> None:
+        """Give a job going back to arq unfinished its enqueue `score` back, after its park
+        (`parked`) has landed; completed even if the job's task is cancelled meanwhile."""
+        await asyncio.shield(self._unpark(job_id, score, parked))
+
+    async def aclose(self) -> None:
+        await self._batcher.drain()
+
+    async def _unpark(self, job_id: str, score: int, parked: asyncio.Future) -> None:
+        with contextlib.suppress(BaseException):
+            await parked
+        try:
+            await self.redis.zadd(self.queue, {job_id: score}, xx=True)
+        except (RedisError, OSError) as exc:
+            # Still due when its in-progress key expires, or once the reconciler hands it back.
+            log.warning("could not unpark a job", job_id=job_id, error=type(exc).__name__)
+
+    async def _park_many(self, job_ids: Sequence[str]) -> list[None]:
+        keys = [self.queue] + [in_progress_key_prefix + job_id for job_id in job_ids]
+        try:
+            await self._script(keys=keys, args=[int(time.time() * 1000), *job_ids])
+        except (RedisError, OSError) as exc:
+            log.warning("could not park running jobs", jobs=len(job_ids), error=type(exc).__name__)
+        return [None] * len(job_ids)
