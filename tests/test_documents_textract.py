@@ -4,7 +4,7 @@ import aioboto3
 import boto3
 import pytest
 
-from pipelines.documents.ocr.textract import TextractOCR, request_token_for
+from pipelines.documents.ocr.textract import TextractOCR, poll_wait, request_token_for
 from pipelines.errors import PermanentError, TransientError
 from tests.support.documents import image_bytes, scanned_pdf, text_image
 from tests.support.textract_server import BUCKET, Outcome
@@ -77,6 +77,13 @@ async def test_polls_while_in_progress(server, two_page_tiff, ocr):
     result = await client.collect(job_id, deadline=soon())
     assert result.pages[0] == "Invoice 4711"
     assert server.calls["GetDocumentTextDetection"] > 1
+
+
+def test_poll_waits_grow_with_the_time_waited_within_bounds():
+    assert all(0.8 <= poll_wait(0.0, 1.0, 20.0) <= 1.0 for _ in range(100))  # the first wait: the interval
+    assert all(2.0 <= poll_wait(10.0, 1.0, 20.0) <= 2.5 for _ in range(100))  # a quarter of the wait so far
+    assert all(16.0 <= poll_wait(3600.0, 1.0, 20.0) <= 20.0 for _ in range(100))  # never over the longest
+    assert len({poll_wait(10.0, 1.0, 20.0) for _ in range(10)}) > 1  # jittered: jobs started together spread out
 
 
 async def test_follows_next_token_to_the_last_block(server, two_page_tiff, ocr):

@@ -29,6 +29,8 @@ from botocore.exceptions import ConnectionError as BotocoreConnectionError
 from pipelines.documents.ocr import OcrResult
 from pipelines.errors import JobError, PermanentError, TransientError
 
+#: Each wait between two polls, as a share of the time already waited.
+POLL_GROWTH = 0.25
 THROTTLED = {"ProvisionedThroughputExceededException", "ThrottlingException", "LimitExceededException"}
 UNAVAILABLE = {"InternalServerError", "ServiceUnavailableException"}
 PERMANENT_TYPES = {
@@ -53,6 +55,14 @@ def request_token_for(job_id: str, run: int = 0) -> str:
     if _TOKEN.fullmatch(token):
         return token
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+def poll_wait(waited: float, shortest: float, longest: float) -> float:
+    """The wait before the next poll of a job polled for `waited` seconds: `POLL_GROWTH` of
+    that, within [`shortest`, `longest`], jittered down to 80 % so jobs started together
+    spread their polls. A job is seen done at most about a quarter of its duration after it
+    ended (doubling waits saw a 3 s job at 5 to 7 s), and a long one still costs few polls."""
+    return min(longest, max(shortest, waited * POLL_GROWTH)) * random.uniform(0.8, 1.0)
 
 
 class TextractOCR:
@@ -134,8 +144,10 @@ class TextractOCR:
         return _assemble(responses)
 
     async def _wait_until_done(self, client: Any, job_id: str, deadline: float) -> dict[str, Any]:
-        interval = self.poll_interval
+        started = time.monotonic()
         while True:
+            wait = poll_wait(time.monotonic() - started, self.poll_interval, self.max_poll_interval)
+            await asyncio.sleep(max(0.0, min(deadline - time.time(), wait)))
             response = await self._call(client.get_document_text_detection, JobId=job_id, MaxResults=self.max_results)
             status = response["JobStatus"]
             if status in ("SUCCEEDED", "PARTIAL_SUCCESS"):
@@ -144,11 +156,8 @@ class TextractOCR:
                 raise PermanentError(
                     f"Textract failed: {response.get('StatusMessage') or 'no reason given'}", type="textract_failed"
                 )
-            remaining = deadline - time.time()
-            if remaining <= 0:
+            if time.time() >= deadline:
                 raise PermanentError(f"Textract job {job_id} was still {status} at the deadline", type="textract_timeout")
-            await asyncio.sleep(min(remaining, interval * random.uniform(0.5, 1.0)))
-            interval = min(interval * 2, self.max_poll_interval)
 
     async def _call(self, operation: Any, **params: Any) -> dict[str, Any]:
         """One Textract call, retried with backoff while throttled or unreachable."""
