@@ -93,7 +93,7 @@ async def created_ids(url: str, limit: int = 1000) -> list[str]:
         await conn.close()
 
 
-async def measure(context: BenchContext, workers: int, duration: float) -> tuple[Load, int, Load]:
+async def measure(context: BenchContext, workers: int, duration: float) -> tuple[load.Load, int, load.Load]:
     await context.reset()
     name, url = await migrated_database("conveyor_bench_api")
     try:

@@ -3,8 +3,9 @@
 Usage: `python -m bench.servers KIND [options]`; prints the server's URL on its first
 stdout line, then serves until killed.
 
-- `s3-proxy --upstream URL --put-latency S --latency S`: moto has no latency knob, so
-  this reverse proxy in front of it waits before forwarding each request.
+- `s3 --put-latency S --latency S`: moto's S3, each request waiting before moto answers
+  it (moto has no latency knob). The wait is in moto's own request thread, not in a proxy
+  in front of it: a proxy's CPU would be taken from the machine the benchmark measures.
 - `textract --s3 URL --seconds S`: the local Textract (real wire protocol), answering
   IN_PROGRESS for S seconds, then two pages of canned lines: real Textract spends its own
   CPUs reading, so the benchmark's machine must not.
@@ -14,45 +15,39 @@ stdout line, then serves until killed.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
+import threading
+import time
 from typing import Any
 
-import httpx
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+from werkzeug.serving import make_server
 
 from tests.support.llm_servers import LLMServers
-from tests.support.served_app import ServedApp
 from tests.support.textract_server import Job, TextractServer
 
-HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "host"}
 CANNED_PAGES = (
     ["Jane Doe", "jane.doe@example.com | Phone: +49 30 1234 5678", "Summary", "Builds reliable data pipelines."],
     ["Skills: Python, PostgreSQL, Kubernetes", "Experience", "2015 - 2019 ACME Corp"],
 )
 
 
-def s3_proxy(upstream: str, put_latency: float, latency: float) -> Starlette:
-    client = httpx.AsyncClient(base_url=upstream, timeout=60)
+class SlowS3:
+    """moto's S3 server (threaded, as `python -m moto.server` runs it) with latency."""
 
-    async def forward(request: Request) -> Response:
-        await asyncio.sleep(put_latency if request.method == "PUT" else latency)
-        headers = {name: value for name, value in request.headers.items() if name not in HOP_BY_HOP}
-        answer = await client.request(
-            request.method, request.url.path, params=request.query_params.multi_items(),
-            headers=headers, content=await request.body(),
-        )
-        headers = {name: value for name, value in answer.headers.items() if name.lower() not in HOP_BY_HOP}
-        response = Response(answer.content, status_code=answer.status_code, headers=headers)
-        if request.method == "HEAD" and "content-length" in answer.headers:
-            response.headers["content-length"] = answer.headers["content-length"]
-        return response
+    def __init__(self, put_latency: float, latency: float) -> None:
+        app = DomainDispatcherApplication(create_backend_app)
 
-    methods = ["GET", "PUT", "POST", "DELETE", "HEAD"]
-    return Starlette(routes=[Route("/{path:path}", forward, methods=methods)])
+        def delayed(environ: dict, start_response: Any):
+            time.sleep(put_latency if environ["REQUEST_METHOD"] == "PUT" else latency)
+            return app(environ, start_response)
+
+        self.server = make_server("127.0.0.1", 0, delayed, threaded=True, request_handler=MotoRequestHandler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
 
 
 class CannedTextract(TextractServer):
@@ -67,15 +62,14 @@ class CannedTextract(TextractServer):
 
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="bench.servers")
-    parser.add_argument("kind", choices=["s3-proxy", "textract", "llm"])
-    parser.add_argument("--upstream")
+    parser.add_argument("kind", choices=["s3", "textract", "llm"])
     parser.add_argument("--s3")
     parser.add_argument("--put-latency", type=float, default=0.05)
     parser.add_argument("--latency", type=float, default=0.0)
     parser.add_argument("--seconds", type=float, default=3.0)
     args = parser.parse_args(argv)
-    if args.kind == "s3-proxy":
-        server: Any = ServedApp(s3_proxy(args.upstream, args.put_latency, args.latency))
+    if args.kind == "s3":
+        server: Any = SlowS3(args.put_latency, args.latency)
         url = server.url
     elif args.kind == "textract":
         server = CannedTextract(args.s3, in_progress_seconds=args.seconds)

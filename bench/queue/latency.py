@@ -13,7 +13,7 @@ import time
 from collections import defaultdict
 
 from ..context import BenchContext
-from ..report import Section, Spread, Table, rate
+from ..report import Section, Spread, Table
 from .process import WorkerFailed, WorkerProcess
 from .recorder import FINISHED, Finished
 from .runner import Runner, conveyor_runner, peer_runners, round_robin

@@ -23,7 +23,7 @@ from rich.text import Text
 from service import queue
 from service.cli import targets
 from service.cli.jobs import jobs_table
-from service.cli.options import DEFAULT_DATA_DIR, DatabaseUrl, DataDir, Json, RedisUrl
+from service.cli.options import DEFAULT_DATA_DIR, DatabaseUrl, DataDir, RedisUrl
 from service.cli.output import ago, emit_json, guarded, stdout
 from service.config import Settings, load_settings
 from service.dashboard.data import overview

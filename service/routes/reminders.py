@@ -8,7 +8,6 @@ checked here, so a bad reminder is a 422 today rather than a failed job next mon
 
 from __future__ import annotations
 
-import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 

@@ -6,14 +6,13 @@ import asyncio
 import contextlib
 import uuid
 from collections.abc import Iterable
-from datetime import timezone
 from pathlib import Path
 
 import httpx
 import uvicorn
 from arq.worker import Worker
 
-from pipelines import lifecycle, schedule
+from pipelines import lifecycle
 from pipelines.pipeline import Pipeline
 from service.app import create_app
 from service.config import Settings, load_settings
