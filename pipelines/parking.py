@@ -6,10 +6,10 @@ key: four round trips per running job per poll. A worker holding a hundred docum
 wait seconds on Textract spends most of its CPU re-checking its own jobs, and with more
 running jobs than a poll reads (`queue_read_limit`), the jobs behind them are never seen.
 
-So a job is parked as it starts: its score becomes the moment its in-progress key expires.
-It is out of every poll's window, yet due again by itself if its worker dies without a
-word, exactly when arq would have run it again (the reconciler hands it back sooner, with
-`service.queue.release`). A job going back to arq unfinished (a retry, a shutdown) first
+So a job that outlives a poll interval is parked: its score becomes the moment its
+in-progress key expires. It is out of every poll's window, yet due again by itself if its
+worker dies without a word, exactly when arq would have run it again (the reconciler hands
+it back sooner, with `service.queue.release`). A job going back to arq unfinished (a retry, a shutdown) first
 gets its enqueue score back, because arq re-scores a retry relative to it.
 """
 
@@ -43,33 +43,26 @@ end
 class Parking:
     """Parks this worker's running jobs in its queue, several jobs a round trip."""
 
-    def __init__(self, redis: Redis, queue: str) -> None:
+    def __init__(self, redis: Redis, queue: str, *, after: float) -> None:
         self.redis = redis
         self.queue = queue
+        self.after = after
         self._script = redis.register_script(PARK)
-        self._batcher: Batcher[str, None] = Batcher(self._park_many, key=lambda job_id: job_id)
+        self._batcher: Batcher[str, None] = Batcher(self._park_many, key=lambda job_id: job_id, linger=after)
 
-    def park(self, job_id: str) -> asyncio.Future:
-        """Park a job that has just started; the job does not wait for it (a job seen by one
-        more poll costs only that poll's check). The future says when it is done."""
+    def park(self, job_id: str) -> ParkedJob:
+        """Park a job that has just started, once it has run for `after` seconds (a poll
+        interval): a short job is seen by a poll or two at most, which costs less than
+        parking it. Parks then wait as long again for company, to share a round trip.
+        The job never waits for its park."""
+        return ParkedJob(self, job_id)
+
+    def send(self, job_id: str) -> asyncio.Future:
+        """Park it now (with the parks sent meanwhile); the future says when it has landed."""
         return self._batcher.post(job_id)
-
-    async def unpark(self, job_id: str, score: int, parked: asyncio.Future) -> None:
-        """Give a job going back to arq unfinished its enqueue `score` back, after its park
-        (`parked`) has landed; completed even if the job's task is cancelled meanwhile."""
-        await asyncio.shield(self._unpark(job_id, score, parked))
 
     async def aclose(self) -> None:
         await self._batcher.drain()
-
-    async def _unpark(self, job_id: str, score: int, parked: asyncio.Future) -> None:
-        with contextlib.suppress(BaseException):
-            await parked
-        try:
-            await self.redis.zadd(self.queue, {job_id: score}, xx=True)
-        except (RedisError, OSError) as exc:
-            # Still due when its in-progress key expires, or once the reconciler hands it back.
-            log.warning("could not unpark a job", job_id=job_id, error=type(exc).__name__)
 
     async def _park_many(self, job_ids: Sequence[str]) -> list[None]:
         keys = [self.queue] + [in_progress_key_prefix + job_id for job_id in job_ids]
@@ -78,3 +71,36 @@ class Parking:
         except (RedisError, OSError) as exc:
             log.warning("could not park running jobs", jobs=len(job_ids), error=type(exc).__name__)
         return [None] * len(job_ids)
+
+
+class ParkedJob:
+    """One running job's park: due after `Parking.after`, dropped if the job ends first."""
+
+    def __init__(self, parking: Parking, job_id: str) -> None:
+        self.parking = parking
+        self.job_id = job_id
+        self._posted: asyncio.Future | None = None
+        self._timer = asyncio.get_running_loop().call_later(parking.after, self._post)
+
+    def _post(self) -> None:
+        self._posted = self.parking.send(self.job_id)
+
+    def ended(self) -> None:
+        """The job ended (however): a park not yet posted is not needed any more."""
+        self._timer.cancel()
+
+    async def unpark(self, score: int) -> None:
+        """Before the job goes back to arq unfinished: its enqueue `score` back, once its park
+        (if posted) has landed; completed even if the job's task is cancelled meanwhile."""
+        self._timer.cancel()
+        if self._posted is not None:
+            await asyncio.shield(self._unpark(score))
+
+    async def _unpark(self, score: int) -> None:
+        with contextlib.suppress(BaseException):
+            await self._posted
+        try:
+            await self.parking.redis.zadd(self.parking.queue, {self.job_id: score}, xx=True)
+        except (RedisError, OSError) as exc:
+            # Still due when its in-progress key expires, or once the reconciler hands it back.
+            log.warning("could not unpark a job", job_id=self.job_id, error=type(exc).__name__)

@@ -197,8 +197,10 @@ async def execute(resources: Resources, pipeline: Pipeline, job_id: str, job_try
     try:
         await _execute(resources, pipeline, parsed, job_id, job_try)
     except BaseException:
-        await resources.parking.unpark(job_id, score, parked)
+        await parked.unpark(score)
         raise
+    finally:
+        parked.ended()
 
 
 async def _execute(resources: Resources, pipeline: Pipeline, parsed: uuid.UUID, job_id: str, job_try: int) -> None:
