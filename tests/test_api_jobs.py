@@ -213,6 +213,36 @@ async def test_failed_job_is_recorded_and_retried(api, settings, tenant):
     assert attempts == [1, 2]
 
 
+async def test_repeated_cancel_and_retry_with_an_idempotency_key_get_the_first_answer(api, settings, tenant):
+    async def fail_once(run):
+        if run.attempt == 1:
+            from pipelines.errors import PermanentError
+
+            raise PermanentError("the parser choked", type="corrupt_pdf")
+        return {"ok": True}
+
+    pipeline = Pipeline("document", (Stage("parse", fail_once),), timeout=30)
+    async with client(api.url, tenant[1]) as http:
+        queued = (await upload(http)).json()
+        first = await http.post(f"/v1/jobs/{queued['id']}/cancel", headers={"Idempotency-Key": "cancel-1"})
+        again = await http.post(f"/v1/jobs/{queued['id']}/cancel", headers={"Idempotency-Key": "cancel-1"})
+        assert (first.status_code, again.status_code) == (202, 202)  # without the key: 409, it has ended
+        assert again.headers["idempotent-replayed"] == "true" and again.json() == first.json()
+        other = (await upload(http)).json()
+        reused = await http.post(f"/v1/jobs/{other['id']}/cancel", headers={"Idempotency-Key": "cancel-1"})
+        assert reused.status_code == 422
+
+        async with running_worker(settings, [pipeline]):
+            job = (await upload(http)).json()
+            assert (await wait_for_job(http, job["id"]))["status"] == "failed"
+            retries = [await http.post(f"/v1/jobs/{job['id']}/retry", headers={"Idempotency-Key": "retry-1"})
+                       for _ in range(2)]
+            assert [response.status_code for response in retries] == [202, 202]
+            assert retries[1].headers["idempotent-replayed"] == "true"
+            done = await wait_for_job(http, job["id"])
+    assert done["status"] == "succeeded" and done["attempts"] == 2  # queued again once, run once
+
+
 async def test_health(api):
     async with client(api.url) as http:
         live = await http.get("/livez")

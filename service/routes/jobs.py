@@ -7,7 +7,7 @@ import uuid
 from starlette.requests import Request
 from starlette.responses import JSONResponse, StreamingResponse
 
-from service import callbacks, events, ledger, queue
+from service import callbacks, events, idempotency, ledger, queue
 from service.auth import authenticate
 from service.consistency import requested_lsn
 from service.files import find_file, link_files
@@ -55,7 +55,9 @@ async def get_job_file(request: Request) -> StreamingResponse:
     """A file the job's result lists, streamed from storage (file storage has no presigned URLs),
     whole or one byte range of it (service/ranges.py)."""
     tenant = await authenticate(request)
-    job = await _existing(request.app.state, tenant.id, path_job_id(request))
+    job_id = path_job_id(request)
+    async with request.app.state.db.read(follow=follow(tenant.id, job_id)) as conn:
+        job = await ledger.get_job(conn, tenant.id, job_id)
     entry = find_file(job["result"], request.path_params["name"]) if job is not None else None
     storage = request.app.state.storage
     size = await storage.size(entry["key"]) if entry is not None else None
@@ -120,59 +122,105 @@ async def list_jobs(request: Request) -> JSONResponse:
         return await job_page(request, conn, rows, limit)
 
 
-async def _existing(state, tenant_id: uuid.UUID, job_id: uuid.UUID):
-    async with state.db.read(follow=follow(tenant_id, job_id)) as conn:
-        return await ledger.get_job(conn, tenant_id, job_id)
+async def _missing_or_conflict(conn, tenant_id: uuid.UUID, job_id: uuid.UUID, conflict: str, type: str) -> Problem:
+    """Why a cancel or retry changed nothing: the job is unknown (404), or in a state the
+    action does not apply to (409, `conflict` formatted with its status)."""
+    existing = await ledger.get_job(conn, tenant_id, job_id)
+    if existing is None:
+        return not_found()
+    return Problem(409, conflict.format(status=existing["status"]), type=type)
 
 
-async def cancel(state, tenant_id: uuid.UUID, job_id: uuid.UUID):
-    """Cancel a job (the API's and the dashboard's way): a queued one ends now, a running
-    one is told to stop. Raises 404 or 409 as a Problem."""
-    async with state.db.transaction(track=follow(tenant_id, job_id)) as conn:
-        row = await ledger.request_cancel(conn, tenant_id, job_id)
-        callback = None
-        if row is not None and row["status"] == "cancelled":
-            callback = await callbacks.record(conn, row, state.settings.queue_for(callbacks.KIND))
+async def _cancel_in(conn, state, tenant_id: uuid.UUID, job_id: uuid.UUID) -> tuple[object, object]:
+    """The ledger side of a cancel, in `conn`'s transaction: the job's row, and the
+    callback it recorded if the job ended here. Raises 404 or 409 as a Problem."""
+    row = await ledger.request_cancel(conn, tenant_id, job_id)
     if row is None:
-        existing = await _existing(state, tenant_id, job_id)
-        if existing is None:
-            raise not_found()
-        raise Problem(409, f"the job has already ended ({existing['status']})", type="job-finished")
+        raise await _missing_or_conflict(conn, tenant_id, job_id, "the job has already ended ({status})", "job-finished")
+    callback = None
+    if row["status"] == "cancelled":
+        callback = await callbacks.record(conn, row, state.settings.queue_for(callbacks.KIND))
+    return row, callback
+
+
+async def _after_cancel(state, row, callback) -> None:
+    """Once committed: a queued job leaves arq, a running one is told to stop."""
+    job_id = row["id"]
     if row["status"] == "cancelled":
         await queue.dequeue(state.redis, job_id=str(job_id), queue=row["queue"])
         await callbacks.enqueue(state.redis, callback)
         await events.publish(state.redis, job_id, {"type": "status", "status": "cancelled", "job_id": str(job_id)})
     else:
         await state.redis.publish(events.CANCEL_CHANNEL, str(job_id))
+
+
+async def _retry_in(conn, tenant_id: uuid.UUID, job_id: uuid.UUID):
+    """The ledger side of a retry, in `conn`'s transaction. Raises 404 or 409 as a Problem."""
+    row = await ledger.retry_job(conn, tenant_id, job_id, RETRY_EXTRA_TRIES)
+    if row is None:
+        raise await _missing_or_conflict(conn, tenant_id, job_id, "only failed or cancelled jobs can be retried "
+                                         "(this one is {status})", "job-not-retryable")
+    return row
+
+
+async def _after_retry(state, row) -> None:
+    """Once committed: back on arq's queue, and said on the job's event stream."""
+    await queue.enqueue(state.redis, job_id=str(row["id"]), kind=row["kind"], queue=row["queue"], priority=row["priority"])
+    await events.publish(state.redis, row["id"], {"type": "status", "status": "queued", "job_id": str(row["id"]),
+                                                  "progress": round(float(row["progress"]), 4)})
+
+
+async def cancel(state, tenant_id: uuid.UUID, job_id: uuid.UUID):
+    """Cancel a job (the dashboard's way): a queued one ends now, a running one is told to
+    stop. Raises 404 or 409 as a Problem."""
+    async with state.db.transaction(track=follow(tenant_id, job_id)) as conn:
+        row, callback = await _cancel_in(conn, state, tenant_id, job_id)
+    await _after_cancel(state, row, callback)
     return row
 
 
 async def retry(state, tenant_id: uuid.UUID, job_id: uuid.UUID):
-    """Queue a failed or cancelled job again. Raises 404 or 409 as a Problem."""
+    """Queue a failed or cancelled job again (the dashboard's way). Raises 404 or 409 as a Problem."""
     async with state.db.transaction(track=follow(tenant_id, job_id)) as conn:
-        row = await ledger.retry_job(conn, tenant_id, job_id, RETRY_EXTRA_TRIES)
-    if row is None:
-        existing = await _existing(state, tenant_id, job_id)
-        if existing is None:
-            raise not_found()
-        raise Problem(409, f"only failed or cancelled jobs can be retried (this one is {existing['status']})",
-                      type="job-not-retryable")
-    await queue.enqueue(state.redis, job_id=str(job_id), kind=row["kind"], queue=row["queue"], priority=row["priority"])
-    await events.publish(state.redis, job_id, {"type": "status", "status": "queued", "job_id": str(job_id),
-                                               "progress": round(float(row["progress"]), 4)})
+        row = await _retry_in(conn, tenant_id, job_id)
+    await _after_retry(state, row)
     return row
 
 
 async def cancel_job(request: Request) -> JSONResponse:
+    """With an Idempotency-Key, a repeated cancel gets the first answer (not a 409 because
+    the first one worked), and its effects happen once."""
     tenant = await authenticate(request)
-    row = await cancel(request.app.state, tenant.id, path_job_id(request))
-    return JSONResponse(job_view(row), status_code=202)
+    state, job_id = request.app.state, path_job_id(request)
+    done = []
+
+    async def act(conn) -> idempotency.Answer:
+        done.append(await _cancel_in(conn, state, tenant.id, job_id))
+        return 202, job_view(done[0][0]), {}
+
+    response = await idempotency.answer_once(request, tenant.id, idempotency.fingerprint("cancel", str(job_id)), act,
+                                             track=follow(tenant.id, job_id))
+    if done:
+        await _after_cancel(state, *done[0])
+    return response
 
 
 async def retry_job(request: Request) -> JSONResponse:
+    """With an Idempotency-Key, a repeated retry gets the first answer (not a 409 because
+    the job is queued again), and runs the job once."""
     tenant = await authenticate(request)
-    row = await retry(request.app.state, tenant.id, path_job_id(request))
-    return JSONResponse(job_view(row), status_code=202, headers={"Location": job_location(row["id"])})
+    state, job_id = request.app.state, path_job_id(request)
+    done = []
+
+    async def act(conn) -> idempotency.Answer:
+        done.append(await _retry_in(conn, tenant.id, job_id))
+        return 202, job_view(done[0]), {"Location": job_location(job_id)}
+
+    response = await idempotency.answer_once(request, tenant.id, idempotency.fingerprint("retry", str(job_id)), act,
+                                             track=follow(tenant.id, job_id))
+    if done:
+        await _after_retry(state, done[0])
+    return response
 
 
 _JOB_RESPONSES = {"404": problem("Unknown job, or another tenant's"), **COMMON_ERRORS}
