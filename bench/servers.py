@@ -6,6 +6,9 @@ stdout line, then serves until killed.
 - `s3 --put-latency S --latency S`: moto's S3, each request waiting before moto answers
   it (moto has no latency knob). The wait is in moto's own request thread, not in a proxy
   in front of it: a proxy's CPU would be taken from the machine the benchmark measures.
+  Served by waitress, not werkzeug's development server (what `python -m moto.server`
+  runs), because that one closes the connection after every answer: each request would pay
+  a TCP connect on both sides, which real S3's keep-alive never costs.
 - `textract --s3 URL --seconds S`: the local Textract (real wire protocol), answering
   IN_PROGRESS for S seconds, then two pages of canned lines: real Textract spends its own
   CPUs reading, so the benchmark's machine must not.
@@ -20,12 +23,13 @@ import threading
 import time
 from typing import Any
 
-from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
-from werkzeug.serving import make_server
+import waitress
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
 from tests.support.llm_servers import LLMServers
 from tests.support.textract_server import Job, TextractServer
 
+REQUESTS_AT_ONCE = 128
 CANNED_PAGES = (
     ["Jane Doe", "jane.doe@example.com | Phone: +49 30 1234 5678", "Summary", "Builds reliable data pipelines."],
     ["Skills: Python, PostgreSQL, Kubernetes", "Experience", "2015 - 2019 ACME Corp"],
@@ -33,7 +37,7 @@ CANNED_PAGES = (
 
 
 class SlowS3:
-    """moto's S3 server (threaded, as `python -m moto.server` runs it) with latency."""
+    """moto's S3 application with latency, on a threaded server that keeps connections alive."""
 
     def __init__(self, put_latency: float, latency: float) -> None:
         app = DomainDispatcherApplication(create_backend_app)
@@ -42,9 +46,11 @@ class SlowS3:
             time.sleep(put_latency if environ["REQUEST_METHOD"] == "PUT" else latency)
             return app(environ, start_response)
 
-        self.server = make_server("127.0.0.1", 0, delayed, threaded=True, request_handler=MotoRequestHandler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        # A thread per request in flight: each one sleeps through its latency.
+        self.server = waitress.create_server(delayed, host="127.0.0.1", port=0, threads=REQUESTS_AT_ONCE,
+                                             connection_limit=REQUESTS_AT_ONCE * 2)
+        self.url = f"http://127.0.0.1:{self.server.effective_port}"
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     def start(self) -> None:
         self.thread.start()
