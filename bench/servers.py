@@ -11,7 +11,7 @@ stdout line, then serves until killed.
   a TCP connect on both sides, which real S3's keep-alive never costs.
 - `textract --s3 URL --seconds S`: the local Textract (real wire protocol), answering
   IN_PROGRESS for S seconds, then two pages of canned lines: real Textract spends its own
-  CPUs reading, so the benchmark's machine must not.
+  CPUs fetching the object from S3 and reading it, so the benchmark's machine must not.
 - `llm --latency S`: the local OpenAI-compatible server, each answer taking S seconds.
 """
 
@@ -57,6 +57,9 @@ class SlowS3:
 
 
 class CannedTextract(TextractServer):
+    def _fetch(self, bucket: str, key: str) -> bytes:
+        return b"%PDF-1.7\n"
+
     async def _process(self, job: Job, data: bytes) -> None:
         blocks: list[dict[str, Any]] = []
         for number, lines in enumerate(CANNED_PAGES, start=1):
