@@ -45,15 +45,27 @@ def test_queue_benchmark_prints_tables_and_the_ratio_line_last(tmp_path: Path) -
 
 
 def test_crash_benchmark_kills_a_worker_and_reports_the_cap(tmp_path: Path) -> None:
-    lines = run_bench("crash", "--quick", "--crash-jobs", "3", "--crash-cap", "2", results=tmp_path / "R.md")
+    lines = run_bench("crash", "--quick", "--peers", "saq,streaq", "--crash-jobs", "3", "--crash-cap", "2",
+                      results=tmp_path / "R.md")
 
-    names = ("Conveyor", "arq (default)", "SAQ", "streaQ")
+    names = ("Conveyor", "SAQ", "streaQ")
     rows = {name: line for line in lines for name in names if line.startswith(f"│ {name} ")}
     assert rows.keys() == set(names), "\n".join(lines)
-    # arq needs 310 s and streaQ 60 s; SAQ's sweep runs every 60 s; Conveyor's worker is
-    # dead only after 6 s: none recovers within 2 s.
+    # streaQ needs 60 s; SAQ's sweep runs every 60 s; Conveyor's worker is dead only after
+    # 6 s: none recovers within 2 s.
     for line in rows.values():
         assert ">2 s (capped in 1/1 runs; 0/3 running again)" in line
+
+
+def test_crash_benchmark_sees_conveyor_recover_a_killed_workers_jobs(tmp_path: Path) -> None:
+    lines = run_bench("crash", "--quick", "--peers", "arq", "--crash-jobs", "3", "--crash-cap", "20",
+                      results=tmp_path / "R.md")
+
+    conveyor = next(line for line in lines if line.startswith("│ Conveyor "))
+    assert "capped" not in conveyor, "\n".join(lines)
+    assert 0 < float(conveyor.split("│")[2].split()[0]) < 20
+    arq = next(line for line in lines if line.startswith("│ arq (default) "))
+    assert ">20 s (capped in 1/1 runs; 0/3 running again)" in arq  # arq waits ~310 s
 
 
 def test_latency_benchmark_offers_half_of_peak_to_conveyor_and_its_baselines(tmp_path: Path) -> None:

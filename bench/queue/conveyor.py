@@ -94,7 +94,8 @@ def bench_pipeline(recorder: AsyncRecorder) -> Pipeline:
 def run_worker(redis_url: str, concurrency: int, database: str, storage_dir: str) -> None:
     settings = settings_for(database, redis_url, concurrency, storage_dir)
     recorder = AsyncRecorder(redis_url)
-    startup, shutdown = lifecycle.hooks(settings)
+    pipeline = bench_pipeline(recorder)
+    startup, shutdown = lifecycle.hooks(settings, [pipeline])  # the reconciler minds the bench's kind
 
     async def ready(ctx: dict[str, Any]) -> None:
         await startup(ctx)
@@ -105,7 +106,7 @@ def run_worker(redis_url: str, concurrency: int, database: str, storage_dir: str
         await recorder.close()
 
     lifecycle.use_uvloop()  # as worker.py does
-    worker = lifecycle.worker(settings, [bench_pipeline(recorder)], on_startup=ready, on_shutdown=close)
+    worker = lifecycle.worker(settings, [pipeline], on_startup=ready, on_shutdown=close)
     worker.run()
 
 
