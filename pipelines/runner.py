@@ -80,7 +80,7 @@ class JobRun:
 
     async def checkpoint(self, data: dict) -> None:
         """Save the running stage's partial progress, so a re-run picks it up."""
-        async with self.resources.db.transaction() as conn:
+        async with self.resources.db.write() as conn:  # one statement: no BEGIN/COMMIT round trips
             await ledger.save_checkpoint(conn, self.job_id, self.attempt, self.stage.name, data)
         self.saved = data
 
@@ -93,7 +93,7 @@ class JobRun:
         overall = self.pipeline.progress_before(self._stage_index) + self.pipeline.progress_share(
             self._stage_index
         ) * min(max(fraction, 0.0), 1.0)
-        async with self.resources.db.transaction() as conn:
+        async with self.resources.db.write() as conn:
             await ledger.set_progress(conn, self.job_id, self.attempt, overall)
         await self.publish("progress", progress=round(overall, 4), stage=self.stage.name)
 

@@ -119,7 +119,7 @@ async def store(run: JobRun) -> dict:
         raise PermanentError(f"the document is {expected['size']} bytes, more than {limit}", type="document_too_large")
     await run.workspace.original()
     original = {key: expected[key] for key in ("key", "size", "sha256", "content_type")}
-    async with run.resources.db.transaction(track=(f"tenant:{run.job['tenant_id']}",)) as conn:
+    async with run.resources.db.write(track=(f"tenant:{run.job['tenant_id']}",)) as conn:
         await documents.record_original(conn, run.job, original)
     return original
 
@@ -190,7 +190,7 @@ async def extract(run: JobRun) -> dict:
 
 
 async def persist(run: JobRun) -> dict:
-    async with run.resources.db.transaction(track=(f"tenant:{run.job['tenant_id']}",)) as conn:
+    async with run.resources.db.write(track=(f"tenant:{run.job['tenant_id']}",)) as conn:
         await documents.record_extraction(conn, run.job_id, merged_pages(run.outputs), extracted_fields(run.outputs))
     return {}
 
