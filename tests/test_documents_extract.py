@@ -125,6 +125,20 @@ def test_rules_tell_phone_numbers_from_other_numbers(text, phone):
     assert extract_fields(text).phone == phone
 
 
+@pytest.mark.parametrize(
+    ("header", "name"),
+    [
+        ("Jane Doe jane@example.com +1 555 123 4567", "Jane Doe"),
+        ("JANE DOE | +49 30 1234 5678 | linkedin.com/in/janedoe", "Jane Doe"),
+        ("Jane Doe", "Jane Doe"),
+        ("Python Developer - 5 years", None),
+        ("Contact: jane@example.com", None),
+    ],
+)
+def test_rules_find_the_name_before_contact_details_on_its_line(header, name):
+    assert extract_fields(f"{header}\nSummary\nBuilds things.").name == name
+
+
 def test_rules_leave_what_is_not_there_empty():
     assert extract_fields("") == ResumeFields(
         name=None, email=None, phone=None, location=None, links=[], skills=[], summary=None

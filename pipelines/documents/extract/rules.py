@@ -82,13 +82,19 @@ def _first(values: list[str]) -> str | None:
 
 
 def _name(lines: list[str]) -> str | None:
-    """The first early line that reads like a person's name: 2–4 capitalised words."""
+    """The first early line that reads like a person's name: 2–4 capitalised words, maybe
+    followed by contact details, as résumé headers often are ("Jane Doe | jane@x.com")."""
     for line in [line for line in lines if line][:6]:
-        words = line.replace(",", " ").split()
+        words = _before_contact_details(line).replace(",", " ").split()
         if 2 <= len(words) <= 4 and all(NAME_WORD.match(word) for word in words):
             if not NOT_NAMES & {word.casefold() for word in words}:
                 return " ".join(word.capitalize() if word.isupper() and len(word) > 2 else word for word in words)
     return None
+
+
+def _before_contact_details(line: str) -> str:
+    cuts = [match.start() for pattern in (EMAIL, PHONE, LINK) if (match := pattern.search(line))]
+    return line[:min(cuts)].rstrip(" |•·,;:–—-") if cuts else line
 
 
 def _phone(lines: list[str]) -> str | None:
