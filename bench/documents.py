@@ -133,7 +133,7 @@ def child_cpu(worker: psutil.Process) -> float:
 
 def multipart(pdf: bytes) -> tuple[bytes, dict[str, str]]:
     """The upload's body, encoded once: the client shares the benchmark's cores, so its own
-    per-request work is kept small (so it also posts with aiohttp: half httpx's CPU a request)."""
+    per-request work is kept small (for the same reason it posts with aiohttp, not httpx)."""
     request = httpx.Request("POST", "http://bench", files={"file": ("scan.pdf", pdf, "application/pdf")})
     return request.read(), {"content-type": request.headers["content-type"]}
 

@@ -187,22 +187,34 @@ async def retry(state, tenant_id: uuid.UUID, job_id: uuid.UUID):
     return row
 
 
+async def _once(request: Request, tenant_id: uuid.UUID, job_id: uuid.UUID, action: str, inside, answer, after):
+    """Run `inside(conn)` in the transaction that keeps the Idempotency-Key's answer, then,
+    once committed, `after(its result)`; a repeat with the key gets the first `answer(result)`
+    and nothing runs again."""
+    done = []
+
+    async def act(conn) -> idempotency.Answer:
+        done.append(await inside(conn))
+        return answer(done[0])
+
+    response = await idempotency.answer_once(request, tenant_id, idempotency.fingerprint(action, str(job_id)), act,
+                                             track=follow(tenant_id, job_id))
+    if done:
+        await after(done[0])
+    return response
+
+
 async def cancel_job(request: Request) -> JSONResponse:
     """With an Idempotency-Key, a repeated cancel gets the first answer (not a 409 because
     the first one worked), and its effects happen once."""
     tenant = await authenticate(request)
     state, job_id = request.app.state, path_job_id(request)
-    done = []
-
-    async def act(conn) -> idempotency.Answer:
-        done.append(await _cancel_in(conn, state, tenant.id, job_id))
-        return 202, job_view(done[0][0]), {}
-
-    response = await idempotency.answer_once(request, tenant.id, idempotency.fingerprint("cancel", str(job_id)), act,
-                                             track=follow(tenant.id, job_id))
-    if done:
-        await _after_cancel(state, *done[0])
-    return response
+    return await _once(
+        request, tenant.id, job_id, "cancel",
+        inside=lambda conn: _cancel_in(conn, state, tenant.id, job_id),
+        answer=lambda done: (202, job_view(done[0]), {}),
+        after=lambda done: _after_cancel(state, *done),
+    )
 
 
 async def retry_job(request: Request) -> JSONResponse:
@@ -210,17 +222,12 @@ async def retry_job(request: Request) -> JSONResponse:
     the job is queued again), and runs the job once."""
     tenant = await authenticate(request)
     state, job_id = request.app.state, path_job_id(request)
-    done = []
-
-    async def act(conn) -> idempotency.Answer:
-        done.append(await _retry_in(conn, tenant.id, job_id))
-        return 202, job_view(done[0]), {"Location": job_location(job_id)}
-
-    response = await idempotency.answer_once(request, tenant.id, idempotency.fingerprint("retry", str(job_id)), act,
-                                             track=follow(tenant.id, job_id))
-    if done:
-        await _after_retry(state, done[0])
-    return response
+    return await _once(
+        request, tenant.id, job_id, "retry",
+        inside=lambda conn: _retry_in(conn, tenant.id, job_id),
+        answer=lambda row: (202, job_view(row), {"Location": job_location(job_id)}),
+        after=lambda row: _after_retry(state, row),
+    )
 
 
 _JOB_RESPONSES = {"404": problem("Unknown job, or another tenant's"), **COMMON_ERRORS}
