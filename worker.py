@@ -1,8 +1,9 @@
 """The worker entry point: `arq worker.WorkerSettings`.
 
 Wiring only: the pipelines (pipelines/registry.py) become arq functions, the schedule
-(pipelines/schedule.py) becomes cron jobs, and the process-wide resources are opened and
-closed by the hooks in pipelines/lifecycle.py. Everything is configured from the
+(pipelines/schedule.py) becomes cron jobs, and the process-wide resources, with the
+dispatcher that claims and runs the jobs (pipelines/dispatch.py), are opened and closed by
+the hooks in pipelines/lifecycle.py. Everything is configured from the
 environment (service/config.py).
 """
 
@@ -27,12 +28,10 @@ class WorkerSettings:
     on_shutdown = _shutdown
     redis_settings = redis_settings(_settings.redis_url)
     queue_name = _settings.queue_name
-    max_jobs = _settings.worker_max_jobs
-    poll_delay = _settings.worker_poll_delay
-    queue_read_limit = lifecycle.queue_read_limit(_settings)
+    max_jobs = lifecycle.ARQ_JOB_SLOTS  # the dispatcher started by on_startup claims the jobs
+    poll_delay = lifecycle.SCHEDULE_POLL_DELAY
     keep_result = 0  # results live in the ledger
     max_tries = lifecycle.ARQ_MAX_TRIES
     health_check_interval = 5
-    job_completion_wait = 20  # seconds a SIGTERM leaves running jobs to finish
     job_serializer = serialize
     job_deserializer = deserialize

@@ -1,6 +1,9 @@
 """A worker process's life: what it opens at start, runs beside its jobs, closes at exit.
 
 These are arq hooks and functions; `worker.py` only wires them into `WorkerSettings`.
+arq's `Worker` runs the process (signals, the cron schedule, the health-check key) but
+claims no job itself (`ARQ_JOB_SLOTS`): the dispatcher started here does, many jobs a
+round trip, with arq's own keys and rules (pipelines/dispatch.py).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import httpx
 import uvloop
 from arq.worker import Function, Worker, func
 
+from pipelines.dispatch import Dispatcher
 from pipelines.documents.tools import DocumentTools
 from pipelines.maintenance import liveness
 from pipelines.maintenance.reconciler import reconcile_forever
@@ -32,6 +36,11 @@ from service.storage import open_storage
 
 ARQ_MAX_TRIES = 10_000  # the ledger counts tries (crashes included) and decides when to stop
 TIMEOUT_MARGIN = 30.0  # arq's own timeout only backs up the runner's
+ARQ_JOB_SLOTS = 0  # arq's Worker picks no job: the dispatcher claims them all
+SCHEDULE_POLL_DELAY = 0.5  # how often arq's Worker looks at the cron schedule (ticks are enqueued ahead, to the ms)
+SHUTDOWN_GRACE = 20.0  # seconds a stopping worker leaves its running jobs to finish
+
+
 def functions(pipelines: Iterable[Pipeline]) -> list[Function]:
     """One arq function per job kind, so each kind has its own timeout."""
 
@@ -83,13 +92,18 @@ def queue_read_limit(settings: Settings) -> int:
     return max(settings.worker_max_jobs * 5, 100)
 
 
-def hooks(settings: Settings, pipelines: Iterable[Pipeline] = (), *, reconciler: bool = True):
-    """arq's on_startup and on_shutdown for a worker with these settings; with
-    `reconciler`, the worker takes its turn reconciling the ledger with Redis for the
+def hooks(settings: Settings, pipelines: Iterable[Pipeline] = (), *, scheduler: bool = True,
+          grace: float = SHUTDOWN_GRACE):
+    """arq's on_startup and on_shutdown for a worker with these settings: they start and
+    stop the dispatcher that runs `pipelines` (and, with `scheduler`, the cron jobs), and
+    with `scheduler` the worker takes its turn reconciling the ledger with Redis for the
     kinds of `pipelines`. The reconciler runs beside the jobs, not as a cron job: a cron
     job waits in the queue behind every due job, so a backlog, or jobs still held by dead
-    workers, would starve the very thing that frees them."""
+    workers, would starve the very thing that frees them. At shutdown running jobs get
+    `grace` seconds before they are handed back to the queue."""
+    pipelines = tuple(pipelines)
     kinds = frozenset(pipeline.kind for pipeline in pipelines)
+    runnable = [*functions(pipelines), *(cron_jobs(settings) if scheduler else ())]
 
     async def startup(ctx: dict) -> None:
         observability.setup(settings, "conveyor-worker")
@@ -101,11 +115,20 @@ def hooks(settings: Settings, pipelines: Iterable[Pipeline] = (), *, reconciler:
             asyncio.create_task(liveness.heartbeat_forever(resources)),
             asyncio.create_task(liveness.listen_for_cancels(resources)),
         ]
-        if reconciler:
+        if scheduler:
             ctx["background"].append(asyncio.create_task(reconcile_forever(resources, kinds)))
+        ctx["dispatcher"] = Dispatcher(
+            ctx["redis"], ctx, runnable, queue=settings.queue_name, max_jobs=settings.worker_max_jobs,
+            poll_delay=settings.worker_poll_delay, read_limit=queue_read_limit(settings),
+            serializer=serialize, deserializer=deserialize, max_tries=ARQ_MAX_TRIES,
+        )
+        ctx["dispatcher"].start()
         gc.freeze()  # what start-up made lives as long as the process: no collection need scan it again
 
     async def shutdown(ctx: dict) -> None:
+        dispatcher: Dispatcher | None = ctx.get("dispatcher")
+        if dispatcher is not None:
+            await dispatcher.stop(grace)  # heartbeats go on meanwhile: the jobs are still ours
         for task in ctx.get("background", ()):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -130,11 +153,14 @@ def use_uvloop() -> None:
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
-def worker(settings: Settings, pipelines: Iterable[Pipeline], *, scheduler: bool = True, **overrides) -> Worker:
+def worker(settings: Settings, pipelines: Iterable[Pipeline], *, scheduler: bool = True, grace: float = 0.0,
+           **overrides) -> Worker:
     """An arq worker for `settings.queue_name`, as `worker.WorkerSettings` describes one, to
-    run inside a process that owns the signals (`conveyor up`, tests)."""
+    run inside a process that owns the signals (`conveyor up`, tests); closing it hands its
+    running jobs back to the queue after `grace` seconds (at once by default: they resume
+    from their last checkpoint)."""
     pipelines = tuple(pipelines)
-    startup, shutdown = hooks(settings, pipelines, reconciler=scheduler)
+    startup, shutdown = hooks(settings, pipelines, scheduler=scheduler, grace=grace)
     options = dict(
         functions=functions(pipelines),
         cron_jobs=cron_jobs(settings) if scheduler else None,
@@ -143,9 +169,8 @@ def worker(settings: Settings, pipelines: Iterable[Pipeline], *, scheduler: bool
         on_shutdown=shutdown,
         redis_settings=redis_settings(settings.redis_url),
         queue_name=settings.queue_name,
-        max_jobs=settings.worker_max_jobs,
-        poll_delay=settings.worker_poll_delay,
-        queue_read_limit=queue_read_limit(settings),
+        max_jobs=ARQ_JOB_SLOTS,
+        poll_delay=SCHEDULE_POLL_DELAY,
         keep_result=0,
         max_tries=ARQ_MAX_TRIES,
         handle_signals=False,

@@ -13,7 +13,7 @@ from pipelines.notifications.pipeline import CALLBACK_PIPELINE, NOTIFICATION_PIP
 from pipelines.notifications.webhooks import generate_secret
 from service.database import Database
 from tests.support.onesignal_server import OneSignalServer
-from tests.support.service import ApiServer, InProcessWorker, client, make_settings, running_worker, wait_for_job
+from tests.support.service import ApiServer, client, make_settings, running_worker, wait_for_job
 from tests.support.twilio_server import TwilioServer, twilio_error
 from tests.support.notifications import local_settings, receiver, secret  # noqa: F401 (fixtures)
 from tests.support.webhook_receiver import Reply
@@ -261,15 +261,6 @@ async def test_webhook_410_stops_at_once(api, settings, tenant, receiver):
     assert len(receiver.at("/hooks/gone")) == 1
 
 
-async def kill(worker: InProcessWorker) -> None:
-    """The process dies: no more heartbeats, and its jobs stop wherever they were."""
-    jobs = list(worker.worker.job_tasks.values())
-    await worker.crash()
-    for task in jobs:
-        task.cancel()
-    await asyncio.gather(*jobs, return_exceptions=True)
-
-
 async def test_a_worker_dying_mid_bulk_resumes_without_duplicates(api, settings, tenant, twilio):
     numbers = set(phone() for _ in range(30))
 
@@ -283,7 +274,7 @@ async def test_a_worker_dying_mid_bulk_resumes_without_duplicates(api, settings,
             doomed = await running_worker(settings, PIPELINES).__aenter__()
             while len(delivered()) < 10:
                 await asyncio.sleep(0.02)
-            await kill(doomed)
+            await doomed.crash()  # the process dies: no more heartbeats, its jobs stop where they were
             assert len(delivered()) < len(numbers)
             async with running_worker(settings, PIPELINES):
                 done = await wait_for_job(http, job["id"], timeout=30)

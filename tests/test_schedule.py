@@ -160,8 +160,8 @@ async def test_two_workers_run_each_tick_once(api, database_url, redis_server, t
                 if not await _unsent(http, reminders):
                     break
                 await asyncio.sleep(0.5)
-        runs = first.worker.jobs_complete + second.worker.jobs_complete
-        failed = first.worker.jobs_failed + second.worker.jobs_failed
+        runs = first.dispatcher.complete + second.dispatcher.complete
+        failed = first.dispatcher.failed + second.dispatcher.failed
     async with redis.from_url(redis_server.url) as r:
         ticks = [k async for k in r.scan_iter("arq:result:reminders:*")
                  if int(k.decode().rsplit(":", 1)[1]) >= started_ms]

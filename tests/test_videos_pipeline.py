@@ -273,11 +273,8 @@ async def test_a_crashed_workers_job_resumes_without_redoing_uploaded_renditions
         await doomed.crash()
         at_crash = {name: inode for name, inode in made_outputs(storage_dir).items()
                     if Path(name).stem in checkpointed}
-        # The process died: its ffmpegs and uploads die with it (an in-process worker's
-        # job tasks would otherwise live on in this event loop).
-        for task in doomed.worker.tasks.values():
-            task.cancel()
-        await asyncio.gather(*doomed.worker.tasks.values(), return_exceptions=True)
+        # The process died: its ffmpegs and uploads died with it (crash() cancels an
+        # in-process worker's job tasks, which would otherwise live on in this event loop).
         assert tool_children() == []
         await resources.db.close()  # what the dead process held, released for the test session's sake
         async with running_worker(one_at_a_time, [video_pipeline(one_at_a_time)]):

@@ -98,7 +98,7 @@ PIPELINES = (DOCUMENT, *(pipeline for pipeline in registry.pipelines(worker._set
 WorkerSettings = {
     **{name: value for name, value in vars(worker.WorkerSettings).items() if not name.startswith("_")},
     "functions": lifecycle.functions(PIPELINES),
-    **dict(zip(("on_startup", "on_shutdown"), lifecycle.hooks(worker._settings, PIPELINES))),
+    **dict(zip(("on_startup", "on_shutdown"), lifecycle.hooks(
+        worker._settings, PIPELINES, grace=float(os.environ.get("CHAOS_GRACE_SECONDS", "20"))))),
     "cron_jobs": schedule.cron_jobs(worker._settings),
-    "job_completion_wait": int(os.environ.get("CHAOS_GRACE_SECONDS", "20")),
 }

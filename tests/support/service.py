@@ -13,6 +13,7 @@ import uvicorn
 from arq.worker import Worker
 
 from pipelines import lifecycle
+from pipelines.dispatch import Dispatcher
 from pipelines.pipeline import Pipeline
 from service.app import create_app
 from service.config import Settings, load_settings
@@ -79,22 +80,13 @@ class InProcessWorker:
         self.task = asyncio.create_task(self.worker.async_run())
         return self
 
+    @property
+    def dispatcher(self) -> Dispatcher:
+        return self.worker.ctx["dispatcher"]
+
     async def __aexit__(self, *exc) -> None:
         await self._stop()
-        await self._drain()
         await self.worker.close()
-
-    async def _drain(self, timeout: float = 10.0) -> None:
-        """Lets arq finish the bookkeeping of jobs the ledger already calls ended: `close()`
-        cancels whatever is still in flight, and a job that has written its end to the
-        ledger may still be writing its arq result."""
-        running = self.worker.job_tasks
-        in_flight = [
-            task for job_id, task in self.worker.tasks.items()
-            if not task.done() and (job_id not in running or running[job_id].done())
-        ]
-        if in_flight:
-            await asyncio.wait(in_flight, timeout=timeout)
 
     async def _stop(self) -> None:
         self.task.cancel()
@@ -107,7 +99,11 @@ class InProcessWorker:
             background.cancel()
         self.worker.ctx.pop("resources", None)  # so shutdown cannot say goodbye
         await self._stop()
-        jobs = list(self.worker.job_tasks.values())
+        dispatcher = self.worker.ctx.pop("dispatcher", None)  # nor hand its jobs back
+        if dispatcher is None:
+            return
+        dispatcher.claimer.cancel()
+        jobs = [dispatcher.claimer, *dispatcher.tasks]
         for job in jobs:
             job.cancel()
         await asyncio.gather(*jobs, return_exceptions=True)

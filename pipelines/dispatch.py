@@ -1,0 +1,292 @@
+"""Claiming due jobs from arq's queue, many a round trip, and running them.
+
+arq's own worker starts a job with four round trips (WATCH, EXISTS, ZSCORE, then
+MULTI/PSETEX/EXEC), one job after another, reads it and bumps its try counter in a fifth
+and ends it in a sixth: per job, that is all of bare arq's cost, before Conveyor's ledger
+comes on top. The dispatcher speaks arq's protocol (the same queue, job, in-progress and
+retry keys, the same job format, `Retry`, timeouts, tries, and a cron tick's in-progress
+key kept after it ends), but claims as many due jobs as it has free slots in one script,
+and ends the jobs that finish together in one pipeline.
+
+arq's `Worker` still runs the process (signals, the cron schedule, whose ticks it
+enqueues, and the health-check key) with no job slots of its own, so it never competes
+for the queue: see `pipelines/lifecycle.py`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, Callable
+
+import structlog
+from arq.constants import (
+    in_progress_key_prefix,
+    job_key_prefix,
+    keep_cronjob_progress,
+    result_key_prefix,
+    retry_key_prefix,
+)
+from arq.cron import CronJob
+from arq.jobs import DeserializationError, deserialize_job_raw, serialize_result
+from arq.utils import ms_to_datetime
+from arq.worker import Function, Retry
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from service.batching import Batcher
+
+log = structlog.get_logger("conveyor.dispatch")
+
+#: arq's default timeout for a function that names none, and its in-progress margin.
+DEFAULT_TIMEOUT_S = 300.0
+IN_PROGRESS_MARGIN_S = 10.0
+#: How long arq keeps a job's try counter.
+RETRY_KEY_TTL_S = 88_400
+#: Seconds to wait before claiming again after Redis failed.
+REDIS_BACKOFF_S = 1.0
+
+# Up to ARGV[2] due jobs whose in-progress key is free: each gets that key (for ARGV[3] ms),
+# its try counter bumped, and comes back as id, score, try, job (false if the job expired).
+CLAIM = """
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'WITHSCORES', 'LIMIT', 0, ARGV[4])
+local slots = tonumber(ARGV[2])
+local claimed = {}
+for i = 1, #due, 2 do
+  local id = due[i]
+  local running = 'arq:in-progress:' .. id
+  if redis.call('EXISTS', running) == 0 then
+    redis.call('PSETEX', running, ARGV[3], '1')
+    local retry = 'arq:retry:' .. id
+    local try = redis.call('INCR', retry)
+    redis.call('EXPIRE', retry, ARGV[5])
+    claimed[#claimed + 1] = id
+    claimed[#claimed + 1] = due[i + 1]
+    claimed[#claimed + 1] = try
+    claimed[#claimed + 1] = redis.call('GET', 'arq:job:' .. id)
+    if #claimed >= slots * 4 then break end
+  end
+end
+return claimed
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    job_id: str
+    score: int
+    job_try: int
+    raw: bytes | None  # None: the job's key expired before it ran
+
+
+@dataclass(frozen=True, slots=True)
+class Ending:
+    """What happens to a job's keys when its run ends: `done` (it leaves the queue), a retry
+    `at` a moment (ms), or neither (a shutdown: due again at once, elsewhere)."""
+
+    job_id: str
+    done: bool = False
+    at: int | None = None
+    keep_in_progress_ms: int | None = None  # a cron tick's key, kept so the tick cannot run twice
+    result: bytes | None = None  # arq's result record, for functions that keep one
+    result_ms: int | None = None  # how long to keep it (None: forever)
+
+
+JobFunction = Function | CronJob
+
+
+class Dispatcher:
+    """Runs up to `max_jobs` of `queue`'s due jobs at once with `functions`."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        ctx: dict[str, Any],
+        functions: Iterable[JobFunction],
+        *,
+        queue: str,
+        max_jobs: int,
+        poll_delay: float,
+        read_limit: int,
+        serializer: Callable[[Any], bytes],
+        deserializer: Callable[[bytes], Any],
+        max_tries: int,
+        keep_result_s: float = 0,
+    ) -> None:
+        self.redis = redis
+        self.ctx = ctx
+        self.functions = {function.name: function for function in functions}
+        self.queue = queue
+        self.max_jobs = max_jobs
+        self.poll_delay = poll_delay
+        self.read_limit = read_limit
+        self.serializer = serializer
+        self.deserializer = deserializer
+        self.max_tries = max_tries  # for functions that name none
+        self.keep_result_s = keep_result_s  # likewise
+        longest = max((f.timeout_s or DEFAULT_TIMEOUT_S for f in self.functions.values()), default=DEFAULT_TIMEOUT_S)
+        self.in_progress_ms = int((longest + IN_PROGRESS_MARGIN_S) * 1000)
+        self.complete = self.failed = self.retried = 0
+        self._claim = redis.register_script(CLAIM)
+        self._endings: Batcher[Ending, None] = Batcher(self._end_many, key=lambda ending: ending.job_id)
+        self.tasks: set[asyncio.Task] = set()  # the running jobs
+        self.claimer: asyncio.Task | None = None
+        self._freed = asyncio.Event()
+        self._stopping = False
+
+    def start(self) -> None:
+        self.claimer = asyncio.create_task(self._claim_forever())
+
+    async def stop(self, grace: float) -> None:
+        """Claim no more; give running jobs `grace` seconds, then hand the rest back to the
+        queue (due again at once, for another worker) and write every ending."""
+        self._stopping = True
+        if self.claimer is not None:
+            self.claimer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.claimer
+        if self.tasks:
+            _, late = await asyncio.wait(self.tasks, timeout=grace) if grace > 0 else (None, set(self.tasks))
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
+        await self._endings.drain()
+
+    async def _claim_forever(self) -> None:
+        while True:
+            free = self.max_jobs - len(self.tasks)
+            if free <= 0:
+                self._freed.clear()
+                await self._freed.wait()
+                await asyncio.sleep(0)  # the jobs ending in the same turn of the loop free their slots too
+                continue
+            try:
+                claimed = await self.claim(free)
+            except (RedisError, OSError) as exc:
+                log.warning("could not claim jobs", error=type(exc).__name__)
+                await asyncio.sleep(REDIS_BACKOFF_S)
+                continue
+            for job in claimed:
+                task = asyncio.create_task(self._run(job))
+                self.tasks.add(task)
+                task.add_done_callback(self._ended)
+            if len(claimed) < free:
+                await asyncio.sleep(self.poll_delay)  # nothing more is due yet
+
+    def _ended(self, task: asyncio.Task) -> None:
+        self.tasks.discard(task)
+        self._freed.set()
+
+    async def claim(self, slots: int) -> list[Claimed]:
+        reply = await self._claim(
+            keys=[self.queue],
+            args=[_now_ms(), slots, self.in_progress_ms, self.read_limit, RETRY_KEY_TTL_S],
+        )
+        return [
+            Claimed(_text(reply[i]), int(float(reply[i + 1])), int(reply[i + 2]), reply[i + 3])
+            for i in range(0, len(reply), 4)
+        ]
+
+    async def _run(self, job: Claimed) -> None:
+        try:
+            ending = await self._outcome(job)
+        except asyncio.CancelledError:
+            if not self._stopping:
+                raise
+            ending = Ending(job.job_id)  # shut down mid-run: due again at once, elsewhere
+            self.retried += 1
+        self._endings.post(ending)
+
+    async def _outcome(self, job: Claimed) -> Ending:
+        if job.raw is None:
+            log.warning("job expired before it ran", job_id=job.job_id)
+            return self._failed(job)
+        try:
+            name, args, kwargs, enqueued_try, enqueued_ms = deserialize_job_raw(job.raw, deserializer=self.deserializer)
+        except DeserializationError:
+            log.error("job could not be read", job_id=job.job_id)
+            return self._failed(job)
+        function = self.functions.get(name)
+        if function is None:
+            log.warning("job names no function of this worker", job_id=job.job_id, function=name)
+            return self._failed(job)
+        job_try = max(job.job_try, enqueued_try or 0)
+        max_tries = self.max_tries if function.max_tries is None else function.max_tries
+        if job_try > max_tries:
+            log.warning("job used up its tries", job_id=job.job_id, function=name, tries=max_tries)
+            return self._failed(job, function)
+        ctx = {**self.ctx, "job_id": job.job_id, "job_try": job_try,
+               "enqueue_time": ms_to_datetime(enqueued_ms), "score": job.score}
+        started_ms = _now_ms()
+        try:
+            async with asyncio.timeout(function.timeout_s or DEFAULT_TIMEOUT_S):
+                result, success = await function.coroutine(ctx, *args, **kwargs), True
+        except Retry as retry:
+            self.retried += 1
+            return Ending(job.job_id, at=_now_ms() + (retry.defer_score or 0))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # as arq: a job's failure ends that job, never the worker
+            log.exception("job failed", job_id=job.job_id, function=name)
+            self.failed += 1
+            result, success = exc, False
+        else:
+            self.complete += 1
+        ending = self._done(job, function)
+        keep_s = function.keep_result_s if function.keep_result_s is not None else self.keep_result_s
+        if function.keep_result_forever or keep_s:
+            data = serialize_result(
+                name, args, kwargs, job_try, enqueued_ms, success, result, started_ms, _now_ms(),
+                f"{job.job_id}:{name}", self.queue, job.job_id, serializer=self.serializer,
+            )
+            ending = replace(ending, result=data, result_ms=None if function.keep_result_forever else int(keep_s * 1000))
+        return ending
+
+    def _failed(self, job: Claimed, function: JobFunction | None = None) -> Ending:
+        self.failed += 1
+        return self._done(job, function)
+
+    @staticmethod
+    def _done(job: Claimed, function: JobFunction | None) -> Ending:
+        keep = int(keep_cronjob_progress * 1000) if isinstance(function, CronJob) else None
+        return Ending(job.job_id, done=True, keep_in_progress_ms=keep)
+
+    async def _end_many(self, endings: Sequence[Ending]) -> list[None]:
+        try:
+            async with self.redis.pipeline(transaction=True) as pipe:
+                for ending in endings:
+                    _end(pipe, self.queue, ending)
+                await pipe.execute()
+        except (RedisError, OSError) as exc:
+            # Their in-progress keys expire and arq's rules run them again; the ledger
+            # knows they ended and the runner does not repeat them.
+            log.warning("could not record ended jobs", jobs=len(endings), error=type(exc).__name__)
+        return [None] * len(endings)
+
+
+def _end(pipe, queue: str, ending: Ending) -> None:
+    """arq's `finish_job` for one job."""
+    job_id = ending.job_id
+    running = in_progress_key_prefix + job_id
+    if ending.keep_in_progress_ms is not None:
+        pipe.pexpire(running, ending.keep_in_progress_ms)
+    else:
+        pipe.delete(running)
+    if ending.done:
+        if ending.result is not None:
+            pipe.set(result_key_prefix + job_id, ending.result, px=ending.result_ms)
+        pipe.delete(retry_key_prefix + job_id, job_key_prefix + job_id)
+        pipe.zrem(queue, job_id)
+    elif ending.at is not None:
+        pipe.zadd(queue, {job_id: ending.at}, xx=True)
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
