@@ -38,7 +38,6 @@ ARQ_MAX_TRIES = 10_000  # the ledger counts tries (crashes included) and decides
 TIMEOUT_MARGIN = 30.0  # arq's own timeout only backs up the runner's
 ARQ_JOB_SLOTS = 0  # arq's Worker picks no job: the dispatcher claims them all
 SCHEDULE_POLL_DELAY = 0.5  # how often arq's Worker looks at the cron schedule (ticks are enqueued ahead, to the ms)
-SHUTDOWN_GRACE = 20.0  # seconds a stopping worker leaves its running jobs to finish
 
 
 def functions(pipelines: Iterable[Pipeline]) -> list[Function]:
@@ -93,14 +92,14 @@ def queue_read_limit(settings: Settings) -> int:
 
 
 def hooks(settings: Settings, pipelines: Iterable[Pipeline] = (), *, scheduler: bool = True,
-          grace: float = SHUTDOWN_GRACE):
+          grace: float | None = None):
     """arq's on_startup and on_shutdown for a worker with these settings: they start and
     stop the dispatcher that runs `pipelines` (and, with `scheduler`, the cron jobs), and
     with `scheduler` the worker takes its turn reconciling the ledger with Redis for the
     kinds of `pipelines`. The reconciler runs beside the jobs, not as a cron job: a cron
     job waits in the queue behind every due job, so a backlog, or jobs still held by dead
     workers, would starve the very thing that frees them. At shutdown running jobs get
-    `grace` seconds before they are handed back to the queue."""
+    `grace` seconds (`WORKER_SHUTDOWN_GRACE`) before they are handed back to the queue."""
     pipelines = tuple(pipelines)
     kinds = frozenset(pipeline.kind for pipeline in pipelines)
     runnable = [*functions(pipelines), *(cron_jobs(settings) if scheduler else ())]
@@ -128,7 +127,8 @@ def hooks(settings: Settings, pipelines: Iterable[Pipeline] = (), *, scheduler: 
     async def shutdown(ctx: dict) -> None:
         dispatcher: Dispatcher | None = ctx.get("dispatcher")
         if dispatcher is not None:
-            await dispatcher.stop(grace)  # heartbeats go on meanwhile: the jobs are still ours
+            # Heartbeats go on meanwhile: the jobs are still ours.
+            await dispatcher.stop(settings.worker_shutdown_grace if grace is None else grace)
         for task in ctx.get("background", ()):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -153,14 +153,11 @@ def use_uvloop() -> None:
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
-def worker(settings: Settings, pipelines: Iterable[Pipeline], *, scheduler: bool = True, grace: float = 0.0,
-           **overrides) -> Worker:
+def worker(settings: Settings, pipelines: Iterable[Pipeline], *, scheduler: bool = True, **overrides) -> Worker:
     """An arq worker for `settings.queue_name`, as `worker.WorkerSettings` describes one, to
-    run inside a process that owns the signals (`conveyor up`, tests); closing it hands its
-    running jobs back to the queue after `grace` seconds (at once by default: they resume
-    from their last checkpoint)."""
+    run inside a process that owns the signals (`conveyor up`, tests)."""
     pipelines = tuple(pipelines)
-    startup, shutdown = hooks(settings, pipelines, scheduler=scheduler, grace=grace)
+    startup, shutdown = hooks(settings, pipelines, scheduler=scheduler)
     options = dict(
         functions=functions(pipelines),
         cron_jobs=cron_jobs(settings) if scheduler else None,

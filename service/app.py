@@ -65,6 +65,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         state.redis = queue.connect(settings.redis_url)
         state.db = Database(settings, redis=state.redis)
         state.backlog = Backlog(state.redis, state.db)
+        state.enqueuer = queue.Enqueuer(state.redis)
         state.inserts = JobInserts(state.db)
         state.storage = open_storage(settings.storage_url, settings.s3_endpoint_url)
         await state.db.open()

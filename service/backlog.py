@@ -7,17 +7,21 @@ count lives in Redis for `COUNT_TTL_MS`: taken from the ledger when it is missin
 at the quota), then raised by each admission. Jobs that leave the queue meanwhile are not
 subtracted, so the count can run ahead of the ledger by up to one TTL of admissions, and
 it is corrected when it expires. If Redis is unreachable, admissions go on unordered and
-unlimited: availability over strictness, as for the rate limits.
+unlimited: availability over strictness, as for the rate limits. Concurrent requests'
+admissions share one script (`service.batching`), counted in the order they arrived.
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import structlog
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from service.batching import Batcher
 from service.database import Database
 
 log = structlog.get_logger("conveyor.backlog")
@@ -37,31 +41,60 @@ queued = tonumber(queued)
 if queued < tonumber(ARGV[1]) then redis.call('incr', KEYS[1]) end
 return queued
 """
+# ADMIT without a start, for many admissions at once: KEYS[i] with quota ARGV[i + 1].
+ADMIT_MANY = """
+local before = {}
+for i = 1, #KEYS do
+  local queued = redis.call('get', KEYS[i])
+  if not queued then
+    before[i] = -1
+  else
+    queued = tonumber(queued)
+    if queued < tonumber(ARGV[i + 1]) then redis.call('incr', KEYS[i]) end
+    before[i] = queued
+  end
+end
+return before
+"""
 WITHDRAW = """
 if redis.call('exists', KEYS[1]) == 1 then redis.call('decr', KEYS[1]) end
 """
+
+
+@dataclass(frozen=True, eq=False)  # one admission each, even for the same tenant and quota
+class _Admission:
+    tenant_id: uuid.UUID
+    quota: int
 
 
 class Backlog:
     def __init__(self, redis: Redis, db: Database) -> None:
         self.db = db
         self._admit = redis.register_script(ADMIT)
+        self._admit_many = redis.register_script(ADMIT_MANY)
         self._withdraw = redis.register_script(WITHDRAW)
+        self._admissions: Batcher[_Admission, int] = Batcher(self._count_many, key=lambda admission: admission)
 
     async def admit(self, tenant_id: uuid.UUID, quota: int) -> int | None:
         """Count one more queued job for the tenant: how many it had before (0 when Redis
         cannot say), or None, counting nothing, if that already reaches `quota`."""
-        keys = [f"{PREFIX}{tenant_id}"]
         try:
-            before = await self._admit(keys=keys, args=[quota, COUNT_TTL_MS, ""])
+            before = await self._admissions.submit(_Admission(tenant_id, quota))
             if before < 0:
                 async with self.db.read(follow=(f"tenant:{tenant_id}",)) as conn:
                     queued = await queued_jobs(conn, tenant_id, quota)
-                before = await self._admit(keys=keys, args=[quota, COUNT_TTL_MS, queued])
+                before = await self._admit(keys=[f"{PREFIX}{tenant_id}"], args=[quota, COUNT_TTL_MS, queued])
         except (RedisError, OSError) as exc:
             log.warning("tenant backlog unknown (Redis): not ordered or limited", error=type(exc).__name__)
             return 0
         return before if before < quota else None
+
+    async def _count_many(self, admissions: Sequence[_Admission]) -> list[int]:
+        """Each admission's count before it, or -1 where the tenant has no count yet."""
+        return await self._admit_many(
+            keys=[f"{PREFIX}{admission.tenant_id}" for admission in admissions],
+            args=[COUNT_TTL_MS, *(admission.quota for admission in admissions)],
+        )
 
     async def withdraw(self, tenant_id: uuid.UUID) -> None:
         """An admitted job that was not recorded after all."""

@@ -144,6 +144,7 @@ class Settings(BaseSettings):
     worker_poll_delay: float = Field(default=0.02, gt=0)
     worker_heartbeat_seconds: float = Field(default=2.0, gt=0)
     worker_dead_after_seconds: float = Field(default=6.0, gt=0)
+    worker_shutdown_grace: float = Field(default=20.0, ge=0)
     work_dir: str | None = None  # where jobs keep temporary files; unset: the system's temp dir
     reconcile_after_seconds: float = Field(default=10.0, gt=0)
     job_retention_days: int = Field(default=30, gt=0)

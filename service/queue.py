@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -24,7 +26,10 @@ from arq.connections import ArqRedis, RedisSettings
 from arq.constants import expires_extra_ms, in_progress_key_prefix, job_key_prefix, result_key_prefix
 from arq.jobs import serialize_job
 from redis.asyncio.sentinel import Sentinel
+from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
+
+from service.batching import Batcher
 
 
 log = logging.getLogger("conveyor.queue")
@@ -36,12 +41,16 @@ MAX_BACKLOG_PENALTY_MS = PRIORITY_STEP_MS - 1000
 
 # arq's `enqueue_job` as one script: the same keys, job format and rule (nothing is done
 # if the job or its result already exists), in one round trip instead of three (WATCH,
-# EXISTS, then MULTI/PSETEX/ZADD/EXEC).
+# EXISTS, then MULTI/PSETEX/ZADD/EXEC), for any number of jobs: job i has KEYS 3i-2..3i
+# (job, result, queue) and ARGV 4i-3..4i (expiry, job, score, id).
 ENQUEUE = """
-if redis.call('exists', KEYS[1], KEYS[2]) > 0 then return 0 end
-redis.call('psetex', KEYS[1], ARGV[1], ARGV[2])
-redis.call('zadd', KEYS[3], ARGV[3], ARGV[4])
-return 1
+for i = 0, #KEYS / 3 - 1 do
+  local k, a = i * 3, i * 4
+  if redis.call('exists', KEYS[k + 1], KEYS[k + 2]) == 0 then
+    redis.call('psetex', KEYS[k + 1], ARGV[a + 1], ARGV[a + 2])
+    redis.call('zadd', KEYS[k + 3], ARGV[a + 3], ARGV[a + 4])
+  end
+end
 """
 
 
@@ -90,31 +99,58 @@ def _ms(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
 
 
-async def enqueue(
-    redis: ArqRedis,
-    *,
-    job_id: str,
-    kind: str,
-    queue: str,
-    priority: int = PRIORITIES["normal"],
-    run_at: datetime | None = None,
-    backlog: int = 0,
-) -> bool:
-    """Put a ledger job on its arq queue, behind `backlog` (its tenant's queued jobs). False
-    if Redis is unreachable: the job stays `queued` in the ledger and the reconciler
-    enqueues it once Redis is back."""
+@dataclass(frozen=True, slots=True)
+class Handoff:
+    """One ledger job as arq's queue takes it: its keys and arguments in `ENQUEUE`."""
+
+    keys: tuple[str, str, str]
+    args: tuple[int, bytes, int, str]
+
+
+def handoff(
+    *, job_id: str, kind: str, queue: str, priority: int = PRIORITIES["normal"],
+    run_at: datetime | None = None, backlog: int = 0,
+) -> Handoff:
+    """A ledger job for its arq queue, behind `backlog` (its tenant's queued jobs)."""
     now = _ms(datetime.now(timezone.utc))
     score = _ms(run_at) if run_at is not None else _due_score(now, priority, backlog)
     job = serialize_job(kind, (job_id,), {}, None, now, serializer=serialize)
+    return Handoff(
+        (job_key_prefix + job_id, result_key_prefix + job_id, queue),
+        (max(score - now, 0) + expires_extra_ms, job, score, job_id),
+    )
+
+
+async def enqueue(redis: ArqRedis, **job) -> bool:
+    """Put a ledger job on its arq queue (`handoff`'s arguments). False if Redis is
+    unreachable: the job stays `queued` in the ledger and the reconciler enqueues it once
+    Redis is back."""
+    return (await _enqueue_many(redis.register_script(ENQUEUE), [handoff(**job)]))[0]
+
+
+class Enqueuer:
+    """`enqueue` for the API's hot path: the hand-offs of concurrent requests share one script."""
+
+    def __init__(self, redis: ArqRedis) -> None:
+        script = redis.register_script(ENQUEUE)
+        self._batcher: Batcher[Handoff, bool] = Batcher(
+            lambda handoffs: _enqueue_many(script, handoffs), key=lambda handoff: handoff.keys[0]
+        )
+
+    async def enqueue(self, **job) -> bool:
+        return await self._batcher.submit(handoff(**job))
+
+
+async def _enqueue_many(script: AsyncScript, handoffs: Sequence[Handoff]) -> list[bool]:
     try:
-        await redis.register_script(ENQUEUE)(
-            keys=[job_key_prefix + job_id, result_key_prefix + job_id, queue],
-            args=[max(score - now, 0) + expires_extra_ms, job, score, job_id],
+        await script(
+            keys=[key for handoff in handoffs for key in handoff.keys],
+            args=[arg for handoff in handoffs for arg in handoff.args],
         )
     except (RedisError, OSError) as exc:
-        log.warning("enqueue deferred to the reconciler: redis unavailable (%s)", type(exc).__name__)
-        return False
-    return True
+        log.warning("%d enqueue(s) deferred to the reconciler: redis unavailable (%s)", len(handoffs), type(exc).__name__)
+        return [False] * len(handoffs)
+    return [True] * len(handoffs)
 
 
 def _due_score(now: int, priority: int, backlog: int = 0) -> int:

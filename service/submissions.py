@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 import asyncpg
-from arq.connections import ArqRedis
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
@@ -85,7 +84,7 @@ async def submit(request: Request, tenant: Tenant, read: Reader, *, max_tries: i
         if key is not None and prior is None and created is None:
             await idempotency.release(state.db, tenant.id, key)
     with tracing.span("enqueue", attributes={"conveyor.queue": created["queue"], "conveyor.kind": spec.kind}):
-        await hand_off(state.redis, created, backlog=queued_before)
+        await hand_off(state.enqueuer, created, backlog=queued_before)
     return accepted(created)
 
 
@@ -131,11 +130,11 @@ async def record_job(
     return created, queued_before
 
 
-async def hand_off(redis: ArqRedis, job: asyncpg.Record, *, backlog: int = 0) -> bool:
+async def hand_off(enqueuer: queue.Enqueuer, job: asyncpg.Record, *, backlog: int = 0) -> bool:
     """Give a recorded job to arq (behind `backlog` queued jobs of its tenant, for fairness);
     if Redis is down the reconciler does it later."""
-    return await queue.enqueue(
-        redis, job_id=str(job["id"]), kind=job["kind"], queue=job["queue"],
+    return await enqueuer.enqueue(
+        job_id=str(job["id"]), kind=job["kind"], queue=job["queue"],
         priority=job["priority"], run_at=job["run_at"], backlog=backlog,
     )
 

@@ -63,6 +63,7 @@ class ConveyorRunner(Runner):
         self.db = Database(self.settings, redis=self.redis)
         await self.db.open()
         self.backlog = Backlog(self.redis, self.db)
+        self.enqueuer = queue.Enqueuer(self.redis)
         self.inserts = JobInserts(self.db)
         self.tenant_id, _ = await tenant_with_key(self.settings, TENANT)
 
@@ -77,7 +78,7 @@ class ConveyorRunner(Runner):
         created, backlog = await record_job(
             self.inserts, self.backlog, self.settings, self.tenant_id, ledger.new_job_id(), submission, max_tries=5
         )
-        await hand_off(self.redis, created, backlog=backlog)
+        await hand_off(self.enqueuer, created, backlog=backlog)
 
     def worker_argv(self) -> list[str]:
         return [MODULE, self.redis_url, str(self.concurrency), self.settings.database_url, self._storage.name]

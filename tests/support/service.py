@@ -33,6 +33,7 @@ def make_settings(database_url: str, redis_url: str, storage_dir: Path, **overri
         "reconcile_after_seconds": 1.0,
         "worker_heartbeat_seconds": 0.5,
         "worker_dead_after_seconds": 2.0,
+        "worker_shutdown_grace": 0.0,  # a test's worker hands its jobs back at once when it closes
         **overrides,
     }
     return load_settings(**values)
