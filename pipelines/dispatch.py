@@ -6,7 +6,7 @@ and ends it in a sixth: per job, that is all of bare arq's cost, before Conveyor
 comes on top. The dispatcher speaks arq's protocol (the same queue, job, in-progress and
 retry keys, the same job format, `Retry`, timeouts, tries, and a cron tick's in-progress
 key kept after it ends), but claims as many due jobs as it has free slots in one script,
-and ends the jobs that finish together in one pipeline.
+and ends the jobs that finish together in one more.
 
 arq's `Worker` still runs the process (signals, the cron schedule, whose ticks it
 enqueues, and the health-check key) with no job slots of its own, so it never competes
@@ -23,13 +23,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 import structlog
-from arq.constants import (
-    in_progress_key_prefix,
-    job_key_prefix,
-    keep_cronjob_progress,
-    result_key_prefix,
-    retry_key_prefix,
-)
+from arq.constants import keep_cronjob_progress
 from arq.cron import CronJob
 from arq.jobs import DeserializationError, deserialize_job_raw, serialize_result
 from arq.utils import ms_to_datetime
@@ -74,6 +68,30 @@ return claimed
 """
 
 
+# arq's `finish_job` for many jobs: six ARGV each (id, ms to keep the in-progress key or '',
+# retry at (ms) or '', '1' if done, its result or '', ms to keep that or '').
+END = """
+for i = 1, #ARGV, 6 do
+  local id, keep, at, done, result, result_ms = unpack(ARGV, i, i + 5)
+  local running = 'arq:in-progress:' .. id
+  if keep ~= '' then redis.call('PEXPIRE', running, keep) else redis.call('DEL', running) end
+  if done == '1' then
+    if result ~= '' then
+      if result_ms ~= '' then
+        redis.call('SET', 'arq:result:' .. id, result, 'PX', result_ms)
+      else
+        redis.call('SET', 'arq:result:' .. id, result)
+      end
+    end
+    redis.call('DEL', 'arq:retry:' .. id, 'arq:job:' .. id)
+    redis.call('ZREM', KEYS[1], id)
+  elseif at ~= '' then
+    redis.call('ZADD', KEYS[1], 'XX', at, id)
+  end
+end
+"""
+
+
 @dataclass(frozen=True, slots=True)
 class Claimed:
     job_id: str
@@ -93,6 +111,11 @@ class Ending:
     keep_in_progress_ms: int | None = None  # a cron tick's key, kept so the tick cannot run twice
     result: bytes | None = None  # arq's result record, for functions that keep one
     result_ms: int | None = None  # how long to keep it (None: forever)
+
+    def args(self) -> tuple:
+        """Its six arguments in `END`."""
+        return (self.job_id, _blank(self.keep_in_progress_ms), _blank(self.at), "1" if self.done else "0",
+                _blank(self.result), _blank(self.result_ms))
 
 
 JobFunction = Function | CronJob
@@ -131,6 +154,7 @@ class Dispatcher:
         self.in_progress_ms = int((longest + IN_PROGRESS_MARGIN_S) * 1000)
         self.complete = self.failed = self.retried = 0
         self._claim = redis.register_script(CLAIM)
+        self._end = redis.register_script(END)
         self._endings: Batcher[Ending, None] = Batcher(self._end_many, key=lambda ending: ending.job_id)
         self.tasks: set[asyncio.Task] = set()  # the running jobs
         self.claimer: asyncio.Task | None = None
@@ -256,10 +280,7 @@ class Dispatcher:
 
     async def _end_many(self, endings: Sequence[Ending]) -> list[None]:
         try:
-            async with self.redis.pipeline(transaction=True) as pipe:
-                for ending in endings:
-                    _end(pipe, self.queue, ending)
-                await pipe.execute()
+            await self._end(keys=[self.queue], args=[arg for ending in endings for arg in ending.args()])
         except (RedisError, OSError) as exc:
             # Their in-progress keys expire and arq's rules run them again; the ledger
             # knows they ended and the runner does not repeat them.
@@ -267,21 +288,8 @@ class Dispatcher:
         return [None] * len(endings)
 
 
-def _end(pipe, queue: str, ending: Ending) -> None:
-    """arq's `finish_job` for one job."""
-    job_id = ending.job_id
-    running = in_progress_key_prefix + job_id
-    if ending.keep_in_progress_ms is not None:
-        pipe.pexpire(running, ending.keep_in_progress_ms)
-    else:
-        pipe.delete(running)
-    if ending.done:
-        if ending.result is not None:
-            pipe.set(result_key_prefix + job_id, ending.result, px=ending.result_ms)
-        pipe.delete(retry_key_prefix + job_id, job_key_prefix + job_id)
-        pipe.zrem(queue, job_id)
-    elif ending.at is not None:
-        pipe.zadd(queue, {job_id: ending.at}, xx=True)
+def _blank(value: object) -> object:
+    return "" if value is None else value
 
 
 def _now_ms() -> int:
