@@ -16,6 +16,7 @@ from arq.worker import func
 
 from pipelines.dispatch import Dispatcher
 from service.queue import deserialize, serialize
+from tests.support.service import until
 
 
 @pytest.fixture
@@ -34,14 +35,6 @@ def queue_name():
 def dispatcher(redis, queue_name, functions, *, max_jobs=10, ctx=None) -> Dispatcher:
     return Dispatcher(redis, ctx or {"redis": redis}, functions, queue=queue_name, max_jobs=max_jobs,
                       poll_delay=0.01, read_limit=100, serializer=serialize, deserializer=deserialize, max_tries=5)
-
-
-async def until(predicate, timeout: float = 10.0):
-    deadline = time.monotonic() + timeout
-    while not (result := await predicate()):
-        assert time.monotonic() < deadline, "timed out"
-        await asyncio.sleep(0.01)
-    return result
 
 
 async def test_jobs_from_arqs_own_client_run_and_leave_no_keys(redis, queue_name):

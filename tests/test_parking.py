@@ -9,21 +9,13 @@ from pipelines.errors import TransientError
 from pipelines.pipeline import Pipeline, Stage
 from service import monitoring, queue
 from tests.support.files import multipart_file, text_pdf
-from tests.support.service import client, running_worker, wait_for_job
+from tests.support.service import client, running_worker, until, wait_for_job
 
 
 async def _submit(http) -> str:
     response = await http.post("/v1/documents", files=multipart_file(text_pdf("x")))
     assert response.status_code == 202, response.text
     return response.json()["id"]
-
-
-async def _until(predicate, timeout: float = 10.0):
-    deadline = time.monotonic() + timeout
-    while not (result := await predicate()):
-        assert time.monotonic() < deadline, "timed out"
-        await asyncio.sleep(0.02)
-    return result
 
 
 async def test_a_running_job_is_parked_until_its_in_progress_key_expires(api, settings, tenant):
@@ -45,7 +37,7 @@ async def test_a_running_job_is_parked_until_its_in_progress_key_expires(api, se
                 score = await redis.zscore(settings.queue_name, job_id)
                 return score if score and score > time.time() * 1000 else None
 
-            score = await _until(parked_score)
+            score = await until(parked_score)
             expires_at = time.time() * 1000 + await redis.pttl(in_progress_key_prefix + job_id)
             assert abs(score - expires_at) < 2000  # due again exactly when arq would rerun it
             [state] = await monitoring.queue_states(redis, settings, workers=[{"jobs": [job_id]}],
@@ -54,7 +46,7 @@ async def test_a_running_job_is_parked_until_its_in_progress_key_expires(api, se
 
             release.set()
             assert (await wait_for_job(http, job_id, timeout=10))["status"] == "succeeded"
-            await _until(lambda: _absent(redis, settings.queue_name, job_id))
+            await until(lambda: _absent(redis, settings.queue_name, job_id))
     finally:
         await redis.aclose()
 

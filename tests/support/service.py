@@ -132,6 +132,15 @@ def client(base_url: str, key: str | None = None) -> httpx.AsyncClient:
     return httpx.AsyncClient(base_url=base_url, headers=headers, timeout=30)
 
 
+async def until(predicate, timeout: float = 10.0):
+    """`await predicate()` again and again until it is truthy (which is returned), at most `timeout` s."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not (result := await predicate()):
+        assert asyncio.get_running_loop().time() < deadline, "timed out"
+        await asyncio.sleep(0.01)
+    return result
+
+
 async def wait_for_job(http: httpx.AsyncClient, job_id: str, statuses=("succeeded", "failed", "cancelled"),
                        timeout: float = 60.0) -> dict:
     deadline = asyncio.get_running_loop().time() + timeout
