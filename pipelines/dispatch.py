@@ -6,7 +6,9 @@ and ends it in a sixth: per job, that is all of bare arq's cost, before Conveyor
 comes on top. The dispatcher speaks arq's protocol (the same queue, job, in-progress and
 retry keys, the same job format, `Retry`, timeouts, tries, and a cron tick's in-progress
 key kept after it ends), but claims as many due jobs as it has free slots in one script,
-and ends the jobs that finish together in one more.
+and ends the jobs that finish together in one more. An idle dispatcher waits on its
+queue's wake-up list, so a job enqueued through Conveyor starts at once; `poll_delay` only
+bounds how late a deferred job, a retry or a job from arq's own client is seen.
 
 arq's `Worker` still runs the process (signals, the cron schedule, whose ticks it
 enqueues, and the health-check key) with no job slots of its own, so it never competes
@@ -32,6 +34,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from service.batching import Batcher
+from service.queue import wake_key
 
 log = structlog.get_logger("conveyor.dispatch")
 
@@ -155,6 +158,7 @@ class Dispatcher:
         self.complete = self.failed = self.retried = 0
         self._claim = redis.register_script(CLAIM)
         self._end = redis.register_script(END)
+        self._wake = wake_key(queue)
         self._endings: Batcher[Ending, None] = Batcher(self._end_many, key=lambda ending: ending.job_id)
         self.tasks: set[asyncio.Task] = set()  # the running jobs
         self.claimer: asyncio.Task | None = None
@@ -198,7 +202,16 @@ class Dispatcher:
                 self.tasks.add(task)
                 task.add_done_callback(self._ended)
             if len(claimed) < free:
-                await asyncio.sleep(self.poll_delay)  # nothing more is due yet
+                await self._wait_for_work()  # nothing more is due yet
+
+    async def _wait_for_work(self) -> None:
+        """Until a job due now is enqueued (`service.queue.ENQUEUE` leaves a token), or for
+        `poll_delay` at most: deferred jobs, retries and jobs enqueued by arq's own client
+        come due without a token."""
+        try:
+            await self.redis.blpop([self._wake], timeout=self.poll_delay)
+        except (RedisError, OSError):
+            await asyncio.sleep(self.poll_delay)
 
     def _ended(self, task: asyncio.Task) -> None:
         self.tasks.discard(task)

@@ -41,14 +41,20 @@ MAX_BACKLOG_PENALTY_MS = PRIORITY_STEP_MS - 1000
 
 # arq's `enqueue_job` as one script: the same keys, job format and rule (nothing is done
 # if the job or its result already exists), in one round trip instead of three (WATCH,
-# EXISTS, then MULTI/PSETEX/ZADD/EXEC), for any number of jobs: job i has KEYS 3i-2..3i
-# (job, result, queue) and ARGV 4i-3..4i (expiry, job, score, id).
+# EXISTS, then MULTI/PSETEX/ZADD/EXEC), for any number of jobs: job i has KEYS 4i-3..4i
+# (job, result, queue, the queue's wake-up list) and ARGV 5i-4..5i (expiry, job, score,
+# id, '1' if it is due now). A job due now leaves one token on the wake-up list, so a
+# waiting worker claims it at once instead of at its next poll.
 ENQUEUE = """
-for i = 0, #KEYS / 3 - 1 do
-  local k, a = i * 3, i * 4
+for i = 0, #KEYS / 4 - 1 do
+  local k, a = i * 4, i * 5
   if redis.call('exists', KEYS[k + 1], KEYS[k + 2]) == 0 then
     redis.call('psetex', KEYS[k + 1], ARGV[a + 1], ARGV[a + 2])
     redis.call('zadd', KEYS[k + 3], ARGV[a + 3], ARGV[a + 4])
+    if ARGV[a + 5] == '1' then
+      redis.call('rpush', KEYS[k + 4], '1')
+      redis.call('ltrim', KEYS[k + 4], 0, 0)
+    end
   end
 end
 """
@@ -103,8 +109,8 @@ def _ms(moment: datetime) -> int:
 class Handoff:
     """One ledger job as arq's queue takes it: its keys and arguments in `ENQUEUE`."""
 
-    keys: tuple[str, str, str]
-    args: tuple[int, bytes, int, str]
+    keys: tuple[str, str, str, str]
+    args: tuple[int, bytes, int, str, str]
 
 
 def handoff(
@@ -116,9 +122,14 @@ def handoff(
     score = _ms(run_at) if run_at is not None else _due_score(now, priority, backlog)
     job = serialize_job(kind, (job_id,), {}, None, now, serializer=serialize)
     return Handoff(
-        (job_key_prefix + job_id, result_key_prefix + job_id, queue),
-        (max(score - now, 0) + expires_extra_ms, job, score, job_id),
+        (job_key_prefix + job_id, result_key_prefix + job_id, queue, wake_key(queue)),
+        (max(score - now, 0) + expires_extra_ms, job, score, job_id, "1" if score <= now else "0"),
     )
+
+
+def wake_key(queue: str) -> str:
+    """The list a queue's idle workers wait on between polls (see `ENQUEUE`)."""
+    return f"conveyor:wake:{queue}"
 
 
 async def enqueue(redis: ArqRedis, **job) -> bool:

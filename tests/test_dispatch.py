@@ -5,6 +5,7 @@ import asyncio
 import json
 import time
 import uuid
+from datetime import datetime, timedelta, timezone
 
 import pytest
 from arq import Retry
@@ -15,6 +16,7 @@ from arq.jobs import Job, JobStatus
 from arq.worker import func
 
 from pipelines.dispatch import Dispatcher
+from service import queue
 from service.queue import deserialize, serialize
 from tests.support.service import until
 
@@ -32,9 +34,9 @@ def queue_name():
     return f"dispatch-{uuid.uuid4().hex[:8]}"
 
 
-def dispatcher(redis, queue_name, functions, *, max_jobs=10, ctx=None) -> Dispatcher:
-    return Dispatcher(redis, ctx or {"redis": redis}, functions, queue=queue_name, max_jobs=max_jobs,
-                      poll_delay=0.01, read_limit=100, serializer=serialize, deserializer=deserialize, max_tries=5)
+def dispatcher(redis, queue_name, functions, *, max_jobs=10, poll_delay=0.01) -> Dispatcher:
+    return Dispatcher(redis, {"redis": redis}, functions, queue=queue_name, max_jobs=max_jobs,
+                      poll_delay=poll_delay, read_limit=100, serializer=serialize, deserializer=deserialize, max_tries=5)
 
 
 async def test_jobs_from_arqs_own_client_run_and_leave_no_keys(redis, queue_name):
@@ -195,3 +197,22 @@ async def test_stopping_hands_unfinished_jobs_back_at_once(redis, queue_name):
     assert running.retried == 1
     [again] = await dispatcher(redis, queue_name, [func(endless, name="endless")]).claim(1)
     assert again.job_id == job.job_id and again.job_try == 2
+
+
+async def test_a_job_enqueued_due_now_wakes_an_idle_worker_without_waiting_for_its_poll(redis, queue_name):
+    ran = asyncio.Event()
+
+    async def work(ctx, job_id):
+        ran.set()
+
+    running = dispatcher(redis, queue_name, [func(work, name="work")], poll_delay=60)
+    running.start()
+    try:
+        await asyncio.sleep(0.2)  # it has polled once, found nothing, and waits
+        assert await queue.enqueue(redis, job_id=str(uuid.uuid4()), kind="work", queue=queue_name)
+        await asyncio.wait_for(ran.wait(), 10)  # not the 60 s poll
+        later = await queue.enqueue(redis, job_id=str(uuid.uuid4()), kind="work", queue=queue_name,
+                                    run_at=datetime.now(timezone.utc) + timedelta(hours=1))
+        assert later and await redis.llen(queue.wake_key(queue_name)) == 0  # a deferred job wakes nobody
+    finally:
+        await running.stop(grace=1)
