@@ -197,6 +197,10 @@ class Dispatcher:
                 log.warning("could not claim jobs", error=type(exc).__name__)
                 await asyncio.sleep(REDIS_BACKOFF_S)
                 continue
+            except Exception:  # a reply it cannot read must not stop the worker claiming for good
+                log.exception("claiming jobs failed")
+                await asyncio.sleep(REDIS_BACKOFF_S)
+                continue
             for job in claimed:
                 task = asyncio.create_task(self._run(job))
                 self.tasks.add(task)
