@@ -20,9 +20,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Callable
+from typing import Any
 
 import structlog
 from arq.constants import keep_cronjob_progress
@@ -177,7 +177,7 @@ class Dispatcher:
             with contextlib.suppress(asyncio.CancelledError):
                 await self.claimer
         if self.tasks:
-            _, late = await asyncio.wait(self.tasks, timeout=grace) if grace > 0 else (None, set(self.tasks))
+            _, late = await asyncio.wait(self.tasks, timeout=grace)
             for task in late:
                 task.cancel()
             await asyncio.gather(*late, return_exceptions=True)
