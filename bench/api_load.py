@@ -1,10 +1,17 @@
-"""The API benchmark's load generator: wrk (C, from Debian), driven by the Lua scripts in
-`bench/wrk/`, so that generating the load costs the shared 2 cores little and the numbers
-describe the server rather than the client.
+"""The API benchmark's load generators, both C programs from Debian, so that generating the
+load costs the shared 2 cores little and the numbers describe the server, not the client.
 
-`run(mode, url, key, clients=, seconds=, …)` runs wrk once and returns its `Load`:
-uploads of one multipart body to POST /v1/documents, or polls of GET /v1/jobs/{id} for
-ids picked at random from a file.
+`run(mode, url, key, clients=, seconds=, …)` runs wrk (driven by the Lua scripts in
+`bench/wrk/`) once and returns its `Load`: uploads of one multipart body to POST
+/v1/documents, or polls of GET /v1/jobs/{id} for ids picked at random from a file. wrk is
+a closed loop: each connection sends its next request as soon as the last is answered, so
+it finds the peak rate, and its latency is whatever queueing that peak implies (with 50
+connections, Little's law makes the mean 50 / rate).
+
+`paced_uploads(url, key, clients=, rate=, seconds=, …)` offers uploads at a fixed rate
+instead (h2load, from nghttp2-client): each connection sends `rate / clients` a second and
+the connections start `1 / rate` apart, so requests arrive evenly spaced rather than in
+bursts of `clients`. Its latency is what a client sees while the API carries that rate.
 """
 
 from __future__ import annotations
@@ -41,6 +48,36 @@ def multipart_document(size: int) -> bytes:
     head = (f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"bench.pdf\"\r\n"
             "Content-Type: application/pdf\r\n\r\n").encode()
     return head + PDF_HEAD + b"%" * (size - len(PDF_HEAD)) + f"\r\n--{BOUNDARY}--\r\n".encode()
+
+
+def _percentile(ordered: list[float], fraction: float) -> float:
+    return ordered[min(len(ordered) - 1, int(len(ordered) * fraction))] if ordered else math.nan
+
+
+async def paced_uploads(url: str, key: str, *, clients: int, rate: float, seconds: float,
+                        size: int = 100_000) -> Load:
+    """Uploads offered at `rate` a second, evenly spaced, from `clients` connections."""
+    with tempfile.TemporaryDirectory(prefix="conveyor-bench-load-") as scratch:
+        body, log = Path(scratch) / "body", Path(scratch) / "requests.tsv"
+        body.write_bytes(multipart_document(size))
+        process = await asyncio.create_subprocess_exec(
+            "h2load", "--h1", f"--clients={clients}", f"--rps={rate / clients:g}",
+            f"--requests={math.ceil(rate * seconds)}", "--rate=1", f"--rate-period={1000 / rate:g}ms",
+            f"--data={body}", f"--log-file={log}",
+            f"--header=Content-Type: multipart/form-data; boundary={BOUNDARY}", f"--header=Authorization: Bearer {key}",
+            f"{url}/v1/documents", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        )
+        output, _ = await process.communicate()
+        if process.returncode != 0 or not log.exists():
+            raise RuntimeError(f"h2load failed ({process.returncode}): {output.decode()[-2000:]}")
+        # One row a request: start (µs since the epoch), HTTP status, µs until the end of the response.
+        rows = [line.split("\t") for line in log.read_text().splitlines() if line]
+    sent = math.ceil(rate * seconds)
+    answered = [(int(start), int(status), int(micros)) for start, status, micros, *_ in rows]
+    latencies = sorted(micros / 1e6 for _, status, micros in answered if status == 202)
+    span = (max(start + micros for start, _, micros in answered) - min(start for start, _, _ in answered)) / 1e6
+    return Load(requests=sent, accepted=len(latencies), seconds=max(span, 1e-9),
+                p50=_percentile(latencies, 0.50), p99=_percentile(latencies, 0.99))
 
 
 async def run(mode: str, url: str, key: str, *, clients: int, seconds: float, size: int = 100_000,

@@ -80,16 +80,19 @@ def test_latency_benchmark_offers_half_of_peak_to_conveyor_and_its_baselines(tmp
     assert "<!-- bench:latency:start -->" in results.read_text()
 
 
-def test_api_benchmark_reports_uploads_polls_and_rss(tmp_path: Path) -> None:
+def test_api_benchmark_reports_peak_and_paced_uploads_polls_and_rss(tmp_path: Path) -> None:
     results = tmp_path / "R.md"
     lines = run_bench("api", "--quick", "--api-seconds", "1", results=results)
 
-    rows = [line for line in lines if re.match(r"│ [12] ", line)]
-    assert len(rows) == 2, "\n".join(lines)
-    for row in rows:
-        cells = [cell.strip() for cell in row.strip("│").split("│")]
-        assert float(cells[1].replace(",", "")) > 0 and float(cells[5].replace(",", "")) > 0, row
-    assert "<!-- bench:api:start -->" in results.read_text()
+    rows = [[cell.strip() for cell in line.strip("│").split("│")] for line in lines if re.match(r"│ [12] ", line)]
+    assert len(rows) == 4, "\n".join(lines)
+    peak, paced = rows[:2], rows[2:]
+    for cells in peak:
+        assert float(cells[1].replace(",", "")) > 0 and float(cells[5].replace(",", "")) > 0, cells
+    for cells in paced:  # offered, accepted, accepted/s, p50, p99
+        assert int(cells[1].replace(",", "")) == 500 and int(cells[2].replace(",", "")) > 0, cells
+        assert 0 < float(cells[4]) <= float(cells[5]), cells
+    assert "at a steady load" in results.read_text()
 
 
 def test_summary_reads_what_jobs_recorded() -> None:
