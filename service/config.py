@@ -96,6 +96,7 @@ class Settings(BaseSettings):
 
     # -- document pipeline ---------------------------------------------------------------
     ocr_provider: Literal["tesseract", "textract"] = "tesseract"
+    document_reader_concurrency: int | None = Field(default=None, gt=0)  # None: 4 per core
     textract_endpoint_url: str | None = None
     textract_poll_deadline: float = Field(default=900.0, gt=0)
     textract_poll_interval: float = Field(default=1.0, gt=0)

@@ -66,3 +66,20 @@ def test_the_worker_entry_point_gives_video_jobs_the_configured_timeout():
     env = {**os.environ, "VIDEO_TIMEOUT_SECONDS": "90"}
     out = subprocess.run([sys.executable, "-c", script], env=env, cwd=REPO, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[90.0]"
+
+
+async def test_page_readers_get_four_slots_a_core_unless_configured(monkeypatch):
+    from pipelines.documents.tools import DocumentTools
+
+    for configured, expected in ((None, 4 * (os.cpu_count() or 1)), ("3", 3)):
+        if configured:
+            monkeypatch.setenv("DOCUMENT_READER_CONCURRENCY", configured)
+        tools = DocumentTools.open(load_settings(), redis=None)
+        try:
+            assert tools.readers.concurrency == expected
+        finally:
+            await tools.aclose()
+    monkeypatch.setenv("DOCUMENT_READER_CONCURRENCY", "0")
+    with pytest.raises(ConfigurationError) as excinfo:
+        load_settings()
+    assert "DOCUMENT_READER_CONCURRENCY" in str(excinfo.value)

@@ -69,6 +69,7 @@ class PageReaders:
     one warm server (`forked`), so a child starts in milliseconds, not a fraction of a second."""
 
     def __init__(self, concurrency: int) -> None:
+        self.concurrency = concurrency
         self._slots = asyncio.Semaphore(concurrency)
         self._server = ForkServer("pipelines.documents.page_reader:serve")
 
