@@ -10,8 +10,8 @@ connections, Little's law makes the mean 50 / rate).
 
 `paced_uploads(url, key, clients=, rate=, seconds=, …)` offers uploads at a fixed rate
 instead (h2load, from nghttp2-client): each connection sends `rate / clients` a second and
-the connections start `1 / rate` apart, so requests arrive evenly spaced rather than in
-bursts of `clients`. Its latency is what a client sees while the API carries that rate.
+the connections start `1 / rate` apart (in whole milliseconds: h2load's resolution), so
+requests arrive evenly spaced rather than in bursts of `clients`. Its latency is what a client sees while the API carries that rate.
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ async def paced_uploads(url: str, key: str, *, clients: int, rate: float, second
         body.write_bytes(multipart_document(size))
         process = await asyncio.create_subprocess_exec(
             "h2load", "--h1", f"--clients={clients}", f"--rps={rate / clients:g}",
-            f"--requests={math.ceil(rate * seconds)}", "--rate=1", f"--rate-period={1000 / rate:g}ms",
+            f"--requests={math.ceil(rate * seconds)}", "--rate=1", f"--rate-period={max(1, round(1000 / rate))}ms",
             f"--data={body}", f"--log-file={log}",
             f"--header=Content-Type: multipart/form-data; boundary={BOUNDARY}", f"--header=Authorization: Bearer {key}",
             f"{url}/v1/documents", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,

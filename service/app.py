@@ -16,9 +16,10 @@ from service.consistency import ConsistencyMiddleware
 from service.dashboard import routes as dashboard
 from service.database import Database
 from service.job_inserts import JobInserts
-from service.limits import RateLimitMiddleware
+from service.limits import BUCKET_PREFIX, RateLimitMiddleware
 from service.observability import RequestObserver
 from service.problems import EXCEPTION_HANDLERS
+from service.ratelimit import TokenBucket
 from service.routes import analytics, documents, health, jobs, metrics, notifications, reminders, stream, videos
 from service.storage import open_storage
 
@@ -67,6 +68,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         state.backlog = Backlog(state.redis, state.db)
         state.enqueuer = queue.Enqueuer(state.redis)
         state.inserts = JobInserts(state.db)
+        state.rate_limits = TokenBucket(state.redis, BUCKET_PREFIX)
         state.storage = open_storage(settings.storage_url, settings.s3_endpoint_url)
         await state.db.open()
         await state.storage.open()

@@ -17,8 +17,9 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.problems import Problem, problem_response
-from service.ratelimit import Rate, TokenBucket
+from service.ratelimit import Rate
 
+BUCKET_PREFIX = "conveyor:api-rate:"  # the buckets: `app.state.rate_limits`, one `TokenBucket` per process
 UNLIMITED_PATHS = frozenset({"/livez", "/readyz", "/metrics", "/openapi.json"})
 WINDOW_SECONDS = 60
 
@@ -36,7 +37,7 @@ class RateLimitMiddleware:
         per_minute = state.settings.rate_limit_per_minute
         rate = Rate.per_minute(per_minute, burst=per_minute)
         try:
-            taken = await TokenBucket(state.redis, "conveyor:api-rate:").take(_client_key(request), rate)
+            taken = await state.rate_limits.take(_client_key(request), rate)
         except (RedisError, OSError):
             await self.app(scope, receive, send)
             return

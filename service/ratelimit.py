@@ -3,39 +3,51 @@
 One Lua script refills and takes a token atomically with Redis's own clock, so processes
 on hosts with skewed clocks share one budget. A caller willing to wait reserves its token
 and sleeps until it is due (callers are served in arrival order, one round trip each); a
-caller that may not wait that long reserves nothing and is told how long to wait.
+caller that may not wait that long reserves nothing and is told how long to wait. The
+takes of concurrent callers in one process share one script call.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
-# KEYS[1] the bucket; ARGV: rate (tokens/s), capacity, max wait (s).
-# Returns {wait (s, as a string), tokens left (as a string), taken (1 or 0)}.
-TAKE_TOKEN = """
+from service.batching import Batcher
+
+# Many takes at once, in order: KEYS[i] the bucket, ARGV[3i-2..3i] its rate (tokens/s),
+# capacity and max wait (s). Returns, for each in turn, flat: wait (s, as a string), tokens
+# left (as a string), taken (1 or 0). A bucket named twice sees the first take's result.
+TAKE_TOKENS = """
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
-local rate = tonumber(ARGV[1])
-local capacity = tonumber(ARGV[2])
-local max_wait = tonumber(ARGV[3])
-local state = redis.call('HMGET', KEYS[1], 'tokens', 'at')
-local tokens = tonumber(state[1]) or capacity
-local at = tonumber(state[2]) or now
-tokens = math.min(capacity, tokens + math.max(0, now - at) * rate)
-local wait = 0
-if tokens < 1 then
-  wait = (1 - tokens) / rate
+local answers = {}
+for i = 1, #KEYS do
+  local rate = tonumber(ARGV[3 * i - 2])
+  local capacity = tonumber(ARGV[3 * i - 1])
+  local max_wait = tonumber(ARGV[3 * i])
+  local state = redis.call('HMGET', KEYS[i], 'tokens', 'at')
+  local tokens = tonumber(state[1]) or capacity
+  local at = tonumber(state[2]) or now
+  tokens = math.min(capacity, tokens + math.max(0, now - at) * rate)
+  local wait = 0
+  if tokens < 1 then
+    wait = (1 - tokens) / rate
+  end
+  local taken = 0
+  if wait <= max_wait then
+    tokens = tokens - 1
+    taken = 1
+    redis.call('HSET', KEYS[i], 'tokens', tostring(tokens), 'at', tostring(now))
+    redis.call('PEXPIRE', KEYS[i], math.ceil((capacity / rate + wait) * 1000) + 1000)
+  end
+  answers[#answers + 1] = tostring(wait)
+  answers[#answers + 1] = tostring(tokens)
+  answers[#answers + 1] = taken
 end
-if wait > max_wait then
-  return {tostring(wait), tostring(tokens), 0}
-end
-tokens = tokens - 1
-redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', tostring(now))
-redis.call('PEXPIRE', KEYS[1], math.ceil((capacity / rate + wait) * 1000) + 1000)
-return {tostring(wait), tostring(tokens), 1}
+return answers
 """
 
 
@@ -60,14 +72,34 @@ class Taken:
     taken: bool  # False: nothing reserved, `wait` is how long to come back after
 
 
+@dataclass(frozen=True, eq=False)  # one take each, even of the same bucket
+class _Take:
+    key: str
+    rate: Rate
+    max_wait: float
+
+
 class TokenBucket:
+    """Buckets under one key prefix. Keep one per process: the takes of concurrent callers
+    share one script (`service.batching`), in the order they arrived."""
+
     def __init__(self, redis: Redis, prefix: str) -> None:
         self.prefix = prefix
-        self._take = redis.register_script(TAKE_TOKEN)
+        self._take_many = redis.register_script(TAKE_TOKENS)
+        self._takes: Batcher[_Take, Taken] = Batcher(self._run_takes, key=lambda take: take)
 
     async def take(self, key: str, rate: Rate, *, max_wait: float = 0.0) -> Taken:
-        wait, tokens, taken = await self._take(keys=[self.prefix + key], args=[rate.per_second, rate.burst, max_wait])
-        return Taken(float(wait), max(int(float(tokens)), 0), bool(taken))
+        return await self._takes.submit(_Take(key, rate, max_wait))
+
+    async def _run_takes(self, takes: Sequence[_Take]) -> list[Taken]:
+        answers = await self._take_many(
+            keys=[self.prefix + take.key for take in takes],
+            args=[value for take in takes for value in (take.rate.per_second, take.rate.burst, take.max_wait)],
+        )
+        return [
+            Taken(float(wait), max(int(float(tokens)), 0), bool(taken))
+            for wait, tokens, taken in zip(answers[0::3], answers[1::3], answers[2::3], strict=True)
+        ]
 
     async def acquire(self, key: str, rate: Rate, *, max_wait: float) -> Taken:
         """Take a token, sleeping until it is due if that is within `max_wait`."""

@@ -101,3 +101,27 @@ async def test_fan_out_lets_a_bug_propagate():
     with pytest.raises(ExceptionGroup) as caught:
         await fan_out(["a", "b", "c"], broken, channel="sms", concurrency=2)
     assert caught.group_contains(RuntimeError)
+
+
+async def test_concurrent_takes_share_one_script_and_keep_their_order(two_clients):
+    from service.ratelimit import TokenBucket
+
+    client, observer = two_clients
+    bucket = TokenBucket(client, f"test:{uuid.uuid4().hex}:")
+    rate = Rate(per_second=0.01, burst=5)
+    await bucket.take("warm", rate)  # loads the script: what follows is counted alone
+    before = await _script_calls(observer)
+    answers = await asyncio.gather(*(bucket.take("shared", rate) for _ in range(8)), bucket.take("own", rate))
+    calls = await _script_calls(observer) - before
+
+    shared, own = answers[:8], answers[8]
+    assert [taken.taken for taken in shared] == [True] * 5 + [False] * 3  # in the order asked
+    assert [taken.remaining for taken in shared[:5]] == [4, 3, 2, 1, 0]
+    assert all(90 < taken.wait <= 100 for taken in shared[5:])  # a token comes back every 100 s
+    assert own.taken and own.remaining == 4  # a bucket of its own, untouched by the others
+    assert calls <= 2  # the first take alone, then everyone who arrived meanwhile in one script
+
+
+async def _script_calls(redis: Redis) -> int:
+    stats = await redis.info("commandstats")
+    return sum(stats.get(name, {}).get("calls", 0) for name in ("cmdstat_evalsha", "cmdstat_eval"))
