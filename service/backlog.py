@@ -6,13 +6,15 @@ with thousands queued would make each of its uploads cost thousands of reads. In
 count lives in Redis for `COUNT_TTL_MS`: taken from the ledger when it is missing (capped
 at the quota), then raised by each admission. Jobs that leave the queue meanwhile are not
 subtracted, so the count can run ahead of the ledger by up to one TTL of admissions, and
-it is corrected when it expires. If Redis is unreachable, admissions go on unordered and
+it is corrected when it expires (one ledger count for all the admissions that find it
+missing together). If Redis is unreachable, admissions go on unordered and
 unlimited: availability over strictness, as for the rate limits. Concurrent requests'
 admissions share one script (`service.batching`), counted in the order they arrived.
 """
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -74,6 +76,7 @@ class Backlog:
         self._admit_many = redis.register_script(ADMIT_MANY)
         self._withdraw = redis.register_script(WITHDRAW)
         self._admissions: Batcher[_Admission, int] = Batcher(self._count_many, key=lambda admission: admission)
+        self._counting: dict[uuid.UUID, asyncio.Future[int]] = {}
 
     async def admit(self, tenant_id: uuid.UUID, quota: int) -> int | None:
         """Count one more queued job for the tenant: how many it had before (0 when Redis
@@ -81,13 +84,26 @@ class Backlog:
         try:
             before = await self._admissions.submit(_Admission(tenant_id, quota))
             if before < 0:
-                async with self.db.read(follow=(f"tenant:{tenant_id}",)) as conn:
-                    queued = await queued_jobs(conn, tenant_id, quota)
+                queued = await asyncio.shield(self._ledger_count(tenant_id, quota))
                 before = await self._admit(keys=[f"{PREFIX}{tenant_id}"], args=[quota, COUNT_TTL_MS, queued])
         except (RedisError, OSError) as exc:
             log.warning("tenant backlog unknown (Redis): not ordered or limited", error=type(exc).__name__)
             return 0
         return before if before < quota else None
+
+    def _ledger_count(self, tenant_id: uuid.UUID, quota: int) -> asyncio.Future[int]:
+        """The tenant's queued jobs in the ledger, counted once for all the admissions that
+        find no count at the same time (a burst of uploads when it expires would otherwise
+        each count the same thousands of index entries)."""
+        counting = self._counting.get(tenant_id)
+        if counting is None:
+            counting = self._counting[tenant_id] = asyncio.ensure_future(self._count_ledger(tenant_id, quota))
+            counting.add_done_callback(lambda _: self._counting.pop(tenant_id, None))
+        return counting
+
+    async def _count_ledger(self, tenant_id: uuid.UUID, quota: int) -> int:
+        async with self.db.read(follow=(f"tenant:{tenant_id}",)) as conn:
+            return await queued_jobs(conn, tenant_id, quota)
 
     async def _count_many(self, admissions: Sequence[_Admission]) -> list[int]:
         """Each admission's count before it, or -1 where the tenant has no count yet."""

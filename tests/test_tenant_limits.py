@@ -81,6 +81,25 @@ async def test_the_backlog_starts_from_the_ledger_and_refusals_count_nothing(set
         await db.close()
 
 
+async def test_admissions_that_find_no_count_together_are_each_counted_once(settings, tenant):
+    tenant_id, _ = tenant
+    db = Database(settings)
+    await db.open()
+    redis = Redis.from_url(settings.redis_url)
+    try:
+        await redis.delete(f"{PREFIX}{tenant_id}")
+        async with db.transaction() as conn:
+            queued = await conn.fetchval("SELECT count(*) FROM jobs WHERE tenant_id = $1 AND status = 'queued'", tenant_id)
+        backlog = Backlog(redis, db)
+        befores = await asyncio.gather(*(backlog.admit(tenant_id, quota=queued + 15) for _ in range(20)))
+        assert sorted(before for before in befores if before is not None) == list(range(queued, queued + 15))
+        assert befores.count(None) == 5  # past the quota: refused, counted nowhere
+        assert int(await redis.get(f"{PREFIX}{tenant_id}")) == queued + 15
+    finally:
+        await redis.aclose()
+        await db.close()
+
+
 async def test_without_redis_admissions_go_on_unlimited(settings, tenant):
     db = Database(settings)
     unreachable = Redis(host="127.0.0.1", port=free_port(), socket_connect_timeout=1)
