@@ -57,12 +57,13 @@ def _percentile(ordered: list[float], fraction: float) -> float:
 async def paced_uploads(url: str, key: str, *, clients: int, rate: float, seconds: float,
                         size: int = 100_000) -> Load:
     """Uploads offered at `rate` a second, evenly spaced, from `clients` connections."""
+    sent = math.ceil(rate * seconds)
     with tempfile.TemporaryDirectory(prefix="conveyor-bench-load-") as scratch:
         body, log = Path(scratch) / "body", Path(scratch) / "requests.tsv"
         body.write_bytes(multipart_document(size))
         process = await asyncio.create_subprocess_exec(
             "h2load", "--h1", f"--clients={clients}", f"--rps={rate / clients:g}",
-            f"--requests={math.ceil(rate * seconds)}", "--rate=1", f"--rate-period={max(1, round(1000 / rate))}ms",
+            f"--requests={sent}", "--rate=1", f"--rate-period={max(1, round(1000 / rate))}ms",
             f"--data={body}", f"--log-file={log}",
             f"--header=Content-Type: multipart/form-data; boundary={BOUNDARY}", f"--header=Authorization: Bearer {key}",
             f"{url}/v1/documents", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
@@ -72,10 +73,11 @@ async def paced_uploads(url: str, key: str, *, clients: int, rate: float, second
             raise RuntimeError(f"h2load failed ({process.returncode}): {output.decode()[-2000:]}")
         # One row a request: start (µs since the epoch), HTTP status, µs until the end of the response.
         rows = [line.split("\t") for line in log.read_text().splitlines() if line]
-    sent = math.ceil(rate * seconds)
     answered = [(int(start), int(status), int(micros)) for start, status, micros, *_ in rows]
     latencies = sorted(micros / 1e6 for _, status, micros in answered if status == 202)
-    span = (max(start + micros for start, _, micros in answered) - min(start for start, _, _ in answered)) / 1e6
+    span = seconds
+    if answered:  # from the first request's start to the last answer's end
+        span = (max(start + micros for start, _, micros in answered) - min(start for start, _, _ in answered)) / 1e6
     return Load(requests=sent, accepted=len(latencies), seconds=max(span, 1e-9),
                 p50=_percentile(latencies, 0.50), p99=_percentile(latencies, 0.99))
 
