@@ -56,48 +56,44 @@ async def test_a_flooding_tenant_does_not_starve_another(database_url, redis_ser
     assert started_before < 50, started_before
 
 
-async def test_the_backlog_starts_from_the_ledger_and_refusals_count_nothing(settings, tenant):
-    tenant_id, _ = tenant
+@pytest.fixture
+async def ledger_and_redis(settings):
     db = Database(settings)
     await db.open()
     redis = Redis.from_url(settings.redis_url)
-    try:
-        async with db.transaction() as conn:
-            for _ in range(2):
-                await ledger.create_job(conn, job_id=ledger.new_job_id(), tenant_id=tenant_id, kind="document", queue="q")
-        count = Backlog(redis, db)
-        assert await count.admit(tenant_id, quota=3) == 2  # counted in the ledger, then this one added
-        assert await count.admit(tenant_id, quota=3) is None  # 3 queued: refused, and not counted
-        assert int(await redis.get(f"{PREFIX}{tenant_id}")) == 3
-        await count.withdraw(tenant_id)  # that admitted one was not recorded after all
-        assert await count.admit(tenant_id, quota=3) == 2
-        await asyncio.sleep(COUNT_TTL_MS / 1000 + 0.2)
-        assert await count.admit(tenant_id, quota=10) == 2  # expired: the ledger's word again
-        await redis.delete(f"{PREFIX}{tenant_id}")
-        await count.withdraw(tenant_id)
-        assert await redis.exists(f"{PREFIX}{tenant_id}") == 0  # no count without an expiry
-    finally:
-        await redis.aclose()
-        await db.close()
+    yield db, redis
+    await redis.aclose()
+    await db.close()
 
 
-async def test_admissions_that_find_no_count_together_are_each_counted_once(settings, tenant):
-    tenant_id, _ = tenant
-    db = Database(settings)
-    await db.open()
-    redis = Redis.from_url(settings.redis_url)
-    try:
-        await redis.delete(f"{PREFIX}{tenant_id}")
-        async with db.transaction() as conn:
-            queued = await conn.fetchval("SELECT count(*) FROM jobs WHERE tenant_id = $1 AND status = 'queued'", tenant_id)
-        backlog = Backlog(redis, db)
-        befores = await asyncio.gather(*(backlog.admit(tenant_id, quota=queued + 15) for _ in range(20)))
-        assert sorted(before for before in befores if before is not None) == list(range(queued, queued + 15))
-        assert befores.count(None) == 5  # past the quota: refused, counted nowhere
-        assert int(await redis.get(f"{PREFIX}{tenant_id}")) == queued + 15
-    finally:
-        await redis.aclose()
-        await db.close()
+async def test_the_backlog_starts_from_the_ledger_and_refusals_count_nothing(ledger_and_redis, tenant):
+    (db, redis), (tenant_id, _) = ledger_and_redis, tenant
+    async with db.transaction() as conn:
+        for _ in range(2):
+            await ledger.create_job(conn, job_id=ledger.new_job_id(), tenant_id=tenant_id, kind="document", queue="q")
+    count = Backlog(redis, db)
+    assert await count.admit(tenant_id, quota=3) == 2  # counted in the ledger, then this one added
+    assert await count.admit(tenant_id, quota=3) is None  # 3 queued: refused, and not counted
+    assert int(await redis.get(f"{PREFIX}{tenant_id}")) == 3
+    await count.withdraw(tenant_id)  # that admitted one was not recorded after all
+    assert await count.admit(tenant_id, quota=3) == 2
+    await asyncio.sleep(COUNT_TTL_MS / 1000 + 0.2)
+    assert await count.admit(tenant_id, quota=10) == 2  # expired: the ledger's word again
+    await redis.delete(f"{PREFIX}{tenant_id}")
+    await count.withdraw(tenant_id)
+    assert await redis.exists(f"{PREFIX}{tenant_id}") == 0  # no count without an expiry
+
+
+async def test_admissions_that_find_no_count_together_are_each_counted_once(ledger_and_redis, tenant):
+    (db, redis), (tenant_id, _) = ledger_and_redis, tenant
+    await redis.delete(f"{PREFIX}{tenant_id}")
+    async with db.transaction() as conn:
+        queued = await conn.fetchval("SELECT count(*) FROM jobs WHERE tenant_id = $1 AND status = 'queued'", tenant_id)
+    backlog = Backlog(redis, db)
+    befores = await asyncio.gather(*(backlog.admit(tenant_id, quota=queued + 15) for _ in range(20)))
+    assert sorted(before for before in befores if before is not None) == list(range(queued, queued + 15))
+    assert befores.count(None) == 5  # past the quota: refused, counted nowhere
+    assert int(await redis.get(f"{PREFIX}{tenant_id}")) == queued + 15
 
 
 async def test_without_redis_admissions_go_on_unlimited(settings, tenant):
