@@ -24,6 +24,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from .queue.throughput import _percentile
+
 SCRIPTS = Path(__file__).parent / "wrk"
 BOUNDARY = "conveyor-bench-boundary"
 #: A valid-looking PDF header: the API judges uploads from their bytes.
@@ -50,10 +52,6 @@ def multipart_document(size: int) -> bytes:
     return head + PDF_HEAD + b"%" * (size - len(PDF_HEAD)) + f"\r\n--{BOUNDARY}--\r\n".encode()
 
 
-def _percentile(ordered: list[float], fraction: float) -> float:
-    return ordered[min(len(ordered) - 1, int(len(ordered) * fraction))] if ordered else math.nan
-
-
 async def paced_uploads(url: str, key: str, *, clients: int, rate: float, seconds: float,
                         size: int = 100_000) -> Load:
     """Uploads offered at `rate` a second, evenly spaced, from `clients` connections."""
@@ -74,12 +72,12 @@ async def paced_uploads(url: str, key: str, *, clients: int, rate: float, second
         # One row a request: start (µs since the epoch), HTTP status, µs until the end of the response.
         rows = [line.split("\t") for line in log.read_text().splitlines() if line]
     answered = [(int(start), int(status), int(micros)) for start, status, micros, *_ in rows]
-    latencies = sorted(micros / 1e6 for _, status, micros in answered if status == 202)
+    latencies = [micros / 1e6 for _, status, micros in answered if status == 202]
     span = seconds
     if answered:  # from the first request's start to the last answer's end
         span = (max(start + micros for start, _, micros in answered) - min(start for start, _, _ in answered)) / 1e6
-    return Load(requests=sent, accepted=len(latencies), seconds=max(span, 1e-9),
-                p50=_percentile(latencies, 0.50), p99=_percentile(latencies, 0.99))
+    p50, p99 = (_percentile(latencies, 50), _percentile(latencies, 99)) if latencies else (math.nan, math.nan)
+    return Load(requests=sent, accepted=len(latencies), seconds=max(span, 1e-9), p50=p50, p99=p99)
 
 
 async def run(mode: str, url: str, key: str, *, clients: int, seconds: float, size: int = 100_000,
