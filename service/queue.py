@@ -25,7 +25,9 @@ from urllib.parse import unquote, urlsplit
 from arq.connections import ArqRedis, RedisSettings
 from arq.constants import expires_extra_ms, in_progress_key_prefix, job_key_prefix, result_key_prefix
 from arq.jobs import serialize_job
+from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
+from redis.backoff import EqualJitterBackoff
 from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
@@ -38,6 +40,14 @@ PRIORITIES = {"low": 0, "normal": 1, "high": 2}
 PRIORITY_STEP_MS = 10 * 60 * 1000
 BACKLOG_STEP_MS = 1000
 MAX_BACKLOG_PENALTY_MS = PRIORITY_STEP_MS - 1000
+
+# arq's main loop catches nothing: one failed heartbeat or poll while Redis is unreachable
+# (a restart, a failover, a network partition) would end the worker and every job it holds.
+# Its connections instead retry for about a minute, backing off with jitter so a fleet of
+# workers does not reconnect in step; a longer outage still ends the worker, for its
+# supervisor to restart. arq hands these to `redis://` connections only, not behind Sentinel.
+OUTAGE_RETRIES = 30
+OUTAGE_BACKOFF = EqualJitterBackoff(cap=2.0, base=0.05)
 
 # arq's `enqueue_job` as one script: the same keys, job format and rule (nothing is done
 # if the job or its result already exists), in one round trip instead of three (WATCH,
@@ -69,20 +79,27 @@ def deserialize(data: bytes) -> Any:
 
 
 def redis_settings(url: str) -> RedisSettings:
-    """arq's settings for `redis://`, `rediss://`, `unix://` or `redis+sentinel://h:p,h:p/master`."""
+    """arq's settings for `redis://`, `rediss://`, `unix://` or `redis+sentinel://h:p,h:p/master`,
+    riding out a Redis outage of about a minute (see `OUTAGE_RETRIES`)."""
     parts = urlsplit(url)
     if parts.scheme == "redis+sentinel":
         hosts = []
         for host in parts.netloc.rpartition("@")[2].split(","):
             name, _, port = host.partition(":")
             hosts.append((name, int(port or 26379)))
-        return RedisSettings(
+        settings = RedisSettings(
             host=hosts,
             sentinel=True,
             sentinel_master=parts.path.strip("/") or "mymaster",
             password=unquote(parts.password) if parts.password else None,
         )
-    return RedisSettings.from_dsn(url)
+    else:
+        settings = RedisSettings.from_dsn(url)
+    # OSError covers what redis-py does not retry by itself: a refused or unroutable
+    # connect (ECONNREFUSED, EHOSTUNREACH) and a connect timeout.
+    settings.retry = Retry(OUTAGE_BACKOFF, OUTAGE_RETRIES)
+    settings.retry_on_error = [OSError]
+    return settings
 
 
 def connect(url: str) -> ArqRedis:

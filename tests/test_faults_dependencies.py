@@ -10,8 +10,10 @@ import os
 import boto3
 import pytest
 import redis.asyncio as redis
+from arq.connections import create_pool
 
 from service.migrate import upgrade_async
+from service.queue import redis_settings
 from tests.support.chaos import (assert_each_stage_ran_once, stage_rows, submit, submit_many, wait_until_busy,
                                  wait_until_ended)
 from tests.support.chaos_worker import STAGE_NAMES
@@ -58,7 +60,25 @@ async def test_redis_flushed_and_restarted_mid_run(database_url, stage_counter, 
     finally:
         private.stop()
     assert {row["status"] for row in rows.values()} == {"succeeded"}, pool.logs()
+    assert pool.restarts == 0, pool.logs()  # the workers rode the restart out
     await assert_each_stage_ran_once(settings.database_url, stage_counter, ids, STAGE_NAMES)
+
+
+async def test_the_workers_redis_connections_wait_out_a_short_outage():
+    private = RedisServer()
+    private.start()
+    pool = await create_pool(redis_settings(private.url))
+    try:
+        await pool.set("before", 1)
+        private.stop()
+        during = asyncio.create_task(pool.get("before"))  # refused: retried, not raised
+        await asyncio.sleep(1.5)
+        assert not during.done()
+        private.start()  # same port, nothing kept
+        assert await asyncio.wait_for(during, 10) is None
+    finally:
+        await pool.aclose()
+        private.stop()
 
 
 @pytest.fixture

@@ -134,6 +134,7 @@ class ApiProcess(Process):
 class WorkerPool:
     def __init__(self, env: dict[str, str], log_dir: Path, count: int) -> None:
         self.workers = [WorkerProcess(env, log_dir / f"worker-{n}.log") for n in range(count)]
+        self.restarts = 0
 
     def __enter__(self) -> "WorkerPool":
         for worker in self.workers:
@@ -150,6 +151,7 @@ class WorkerPool:
         """Start again any worker that is not running."""
         for worker in self.workers:
             if not worker.alive:
+                self.restarts += 1
                 worker.start()
 
     def logs(self) -> str:
