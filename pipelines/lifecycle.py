@@ -137,7 +137,7 @@ def hooks(settings: Settings, pipelines: Iterable[Pipeline] = (), *, scheduler: 
         if served is not None:
             served[0].shutdown()
             served[0].server_close()
-        observability.teardown()
+        await observability.teardown()
         resources: Resources | None = ctx.get("resources")
         if resources is None:
             return

@@ -78,7 +78,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             await state.storage.close()
             await state.redis.aclose()
             await state.db.close()
-            observability.teardown()
+            await observability.teardown()
 
     return Starlette(
         routes=[*routes(), dashboard.mount()],

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 from opentelemetry import trace
@@ -24,7 +25,14 @@ def setup(settings: Settings, service: str) -> None:
     error_reports.configure(settings, service)
 
 
-def teardown() -> None:
+async def teardown() -> None:
+    """Export what is buffered, in a thread: it waits on the network (a collector, Sentry),
+    up to their timeouts if they are down, and the loop may be running workers' jobs still
+    (`conveyor up`)."""
+    await asyncio.to_thread(_flush)
+
+
+def _flush() -> None:
     tracing.shutdown()
     error_reports.flush()
 

@@ -164,6 +164,8 @@ async def test_stats_filter_by_range_and_type(api, settings, tenant):
         backwards = await http.get("/v1/stats", params={"from": second.isoformat(), "to": first.isoformat()})
         too_long = await http.get("/v1/stats", params={"from": "2025-01-01", "to": "2026-01-02"})
         not_a_day = await http.get("/v1/stats", params={"from": "2026-3-1"})
+        year_one = await http.get("/v1/stats", params={"to": "0001-01-02"})  # no 30 days before it
+        year_one_backwards = await http.get("/v1/stats", params={"from": "2000-01-01", "to": "0001-01-01"})
     assert both == {"from": first.isoformat(), "to": second.isoformat(), "items": [
         {"day": first.isoformat(), "type": "view", "count": 3},
         {"day": second.isoformat(), "type": "buy", "count": 2},
@@ -171,7 +173,8 @@ async def test_stats_filter_by_range_and_type(api, settings, tenant):
     assert buys["items"] == [{"day": second.isoformat(), "type": "buy", "count": 2}]
     assert one_day["items"] == [{"day": first.isoformat(), "type": "view", "count": 3}]
     assert default.status_code == 200 and default.json()["items"] == []  # DAY is not in the last 30 days
-    for response in (backwards, too_long, not_a_day):
+    assert year_one.status_code == 200 and year_one.json()["from"] == "0001-01-01"
+    for response in (backwards, too_long, not_a_day, year_one_backwards):
         assert response.status_code == 400 and response.headers["content-type"] == PROBLEM
 
 

@@ -8,6 +8,7 @@ import sentry_sdk
 from pydantic import SecretStr
 
 from pipelines.pipeline import Pipeline, Stage
+from service import tracing
 from tests.support.files import multipart_file, text_pdf
 from tests.support.service import ApiServer, client, new_tenant, running_worker, wait_for_job
 from tests.support.telemetry_receiver import TelemetryReceiver
@@ -33,6 +34,8 @@ def receiver():
     server = TelemetryReceiver()
     server.start()
     yield server
+    while tracing.enabled():  # in-process workers that other tests crashed never said goodbye
+        tracing.shutdown()
     server.stop()
 
 

@@ -102,7 +102,9 @@ def _query_day(request: Request, name: str, default: date) -> date:
 async def get_stats(request: Request) -> JSONResponse:
     tenant = await authenticate(request)
     last_day = _query_day(request, "to", datetime.now(timezone.utc).date())
-    first_day = _query_day(request, "from", last_day - timedelta(days=DEFAULT_RANGE_DAYS - 1))
+    # date.min + 29 days has no 30 days before it: the default range then starts at date.min
+    default_span = min(DEFAULT_RANGE_DAYS - 1, (last_day - date.min).days)
+    first_day = _query_day(request, "from", last_day - timedelta(days=default_span))
     event_type = request.query_params.get("type") or None
     if error := range_error(first_day, last_day):
         raise Problem(400, error, type="bad-request")
