@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
@@ -72,6 +73,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         state.storage = open_storage(settings.storage_url, settings.s3_endpoint_url)
         await state.db.open()
         await state.storage.open()
+        gc.freeze()  # what start-up made lives as long as the process: no collection need scan it again
         try:
             yield
         finally:

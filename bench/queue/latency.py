@@ -9,6 +9,7 @@ a fixed duration, and every job records when it started. Baselines: tuned arq an
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 from collections import defaultdict
 
@@ -44,6 +45,9 @@ async def latencies(runner_class: type[Runner], context: BenchContext, per_secon
     async with runner_class(context.redis_url, context.concurrency) as runner:
         async with WorkerProcess(runner.worker_argv(), context.log_path(f"latency {runner.name}")) as worker:
             await worker.wait_ready(context.redis)
+            # The harness's own heap (every peer's modules, earlier runs' samples) is frozen, so
+            # its collections cannot pause the sending: the latency is the system's, not ours.
+            gc.freeze()
             await paced(runner, count, per_second)
             await _wait_finished(context, worker, count)
     records = [Finished.parse(entry) for entry in await context.redis.lrange(FINISHED, 0, -1)]
