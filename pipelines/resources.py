@@ -53,7 +53,7 @@ class Resources:
     @functools.cached_property
     def parking(self) -> Parking:
         """This worker's running jobs, parked out of arq's poll window."""
-        return Parking(self.redis, self.settings.queue_name, after=self.settings.worker_poll_delay)
+        return Parking(self.redis, self.settings.queue_name, after=self.settings.worker_park_after)
 
     @functools.cached_property
     def events(self) -> Publisher:

@@ -18,6 +18,10 @@ async def _submit(http) -> str:
     return response.json()["id"]
 
 
+def _parking_soon(settings):
+    return settings.model_copy(update={"worker_park_after": 0.2})
+
+
 async def test_a_running_job_is_parked_until_its_in_progress_key_expires(api, settings, tenant):
     started, release = asyncio.Event(), asyncio.Event()
 
@@ -29,7 +33,7 @@ async def test_a_running_job_is_parked_until_its_in_progress_key_expires(api, se
     pipeline = Pipeline("document", (Stage("hold", hold),), timeout=60)
     redis = queue.connect(settings.redis_url)
     try:
-        async with client(api.url, tenant[1]) as http, running_worker(settings, [pipeline]):
+        async with client(api.url, tenant[1]) as http, running_worker(_parking_soon(settings), [pipeline]):
             job_id = await _submit(http)
             await asyncio.wait_for(started.wait(), 10)
 
@@ -51,6 +55,31 @@ async def test_a_running_job_is_parked_until_its_in_progress_key_expires(api, se
         await redis.aclose()
 
 
+async def test_a_job_shorter_than_park_after_stays_due(api, settings, tenant):
+    started, release = asyncio.Event(), asyncio.Event()
+
+    async def short(run):
+        started.set()
+        await release.wait()
+        return {}
+
+    pipeline = Pipeline("document", (Stage("short", short),), timeout=60)
+    redis = queue.connect(settings.redis_url)
+    try:
+        async with client(api.url, tenant[1]) as http, running_worker(settings, [pipeline]):
+            job_id = await _submit(http)
+            await asyncio.wait_for(started.wait(), 10)
+            scores = []
+            for _ in range(20):  # 0.4 s of the job's run, well under WORKER_PARK_AFTER (1 s)
+                scores.append((await redis.zscore(settings.queue_name, job_id), time.time() * 1000))
+                await asyncio.sleep(0.02)
+            release.set()
+            assert (await wait_for_job(http, job_id, timeout=10))["status"] == "succeeded"
+    finally:
+        await redis.aclose()
+    assert all(score is not None and score <= now for score, now in scores), scores
+
+
 async def _absent(redis, name: str, job_id: str) -> bool:
     return await redis.zscore(name, job_id) is None
 
@@ -67,7 +96,7 @@ async def test_a_retried_job_is_due_after_its_backoff_not_its_park(api, settings
 
     # Parked, the job would only be due again when its in-progress key expires: minutes.
     pipeline = Pipeline("document", (Stage("flaky", flaky),), timeout=300)
-    async with client(api.url, tenant[1]) as http, running_worker(settings, [pipeline]):
+    async with client(api.url, tenant[1]) as http, running_worker(_parking_soon(settings), [pipeline]):
         job_id = await _submit(http)
         done = await wait_for_job(http, job_id, timeout=20)
     assert done["status"] == "succeeded" and done["attempts"] == 2
