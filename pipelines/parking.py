@@ -6,15 +6,15 @@ key: four round trips per running job per poll. A worker holding a hundred docum
 wait seconds on Textract spends most of its CPU re-checking its own jobs, and with more
 running jobs than a poll reads (`queue_read_limit`), the jobs behind them are never seen.
 
-So a job that outlives `WORKER_PARK_AFTER` (1 s) is parked: its score becomes the moment its
+So a job that outlives `WORKER_PARK_AFTER` (0.25 s) is parked: its score becomes the moment its
 in-progress key expires. It is out of every poll's window, yet due again by itself if its
 worker dies without a word, exactly when arq would have run it again (the reconciler hands
 it back sooner, with `service.queue.release`). A job going back to arq unfinished (a retry, a shutdown) first
 gets its enqueue score back, because arq re-scores a retry relative to it.
 
-Shorter jobs are not parked: parking costs the worker more than the skips it saves (a
-workload of 25 ms jobs ran ~20 % slower when every job past 20 ms was parked), and jobs
-younger than a second fill the window only with many workers' worth of slots.
+Shorter jobs are not parked: for them parking costs the worker more than the skips it saves
+(the queue benchmark's 0–50 ms jobs ran ~20 % slower when every job past 20 ms was parked),
+and jobs that young fill the window only with many workers' worth of slots.
 """
 
 from __future__ import annotations

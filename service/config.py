@@ -143,7 +143,7 @@ class Settings(BaseSettings):
     kind_queues: CommaList = Field(default_factory=list)  # e.g. "video=conveyor:video"
     worker_max_jobs: int = Field(default=500, gt=0)
     worker_poll_delay: float = Field(default=0.02, gt=0)
-    worker_park_after: float = Field(default=1.0, gt=0)
+    worker_park_after: float = Field(default=0.25, gt=0)
     worker_heartbeat_seconds: float = Field(default=2.0, gt=0)
     worker_dead_after_seconds: float = Field(default=6.0, gt=0)
     worker_shutdown_grace: float = Field(default=20.0, ge=0)

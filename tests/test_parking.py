@@ -1,7 +1,9 @@
 """Running jobs are parked out of arq's poll window, and come back when they must."""
 
 import asyncio
+import contextlib
 import time
+from collections.abc import AsyncIterator
 
 from arq.constants import in_progress_key_prefix
 
@@ -19,10 +21,12 @@ async def _submit(http) -> str:
 
 
 def _parking_soon(settings):
-    return settings.model_copy(update={"worker_park_after": 0.2})
+    return settings.model_copy(update={"worker_park_after": 0.1})
 
 
-async def test_a_running_job_is_parked_until_its_in_progress_key_expires(api, settings, tenant):
+@contextlib.asynccontextmanager
+async def _held_job(api, key: str, worker_settings) -> AsyncIterator[str]:
+    """A job running until the block ends, then awaited to success."""
     started, release = asyncio.Event(), asyncio.Event()
 
     async def hold(run):
@@ -31,11 +35,18 @@ async def test_a_running_job_is_parked_until_its_in_progress_key_expires(api, se
         return {}
 
     pipeline = Pipeline("document", (Stage("hold", hold),), timeout=60)
+    async with client(api.url, key) as http, running_worker(worker_settings, [pipeline]):
+        job_id = await _submit(http)
+        await asyncio.wait_for(started.wait(), 10)
+        yield job_id
+        release.set()
+        assert (await wait_for_job(http, job_id, timeout=10))["status"] == "succeeded"
+
+
+async def test_a_running_job_is_parked_until_its_in_progress_key_expires(api, settings, tenant):
     redis = queue.connect(settings.redis_url)
     try:
-        async with client(api.url, tenant[1]) as http, running_worker(_parking_soon(settings), [pipeline]):
-            job_id = await _submit(http)
-            await asyncio.wait_for(started.wait(), 10)
+        async with _held_job(api, tenant[1], _parking_soon(settings)) as job_id:
 
             async def parked_score():
                 score = await redis.zscore(settings.queue_name, job_id)
@@ -47,34 +58,19 @@ async def test_a_running_job_is_parked_until_its_in_progress_key_expires(api, se
             [state] = await monitoring.queue_states(redis, settings, workers=[{"jobs": [job_id]}],
                                                     names=[settings.queue_name])
             assert (state.waiting, state.running, state.scheduled) == (0, 1, 0)
-
-            release.set()
-            assert (await wait_for_job(http, job_id, timeout=10))["status"] == "succeeded"
-            await until(lambda: _absent(redis, settings.queue_name, job_id))
+        await until(lambda: _absent(redis, settings.queue_name, job_id))
     finally:
         await redis.aclose()
 
 
 async def test_a_job_shorter_than_park_after_stays_due(api, settings, tenant):
-    started, release = asyncio.Event(), asyncio.Event()
-
-    async def short(run):
-        started.set()
-        await release.wait()
-        return {}
-
-    pipeline = Pipeline("document", (Stage("short", short),), timeout=60)
     redis = queue.connect(settings.redis_url)
+    scores = []
     try:
-        async with client(api.url, tenant[1]) as http, running_worker(settings, [pipeline]):
-            job_id = await _submit(http)
-            await asyncio.wait_for(started.wait(), 10)
-            scores = []
-            for _ in range(20):  # 0.4 s of the job's run, well under WORKER_PARK_AFTER (1 s)
+        async with _held_job(api, tenant[1], settings) as job_id:
+            for _ in range(8):  # 0.16 s of the job's run, under WORKER_PARK_AFTER (0.25 s)
                 scores.append((await redis.zscore(settings.queue_name, job_id), time.time() * 1000))
                 await asyncio.sleep(0.02)
-            release.set()
-            assert (await wait_for_job(http, job_id, timeout=10))["status"] == "succeeded"
     finally:
         await redis.aclose()
     assert all(score is not None and score <= now for score, now in scores), scores
