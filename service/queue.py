@@ -43,9 +43,11 @@ MAX_BACKLOG_PENALTY_MS = PRIORITY_STEP_MS - 1000
 
 # arq's main loop catches nothing: one failed heartbeat or poll while Redis is unreachable
 # (a restart, a failover, a network partition) would end the worker and every job it holds.
-# Its connections instead retry for about a minute, backing off with jitter so a fleet of
-# workers does not reconnect in step; a longer outage still ends the worker, for its
-# supervisor to restart. arq hands these to `redis://` connections only, not behind Sentinel.
+# Its connections instead retry connecting for about a minute, backing off with jitter so a
+# fleet of workers does not reconnect in step; a longer outage still ends the worker, for
+# its supervisor to restart. A command cut off mid-flight is not sent again (it may have
+# run: a claim script twice would lose the first one's jobs). arq hands these to
+# `redis://` connections only, not behind Sentinel.
 OUTAGE_RETRIES = 30
 OUTAGE_BACKOFF = EqualJitterBackoff(cap=2.0, base=0.05)
 
@@ -95,8 +97,8 @@ def redis_settings(url: str) -> RedisSettings:
         )
     else:
         settings = RedisSettings.from_dsn(url)
-    # OSError covers what redis-py does not retry by itself: a refused or unroutable
-    # connect (ECONNREFUSED, EHOSTUNREACH) and a connect timeout.
+    # OSError is what a refused, unroutable or timed-out connect raises (ECONNREFUSED,
+    # EHOSTUNREACH); a broken command surfaces as redis's ConnectionError, not retried.
     settings.retry = Retry(OUTAGE_BACKOFF, OUTAGE_RETRIES)
     settings.retry_on_error = [OSError]
     return settings
