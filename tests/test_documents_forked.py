@@ -84,3 +84,18 @@ async def test_the_server_goes_with_its_owner():
     process = fork_server_process()
     await server.aclose()
     assert not process.is_running()
+
+
+async def test_concurrent_calls_do_not_wait_for_each_others_answers(sleeper: ForkServer):
+    """Requests are pipelined: with the server stopped, every call's request is already
+    written and awaiting its answer, none queued behind another's round trip."""
+    assert await sleeper.call([0], timeout=5) == 0
+    server = fork_server_process()
+    server.suspend()
+    try:
+        calls = [asyncio.create_task(sleeper.call([0], timeout=30)) for _ in range(5)]
+        await asyncio.sleep(0.2)
+        assert len(sleeper._server._waiting) == 5
+    finally:
+        server.resume()
+    assert await asyncio.gather(*calls) == [0] * 5

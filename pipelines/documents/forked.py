@@ -11,6 +11,7 @@ pool has none of those properties). (multiprocessing's forkserver would do, but 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import json
 import os
@@ -28,8 +29,8 @@ class ForkServer:
 
     def __init__(self, target: str) -> None:
         self._target = target
-        self._process: asyncio.subprocess.Process | None = None
-        self._exchange = asyncio.Lock()
+        self._server: _Server | None = None
+        self._starting = asyncio.Lock()
         self._cleanups: set[asyncio.Task] = set()
 
     async def call(self, args: Sequence[object], *, timeout: float) -> int:
@@ -53,9 +54,9 @@ class ForkServer:
 
     async def aclose(self) -> None:
         await asyncio.gather(*self._cleanups, return_exceptions=True)
-        if self._process is not None and self._process.returncode is None:
-            self._process.kill()
-            await self._process.wait()
+        if self._server is not None:
+            await self._server.stop()
+            self._server = None
 
     async def _end(self, pid: int, pidfd: int, *, kill: bool) -> int:
         try:
@@ -75,29 +76,66 @@ class ForkServer:
         cleanup.add_done_callback(self._cleanups.discard)
 
     async def _ask(self, request: dict) -> dict:
-        async with self._exchange:
-            process = await self._running()
-            process.stdin.write(json.dumps(request).encode() + b"\n")
-            try:
-                await process.stdin.drain()
-                line = await process.stdout.readline()
-            except ConnectionError:
-                line = b""
-            if not line:
-                with contextlib.suppress(ProcessLookupError):
-                    process.kill()
-                self._process = None  # a new server for the next call
-                raise TransientError("the document reader's fork server died", type="reader_unavailable")
-            return json.loads(line)
+        """Requests are pipelined: each is written at once and its reply, answered in order,
+        resolves it. Waiting for each reply before the next request would cost every call
+        two turns of a busy worker's event loop, one document after another."""
+        server = await self._running()
+        return await server.ask(request)
 
-    async def _running(self) -> asyncio.subprocess.Process:
-        if self._process is None or self._process.returncode is not None:
-            self._process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "pipelines.documents.fork_server", self._target,
-                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-                env={**os.environ, "PYTHONPATH": _pythonpath()},
-            )
-        return self._process
+    async def _running(self) -> _Server:
+        async with self._starting:
+            if self._server is None or not self._server.alive:
+                process = await asyncio.create_subprocess_exec(
+                    sys.executable, "-m", "pipelines.documents.fork_server", self._target,
+                    stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+                    env={**os.environ, "PYTHONPATH": _pythonpath()},
+                )
+                self._server = _Server(process)  # a dead one is replaced for the next call
+        return self._server
+
+
+class _Server:
+    """One fork_server process and the replies it owes, oldest first."""
+
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        self.process = process
+        self._waiting: collections.deque[asyncio.Future] = collections.deque()
+        self._reader = asyncio.create_task(self._read_replies())
+
+    @property
+    def alive(self) -> bool:
+        return not self._reader.done()
+
+    async def ask(self, request: dict) -> dict:
+        reply = asyncio.get_running_loop().create_future()
+        self._waiting.append(reply)  # with the write below, in one step: the order is kept
+        self.process.stdin.write(json.dumps(request).encode() + b"\n")
+        with contextlib.suppress(ConnectionError):  # a dead server: the reader fails the reply
+            await self.process.stdin.drain()
+        return await reply
+
+    async def stop(self) -> None:
+        self._reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._reader
+        if self.process.returncode is None:
+            self.process.kill()
+            await self.process.wait()
+
+    async def _read_replies(self) -> None:
+        try:
+            while line := await self.process.stdout.readline():
+                reply = self._waiting.popleft()
+                if not reply.done():  # its caller may have gone; the answer is still its
+                    reply.set_result(json.loads(line))
+        finally:
+            while self._waiting:
+                reply = self._waiting.popleft()
+                if not reply.done():
+                    reply.set_exception(TransientError("the document reader's fork server died",
+                                                       type="reader_unavailable"))
+        with contextlib.suppress(ProcessLookupError):  # its output closed: make sure it is gone
+            self.process.kill()
 
 
 async def _readable(fd: int) -> None:
