@@ -24,7 +24,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .queue.throughput import _percentile
+from .report import percentile
 
 SCRIPTS = Path(__file__).parent / "wrk"
 BOUNDARY = "conveyor-bench-boundary"
@@ -76,7 +76,7 @@ async def paced_uploads(url: str, key: str, *, clients: int, rate: float, second
     span = seconds
     if answered:  # from the first request's start to the last answer's end
         span = (max(start + micros for start, _, micros in answered) - min(start for start, _, _ in answered)) / 1e6
-    p50, p99 = (_percentile(latencies, 50), _percentile(latencies, 99)) if latencies else (math.nan, math.nan)
+    p50, p99 = (percentile(latencies, 50), percentile(latencies, 99)) if latencies else (math.nan, math.nan)
     return Load(requests=sent, accepted=len(latencies), seconds=max(span, 1e-9), p50=p50, p99=p99)
 
 

@@ -36,6 +36,13 @@ class Spread:
         return f"{number(self.median)} ({number(self.low)}–{number(self.high)})"
 
 
+def percentile(values: Sequence[float], percent: int) -> float:
+    """The `percent`th percentile of `values` (inclusive method: it never leaves their range)."""
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=100, method="inclusive")[percent - 1]
+
+
 def rate(value: float) -> str:
     return f"{value:,.0f}"
 

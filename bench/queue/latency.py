@@ -14,11 +14,11 @@ import time
 from collections import defaultdict
 
 from ..context import BenchContext
-from ..report import Section, Spread, Table
+from ..report import Section, Spread, Table, percentile
 from .process import WorkerFailed, WorkerProcess
 from .recorder import FINISHED, Finished
 from .runner import Runner, conveyor_runner, peer_runners, round_robin
-from .throughput import _percentile, _wait_finished, measure
+from .throughput import _wait_finished, measure
 from .workload import Workload, jobs
 
 BASELINES = ("arq-tuned", "saq")
@@ -75,7 +75,7 @@ async def run(context: BenchContext) -> Section:
                 continue
             samples[runner_class.name].append(measured)
             context.progress(f"latency {turn + 1}/{context.repeat} {runner_class.name}: "
-                             f"p99 {_percentile(measured, 99):.1f} ms")
+                             f"p99 {percentile(measured, 99):.1f} ms")
     table = Table(
         f"Enqueue → start latency, ms: {count:,} no-op jobs offered at {offered:,.0f}/s (half of Conveyor's "
         f"peak of {peak:,.0f}/s) over {context.latency_seconds:g} s, concurrency {context.concurrency}, "
@@ -87,7 +87,7 @@ async def run(context: BenchContext) -> Section:
         if not runs:
             table.rows.append([runner_class.name, f"failed: {failures.get(runner_class.name, '?')}", "", "", ""])
             continue
-        cells = [Spread.of([_percentile(run, percent) for run in runs]).format(_ms) for percent in PERCENTILES]
+        cells = [Spread.of([percentile(run, percent) for run in runs]).format(_ms) for percent in PERCENTILES]
         table.rows.append([runner_class.name, *cells, Spread.of([max(run) for run in runs]).format(_ms)])
     return context.section("latency", "Enqueue-to-start latency at half of peak", [table], [
         "Start is when the job function begins, recorded by the job itself; enqueue is when the client "

@@ -9,13 +9,12 @@ job's finish time minus the enqueue time it carried.
 from __future__ import annotations
 
 import asyncio
-import statistics
 import time
 from collections import defaultdict
 from dataclasses import dataclass
 
 from ..context import POLL_S, BenchContext
-from ..report import Section, Spread, Table, rate, seconds
+from ..report import Section, Spread, Table, percentile, rate, seconds
 from .process import WorkerFailed, WorkerProcess
 from .recorder import FINISHED, Finished
 from .runner import Runner, conveyor_runner, peer_runners, round_robin
@@ -37,12 +36,6 @@ class Sample:
     latency_p99_s: float
 
 
-def _percentile(values: list[float], percent: int) -> float:
-    if len(values) == 1:
-        return values[0]
-    return statistics.quantiles(values, n=100, method="inclusive")[percent - 1]
-
-
 def summarize(records: list[Finished], enqueue_s: float) -> Sample:
     first_enqueue = min(record.enqueued_at for record in records)
     last_finish = max(record.finished_at for record in records)
@@ -51,8 +44,8 @@ def summarize(records: list[Finished], enqueue_s: float) -> Sample:
         jobs=len(records),
         enqueue_per_s=len(records) / enqueue_s,
         processing_per_s=len(records) / (last_finish - first_enqueue),
-        latency_p50_s=_percentile(latencies, 50),
-        latency_p99_s=_percentile(latencies, 99),
+        latency_p50_s=percentile(latencies, 50),
+        latency_p99_s=percentile(latencies, 99),
     )
 
 
