@@ -69,6 +69,7 @@ class Stack:
     def __init__(self, textract_seconds: float, llm_seconds: float) -> None:
         self.textract_seconds, self.llm_seconds = textract_seconds, llm_seconds
         self.processes: list[subprocess.Popen] = []
+        self.named: dict[str, psutil.Process] = {}
         self.redis = RedisServer()
         self.database: str | None = None
 
@@ -78,10 +79,10 @@ class Stack:
         self.database = await postgres.create_database("conveyor_bench")
         self.database_url = postgres.database_url(self.database)
         await upgrade_async(self.database_url)
-        _, s3_url = self._server("s3", "--put-latency", "0.05", "--latency", "0.01")
+        _, s3_url = self._server("S3", "s3", "--put-latency", "0.05", "--latency", "0.01")
         boto3.client("s3", endpoint_url=s3_url).create_bucket(Bucket=BUCKET)
-        _, textract_url = self._server("textract", "--s3", s3_url, "--seconds", str(self.textract_seconds))
-        _, llm_url = self._server("llm", "--latency", str(self.llm_seconds))
+        _, textract_url = self._server("Textract", "textract", "--s3", s3_url, "--seconds", str(self.textract_seconds))
+        _, llm_url = self._server("LLM", "llm", "--latency", str(self.llm_seconds))
         self.env = {
             **os.environ, **CREDENTIALS,
             "DATABASE_URL": self.database_url, "REDIS_URL": self.redis.url,
@@ -96,16 +97,29 @@ class Stack:
         self.processes.append(spawn([sys.executable, "-m", "uvicorn", "service.app:app", "--port", str(port),
                                      "--log-level", "warning"], self.env))
         wait_for_port(port, timeout=30)
+        self.named["API"] = psutil.Process(self.processes[-1].pid)
         self.worker = spawn([sys.executable, "-m", "arq", "worker.WorkerSettings"], self.env)
         self.processes.append(self.worker)
-        self.worker_process = psutil.Process(self.worker.pid)
+        self.worker_process = self.named["worker"] = psutil.Process(self.worker.pid)
+        self.named["Redis"] = psutil.Process(self.redis.process.pid)
+        self.named["client"] = psutil.Process()
         settings = load_settings(database_url=self.database_url, redis_url=self.redis.url)
         _, self.key = await new_tenant(settings, "bench")
 
-    def _server(self, kind: str, *options: str) -> tuple[subprocess.Popen, str]:
+    def _server(self, name: str, kind: str, *options: str) -> tuple[subprocess.Popen, str]:
         process, url = spawn_server(kind, *options)
         self.processes.append(process)
+        self.named[name] = psutil.Process(process.pid)
         return process, url
+
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU seconds so far of each process on the benchmark's cores: ours, the test servers,
+        PostgreSQL's (all of them: nothing else uses it here) and this client."""
+        seconds = {name: _own_cpu(process) for name, process in self.named.items()}
+        seconds["page readers"] = child_cpu(self.worker_process)
+        seconds["PostgreSQL"] = sum(_own_cpu(process) for process in psutil.process_iter(["name"])
+                                    if process.info["name"] == "postgres" and process.is_running())
+        return seconds
 
     async def stop(self) -> None:
         for process in reversed(self.processes):
@@ -120,12 +134,20 @@ class Stack:
             await postgres.drop_database(self.database)
 
 
+def _own_cpu(process: psutil.Process) -> float:
+    try:
+        times = process.cpu_times()
+    except psutil.NoSuchProcess:  # a PostgreSQL backend that just ended
+        return 0.0
+    return times.user + times.system
+
+
 def child_cpu(worker: psutil.Process) -> float:
-    """CPU seconds of the worker's child processes: those it reaped, and the live ones (the
-    page readers' fork server) with the children they reaped (one per document)."""
+    """CPU seconds of the worker's descendants: those reaped, and the live ones (the page
+    readers' fork server and the readers it forked)."""
     own = worker.cpu_times()
     total = own.children_user + own.children_system
-    for child in worker.children():
+    for child in worker.children(recursive=True):
         times = child.cpu_times()
         total += times.user + times.system + times.children_user + times.children_system
     return total
@@ -148,9 +170,10 @@ async def run_batch(stack: Stack, http: aiohttp.ClientSession, conn: asyncpg.Con
                 response.raise_for_status()
                 return (await response.json())["id"]
 
-    cpu, children = stack.worker_process.cpu_times(), child_cpu(stack.worker_process)
+    before = stack.cpu_seconds()
     started = datetime.now(timezone.utc)
     ids = await asyncio.gather(*(upload() for _ in range(count)))
+    uploaded = stack.cpu_seconds()
     while True:
         row = await conn.fetchrow(
             """
@@ -164,16 +187,41 @@ async def run_batch(stack: Stack, http: aiohttp.ClientSession, conn: asyncpg.Con
         if row["finished"] == count:
             break
         await asyncio.sleep(0.1)
-    after = stack.worker_process.cpu_times()
+    after = stack.cpu_seconds()
     return {
         "n": count,
         "succeeded": row["succeeded"],
         "makespan": (row["last"] - started).total_seconds(),
         "uploading": (row["last_created"] - started).total_seconds(),
-        "cpu": (after.user + after.system - cpu.user - cpu.system) / count,
-        "children_cpu": (child_cpu(stack.worker_process) - children) / count,
+        "cpu": (after["worker"] - before["worker"]) / count,
+        "children_cpu": (after["page readers"] - before["page readers"]) / count,
+        "cpu_uploading": {name: uploaded[name] - before[name] for name in before},
+        "cpu_total": {name: after[name] - before[name] for name in before},
         "ids": ids,
+        "started": started,
     }
+
+
+async def last_timeline(conn: asyncpg.Connection, run: dict) -> str:
+    """When the last document to finish was created, claimed and through each stage, in
+    seconds since the batch's first upload: the makespan's critical path."""
+    rows = await conn.fetch(
+        """
+        WITH last AS (SELECT id, created_at, started_at FROM jobs WHERE id = ANY($1::uuid[])
+                      ORDER BY finished_at DESC LIMIT 1)
+        SELECT 'created' AS name, -2 AS position, last.created_at AS at FROM last
+        UNION ALL SELECT 'claimed', -1, last.started_at FROM last
+        UNION ALL SELECT name || ' done', position, finished_at FROM job_stages JOIN last ON job_id = last.id
+        ORDER BY position
+        """,
+        run["ids"],
+    )
+    return ", ".join(f"{row['name']} {(row['at'] - run['started']).total_seconds():.2f}" for row in rows)
+
+
+def cpu_by_process(run: dict) -> str:
+    busiest = sorted(run["cpu_total"], key=run["cpu_total"].get, reverse=True)
+    return ", ".join(f"{name} {run['cpu_uploading'][name]:.2f} / {run['cpu_total'][name]:.2f}" for name in busiest)
 
 
 async def stage_times(conn: asyncpg.Connection, ids: list[str]) -> str:
@@ -203,7 +251,9 @@ async def main(args: argparse.Namespace, command: str) -> None:
             machine = await describe(redis)
         conn = await asyncpg.connect(stack.database_url)
         headers = {"Authorization": f"Bearer {stack.key}"}
-        connector = aiohttp.TCPConnector(limit=UPLOADS_AT_ONCE)
+        # Idle connections are dropped before uvicorn's 5 s keep-alive closes them: a post on a
+        # connection the server is closing fails, and a POST is not retried.
+        connector = aiohttp.TCPConnector(limit=UPLOADS_AT_ONCE, keepalive_timeout=2)
         timeout = aiohttp.ClientTimeout(total=120)
         async with aiohttp.ClientSession(stack.api_url, headers=headers, connector=connector, timeout=timeout) as http:
             await run_batch(stack, http, conn, 1, pdf)  # warm-up: pools, clients, imports
@@ -232,6 +282,10 @@ async def main(args: argparse.Namespace, command: str) -> None:
                 uploading = Spread.of([run["uploading"] for run in runs]).format(seconds)
                 notes.append(f"N = {count}: the uploads took {uploading} s; mean per document: "
                              f"{await stage_times(conn, runs[-1]['ids'])}.")
+                notes.append(f"N = {count}, the last document to finish (last run), seconds after the first upload: "
+                             f"{await last_timeline(conn, runs[-1])}.")
+                notes.append(f"N = {count}, CPU seconds by process while uploading / in all (last run): "
+                             f"{cpu_by_process(runs[-1])}.")
                 console.print(table.rich())
         await conn.close()
     finally:
@@ -242,8 +296,8 @@ async def main(args: argparse.Namespace, command: str) -> None:
         "before each PUT (10 ms otherwise), the Textract-protocol server "
         f"({args.textract_seconds:g} s until SUCCEEDED, two canned result pages, the object not fetched: AWS's work), "
         f"the OpenAI-compatible server ({args.llm_seconds:g} s).",
-        "Worker CPU: the `arq` process's user+system; reader CPU: its child processes (the page readers' fork "
-        "server and the child it forks per document).",
+        "Worker CPU: the `arq` process's user+system; reader CPU: its descendants (the page readers' fork "
+        "server and the readers it forks).",
     ]
     section = Section("documents", "Documents pipeline", command, time.strftime("%Y-%m-%d %H:%M %Z"), machine,
                       [table], notes)

@@ -23,6 +23,11 @@ async def until(condition, within: float = 5.0) -> None:
         await asyncio.sleep(0.02)
 
 
+async def run(server: ForkServer, *args: object) -> int:
+    """A child running the target with `args`, to its exit code."""
+    return await (await server.spawn(list(args))).wait(timeout=30)
+
+
 @pytest.fixture
 async def sleeper():
     server = ForkServer("time:sleep")
@@ -33,7 +38,7 @@ async def sleeper():
 async def test_each_call_is_a_child_with_its_own_exit_code():
     server = ForkServer("os:_exit")
     try:
-        assert [await server.call([code], timeout=5) for code in (3, 0, 7)] == [3, 0, 7]
+        assert [await (await server.spawn([code])).wait(timeout=5) for code in (3, 0, 7)] == [3, 0, 7]
         assert fork_server_process().children() == []
     finally:
         await server.aclose()
@@ -42,7 +47,7 @@ async def test_each_call_is_a_child_with_its_own_exit_code():
 async def test_a_child_killed_by_a_signal_says_which():
     server = ForkServer("os:abort")
     try:
-        assert await server.call([], timeout=5) == -signal.SIGABRT
+        assert await (await server.spawn([])).wait(timeout=5) == -signal.SIGABRT
     finally:
         await server.aclose()
 
@@ -50,13 +55,13 @@ async def test_a_child_killed_by_a_signal_says_which():
 async def test_an_overrunning_child_is_killed_and_reaped(sleeper: ForkServer):
     started = time.monotonic()
     with pytest.raises(TimeoutError):
-        await sleeper.call([60], timeout=0.3)
+        await (await sleeper.spawn([60])).wait(timeout=0.3)
     assert time.monotonic() - started < 30
     assert fork_server_process().children() == []
 
 
 async def test_a_cancelled_call_kills_its_child(sleeper: ForkServer):
-    call = asyncio.create_task(sleeper.call([60], timeout=60))
+    call = asyncio.create_task(run(sleeper, 60))
     await until(lambda: any(p.children() for p in psutil.Process().children() if "fork_server" in str(p.cmdline())))
     call.cancel()
     with pytest.raises(asyncio.CancelledError):
@@ -66,21 +71,21 @@ async def test_a_cancelled_call_kills_its_child(sleeper: ForkServer):
 
 
 async def test_a_dead_server_is_replaced_by_the_next_call(sleeper: ForkServer):
-    assert await sleeper.call([0], timeout=5) == 0
+    assert await run(sleeper, 0) == 0
     first = fork_server_process()
     first.kill()
     await until(lambda: not first.is_running())
     try:
-        outcome = await sleeper.call([0], timeout=5)
+        outcome = await run(sleeper, 0)
     except TransientError:  # the loop had not yet noticed the death: this call says so, plainly
-        outcome = await sleeper.call([0], timeout=5)
+        outcome = await run(sleeper, 0)
     assert outcome == 0
     assert fork_server_process().pid != first.pid
 
 
 async def test_the_server_goes_with_its_owner():
     server = ForkServer("time:sleep")
-    await server.call([0], timeout=5)
+    await run(server, 0)
     process = fork_server_process()
     await server.aclose()
     assert not process.is_running()
@@ -89,11 +94,11 @@ async def test_the_server_goes_with_its_owner():
 async def test_concurrent_calls_do_not_wait_for_each_others_answers(sleeper: ForkServer):
     """Requests are pipelined: with the server stopped, every call's request is already
     written and awaiting its answer, none queued behind another's round trip."""
-    assert await sleeper.call([0], timeout=5) == 0
+    assert await run(sleeper, 0) == 0
     server = fork_server_process()
     server.suspend()
     try:
-        calls = [asyncio.create_task(sleeper.call([0], timeout=30)) for _ in range(5)]
+        calls = [asyncio.create_task(run(sleeper, 0)) for _ in range(5)]
         await asyncio.sleep(0.2)
         assert len(sleeper._server._waiting) == 5
     finally:

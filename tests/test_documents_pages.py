@@ -1,5 +1,7 @@
+import asyncio
 from pathlib import Path
 
+import psutil
 import pytest
 from PIL import Image
 
@@ -179,3 +181,81 @@ async def test_reading_is_bounded_in_memory(tmp_path, page_readers):
     limits = {"dpi": 2400, "max_pixels": 10**9, "memory_bytes": 32 * 1024 * 1024}  # the render needs ~90 MiB
     error = await read_error(page_readers, tmp_path, "scan.pdf", scanned_pdf("Huge"), **limits)
     assert error.type == "document_too_complex"
+
+
+def reader_pids() -> set[int]:
+    """The page readers alive now: the fork server's children."""
+    return {reader.pid for server in psutil.Process().children() if "pipelines.documents.fork_server" in server.cmdline()
+            for reader in server.children()}
+
+
+@pytest.fixture
+async def one_reader():
+    readers = PageReaders(concurrency=1, reads_per_reader=3)
+    yield readers
+    await readers.aclose()
+
+
+async def test_a_reader_serves_document_after_document(tmp_path, one_reader):
+    pids = []
+    for _ in range(3):
+        document = await read(one_reader, tmp_path, "cv.pdf", text_pdf(RESUME))
+        assert "Jane Doe" in document.pages[0].text
+        pids.append(reader_pids())
+    assert pids[0] == pids[1] and len(pids[0]) == 1
+    assert pids[2] == set()  # its third read was its last: it was retired, not kept
+
+
+async def test_a_reader_that_overran_is_replaced(tmp_path, one_reader):
+    await read(one_reader, tmp_path, "cv.pdf", text_pdf(RESUME))
+    [first] = reader_pids()
+    error = await read_error(one_reader, tmp_path, "cv.pdf", text_pdf(RESUME), timeout=0.001)
+    assert error.type == "document_too_complex"
+    assert not psutil.pid_exists(first)
+    document = await read(one_reader, tmp_path, "cv.pdf", text_pdf(RESUME))
+    assert "Jane Doe" in document.pages[0].text
+
+
+async def test_a_reader_that_died_idle_is_replaced(tmp_path, one_reader):
+    await read(one_reader, tmp_path, "cv.pdf", text_pdf(RESUME))
+    [first] = reader_pids()
+    psutil.Process(first).kill()
+    document = await read(one_reader, tmp_path, "cv.pdf", text_pdf(RESUME))
+    assert "Jane Doe" in document.pages[0].text
+    assert first not in reader_pids()
+
+
+async def test_a_reader_killed_mid_read_fails_only_that_document(tmp_path, one_reader):
+    await read(one_reader, tmp_path, "cv.pdf", text_pdf(RESUME))
+    [reader] = reader_pids()
+    huge = asyncio.create_task(read(one_reader, tmp_path, "scan.pdf", scanned_pdf("Huge"), dpi=2400, max_pixels=10**9))
+    await asyncio.sleep(0.2)
+    assert not huge.done()
+    psutil.Process(reader).kill()
+    with pytest.raises(PermanentError) as caught:
+        await huge
+    assert caught.value.type == "unreadable_document"
+    assert "killed by signal 9" in caught.value.message
+    document = await read(one_reader, tmp_path, "cv.pdf", text_pdf(RESUME))
+    assert "Jane Doe" in document.pages[0].text
+
+
+async def test_a_cancelled_read_kills_its_reader(tmp_path, one_reader):
+    await read(one_reader, tmp_path, "cv.pdf", text_pdf(RESUME))
+    [reader] = reader_pids()
+    huge = asyncio.create_task(read(one_reader, tmp_path, "scan.pdf", scanned_pdf("Huge"), dpi=2400, max_pixels=10**9))
+    await asyncio.sleep(0.2)
+    huge.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await huge
+    assert not psutil.pid_exists(reader)
+    assert reader_pids() == set()
+
+
+async def test_each_read_gets_its_own_memory_limit(tmp_path, one_reader):
+    """A small budget for one document does not stay with the reader for the next."""
+    await read(one_reader, tmp_path, "cv.pdf", text_pdf(RESUME), memory_bytes=16 * 1024 * 1024)
+    [reader] = reader_pids()
+    document = await read(one_reader, tmp_path, "scan.pdf", scanned_pdf("Big"), dpi=600, max_pixels=10**9)
+    assert document.needing_ocr
+    assert reader_pids() == {reader}

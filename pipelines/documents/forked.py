@@ -1,11 +1,11 @@
-"""Running a function in a child forked from a warm server, without blocking the loop.
+"""Children forked from a warm server, watched without blocking the loop.
 
 A fresh interpreter that imports pdfium costs ~0.2 s of CPU, more than reading a scan's
-text layer. `fork_server` imports the reader once and forks a child per call in
-milliseconds, and each child is still a process of its own: killed alone when it overruns
-or its job is cancelled, limited alone in memory, its crash nobody else's (a shared process
-pool has none of those properties). (multiprocessing's forkserver would do, but on Python
-3.11 each of its children re-imports the parent's main script, arq's CLI included.)
+text layer. `fork_server` imports the reader once and forks children from it in
+milliseconds, and each child is a process of its own: killed alone when it overruns or its
+job is cancelled, limited alone in memory, its crash nobody else's (a shared process pool
+has none of those properties). (multiprocessing's forkserver would do, but on Python 3.11
+each of its children re-imports the parent's main script, arq's CLI included.)
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import collections
 import contextlib
 import json
 import os
+import select
 import signal
 import sys
 from collections.abc import Sequence
@@ -33,24 +34,16 @@ class ForkServer:
         self._starting = asyncio.Lock()
         self._cleanups: set[asyncio.Task] = set()
 
-    async def call(self, args: Sequence[object], *, timeout: float) -> int:
-        """Run the target with `args` in a new child; its exit code (negative: the signal
-        that killed it). Raises `TimeoutError` when it overruns `timeout`, after killing it;
-        a cancelled caller kills it too."""
+    async def spawn(self, args: Sequence[object]) -> Child:
+        """Fork a child that runs the target with `args`. It stays unreaped until `Child.end`,
+        so it can be watched and signalled with no risk of its pid being reused meanwhile."""
         starting = asyncio.ensure_future(self._ask({"call": list(args)}))
         try:
             pid = (await asyncio.shield(starting))["pid"]
         except asyncio.CancelledError:
             starting.add_done_callback(self._end_abandoned)
             raise
-        pidfd = os.pidfd_open(pid)  # the child is not reaped until we say so: no pid reuse
-        try:
-            async with asyncio.timeout(timeout):
-                await _readable(pidfd)
-        except BaseException:
-            await asyncio.shield(self._end(pid, pidfd, kill=True))
-            raise
-        return await asyncio.shield(self._end(pid, pidfd, kill=False))
+        return Child(self, pid)
 
     async def aclose(self) -> None:
         await asyncio.gather(*self._cleanups, return_exceptions=True)
@@ -58,20 +51,11 @@ class ForkServer:
             await self._server.stop()
             self._server = None
 
-    async def _end(self, pid: int, pidfd: int, *, kill: bool) -> int:
-        try:
-            if kill:
-                signal.pidfd_send_signal(pidfd, signal.SIGKILL)
-                await _readable(pidfd)
-        finally:
-            os.close(pidfd)
-        return (await self._ask({"reap": pid}))["status"]
-
     def _end_abandoned(self, starting: asyncio.Future) -> None:
+        """A child forked for a caller that was cancelled before it learnt the pid: kill it."""
         if starting.cancelled() or starting.exception() is not None:
             return
-        pid = starting.result()["pid"]
-        cleanup = asyncio.ensure_future(self._end(pid, os.pidfd_open(pid), kill=True))
+        cleanup = asyncio.ensure_future(Child(self, starting.result()["pid"]).end(kill=True))
         self._cleanups.add(cleanup)
         cleanup.add_done_callback(self._cleanups.discard)
 
@@ -92,6 +76,50 @@ class ForkServer:
                 )
                 self._server = _Server(process)  # a dead one is replaced for the next call
         return self._server
+
+
+class Child:
+    """A forked child, watched through a pidfd until it has ended and been reaped."""
+
+    def __init__(self, server: ForkServer, pid: int) -> None:
+        self.pid = pid
+        self._server = server
+        self._pidfd = os.pidfd_open(pid)
+        self._ending: asyncio.Task | None = None
+
+    @property
+    def running(self) -> bool:
+        return self._ending is None and not select.select([self._pidfd], [], [], 0)[0]
+
+    async def exited(self) -> None:
+        """Return once the child has ended (it is not reaped: `end` does that)."""
+        await _readable(self._pidfd)
+
+    async def wait(self, *, timeout: float | None = None) -> int:
+        """Its exit code once it ends (negative: the signal that killed it). Raises
+        `TimeoutError` when it overruns `timeout`, after killing it; a cancelled waiter kills it too."""
+        try:
+            async with asyncio.timeout(timeout):
+                await self.exited()
+        except BaseException:
+            await asyncio.shield(self.end(kill=True))
+            raise
+        return await asyncio.shield(self.end(kill=False))
+
+    def end(self, *, kill: bool) -> asyncio.Task:
+        """Kill it if asked, wait for it to end, reap it: its exit code. Only the first call acts."""
+        if self._ending is None:
+            self._ending = asyncio.ensure_future(self._end(kill))
+        return self._ending
+
+    async def _end(self, kill: bool) -> int:
+        try:
+            if kill:
+                signal.pidfd_send_signal(self._pidfd, signal.SIGKILL)
+            await self.exited()
+        finally:
+            os.close(self._pidfd)
+        return (await self._server._ask({"reap": self.pid}))["status"]
 
 
 class _Server:

@@ -1,13 +1,19 @@
-"""The child process behind `pages.PageReaders`: one document in, a JSON manifest out.
+"""The child process behind `pages.PageReaders`: documents in, one at a time, manifests out.
 
-`serve` runs in a process forked for one document by `fork_server`; it writes
-`{"mime", "pages": [{number, text, image}]}` or `{"error": {type, message}}`.
+`serve` runs in a process forked by `fork_server`. It connects to the worker's socket, says
+its pid, then answers each request line `{"path", "workdir", "limits"}` with one line:
+`{"mime", "pages": [{number, text, image}]}` or `{"error": {type, message}}`, until the
+worker hangs up.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import resource
+import socket
+from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 
@@ -27,25 +33,43 @@ def read(path: Path, workdir: Path, limits: PageLimits) -> dict:
     return {"mime": mime, "pages": [asdict(page) for page in pages]}
 
 
-def serve(request: dict, reply_path: str) -> None:
-    """The child's entry point: read one document, write the reply as JSON to `reply_path`."""
+def serve(socket_path: str) -> None:
+    """The child's entry point: answer the worker's requests on `socket_path` until it hangs up."""
+    with socket.socket(socket.AF_UNIX) as connection:
+        connection.connect(socket_path)
+        with connection.makefile("rwb") as stream:
+            _send(stream, {"pid": os.getpid()})
+            for line in stream:
+                _send(stream, answer(json.loads(line)))
+
+
+def answer(request: dict) -> dict:
     limits = PageLimits(**request["limits"])
-    _limit_memory(limits.memory_bytes)
     try:
-        reply = read(Path(request["path"]), Path(request["workdir"]), limits)
+        with _memory_limit(limits.memory_bytes):
+            return read(Path(request["path"]), Path(request["workdir"]), limits)
     except JobError as exc:
-        reply = {"error": exc.as_dict()}
+        return {"error": exc.as_dict()}
     except MemoryError:
-        reply = {"error": {"type": "document_too_complex", "message": "reading the document ran out of memory"}}
+        return {"error": {"type": "document_too_complex", "message": "reading the document ran out of memory"}}
     except Exception as exc:  # a parser's own failure: the client learns what it said
         message = f"the document could not be read: {type(exc).__name__}: {exc}"
-        reply = {"error": {"type": "unreadable_document", "message": message[:1000]}}
-    Path(reply_path).write_text(json.dumps(reply))
+        return {"error": {"type": "unreadable_document", "message": message[:1000]}}
 
 
-def _limit_memory(budget: int) -> None:
-    """Let the reader map `budget` bytes beyond what it inherited from the fork server."""
+def _send(stream, message: dict) -> None:
+    stream.write(json.dumps(message).encode() + b"\n")
+    stream.flush()
+
+
+@contextlib.contextmanager
+def _memory_limit(budget: int) -> Iterator[None]:
+    """Let this one read map `budget` bytes beyond what the reader has mapped already."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
     mapped = int(Path("/proc/self/statm").read_text().split()[0]) * resource.getpagesize()
-    _, hard = resource.getrlimit(resource.RLIMIT_AS)
     limit = mapped + budget if hard == resource.RLIM_INFINITY else min(hard, mapped + budget)
     resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))

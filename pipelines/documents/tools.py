@@ -5,9 +5,10 @@ hundreds of documents in flight share the CPUs instead of oversubscribing them; 
 extractor, whose connection pool and shared rate limit serve every job.
 
 Page readers get four slots a core (`DOCUMENT_READER_CONCURRENCY`): reading a text layer
-takes well under a millisecond of CPU, and most of a read's time is the fork, the hand-offs
-to and from the fork server and the reply, when a core would sit idle with one slot a core
-(documents bench, 100 at once: the text stage 0.43 → 0.29 s a document).
+takes well under a millisecond of CPU, and most of a read's time is the hand-offs to and
+from its reader through a busy worker's event loop, when a core would sit idle with one
+slot a core (documents bench, 100 at once, when each read forked a child: the text stage
+0.43 → 0.29 s a document).
 """
 
 from __future__ import annotations
