@@ -63,10 +63,8 @@ class DocumentWorkspace:
         if self._pages is None:
             settings = self.run.settings
             limits = PageLimits(max_pages=settings.max_document_pages, render=settings.ocr_provider != "textract")
-            original = await self.original()
-            workdir = self.directory / "pages"
-            await asyncio.to_thread(workdir.mkdir, exist_ok=True)
-            self._pages = await self.run.resources.documents.readers.read(original, workdir, limits)
+            original = await self.original()  # page images go beside it, as page-NNNN.png
+            self._pages = await self.run.resources.documents.readers.read(original, self.directory, limits)
         return self._pages
 
     async def _download(self) -> Path:
