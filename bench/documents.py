@@ -1,5 +1,6 @@
-"""How the document pipeline overlaps work: N documents through API, one worker and the
-paid services at realistic latencies, each in its own process.
+"""How the document pipeline overlaps work: N documents through the API (one process a
+core, as deployed), one worker and the paid services at realistic latencies, each in its
+own process.
 
     python -m bench.documents [--quick] [--sizes 10,100] [--repeat 3]   # N = 10, 100 (and 1000 without --quick)
 
@@ -12,7 +13,8 @@ bucket is not what is measured.
 Printed per N: makespan (first upload to last job finished, from the ledger's clock),
 against the ideal (one document alone: its critical path) and against running the same
 documents one after another (N × that); worker CPU per document (the `arq` process's
-user+system, and separately its child processes: the page readers).
+user+system, and separately its child processes: the page readers); each process's CPU
+while the documents were uploaded and in all; the last document's timeline.
 """
 
 from __future__ import annotations
@@ -69,9 +71,9 @@ def spawn_server(kind: str, *options: str) -> tuple[subprocess.Popen, str]:
 class Stack:
     """PostgreSQL database, Redis, S3, Textract, LLM, the API and one worker."""
 
-    def __init__(self, textract_seconds: float, llm_seconds: float, uploads_at_once: int) -> None:
+    def __init__(self, textract_seconds: float, llm_seconds: float, uploads_at_once: int, api_processes: int) -> None:
         self.textract_seconds, self.llm_seconds = textract_seconds, llm_seconds
-        self.uploads_at_once = uploads_at_once
+        self.uploads_at_once, self.api_processes = uploads_at_once, api_processes
         self.processes: list[subprocess.Popen] = []
         self.named: dict[str, psutil.Process] = {}
         self.redis = RedisServer()
@@ -99,7 +101,7 @@ class Stack:
         port = free_port()
         self.api_url = f"http://127.0.0.1:{port}"
         self.processes.append(spawn([sys.executable, "-m", "uvicorn", "service.app:app", "--port", str(port),
-                                     "--log-level", "warning"], self.env))
+                                     "--log-level", "warning", "--workers", str(self.api_processes)], self.env))
         wait_for_port(port, timeout=30)
         self.named["API"] = psutil.Process(self.processes[-1].pid)
         self.worker = spawn([sys.executable, "-m", "arq", "worker.WorkerSettings"], self.env)
@@ -120,6 +122,7 @@ class Stack:
         """CPU seconds so far of each process on the benchmark's cores: ours, the test servers,
         PostgreSQL's (all of them: nothing else uses it here) and this client."""
         seconds = {name: _own_cpu(process) for name, process in self.named.items()}
+        seconds["API"] += child_cpu(self.named["API"])  # uvicorn's workers
         seconds["page readers"] = child_cpu(self.worker_process)
         seconds["PostgreSQL"] = sum(_own_cpu(process) for process in psutil.process_iter(["name"])
                                     if process.info["name"] == "postgres" and process.is_running())
@@ -146,12 +149,12 @@ def _own_cpu(process: psutil.Process) -> float:
     return times.user + times.system
 
 
-def child_cpu(worker: psutil.Process) -> float:
-    """CPU seconds of the worker's descendants: those reaped, and the live ones (the page
-    readers' fork server and the readers it forked)."""
-    own = worker.cpu_times()
+def child_cpu(parent: psutil.Process) -> float:
+    """CPU seconds of a process's descendants: those reaped, and the live ones (the worker's
+    page readers' fork server and the readers it forked, the API's uvicorn workers)."""
+    own = parent.cpu_times()
     total = own.children_user + own.children_system
-    for child in worker.children(recursive=True):
+    for child in parent.children(recursive=True):
         times = child.cpu_times()
         total += times.user + times.system + times.children_user + times.children_system
     return total
@@ -247,7 +250,7 @@ async def stage_times(conn: asyncpg.Connection, ids: list[str]) -> str:
 async def main(args: argparse.Namespace, command: str) -> None:
     pdf = scanned_pdf("Jane Doe jane.doe@example.com", "Skills: Python, PostgreSQL")
     sizes, repeat = args.sizes, args.repeat
-    stack = Stack(args.textract_seconds, args.llm_seconds, args.uploads_at_once)
+    stack = Stack(args.textract_seconds, args.llm_seconds, args.uploads_at_once, args.api_processes)
     console = Console()
     try:
         await stack.start()
@@ -272,7 +275,8 @@ async def main(args: argparse.Namespace, command: str) -> None:
                  "Reader CPU ms/doc"],
             )
             notes = [f"Ideal: one document alone, median of {len(singles)} runs, {ideal:.2f} s ({stages}); "
-                     f"sequential: N × the ideal. The client posts {stack.uploads_at_once} uploads at once."]
+                     f"sequential: N × the ideal. The client posts {stack.uploads_at_once} uploads at once "
+                     f"to the API's {stack.api_processes} processes."]
             for count in sizes:
                 runs = [await run_batch(stack, http, conn, count, pdf) for _ in range(repeat)]
                 makespan = Spread.of([run["makespan"] for run in runs])
@@ -319,6 +323,8 @@ if __name__ == "__main__":
     parser.add_argument("--textract-seconds", type=float, default=3.0, help="Textract's time until SUCCEEDED")
     parser.add_argument("--llm-seconds", type=float, default=1.5, help="the LLM's time per answer")
     parser.add_argument("--uploads-at-once", type=int, default=UPLOADS_AT_ONCE, help="the client's uploads in flight")
+    parser.add_argument("--api-processes", type=int, default=os.cpu_count() or 1,
+                        help="uvicorn workers serving the API (default: one a core, as the README deploys it)")
     args = parser.parse_args()
     args.sizes = args.sizes or ([10, 100] if args.quick else [10, 100, 1000])
     args.repeat = args.repeat or (1 if args.quick else 3)

@@ -151,6 +151,11 @@ def test_documents_benchmark_reports_makespan_against_the_ideal(tmp_path: Path) 
     cells = [cell.strip() for cell in row.strip("|").split("|")]
     assert cells[1] == "3"  # every document succeeded
     assert float(cells[3]) >= 0.5 and float(cells[4]) > 0  # × ideal, sequential seconds
+    written = results.read_text()
+    timeline = next(line for line in written.splitlines() if "the last document to finish" in line)
+    assert "created" in timeline and "persist done" in timeline, timeline
+    cpu = next(line for line in written.splitlines() if "CPU seconds by process" in line)
+    assert all(name in cpu for name in ("worker", "API", "S3", "PostgreSQL", "page readers")), cpu
 
 
 @pytest.mark.skipif(not replica_support.available(), reason="needs PG 15 binaries and root")
