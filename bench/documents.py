@@ -47,6 +47,7 @@ from tests.support.llm_servers import API_KEY
 from tests.support.net import free_port, wait_for_port
 from tests.support.redis_server import RedisServer
 from tests.support.s3_server import CREDENTIALS
+from tests.support.textract_server import ROLE_ARN, notice_channel
 from tests.support.service import new_tenant
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -71,8 +72,10 @@ def spawn_server(kind: str, *options: str) -> tuple[subprocess.Popen, str]:
 class Stack:
     """PostgreSQL database, Redis, S3, Textract, LLM, the API and one worker."""
 
-    def __init__(self, textract_seconds: float, llm_seconds: float, uploads_at_once: int, api_processes: int) -> None:
+    def __init__(self, textract_seconds: float, llm_seconds: float, uploads_at_once: int, api_processes: int,
+                 textract_notices: bool) -> None:
         self.textract_seconds, self.llm_seconds = textract_seconds, llm_seconds
+        self.textract_notices = textract_notices
         self.uploads_at_once, self.api_processes = uploads_at_once, api_processes
         self.processes: list[subprocess.Popen] = []
         self.named: dict[str, psutil.Process] = {}
@@ -87,7 +90,15 @@ class Stack:
         await upgrade_async(self.database_url)
         _, s3_url = self._server("S3", "s3", "--put-latency", "0.05", "--latency", "0.01")
         boto3.client("s3", endpoint_url=s3_url).create_bucket(Bucket=BUCKET)
-        _, textract_url = self._server("Textract", "textract", "--s3", s3_url, "--seconds", str(self.textract_seconds))
+        notices: dict[str, str] = {}
+        textract_options = ["--s3", s3_url, "--seconds", str(self.textract_seconds)]
+        if self.textract_notices:
+            _, aws_url = self._server("SNS+SQS", "notices", "--put-latency", "0")
+            topic, queue_url = notice_channel(aws_url)
+            textract_options += ["--sns", aws_url]
+            notices = {"TEXTRACT_SNS_TOPIC_ARN": topic, "TEXTRACT_SNS_ROLE_ARN": ROLE_ARN,
+                       "TEXTRACT_SQS_QUEUE_URL": queue_url, "SQS_ENDPOINT_URL": aws_url}
+        _, textract_url = self._server("Textract", "textract", *textract_options)
         _, llm_url = self._server("LLM", "llm", "--latency", str(self.llm_seconds))
         self.env = {
             **os.environ, **CREDENTIALS,
@@ -96,7 +107,7 @@ class Stack:
             "OCR_PROVIDER": "textract", "TEXTRACT_ENDPOINT_URL": textract_url, "REGION": "us-east-1",
             "LLM_PROVIDER": "openai", "LLM_BASE_URL": llm_url, "LLM_API_KEY": API_KEY, "LLM_MODEL": "bench",
             "LLM_RATE_PER_MINUTE": "6000", "LOG_LEVEL": "WARNING", "TENANT_MAX_QUEUED_JOBS": "100000",
-            "RATE_LIMIT_PER_MINUTE": "1000000",
+            "RATE_LIMIT_PER_MINUTE": "1000000", **notices,
         }
         port = free_port()
         self.api_url = f"http://127.0.0.1:{port}"
@@ -250,7 +261,8 @@ async def stage_times(conn: asyncpg.Connection, ids: list[str]) -> str:
 async def main(args: argparse.Namespace, command: str) -> None:
     pdf = scanned_pdf("Jane Doe jane.doe@example.com", "Skills: Python, PostgreSQL")
     sizes, repeat = args.sizes, args.repeat
-    stack = Stack(args.textract_seconds, args.llm_seconds, args.uploads_at_once, args.api_processes)
+    stack = Stack(args.textract_seconds, args.llm_seconds, args.uploads_at_once, args.api_processes,
+                  args.textract_notices)
     console = Console()
     try:
         await stack.start()
@@ -303,11 +315,15 @@ async def main(args: argparse.Namespace, command: str) -> None:
         "Test servers in their own processes: moto S3 (served by waitress, connections kept alive) waiting 50 ms "
         "before each PUT (10 ms otherwise), the Textract-protocol server "
         f"({args.textract_seconds:g} s until SUCCEEDED, two canned result pages, the object not fetched: AWS's work), "
-        f"the OpenAI-compatible server ({args.llm_seconds:g} s).",
+        f"the OpenAI-compatible server ({args.llm_seconds:g} s)"
+        + (", moto's SNS and SQS carrying Textract's completion notices (TEXTRACT_SQS_QUEUE_URL: no polling)."
+           if args.textract_notices else "."),
         "Worker CPU: the `arq` process's user+system; reader CPU: its descendants (the page readers' fork "
         "server and the readers it forks).",
     ]
-    section = Section("documents", "Documents pipeline", command, time.strftime("%Y-%m-%d %H:%M %Z"), machine,
+    name, heading = ("documents-notices", "Documents pipeline, Textract notices instead of polls") \
+        if args.textract_notices else ("documents", "Documents pipeline")
+    section = Section(name, heading, command, time.strftime("%Y-%m-%d %H:%M %Z"), machine,
                       [table], notes)
     section.print(console)
     write_section(section, args.results)
@@ -323,6 +339,8 @@ if __name__ == "__main__":
     parser.add_argument("--textract-seconds", type=float, default=3.0, help="Textract's time until SUCCEEDED")
     parser.add_argument("--llm-seconds", type=float, default=1.5, help="the LLM's time per answer")
     parser.add_argument("--uploads-at-once", type=int, default=UPLOADS_AT_ONCE, help="the client's uploads in flight")
+    parser.add_argument("--textract-notices", action="store_true",
+                        help="Textract announces each job's end through SNS and SQS (moto's) instead of being polled")
     parser.add_argument("--api-processes", type=int, default=os.cpu_count() or 1,
                         help="uvicorn workers serving the API (default: one a core, as the README deploys it)")
     args = parser.parse_args()

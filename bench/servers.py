@@ -12,9 +12,12 @@ stdout line, then serves until killed.
   served alone, not behind moto's dispatcher (which works out from each request which of its
   services it is for) and out of Flask's debug mode: 2.9 → 1.7 ms of CPU a request, the
   benchmark's machine doing less of what AWS's machines do.
-- `textract --s3 URL --seconds S`: the local Textract (real wire protocol), answering
-  IN_PROGRESS for S seconds, then two pages of canned lines: real Textract spends its own
-  CPUs fetching the object from S3 and reading it, so the benchmark's machine must not.
+- `notices --put-latency 0`: moto's SNS and SQS (one process: SNS delivers to SQS inside
+  moto), for Textract's completion notices.
+- `textract --s3 URL --seconds S [--sns URL]`: the local Textract (real wire protocol),
+  answering IN_PROGRESS for S seconds, then two pages of canned lines: real Textract spends
+  its own CPUs fetching the object from S3 and reading it, so the benchmark's machine must
+  not. A job started with a notification channel publishes its notice to the SNS at URL.
 - `llm --latency S`: the local OpenAI-compatible server, each answer taking S seconds.
 """
 
@@ -27,7 +30,7 @@ import time
 from typing import Any
 
 import waitress
-from moto.moto_server.werkzeug_app import create_backend_app
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
 from tests.support.llm_servers import LLMServers
 from tests.support.textract_server import Job, TextractServer
@@ -39,12 +42,16 @@ CANNED_PAGES = (
 )
 
 
-class SlowS3:
-    """moto's S3 application with latency, on a threaded server that keeps connections alive."""
+class SlowMoto:
+    """moto with latency, on a threaded server that keeps connections alive: one service's
+    application, or (`service` None) all of them behind moto's dispatcher."""
 
-    def __init__(self, put_latency: float, latency: float) -> None:
-        app = create_backend_app("s3")
-        app.debug = False
+    def __init__(self, service: str | None, put_latency: float, latency: float) -> None:
+        if service:
+            app = create_backend_app(service)
+            app.debug = False
+        else:
+            app = DomainDispatcherApplication(create_backend_app)
 
         def delayed(environ: dict, start_response: Any):
             time.sleep(put_latency if environ["REQUEST_METHOD"] == "PUT" else latency)
@@ -75,17 +82,18 @@ class CannedTextract(TextractServer):
 
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="bench.servers")
-    parser.add_argument("kind", choices=["s3", "textract", "llm"])
+    parser.add_argument("kind", choices=["s3", "notices", "textract", "llm"])
     parser.add_argument("--s3")
+    parser.add_argument("--sns")
     parser.add_argument("--put-latency", type=float, default=0.05)
     parser.add_argument("--latency", type=float, default=0.0)
     parser.add_argument("--seconds", type=float, default=3.0)
     args = parser.parse_args(argv)
-    if args.kind == "s3":
-        server: Any = SlowS3(args.put_latency, args.latency)
+    if args.kind in ("s3", "notices"):
+        server: Any = SlowMoto("s3" if args.kind == "s3" else None, args.put_latency, args.latency)
         url = server.url
     elif args.kind == "textract":
-        server = CannedTextract(args.s3, in_progress_seconds=args.seconds)
+        server = CannedTextract(args.s3, in_progress_seconds=args.seconds, sns_endpoint_url=args.sns)
         url = server.url
     else:
         server = LLMServers(latency=args.latency)

@@ -101,6 +101,10 @@ class Settings(BaseSettings):
     textract_poll_deadline: float = Field(default=900.0, gt=0)
     textract_poll_interval: float = Field(default=1.0, gt=0)
     textract_max_poll_interval: float = Field(default=20.0, gt=0)
+    textract_sns_topic_arn: str | None = None
+    textract_sns_role_arn: str | None = None
+    textract_sqs_queue_url: str | None = None
+    sqs_endpoint_url: str | None = None
     llm_provider: Literal["rules", "openai", "gemini"] = "rules"
     llm_base_url: str | None = None
     llm_api_key: SecretStr | None = None
@@ -220,6 +224,14 @@ class Settings(BaseSettings):
     def _not_below_the_first_interval(cls, value: float, info: ValidationInfo) -> float:
         if value < info.data.get("textract_poll_interval", 0):
             raise ValueError("must not be below TEXTRACT_POLL_INTERVAL")
+        return value
+
+    @field_validator("textract_sqs_queue_url")
+    @classmethod
+    def _a_whole_notification_channel(cls, value: str | None, info: ValidationInfo) -> str | None:
+        channel = (info.data.get("textract_sns_topic_arn"), info.data.get("textract_sns_role_arn"), value)
+        if any(channel) and not all(channel):
+            raise ValueError("TEXTRACT_SNS_TOPIC_ARN, TEXTRACT_SNS_ROLE_ARN and TEXTRACT_SQS_QUEUE_URL go together")
         return value
 
     @field_validator("database_url")

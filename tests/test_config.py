@@ -48,6 +48,17 @@ def test_textract_polling_is_configured_and_checked(monkeypatch):
     assert "TEXTRACT_MAX_POLL_INTERVAL" in str(excinfo.value)
 
 
+def test_a_textract_notification_channel_is_all_three_settings_or_none(monkeypatch):
+    assert load_settings().textract_sqs_queue_url is None
+    monkeypatch.setenv("TEXTRACT_SNS_TOPIC_ARN", "arn:aws:sns:eu-west-1:123456789012:textract")
+    with pytest.raises(ConfigurationError) as excinfo:
+        load_settings()
+    assert "TEXTRACT_SQS_QUEUE_URL" in str(excinfo.value)
+    monkeypatch.setenv("TEXTRACT_SNS_ROLE_ARN", "arn:aws:iam::123456789012:role/textract")
+    monkeypatch.setenv("TEXTRACT_SQS_QUEUE_URL", "https://sqs.eu-west-1.amazonaws.com/123456789012/textract")
+    assert load_settings().textract_sqs_queue_url.endswith("/textract")
+
+
 def test_video_timeout_is_configured_and_checked(monkeypatch):
     assert load_settings().video_timeout_seconds == 30 * 60
     monkeypatch.setenv("VIDEO_TIMEOUT_SECONDS", "90")

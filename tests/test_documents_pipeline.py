@@ -17,7 +17,7 @@ from tests.support.documents import image_bytes, mixed_pdf, png_claiming_size, s
 from tests.support.files import multipart_file
 from tests.support.llm_servers import API_KEY, Fault
 from tests.support.service import ApiServer, client, make_settings, new_tenant, running_worker, wait_for_job
-from tests.support.textract_server import BUCKET
+from tests.support.textract_server import BUCKET, ROLE_ARN, notice_channel
 
 RESUME = """Jane Doe
 jane.doe@example.com | Phone: +49 30 1234 5678
@@ -197,6 +197,21 @@ async def test_textract_and_openai_through_s3(cloud_settings, textract_server, l
     s3_object = started.request["DocumentLocation"]["S3Object"]
     prefix = cloud_settings.storage_url.removeprefix(f"s3://{BUCKET}/")
     assert s3_object == {"Bucket": BUCKET, "Name": f"{prefix}/{input_key(tenant[0], uuid.UUID(job['id']))}"}
+
+
+async def test_textract_notices_take_the_place_of_polls(cloud_settings, s3_server, textract_server, tenant):
+    topic, queue_url = notice_channel(s3_server.endpoint_url)
+    settings = cloud_settings.model_copy(update={
+        "textract_sns_topic_arn": topic, "textract_sns_role_arn": ROLE_ARN, "textract_sqs_queue_url": queue_url,
+        "sqs_endpoint_url": s3_server.endpoint_url, "textract_max_poll_interval": 600.0,
+    })
+    textract_server.in_progress_seconds = 1.0
+    async with ApiServer(settings) as server:
+        job = await run_one(server, settings, tenant[1], scanned_pdf("Noticed Scan", "second page"))
+    assert job["status"] == "succeeded", job
+    assert "noticed scan" in words(job["result"]["text"])
+    assert textract_server.calls["notices"] == 1
+    assert textract_server.calls["GetDocumentTextDetection"] == 1  # no polling while it ran
 
 
 async def test_textract_pages_through_next_token(cloud_settings, textract_server, tenant):

@@ -23,6 +23,7 @@ from pipelines.documents.extract import Extractor, extractor_for
 from pipelines.documents.pages import PageReaders
 from pipelines.documents.ocr.tesseract import TesseractOCR
 from pipelines.documents.ocr.textract import TextractOCR
+from pipelines.documents.ocr.textract_notices import TextractNotices
 from service.config import Settings
 
 READER_SLOTS_PER_CORE = 4
@@ -40,9 +41,16 @@ class DocumentTools:
         cores = os.cpu_count() or 1
         textract = None
         if settings.ocr_provider == "textract":
+            session = aioboto3.Session()
+            channel, notices = None, None
+            if settings.textract_sqs_queue_url:
+                channel = {"SNSTopicArn": settings.textract_sns_topic_arn, "RoleArn": settings.textract_sns_role_arn}
+                notices = TextractNotices(session, redis, settings.textract_sqs_queue_url,
+                                          endpoint_url=settings.sqs_endpoint_url, region_name=settings.region)
             textract = TextractOCR(
-                aioboto3.Session(), endpoint_url=settings.textract_endpoint_url, region_name=settings.region,
+                session, endpoint_url=settings.textract_endpoint_url, region_name=settings.region,
                 poll_interval=settings.textract_poll_interval, max_poll_interval=settings.textract_max_poll_interval,
+                notification_channel=channel, notices=notices,
             )
         return cls(
             tesseract=TesseractOCR(concurrency=cores),

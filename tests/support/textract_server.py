@@ -4,7 +4,9 @@
 page with tesseract in the background, producing PAGE/LINE/WORD blocks with geometry,
 confidence and page numbers; `GetDocumentTextDetection` answers IN_PROGRESS until the work
 is done and `in_progress_seconds` have passed, then pages the blocks by MaxResults and
-NextToken. Tests script faults (`fail_next`, `next_job`) and assert on `calls`.
+NextToken. A job started with a `NotificationChannel` publishes Textract's completion
+notice to that SNS topic (moto's, at `sns_endpoint_url`) once it is done. Tests script
+faults (`fail_next`, `next_job`, `send_notices`) and assert on `calls`.
 """
 
 from __future__ import annotations
@@ -75,9 +77,12 @@ class Job:
 
 
 class TextractServer(Served):
-    def __init__(self, s3_endpoint_url: str, *, in_progress_seconds: float = 0.0) -> None:
+    def __init__(self, s3_endpoint_url: str, *, in_progress_seconds: float = 0.0, sns_endpoint_url: str | None = None) -> None:
         self.s3 = boto3.client("s3", endpoint_url=s3_endpoint_url)
+        self.sns = boto3.client("sns", endpoint_url=sns_endpoint_url or s3_endpoint_url)
         self.in_progress_seconds = in_progress_seconds
+        self.send_notices = True
+        """False: notices are lost on the way (the channel is still accepted)."""
         self.max_blocks_per_response = 1000
         """Fewer blocks per answer than MaxResults asks for, so small documents page too."""
         self.calls: collections.Counter[str] = collections.Counter()
@@ -132,6 +137,9 @@ class TextractServer(Served):
         s3_object = params.get("DocumentLocation", {}).get("S3Object", {})
         if not s3_object.get("Bucket") or not s3_object.get("Name"):
             raise AwsError("InvalidParameterException", "Request has invalid parameters")
+        channel = params.get("NotificationChannel")
+        if channel is not None and not (channel.get("SNSTopicArn") and channel.get("RoleArn")):
+            raise AwsError("InvalidParameterException", "Request has invalid parameters")
         token = params.get("ClientRequestToken")
         if token is not None and not TOKEN.fullmatch(token):
             raise AwsError("ValidationException", "1 validation error detected: Value at 'clientRequestToken'")
@@ -153,7 +161,7 @@ class TextractServer(Served):
             self.jobs[job_id] = Job(params, outcome, ready_at=time.monotonic() + self.in_progress_seconds)
             if token is not None:
                 self._tokens[token] = (fingerprint, job_id)
-        task = asyncio.create_task(self._process(self.jobs[job_id], data))
+        task = asyncio.create_task(self._run(job_id, self.jobs[job_id], data))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return {"JobId": job_id}
@@ -197,6 +205,21 @@ class TextractServer(Served):
         return body
 
     # -- the work ----------------------------------------------------------------------------
+
+    async def _run(self, job_id: str, job: Job, data: bytes) -> None:
+        await self._process(job, data)
+        channel = job.request.get("NotificationChannel")
+        if channel and self.send_notices:
+            await asyncio.sleep(max(0.0, job.ready_at - time.monotonic()))  # when Get says it is done
+            location = job.request["DocumentLocation"]["S3Object"]
+            notice = {
+                "JobId": job_id, "Status": job.status, "API": "StartDocumentTextDetection",
+                "Timestamp": int(time.time() * 1000),
+                "DocumentLocation": {"S3ObjectName": location["Name"], "S3Bucket": location["Bucket"]},
+            }
+            await run_in_threadpool(self.sns.publish, TopicArn=channel["SNSTopicArn"], Message=json.dumps(notice))
+            with self._lock:
+                self.calls["notices"] += 1
 
     async def _process(self, job: Job, data: bytes) -> None:
         try:
@@ -309,3 +332,18 @@ def _block(kind: str, page: int, text: str | None, confidence: float | None, box
     if confidence is not None:
         block["Confidence"] = max(0.0, min(100.0, confidence))
     return block
+
+
+ROLE_ARN = "arn:aws:iam::123456789012:role/TextractPublishesToSns"
+
+
+def notice_channel(endpoint_url: str) -> tuple[str, str]:
+    """A new SNS topic with a new SQS queue subscribed to it, on moto: (topic ARN, queue URL)."""
+    name = f"textract-notices-{uuid.uuid4().hex[:12]}"
+    sns = boto3.client("sns", endpoint_url=endpoint_url)
+    sqs = boto3.client("sqs", endpoint_url=endpoint_url)
+    topic = sns.create_topic(Name=name)["TopicArn"]
+    queue_url = sqs.create_queue(QueueName=name)["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn)
+    return topic, queue_url

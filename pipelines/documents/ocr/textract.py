@@ -27,6 +27,7 @@ from botocore.exceptions import ClientError, HTTPClientError
 from botocore.exceptions import ConnectionError as BotocoreConnectionError
 
 from pipelines.documents.ocr import OcrResult
+from pipelines.documents.ocr.textract_notices import TextractNotices
 from pipelines.errors import JobError, PermanentError, TransientError
 
 #: Each wait between two polls, as a share of the time already waited.
@@ -80,7 +81,12 @@ class TextractOCR:
         max_backoff: float = 20.0,
         call_timeout: float = 30.0,
         max_connections: int = 50,
+        notification_channel: dict[str, str] | None = None,
+        notices: TextractNotices | None = None,
     ) -> None:
+        """With `notification_channel` ({"SNSTopicArn", "RoleArn"}) and `notices` reading the
+        queue subscribed to that topic, a job is checked when its notice comes, or else every
+        `max_poll_interval`; without them, polled from `poll_interval` on."""
         self.session = session
         self.endpoint_url = endpoint_url
         self.region_name = region_name
@@ -90,6 +96,8 @@ class TextractOCR:
         self.retries = retries
         self.backoff = backoff
         self.max_backoff = max_backoff
+        self.notification_channel = notification_channel
+        self.notices = notices
         self._config = Config(
             retries={"total_max_attempts": 1},
             connect_timeout=call_timeout,
@@ -111,16 +119,20 @@ class TextractOCR:
         return self._client
 
     async def aclose(self) -> None:
+        if self.notices is not None:
+            await self.notices.aclose()
         await self._stack.aclose()
         self._client = None
 
     async def start(self, bucket: str, key: str, token: str) -> str:
         """Start text detection of s3://bucket/key; returns Textract's JobId (checkpoint it)."""
         client = await self.client()
+        channel = {"NotificationChannel": self.notification_channel} if self.notification_channel else {}
         response = await self._call(
             client.start_document_text_detection,
             DocumentLocation={"S3Object": {"Bucket": bucket, "Name": key}},
             ClientRequestToken=token,
+            **channel,
         )
         return response["JobId"]
 
@@ -146,8 +158,12 @@ class TextractOCR:
     async def _wait_until_done(self, client: Any, job_id: str, deadline: float) -> dict[str, Any]:
         started = time.monotonic()
         while True:
-            wait = poll_wait(time.monotonic() - started, self.poll_interval, self.max_poll_interval)
-            await asyncio.sleep(max(0.0, min(deadline - time.time(), wait)))
+            if self.notices is None:
+                wait = poll_wait(time.monotonic() - started, self.poll_interval, self.max_poll_interval)
+                await asyncio.sleep(max(0.0, min(deadline - time.time(), wait)))
+            else:
+                wait = self.max_poll_interval * random.uniform(0.8, 1.0)
+                await self.notices.wait(job_id, timeout=max(0.0, min(deadline - time.time(), wait)))
             response = await self._call(client.get_document_text_detection, JobId=job_id, MaxResults=self.max_results)
             status = response["JobStatus"]
             if status in ("SUCCEEDED", "PARTIAL_SUCCESS"):
