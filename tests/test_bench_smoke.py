@@ -158,6 +158,21 @@ def test_documents_benchmark_reports_makespan_against_the_ideal(tmp_path: Path) 
     assert all(name in cpu for name in ("worker", "API", "S3", "PostgreSQL", "page readers")), cpu
 
 
+def test_documents_benchmark_with_textract_notices(tmp_path: Path) -> None:
+    results = tmp_path / "R.md"
+    completed = subprocess.run(
+        [sys.executable, "-m", "bench.documents", "--sizes", "2", "--repeat", "1", "--results", str(results),
+         "--textract-seconds", "0.3", "--llm-seconds", "0.1", "--textract-notices"],
+        cwd=REPO, capture_output=True, text=True, timeout=240,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    written = results.read_text()
+    assert "<!-- bench:documents-notices:start -->" in written and "<!-- bench:documents:start -->" not in written
+    row = next(line for line in written.splitlines() if line.startswith("| 2 |"))
+    assert [cell.strip() for cell in row.strip("|").split("|")][1] == "2"  # both succeeded
+    assert "SNS+SQS" in next(line for line in written.splitlines() if "CPU seconds by process" in line)
+
+
 @pytest.mark.skipif(not replica_support.available(), reason="needs PG 15 binaries and root")
 def test_replicas_benchmark_reports_overhead_share_and_no_violations(tmp_path: Path) -> None:
     results = tmp_path / "R.md"
