@@ -5,6 +5,7 @@ import psutil
 import pytest
 from PIL import Image
 
+from pipelines.documents import pages
 from pipelines.documents.pages import PageLimits, PageReaders
 from service.sniffing import SNIFF_BYTES, sniff_document
 from pipelines.errors import PermanentError
@@ -259,3 +260,16 @@ async def test_each_read_gets_its_own_memory_limit(tmp_path, one_reader):
     document = await read(one_reader, tmp_path, "scan.pdf", scanned_pdf("Big"), dpi=600, max_pixels=10**9)
     assert document.needing_ocr
     assert reader_pids() == {reader}
+
+
+async def test_a_reader_answering_more_than_the_limit_is_killed_not_waited_for(tmp_path, monkeypatch):
+    monkeypatch.setattr(pages, "REPLY_LIMIT", 100)  # the socket is made with the limit on first use
+    readers = PageReaders(concurrency=1)
+    try:
+        async with asyncio.timeout(30):
+            error = await read_error(readers, tmp_path, "cv.pdf", text_pdf(RESUME))
+        assert error.type == "unreadable_document"
+        assert "answered more than" in error.message
+        assert reader_pids() == set()
+    finally:
+        await readers.aclose()

@@ -26,6 +26,8 @@ MiB = 1024 * 1024
 REPLY_LIMIT = 256 * MiB
 """Largest manifest a reader may send (a 500-page document's text is a few MiB)."""
 READER_START_TIMEOUT = 30.0
+READER_EXIT_TIMEOUT = 5.0
+"""How long a reader that hung up mid-read has to end before it is killed."""
 RETIRING = frozenset({"document_too_complex", "unreadable_document"})
 """Errors after which a reader is replaced: its memory or its parser may be in a bad state."""
 
@@ -113,10 +115,8 @@ class PageReaders:
                 raise PermanentError(
                     f"reading the document took longer than {limits.timeout:g}s", type="document_too_complex"
                 ) from None
-            except _ReaderGone:
-                exitcode = await reader.child.wait()
-                how = f"was killed by signal {-exitcode}" if exitcode < 0 else f"exited with code {exitcode}"
-                raise PermanentError(f"the document could not be read: the reader {how}",
+            except _ReaderGone as gone:
+                raise PermanentError(f"the document could not be read: the reader {await gone.how(reader)}",
                                      type="unreadable_document") from None
             finally:
                 if keep:
@@ -186,7 +186,18 @@ class PageReaders:
 
 
 class _ReaderGone(Exception):
-    """The reader hung up mid-read: it died."""
+    """The reader hung up mid-read (it died), or answered what cannot be read."""
+
+    async def how(self, reader: _Reader) -> str:
+        """What became of it, for the error: how it ended, or why it had to be killed."""
+        if self.args:
+            await reader.child.end(kill=True)
+            return self.args[0]
+        try:
+            exitcode = await reader.child.wait(timeout=READER_EXIT_TIMEOUT)
+        except TimeoutError:
+            return "hung up and had to be killed"
+        return f"was killed by signal {-exitcode}" if exitcode < 0 else f"exited with code {exitcode}"
 
 
 class _Reader:
@@ -204,11 +215,16 @@ class _Reader:
             self._writer.write(json.dumps(request).encode() + b"\n")
             await self._writer.drain()
             line = await self._reader.readline()
-        except (ConnectionError, ValueError):  # ValueError: a reply over REPLY_LIMIT
+        except ConnectionError:
             raise _ReaderGone from None
+        except ValueError:  # asyncio's LimitOverrunError, reported as such by readline
+            raise _ReaderGone(f"answered more than {REPLY_LIMIT:,} bytes") from None
         if not line.endswith(b"\n"):
             raise _ReaderGone
-        return json.loads(line)
+        try:
+            return json.loads(line)
+        except ValueError:
+            raise _ReaderGone("answered something other than JSON") from None
 
     async def stop(self) -> None:
         self._writer.close()
