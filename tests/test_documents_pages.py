@@ -6,9 +6,10 @@ import pytest
 from PIL import Image
 
 from pipelines.documents import pages
+from pipelines.documents.forked import ForkServer
 from pipelines.documents.pages import PageLimits, PageReaders
+from pipelines.errors import PermanentError, TransientError
 from service.sniffing import SNIFF_BYTES, sniff_document
-from pipelines.errors import PermanentError
 from tests.support.documents import (
     image_bytes,
     mixed_pdf,
@@ -271,5 +272,17 @@ async def test_a_reader_answering_more_than_the_limit_is_killed_not_waited_for(t
         assert error.type == "unreadable_document"
         assert "answered more than" in error.message
         assert reader_pids() == set()
+    finally:
+        await readers.aclose()
+
+
+async def test_a_reader_that_dies_before_it_connects_is_a_transient_failure(tmp_path):
+    readers = PageReaders(concurrency=1)
+    readers._server = ForkServer("time:sleep")  # called with the socket's path: a TypeError, exit 1
+    try:
+        async with asyncio.timeout(10):  # a third of READER_START_TIMEOUT: its exit is noticed
+            with pytest.raises(TransientError) as caught:
+                await read(readers, tmp_path, "cv.pdf", text_pdf(RESUME))
+        assert caught.value.type == "reader_unavailable"
     finally:
         await readers.aclose()

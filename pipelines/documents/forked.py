@@ -85,6 +85,7 @@ class Child:
         self.pid = pid
         self._server = server
         self._pidfd = os.pidfd_open(pid)
+        self._exit: asyncio.Future | None = None
         self._ending: asyncio.Task | None = None
 
     @property
@@ -92,8 +93,18 @@ class Child:
         return self._ending is None and not select.select([self._pidfd], [], [], 0)[0]
 
     async def exited(self) -> None:
-        """Return once the child has ended (it is not reaped: `end` does that)."""
-        await _readable(self._pidfd)
+        """Return once the child has ended (it is not reaped: `end` does that). Any number
+        may wait: the pidfd is watched once, without a thread, until it is readable."""
+        if self._exit is None:
+            loop = asyncio.get_running_loop()
+            self._exit = loop.create_future()
+            loop.add_reader(self._pidfd, self._on_exit)
+        await asyncio.shield(self._exit)
+
+    def _on_exit(self) -> None:
+        asyncio.get_running_loop().remove_reader(self._pidfd)
+        if not self._exit.done():
+            self._exit.set_result(None)
 
     async def wait(self, *, timeout: float | None = None) -> int:
         """Its exit code once it ends (negative: the signal that killed it). Raises
@@ -118,6 +129,8 @@ class Child:
                 signal.pidfd_send_signal(self._pidfd, signal.SIGKILL)
             await self.exited()
         finally:
+            if self._exit is not None and not self._exit.done():  # cancelled before it ended
+                asyncio.get_running_loop().remove_reader(self._pidfd)
             os.close(self._pidfd)
         return (await self._server._ask({"reap": self.pid}))["status"]
 
@@ -164,17 +177,6 @@ class _Server:
                                                        type="reader_unavailable"))
         with contextlib.suppress(ProcessLookupError):  # its output closed: make sure it is gone
             self.process.kill()
-
-
-async def _readable(fd: int) -> None:
-    """Wait, without a thread, until `fd` (a pidfd: the process has ended) is readable."""
-    loop = asyncio.get_running_loop()
-    ready = loop.create_future()
-    loop.add_reader(fd, lambda: ready.done() or ready.set_result(None))
-    try:
-        await ready
-    finally:
-        loop.remove_reader(fd)
 
 
 def _pythonpath() -> str:
