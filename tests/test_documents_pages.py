@@ -227,10 +227,23 @@ async def test_a_reader_that_died_idle_is_replaced(tmp_path, one_reader):
     assert first not in reader_pids()
 
 
-async def test_a_reader_killed_mid_read_fails_only_that_document(tmp_path, one_reader):
-    await read(one_reader, tmp_path, "cv.pdf", text_pdf(RESUME))
+async def until_reading(readers: PageReaders) -> int:
+    """The pid of the reader once one exists (the read it was started for is under way)."""
+    async with asyncio.timeout(30):
+        while not reader_pids():
+            await asyncio.sleep(0.01)
     [reader] = reader_pids()
-    huge = asyncio.create_task(read(one_reader, tmp_path, "scan.pdf", scanned_pdf("Huge"), dpi=2400, max_pixels=10**9))
+    return reader
+
+
+def huge_read(readers: PageReaders, tmp_path: Path) -> asyncio.Task:
+    """A read that takes a while: a scan rendered at 2400 dpi."""
+    return asyncio.create_task(read(readers, tmp_path, "scan.pdf", scanned_pdf("Huge"), dpi=2400, max_pixels=10**9))
+
+
+async def test_a_reader_killed_mid_read_fails_only_that_document(tmp_path, one_reader):
+    huge = huge_read(one_reader, tmp_path)
+    reader = await until_reading(one_reader)
     await asyncio.sleep(0.2)
     assert not huge.done()
     psutil.Process(reader).kill()
@@ -242,10 +255,21 @@ async def test_a_reader_killed_mid_read_fails_only_that_document(tmp_path, one_r
     assert "Jane Doe" in document.pages[0].text
 
 
-async def test_a_cancelled_read_kills_its_reader(tmp_path, one_reader):
+async def test_a_kept_reader_that_dies_is_no_fault_of_the_next_document(tmp_path, one_reader):
+    """It may have died idle just before the document reached it: a new reader reads it."""
     await read(one_reader, tmp_path, "cv.pdf", text_pdf(RESUME))
-    [reader] = reader_pids()
-    huge = asyncio.create_task(read(one_reader, tmp_path, "scan.pdf", scanned_pdf("Huge"), dpi=2400, max_pixels=10**9))
+    [kept] = reader_pids()
+    huge = huge_read(one_reader, tmp_path)
+    await asyncio.sleep(0.2)
+    psutil.Process(kept).kill()
+    document = await huge
+    assert document.needing_ocr
+    assert kept not in reader_pids()
+
+
+async def test_a_cancelled_read_kills_its_reader(tmp_path, one_reader):
+    huge = huge_read(one_reader, tmp_path)
+    reader = await until_reading(one_reader)
     await asyncio.sleep(0.2)
     huge.cancel()
     with pytest.raises(asyncio.CancelledError):
@@ -284,5 +308,15 @@ async def test_a_reader_that_dies_before_it_connects_is_a_transient_failure(tmp_
             with pytest.raises(TransientError) as caught:
                 await read(readers, tmp_path, "cv.pdf", text_pdf(RESUME))
         assert caught.value.type == "reader_unavailable"
+    finally:
+        await readers.aclose()
+
+
+async def test_a_reader_left_holding_much_memory_is_replaced(tmp_path):
+    readers = PageReaders(concurrency=1, max_resident_bytes=1024)  # any reader holds more
+    try:
+        document = await read(readers, tmp_path, "cv.pdf", text_pdf(RESUME))
+        assert "Jane Doe" in document.pages[0].text
+        assert reader_pids() == set()
     finally:
         await readers.aclose()

@@ -2,8 +2,8 @@
 
 `serve` runs in a process forked by `fork_server`. It connects to the worker's socket, says
 its pid, then answers each request line `{"path", "workdir", "limits"}` with one line:
-`{"mime", "pages": [{number, text, image}]}` or `{"error": {type, message}}`, until the
-worker hangs up.
+`{"mime", "pages": [{number, text, image}]}` or `{"error": {type, message}}`, with the
+memory it holds afterwards (`resident`, bytes), until the worker hangs up.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def serve(socket_path: str) -> None:
         with connection.makefile("rwb") as stream:
             _send(stream, {"pid": os.getpid()})
             for line in stream:
-                _send(stream, answer(json.loads(line)))
+                _send(stream, {**answer(json.loads(line)), "resident": _resident_bytes()})
 
 
 def answer(request: dict) -> dict:
@@ -62,11 +62,20 @@ def _send(stream, message: dict) -> None:
     stream.flush()
 
 
+def _statm(field: int) -> int:
+    """Bytes of this process's memory: field 0 mapped, 1 resident (proc(5))."""
+    return int(Path("/proc/self/statm").read_text().split()[field]) * resource.getpagesize()
+
+
+def _resident_bytes() -> int:
+    return _statm(1)
+
+
 @contextlib.contextmanager
 def _memory_limit(budget: int) -> Iterator[None]:
     """Let this one read map `budget` bytes beyond what the reader has mapped already."""
     soft, hard = resource.getrlimit(resource.RLIMIT_AS)
-    mapped = int(Path("/proc/self/statm").read_text().split()[0]) * resource.getpagesize()
+    mapped = _statm(0)
     limit = mapped + budget if hard == resource.RLIM_INFINITY else min(hard, mapped + budget)
     resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
     try:

@@ -82,12 +82,15 @@ class PageReaders:
     documents, one at a time: forking a child per document cost ~7 ms of CPU for a read that
     takes ~0.2 ms. A reader that overran, was cancelled, ran out of memory or failed in a way
     the parser did not foresee is killed and replaced, so no document can hang, starve or
-    poison the ones after it; the memory limit is set afresh for each document.
+    poison the ones after it; the memory limit is set afresh for each document. One that
+    holds more than `max_resident_bytes` after a read (a large render leaves the allocator's
+    arenas behind) is replaced too, so idle readers do not keep a big document's memory.
     """
 
-    def __init__(self, concurrency: int, *, reads_per_reader: int = 100) -> None:
+    def __init__(self, concurrency: int, *, reads_per_reader: int = 100, max_resident_bytes: int = 256 * MiB) -> None:
         self.concurrency = concurrency
         self.reads_per_reader = reads_per_reader
+        self.max_resident_bytes = max_resident_bytes
         self._slots = asyncio.Semaphore(concurrency)
         self._idle: list[_Reader] = []
         self._server = ForkServer("pipelines.documents.page_reader:serve")
@@ -106,26 +109,44 @@ class PageReaders:
         request = {"path": str(path), "workdir": str(workdir), "limits": asdict(limits)}
         async with self._slots:
             reader = await self._reader()
-            keep = False
             try:
-                async with asyncio.timeout(limits.timeout):
-                    reply = await reader.ask(request)
-                keep = reader.reads < self.reads_per_reader and reply.get("error", {}).get("type") not in RETIRING
-            except TimeoutError:
-                raise PermanentError(
-                    f"reading the document took longer than {limits.timeout:g}s", type="document_too_complex"
-                ) from None
+                try:
+                    reply = await self._ask(reader, request, limits.timeout)
+                except _ReaderGone as gone:
+                    if reader.reads == 1 or not gone.hung_up:
+                        raise
+                    # Kept idle, it may have died before this document reached it: a new reader
+                    # tries once more (a document that kills readers kills that one too).
+                    reader = await self._reader(fresh=True)
+                    reply = await self._ask(reader, request, limits.timeout)
             except _ReaderGone as gone:
-                raise PermanentError(f"the document could not be read: the reader {await gone.how(reader)}",
+                raise PermanentError(f"the document could not be read: the reader {gone.fate}",
                                      type="unreadable_document") from None
-            finally:
-                if keep:
-                    self._idle.append(reader)
-                else:
-                    await asyncio.shield(reader.stop())
         if "error" in reply:
             raise PermanentError(reply["error"]["message"], type=reply["error"]["type"])
         return DocumentPages(mime=reply["mime"], pages=[Page(**page) for page in reply["pages"]])
+
+    async def _ask(self, reader: _Reader, request: dict, timeout: float) -> dict:
+        """`reader`'s answer to `request`; the reader then goes back idle or is replaced.
+        Raises `PermanentError` when the read overran, `_ReaderGone` when the reader failed."""
+        keep = False
+        try:
+            async with asyncio.timeout(timeout):
+                reply = await reader.ask(request)
+            keep = (reader.reads < self.reads_per_reader and reply["resident"] <= self.max_resident_bytes
+                    and reply.get("error", {}).get("type") not in RETIRING)
+            return reply
+        except TimeoutError:
+            raise PermanentError(f"reading the document took longer than {timeout:g}s",
+                                 type="document_too_complex") from None
+        except _ReaderGone as gone:
+            gone.fate = await gone.how(reader)
+            raise
+        finally:
+            if keep:
+                self._idle.append(reader)
+            else:
+                await asyncio.shield(reader.stop())
 
     async def aclose(self) -> None:
         while self._idle:
@@ -139,9 +160,9 @@ class PageReaders:
             self._directory = None
         await self._server.aclose()
 
-    async def _reader(self) -> _Reader:
-        """An idle reader that is still alive, or a new one."""
-        while self._idle:
+    async def _reader(self, *, fresh: bool = False) -> _Reader:
+        """An idle reader that is still alive (unless `fresh`), or a new one."""
+        while self._idle and not fresh:
             reader = self._idle.pop()
             if reader.child.running:
                 return reader
@@ -186,13 +207,22 @@ class PageReaders:
 
 
 class _ReaderGone(Exception):
-    """The reader hung up mid-read (it died), or answered what cannot be read."""
+    """The reader hung up mid-read (it died), or answered what cannot be read (`why`)."""
+
+    def __init__(self, why: str | None = None) -> None:
+        super().__init__(why)
+        self.why = why
+        self.fate = why or "hung up"
+
+    @property
+    def hung_up(self) -> bool:
+        return self.why is None
 
     async def how(self, reader: _Reader) -> str:
         """What became of it, for the error: how it ended, or why it had to be killed."""
-        if self.args:
+        if self.why is not None:
             await reader.child.end(kill=True)
-            return self.args[0]
+            return self.why
         try:
             exitcode = await reader.child.wait(timeout=READER_EXIT_TIMEOUT)
         except TimeoutError:
