@@ -211,8 +211,6 @@ async def run_batch(stack: Stack, http: aiohttp.ClientSession, conn: asyncpg.Con
         "succeeded": row["succeeded"],
         "makespan": (row["last"] - started).total_seconds(),
         "uploading": (row["last_created"] - started).total_seconds(),
-        "cpu": (after["worker"] - before["worker"]) / count,
-        "children_cpu": (after["page readers"] - before["page readers"]) / count,
         "cpu_uploading": {name: uploaded[name] - before[name] for name in before},
         "cpu_total": {name: after[name] - before[name] for name in before},
         "ids": ids,
@@ -296,8 +294,8 @@ async def main(args: argparse.Namespace, command: str) -> None:
                     str(count), str(min(run["succeeded"] for run in runs)), makespan.format(seconds),
                     makespan.format(lambda value: f"{value / ideal:.2f}"), f"{ideal * count:.1f}",
                     Spread.of([ideal * count / run["makespan"] for run in runs]).format(lambda value: f"{value:.1f}"),
-                    Spread.of([run["cpu"] * 1000 for run in runs]).format(rate),
-                    Spread.of([run["children_cpu"] * 1000 for run in runs]).format(rate),
+                    Spread.of([run["cpu_total"]["worker"] * 1000 / count for run in runs]).format(rate),
+                    Spread.of([run["cpu_total"]["page readers"] * 1000 / count for run in runs]).format(rate),
                 ])
                 uploading = Spread.of([run["uploading"] for run in runs]).format(seconds)
                 notes.append(f"N = {count}: the uploads took {uploading} s; mean per document: "

@@ -40,7 +40,7 @@ def serve(socket_path: str) -> None:
         with connection.makefile("rwb") as stream:
             _send(stream, {"pid": os.getpid()})
             for line in stream:
-                _send(stream, {**answer(json.loads(line)), "resident": _resident_bytes()})
+                _send(stream, {**answer(json.loads(line)), "resident": _memory()[1]})
 
 
 def answer(request: dict) -> dict:
@@ -62,20 +62,17 @@ def _send(stream, message: dict) -> None:
     stream.flush()
 
 
-def _statm(field: int) -> int:
-    """Bytes of this process's memory: field 0 mapped, 1 resident (proc(5))."""
-    return int(Path("/proc/self/statm").read_text().split()[field]) * resource.getpagesize()
-
-
-def _resident_bytes() -> int:
-    return _statm(1)
+def _memory() -> tuple[int, int]:
+    """This process's mapped and resident bytes (proc(5): statm)."""
+    mapped, resident = Path("/proc/self/statm").read_text().split()[:2]
+    return int(mapped) * resource.getpagesize(), int(resident) * resource.getpagesize()
 
 
 @contextlib.contextmanager
 def _memory_limit(budget: int) -> Iterator[None]:
     """Let this one read map `budget` bytes beyond what the reader has mapped already."""
     soft, hard = resource.getrlimit(resource.RLIMIT_AS)
-    mapped = _statm(0)
+    mapped, _ = _memory()
     limit = mapped + budget if hard == resource.RLIM_INFINITY else min(hard, mapped + budget)
     resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
     try:

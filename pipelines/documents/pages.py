@@ -108,27 +108,14 @@ class PageReaders:
         """
         request = {"path": str(path), "workdir": str(workdir), "limits": asdict(limits)}
         async with self._slots:
-            reader = await self._reader()
-            try:
-                try:
-                    reply = await self._ask(reader, request, limits.timeout)
-                except _ReaderGone as gone:
-                    if reader.reads == 1 or not gone.hung_up:
-                        raise
-                    # Kept idle, it may have died before this document reached it: a new reader
-                    # tries once more (a document that kills readers kills that one too).
-                    reader = await self._reader(fresh=True)
-                    reply = await self._ask(reader, request, limits.timeout)
-            except _ReaderGone as gone:
-                raise PermanentError(f"the document could not be read: the reader {gone.fate}",
-                                     type="unreadable_document") from None
+            reply = await self._ask(await self._reader(), request, limits.timeout)
         if "error" in reply:
             raise PermanentError(reply["error"]["message"], type=reply["error"]["type"])
         return DocumentPages(mime=reply["mime"], pages=[Page(**page) for page in reply["pages"]])
 
     async def _ask(self, reader: _Reader, request: dict, timeout: float) -> dict:
         """`reader`'s answer to `request`; the reader then goes back idle or is replaced.
-        Raises `PermanentError` when the read overran, `_ReaderGone` when the reader failed."""
+        Raises `PermanentError` when the read overran or the reader failed."""
         keep = False
         try:
             async with asyncio.timeout(timeout):
@@ -140,13 +127,17 @@ class PageReaders:
             raise PermanentError(f"reading the document took longer than {timeout:g}s",
                                  type="document_too_complex") from None
         except _ReaderGone as gone:
-            gone.fate = await gone.how(reader)
-            raise
+            if gone.why is not None or reader.reads == 1:
+                raise PermanentError(f"the document could not be read: the reader {await reader.fate(gone.why)}",
+                                     type="unreadable_document") from None
         finally:
             if keep:
                 self._idle.append(reader)
             else:
                 await asyncio.shield(reader.stop())
+        # A kept reader hung up: it may have died idle before this document reached it, so a
+        # new reader tries once more (a document that kills readers kills that one too).
+        return await self._ask(await self._reader(fresh=True), request, timeout)
 
     async def aclose(self) -> None:
         while self._idle:
@@ -207,27 +198,11 @@ class PageReaders:
 
 
 class _ReaderGone(Exception):
-    """The reader hung up mid-read (it died), or answered what cannot be read (`why`)."""
+    """The reader hung up mid-read (`why` None: it died), or answered what cannot be read."""
 
     def __init__(self, why: str | None = None) -> None:
         super().__init__(why)
         self.why = why
-        self.fate = why or "hung up"
-
-    @property
-    def hung_up(self) -> bool:
-        return self.why is None
-
-    async def how(self, reader: _Reader) -> str:
-        """What became of it, for the error: how it ended, or why it had to be killed."""
-        if self.why is not None:
-            await reader.child.end(kill=True)
-            return self.why
-        try:
-            exitcode = await reader.child.wait(timeout=READER_EXIT_TIMEOUT)
-        except TimeoutError:
-            return "hung up and had to be killed"
-        return f"was killed by signal {-exitcode}" if exitcode < 0 else f"exited with code {exitcode}"
 
 
 class _Reader:
@@ -255,6 +230,18 @@ class _Reader:
             return json.loads(line)
         except ValueError:
             raise _ReaderGone("answered something other than JSON") from None
+
+    async def fate(self, why: str | None) -> str:
+        """What became of this reader after it failed, for the error: why it was killed, or
+        how it ended."""
+        if why is not None:
+            await self.child.end(kill=True)
+            return why
+        try:
+            exitcode = await self.child.wait(timeout=READER_EXIT_TIMEOUT)
+        except TimeoutError:
+            return "hung up and had to be killed"
+        return f"was killed by signal {-exitcode}" if exitcode < 0 else f"exited with code {exitcode}"
 
     async def stop(self) -> None:
         self._writer.close()

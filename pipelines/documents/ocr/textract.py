@@ -160,10 +160,10 @@ class TextractOCR:
         while True:
             if self.notices is None:
                 wait = poll_wait(time.monotonic() - started, self.poll_interval, self.max_poll_interval)
-                await asyncio.sleep(max(0.0, min(deadline - time.time(), wait)))
-            else:
+            else:  # a notice wakes it sooner; this poll is for a notice that got lost
                 wait = self.max_poll_interval * random.uniform(0.8, 1.0)
-                await self.notices.wait(job_id, timeout=max(0.0, min(deadline - time.time(), wait)))
+            wait = max(0.0, min(deadline - time.time(), wait))
+            await (asyncio.sleep(wait) if self.notices is None else self.notices.wait(job_id, timeout=wait))
             response = await self._call(client.get_document_text_detection, JobId=job_id, MaxResults=self.max_results)
             status = response["JobStatus"]
             if status in ("SUCCEEDED", "PARTIAL_SUCCESS"):
