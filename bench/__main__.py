@@ -24,6 +24,7 @@ from .queue import crash, latency, throughput
 from .queue.runner import PEERS
 from .redis_server import PrivateRedis
 from .report import RESULTS_PATH, write_section
+from tests.support import postgres
 
 #: Pipeline benchmarks with their own command line, run as `python -m bench.NAME [--quick]`.
 STANDALONE = tuple(name for name in ("videos", "documents", "replicas") if (Path(__file__).parent / f"{name}.py").exists())
@@ -50,6 +51,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--redis-url", help="use this Redis (its database is FLUSHDB'd!) instead of a private one")
     parser.add_argument("--results", type=Path, default=RESULTS_PATH, help="markdown file to update")
     args = parser.parse_args(argv)
+    args.argv = argv
     if unknown := set(args.names) - set(BENCHMARKS):
         parser.error(f"unknown benchmark(s) {', '.join(sorted(unknown))}; choose from {', '.join(BENCHMARKS)}")
     if args.peers and (unknown := set(args.peers) - PEERS.keys()):
@@ -90,12 +92,17 @@ async def main(argv: list[str]) -> None:
     if not console.is_terminal:
         console.width = PIPED_WIDTH
     names = [name for name in BENCHMARKS if name in (args.names or BENCHMARKS)]
+    with postgres.private_server():
+        await run(args, console, names)
+
+
+async def run(args: argparse.Namespace, console: Console, names: list[str]) -> None:
     async with redis_url(args.redis_url) as url:
         redis = aredis.Redis.from_url(url)
         with tempfile.TemporaryDirectory(prefix="conveyor-bench-logs-") as log_dir:
             context = BenchContext(
                 redis_url=url, redis=redis, console=console, machine=await machine.describe(redis),
-                command=shlex.join(["python", "-m", "bench", *argv]), repeat=args.repeat,
+                command=shlex.join(["python", "-m", "bench", *args.argv]), repeat=args.repeat,
                 concurrency=args.concurrency, jobs=args.jobs, crash_jobs=args.crash_jobs,
                 crash_cap_s=args.crash_cap, peers=args.peers, log_dir=Path(log_dir), api_seconds=args.api_seconds,
                 latency_seconds=args.latency_seconds,

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import subprocess
 import sys
@@ -80,11 +81,13 @@ class Stack:
         self.processes: list[subprocess.Popen] = []
         self.named: dict[str, psutil.Process] = {}
         self.redis = RedisServer()
+        self.postgres = contextlib.ExitStack()
         self.database: str | None = None
 
     async def start(self) -> None:
         self.redis.start()
         os.environ.update(CREDENTIALS)
+        self.postgres.enter_context(postgres.private_server())
         self.database = await postgres.create_database("conveyor_bench")
         self.database_url = postgres.database_url(self.database)
         await upgrade_async(self.database_url)
@@ -150,6 +153,7 @@ class Stack:
         self.redis.stop()
         if self.database:
             await postgres.drop_database(self.database)
+        self.postgres.close()
 
 
 def _own_cpu(process: psutil.Process) -> float:

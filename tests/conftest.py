@@ -9,6 +9,13 @@ from tests.support.service import ApiServer, make_settings, new_tenant
 
 
 @pytest.fixture(scope="session")
+def postgres_server():
+    """The suite's own PostgreSQL (tests/support/postgres.py), up before any database is made."""
+    with postgres.private_server() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
 def redis_server():
     server = RedisServer()
     server.start()
@@ -17,7 +24,7 @@ def redis_server():
 
 
 @pytest.fixture(scope="session")
-async def empty_database_url():
+async def empty_database_url(postgres_server):
     """A brand-new, empty database (no schema) for this test session."""
     name = await postgres.create_database()
     yield postgres.database_url(name)
@@ -25,7 +32,7 @@ async def empty_database_url():
 
 
 @pytest.fixture(scope="session")
-async def database_url():
+async def database_url(postgres_server):
     """A database migrated to head, shared by the session's tests (tenants keep them apart)."""
     from service.migrate import upgrade_async
 

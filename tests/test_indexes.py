@@ -35,7 +35,7 @@ class Capture:
 
 
 @pytest.fixture(scope="module")
-async def loaded_url():
+async def loaded_url(postgres_server):
     name = await postgres.create_database()
     url = postgres.database_url(name)
     await upgrade_async(url)
