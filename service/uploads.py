@@ -1,9 +1,10 @@
 """Streaming multipart uploads: the file goes to storage as it arrives, never whole in memory.
 
 The body is parsed incrementally (python-multipart); the file part is sniffed from its
-first bytes (415 if it is not an accepted type), hashed, and written through a storage
-writer; the request is cut off with 413 as soon as it passes the limit. Small text fields
-are kept (bounded). Anything malformed is a 400, and a failed upload leaves nothing behind.
+first bytes (415 if it is not an accepted type; judged again once its size is known),
+hashed, and written through a storage writer; the request is cut off with 413 as soon as
+it passes the limit. Small text fields are kept (bounded). Anything malformed is a 400,
+and a failed upload leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -180,31 +181,39 @@ class _State:
         if self.size > self.limit:
             raise _too_large(self.limit)
         self.digest.update(data)
-        if self.writer is None:
-            self.head += data
-            if len(self.head) < SNIFF_BYTES:
-                return
+        if self.writer is not None:
+            await self.writer.write(data)
+            return
+        self.head += data
+        if len(self.head) >= SNIFF_BYTES:
             await self._open_writer()
-            data, self.head = bytes(self.head), bytearray()
-        await self.writer.write(data)
 
-    async def _open_writer(self) -> None:
-        self.content_type = sniff(bytes(self.head))
-        if self.content_type not in self.accept:
+    async def _open_writer(self, size: int | None = None) -> None:
+        """Judge the first bytes, then store them; only `SNIFF_BYTES` of them are kept."""
+        self.content_type = self._judge(size)
+        self.writer = self.storage.writer(self.key, self.content_type)
+        await self.writer.write(bytes(self.head))
+        del self.head[SNIFF_BYTES:]
+
+    def _judge(self, size: int | None) -> str:
+        """The accepted type the head shows (its boxes checked against `size` once known), or 415."""
+        content_type = sniff(bytes(self.head), size)
+        if content_type not in self.accept:
             raise Problem(
                 415,
                 "the file's content is not an accepted type (" + ", ".join(sorted(self.accept)) + ")",
                 type="unsupported-media-type",
                 accepted=sorted(self.accept),
             )
-        self.writer = self.storage.writer(self.key, self.content_type)
+        return content_type
 
     async def _end_file(self) -> None:
         if self.size == 0:
             raise Problem(400, "the file is empty", type="empty-file")
         if self.writer is None:
-            await self._open_writer()
-            await self.writer.write(bytes(self.head))
+            await self._open_writer(self.size)
+        else:
+            self._judge(self.size)  # again, now that a box claiming more than the file holds shows
         await self.writer.commit()
         self.upload = Upload(self.key, self.size, self.digest.hexdigest(), self.content_type, self.part_filename)
         self.writer = None

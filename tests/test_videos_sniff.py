@@ -1,46 +1,72 @@
 import pytest
 
 from service.sniffing import SNIFF_BYTES, sniff_video
+from tests.support.hostile_videos import Targets, hostile_uploads, tricks
 from tests.support.video_sources import VideoSources, video_sources  # noqa: F401
 
+REAL = [("landscape", "video/mp4"), ("mov", "video/quicktime"), ("mkv", "video/x-matroska"), ("webm", "video/webm")]
 
-@pytest.mark.parametrize(
-    ("source", "mime"),
-    [
-        ("landscape", "video/mp4"),
-        ("mov", "video/quicktime"),
-        ("mkv", "video/x-matroska"),
-        ("webm", "video/webm"),
-    ],
-)
+
+@pytest.mark.parametrize(("source", "mime"), REAL)
 def test_each_container_is_recognised_from_its_first_bytes(video_sources: VideoSources, source: str, mime: str):
-    head = getattr(video_sources, source).read_bytes()[:SNIFF_BYTES]
-    assert sniff_video(head) == mime
+    whole = getattr(video_sources, source).read_bytes()
+    assert sniff_video(whole[:SNIFF_BYTES]) == mime  # while the upload is still arriving
+    assert sniff_video(whole[:SNIFF_BYTES], len(whole)) == mime  # once its size is known
+
+
+@pytest.mark.parametrize(("source", "mime"), REAL)
+def test_a_cut_off_upload_is_still_its_container(video_sources: VideoSources, source: str, mime: str):
+    """The media may run past the end (a copy cut short): the worker reports it damaged."""
+    whole = getattr(video_sources, source).read_bytes()
+    cut = whole[: len(whole) // 2]
+    assert sniff_video(cut[:SNIFF_BYTES], len(cut)) == mime
 
 
 @pytest.mark.parametrize("source", ["random_bytes", "empty"])
 def test_non_videos_are_not_recognised(video_sources: VideoSources, source: str):
-    assert sniff_video(getattr(video_sources, source).read_bytes()[:SNIFF_BYTES]) is None
+    data = getattr(video_sources, source).read_bytes()
+    assert sniff_video(data[:SNIFF_BYTES]) is None
+    assert sniff_video(data[:SNIFF_BYTES], len(data)) is None
 
 
-def _ftyp(major: bytes) -> bytes:
-    return (24).to_bytes(4, "big") + b"ftyp" + major + b"\x00\x00\x02\x00" + major + b"isom"
+def box(box_type: bytes, body: bytes = b"", *, size: int | None = None) -> bytes:
+    return (8 + len(body) if size is None else size).to_bytes(4, "big") + box_type + body
+
+
+def ftyp(major: bytes, *compatible: bytes) -> bytes:
+    return box(b"ftyp", major + b"\x00\x00\x02\x00" + b"".join(compatible or (major, b"isom")))
+
+
+def ebml(*elements: bytes, header_size: int | None = None) -> bytes:
+    body = b"".join(elements)
+    return b"\x1a\x45\xdf\xa3" + bytes([0x80 | (len(body) if header_size is None else header_size)]) + body
+
+
+def doctype(name: bytes) -> bytes:
+    return b"\x42\x82" + bytes([0x80 | len(name)]) + name
+
+
+VERSION = b"\x42\x86\x81\x01"
+SEGMENT = b"\x18\x53\x80\x67\x01\xff\xff\xff\xff\xff\xff\xff"  # unknown size, as live muxers write
+MDAT = box(b"mdat", b"\x00" * 16)
 
 
 @pytest.mark.parametrize(
     ("head", "mime"),
     [
-        (_ftyp(b"isom"), "video/mp4"),
-        (_ftyp(b"mp42"), "video/mp4"),
-        (_ftyp(b"3gp5"), "video/mp4"),
-        (_ftyp(b"qt  "), "video/quicktime"),
-        (_ftyp(b"M4A "), None),  # AAC audio
-        (_ftyp(b"heic"), None),  # a phone photo
-        (_ftyp(b"avif"), None),
-        ((1000).to_bytes(4, "big") + b"mdat" + b"\x00" * 16, "video/quicktime"),  # QuickTime before ftyp
-        ((4).to_bytes(4, "big") + b"mdat", None),  # an impossible atom size
-        (b"\x1a\x45\xdf\xa3\x9f\x42\x86\x81\x01\x42\x82\x84webm\x42\x87\x81\x02", "video/webm"),
-        (b"\x1a\x45\xdf\xa3\x88\x42\x82\x84wav1", None),  # EBML, but no video DocType
+        (ftyp(b"isom") + MDAT, "video/mp4"),
+        (ftyp(b"mp42") + box(b"free") + MDAT, "video/mp4"),
+        (ftyp(b"3gp5") + MDAT, "video/mp4"),
+        (ftyp(b"qt  ") + box(b"wide") + MDAT, "video/quicktime"),
+        (ftyp(b"M4A ") + MDAT, None),  # AAC audio
+        (ftyp(b"heic") + MDAT, None),  # a phone photo
+        (ftyp(b"avif") + MDAT, None),
+        (box(b"mdat", size=1000) + b"\x00" * 16, "video/quicktime"),  # QuickTime before ftyp
+        (box(b"wide") + box(b"mdat", size=1000), "video/quicktime"),
+        (box(b"mdat", size=4), None),  # an impossible atom size
+        (ebml(VERSION, doctype(b"webm")) + SEGMENT, "video/webm"),
+        (ebml(VERSION, doctype(b"matroska")) + SEGMENT, "video/x-matroska"),
+        (ebml(VERSION, doctype(b"wav1")) + SEGMENT, None),  # EBML, but no video DocType
         (b"\x1a\x45\xdf\xa3\x9f\x42\x82", None),  # cut off mid-header
         (b"%PDF-1.7\n", None),
         (b"\x89PNG\r\n\x1a\n", None),
@@ -48,3 +74,65 @@ def _ftyp(major: bytes) -> bytes:
 )
 def test_synthetic_headers(head: bytes, mime: str | None):
     assert sniff_video(head) == mime
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        # ISO-BMFF: structure, not four bytes
+        box(b"ftyp", b"isom\x00\x00"),  # an ftyp too short to hold its brands
+        box(b"ftyp", b"isom\x00\x00\x02\x00isom\x00\x00") + MDAT,  # brands not in whole fours
+        box(b"ftyp", b"is\x00m\x00\x00\x02\x00isom") + MDAT,  # a major brand that is not text
+        box(b"ftyp", b"isom\x00\x00\x02\x00isom", size=5000),  # an ftyp running past the first bytes
+        ftyp(b"isom") + box(b"junk") + MDAT,  # a top-level box no format has
+        ftyp(b"isom") + box(b"free", size=3) + MDAT,  # a size smaller than its own header
+        ftyp(b"isom") + ftyp(b"isom") + MDAT,  # ftyp twice
+        box(b"free") + ftyp(b"isom") + MDAT,  # ftyp not first
+        # QuickTime without ftyp: known atoms, and the media starts within the first bytes
+        box(b"free", b"x" * 20),  # padding and nothing else
+        box(b"free", size=1 << 20) + b"\x00" * 64,  # a free atom hiding whatever follows
+        box(b"udta", b"\x00" * 8) + MDAT,  # not an atom a QuickTime file starts with
+        box(b"free") + box(b"<MPD", b"x" * 8),
+        # EBML: a whole header of header elements that exactly fill it, then a Segment
+        ebml(VERSION, doctype(b"webm"), header_size=40) + SEGMENT,  # claims more than it holds
+        ebml(VERSION, doctype(b"webm"), b"\x1f\x43\xb6\x75\x80") + SEGMENT,  # a Cluster inside the header
+        ebml(VERSION) + SEGMENT,  # no DocType
+        ebml(VERSION, doctype(b"webm")) + b"<MPD>" + b"x" * 16,  # no Segment after the header
+    ],
+)
+def test_broken_structure_is_refused(head: bytes):
+    assert sniff_video(head) is None
+    assert sniff_video(head, len(head)) is None
+
+
+@pytest.mark.parametrize(
+    "whole",
+    [
+        ftyp(b"isom") + box(b"free", size=100_000) + MDAT,  # a box claiming more than the file has
+        ftyp(b"isom") + MDAT + b"\x00\x00\x00",  # stray bytes after the last box
+        ftyp(b"isom"),  # boxes, but no media in them
+        ebml(VERSION, doctype(b"webm")),  # a header and nothing else
+    ],
+)
+def test_sizes_must_fit_the_file_once_it_is_known(whole: bytes):
+    assert sniff_video(whole, len(whole)) is None
+
+
+def test_the_free_comment_trick_is_refused_however_long():
+    """Issue 18's hole: `<!--free-->` read as a 1 GB QuickTime `free` atom, then a DASH manifest."""
+    manifest = b"<!--free--><MPD>" + b" " * 10_000 + b"</MPD>"
+    assert sniff_video(manifest[:SNIFF_BYTES]) is None
+    assert sniff_video(manifest[:SNIFF_BYTES], len(manifest)) is None
+    claimed = int.from_bytes(b"<!--", "big")  # padded to the size the atom claims: still no media
+    assert sniff_video(manifest[:SNIFF_BYTES], claimed) is None
+
+
+def test_tricks_behind_an_accepted_containers_first_bytes(tmp_path):
+    """Only the wrappers whose structure is sound pass (the worker then refuses them: see
+    tests/test_videos_hostile_demuxers.py); text posing as a box never does."""
+    targets = Targets(tmp_path / "secret.ts", str(tmp_path / "frame%03d.png"))
+    assert set(tricks(targets)) == {"dash", "hls", "ffconcat", "image_sequence"}
+    for name, data in hostile_uploads(targets).items():
+        wrapper = name.split("/")[0]
+        sniffed = sniff_video(data[:SNIFF_BYTES], len(data))
+        assert (sniffed is None) == (wrapper in ("mov_free_comment", "mp4_ftyp")), name

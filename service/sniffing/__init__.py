@@ -35,6 +35,7 @@ def sniff_document(head: bytes) -> str | None:
     return None
 
 
-def sniff(head: bytes) -> str | None:
-    """The MIME type of any file Conveyor accepts, or None."""
-    return sniff_document(head) or sniff_video(head)
+def sniff(head: bytes, size: int | None = None) -> str | None:
+    """The MIME type of any file Conveyor accepts, or None; `size` is the whole file's
+    length once known (a video's boxes must fit it)."""
+    return sniff_document(head) or sniff_video(head, size)

@@ -1,72 +1,130 @@
-"""Which video container a file is, judged from its first bytes (never its name or header).
+"""Which video container a file is, judged from its structure (never its name or header).
 
 The API answers 415 when this returns None, so it must recognise every container we
 transcode (MP4, QuickTime, WebM, Matroska) and nothing that merely shares a wrapper:
-ISO-BMFF audio (M4A) and images (HEIC, AVIF) carry an `ftyp` box too.
+ISO-BMFF audio (M4A) and images (HEIC, AVIF) carry an `ftyp` box too. Four magic bytes
+are not enough: `<!--free-->` reads as a QuickTime atom, and what follows it may be a DASH
+manifest that makes ffmpeg read the worker's own files (see SECURITY.md). So the boxes or
+the EBML header must hold together: known types, sizes that fit what they claim to hold.
+
+Only the first `SNIFF_BYTES` are read. `size` is the whole file's length when known (the
+upload has ended); without it, a box running past the sniffed bytes cannot be judged yet.
 """
 
 from __future__ import annotations
 
 SNIFF_BYTES = 4096
-"""How many leading bytes callers should pass: enough for any `ftyp` or EBML header."""
+"""How many leading bytes are judged: enough for any `ftyp` or EBML header."""
 
 MP4 = "video/mp4"
 QUICKTIME = "video/quicktime"
 WEBM = "video/webm"
 MATROSKA = "video/x-matroska"
 
-_EBML_MAGIC = b"\x1a\x45\xdf\xa3"
-_EBML_DOCTYPE = 0x4282
-_DOCTYPES = {b"webm": WEBM, b"matroska": MATROSKA}
-
 _NOT_VIDEO_BRANDS = {
     b"M4A ", b"M4B ", b"M4P ", b"F4A ", b"F4B ",  # audio
     b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1", b"avif", b"avis",  # images
     b"crx ", b"jp2 ", b"jpx ",  # camera raw, JPEG 2000
 }
-# QuickTime files older than `ftyp` start straight with one of these atoms.
-_QUICKTIME_ATOMS = {b"moov", b"mdat", b"wide", b"free", b"skip", b"pnot"}
+_TOP_LEVEL_BOXES = {
+    b"ftyp", b"moov", b"mdat", b"free", b"skip", b"wide", b"pnot", b"PICT", b"uuid", b"meta", b"udta",
+    b"moof", b"mfra", b"sidx", b"ssix", b"styp", b"prft", b"emsg", b"pdin", b"meco",
+}
+_MEDIA_BOXES = {b"moov", b"mdat", b"moof"}
+"""The only boxes a file may end inside of (an upload cut short is damaged, not hostile)."""
+_QUICKTIME_FIRST = {b"moov", b"mdat", b"wide", b"free", b"skip", b"pnot"}
+"""QuickTime files older than `ftyp` start straight with one of these atoms."""
+
+_EBML_MAGIC = b"\x1a\x45\xdf\xa3"
+_EBML_DOCTYPE = 0x4282
+_EBML_HEADER_ELEMENTS = {
+    0x4286, 0x42F7, 0x42F2, 0x42F3,  # EBML version, read version, max ID length, max size length
+    _EBML_DOCTYPE, 0x4287, 0x4285, 0x4281,  # DocType, its versions, DocTypeExtension
+    0xEC, 0xBF,  # Void, CRC-32
+}
+_MATROSKA_SEGMENT = b"\x18\x53\x80\x67"
+_DOCTYPES = {b"webm": WEBM, b"matroska": MATROSKA}
 
 
-def sniff_video(first_bytes: bytes) -> str | None:
+def sniff_video(first_bytes: bytes, size: int | None = None) -> str | None:
     """The MIME type of the video container these bytes start, or None if it is not one."""
-    if first_bytes.startswith(_EBML_MAGIC):
-        return _sniff_ebml(first_bytes)
-    box_type = first_bytes[4:8]
-    if box_type == b"ftyp":
-        return _sniff_ftyp(first_bytes)
-    size = int.from_bytes(first_bytes[:4], "big")
-    if box_type in _QUICKTIME_ATOMS and (size in (0, 1) or size >= 8):  # 0: to EOF, 1: 64-bit size
-        return QUICKTIME
+    head = first_bytes[:SNIFF_BYTES]
+    whole = size is not None and size <= len(head)
+    if head.startswith(_EBML_MAGIC):
+        return _sniff_ebml(head, whole)
+    boxes = _top_level_boxes(head, size)
+    if not boxes or b"ftyp" in (box_type for box_type, _ in boxes[1:]):
+        return None
+    if whole and not _MEDIA_BOXES.intersection(box_type for box_type, _ in boxes):
+        return None  # every box was seen and none holds media
+    first_type, first_end = boxes[0]
+    if first_type == b"ftyp":
+        return _sniff_ftyp(head[:first_end]) if first_end is not None and first_end <= len(head) else None
+    if first_type in _QUICKTIME_FIRST and _MEDIA_BOXES.intersection(box_type for box_type, _ in boxes):
+        return QUICKTIME  # without `ftyp`, the media must start within the sniffed bytes
     return None
 
 
-def _sniff_ftyp(data: bytes) -> str | None:
+def _top_level_boxes(head: bytes, size: int | None) -> list[tuple[bytes, int | None]] | None:
+    """(type, end) of each box that starts in `head` (end None: to the end of the file), or
+    None if one is malformed: an unknown type, a size smaller than its header, a box other
+    than media running past the end of the file, or stray bytes after the last box."""
+    boxes: list[tuple[bytes, int | None]] = []
+    position = 0
+    while position + 8 <= len(head):
+        declared, box_type = int.from_bytes(head[position : position + 4], "big"), head[position + 4 : position + 8]
+        if box_type not in _TOP_LEVEL_BOXES:
+            return None
+        header = 8
+        if declared == 1:  # a 64-bit size follows the type
+            if position + 16 > len(head):
+                break
+            declared, header = int.from_bytes(head[position + 8 : position + 16], "big"), 16
+        if declared == 0 and box_type in _MEDIA_BOXES:  # runs to the end of the file
+            boxes.append((box_type, None))
+            return boxes
+        end = position + declared
+        if declared < header or (size is not None and end > size and box_type not in _MEDIA_BOXES):
+            return None
+        boxes.append((box_type, end))
+        position = end
+    if size is not None and position < size <= len(head):
+        return None  # fewer than 8 bytes left at the end of the file: not a box
+    return boxes
+
+
+def _sniff_ftyp(ftyp: bytes) -> str | None:
     """Decide by the major brand; brands we do not know are MP4 variants (3GP, DASH, F4V…)."""
-    major = data[8:12]
+    if len(ftyp) < 16 or (len(ftyp) - 16) % 4:  # major brand, minor version, compatible brands
+        return None
+    major = ftyp[8:12]
     if major == b"qt  ":
         return QUICKTIME
-    if len(major) < 4 or major in _NOT_VIDEO_BRANDS or not major.isascii():
+    if major in _NOT_VIDEO_BRANDS or not all(0x20 <= byte < 0x7F for byte in major):
         return None
     return MP4
 
 
-def _sniff_ebml(data: bytes) -> str | None:
-    """Walk the EBML header's children for DocType ("webm" or "matroska")."""
-    position = len(_EBML_MAGIC)
-    header_size, position = _read_vint(data, position)
-    if header_size is None:
+def _sniff_ebml(head: bytes, whole: bool) -> str | None:
+    """The EBML header must be whole, made only of header elements that exactly fill it,
+    name a video DocType ("webm" or "matroska"), and be followed by a Segment."""
+    header_size, position = _read_vint(head, len(_EBML_MAGIC))
+    if header_size is None or position + header_size > len(head):
         return None
-    end = min(position + header_size, len(data))
+    end = position + header_size
+    doctype = None
     while position < end:
-        element_id, position = _read_vint(data, position, keep_marker=True)
-        size, position = _read_vint(data, position)
-        if element_id is None or size is None:
+        element_id, position = _read_vint(head, position, keep_marker=True)
+        size, position = _read_vint(head, position)
+        if element_id not in _EBML_HEADER_ELEMENTS or size is None or position + size > end:
             return None
         if element_id == _EBML_DOCTYPE:
-            return _DOCTYPES.get(data[position : position + size].rstrip(b"\x00"))
+            doctype = head[position : position + size].rstrip(b"\x00")
         position += size
-    return None
+    segment = head[end : end + len(_MATROSKA_SEGMENT)]
+    if segment != _MATROSKA_SEGMENT[: len(segment)] or (whole and len(segment) < len(_MATROSKA_SEGMENT)):
+        return None
+    return _DOCTYPES.get(doctype)
 
 
 def _read_vint(data: bytes, position: int, *, keep_marker: bool = False) -> tuple[int | None, int]:
