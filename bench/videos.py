@@ -92,7 +92,7 @@ async def bench(workload: Workload, cores: int) -> list[Measurement]:
     with tempfile.TemporaryDirectory(prefix="conveyor-bench-videos-") as tmp:
         work = Path(tmp)
         source = await asyncio.to_thread(make_source, workload, work / "source.mp4")
-        plan = plan_renditions(await probe(source), DEFAULT_RENDITIONS)
+        plan = plan_renditions(await probe(source, "video/mp4"), DEFAULT_RENDITIONS)
         frames = frames_encoded(plan) * workload.jobs
         results = []
         for mode, slots in (("concurrent (one per core)", cores), ("one at a time", 1)):

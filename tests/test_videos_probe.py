@@ -5,12 +5,13 @@ import pytest
 from pipelines.errors import PermanentError
 from pipelines.videos import check_limits, measure, probe
 from service.config import Settings
+from service.sniffing.video import MATROSKA, MP4, QUICKTIME, WEBM
 from tests.support.processes import lingering_children
 from tests.support.video_sources import VideoSources, video_sources  # noqa: F401
 
 
 async def test_probe_reports_what_the_source_is(video_sources: VideoSources):
-    info = await probe(video_sources.landscape)
+    info = await probe(video_sources.landscape, MP4)
     assert "mp4" in info.container
     assert (info.video_codec, info.audio_codec) == ("h264", "aac")
     assert (info.width, info.height, info.rotation) == (640, 360, 0)
@@ -21,21 +22,21 @@ async def test_probe_reports_what_the_source_is(video_sources: VideoSources):
 
 
 async def test_rotation_gives_portrait_display_dimensions(video_sources: VideoSources):
-    info = await probe(video_sources.rotated)
+    info = await probe(video_sources.rotated, MP4)
     assert (info.width, info.height) == (640, 360)
     assert info.rotation in (90, 270)
     assert (info.display_width, info.display_height) == (360, 640)
 
 
 async def test_silent_source(video_sources: VideoSources):
-    info = await probe(video_sources.silent_480p)
+    info = await probe(video_sources.silent_480p, MP4)
     assert not info.has_audio and info.audio_codec is None and info.stream_count == 1
     assert (info.display_width, info.display_height) == (854, 480)
 
 
-@pytest.mark.parametrize("source", ["mkv", "webm", "mov"])
-async def test_other_containers_probe(video_sources: VideoSources, source: str):
-    info = await probe(getattr(video_sources, source))
+@pytest.mark.parametrize(("source", "media_type"), [("mkv", MATROSKA), ("webm", WEBM), ("mov", QUICKTIME)])
+async def test_other_containers_probe(video_sources: VideoSources, source: str, media_type: str):
+    info = await probe(getattr(video_sources, source), media_type)
     assert info.width > 0 and info.duration > 0
 
 
@@ -50,28 +51,28 @@ async def test_other_containers_probe(video_sources: VideoSources, source: str):
 )
 async def test_bad_sources_are_refused_precisely(video_sources: VideoSources, source: str, error_type: str):
     with pytest.raises(PermanentError) as caught:
-        await probe(getattr(video_sources, source))
+        await probe(getattr(video_sources, source), MP4)
     assert caught.value.type == error_type
     assert caught.value.message
 
 
 async def test_damage_is_explained_without_the_workers_directories(video_sources: VideoSources):
     with pytest.raises(PermanentError) as caught:
-        await probe(video_sources.truncated)
+        await probe(video_sources.truncated, MP4)
     assert "moov atom not found" in caught.value.message
     assert str(video_sources.truncated.parent) not in caught.value.message
 
 
 async def test_a_probe_that_overruns_its_timeout_is_refused_and_leaves_no_ffprobe(video_sources: VideoSources):
     with pytest.raises(PermanentError) as caught:
-        await probe(video_sources.landscape, timeout=0)
+        await probe(video_sources.landscape, MP4, timeout=0)
     assert caught.value.type == "corrupt_video" and "within" in caught.value.message
     assert await lingering_children("ffprobe") == []
 
 
 async def test_sane_sources_pass_the_limits(video_sources: VideoSources):
     for source in (video_sources.landscape, video_sources.rotated, video_sources.long):
-        check_limits(await probe(source), Settings())
+        check_limits(await probe(source, MP4), Settings())
 
 
 @pytest.mark.parametrize(
@@ -87,14 +88,14 @@ async def test_sane_sources_pass_the_limits(video_sources: VideoSources):
     ],
 )
 async def test_absurd_sources_are_refused_before_transcoding(video_sources: VideoSources, change, error_type):
-    info = replace(await probe(video_sources.landscape), **change)
+    info = replace(await probe(video_sources.landscape, MP4), **change)
     with pytest.raises(PermanentError) as caught:
         check_limits(info, Settings())
     assert caught.value.type == error_type
 
 
 async def test_limits_come_from_settings(video_sources: VideoSources):
-    info = await probe(video_sources.long)
+    info = await probe(video_sources.long, MP4)
     with pytest.raises(PermanentError) as caught:
         check_limits(info, Settings(video_max_duration=60))
     assert caught.value.type == "video_too_long"

@@ -8,6 +8,7 @@ from PIL import Image, ImageStat
 
 from pipelines.errors import PermanentError
 from pipelines.videos import measure, parse_renditions, plan_renditions, probe, transcode_all
+from service.sniffing.video import MP4
 from tests.support.processes import tool_children
 from tests.support.video_sources import VideoSources, video_sources  # noqa: F401
 
@@ -28,7 +29,7 @@ class Recorder:
 
 
 async def transcode(source: Path, renditions: str, out_dir: Path, **options):
-    plan = plan_renditions(await probe(source), parse_renditions(renditions))
+    plan = plan_renditions(await probe(source, MP4), parse_renditions(renditions))
     recorder = Recorder()
     made = await transcode_all(
         source, plan, out_dir, on_progress=recorder.on_progress, on_rendition_done=recorder.on_rendition_done, **options
@@ -96,7 +97,7 @@ async def test_resume_skips_outputs_already_done(video_sources, tmp_path):
 
 async def test_one_ffmpeg_at_a_time_when_the_host_has_one_slot(video_sources, tmp_path):
     running: list[int] = []
-    plan = plan_renditions(await probe(video_sources.landscape), (360, 240))
+    plan = plan_renditions(await probe(video_sources.landscape, MP4), (360, 240))
     made = await transcode_all(
         video_sources.landscape,
         plan,
@@ -111,7 +112,7 @@ async def test_one_ffmpeg_at_a_time_when_the_host_has_one_slot(video_sources, tm
 async def test_a_failing_ffmpeg_is_a_precise_error_and_leaves_no_files(video_sources, tmp_path):
     source = tmp_path / "source.mp4"
     shutil.copy(video_sources.landscape, source)
-    plan = plan_renditions(await probe(source), (360, 240))
+    plan = plan_renditions(await probe(source, MP4), (360, 240))
     source.unlink()  # gone from under the worker: every ffmpeg fails at once
     out_dir = tmp_path / "out"
     out_dir.mkdir()
@@ -143,7 +144,7 @@ def assert_all_ffmpegs_gone(watcher: CancelWhenProgressStarts, out_dir: Path) ->
 
 
 async def test_cancelling_kills_every_ffmpeg_and_propagates(video_sources, tmp_path):
-    plan = plan_renditions(await probe(video_sources.long), (360, 240))
+    plan = plan_renditions(await probe(video_sources.long, MP4), (360, 240))
     watcher = CancelWhenProgressStarts()
     task = asyncio.create_task(transcode_all(video_sources.long, plan, tmp_path, on_progress=watcher.on_progress))
     await watcher.started.wait()
@@ -154,7 +155,7 @@ async def test_cancelling_kills_every_ffmpeg_and_propagates(video_sources, tmp_p
 
 
 async def test_a_timeout_kills_every_ffmpeg(video_sources, tmp_path):
-    plan = plan_renditions(await probe(video_sources.long), (360,))
+    plan = plan_renditions(await probe(video_sources.long, MP4), (360,))
     watcher = CancelWhenProgressStarts()
     with pytest.raises(TimeoutError):
         async with asyncio.timeout(None) as deadline:

@@ -1,10 +1,11 @@
 """The video job: probe the upload, then make its renditions and thumbnail.
 
 `probe` fetches the source from storage (the worker may be on another host than the API)
-into the attempt's scratch directory, refuses what is broken or absurd before any CPU is
-spent, and checkpoints the plan. `transcode` runs the plan's ffmpegs in the worker's
-shared slots; each output is measured, uploaded as it finishes and checkpointed, so a
-resumed job only makes what is missing. The scratch directory goes when the attempt ends.
+into the attempt's scratch directory, reads it only as the container the API sniffed
+(`demux`), refuses what is broken or absurd before any CPU is spent, and checkpoints the
+plan. `transcode` runs the plan's ffmpegs in the worker's shared slots; each output is
+measured, uploaded as it finishes and checkpointed, so a resumed job only makes what is
+missing. The scratch directory goes when the attempt ends.
 
 Memory does not grow with the video (2 GB passes as well as 2 MB): the source streams from
 storage to disk in chunks, ffmpeg reads and writes files, and outputs stream back in
@@ -57,7 +58,7 @@ async def fetch_source(run: JobRun) -> Path:
 
 async def probe_stage(run: JobRun) -> dict:
     source = await fetch_source(run)
-    info = await probe(source)
+    info = await probe(source, run.payload["input"].get("content_type"))
     check_limits(info, run.settings)
     plan = plan_renditions(info, run.payload.get("renditions") or DEFAULT_RENDITIONS)
     return {"source": source_summary(info), "plan": plan_to_json(plan)}

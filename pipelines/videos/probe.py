@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipelines.errors import PermanentError
+from pipelines.videos.demux import FORMAT_NAMES, demuxer_for, input_args
 from pipelines.videos.mp4 import is_faststart
 from pipelines.videos.tools import run_ffmpeg
 from service.sniffing import SNIFF_BYTES, sniff_video
@@ -23,6 +25,7 @@ if TYPE_CHECKING:
 
 PROBE_TIMEOUT_SECONDS = 30.0
 _FFPROBE = ("ffprobe", "-v", "error", "-print_format", "json", "-show_format", "-show_streams")
+_OUTPUT_DEMUXERS = {".mp4": "mov", ".jpg": "jpeg_pipe"}
 
 
 @dataclass(frozen=True)
@@ -62,16 +65,23 @@ class VideoInfo:
         return (self.height, width) if self.rotation in (90, 270) else (width, self.height)
 
 
-async def probe(path: Path, *, timeout: float = PROBE_TIMEOUT_SECONDS) -> VideoInfo:
-    """Probe a source, or raise a `PermanentError` saying precisely why it cannot be used."""
-    report = await _ffprobe(path, timeout)
+async def probe(path: Path, media_type: str | None, *, timeout: float = PROBE_TIMEOUT_SECONDS) -> VideoInfo:
+    """Probe a source as the container the API sniffed (`media_type`, e.g. "video/mp4"), or
+    raise a `PermanentError` saying precisely why it cannot be used."""
+    demuxer = demuxer_for(media_type)
+    report = await _ffprobe(path, demuxer, timeout)
+    container = report.get("format", {}).get("format_name")
+    if container != FORMAT_NAMES[demuxer]:
+        raise PermanentError(
+            f"the file reads as {container!r}, not as a {media_type} video", type="unsupported_container"
+        )
     streams = report.get("streams", [])
     video = next((s for s in streams if s.get("codec_type") == "video" and not _is_cover_art(s)), None)
     if video is None:
         raise PermanentError("the file has no video stream", type="no_video_stream")
     audio = next((s for s in streams if s.get("codec_type") == "audio"), None)
     return VideoInfo(
-        container=report.get("format", {}).get("format_name", "unknown"),
+        container=container,
         duration=_duration(report, video),
         video_codec=video.get("codec_name", "unknown"),
         video_stream=video["index"],
@@ -130,7 +140,7 @@ class OutputInfo:
 
 async def measure(path: Path, *, timeout: float = PROBE_TIMEOUT_SECONDS) -> OutputInfo:
     """Measure a rendition or thumbnail we produced, to report and to verify it."""
-    report = await _ffprobe(path, timeout)
+    report = await _ffprobe(path, _OUTPUT_DEMUXERS[path.suffix], timeout)
     streams = report.get("streams", [])
     video = next((s for s in streams if s.get("codec_type") == "video"), None)
     if video is None:
@@ -148,18 +158,18 @@ async def measure(path: Path, *, timeout: float = PROBE_TIMEOUT_SECONDS) -> Outp
     )
 
 
-async def _ffprobe(path: Path, timeout: float) -> dict[str, Any]:
-    head = await asyncio.to_thread(_read_head, path)
+async def _ffprobe(path: Path, demuxer: str, timeout: float) -> dict[str, Any]:
+    head, size = await asyncio.to_thread(_read_head, path)
     if not head:
         raise PermanentError("the file is empty", type="not_a_video")
     try:
         async with asyncio.timeout(timeout):
-            finished = await run_ffmpeg([*_FFPROBE, str(path.absolute())])  # absolute: never an option
+            finished = await run_ffmpeg([*_FFPROBE, *input_args(path, demuxer)])
     except TimeoutError:
         raise PermanentError(f"ffprobe could not read the file within {timeout:g} s", type="corrupt_video") from None
     if finished.returncode != 0:
         # A recognised container that ffprobe cannot read is damaged; anything else is not a video.
-        if sniff_video(head):
+        if sniff_video(head, size):
             raise PermanentError(f"the video is damaged: {finished.explain(path)}", type="corrupt_video")
         raise PermanentError("the file is not a video this service can read", type="not_a_video")
     try:
@@ -168,9 +178,9 @@ async def _ffprobe(path: Path, timeout: float) -> dict[str, Any]:
         raise PermanentError("ffprobe described the file unintelligibly", type="corrupt_video") from None
 
 
-def _read_head(path: Path) -> bytes:
+def _read_head(path: Path) -> tuple[bytes, int]:
     with path.open("rb") as file:
-        return file.read(SNIFF_BYTES)
+        return file.read(SNIFF_BYTES), os.fstat(file.fileno()).st_size
 
 
 def _is_cover_art(stream: dict[str, Any]) -> bool:

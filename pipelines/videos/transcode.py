@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipelines.errors import JobError, PermanentError, TransientError
-from pipelines.videos.plan import Output, Rendition, RenditionPlan, Thumbnail
 from pipelines.subprocesses import Finished
+from pipelines.videos.demux import demuxer_of, input_args
+from pipelines.videos.plan import Output, Rendition, RenditionPlan, Thumbnail
 from pipelines.videos.tools import run_ffmpeg
 
 if TYPE_CHECKING:
@@ -108,7 +109,7 @@ def _rendition_args(source: Path, plan: RenditionPlan, rendition: Rendition, pat
         audio = ["-an"]
     return [
         *_FFMPEG,
-        "-i", str(source.absolute()),
+        *_source_args(source, plan),
         "-map", f"0:{info.video_stream}", *audio, "-sn", "-dn",
         "-map_metadata", "-1", "-map_chapters", "-1",
         # ffmpeg has already turned the picture upright (autorotate), so scale to display size.
@@ -126,12 +127,17 @@ def _thumbnail_args(source: Path, plan: RenditionPlan, thumbnail: Thumbnail, pat
     frames = max(2, min(THUMBNAIL_MAX_FRAMES, round(plan.source.fps * THUMBNAIL_WINDOW_SECONDS)))
     return [
         *_FFMPEG,
-        "-ss", f"{thumbnail.seek:.3f}", "-i", str(source.absolute()),
+        "-ss", f"{thumbnail.seek:.3f}", *_source_args(source, plan),
         "-map", f"0:{plan.source.video_stream}",
         "-vf", f"scale={thumbnail.width}:{thumbnail.height},setsar=1,thumbnail=n={frames}",
         "-frames:v", "1", "-q:v", "3", "-update", "1",
         "-f", "image2", str(path),
     ]  # fmt: skip
+
+
+def _source_args(source: Path, plan: RenditionPlan) -> list[str]:
+    """The source opened as the container its probe found, and only as that (see `demux`)."""
+    return input_args(source, demuxer_of(plan.source.container))
 
 
 def _failure(source: Path, output: Output, finished: Finished) -> JobError:
