@@ -4,7 +4,8 @@ Each family of ffmpeg demuxer that opens other files (DASH, HLS, ffconcat, image
 sequences) is hidden behind each accepted container's first bytes and pointed at magenta
 files the test made. Every such upload is refused (415) or its job fails, and no output of
 that colour ever exists. The tricks are first shown to work on an ffmpeg left to guess its
-demuxer, so a refusal cannot pass vacuously. Real uvicorn, worker, PostgreSQL and ffmpeg.
+demuxer, so a refusal cannot pass vacuously (all but image sequences, which ffmpeg 5.1's
+concat safe mode already stops). Real uvicorn, worker, PostgreSQL and ffmpeg.
 """
 
 from __future__ import annotations

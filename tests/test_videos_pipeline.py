@@ -161,6 +161,23 @@ async def test_renditions_on_s3_come_with_presigned_urls(
     assert leftover_temp_files(settings) == []
 
 
+async def test_each_accepted_container_is_read_as_the_type_it_was_sniffed(
+    api, worker_settings, tenant, video_sources: VideoSources
+):
+    """MOV, WebM and MKV end to end: the sniffed type travels with the job and names ffmpeg's
+    demuxer (MP4 is every other test here)."""
+    async with client(api.url, tenant[1]) as http:
+        jobs = {name: (await post_video(http, getattr(video_sources, name), renditions="144p")).json()
+                for name in ("mov", "webm", "mkv")}  # fmt: skip
+        async with running_worker(worker_settings, [video_pipeline(worker_settings)]):
+            done = {name: await wait_for_job(http, job["id"]) for name, job in jobs.items()}
+    for name, job in done.items():
+        assert job["status"] == "succeeded", (name, job)
+        assert len(job["result"]["renditions"]) == 1 and job["result"]["thumbnail"]["url"]
+    containers = {name: job["result"]["source"]["container"] for name, job in done.items()}
+    assert containers == {"mov": "mov,mp4,m4a,3gp,3g2,mj2", "webm": "matroska,webm", "mkv": "matroska,webm"}
+
+
 async def test_bad_inputs_are_refused_precisely(api, worker_settings, tenant, video_sources: VideoSources):
     async with client(api.url, tenant[1]) as http:
         not_video = await post_video(http, video_sources.random_bytes)

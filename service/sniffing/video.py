@@ -42,7 +42,14 @@ _EBML_HEADER_ELEMENTS = {
     _EBML_DOCTYPE, 0x4287, 0x4285, 0x4281,  # DocType, its versions, DocTypeExtension
     0xEC, 0xBF,  # Void, CRC-32
 }
-_MATROSKA_SEGMENT = b"\x18\x53\x80\x67"
+_MATROSKA_SEGMENT = 0x18538067
+_MATROSKA_TOP_LEVEL = {
+    0x114D9B74, 0x1549A966, 0x1654AE6B, 0x1F43B675,  # SeekHead, Info, Tracks, Cluster
+    0x1C53BB6B, 0x1043A770, 0x1254C367, 0x1941A469,  # Cues, Chapters, Tags, Attachments
+    0xEC, 0xBF,  # Void, CRC-32
+}
+_LONGEST_ELEMENT_HEADER = 12
+"""A 4-byte ID and an 8-byte size: fewer bytes left than this may just be cut off."""
 _DOCTYPES = {b"webm": WEBM, b"matroska": MATROSKA}
 
 
@@ -60,9 +67,11 @@ def sniff_video(first_bytes: bytes, size: int | None = None) -> str | None:
     first_type, first_end = boxes[0]
     if first_type == b"ftyp":
         return _sniff_ftyp(head[:first_end]) if first_end is not None and first_end <= len(head) else None
-    if first_type in _QUICKTIME_FIRST and _MEDIA_BOXES.intersection(box_type for box_type, _ in boxes):
-        return QUICKTIME  # without `ftyp`, the media must start within the sniffed bytes
-    return None
+    if first_type not in _QUICKTIME_FIRST or not _MEDIA_BOXES.intersection(box_type for box_type, _ in boxes):
+        return None  # without `ftyp`, the media must start within the sniffed bytes
+    if size is not None and any(end is not None and end > size for _, end in boxes):
+        return None  # nor may it run past the end: only a whole `ftyp` earns that leniency
+    return QUICKTIME
 
 
 def _top_level_boxes(head: bytes, size: int | None) -> list[tuple[bytes, int | None]] | None:
@@ -106,25 +115,49 @@ def _sniff_ftyp(ftyp: bytes) -> str | None:
 
 
 def _sniff_ebml(head: bytes, whole: bool) -> str | None:
-    """The EBML header must be whole, made only of header elements that exactly fill it,
-    name a video DocType ("webm" or "matroska"), and be followed by a Segment."""
+    doctype, position = _ebml_header(head)
+    if doctype not in _DOCTYPES or not _segment_is_matroska(head, position, whole):
+        return None
+    return _DOCTYPES[doctype]
+
+
+def _ebml_header(head: bytes) -> tuple[bytes | None, int]:
+    """The DocType of a whole EBML header made only of header elements that exactly fill
+    it, and where the header ends; (None, 0) if it is not one."""
     header_size, position = _read_vint(head, len(_EBML_MAGIC))
     if header_size is None or position + header_size > len(head):
-        return None
+        return None, 0
     end = position + header_size
     doctype = None
     while position < end:
         element_id, position = _read_vint(head, position, keep_marker=True)
         size, position = _read_vint(head, position)
         if element_id not in _EBML_HEADER_ELEMENTS or size is None or position + size > end:
-            return None
+            return None, 0
         if element_id == _EBML_DOCTYPE:
             doctype = head[position : position + size].rstrip(b"\x00")
         position += size
-    segment = head[end : end + len(_MATROSKA_SEGMENT)]
-    if segment != _MATROSKA_SEGMENT[: len(segment)] or (whole and len(segment) < len(_MATROSKA_SEGMENT)):
-        return None
-    return _DOCTYPES.get(doctype)
+    return doctype, end
+
+
+def _segment_is_matroska(head: bytes, position: int, whole: bool) -> bool:
+    """A Segment follows the header, and the elements it starts with are Matroska's top-level
+    ones (SeekHead, Info, Tracks, Cluster…), as far as the sniffed bytes show them."""
+    expected = {_MATROSKA_SEGMENT}
+    while position < len(head):
+        element_id, after_id = _read_vint(head, position, keep_marker=True)
+        size, body = _read_vint(head, after_id)
+        if element_id is None or size is None:  # malformed, or cut off by the sniffed bytes
+            return not whole and position + _LONGEST_ELEMENT_HEADER > len(head)
+        if element_id not in expected:
+            return False
+        if element_id == _MATROSKA_SEGMENT:
+            expected, position = _MATROSKA_TOP_LEVEL, body
+        elif size == (1 << 7 * (body - after_id)) - 1:  # unknown size (a live Cluster): it runs on
+            return True
+        else:
+            position = body + size
+    return expected is _MATROSKA_TOP_LEVEL or not whole
 
 
 def _read_vint(data: bytes, position: int, *, keep_marker: bool = False) -> tuple[int | None, int]:

@@ -61,19 +61,29 @@ def _ebml_header(doctype: bytes) -> bytes:
     return b"\x1a\x45\xdf\xa3" + bytes([0x80 | len(body)]) + body
 
 
+def _void(body: bytes) -> bytes:
+    """An EBML Void element (0xEC) holding `body`, its size as an 8-byte number."""
+    return b"\xec\x01" + len(body).to_bytes(7, "big") + body
+
+
+_FTYP = _box(b"ftyp", b"isom\x00\x00\x02\x00isomiso2")
 _UNKNOWN_SIZE_SEGMENT = b"\x18\x53\x80\x67\x01\xff\xff\xff\xff\xff\xff\xff"
 
 WRAPPERS = {
     # The original hole: text that reads as a QuickTime `free` atom, then the trick.
     "mov_free_comment": lambda trick: b"<!--free-->" + trick,
-    "mp4_ftyp": lambda trick: _box(b"ftyp", b"isom\x00\x00\x02\x00isomiso2") + trick,
+    "mov_mdat_comment": lambda trick: b"<!--mdat-->" + trick,
+    "mp4_ftyp": lambda trick: _FTYP + trick,
+    "mkv_segment": lambda trick: _ebml_header(b"matroska") + _UNKNOWN_SIZE_SEGMENT + trick,
     # Structurally sound boxes or EBML: they pass the sniffer, and the worker must still refuse.
-    "mp4_mdat": lambda trick: _box(b"ftyp", b"isom\x00\x00\x02\x00isomiso2") + _box(b"mdat", trick),
+    "mp4_mdat": lambda trick: _FTYP + _box(b"mdat", trick),
     "mov_wide_mdat": lambda trick: _box(b"wide", b"") + _box(b"mdat", trick),
-    "webm": lambda trick: _ebml_header(b"webm") + _UNKNOWN_SIZE_SEGMENT + trick,
-    "mkv": lambda trick: _ebml_header(b"matroska") + _UNKNOWN_SIZE_SEGMENT + trick,
+    "webm_void": lambda trick: _ebml_header(b"webm") + _UNKNOWN_SIZE_SEGMENT + _void(trick),
+    "mkv_void": lambda trick: _ebml_header(b"matroska") + _UNKNOWN_SIZE_SEGMENT + _void(trick),
 }
 """How each accepted container's first bytes can front a trick."""
+SOUND_WRAPPERS = frozenset({"mp4_mdat", "mov_wide_mdat", "webm_void", "mkv_void"})
+"""The wrappers whose structure holds together: only these get past the API's sniffing."""
 
 
 def hostile_uploads(targets: Targets) -> dict[str, bytes]:
