@@ -11,6 +11,7 @@ from starlette.middleware import Middleware
 from starlette.routing import Route
 
 from service import observability, openapi, queue
+from service.auth import FAILURES_PREFIX, KeyRing
 from service.backlog import Backlog
 from service.config import Settings, get_settings
 from service.consistency import ConsistencyMiddleware
@@ -70,6 +71,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         state.enqueuer = queue.Enqueuer(state.redis)
         state.inserts = JobInserts(state.db)
         state.rate_limits = TokenBucket(state.redis, BUCKET_PREFIX)
+        state.keys = KeyRing(state.db, TokenBucket(state.redis, FAILURES_PREFIX), settings.auth_failures_per_minute)
         state.storage = open_storage(settings.storage_url, settings.s3_endpoint_url)
         await state.db.open()
         await state.storage.open()

@@ -15,7 +15,7 @@ from pipelines.pipeline import Pipeline, Stage
 from tests.support.files import multipart_file, text_pdf
 from tests.support.service import ApiServer, client, running_worker, wait_for_job
 
-ADMIN_KEY = "admin-key-for-tests-0123456789"
+ADMIN_KEY = "admin-key-for-tests-0123456789abcdef"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 SCREENSHOTS = os.environ.get("DASHBOARD_SCREENSHOTS")  # a directory: save screenshots there (docs/)
