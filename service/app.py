@@ -22,6 +22,7 @@ from service.limits import BUCKET_PREFIX, RateLimitMiddleware
 from service.observability import RequestObserver
 from service.problems import EXCEPTION_HANDLERS
 from service.ratelimit import TokenBucket
+from service.request_heads import HeadLimitMiddleware
 from service.routes import analytics, documents, health, jobs, metrics, notifications, reminders, stream, videos
 from service.storage import open_storage
 
@@ -86,7 +87,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     return Starlette(
         routes=[*routes(), dashboard.mount()],
-        middleware=[Middleware(RequestObserver), Middleware(RateLimitMiddleware), Middleware(ConsistencyMiddleware)],
+        middleware=[Middleware(RequestObserver), Middleware(HeadLimitMiddleware), Middleware(RateLimitMiddleware),
+                    Middleware(ConsistencyMiddleware)],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
     )
