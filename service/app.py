@@ -24,6 +24,7 @@ from service.problems import EXCEPTION_HANDLERS
 from service.ratelimit import TokenBucket
 from service.request_heads import HeadLimitMiddleware
 from service.routes import analytics, documents, health, jobs, metrics, notifications, reminders, stream, videos
+from service.signing import SigningKeys
 from service.storage import open_storage
 
 
@@ -73,6 +74,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         state.inserts = JobInserts(state.db)
         state.rate_limits = TokenBucket(state.redis, BUCKET_PREFIX)
         state.keys = KeyRing(state.db, TokenBucket(state.redis, FAILURES_PREFIX), settings.auth_failures_per_minute)
+        state.signing_keys = SigningKeys(state.db)
         state.storage = open_storage(settings.storage_url, settings.s3_endpoint_url)
         await state.db.open()
         await state.storage.open()

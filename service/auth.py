@@ -14,6 +14,7 @@ Failed authentications are budgeted per client address, shared by every API proc
 
 from __future__ import annotations
 
+import hmac
 import math
 import time
 import uuid
@@ -46,6 +47,15 @@ def bearer_token(request: Request) -> str | None:
     if len(parts) == 2 and parts[0].lower() == "bearer":
         return parts[1].strip()
     return None
+
+
+def holds_admin_key(request: Request) -> bool:
+    """Whether the bearer key is `ADMIN_KEY` (compared in constant time)."""
+    admin_key = request.app.state.settings.admin_key
+    token = bearer_token(request)
+    if admin_key is None or token is None:
+        return False
+    return hmac.compare_digest(token.encode(), admin_key.get_secret_value().encode())
 
 
 def client_address(request: Request) -> str:
