@@ -22,4 +22,5 @@ USER conveyor
 ENV PYTHONUNBUFFERED=1
 EXPOSE 8000
 # API by default; workers run `arq worker.WorkerSettings`, migrations `alembic upgrade head`.
-CMD ["uvicorn", "service.app:app", "--host", "0.0.0.0", "--port", "8000", "--proxy-headers"]
+CMD ["uvicorn", "service.app:app", "--host", "0.0.0.0", "--port", "8000", "--proxy-headers", \
+     "--http", "service.request_heads:BoundedHttpProtocol"]

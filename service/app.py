@@ -11,6 +11,7 @@ from starlette.middleware import Middleware
 from starlette.routing import Route
 
 from service import observability, openapi, queue
+from service.auth import FAILURES_PREFIX, KeyRing
 from service.backlog import Backlog
 from service.config import Settings, get_settings
 from service.consistency import ConsistencyMiddleware
@@ -21,7 +22,9 @@ from service.limits import BUCKET_PREFIX, RateLimitMiddleware
 from service.observability import RequestObserver
 from service.problems import EXCEPTION_HANDLERS
 from service.ratelimit import TokenBucket
+from service.request_heads import HeadLimitMiddleware
 from service.routes import analytics, documents, health, jobs, metrics, notifications, reminders, stream, videos
+from service.signing import SigningKeys
 from service.storage import open_storage
 
 
@@ -70,6 +73,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         state.enqueuer = queue.Enqueuer(state.redis)
         state.inserts = JobInserts(state.db)
         state.rate_limits = TokenBucket(state.redis, BUCKET_PREFIX)
+        state.keys = KeyRing(state.db, TokenBucket(state.redis, FAILURES_PREFIX), settings.auth_failures_per_minute)
+        state.signing_keys = SigningKeys(state.db)
         state.storage = open_storage(settings.storage_url, settings.s3_endpoint_url)
         await state.db.open()
         await state.storage.open()
@@ -84,7 +89,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     return Starlette(
         routes=[*routes(), dashboard.mount()],
-        middleware=[Middleware(RequestObserver), Middleware(RateLimitMiddleware), Middleware(ConsistencyMiddleware)],
+        middleware=[Middleware(RequestObserver), Middleware(HeadLimitMiddleware), Middleware(RateLimitMiddleware),
+                    Middleware(ConsistencyMiddleware)],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
     )

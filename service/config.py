@@ -17,6 +17,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 MiB = 1024 * 1024
 GiB = 1024 * MiB
+MIN_ADMIN_KEY_CHARS = 32
 
 
 def mask(url: str | None) -> str | None:
@@ -173,6 +174,7 @@ class Settings(BaseSettings):
 
     # -- API -----------------------------------------------------------------------------
     rate_limit_per_minute: int = Field(default=6000, gt=0)
+    auth_failures_per_minute: int = Field(default=60, gt=0)  # per client address
     admin_key: SecretStr | None = None
     public_url: str | None = None
 
@@ -232,6 +234,16 @@ class Settings(BaseSettings):
         channel = (info.data.get("textract_sns_topic_arn"), info.data.get("textract_sns_role_arn"), value)
         if any(channel) and not all(channel):
             raise ValueError("TEXTRACT_SNS_TOPIC_ARN, TEXTRACT_SNS_ROLE_ARN and TEXTRACT_SQS_QUEUE_URL go together")
+        return value
+
+    @field_validator("admin_key")
+    @classmethod
+    def _long_admin_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value():
+            return None  # empty is unset: the dashboard stays off
+        if len(value.get_secret_value()) < MIN_ADMIN_KEY_CHARS:
+            raise ValueError(f"must be at least {MIN_ADMIN_KEY_CHARS} characters"
+                             " (e.g. the output of: python -c 'import secrets; print(secrets.token_urlsafe(32))')")
         return value
 
     @field_validator("database_url")

@@ -1,14 +1,14 @@
 """Per-key API rate limits, shared by all API processes, with the IETF RateLimit headers.
 
-Each API key (by hash; clients without one by address) has a token bucket of
-`RATE_LIMIT_PER_MINUTE` requests refilled continuously. Every answer carries
-`RateLimit-Policy` and `RateLimit`; past the limit the answer is 429 with `Retry-After`.
+Each API key (by its id, however the `Authorization` header spells it; clients without a
+valid key by address) has a token bucket of `RATE_LIMIT_PER_MINUTE` requests refilled
+continuously. Every answer carries `RateLimit-Policy` and `RateLimit`; past the limit the
+answer is 429 with `Retry-After`.
 If Redis is unreachable the limit is not enforced: availability over strictness.
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
 
 from redis.exceptions import RedisError
@@ -16,6 +16,8 @@ from starlette.datastructures import MutableHeaders
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service import auth
+from service.errors import DependencyUnavailable
 from service.problems import Problem, problem_response
 from service.ratelimit import Rate
 
@@ -37,7 +39,7 @@ class RateLimitMiddleware:
         per_minute = state.settings.rate_limit_per_minute
         rate = Rate.per_minute(per_minute, burst=per_minute)
         try:
-            taken = await state.rate_limits.take(_client_key(request), rate)
+            taken = await state.rate_limits.take(await _client_key(request), rate)
         except (RedisError, OSError):
             await self.app(scope, receive, send)
             return
@@ -61,8 +63,9 @@ class RateLimitMiddleware:
         await self.app(scope, receive, send_with_headers)
 
 
-def _client_key(request: Request) -> str:
-    authorization = request.headers.get("authorization")
-    if authorization:
-        return "key:" + hashlib.sha256(authorization.encode()).hexdigest()[:32]
-    return "addr:" + (request.client.host if request.client else "unknown")
+async def _client_key(request: Request) -> str:
+    try:
+        caller = await auth.identify(request)
+    except DependencyUnavailable:  # the route's own authentication answers 503
+        caller = None
+    return f"key:{caller.key_id}" if caller else "addr:" + auth.client_address(request)

@@ -87,7 +87,8 @@ def json_body(schema_name: str, description: str) -> dict:
 COMMON_ERRORS = {
     "400": problem("Bad request"),
     "401": problem("No or bad API key"),
-    "429": problem("Rate limited or over quota"),
+    "429": problem("Rate limited, over quota, or too many failed authentications from this address"),
+    "431": problem("Request header fields too large (over 64 KiB or 100 fields)"),
     "503": problem("A dependency is down; retry after Retry-After"),
 }
 JOB_ID = {"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"}}

@@ -73,15 +73,16 @@ async def revoke_api_key(conn: asyncpg.Connection, tenant: Tenant, prefix: str) 
     return int(result.split()[-1])
 
 
-async def tenant_for_key(conn: asyncpg.Connection, key: str) -> Tenant | None:
+async def key_owner(conn: asyncpg.Connection, key_hash: bytes) -> tuple[Tenant, uuid.UUID] | None:
+    """The tenant and key id of an unrevoked key, by the key's hash."""
     row = await conn.fetchrow(
         """
-        SELECT t.id, t.name FROM api_keys k JOIN tenants t ON t.id = k.tenant_id
+        SELECT t.id, t.name, k.id AS key_id FROM api_keys k JOIN tenants t ON t.id = k.tenant_id
         WHERE k.key_hash = $1 AND k.revoked_at IS NULL
         """,
-        hash_key(key),
+        key_hash,
     )
-    return Tenant(row["id"], row["name"]) if row else None
+    return (Tenant(row["id"], row["name"]), row["key_id"]) if row else None
 
 
 async def webhook_secrets(conn: asyncpg.Connection, tenant_id: uuid.UUID) -> list[str]:

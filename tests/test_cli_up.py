@@ -17,6 +17,7 @@ from pipelines.registry import pipelines
 from service.config import Settings
 from service.embedded import postgres_running
 from tests.support.files import multipart_file, text_pdf
+from tests.support.heads import cpu_seconds, send_huge_header
 from tests.support.net import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -105,6 +106,10 @@ def test_up_runs_everything_embedded_and_stops_cleanly(data_dir, tmp_path):
         assert new_key != key
         with httpx.Client(base_url=again.url, headers={"Authorization": f"Bearer {new_key}"}, timeout=30) as http:
             assert http.get(f"/v1/jobs/{job_id}").status_code == 200, "the data survives a restart"
+        before = cpu_seconds(again.process.pid)
+        answer = send_huge_header(again.port, 64 * 1024 * 1024)
+        assert cpu_seconds(again.process.pid) - before < 2.0, "a huge request head is refused early"
+        assert answer == b"" or answer.startswith(b"HTTP/1.1 431 ")
         assert again.stop() == 0
     finally:
         again.kill()

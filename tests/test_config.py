@@ -94,3 +94,17 @@ async def test_page_readers_get_four_slots_a_core_unless_configured(monkeypatch)
     with pytest.raises(ConfigurationError) as excinfo:
         load_settings()
     assert "DOCUMENT_READER_CONCURRENCY" in str(excinfo.value)
+
+
+def test_a_short_admin_key_stops_the_api_at_start_naming_it():
+    """`uvicorn service.app:app` with a guessable ADMIN_KEY exits before serving, saying why;
+    32 characters are accepted, and an empty value leaves the dashboard off."""
+    env = {**os.environ, "ADMIN_KEY": "x" * 31}
+    out = subprocess.run([sys.executable, "-m", "uvicorn", "service.app:app", "--port", "1"], env=env, cwd=REPO,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode != 0
+    assert "ADMIN_KEY: " in out.stderr and "at least 32 characters" in out.stderr
+    assert "Traceback" not in out.stderr
+    for value, expected in (("x" * 32, "x" * 32), ("", None)):
+        settings = load_settings(admin_key=value)
+        assert (settings.admin_key and settings.admin_key.get_secret_value()) == expected

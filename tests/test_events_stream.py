@@ -1,17 +1,23 @@
 """GET /v1/jobs/{id}/events: live events from the workers' Redis streams, replay, tokens."""
 
 import asyncio
+import hashlib
+import hmac
 import uuid
 
 import pytest
 from redis.asyncio import Redis
+from typer.testing import CliRunner
 
 from pipelines.pipeline import Pipeline, Stage
 from service import events
+from service.cli import app as cli
+from service.database import Database
+from service.logs import secret_values
 from service.routes import stream as stream_routes
-from service.signing import Signer, derive_key
+from service.signing import InvalidToken, Signer, SigningKeys
 from tests.support.files import multipart_file, text_pdf
-from tests.support.service import client, new_tenant, running_worker, wait_for_job
+from tests.support.service import ApiServer, client, new_tenant, running_worker, until, wait_for_job
 from tests.support.sse import read_stream
 
 
@@ -137,19 +143,72 @@ async def test_tokens_open_one_job_only_and_expire(api, settings, tenant):
     assert other_tenant.status_code == 404 and unknown.status_code == 404
 
 
+async def ledger_signer(settings, purpose: str) -> Signer:
+    """A signer under the secret the ledger holds now, as the API derives it for `purpose`."""
+    db = Database(settings)
+    await db.open()
+    try:
+        return await SigningKeys(db).signer(purpose)
+    finally:
+        await db.close()
+
+
 async def test_expired_token_is_refused(api, settings, tenant):
     tenant_id, key = tenant
     async with client(api.url, key) as http, client(api.url) as browser:
         job_id = await upload(http)
-        expired, _ = Signer(derive_key(settings, "job-events-token")).sign(job_id, str(tenant_id), ttl=-5)
-        fresh, _ = Signer(derive_key(settings, "job-events-token")).sign(job_id, str(tenant_id), ttl=60)
+        signer = await ledger_signer(settings, "job-events-token")
+        expired, _ = signer.sign(job_id, str(tenant_id), ttl=-5)
+        fresh, _ = signer.sign(job_id, str(tenant_id), ttl=60)
         refused = await browser.get(f"/v1/jobs/{job_id}/events", params={"token": expired})
-        other_purpose, _ = Signer(derive_key(settings, "dashboard-session")).sign(job_id, str(tenant_id), ttl=60)
+        other_purpose, _ = (await ledger_signer(settings, "another-purpose")).sign(job_id, str(tenant_id), ttl=60)
         wrong_purpose = await browser.get(f"/v1/jobs/{job_id}/events", params={"token": other_purpose})
         accepted = await read_stream(browser, f"/v1/jobs/{job_id}/events?token={fresh}", max_events=1)
     assert refused.status_code == 401 and refused.json()["type"].endswith("token-expired")
     assert wrong_purpose.status_code == 401
     assert accepted.status == 200
+
+
+async def test_a_token_forged_from_the_public_settings_is_refused(api, settings, tenant):
+    """The signing key was derived from the database and Redis URLs (public in a
+    docker-compose file) and the secret settings: whoever reads them must forge nothing."""
+    tenant_id, key = tenant
+    material = "\0".join([settings.database_url, settings.redis_url, *sorted(secret_values(settings))])
+    derived = hmac.new(material.encode(), b"conveyor:job-events-token", hashlib.sha256).digest()
+    async with client(api.url, key) as http, client(api.url) as attacker:
+        job_id = await upload(http)
+        forged, _ = Signer([derived]).sign(job_id, str(tenant_id), ttl=60)
+        response = await attacker.get(f"/v1/jobs/{job_id}/events", params={"token": forged})
+    assert response.status_code == 401 and response.json()["type"].endswith("token-invalid")
+
+
+async def test_a_rotation_keeps_tokens_given_out_valid_and_reaches_every_process(api, settings, tenant):
+    """Two API processes agree on the secret; after `conveyor secrets rotate` tokens given
+    out before still open their stream, on either process, until the next rotation."""
+    rotate = ["secrets", "rotate", "--database-url", settings.database_url]
+    async with ApiServer(settings) as second, client(api.url, tenant[1]) as http, client(second.url) as browser:
+        job_id = await upload(http)
+        before = (await http.post(f"/v1/jobs/{job_id}/events/token")).json()["token"]
+        assert (await read_stream(browser, f"/v1/jobs/{job_id}/events?token={before}", max_events=1)).status == 200
+        assert (await asyncio.to_thread(CliRunner().invoke, cli, rotate)).exit_code == 0
+        current = await ledger_signer(settings, "job-events-token")
+
+        async def signs_with_the_new_secret():
+            token = (await http.post(f"/v1/jobs/{job_id}/events/token")).json()["token"]
+            try:
+                return current.verify(token)
+            except InvalidToken:
+                return None
+
+        await until(signs_with_the_new_secret, timeout=15)
+        assert (await read_stream(browser, f"/v1/jobs/{job_id}/events?token={before}", max_events=1)).status == 200
+        assert (await asyncio.to_thread(CliRunner().invoke, cli, rotate)).exit_code == 0
+
+        async def refused_after_the_second_rotation():
+            response = await browser.get(f"/v1/jobs/{job_id}/events", params={"token": before})
+            return response.status_code == 401
+
+        await until(refused_after_the_second_rotation, timeout=15)
 
 
 @pytest.mark.parametrize("path", ["/v1/jobs/{job}/events", "/v1/jobs/{job}/events/token"])

@@ -8,16 +8,23 @@ import sys
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 
 from tests.support.net import free_port
-from tests.support.service import ApiServer, client, make_settings, running_worker
+from tests.support.service import ADMIN_KEY, ApiServer, client, make_settings, running_worker
 
 HEALTH = "application/health+json"
 REPO = Path(__file__).resolve().parent.parent
 
 
+@pytest.fixture
+def settings(settings):
+    return settings.model_copy(update={"admin_key": SecretStr(ADMIN_KEY)})
+
+
 async def readyz(api) -> tuple[int, dict]:
-    async with client(api.url) as http:
+    """The detailed view, as the operator (with the admin key) sees it."""
+    async with client(api.url, ADMIN_KEY) as http:
         response = await http.get("/readyz")
     assert response.headers["content-type"] == HEALTH
     return response.status_code, response.json()
@@ -37,7 +44,7 @@ async def test_ready_without_workers_warns(database_url, tmp_path):
     lonely = RedisServer()
     lonely.start()
     try:
-        async with ApiServer(make_settings(database_url, lonely.url, tmp_path / "storage")) as api:
+        async with ApiServer(make_settings(database_url, lonely.url, tmp_path / "storage", admin_key=ADMIN_KEY)) as api:
             status, body = await readyz(api)
     finally:
         lonely.stop()
@@ -86,7 +93,7 @@ async def test_unwritable_storage_is_not_ready(api, settings):
 
 async def test_unreachable_database_is_not_ready(redis_server, tmp_path):
     settings = make_settings(f"postgresql://postgres@127.0.0.1:{free_port()}/nothing", redis_server.url,
-                             tmp_path / "storage", db_connect_timeout=1.0)
+                             tmp_path / "storage", db_connect_timeout=1.0, admin_key=ADMIN_KEY)
     async with ApiServer(settings) as api:
         status, body = await readyz(api)
     assert status == 503 and body["status"] == "fail"
@@ -124,3 +131,22 @@ async def test_arq_check_sees_a_running_worker(database_url, redis_server, tmp_p
         worker.terminate()
         output = await asyncio.to_thread(worker.communicate, timeout=30)
     assert worker.returncode == 0, output[0][-2000:]
+
+
+async def test_anonymous_readyz_tells_each_status_and_nothing_else(database_url, redis_server, tmp_path):
+    """A dead replica whose URL names a host, port, user and database: anonymous callers
+    (or a wrong key) learn pass/warn/fail per check; only the admin key shows details."""
+    port = free_port()
+    replica = f"postgresql://replica-reader:hunter2@127.0.0.1:{port}/replica_db"
+    settings = make_settings(database_url, redis_server.url, tmp_path / "storage", database_url_read=[replica],
+                             db_read_connect_timeout=0.5, admin_key=ADMIN_KEY)
+    async with ApiServer(settings) as api, client(api.url) as anonymous, client(api.url, "cvk_guess") as guess, \
+            client(api.url, ADMIN_KEY) as admin:
+        public, guessed, detailed = await anonymous.get("/readyz"), await guess.get("/readyz"), await admin.get("/readyz")
+    body = public.json()
+    assert public.status_code == 200 and body["checks"]["database"] == [{"status": "pass"}, {"status": "warn"}]
+    assert all(entry == {"status": entry["status"]} for entries in body["checks"].values() for entry in entries)
+    for leak in (str(port), "127.0.0.1", "replica_db", "replica-reader", database_url.rsplit("/", 1)[1], str(tmp_path)):
+        assert leak not in public.text, leak
+    assert guessed.json() == body
+    assert detailed.json()["checks"]["database"][1]["role"] == "replica" and str(port) in detailed.text

@@ -4,7 +4,8 @@ import asyncpg
 
 from service.migrate import downgrade, upgrade_async
 
-TABLES = {"tenants", "api_keys", "jobs", "job_stages", "idempotency_keys", "deliveries", "documents"}
+TABLES = {"tenants", "api_keys", "jobs", "job_stages", "idempotency_keys", "deliveries", "documents",
+          "service_secrets", "dashboard_sessions"}
 
 
 async def _tables(url: str) -> set[str]:

@@ -20,7 +20,7 @@ from service.database import Database
 from service.replicas import parse_replica_url
 from tests.support import replica as replica_support
 from tests.support.files import multipart_file, text_pdf
-from tests.support.service import ApiServer, client, make_settings, new_tenant, running_worker
+from tests.support.service import ADMIN_KEY, ApiServer, client, make_settings, new_tenant, running_worker
 
 pytestmark = pytest.mark.skipif(not replica_support.available(), reason="needs PG 15 binaries and root")
 
@@ -78,6 +78,7 @@ def settings(primary_url, cluster, redis_server, tmp_path):
         db_read_connect_timeout=0.5,
         db_read_statement_timeout=0.5,
         replica_quarantine_seconds=0.5,
+        admin_key=ADMIN_KEY,  # /readyz shows the details to the admin only
     )
 
 
@@ -301,7 +302,7 @@ async def test_a_dead_replica_falls_back_to_the_primary_and_returns(failure, set
         async with asyncio.timeout(DEADLINE):
             assert not await served_by_replica(db)
             assert not await served_by_replica(db, follow=(f"job:{job_id}",))
-        ready = await http.get("/readyz")
+        ready = await http.get("/readyz", headers={"Authorization": f"Bearer {ADMIN_KEY}"})
         assert ready.status_code == 200 and ready.json()["status"] == "warn"
         primary, replica = ready.json()["checks"]["database"]
         assert primary["status"] == "pass" and primary["role"] == "primary"

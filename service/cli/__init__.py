@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from service.cli import jobs, keys, ops, purge, stats, submit, up, watch, webhooks
+from service.cli import dashboard, jobs, keys, ops, purge, secrets, stats, submit, up, watch, webhooks
 from service.cli.output import guarded
 
 app = typer.Typer(
@@ -30,5 +30,7 @@ jobs.app.command("purge", epilog=purge.EXAMPLES)(purge.command)
 app.add_typer(keys.app, name="keys")
 app.add_typer(webhooks.app, name="webhooks")
 app.add_typer(jobs.app, name="jobs")
+app.add_typer(secrets.app, name="secrets")
+app.add_typer(dashboard.app, name="dashboard")
 
 __all__ = ["app"]

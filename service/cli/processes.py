@@ -22,6 +22,7 @@ from service.app import create_app
 from service import monitoring
 from service.cli.output import CliError
 from service.config import Settings
+from service.request_heads import BoundedHttpProtocol
 
 SHUTDOWN_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -48,7 +49,7 @@ async def run_together(settings: Settings, pipelines: Sequence[Pipeline], *, hos
     stopping = asyncio.Event()
     for signum in SHUTDOWN_SIGNALS:
         loop.add_signal_handler(signum, stopping.set)
-    config = uvicorn.Config(create_app(settings), host=host, port=port, lifespan="on",
+    config = uvicorn.Config(create_app(settings), host=host, port=port, lifespan="on", http=BoundedHttpProtocol,
                             log_level="warning", access_log=False)
     server = ApiServer(config)
     workers = [lifecycle.worker(settings.model_copy(update={"queue_name": name}), pipelines, scheduler=index == 0)

@@ -1,9 +1,12 @@
 """Who may see the dashboard: whoever holds `ADMIN_KEY`.
 
-A browser logs in once with a form and gets an HttpOnly, SameSite=Strict session cookie
-(signed, expiring; no server-side session); scripts send `Authorization: Bearer <admin
-key>`. Changing the admin key ends every session, since it signs them. Actions (retry,
-cancel) also need the `X-Conveyor-Dashboard` header, which a cross-site form cannot send.
+A browser logs in once with a form and gets a session (`service.admin_sessions`): a
+random token in an HttpOnly, SameSite=Strict cookie, `Secure` when the dashboard is
+served over https (`PUBLIC_URL` says so, or the request came that way). Logging out ends
+the session on the server, so a copied cookie dies with it; "log out everywhere" (or
+`conveyor dashboard logout-everywhere`) ends them all, and so does changing the admin key.
+Scripts send `Authorization: Bearer <admin key>`. Actions (retry, cancel) also need the
+`X-Conveyor-Dashboard` header, which a cross-site form cannot send.
 """
 
 from __future__ import annotations
@@ -13,12 +16,11 @@ import hmac
 from starlette.requests import Request
 from starlette.responses import Response
 
-from service.auth import bearer_token
+from service import admin_sessions
+from service.auth import bearer_token, holds_admin_key
 from service.problems import Problem
-from service.signing import InvalidToken, Signer, derive_key
 
 COOKIE = "conveyor_admin"
-SESSION_SECONDS = 12 * 3600
 ACTION_HEADER = "x-conveyor-dashboard"
 
 
@@ -29,48 +31,55 @@ def admin_key(request: Request) -> str:
     return key.get_secret_value()
 
 
-def _signer(request: Request) -> Signer:
-    state = request.app.state
-    if not hasattr(state, "dashboard_signer"):
-        state.dashboard_signer = Signer(derive_key(state.settings, "dashboard-session"))
-    return state.dashboard_signer
-
-
 def key_matches(request: Request, candidate: str) -> bool:
     return hmac.compare_digest(candidate.encode(), admin_key(request).encode())
 
 
-def is_admin(request: Request) -> bool:
-    token = bearer_token(request)
-    if token is not None:
-        return key_matches(request, token)
+async def is_admin(request: Request) -> bool:
+    key = admin_key(request)  # 404 while the dashboard is off
+    if bearer_token(request) is not None:
+        return holds_admin_key(request)
     cookie = request.cookies.get(COOKIE)
     if not cookie:
-        admin_key(request)  # 404 while the dashboard is off
         return False
-    try:
-        return _signer(request).verify(cookie) == ["admin"]
-    except InvalidToken:
-        return False
+    async with request.app.state.db.write() as conn:  # the primary: a session just opened or ended counts at once
+        return await admin_sessions.is_open(conn, cookie, key)
 
 
-def require_admin(request: Request) -> None:
+async def require_admin(request: Request) -> None:
     """For the JSON endpoints: 401 rather than a redirect to the login form."""
-    if not is_admin(request):
+    if not await is_admin(request):
         raise Problem(401, "log in to the dashboard, or send Authorization: Bearer <admin key>", type="unauthorized")
 
 
-def require_action(request: Request) -> None:
-    require_admin(request)
+async def require_action(request: Request) -> None:
+    await require_admin(request)
     if bearer_token(request) is None and request.headers.get(ACTION_HEADER) != "1":
         raise Problem(403, f"dashboard actions need the {ACTION_HEADER} header", type="csrf")
 
 
-def start_session(request: Request, response: Response) -> None:
-    token, _ = _signer(request).sign("admin", ttl=SESSION_SECONDS)
-    response.set_cookie(COOKIE, token, max_age=SESSION_SECONDS, path="/dashboard", httponly=True,
-                        samesite="strict", secure=request.url.scheme == "https")
+def _served_over_https(request: Request) -> bool:
+    public_url = request.app.state.settings.public_url
+    return request.url.scheme == "https" or bool(public_url and public_url.lower().startswith("https://"))
 
 
-def end_session(response: Response) -> None:
+async def start_session(request: Request, response: Response) -> None:
+    async with request.app.state.db.write() as conn:
+        token = await admin_sessions.start(conn, admin_key(request))
+    response.set_cookie(COOKIE, token, max_age=admin_sessions.SESSION_SECONDS, path="/dashboard", httponly=True,
+                        samesite="strict", secure=_served_over_https(request))
+
+
+async def end_session(request: Request, response: Response) -> None:
+    """Log out: this browser's session ends on the server too."""
+    if cookie := request.cookies.get(COOKIE):
+        async with request.app.state.db.write() as conn:
+            await admin_sessions.end(conn, cookie)
+    response.delete_cookie(COOKIE, path="/dashboard")
+
+
+async def end_all_sessions(request: Request, response: Response) -> None:
+    """Log out everywhere: every dashboard session ends, this one included."""
+    async with request.app.state.db.write() as conn:
+        await admin_sessions.end_all(conn)
     response.delete_cookie(COOKIE, path="/dashboard")

@@ -55,25 +55,33 @@ async def login(request: Request) -> Response:
     if not candidate or not access.key_matches(request, candidate):
         return _page(request, "login.html", {"failed": True}, status_code=401)
     response = RedirectResponse("/dashboard/", status_code=303, headers=SECURITY_HEADERS)
-    access.start_session(request, response)
+    await access.start_session(request, response)
     return response
 
 
 async def logout(request: Request) -> Response:
     response = _to_login()
-    access.end_session(response)
+    await access.end_session(request, response)
+    return response
+
+
+async def logout_everywhere(request: Request) -> Response:
+    if not await access.is_admin(request):
+        return _to_login()
+    response = _to_login()
+    await access.end_all_sessions(request, response)
     return response
 
 
 async def overview_page(request: Request) -> Response:
-    if not access.is_admin(request):
+    if not await access.is_admin(request):
         return _to_login()
     return _page(request, "overview.html", {"data": await data.overview(request.app.state, **_filters(request)),
                                             "statuses": jobs.STATUSES})
 
 
 async def overview_json(request: Request) -> JSONResponse:
-    access.require_admin(request)
+    await access.require_admin(request)
     return JSONResponse(await data.overview(request.app.state, **_filters(request)), headers=SECURITY_HEADERS)
 
 
@@ -85,19 +93,19 @@ async def _detail(request: Request) -> dict:
 
 
 async def job_page(request: Request) -> Response:
-    if not access.is_admin(request):
+    if not await access.is_admin(request):
         return _to_login()
     return _page(request, "job.html", {"job": await _detail(request)})
 
 
 async def job_json(request: Request) -> JSONResponse:
-    access.require_admin(request)
+    await access.require_admin(request)
     return JSONResponse(await _detail(request), headers=SECURITY_HEADERS)
 
 
 def _action(steer):
     async def act(request: Request) -> JSONResponse:
-        access.require_action(request)
+        await access.require_action(request)
         job_id = jobs.path_job_id(request)
         tenant_id = await data.job_tenant(request.app.state, job_id)
         if tenant_id is None:
@@ -114,6 +122,7 @@ def mount() -> Mount:
         Route("/login", login_page, methods=["GET"]),
         Route("/login", login, methods=["POST"]),
         Route("/logout", logout, methods=["POST"]),
+        Route("/logout-everywhere", logout_everywhere, methods=["POST"]),
         Route("/jobs/{job_id}", job_page, methods=["GET"]),
         Route("/api/overview", overview_json, methods=["GET"]),
         Route("/api/jobs/{job_id}", job_json, methods=["GET"]),

@@ -1,7 +1,9 @@
 """Liveness (cheap: the process answers) and readiness (its dependencies answer).
 
 /readyz fails (503) only for what the API cannot work without: the primary database,
-Redis and storage. A replica down or lagging is `warn` (reads go to the primary). So
+Redis and storage. Anonymous callers get each check's status (pass, warn, fail) and
+nothing else; the details (addresses, errors, lag, worker counts) need the admin key
+(`Authorization: Bearer <ADMIN_KEY>`), since hosts and error texts help an attacker. A replica down or lagging is `warn` (reads go to the primary). So
 is having no worker with a fresh heartbeat: the API still accepts jobs durably and they
 run once a worker is back, so taking the API out of a load balancer would only turn
 accepted work into refused work; the warning is for the operator.
@@ -17,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from service import monitoring
+from service.auth import holds_admin_key
 from service.errors import DependencyUnavailable
 
 HEALTH_JSON = "application/health+json"
@@ -67,6 +70,11 @@ async def _databases(request: Request) -> list[dict]:
     return results
 
 
+def _statuses_only(checks: dict[str, list[dict]]) -> dict[str, list[dict]]:
+    """What anonymous callers see of the checks: each one's status."""
+    return {name: [{"status": entry["status"]} for entry in entries] for name, entries in checks.items()}
+
+
 async def readyz(request: Request) -> JSONResponse:
     databases, redis, storage, workers = await asyncio.gather(
         _databases(request), _redis(request), _storage(request), _workers(request)
@@ -75,6 +83,8 @@ async def readyz(request: Request) -> JSONResponse:
     statuses = {check["status"] for entries in checks.values() for check in entries}
     overall = "fail" if "fail" in statuses else "warn" if "warn" in statuses else "pass"
     headers = {"Retry-After": "5"} if overall == "fail" else {}
+    if not holds_admin_key(request):
+        checks = _statuses_only(checks)
     return JSONResponse({"status": overall, "checks": checks}, status_code=503 if overall == "fail" else 200,
                         media_type=HEALTH_JSON, headers=headers)
 
@@ -82,6 +92,8 @@ async def readyz(request: Request) -> JSONResponse:
 _HEALTH = {"description": "Health", "content": {HEALTH_JSON: {"schema": {"$ref": "#/components/schemas/Health"}}}}
 OPENAPI_PATHS = {
     "/livez": {"get": {"summary": "The process answers", "security": [], "responses": {"200": _HEALTH}}},
-    "/readyz": {"get": {"summary": "Primary, replicas, Redis and storage answer; a worker heartbeat is fresh (warn if not)", "security": [],
+    "/readyz": {"get": {"summary": "Primary, replicas, Redis and storage answer; a worker heartbeat is fresh (warn if not)",
+                        "description": "Anonymous callers get each check's status only; the details need the admin key.",
+                        "security": [],
                         "responses": {"200": _HEALTH, "503": _HEALTH}}},
 }

@@ -33,7 +33,7 @@ from service.auth import authenticate
 from service.openapi import COMMON_ERRORS, JOB_ID, problem
 from service.problems import Problem
 from service.routes.jobs import follow, not_found, path_job_id
-from service.signing import InvalidToken, Signer, derive_key
+from service.signing import InvalidToken, Signer
 
 TOKEN_TTL_SECONDS = 300
 PING_SECONDS = 15.0
@@ -42,18 +42,15 @@ READ_COUNT = 100
 EVENT_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
 
 
-def token_signer(request: Request) -> Signer:
-    state = request.app.state
-    if not hasattr(state, "event_token_signer"):
-        state.event_token_signer = Signer(derive_key(state.settings, "job-events-token"))
-    return state.event_token_signer
+async def token_signer(request: Request) -> Signer:
+    return await request.app.state.signing_keys.signer("job-events-token")
 
 
 async def create_token(request: Request) -> JSONResponse:
     tenant = await authenticate(request)
     job_id = path_job_id(request)
     await _job(request, tenant.id, job_id)
-    token, expires = token_signer(request).sign(str(job_id), str(tenant.id), ttl=TOKEN_TTL_SECONDS)
+    token, expires = (await token_signer(request)).sign(str(job_id), str(tenant.id), ttl=TOKEN_TTL_SECONDS)
     expires_at = datetime.fromtimestamp(expires, timezone.utc).isoformat().replace("+00:00", "Z")
     return JSONResponse({"token": token, "expires_at": expires_at}, status_code=201,
                         headers={"Cache-Control": "no-store"})
@@ -73,7 +70,7 @@ async def _caller(request: Request, job_id: uuid.UUID) -> uuid.UUID:
     if token is None or request.headers.get("authorization"):
         return (await authenticate(request)).id
     try:
-        token_job, tenant_id = token_signer(request).verify(token)
+        token_job, tenant_id = (await token_signer(request)).verify(token)
     except InvalidToken as exc:
         raise Problem(401, exc.message, type=exc.type) from None
     if token_job != str(job_id):

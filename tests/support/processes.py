@@ -123,6 +123,7 @@ class ApiProcess(Process):
 
     def command(self) -> list[str]:
         return [sys.executable, "-m", "uvicorn", "service.app:app", "--host", "127.0.0.1", "--port", str(self.port),
+                "--http", "service.request_heads:BoundedHttpProtocol",
                 "--timeout-graceful-shutdown", str(self.grace_seconds), "--log-level", "warning"]
 
     def start(self) -> "ApiProcess":

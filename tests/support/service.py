@@ -22,6 +22,8 @@ from service.tenants import create_api_key, ensure_tenant
 
 from .net import free_port
 
+ADMIN_KEY = "admin-key-for-tests-0123456789abcdef"  # ADMIN_KEY needs 32 characters or more
+
 
 def make_settings(database_url: str, redis_url: str, storage_dir: Path, **overrides) -> Settings:
     values = {
