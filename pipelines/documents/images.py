@@ -14,6 +14,7 @@ from PIL import Image, ImageSequence, UnidentifiedImageError
 
 from pipelines.documents.pages import Page, PageLimits, check_ocr_pixels
 from pipelines.errors import PermanentError
+from service.file_modes import private_opener
 
 ACCEPTED_FORMATS = {"PNG", "JPEG", "TIFF", "MPO"}  # MPO: Pillow's name for some camera JPEGs
 
@@ -59,5 +60,6 @@ def _save_frame(frame: Image.Image, number: int, workdir: Path, limits: PageLimi
     if not limits.render:
         return Page(number=number, text="", needs_ocr=True)
     target = workdir / f"page-{number:04d}.png"
-    frame.convert("L").save(target, format="PNG")
+    with open(target, "wb", opener=private_opener) as file:
+        frame.convert("L").save(file, format="PNG")
     return Page(number=number, text="", needs_ocr=True, image=str(target))

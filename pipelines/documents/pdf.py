@@ -16,6 +16,7 @@ import pypdfium2.raw as pdfium_c
 
 from pipelines.documents.pages import Page, PageLimits, TextBudget, check_ocr_pixels, has_meaningful_text
 from pipelines.errors import PermanentError
+from service.file_modes import private_opener
 
 POINTS_PER_INCH = 72
 
@@ -100,7 +101,8 @@ def _render(pdf: pypdfium2.PdfDocument, index: int, scale: float, target: Path) 
     try:
         bitmap = page.render(scale=scale, grayscale=True)
         try:
-            bitmap.to_pil().save(target, format="PNG")
+            with open(target, "wb", opener=private_opener) as file:
+                bitmap.to_pil().save(file, format="PNG")
         finally:
             bitmap.close()
     finally:

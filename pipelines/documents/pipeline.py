@@ -35,6 +35,7 @@ from pipelines.documents.text import document_text, page_limited, store_text, te
 from pipelines.errors import PermanentError
 from pipelines.pipeline import Pipeline, Skip, Stage
 from service import documents
+from service.file_modes import private_opener
 from service.storage import ObjectNotFound, S3Storage
 
 if TYPE_CHECKING:
@@ -77,7 +78,7 @@ class DocumentWorkspace:
         path = self.directory / "original"
         digest = hashlib.sha256()
         size = 0
-        handle = await asyncio.to_thread(path.open, "wb")
+        handle = await asyncio.to_thread(open, path, "wb", opener=private_opener)
         try:
             async with contextlib.aclosing(self.run.resources.storage.read(expected["key"])) as chunks:
                 async for chunk in chunks:
