@@ -27,6 +27,7 @@ from pipelines.pipeline import Pipeline, Skip, Stage
 from pipelines.resources import Resources
 from service import callbacks, error_reports, events, ledger, metrics, tracing
 from service.errors import DependencyUnavailable
+from service.file_modes import make_private_dirs
 
 log = structlog.get_logger("conveyor.runner")
 
@@ -74,7 +75,7 @@ class JobRun:
         if self._workdir is None:
             root = self.settings.work_dir
             if root:
-                Path(root).mkdir(parents=True, exist_ok=True)
+                make_private_dirs(Path(root))
             self._workdir = Path(tempfile.mkdtemp(prefix=f"conveyor-{self.job_id}-", dir=root))
         return self._workdir
 

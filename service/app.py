@@ -46,6 +46,7 @@ def routes() -> list[Route]:
         Route("/v1/jobs", jobs.list_jobs, methods=["GET"]),
         Route("/v1/jobs/{job_id}", jobs.get_job, methods=["GET"]),
         Route("/v1/jobs/{job_id}/files/{name}", jobs.get_job_file, methods=["GET"]),
+        Route("/v1/jobs/{job_id}/text", documents.get_text, methods=["GET"]),
         Route("/v1/jobs/{job_id}/cancel", jobs.cancel_job, methods=["POST"]),
         Route("/v1/jobs/{job_id}/retry", jobs.retry_job, methods=["POST"]),
         Route("/v1/jobs/{job_id}/events", stream.job_events, methods=["GET"]),

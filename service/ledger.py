@@ -136,6 +136,7 @@ async def list_jobs(
     status: str | None = None,
     limit: int = 50,
     after: tuple[datetime, uuid.UUID] | None = None,
+    columns: str = JOB_COLUMNS,
 ) -> list[asyncpg.Record]:
     """A tenant's jobs newest first; keyset pagination on (created_at, id), no gaps or repeats."""
     conditions = ["tenant_id = $1"]
@@ -150,7 +151,7 @@ async def list_jobs(
     args.append(limit)
     return await conn.fetch(
         f"""
-        SELECT {JOB_COLUMNS} FROM jobs WHERE {' AND '.join(conditions)}
+        SELECT {columns} FROM jobs WHERE {' AND '.join(conditions)}
         ORDER BY created_at DESC, id DESC LIMIT ${len(args)}
         """,
         *args,

@@ -66,6 +66,17 @@ SCHEMAS = {
             "next_cursor": {"type": ["string", "null"]},
         },
     },
+    "PageText": {
+        "type": "object",
+        "required": ["page", "pages", "text", "truncated", "next_page"],
+        "properties": {
+            "page": {"type": "integer", "minimum": 1},
+            "pages": {"type": "integer", "minimum": 1},
+            "text": {"type": "string"},
+            "truncated": {"type": "boolean", "description": "the page's text was cut at the page or document limit"},
+            "next_page": {"type": ["integer", "null"]},
+        },
+    },
     "Health": {
         "type": "object",
         "required": ["status"],

@@ -23,6 +23,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from service.errors import DependencyUnavailable
+from service.file_modes import copy_private, make_private_dirs, private_opener
 
 PART_SIZE = 8 * 1024 * 1024
 CHUNK_SIZE = 1024 * 1024
@@ -79,14 +80,15 @@ def _check_prefix(prefix: str) -> None:
 
 
 class FileStorage:
-    """Objects as files under one root; for one host, or a shared volume."""
+    """Objects as files under one root; for one host, or a shared volume. Files are 0600
+    and the directories made for them 0700 (service/file_modes.py): tenants' data."""
 
     def __init__(self, root: Path) -> None:
         self.root = root.resolve()
         self._root = str(self.root)
 
     async def open(self) -> None:
-        await asyncio.to_thread(self.root.mkdir, parents=True, exist_ok=True)
+        await asyncio.to_thread(make_private_dirs, self.root)
 
     async def close(self) -> None:
         return None
@@ -106,9 +108,9 @@ class FileStorage:
         target = self.path(key)
 
         def copy() -> int:
-            target.parent.mkdir(parents=True, exist_ok=True)
+            make_private_dirs(target.parent)
             partial = target.with_name(target.name + ".partial")
-            shutil.copyfile(path, partial)
+            copy_private(path, partial)
             os.replace(partial, target)
             return target.stat().st_size
 
@@ -118,7 +120,7 @@ class FileStorage:
         source = self.path(key)
         if not source.exists():
             raise ObjectNotFound(key)
-        await asyncio.to_thread(shutil.copyfile, source, path)
+        await asyncio.to_thread(copy_private, source, path)
         return path.stat().st_size
 
     async def read(self, key: str, offset: int = 0, length: int | None = None) -> AsyncIterator[bytes]:
@@ -212,8 +214,8 @@ class _FileWriter:
 
     def _flush(self, chunks: list[bytes]) -> None:
         if self.handle is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.handle = self.partial.open("wb")
+            make_private_dirs(self.path.parent)
+            self.handle = open(self.partial, "wb", opener=private_opener)
         self.handle.writelines(chunks)
 
     def _finish(self, chunks: list[bytes]) -> None:

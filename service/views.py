@@ -6,6 +6,11 @@ from datetime import datetime
 
 import asyncpg
 
+VIEW_COLUMNS = """
+    id, kind, status, progress, stage, attempts, error, result, metadata, created_at, updated_at, finished_at
+"""
+"""The job columns `job_view` shows: lists read only these (not, say, the jobs' inputs)."""
+
 
 def _time(value: datetime | None) -> str | None:
     return value.isoformat().replace("+00:00", "Z") if value else None

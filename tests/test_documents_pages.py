@@ -174,6 +174,33 @@ async def test_too_many_tiff_frames(tmp_path, page_readers):
     assert error.type == "too_many_pages"
 
 
+async def test_ocr_budget_counts_every_frame_before_any_is_decoded(tmp_path, page_readers):
+    frames = image_bytes(*[Image.new("L", (1000, 1000), 255)] * 3, format="TIFF")
+    error = await read_error(page_readers, tmp_path, "frames.tiff", frames, max_ocr_pixels=2_500_000)
+    assert error.type == "ocr_budget_exceeded"
+    assert "3 pages to OCR come to 3,000,000 pixels" in error.message
+    assert not list((tmp_path / "pages").iterdir())
+    document = await read(page_readers, tmp_path, "frames.tiff", frames, max_ocr_pixels=2_500_000, render=False)
+    assert len(document.needing_ocr) == 3  # an OCR service reading the original costs this host nothing
+
+
+async def test_ocr_budget_counts_only_pages_to_render(tmp_path, page_readers):
+    """Two A4 pages at 100 dpi are ~1.9 million pixels, but only the scanned one is OCR'd."""
+    pdf = mixed_pdf(RESUME, "Scanned page")
+    document = await read(page_readers, tmp_path, "mixed.pdf", pdf, dpi=100, max_ocr_pixels=1_500_000)
+    assert [page.image is None for page in document.pages] == [True, False]
+    error = await read_error(page_readers, tmp_path, "mixed.pdf", pdf, dpi=150, max_ocr_pixels=1_500_000)
+    assert error.type == "ocr_budget_exceeded"
+
+
+async def test_text_is_kept_within_the_page_and_document_limits(tmp_path, page_readers):
+    pdf = text_pdf(RESUME, "Second page with enough words on it", "Third page, never read")
+    document = await read(page_readers, tmp_path, "cv.pdf", pdf, max_page_chars=20, max_text_chars=30)
+    assert [len(page.text) for page in document.pages] == [20, 10, 0]
+    assert document.pages[0].text == RESUME[:20]
+    assert [page.truncated for page in document.pages] == [True, True, True]
+
+
 async def test_reading_is_bounded_in_time(tmp_path, page_readers):
     error = await read_error(page_readers, tmp_path, "cv.pdf", text_pdf(RESUME), timeout=0.001)
     assert error.type == "document_too_complex"

@@ -1,8 +1,8 @@
 """Image uploads (PNG, JPEG, multi-page TIFF) as pages to OCR, guarded against bombs.
 
 Pillow decodes lazily, so a few kilobytes can claim gigapixels: every frame's size is
-checked against `limits.max_pixels` before it is decoded, and Pillow's own
-decompression-bomb warning is an error here.
+checked against `limits.max_pixels`, and all of them together against the OCR budget,
+before any is decoded; Pillow's own decompression-bomb warning is an error here.
 """
 
 from __future__ import annotations
@@ -12,8 +12,9 @@ from pathlib import Path
 
 from PIL import Image, ImageSequence, UnidentifiedImageError
 
-from pipelines.documents.pages import Page, PageLimits
+from pipelines.documents.pages import Page, PageLimits, check_ocr_pixels
 from pipelines.errors import PermanentError
+from service.file_modes import private_opener
 
 ACCEPTED_FORMATS = {"PNG", "JPEG", "TIFF", "MPO"}  # MPO: Pillow's name for some camera JPEGs
 
@@ -31,6 +32,7 @@ def read_image(path: Path, workdir: Path, limits: PageLimits) -> list[Page]:
                     raise PermanentError(
                         f"the image has {frames} pages, more than {limits.max_pages}", type="too_many_pages"
                     )
+                _check_sizes([frame.size for frame in ImageSequence.Iterator(image)], limits)
                 return [
                     _save_frame(frame, number, workdir, limits)
                     for number, frame in enumerate(ImageSequence.Iterator(image), start=1)
@@ -43,14 +45,21 @@ def read_image(path: Path, workdir: Path, limits: PageLimits) -> list[Page]:
             raise PermanentError(f"the image is corrupt or truncated ({exc})", type="corrupt_image") from None
 
 
+def _check_sizes(sizes: list[tuple[int, int]], limits: PageLimits) -> None:
+    """Each frame within `limits.max_pixels`; all of them within the OCR budget when they are to be OCR'd here."""
+    for number, (width, height) in enumerate(sizes, start=1):
+        if width * height > limits.max_pixels:
+            raise PermanentError(
+                f"page {number} is {width}x{height} pixels, more than {limits.max_pixels}", type="image_too_large"
+            )
+    if limits.render:
+        check_ocr_pixels(sum(width * height for width, height in sizes), len(sizes), limits)
+
+
 def _save_frame(frame: Image.Image, number: int, workdir: Path, limits: PageLimits) -> Page:
-    width, height = frame.size
-    if width * height > limits.max_pixels:
-        raise PermanentError(
-            f"page {number} is {width}x{height} pixels, more than {limits.max_pixels}", type="image_too_large"
-        )
     if not limits.render:
         return Page(number=number, text="", needs_ocr=True)
     target = workdir / f"page-{number:04d}.png"
-    frame.convert("L").save(target, format="PNG")
+    with open(target, "wb", opener=private_opener) as file:
+        frame.convert("L").save(file, format="PNG")
     return Page(number=number, text="", needs_ocr=True, image=str(target))

@@ -40,6 +40,13 @@ class PageLimits:
     dpi: int = 300
     max_pixels: int = 40_000_000
     """Largest image accepted, and the cap a page is rendered within (dpi is lowered to fit)."""
+    max_ocr_pixels: int = 2_000_000_000
+    """Pixels of all the pages to OCR together, checked before any is rendered: OCR's work
+    grows with them, so a document of many huge pages fails at once instead of hogging CPU."""
+    max_page_chars: int = 50_000
+    """Characters of text kept per page; the rest is dropped (the page is `truncated`)."""
+    max_text_chars: int = 2_000_000
+    """Characters of text kept per document, in page order; pages past it are not read."""
     min_text_chars: int = 16
     """Letters and digits a page's text layer needs to count as text rather than a scan."""
     render: bool = True
@@ -58,6 +65,9 @@ class Page:
     """No meaningful text layer: only OCR can read this page."""
     image: str | None = None
     """Path of the page rendered as a PNG, when it needs OCR and `limits.render` is on."""
+    truncated: bool = False
+    """Its text is not all there: cut at `max_page_chars`, or not read (the document's text
+    had reached `max_text_chars`)."""
 
 
 @dataclass(frozen=True)
@@ -73,6 +83,38 @@ class DocumentPages:
 def has_meaningful_text(text: str, min_chars: int) -> bool:
     """A text layer worth keeping: enough letters and digits, not just a page number."""
     return sum(char.isalnum() for char in text) >= min_chars
+
+
+class TextBudget:
+    """The text one document may keep: up to `page_chars` a page and `document_chars` in
+    all, taken in page order. Dense text is cheap to hide in a small PDF (a compressed page
+    can hold millions of characters), and every copy of it (checkpoints, the documents
+    table, the text file) is bounded by this."""
+
+    def __init__(self, page_chars: int, document_chars: int) -> None:
+        self.page_chars = page_chars
+        self.left = document_chars
+
+    @property
+    def spent(self) -> bool:
+        return self.left <= 0
+
+    def take(self, text: str) -> tuple[str, bool]:
+        """The part of a page's `text` that is kept, and whether any was dropped."""
+        kept = text[: max(0, min(self.page_chars, self.left))]
+        self.left -= len(kept)
+        return kept, len(kept) < len(text)
+
+
+def check_ocr_pixels(pixels: int, pages: int, limits: PageLimits) -> None:
+    """Raises `ocr_budget_exceeded` when `pages` pages to OCR come to more than
+    `limits.max_ocr_pixels` (as rendered, or as the images are)."""
+    if pixels > limits.max_ocr_pixels:
+        raise PermanentError(
+            f"the {pages} pages to OCR come to {pixels:,} pixels, more than the "
+            f"{limits.max_ocr_pixels:,} one document may have",
+            type="ocr_budget_exceeded",
+        )
 
 
 class PageReaders:
@@ -104,7 +146,7 @@ class PageReaders:
 
         Raises `PermanentError` for anything wrong with the document itself (`unsupported_document`,
         `encrypted_pdf`, `corrupt_pdf`, `corrupt_image`, `too_many_pages`, `image_too_large`,
-        `document_too_complex`, `unreadable_document`).
+        `ocr_budget_exceeded`, `document_too_complex`, `unreadable_document`).
         """
         request = {"path": str(path), "workdir": str(workdir), "limits": asdict(limits)}
         async with self._slots:

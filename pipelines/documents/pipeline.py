@@ -8,7 +8,8 @@
 - ocr: tesseract on the rendered pages, concurrently, or Textract on the original in S3,
   resumable: its JobId is checkpointed before polling, and a re-run polls the same job.
 - extract: the résumé fields, by the configured extractor (rules, OpenAI, Gemini).
-- persist: text, per-page text and fields into the documents table.
+- persist: text, per-page text and fields into the documents table, and the text as a
+  stored file; the Job's result shows only the start of the text (pipelines/documents/text.py).
 
 Each stage's output is its checkpoint, so a re-run never redoes a finished stage. The
 workspace (a temporary directory) lives for one attempt; a resumed attempt that needs the
@@ -30,10 +31,11 @@ from typing import IO, TYPE_CHECKING
 from pipelines.documents.extract import ResumeFields
 from pipelines.documents.ocr.textract import request_token_for
 from pipelines.documents.pages import DocumentPages, PageLimits
+from pipelines.documents.text import document_text, page_limited, store_text, text_result
 from pipelines.errors import PermanentError
 from pipelines.pipeline import Pipeline, Skip, Stage
 from service import documents
-from service.documents import full_text
+from service.file_modes import private_opener
 from service.storage import ObjectNotFound, S3Storage
 
 if TYPE_CHECKING:
@@ -62,7 +64,11 @@ class DocumentWorkspace:
     async def pages(self) -> DocumentPages:
         if self._pages is None:
             settings = self.run.settings
-            limits = PageLimits(max_pages=settings.max_document_pages, render=settings.ocr_provider != "textract")
+            limits = PageLimits(
+                max_pages=settings.max_document_pages, max_ocr_pixels=settings.max_document_ocr_pixels,
+                max_page_chars=settings.max_page_text_chars, max_text_chars=settings.max_document_text_chars,
+                render=settings.ocr_provider != "textract",
+            )
             original = await self.original()  # page images go beside it, as page-NNNN.png
             self._pages = await self.run.resources.documents.readers.read(original, self.directory, limits)
         return self._pages
@@ -72,7 +78,7 @@ class DocumentWorkspace:
         path = self.directory / "original"
         digest = hashlib.sha256()
         size = 0
-        handle = await asyncio.to_thread(path.open, "wb")
+        handle = await asyncio.to_thread(open, path, "wb", opener=private_opener)
         try:
             async with contextlib.aclosing(self.run.resources.storage.read(expected["key"])) as chunks:
                 async for chunk in chunks:
@@ -128,6 +134,7 @@ async def read_text(run: JobRun) -> dict:
         "content_type": document.mime,
         "pages": [page.text for page in document.pages],
         "ocr_pages": [page.number for page in document.needing_ocr],
+        "truncated_pages": [page.number for page in document.pages if page.truncated],
     }
 
 
@@ -139,7 +146,9 @@ async def ocr(run: JobRun) -> dict:
         texts, warnings = await _textract(run, numbers)
     else:
         texts, warnings = await _tesseract(run, numbers), []
-    return {"engine": run.settings.ocr_provider, "pages": numbers, "texts": texts, "warnings": warnings}
+    texts, truncated = page_limited(numbers, texts, run.settings)
+    return {"engine": run.settings.ocr_provider, "pages": numbers, "texts": texts, "truncated_pages": truncated,
+            "warnings": warnings}
 
 
 async def _tesseract(run: JobRun, numbers: list[int]) -> list[str]:
@@ -180,7 +189,7 @@ async def _textract(run: JobRun, numbers: list[int]) -> tuple[list[str], list[st
 
 
 async def extract(run: JobRun) -> dict:
-    text = full_text(merged_pages(run.outputs))
+    text = document_text(run.outputs, run.settings).text
     if not text.strip():
         raise Skip("the document has no text")
     fields = await run.resources.documents.extractor.extract(text)
@@ -188,21 +197,15 @@ async def extract(run: JobRun) -> dict:
 
 
 async def persist(run: JobRun) -> dict:
+    """The text where it is read whole (table and file); the part of the result it makes."""
+    document = document_text(run.outputs, run.settings)
+    text_file = await store_text(run, document.text)
     async with run.resources.db.write(track=(f"tenant:{run.job['tenant_id']}",)) as conn:
-        await documents.record_extraction(conn, run.job_id, merged_pages(run.outputs), extracted_fields(run.outputs))
-    return {}
+        await documents.record_extraction(conn, run.job_id, document.pages, extracted_fields(run.outputs))
+    return text_result(document, text_file, run.settings)
 
 
 # -- the result -----------------------------------------------------------------------------
-
-
-def merged_pages(outputs: dict[str, dict]) -> list[str]:
-    """Each page's text: its text layer, or what OCR read where it had none."""
-    pages = list(outputs["text"]["pages"])
-    recognized = outputs.get("ocr", {})
-    for number, text in zip(recognized.get("pages", ()), recognized.get("texts", ())):
-        pages[number - 1] = text
-    return pages
 
 
 def extracted_fields(outputs: dict[str, dict]) -> dict:
@@ -210,11 +213,10 @@ def extracted_fields(outputs: dict[str, dict]) -> dict:
 
 
 def document_result(outputs: dict[str, dict]) -> dict:
-    pages = merged_pages(outputs)
     recognized = outputs.get("ocr", {})
     return {
-        "text": full_text(pages),
-        "pages": len(pages),
+        **outputs["persist"],
+        "pages": len(outputs["text"]["pages"]),
         "fields": extracted_fields(outputs),
         "content_type": outputs["text"]["content_type"],
         "ocr": {"engine": recognized["engine"], "pages": recognized["pages"]} if "engine" in recognized else None,

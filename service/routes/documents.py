@@ -1,5 +1,6 @@
 """POST /v1/documents: a PDF or image to read, stored as it streams in.
-GET /v1/documents: search what was read, by extracted email, job status and metadata."""
+GET /v1/documents: search what was read, by extracted email, job status and metadata.
+GET /v1/jobs/{id}/text: a document's text, a page at a time (the Job shows only its start)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,11 @@ from starlette.responses import JSONResponse, Response
 from service import documents
 from service.auth import authenticate
 from service.consistency import requested_lsn
-from service.openapi import COMMON_ERRORS, json_body, upload_operation
+from service.ledger import FINISHED
+from service.openapi import COMMON_ERRORS, JOB_ID, json_body, problem, upload_operation
 from service.problems import Problem
-from service.routes.jobs import PAGE_PARAMETERS, job_page, page_params, status_param
+from service.routes.jobs import (PAGE_PARAMETERS, follow, job_page, not_found, page_params, path_job_id, query_int,
+                                 status_param)
 from service.sniffing import DOCUMENT_TYPES
 from service.submissions import submit_upload
 from service.validation import check_storable
@@ -52,7 +55,48 @@ async def search_documents(request: Request) -> JSONResponse:
         return await job_page(request, conn, rows, limit)
 
 
+MAX_PAGE_NUMBER = 1_000_000
+
+
+async def get_text(request: Request) -> JSONResponse:
+    """`{page, pages, text, truncated, next_page}`: one page's text as kept (within
+    MAX_PAGE_TEXT_CHARS, so every answer is bounded); `truncated` says it was cut there."""
+    tenant = await authenticate(request)
+    job_id = path_job_id(request)
+    number = query_int(request, "page", 1, 1, MAX_PAGE_NUMBER)
+    async with request.app.state.db.read(follow=follow(tenant.id, job_id), min_lsn=requested_lsn(request)) as conn:
+        row = await documents.page_text(conn, tenant.id, job_id, number)
+    if row is None:
+        raise not_found()
+    if not row["extracted"]:
+        raise _no_text(row)
+    if row["text"] is None:
+        raise Problem(404, f"no page {number}: the document has {row['page_count']}", type="no-such-page")
+    pages = row["page_count"]
+    return JSONResponse({"page": number, "pages": pages, "text": row["text"], "truncated": row["truncated"],
+                         "next_page": number + 1 if number < pages else None})
+
+
+def _no_text(row) -> Problem:
+    if row["kind"] != "document":
+        return Problem(404, f"a {row['kind']} job has no text", type="no-text")
+    if row["status"] in FINISHED:
+        return Problem(404, f"the document's text was not read (the job is {row['status']})", type="no-text")
+    return Problem(409, "the document's text is not read yet", type="text-not-ready", headers={"Retry-After": "1"})
+
+
 OPENAPI_PATHS = {
+    "/v1/jobs/{job_id}/text": {"get": {
+        "summary": "A document's text, one page at a time (the Job's result.text is only its start)",
+        "parameters": [JOB_ID, {"name": "page", "in": "query",
+                                "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE_NUMBER}}],
+        "responses": {
+            "200": json_body("PageText", "The page's text as kept, and whether it was cut"),
+            "404": problem("Unknown job (or another tenant's), no such page, or a job without text"),
+            "409": problem("The document's text is not read yet"),
+            **COMMON_ERRORS,
+        },
+    }},
     "/v1/documents": {
         "post": upload_operation("Submit a document (PDF, PNG, JPEG, TIFF) to read", {}),
         "get": {

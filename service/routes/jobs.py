@@ -15,7 +15,7 @@ from service.openapi import COMMON_ERRORS, JOB_ID, STATUS, json_body, problem
 from service.problems import Problem
 from service.ranges import byte_range
 from service.validation import check_storable
-from service.views import job_location, job_view
+from service.views import VIEW_COLUMNS, job_location, job_view
 
 STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
 MAX_LIMIT = 200
@@ -74,7 +74,7 @@ async def get_job_file(request: Request) -> StreamingResponse:
                              media_type=media_type, headers=headers)
 
 
-def _query_int(request: Request, name: str, default: int, low: int, high: int) -> int:
+def query_int(request: Request, name: str, default: int, low: int, high: int) -> int:
     raw = request.query_params.get(name)
     if raw is None:
         return default
@@ -92,7 +92,7 @@ def status_param(request: Request) -> str | None:
 
 def page_params(request: Request) -> tuple[int, tuple | None]:
     """`limit` and the position `cursor` names, for any keyset-paginated job list."""
-    limit = _query_int(request, "limit", 50, 1, MAX_LIMIT)
+    limit = query_int(request, "limit", 50, 1, MAX_LIMIT)
     cursor = request.query_params.get("cursor")
     if not cursor:
         return limit, None
@@ -118,7 +118,8 @@ async def list_jobs(request: Request) -> JSONResponse:
     check_storable({"kind": kind}, status=400)
     limit, after = page_params(request)
     async with request.app.state.db.read(follow=(f"tenant:{tenant.id}",), min_lsn=requested_lsn(request)) as conn:
-        rows = await ledger.list_jobs(conn, tenant.id, kind=kind, status=status, limit=limit + 1, after=after)
+        rows = await ledger.list_jobs(conn, tenant.id, kind=kind, status=status, limit=limit + 1, after=after,
+                                      columns=VIEW_COLUMNS)
         return await job_page(request, conn, rows, limit)
 
 

@@ -64,3 +64,23 @@ def png_claiming_size(width: int, height: int) -> bytes:
     crc = zlib.crc32(bytes(data[ihdr : ihdr + 17]))
     data[ihdr + 17 : ihdr + 21] = crc.to_bytes(4, "big")
     return bytes(data)
+
+
+def dense_pdf(*pages: str, font_size: float = 4) -> bytes:
+    """One page per string, each line of it written in tiny type: a lot of text in few bytes."""
+    pdf = FPDF()
+    pdf.set_font("helvetica", size=font_size)
+    pdf.set_auto_page_break(False)
+    for text in pages:
+        pdf.add_page()
+        for number, line in enumerate(text.splitlines(), start=1):
+            pdf.text(5, number * font_size / 2.5, line)
+    return bytes(pdf.output())
+
+
+def blank_poster_pdf(pages: int) -> bytes:
+    """`pages` empty pages of 200 × 200 inches (PDF's largest): nothing to read, a lot to render."""
+    pdf = FPDF(unit="pt", format=(14400, 14400))
+    for _ in range(pages):
+        pdf.add_page()
+    return bytes(pdf.output())
