@@ -19,7 +19,7 @@ app = command_group(
     help="Conveyor: background work for Python web apps (documents, videos, notifications, analytics).",
     epilog="Start with `conveyor up`, then `conveyor submit FILE --wait`. Every command has --help.",
     pretty_exceptions_enable=False,
-    context_settings={"help_option_names": ["-h", "--help"]},
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 120},
 )
 
 app.command("up", epilog=up.EXAMPLES)(guarded(up.up))

@@ -89,7 +89,7 @@ def queues(
                                                     "default: QUEUE_NAME and the KIND_QUEUES targets.")] = None,
     redis_url: RedisUrl = None, data_dir: DataDir = DEFAULT_DATA_DIR, json_output: Json = False,
 ) -> None:
-    """Show each queue's backlog: jobs queued, running and scheduled, and how long the oldest queued one waits.
+    """Show each queue's backlog: jobs queued, running and scheduled, the oldest one's wait.
 
     Queued: due now, waiting for a worker. Scheduled: queued for later (a send_at, a
     retry's backoff). The same words as in `conveyor watch` and the dashboard.

@@ -128,8 +128,11 @@ def watch(
     database_url: DatabaseUrl = None, redis_url: RedisUrl = None, data_dir: DataDir = DEFAULT_DATA_DIR,
     json_output: Annotated[bool, typer.Option("--json", help="Print one snapshot as JSON and exit.")] = False,
 ) -> None:
-    """Watch queues (queued, running, scheduled, oldest queued), live workers (what they run) and recent jobs,
-    refreshing until Ctrl-C."""
+    """Watch queues, live workers and recent jobs, refreshing until Ctrl-C.
+
+    Queues in the words of `conveyor queues` and the dashboard (queued, running,
+    scheduled, oldest queued), workers with the jobs they run, jobs by their short ids.
+    """
     from service.config import load_settings
 
     with targets.database_url(database_url, data_dir) as db_url, targets.redis_url(redis_url, data_dir) as r_url:
