@@ -318,9 +318,14 @@ async def test_queues_watch_and_the_dashboard_name_the_queue_numbers_alike(setti
         async with client(server.url, admin_key) as http:
             page = await http.get("/dashboard/")
             feed = (await http.get("/dashboard/api/overview")).json()
+            script = (await http.get("/dashboard/static/dashboard.js")).text
     assert page.status_code == 200, page.text
-    head = page.text.split('<table id="queues">')[1].split("</thead>")[0]
-    dashboard = [name.lower() for name in re.findall(r"<th>([^<]+)</th>", head)]
+    table = page.text.split('<table id="queues">')[1].split("</table>")[0]
+    dashboard = [name.lower() for name in re.findall(r"<th>([^<]+)</th>", table)]
+    # The rows the page is served with and those its script redraws every 2 s: cells in the same order.
+    served = re.findall(r'<td class="(\w+)"', table.split(f'data-queue="{settings.queue_name}"')[1].split("</tr>")[0])
+    redrawn = re.findall(r'class: "(\w+)"', script.split("function queueRow")[1].split("function ")[0])
+    assert served == redrawn == ["queued", "running", "scheduled", "oldest"]
 
     env = {"DATABASE_URL": settings.database_url, "REDIS_URL": settings.redis_url,
            "QUEUE_NAME": settings.queue_name, **WIDE}
