@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import re
+from datetime import datetime
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
@@ -61,6 +62,15 @@ def cron_fields(cadence: str) -> dict[str, int | set[int]] | None:
     if (match := _DAILY.fullmatch(text)) and int(match[1]) < 24 and int(match[2]) < 60:
         return {"hour": int(match[1]), "minute": int(match[2]), "second": 0}
     raise ValueError(f"{cadence!r} is not a cadence: use 'every 2s', 'every 5m', 'hourly :05', 'daily 03:30' or 'off'")
+
+
+def next_tick(cadence: str, after: datetime) -> datetime | None:
+    """When a cadence fires next after `after` (an aware UTC time, as workers keep the
+    schedule), to the second, as arq computes it; None for `off`."""
+    from arq.cron import next_cron  # arq is heavy; only the stats route asks
+
+    fields = cron_fields(cadence)
+    return None if fields is None else next_cron(after, **fields, microsecond=0)
 
 
 class Settings(BaseSettings):

@@ -137,14 +137,19 @@ async def list_jobs(
     limit: int = 50,
     after: tuple[datetime, uuid.UUID] | None = None,
     columns: str = JOB_COLUMNS,
+    ids: tuple[uuid.UUID, uuid.UUID] | None = None,
 ) -> list[asyncpg.Record]:
-    """A tenant's jobs newest first; keyset pagination on (created_at, id), no gaps or repeats."""
+    """A tenant's jobs newest first; keyset pagination on (created_at, id), no gaps or repeats.
+    `ids` keeps those whose id lies in a range, both ends included (what an id prefix matches)."""
     conditions = ["tenant_id = $1"]
     args: list = [tenant_id]
     for column, value in (("kind", kind), ("status", status)):
         if value is not None:
             args.append(value)
             conditions.append(f"{column} = ${len(args)}")
+    if ids is not None:
+        args.extend(ids)
+        conditions.append(f"id BETWEEN ${len(args) - 1} AND ${len(args)}")
     if after is not None:
         args.extend(after)
         conditions.append(f"(created_at, id) < (${len(args) - 1}, ${len(args)})")

@@ -162,11 +162,12 @@ async def queue_families(redis: Redis, settings: Settings) -> list[GaugeMetricFa
     workers = await monitoring.live_workers(redis)
     states = await monitoring.queue_states(redis, settings, workers)
     families = {
-        "waiting": GaugeMetricFamily("conveyor_queue_depth", "Jobs due and waiting for a worker", labels=["queue"]),
+        "queued": GaugeMetricFamily("conveyor_queue_depth", "Jobs queued: due and waiting for a worker",
+                                    labels=["queue"]),
         "scheduled": GaugeMetricFamily("conveyor_queue_scheduled", "Jobs due later (send_at, retry backoff)",
                                        labels=["queue"]),
         "oldest_age": GaugeMetricFamily("conveyor_queue_oldest_age_seconds",
-                                        "Age of the oldest waiting job", labels=["queue"]),
+                                        "Age of the oldest queued job", labels=["queue"]),
     }
     for state in states:
         for field, family in families.items():

@@ -5,8 +5,11 @@ each queue, how old is its oldest waiting job, which workers are alive and what 
 running, how many jobs ended in the last hour. Redis answers them cheaply; the ledger
 is left alone.
 
-arq keeps a running job in its queue's sorted set until it ends, so "waiting" is the
+arq keeps a running job in its queue's sorted set until it ends, so "queued" is the
 due members minus the ones the live workers report running in their heartbeats.
+
+A queue's numbers have the same names everywhere they are shown (`conveyor queues`,
+`conveyor watch`, the dashboard): queued, running, scheduled, oldest queued.
 """
 
 from __future__ import annotations
@@ -43,10 +46,10 @@ def queue_names(settings: Settings) -> list[str]:
 @dataclass(frozen=True)
 class QueueState:
     name: str
-    waiting: int  # due now, not yet started
-    scheduled: int  # due later (send_at, retry backoff)
+    queued: int  # due now, waiting for a worker
     running: int
-    oldest_age: float  # seconds since the oldest waiting job was enqueued; 0 when none wait
+    scheduled: int  # queued too, but due later (send_at, retry backoff)
+    oldest_age: float  # seconds since the oldest queued job was enqueued; 0 when none is queued
 
 
 async def _enqueue_time(redis: Redis, job_id: str) -> float | None:
@@ -73,16 +76,16 @@ async def queue_state(redis: Redis, name: str, running_ids: set[str]) -> QueueSt
         due, later, *scores = await pipe.execute()
     running_scores = [score for score in (scores[0] if scores else []) if score is not None]
     running_due = sum(1 for score in running_scores if score <= now_ms)
-    waiting = max(due - running_due, 0)
+    queued = max(due - running_due, 0)
     scheduled = max(later - (len(running_scores) - running_due), 0)
     oldest_age = 0.0
-    if waiting:
+    if queued:
         head = await redis.zrangebyscore(name, "-inf", now_ms, start=0, num=running_due + 1)
         head_ids = [raw.decode() if isinstance(raw, bytes) else raw for raw in head]
-        first_waiting = next((job_id for job_id in head_ids if job_id not in running_ids), None)
-        enqueued = await _enqueue_time(redis, first_waiting) if first_waiting else None
+        first_queued = next((job_id for job_id in head_ids if job_id not in running_ids), None)
+        enqueued = await _enqueue_time(redis, first_queued) if first_queued else None
         oldest_age = max(now - enqueued, 0.0) if enqueued else 0.0
-    return QueueState(name, waiting, scheduled, len(running), round(oldest_age, 3))
+    return QueueState(name, queued, len(running), scheduled, round(oldest_age, 3))
 
 
 async def queue_states(

@@ -4,6 +4,8 @@ import asyncio
 import uuid
 
 from pipelines.pipeline import Pipeline, Stage
+from service import ledger
+from service.database import Database
 from tests.support.files import multipart_file, text_pdf
 from tests.support.service import client, new_tenant, running_worker, wait_for_job
 
@@ -103,6 +105,48 @@ async def test_pagination_has_no_gaps_or_duplicates(api, tenant):
         assert (await http.get("/v1/jobs", params={"status": "exploded"})).status_code == 400
         assert (await http.get("/v1/jobs", params={"cursor": "garbage"})).status_code == 400
         assert (await http.get("/v1/jobs", params={"limit": "0"})).status_code == 400
+
+
+async def insert_jobs(settings, tenant_id: uuid.UUID, ids: list[uuid.UUID]) -> None:
+    """Jobs with the ids given (uploads get random ones), straight into the ledger."""
+    db = Database(settings)
+    await db.open()
+    try:
+        async with db.transaction() as conn:
+            for job_id in ids:
+                await ledger.create_job(conn, job_id=job_id, tenant_id=tenant_id, kind="document", queue="q")
+    finally:
+        await db.close()
+
+
+def ids_starting(prefix: str, count: int) -> list[uuid.UUID]:
+    return [uuid.UUID(prefix + uuid.uuid4().hex[len(prefix):]) for _ in range(count)]
+
+
+async def test_jobs_are_found_by_the_start_of_their_id_within_the_tenant(api, settings, tenant):
+    shared = uuid.uuid4().hex[:8]  # random, so runs on one database never meet
+    mine = ids_starting(shared, 2)
+    [theirs] = ids_starting(shared, 1)
+    await insert_jobs(settings, tenant[0], mine)
+    await insert_jobs(settings, (await new_tenant(settings))[0], [theirs])
+
+    async def matches(prefix: str) -> list[str]:
+        response = await http.get("/v1/jobs", params={"id_prefix": prefix})
+        assert response.status_code == 200, response.text
+        return sorted(item["id"] for item in response.json()["items"])
+
+    async with client(api.url, tenant[1]) as http:
+        assert await matches(shared) == sorted(map(str, mine))  # not the other tenant's
+        assert await matches(shared[:4].upper()) == sorted(map(str, mine))
+        assert await matches(str(mine[0])[:13]) == [str(mine[0])]  # dashes where the id has them
+        assert await matches(shared + "-") == sorted(map(str, mine))
+        assert await matches(mine[0].hex[:12]) == [str(mine[0])]  # or none
+        assert await matches(str(mine[0])) == [str(mine[0])]
+        assert await matches(str(theirs)[:20]) == []
+        for bad in ("abc", "abcx", "ab-cd", "abcd12345-", "%", "a" * 33, "abcd ", "'; --"):
+            response = await http.get("/v1/jobs", params={"id_prefix": bad})
+            assert response.status_code == 400 and response.headers["content-type"] == PROBLEM, bad
+            assert "id_prefix must be the start of a job id" in response.json()["detail"]
 
 
 async def test_idempotency_key(api, tenant):

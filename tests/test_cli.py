@@ -7,6 +7,7 @@ goes to a thread.
 import asyncio
 import json
 import re
+import uuid
 
 from typer.testing import CliRunner
 
@@ -14,10 +15,12 @@ from pipelines.errors import PermanentError
 from pipelines.pipeline import Pipeline, Stage
 from service.cli import app
 from tests.support.files import multipart_file, text_pdf
-from tests.support.service import client, running_worker
+from tests.support.service import client, running_worker, wait_for_job
+from tests.test_api_jobs import ids_starting, insert_jobs
 
 CLEAN_ENV = {"DATABASE_URL": None, "REDIS_URL": None, "CONVEYOR_URL": None, "CONVEYOR_API_KEY": None,
              "CONVEYOR_DATA_DIR": None}
+LONG_TEXT = "\n".join(f"line {n}: " + "words " * 12 for n in range(1000))
 
 
 async def conveyor(*args: str, **env: str):
@@ -181,6 +184,58 @@ async def test_workers_and_queues_read_redis(api, settings, tenant):
             await http.post("/v1/documents", files=multipart_file(text_pdf("waits")))
     queues = await conveyor("queues", "--queue", settings.queue_name, "--json", REDIS_URL=settings.redis_url)
     [row] = json.loads(queues.stdout)
-    assert row["queue"] == settings.queue_name and row["due"] == 2 and row["oldest_age"] >= 0
+    assert row["name"] == settings.queue_name and row["queued"] == 2 and row["oldest_age"] >= 0
     table = await conveyor("queues", "--queue", settings.queue_name, REDIS_URL=settings.redis_url)
     assert table.exit_code == 0 and settings.queue_name in table.stdout
+
+
+async def test_job_ids_round_trip_from_lists_to_jobs_show(api, settings, tenant):
+    env = {"CONVEYOR_URL": api.url, "CONVEYOR_API_KEY": tenant[1], "COLUMNS": "200"}
+    async with client(api.url, tenant[1]) as http:
+        job_id = (await http.post("/v1/documents", files=multipart_file(text_pdf("short")))).json()["id"]
+    listed = await conveyor("jobs", "list", **env)
+    assert re.search(rf"│ {job_id[:8]}\s+│ document", listed.stdout) and job_id not in listed.stdout, listed.stdout
+    shown = await conveyor("jobs", "show", job_id[:8], **env)
+    assert shown.exit_code == 0 and job_id in shown.stdout, shown.output
+    cancelled = await conveyor("jobs", "cancel", job_id[:8], **env)
+    assert cancelled.exit_code == 0 and cancelled.stdout.strip() == f"{job_id} cancelled"
+
+    shared = uuid.uuid4().hex[:8]
+    twins = ids_starting(shared, 2)
+    await insert_jobs(settings, tenant[0], twins)
+    ambiguous = await conveyor("jobs", "show", shared, **env)
+    assert ambiguous.exit_code == 1 and f"2 jobs have ids starting with '{shared}'" in ambiguous.stderr
+    assert all(str(twin) in ambiguous.stderr for twin in twins), ambiguous.stderr
+    longer = await conveyor("jobs", "show", str(twins[1])[:13], "--json", **env)
+    assert longer.exit_code == 0 and json.loads(longer.stdout)["id"] == str(twins[1])
+    unknown = await conveyor("jobs", "show", uuid.uuid4().hex[:10], **env)
+    assert unknown.exit_code == 1 and "no job found whose id starts with" in unknown.stderr
+    malformed = await conveyor("jobs", "retry", "xyz", **env)
+    assert malformed.exit_code == 1 and "must be the start of a job id" in malformed.stderr
+    for result in (ambiguous, unknown, malformed):
+        assert_no_traceback(result)
+
+
+async def _long_result(run):
+    return {"text": LONG_TEXT, "pages": 40, "skills": [f"skill {n}" for n in range(50)]}
+
+
+async def test_jobs_show_cuts_a_long_result_short_unless_full(api, settings, tenant):
+    env = {"CONVEYOR_URL": api.url, "CONVEYOR_API_KEY": tenant[1], "COLUMNS": "200"}
+    async with running_worker(settings, [Pipeline("document", (Stage("read", _long_result),), timeout=30)]):
+        async with client(api.url, tenant[1]) as http:
+            job_id = (await http.post("/v1/documents", files=multipart_file(text_pdf("long")))).json()["id"]
+            await wait_for_job(http, job_id)
+    short = await conveyor("jobs", "show", job_id[:8], **env)
+    assert short.exit_code == 0, short.output
+    assert re.search(r"^  text\s+line 0: words", short.stdout, re.MULTILINE), short.stdout
+    assert re.search(r"^\s+line 7: words", short.stdout, re.MULTILINE) and "line 8:" not in short.stdout
+    assert f"… {len(LONG_TEXT):,} characters, --full to see all" in short.stdout
+    assert '"skill 19"' in short.stdout and '"skill 20"' not in short.stdout
+    assert "… 30 more of 50 items, --full to see all" in short.stdout
+    assert re.search(r"^  pages\s+40\s*$", short.stdout, re.MULTILINE) and len(short.stdout) < 6000
+    full = await conveyor("jobs", "show", job_id[:8], "--full", **env)
+    assert full.exit_code == 0 and "line 999: words" in full.stdout and '"skill 49"' in full.stdout
+    assert "--full to see all" not in full.stdout
+    as_json = await conveyor("jobs", "show", job_id, "--json", **env)
+    assert json.loads(as_json.stdout)["result"]["text"] == LONG_TEXT

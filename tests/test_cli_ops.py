@@ -9,6 +9,7 @@ import uuid
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from pydantic import SecretStr
 from typer.testing import CliRunner
 
 from pipelines.analytics.aggregate import aggregate
@@ -134,22 +135,42 @@ async def test_stats_shows_the_aggregated_counts(api, settings, tenant):
 
     everything = await conveyor("stats", "--from", yesterday.isoformat(), "--json", **env)
     assert everything.exit_code == 0, everything.output
-    assert json.loads(everything.stdout) == {"from": yesterday.isoformat(), "to": today.isoformat(), "items": [
+    body = json.loads(everything.stdout)
+    next_count = datetime.fromisoformat(body.pop("next_aggregation_at"))
+    assert body == {"from": yesterday.isoformat(), "to": today.isoformat(), "items": [
         {"day": yesterday.isoformat(), "type": "page_view", "count": 1},
         {"day": today.isoformat(), "type": "page_view", "count": 1},
         {"day": today.isoformat(), "type": "signup", "count": 2},
     ]}
+    # The defaults: hourly at :05, daily at 00:20 (UTC), whichever comes first.
+    assert timedelta(0) < next_count - datetime.now(timezone.utc) <= timedelta(hours=1)
+    assert (next_count.minute, next_count.second) in {(5, 0), (20, 0)}
     signups = await conveyor("stats", "--type", "signup", **env, **WIDE)
     assert signups.exit_code == 0, signups.output
     assert re.search(rf"{today.isoformat()}\s*│\s*signup\s*│\s*2", signups.stdout), signups.stdout
     assert "page_view" not in signups.stdout
-    none = await conveyor("stats", "--type", "nothing-like-this", **env)
-    assert none.exit_code == 0 and "no events counted" in none.stderr
+    when = f"{next_count:%Y-%m-%d %H:%M} UTC"
+    assert f"events are counted next at {when}" in signups.stdout
+    none = await conveyor("stats", "--type", "nothing-like-this", **env, **WIDE)
+    assert none.exit_code == 0, none.output
+    first = (today - timedelta(days=29)).isoformat()
+    assert f"no events counted from {first} to {today} yet: events are counted next at {when} (in " in none.stderr
     bad_day = await conveyor("stats", "--from", "2024-13-01", **env)
     assert bad_day.exit_code == 2 and "2024-13-01" in bad_day.output
     backwards = await conveyor("stats", "--from", today.isoformat(), "--to", yesterday.isoformat(), **env)
     assert backwards.exit_code == 1 and "to must not be before from" in backwards.stderr
     assert_no_traceback(backwards)
+
+
+async def test_stats_says_when_counting_is_off(settings, tenant):
+    off = settings.model_copy(update={"schedule_aggregate_hourly": "off", "schedule_aggregate_daily": "off"})
+    async with ApiServer(off) as server:
+        env = {"CONVEYOR_URL": server.url, "CONVEYOR_API_KEY": tenant[1], **WIDE}
+        body = json.loads((await conveyor("stats", "--json", **env)).stdout)
+        result = await conveyor("stats", **env)
+    assert body["next_aggregation_at"] is None and body["items"] == []
+    assert result.exit_code == 0, result.output
+    assert "yet: event counting is off (SCHEDULE_AGGREGATE_HOURLY and SCHEDULE_AGGREGATE_DAILY)" in result.stderr
 
 
 async def _stored_job(conn, storage, tenant_id, *, finished_days_ago: int | None) -> uuid.UUID:
@@ -269,17 +290,53 @@ async def test_watch_once_shows_the_queue_a_live_worker_and_recent_jobs(api, set
     assert snapshot.exit_code == 0, snapshot.output
     view = json.loads(snapshot.stdout)
     [row] = [row for row in view["queues"] if row["name"] == settings.queue_name]
-    assert (row["waiting"], row["running"]) == (1, 1) and row["oldest_age"] >= 0
+    assert (row["queued"], row["running"]) == (1, 1) and row["oldest_age"] >= 0
     [shown] = [entry for entry in view["workers"] if entry["id"] == worker_id]
     assert shown["jobs"] == [running] and shown["queue"] == settings.queue_name
 
     assert frame.exit_code == 0, frame.output
     text = frame.stdout
-    assert re.search(rf"{re.escape(settings.queue_name)}\s*│\s*1\s*│\s*0\s*│\s*1\s*│", text), text
+    assert re.search(rf"{re.escape(settings.queue_name)}\s*│\s*1\s*│\s*1\s*│\s*0\s*│", text), text
     assert re.search(rf"{re.escape(worker_id)}\s*│\s*{re.escape(settings.queue_name)}\s*│\s*{running[:8]}", text), text
     recent = text.split("Recent jobs of")[1]
     newest_first = [job for job in view["recent"] if job["id"] in submitted]
     assert newest_first[0]["created_at"] >= newest_first[1]["created_at"]
-    assert sorted(submitted, key=recent.index) == [job["id"] for job in newest_first]
-    assert re.search(rf"{waiting}\s*│.*│\s*document\s*│\s*queued", recent), recent
+    assert sorted((job_id[:8] for job_id in submitted), key=recent.index) == [job["id"][:8] for job in newest_first]
+    assert re.search(rf"{waiting[:8]}\s*│.*│\s*document\s*│\s*queued", recent), recent
 
+
+
+def _header(table: str) -> list[str]:
+    """The column names of the first rich table in `table`."""
+    line = next(line for line in table.splitlines() if line.startswith("┃"))
+    return [cell.strip() for cell in line.strip("┃").split("┃")]
+
+
+async def test_queues_watch_and_the_dashboard_name_the_queue_numbers_alike(settings):
+    admin_key = "admin-key-for-the-words-test-0123"
+    async with ApiServer(settings.model_copy(update={"admin_key": SecretStr(admin_key)})) as server:
+        async with client(server.url, admin_key) as http:
+            page = await http.get("/dashboard/")
+            feed = (await http.get("/dashboard/api/overview")).json()
+            script = (await http.get("/dashboard/static/dashboard.js")).text
+    assert page.status_code == 200, page.text
+    table = page.text.split('<table id="queues">')[1].split("</table>")[0]
+    dashboard = [name.lower() for name in re.findall(r"<th>([^<]+)</th>", table)]
+    # The rows the page is served with and those its script redraws every 2 s: cells in the same order.
+    served = re.findall(r'<td class="(\w+)"', table.split(f'data-queue="{settings.queue_name}"')[1].split("</tr>")[0])
+    redrawn = re.findall(r'class: "(\w+)"', script.split("function queueRow")[1].split("function ")[0])
+    assert served == redrawn == ["queued", "running", "scheduled", "oldest"]
+
+    env = {"DATABASE_URL": settings.database_url, "REDIS_URL": settings.redis_url,
+           "QUEUE_NAME": settings.queue_name, **WIDE}
+    queues = await conveyor("queues", **env)
+    watch = await conveyor("watch", "--once", **env)
+    queues_json = await conveyor("queues", "--json", **env)
+    watch_json = await conveyor("watch", "--json", **env)
+    assert queues.exit_code == watch.exit_code == 0, queues.output + watch.output
+    words = ["queue", "queued", "running", "scheduled", "oldest queued"]
+    assert _header(queues.stdout) == _header(watch.stdout.split("Queues")[1]) == dashboard == words
+
+    fields = {"name", "queued", "running", "scheduled", "oldest_age"}
+    assert set(json.loads(queues_json.stdout)[0]) == set(json.loads(watch_json.stdout)["queues"][0]) == fields
+    assert set(feed["queues"][0]) == fields

@@ -93,7 +93,7 @@ async def test_overview_numbers_match_the_api(dashboard, browser, tenant):
         job_ids = [await submit(http), await submit(http), await submit(http)]
         page, problems = await open_page(browser, api.url)
         queue_row = page.locator(f'#queues tr[data-queue="{settings.queue_name}"]')
-        await expect(queue_row.locator(".waiting")).to_have_text("3")
+        await expect(queue_row.locator(".queued")).to_have_text("3")
         listed = (await http.get("/v1/jobs", params={"status": "queued"})).json()["items"]
         scraped = (await http.get("/metrics")).text
         assert _metric(scraped, "conveyor_queue_depth", settings.queue_name) == 3
@@ -106,7 +106,7 @@ async def test_overview_numbers_match_the_api(dashboard, browser, tenant):
             for job_id in job_ids:
                 await wait_for_job(http, job_id)
             # live: the page was not reloaded
-            await expect(queue_row.locator(".waiting")).to_have_text("0")
+            await expect(queue_row.locator(".queued")).to_have_text("0")
             await expect(page.locator("#workers-count")).to_have_text("1")
             for job_id in job_ids:
                 await expect(page.locator(f'#recent tr[data-job-id="{job_id}"] .status')).to_have_text("succeeded")

@@ -13,7 +13,7 @@ import redis.asyncio as redis
 from pipelines.scheduled.memberships import notify_expiring_memberships
 from pipelines.scheduled.reminders import send_due_reminders
 from pipelines.schedule import cron_jobs
-from service.config import ConfigurationError, cron_fields, load_settings
+from service.config import ConfigurationError, cron_fields, load_settings, next_tick
 from tests.support.resources import open_resources
 from tests.support.service import client, make_settings, running_worker
 
@@ -32,6 +32,15 @@ def test_cadences():
             cron_fields(bad)
     with pytest.raises(ConfigurationError, match="SCHEDULE_REMINDERS"):
         load_settings(schedule_reminders="every 7s")
+
+
+def test_next_tick_of_a_cadence():
+    at = datetime(2024, 5, 31, 23, 4, 59, 500_000, tzinfo=timezone.utc)
+    assert next_tick("hourly :05", at) == datetime(2024, 5, 31, 23, 5, tzinfo=timezone.utc)
+    assert next_tick("hourly :05", at + timedelta(seconds=1)) == datetime(2024, 6, 1, 0, 5, tzinfo=timezone.utc)
+    assert next_tick("daily 00:20", at) == datetime(2024, 6, 1, 0, 20, tzinfo=timezone.utc)
+    assert next_tick("every 5m", at) == datetime(2024, 5, 31, 23, 5, tzinfo=timezone.utc)
+    assert next_tick("off", at) is None
 
 
 def test_every_job_is_scheduled_once_and_off_leaves_it_out():

@@ -1,23 +1,25 @@
 """The `conveyor` command: run Conveyor, manage tenants' keys, submit and follow jobs,
 watch queues and workers.
 
-One module per command group; this one only assembles them.
+One module per command group; this one only assembles them. Each imports, when loaded,
+no more than it needs to declare its commands (typer and the CLI's own helpers): what a
+command runs (database drivers, the app, storage clients…) it imports when it runs, so
+`conveyor --help` and the parsing of any command start in a fraction of a second
+(tests/test_cli_startup.py keeps it so).
 """
 
 from __future__ import annotations
 
-import typer
-
 from service.cli import dashboard, jobs, keys, ops, purge, secrets, stats, submit, up, watch, webhooks
+from service.cli.options import command_group
 from service.cli.output import guarded
 
-app = typer.Typer(
+app = command_group(
     name="conveyor",
     help="Conveyor: background work for Python web apps (documents, videos, notifications, analytics).",
     epilog="Start with `conveyor up`, then `conveyor submit FILE --wait`. Every command has --help.",
-    no_args_is_help=True,
     pretty_exceptions_enable=False,
-    context_settings={"help_option_names": ["-h", "--help"]},
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 120},
 )
 
 app.command("up", epilog=up.EXAMPLES)(guarded(up.up))

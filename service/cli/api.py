@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -14,6 +15,7 @@ from service.cli.output import CliError, TIMED_OUT
 
 FINISHED = frozenset({"succeeded", "failed", "cancelled"})
 POLL_MIN, POLL_MAX = 0.2, 5.0
+CANDIDATES_SHOWN = 10  # jobs listed when an id prefix names several
 STREAM_READ_SECONDS = 45.0  # the API pings an idle stream every 15 s
 
 
@@ -66,6 +68,23 @@ class Api:
 
     def job(self, job_id: str) -> httpx.Response:
         return self.call("GET", f"/v1/jobs/{job_id}")
+
+    def job_id(self, given: str) -> str:
+        """The id of the job `given` names: a whole id, or the start of one (as tables show
+        it) that exactly one of the tenant's jobs has, found by the API (`id_prefix`)."""
+        try:
+            return str(uuid.UUID(given))
+        except ValueError:
+            pass
+        page = self.call("GET", "/v1/jobs", params={"id_prefix": given, "limit": CANDIDATES_SHOWN}).json()
+        found = page["items"]
+        if not found:
+            raise CliError(f"no job found whose id starts with {given!r}")
+        if len(found) > 1:
+            count = f"{len(found)}{' or more' if page.get('next_cursor') else ''}"
+            listed = "".join(f"\n  {job['id']}  {job['kind']}  {job['status']}  {job['created_at']}" for job in found)
+            raise CliError(f"{count} jobs have ids starting with {given!r}; give more of the id:{listed}")
+        return found[0]["id"]
 
     def follow(self, job: dict, on_change: Callable[[dict], None], *, timeout: float) -> dict:
         """Follow the job until it ends, calling `on_change` as it moves; its final state.

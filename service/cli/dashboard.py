@@ -6,15 +6,13 @@ import asyncio
 
 import typer
 
-from service import admin_sessions
 from service.cli import targets
-from service.cli.options import DEFAULT_DATA_DIR, DatabaseUrl, DataDir
+from service.cli.options import DEFAULT_DATA_DIR, DatabaseUrl, DataDir, command_group
 from service.cli.output import guarded
 
-app = typer.Typer(
+app = command_group(
     help="Dashboard sessions.",
     epilog="Example:\n\n  conveyor dashboard logout-everywhere",
-    no_args_is_help=True,
 )
 
 
@@ -24,6 +22,8 @@ def logout_everywhere(database_url: DatabaseUrl = None, data_dir: DataDir = DEFA
     """End every dashboard session: each browser must log in again with the admin key."""
 
     async def run(url: str) -> int:
+        from service import admin_sessions
+
         async with targets.transaction(url) as conn:
             return await admin_sessions.end_all(conn)
 

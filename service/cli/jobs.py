@@ -4,24 +4,31 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.table import Table
 
-from service.cli.api import Api
-from service.cli.options import DEFAULT_URL, ApiKey, ApiUrl, Json
-from service.cli.output import emit_json, guarded, stderr, stdout
+from service.cli.options import DEFAULT_URL, ApiKey, ApiUrl, Json, command_group
+from service.cli.output import emit_json, guarded, new_table, short_id, stderr, stdout
 
-app = typer.Typer(
+if TYPE_CHECKING:
+    from rich.console import RenderableType
+    from rich.table import Table
+
+app = command_group(
     help="List, inspect, retry, cancel and purge jobs.",
-    epilog="Examples:\n\n  conveyor jobs list --status failed\n\n  conveyor jobs show 5f0c…\n\n"
-           "  conveyor jobs retry 5f0c…\n\n  conveyor jobs list --kind video --json | jq '.items[].id'\n\n"
-           "  conveyor jobs purge --older-than 7 --dry-run",
-    no_args_is_help=True,
+    epilog="Examples:\n\n  conveyor jobs list --status failed\n\n  conveyor jobs show 5f0c1a2b\n\n"
+           "  conveyor jobs retry 5f0c1a2b\n\n  conveyor jobs list --kind video --json | jq '.items[].id'\n\n"
+           "  conveyor jobs purge --older-than 7 --dry-run\n\n"
+           "A job is named by its id or the start of it (at least 4 characters), as lists show it.",
 )
 
-JobId = Annotated[str, typer.Argument(help="The job's id.")]
+JobId = Annotated[str, typer.Argument(help="The job's id, or its start as lists show it (at least 4 characters).")]
+Full = Annotated[bool, typer.Option("--full", help="Show long texts and lists whole, not their start.")]
+
+SHOWN_LINES = 8  # of a long text
+SHOWN_CHARS = 600
+SHOWN_ITEMS = 20  # of a long list
 
 
 def _when(value: str | None) -> str:
@@ -30,28 +37,59 @@ def _when(value: str | None) -> str:
 
 def jobs_table(jobs: list[dict], *, tenants: bool = False, title: str | None = None) -> Table:
     """Jobs one per row; with `tenants`, whose each is (views across tenants)."""
-    table = Table("id", *(["tenant"] if tenants else []), "kind", "status", "progress", "stage", "created", title=title)
+    table = new_table("id", *(["tenant"] if tenants else []), "kind", "status", "progress", "stage", "created",
+                      title=title)
     for job in jobs:
-        table.add_row(job["id"], *([job["tenant"]] if tenants else []), job["kind"], job["status"],
+        table.add_row(short_id(job["id"]), *([job["tenant"]] if tenants else []), job["kind"], job["status"],
                       f"{100 * float(job.get('progress') or 0):.0f}%", job.get("stage") or "-",
                       _when(job.get("created_at")))
     return table
 
 
-def _show_job(job: dict) -> None:
+def shorten(value: Any) -> Any:
+    """The value with each long text cut to its first lines and each long list to its first
+    items, saying how much there is and that --full shows it all."""
+    if isinstance(value, dict):
+        return {name: shorten(item) for name, item in value.items()}
+    if isinstance(value, list):
+        kept = [shorten(item) for item in value[:SHOWN_ITEMS]]
+        rest = len(value) - SHOWN_ITEMS
+        return (kept + [f"… {rest:,} more of {len(value):,} items, --full to see all"]) if rest > 0 else kept
+    if isinstance(value, str) and (len(value) > SHOWN_CHARS or value.count("\n") >= SHOWN_LINES):
+        start = "\n".join(value.splitlines()[:SHOWN_LINES])[:SHOWN_CHARS]
+        return f"{start}\n… {len(value):,} characters, --full to see all"
+    return value
+
+
+def _show_job(job: dict, full: bool) -> None:
     console = stdout()
     for name in ("id", "kind", "status", "stage", "attempts", "created_at", "updated_at", "finished_at"):
         console.print(f"[bold]{name:>11}[/] {job.get(name) if job.get(name) is not None else '-'}")
     console.print(f"[bold]{'progress':>11}[/] {100 * float(job.get('progress') or 0):.0f}%")
     if job.get("stages"):
-        table = Table("stage", "status", "started", "finished")
+        table = new_table("stage", "status", "started", "finished")
         for stage in job["stages"]:
             table.add_row(stage["name"], stage["status"], _when(stage.get("started_at")), _when(stage.get("finished_at")))
         console.print(table)
     for name in ("error", "metadata", "result"):
         if job.get(name):
             console.print(f"[bold]{name}[/]")
-            console.print_json(json.dumps(job[name], default=str))
+            console.print(_fields(job[name] if full else shorten(job[name])))
+
+
+def _fields(value: Any) -> RenderableType:
+    """A JSON object as name and value rows, texts as they read (lines, not escapes),
+    other values as JSON."""
+    from rich.json import JSON
+    from rich.table import Table
+    from rich.text import Text
+
+    if not isinstance(value, dict):
+        return JSON(json.dumps(value, default=str))
+    grid = Table.grid(padding=(0, 2))
+    for name, item in value.items():
+        grid.add_row(Text(f"  {name}"), Text(item) if isinstance(item, str) else JSON(json.dumps(item, default=str)))
+    return grid
 
 
 @app.command("list")
@@ -64,6 +102,8 @@ def list_jobs(
     url: ApiUrl = DEFAULT_URL, key: ApiKey = None, json_output: Json = False,
 ) -> None:
     """List your jobs, newest first."""
+    from service.cli.api import Api
+
     params = {name: value for name, value in
               {"kind": kind, "status": status, "limit": limit, "cursor": cursor}.items() if value is not None}
     with Api(url, key) as api:
@@ -78,19 +118,24 @@ def list_jobs(
 
 @app.command()
 @guarded
-def show(job_id: JobId, url: ApiUrl = DEFAULT_URL, key: ApiKey = None, json_output: Json = False) -> None:
-    """Show one job: status, stages, error or result."""
+def show(job_id: JobId, full: Full = False, url: ApiUrl = DEFAULT_URL, key: ApiKey = None,
+         json_output: Json = False) -> None:
+    """Show one job: status, stages, error or result (long texts cut short unless --full)."""
+    from service.cli.api import Api
+
     with Api(url, key) as api:
-        job = api.job(job_id).json()
+        job = api.job(api.job_id(job_id)).json()
     if json_output:
         emit_json(job)
     else:
-        _show_job(job)
+        _show_job(job, full)
 
 
 def _steer(action: str, job_id: str, url: str, key: str | None, json_output: bool) -> None:
+    from service.cli.api import Api
+
     with Api(url, key) as api:
-        job = api.call("POST", f"/v1/jobs/{job_id}/{action}").json()
+        job = api.call("POST", f"/v1/jobs/{api.job_id(job_id)}/{action}").json()
     if json_output:
         emit_json(job)
     else:

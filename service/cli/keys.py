@@ -3,30 +3,36 @@
 from __future__ import annotations
 
 import asyncio
+from typing import TYPE_CHECKING
 
-import asyncpg
 import typer
-from rich.table import Table
 
-from service import tenants
 from service.cli import targets
-from service.cli.options import DEFAULT_DATA_DIR, DatabaseUrl, DataDir, Json, Tenant
-from service.cli.output import CliError, emit_json, guarded, stdout
+from service.cli.options import DEFAULT_DATA_DIR, DatabaseUrl, DataDir, Json, Tenant, command_group
+from service.cli.output import CliError, emit_json, guarded, new_table, stdout
 
-app = typer.Typer(
+if TYPE_CHECKING:
+    import asyncpg
+
+    from service.tenants import Tenant as TenantRow
+
+app = command_group(
     help="Create, list and revoke API keys.",
     epilog="Examples:\n\n  conveyor keys create --tenant acme\n\n  conveyor keys list --tenant acme --json\n\n"
            "  conveyor keys revoke --tenant acme cvk_AbCdEfGh",
-    no_args_is_help=True,
 )
 
 
 async def create_key(conn: asyncpg.Connection, tenant_name: str) -> str:
     """A fresh key for the tenant, created if new."""
+    from service import tenants
+
     return await tenants.create_api_key(conn, await tenants.ensure_tenant(conn, tenant_name))
 
 
-async def _existing_tenant(conn: asyncpg.Connection, name: str) -> tenants.Tenant:
+async def _existing_tenant(conn: asyncpg.Connection, name: str) -> TenantRow:
+    from service import tenants
+
     tenant = await tenants.find_tenant(conn, name)
     if tenant is None:
         raise CliError(f"no tenant named {name!r}")
@@ -57,6 +63,8 @@ def list_keys(tenant: Tenant, database_url: DatabaseUrl = None, data_dir: DataDi
     """List TENANT's keys by prefix (the keys themselves are never stored)."""
 
     async def run(url: str) -> list[dict]:
+        from service import tenants
+
         async with targets.transaction(url) as conn:
             rows = await tenants.list_api_keys(conn, await _existing_tenant(conn, tenant))
         return [dict(row) for row in rows]
@@ -66,7 +74,7 @@ def list_keys(tenant: Tenant, database_url: DatabaseUrl = None, data_dir: DataDi
     if json_output:
         emit_json(keys)
         return
-    table = Table("prefix", "created", "last used", "revoked")
+    table = new_table("prefix", "created", "last used", "revoked")
     for key in keys:
         table.add_row(key["prefix"], *(f"{key[name]:%Y-%m-%d %H:%M}" if key[name] else "-"
                                        for name in ("created_at", "last_used_at", "revoked_at")))
@@ -80,6 +88,8 @@ def revoke(tenant: Tenant, prefix: str = typer.Argument(help="The key's prefix a
     """Revoke TENANT's key with PREFIX: requests with it get 401 from now on."""
 
     async def run(url: str) -> int:
+        from service import tenants
+
         async with targets.transaction(url) as conn:
             return await tenants.revoke_api_key(conn, await _existing_tenant(conn, tenant), prefix)
 

@@ -5,23 +5,28 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.table import Table
 
-from service.heartbeats import WORKERS_KEY, worker_key
-from service import monitoring, queue
 from service.cli import targets
 from service.cli.options import DEFAULT_DATA_DIR, DataDir, Json, RedisUrl
-from service.cli.output import ago, emit_json, guarded, stdout
-from service.config import Settings, load_settings
+from service.cli.output import ago, emit_json, guarded, new_table, stdout
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from service.config import Settings
 
 MAX_WORKERS_SHOWN = 200
+QUEUE_COLUMNS = ("queue", "queued", "running", "scheduled", "oldest queued")
 
 
 async def read_workers(url: str) -> list[dict]:
     """Every worker seen lately, newest beat first; `alive` is false once its key expired."""
+    from service import queue
+    from service.heartbeats import WORKERS_KEY, worker_key
+
     redis = queue.connect(url)
     try:
         seen = await redis.zrevrange(WORKERS_KEY, 0, MAX_WORKERS_SHOWN - 1, withscores=True)
@@ -38,15 +43,26 @@ async def read_workers(url: str) -> list[dict]:
 
 
 async def read_queues(url: str, settings: Settings, names: list[str]) -> list[dict]:
-    """Per arq queue: jobs waiting (due, not running), running, deferred (due later: a
-    send_at, a retry's backoff), and how long the oldest waiting one has waited."""
+    """Per arq queue, its numbers as service.monitoring.QueueState names them."""
+    from dataclasses import asdict
+
+    from service import monitoring, queue
+
     redis = queue.connect(url)
     try:
         states = await monitoring.queue_states(redis, settings, names=names)
     finally:
         await redis.aclose()
-    return [{"queue": state.name, "due": state.waiting, "running": state.running, "deferred": state.scheduled,
-             "oldest_age": state.oldest_age if state.waiting else None} for state in states]
+    return [asdict(state) for state in states]
+
+
+def queues_table(rows: list[dict], title: str | None = None) -> Table:
+    """Queues one per row, in the words `queues`, `watch` and the dashboard share."""
+    table = new_table(*QUEUE_COLUMNS, title=title, title_justify="left")
+    for row in rows:
+        table.add_row(row["name"], str(row["queued"]), str(row["running"]), str(row["scheduled"]),
+                      ago(row["oldest_age"]) if row["queued"] else "-")
+    return table
 
 
 def workers(redis_url: RedisUrl = None, data_dir: DataDir = DEFAULT_DATA_DIR, json_output: Json = False) -> None:
@@ -59,7 +75,7 @@ def workers(redis_url: RedisUrl = None, data_dir: DataDir = DEFAULT_DATA_DIR, js
     if json_output:
         emit_json(found)
         return
-    table = Table("id", "host", "pid", "queue", "running", "up for", "last beat", "state")
+    table = new_table("id", "host", "pid", "queue", "running", "up for", "last beat", "state")
     for worker in found:
         started = worker.get("started_at")
         table.add_row(worker["id"], worker.get("host", "-"), str(worker.get("pid", "-")), worker.get("queue", "-"),
@@ -73,10 +89,16 @@ def queues(
                                                     "default: QUEUE_NAME and the KIND_QUEUES targets.")] = None,
     redis_url: RedisUrl = None, data_dir: DataDir = DEFAULT_DATA_DIR, json_output: Json = False,
 ) -> None:
-    """Show each queue's backlog: jobs due and waiting, running, deferred, the oldest waiting one's wait.
+    """Show each queue's backlog: jobs queued, running and scheduled, the oldest one's wait.
+
+    Queued: due now, waiting for a worker. Scheduled: queued for later (a send_at, a
+    retry's backoff). The same words as in `conveyor watch` and the dashboard.
 
     Example: conveyor queues --queue conveyor:video --json
     """
+    from service import monitoring
+    from service.config import load_settings
+
     settings = load_settings()
     names = names or monitoring.queue_names(settings)
     with targets.redis_url(redis_url, data_dir) as url:
@@ -84,11 +106,7 @@ def queues(
     if json_output:
         emit_json(rows)
         return
-    table = Table("queue", "due", "running", "deferred", "oldest due waits")
-    for row in rows:
-        table.add_row(row["queue"], str(row["due"]), str(row["running"]), str(row["deferred"]),
-                      ago(row["oldest_age"]))
-    stdout().print(table)
+    stdout().print(queues_table(rows))
 
 
 workers_command = guarded(workers)

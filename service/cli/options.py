@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 DEFAULT_DATA_DIR = Path(".conveyor")
 DEFAULT_URL = "http://127.0.0.1:8000"
+
+
+def command_group(**options: Any) -> typer.Typer:
+    """A Typer for a group of commands. Its help is drawn by click, not rich: rich's help
+    would load markdown and syntax highlighting on every `--help`, and the CLI must start fast."""
+    return typer.Typer(rich_markup_mode=None, no_args_is_help=True, **options)
+
 
 Json = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
 Tenant = Annotated[str, typer.Option("--tenant", "-t", help="The tenant's name.", show_default=False)]

@@ -1,26 +1,29 @@
 """How every command speaks: data on stdout (a table, or JSON with `--json`), messages on
-stderr, and failures as one readable line and an exit status, never a traceback."""
+stderr, and failures as one readable line and an exit status, never a traceback.
+
+Imported by every command at start, so it imports nothing heavy: the failures it
+recognises are looked up among the libraries the command has loaded (see `_expected`).
+"""
 
 from __future__ import annotations
 
 import functools
 import json
+import sys
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import asyncpg
-import httpx
 import typer
-from redis.exceptions import RedisError
-from rich.console import Console
-from rich.markup import escape
 
-from service.embedded import EmbeddedServerError
-from service.errors import DependencyUnavailable
+if TYPE_CHECKING:  # rich is drawn on when there is something to draw
+    from rich.console import Console
+    from rich.table import Table
 
 # Exit statuses scripts can rely on.
 FAILED = 1  # the command, or the job it waited for, did not succeed
 TIMED_OUT = 124  # as timeout(1) does
+
+SHORT_ID = 8  # characters of a job id that tables show
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -36,11 +39,22 @@ class CliError(Exception):
 
 def stdout() -> Console:
     # Built per call: Console resolves sys.stdout when it writes, but tests swap streams.
+    from rich.console import Console
+
     return Console(highlight=False, soft_wrap=True)
 
 
 def stderr() -> Console:
+    from rich.console import Console
+
     return Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def new_table(*columns: str, **options: Any) -> Table:
+    """A rich Table with these column headers (and rich's options, e.g. title)."""
+    from rich.table import Table
+
+    return Table(*columns, **options)
 
 
 def ago(seconds: float | None) -> str:
@@ -53,26 +67,50 @@ def ago(seconds: float | None) -> str:
     return f"{seconds:.1f}s"
 
 
+def short_id(job_id: str) -> str:
+    """How tables show a job id: its start, which `conveyor jobs show` takes back."""
+    return job_id[:SHORT_ID]
+
+
 def emit_json(data: Any) -> None:
     typer.echo(json.dumps(data, indent=2, default=str))
+
+
+def _loaded(module: str, name: str) -> type | None:
+    """`module.name` if this run imported `module`: an exception of a library the command
+    never loaded cannot have been raised, so there is no need to import it to recognise it."""
+    found = sys.modules.get(module)
+    return getattr(found, name, None) if found is not None else None
+
+
+#: The failures a user can meet, beyond CliError, OSError and TimeoutError: (module, class).
+EXPECTED = (("httpx", "TransportError"), ("asyncpg", "PostgresError"), ("asyncpg", "InterfaceError"),
+            ("redis.exceptions", "RedisError"), ("service.errors", "DependencyUnavailable"),
+            ("service.embedded", "EmbeddedServerError"))
+
+
+def _expected() -> tuple[type, ...]:
+    loaded = (_loaded(module, name) for module, name in EXPECTED)
+    return (CliError, OSError, TimeoutError, *(kind for kind in loaded if kind is not None))
+
+
+def _is(exc: BaseException, module: str, name: str) -> bool:
+    kind = _loaded(module, name)
+    return kind is not None and isinstance(exc, kind)
 
 
 def _message(exc: BaseException) -> str:
     if isinstance(exc, CliError):
         return exc.message
-    if isinstance(exc, httpx.TransportError):
+    if _is(exc, "httpx", "TransportError"):
         return f"cannot reach the API at {exc.request.url.copy_with(path='/', query=None)}: {exc or type(exc).__name__}"
-    if isinstance(exc, asyncpg.UndefinedTableError):
+    if _is(exc, "asyncpg", "UndefinedTableError"):
         return f"the database has no Conveyor schema: run `alembic upgrade head` ({exc})"
-    if isinstance(exc, asyncpg.PostgresError):
+    if _is(exc, "asyncpg", "PostgresError"):
         return f"database error: {exc}"
-    if isinstance(exc, RedisError):
+    if _is(exc, "redis.exceptions", "RedisError"):
         return f"Redis error: {exc}"
     return f"{exc}"
-
-
-EXPECTED = (CliError, httpx.TransportError, asyncpg.PostgresError, asyncpg.InterfaceError, RedisError,
-            DependencyUnavailable, EmbeddedServerError, OSError, TimeoutError)
 
 
 def guarded(command: F) -> F:
@@ -82,7 +120,11 @@ def guarded(command: F) -> F:
     def run(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
-        except EXPECTED as exc:
+        except Exception as exc:
+            if not isinstance(exc, _expected()):
+                raise
+            from rich.markup import escape
+
             stderr().print(f"[bold red]error:[/] {escape(_message(exc))}")
             raise typer.Exit(exc.code if isinstance(exc, CliError) else FAILED) from None
         except KeyboardInterrupt:

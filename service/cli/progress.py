@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from rich.progress import (BarColumn, DownloadColumn, Progress, TaskProgressColumn, TextColumn,
                            TimeElapsedColumn, TransferSpeedColumn)
 
-from service.cli.output import stderr
+from service.cli.output import short_id, stderr
 
 
 class CountingFile(io.FileIO):
@@ -36,7 +36,7 @@ def upload_bar(size: int) -> Iterator[Callable[[int], None]]:
 
 def describe(job: dict) -> str:
     stage = f" · {job['stage']}" if job.get("stage") else ""
-    return f"{job['kind']} {job['id'][:8]} {job['status']}{stage}"
+    return f"{job['kind']} {short_id(job['id'])} {job['status']}{stage}"
 
 
 @contextmanager

@@ -7,18 +7,18 @@ import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncIterator
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from pipelines.maintenance.cleanup import count_old_jobs, delete_finished_jobs
-from service import tenants
 from service.cli import targets
 from service.cli.options import DEFAULT_DATA_DIR, DatabaseUrl, DataDir, Json, StorageUrl
 from service.cli.output import CliError, emit_json, guarded
-from service.config import Settings, load_settings
-from service.database import Database
-from service.storage import Storage, open_storage
+
+if TYPE_CHECKING:
+    from service.config import Settings
+    from service.database import Database
+    from service.storage import Storage
 
 EXAMPLES = """Examples:
 
@@ -34,6 +34,9 @@ queued and running jobs are never touched."""
 
 @contextlib.asynccontextmanager
 async def _ledger_and_files(settings: Settings) -> AsyncIterator[tuple[Database, Storage]]:
+    from service.database import Database
+    from service.storage import open_storage
+
     db = Database(settings)
     storage = open_storage(settings.storage_url, settings.s3_endpoint_url)
     await db.open()
@@ -48,6 +51,8 @@ async def _ledger_and_files(settings: Settings) -> AsyncIterator[tuple[Database,
 
 
 async def _tenant_id(db: Database, name: str | None) -> uuid.UUID | None:
+    from service import tenants
+
     if name is None:
         return None
     async with db.read() as conn:
@@ -58,11 +63,15 @@ async def _tenant_id(db: Database, name: str | None) -> uuid.UUID | None:
 
 
 async def _count(settings: Settings, tenant: str | None, days: int) -> dict[str, int]:
+    from pipelines.maintenance.cleanup import count_old_jobs
+
     async with _ledger_and_files(settings) as (db, _):
         return await count_old_jobs(db, days, await _tenant_id(db, tenant))
 
 
 async def _delete(settings: Settings, tenant: str | None, days: int) -> int:
+    from pipelines.maintenance.cleanup import delete_finished_jobs
+
     async with _ledger_and_files(settings) as (db, storage):
         return await delete_finished_jobs(db, storage, older_than_days=days, tenant_id=await _tenant_id(db, tenant),
                                           batch_size=settings.cleanup_batch_size)
@@ -92,6 +101,8 @@ def purge(
     json_output: Json = False,
 ) -> None:
     """Delete finished jobs older than --older-than days, with their files."""
+    from service.config import load_settings
+
     with targets.database_url(database_url, data_dir) as db_url, targets.storage_url(storage_url, data_dir) as files:
         settings = load_settings(database_url=db_url, storage_url=files)
         days = older_than or settings.job_retention_days

@@ -6,15 +6,13 @@ import asyncio
 
 import typer
 
-from service import signing
 from service.cli import targets
-from service.cli.options import DEFAULT_DATA_DIR, DatabaseUrl, DataDir
+from service.cli.options import DEFAULT_DATA_DIR, DatabaseUrl, DataDir, command_group
 from service.cli.output import guarded
 
-app = typer.Typer(
+app = command_group(
     help="The secret event-stream tokens are signed with.",
     epilog="Example:\n\n  conveyor secrets rotate",
-    no_args_is_help=True,
 )
 
 
@@ -28,6 +26,8 @@ def rotate(database_url: DatabaseUrl = None, data_dir: DataDir = DEFAULT_DATA_DI
     """
 
     async def run(url: str) -> None:
+        from service import signing
+
         async with targets.transaction(url) as conn:
             await signing.rotate_secret(conn)
 

@@ -1,16 +1,15 @@
-"""`conveyor stats`: event counts per day and type, as of the last hourly aggregation."""
+"""`conveyor stats`: event counts per day and type, as of the last aggregation, and when
+the next one counts what came since."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
-from service.cli.api import Api
 from service.cli.options import DEFAULT_URL, ApiKey, ApiUrl, Json
-from service.cli.output import emit_json, guarded, stderr, stdout
+from service.cli.output import ago, emit_json, guarded, new_table, stderr, stdout
 
 EXAMPLES = """Examples:
 
@@ -20,7 +19,18 @@ EXAMPLES = """Examples:
 
   conveyor stats --type page_view --json | jq '[.items[].count] | add'
 
-Counts are per UTC day and are as fresh as the last hourly aggregation."""
+Counts are per UTC day and are as fresh as the last aggregation (hourly by default):
+events sent since are counted at the next one, which the output names."""
+
+
+def next_count(body: dict) -> str:
+    """When the API says events are next counted, said for a person."""
+    if body.get("next_aggregation_at") is None:
+        return "event counting is off (SCHEDULE_AGGREGATE_HOURLY and SCHEDULE_AGGREGATE_DAILY)"
+    at = datetime.fromisoformat(body["next_aggregation_at"])
+    wait = max((at - datetime.now(timezone.utc)).total_seconds(), 0)
+    return f"events are counted next at {at:%Y-%m-%d %H:%M} UTC (in {ago(wait)})"
+
 
 def stats(
     first_day: Annotated[datetime | None, typer.Option(
@@ -33,6 +43,8 @@ def stats(
     url: ApiUrl = DEFAULT_URL, key: ApiKey = None, json_output: Json = False,
 ) -> None:
     """Show your analytics events counted per UTC day and type."""
+    from service.cli.api import Api
+
     params = {name: value for name, value in {
         "from": first_day and first_day.date().isoformat(),
         "to": last_day and last_day.date().isoformat(),
@@ -44,9 +56,10 @@ def stats(
         emit_json(body)
         return
     if not body["items"]:
-        stderr().print(f"no events counted from {body['from']} to {body['to']}")
+        stderr().print(f"no events counted from {body['from']} to {body['to']} yet: {next_count(body)}")
         return
-    table = Table("day", "type", "count", title=f"events {body['from']} … {body['to']}")
+    table = new_table("day", "type", "count", title=f"events {body['from']} … {body['to']}",
+                      caption=f"as of the last aggregation: {next_count(body)}")
     for item in body["items"]:
         table.add_row(item["day"], item["type"], str(item["count"]))
     table.add_section()

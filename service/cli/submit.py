@@ -8,11 +8,8 @@ from typing import Annotated
 
 import typer
 
-from service.cli.api import Api
 from service.cli.options import DEFAULT_URL, ApiKey, ApiUrl, Json
 from service.cli.output import FAILED, CliError, emit_json, guarded, stderr
-from service.cli.progress import CountingFile, job_bar, upload_bar
-from service.sniffing import DOCUMENT_TYPES, SNIFF_BYTES, VIDEO_TYPES, sniff
 
 EXAMPLES = """Examples:
 
@@ -28,6 +25,8 @@ Exit status with --wait: 0 if the job succeeded, 1 if it failed or was cancelled
 
 def endpoint_for(path: Path) -> tuple[str, str]:
     """(API path, MIME type) for the file, judged from its first bytes as the API does."""
+    from service.sniffing import DOCUMENT_TYPES, SNIFF_BYTES, VIDEO_TYPES, sniff
+
     with path.open("rb") as file:
         content_type = sniff(file.read(SNIFF_BYTES))
     if content_type in DOCUMENT_TYPES:
@@ -66,6 +65,9 @@ def submit(
 
     The file is streamed from disk, never read into memory.
     """
+    from service.cli.api import Api
+    from service.cli.progress import CountingFile, job_bar, upload_bar
+
     path, content_type = endpoint_for(file)
     fields = {"metadata": _json_object(metadata), "callback_url": callback_url}
     if renditions is not None:

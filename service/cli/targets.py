@@ -11,11 +11,14 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
-
-import asyncpg
+from typing import TYPE_CHECKING
 
 from service.cli.output import CliError
-from service.embedded import EmbeddedServers, has_database
+
+if TYPE_CHECKING:
+    import asyncpg
+
+    from service.embedded import EmbeddedServers
 
 CONNECT_TIMEOUT = 10.0
 
@@ -26,6 +29,8 @@ def _located(url: str | None, data_dir: Path, variable: str,
     if url:
         yield url
         return
+    from service.embedded import EmbeddedServers, has_database
+
     if not has_database(data_dir.expanduser()):
         option = "--" + variable.lower().replace("_", "-")
         raise CliError(f"{variable} is not set and there is no embedded server in {data_dir}:"
@@ -35,20 +40,22 @@ def _located(url: str | None, data_dir: Path, variable: str,
 
 
 def database_url(url: str | None, data_dir: Path) -> contextlib.AbstractContextManager[str]:
-    return _located(url, data_dir, "DATABASE_URL", EmbeddedServers.database_url)
+    return _located(url, data_dir, "DATABASE_URL", lambda servers: servers.database_url())
 
 
 def redis_url(url: str | None, data_dir: Path) -> contextlib.AbstractContextManager[str]:
-    return _located(url, data_dir, "REDIS_URL", EmbeddedServers.redis_url)
+    return _located(url, data_dir, "REDIS_URL", lambda servers: servers.redis_url())
 
 
 def storage_url(url: str | None, data_dir: Path) -> contextlib.AbstractContextManager[str]:
-    return _located(url, data_dir, "STORAGE_URL", EmbeddedServers.storage_url)
+    return _located(url, data_dir, "STORAGE_URL", lambda servers: servers.storage_url())
 
 
 @contextlib.asynccontextmanager
 async def transaction(url: str) -> AsyncIterator[asyncpg.Connection]:
     """One connection in one transaction: an admin command is one unit of work."""
+    import asyncpg
+
     try:
         conn = await asyncpg.connect(url, timeout=CONNECT_TIMEOUT)
     except (OSError, TimeoutError, asyncpg.PostgresError) as exc:

@@ -7,20 +7,18 @@ import signal
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.markup import escape
 
-from pipelines.registry import pipelines
 from service.cli import targets
 from service.cli.keys import create_key
 from service.cli.options import DEFAULT_DATA_DIR, DataDir
 from service.cli.output import CliError, stdout
-from service.cli.processes import run_together
-from service.config import Settings, load_settings, mask
-from service.embedded import EmbeddedServers, embedded_settings
-from service.migrate import upgrade
+
+if TYPE_CHECKING:  # the modules `up` runs are imported when it runs: `conveyor --help` starts fast
+    from service.config import Settings
+    from service.embedded import EmbeddedServers
 
 DEFAULT_TENANT = "default"
 
@@ -66,6 +64,10 @@ async def _issue_key(database_url: str) -> str:
 
 
 def announce(settings: Settings, url: str, key: str, servers: EmbeddedServers) -> None:
+    from rich.markup import escape
+
+    from service.config import mask
+
     console = stdout()
     console.print(f"[bold green]Conveyor is up[/] at [bold]{url}[/]")
     console.print(f"  database  {escape(mask(settings.database_url) or '')}")
@@ -92,6 +94,12 @@ def up(
     files are kept in --data-dir, and data persists across restarts. Each start prints
     a fresh API key for the tenant "default".
     """
+    from pipelines.registry import pipelines
+    from service.cli.processes import run_together
+    from service.config import load_settings
+    from service.embedded import EmbeddedServers, embedded_settings
+    from service.migrate import upgrade
+
     ensure_port_free(host, port)
     url = f"http://{host}:{port}"
     with sigterm_as_interrupt(), EmbeddedServers(data_dir) as servers:

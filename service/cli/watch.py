@@ -11,23 +11,25 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from redis.asyncio import Redis
-from rich.console import Group, RenderableType
-from rich.live import Live
-from rich.table import Table
-from rich.text import Text
 
-from service import queue
 from service.cli import targets
-from service.cli.jobs import jobs_table
+from service.cli.jobs import jobs_table, short_id
+from service.cli.ops import queues_table
 from service.cli.options import DEFAULT_DATA_DIR, DatabaseUrl, DataDir, RedisUrl
-from service.cli.output import ago, emit_json, guarded, stdout
-from service.config import Settings, load_settings
-from service.dashboard.data import overview
-from service.database import Database
+from service.cli.output import ago, emit_json, guarded, new_table, stdout
+
+if TYPE_CHECKING:
+    from rich.console import RenderableType
+    from rich.table import Table
+    from rich.text import Text
+
+    from redis.asyncio import Redis
+
+    from service.config import Settings
+    from service.database import Database
 
 RECENT_SHOWN = 15
 
@@ -55,6 +57,9 @@ class Sources:
 
 @contextlib.asynccontextmanager
 async def open_sources(settings: Settings) -> AsyncIterator[Sources]:
+    from service import queue
+    from service.database import Database
+
     redis = queue.connect(settings.redis_url)
     db = Database(settings)
     try:
@@ -66,38 +71,36 @@ async def open_sources(settings: Settings) -> AsyncIterator[Sources]:
 
 
 async def snapshot(sources: Sources, tenant: str | None) -> dict:
+    from service.dashboard.data import overview
+
     return await overview(sources, status=None, kind=None, tenant=tenant)
 
 
-def _queues(queues: list[dict]) -> Table:
-    table = Table("queue", "waiting", "scheduled", "running", "oldest waits", title="Queues", title_justify="left")
-    for row in queues:
-        table.add_row(row["name"], str(row["waiting"]), str(row["scheduled"]), str(row["running"]),
-                      ago(row["oldest_age"]) if row["waiting"] else "-")
-    return table
-
-
 def _workers(workers: list[dict]) -> Table:
-    table = Table("worker", "queue", "running", "up for", "last beat", title=f"Workers: {len(workers)} alive",
-                  title_justify="left")
+    table = new_table("worker", "queue", "running", "up for", "last beat", title=f"Workers: {len(workers)} alive",
+                      title_justify="left")
     for worker in workers:
         jobs = worker["jobs"]
         table.add_row(worker["id"], worker["queue"] or "-",
-                      ", ".join(job[:8] for job in jobs) if jobs else "idle",
+                      ", ".join(short_id(job) for job in jobs) if jobs else "idle",
                       ago(worker["up_seconds"]), ago(worker["heartbeat_age"]) + " ago")
     return table
 
 
 def _hour(hour: dict) -> Text:
+    from rich.text import Text
+
     return Text(f"Last hour: {hour['finished']} finished, {hour['failed']} failed ({hour['failure_rate']:.0%}),"
                 f" {hour['cancelled']} cancelled, {hour['per_minute']}/min")
 
 
 def render(view: dict, *, recent: int = RECENT_SHOWN) -> RenderableType:
     """One frame of the view, from `overview`'s data."""
+    from rich.console import Group
+
     tenant = view["filters"].get("tenant")
     title = f"Recent jobs of {tenant}" if tenant else "Recent jobs, all tenants"
-    return Group(_queues(view["queues"]), _workers(view["workers"]), _hour(view["hour"]),
+    return Group(queues_table(view["queues"], title="Queues"), _workers(view["workers"]), _hour(view["hour"]),
                  jobs_table(view["recent"][:recent], tenants=True, title=title))
 
 
@@ -107,6 +110,8 @@ async def _once(settings: Settings, tenant: str | None) -> dict:
 
 
 async def _live(settings: Settings, tenant: str | None, interval: float) -> None:
+    from rich.live import Live
+
     async with open_sources(settings) as sources:
         with Live(render(await snapshot(sources, tenant)), console=stdout(), auto_refresh=False) as live:
             while True:
@@ -123,7 +128,13 @@ def watch(
     database_url: DatabaseUrl = None, redis_url: RedisUrl = None, data_dir: DataDir = DEFAULT_DATA_DIR,
     json_output: Annotated[bool, typer.Option("--json", help="Print one snapshot as JSON and exit.")] = False,
 ) -> None:
-    """Watch queues (depth, oldest wait), live workers (what they run) and recent jobs, refreshing until Ctrl-C."""
+    """Watch queues, live workers and recent jobs, refreshing until Ctrl-C.
+
+    Queues in the words of `conveyor queues` and the dashboard (queued, running,
+    scheduled, oldest queued), workers with the jobs they run, jobs by their short ids.
+    """
+    from service.config import load_settings
+
     with targets.database_url(database_url, data_dir) as db_url, targets.redis_url(redis_url, data_dir) as r_url:
         settings = load_settings(database_url=db_url, redis_url=r_url)
         if once or json_output:

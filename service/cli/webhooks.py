@@ -6,15 +6,13 @@ import asyncio
 
 import typer
 
-from service import tenants
 from service.cli import targets
-from service.cli.options import DEFAULT_DATA_DIR, DatabaseUrl, DataDir, Tenant
+from service.cli.options import DEFAULT_DATA_DIR, DatabaseUrl, DataDir, Tenant, command_group
 from service.cli.output import guarded
 
-app = typer.Typer(
+app = command_group(
     help="Webhook signing secrets.",
     epilog="Example:\n\n  conveyor webhooks secret --tenant acme",
-    no_args_is_help=True,
 )
 
 
@@ -28,6 +26,8 @@ def secret(tenant: Tenant, database_url: DatabaseUrl = None, data_dir: DataDir =
     """
 
     async def run(url: str) -> str:
+        from service import tenants
+
         async with targets.transaction(url) as conn:
             found = await tenants.ensure_tenant(conn, tenant)
             return (await tenants.webhook_secrets(conn, found.id))[0]

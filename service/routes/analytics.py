@@ -18,7 +18,8 @@ from starlette.responses import JSONResponse, Response
 
 from service import idempotency
 from service.auth import authenticate
-from service.openapi import COMMON_ERRORS, IDEMPOTENCY_KEY, json_body, problem
+from service.config import Settings, next_tick
+from service.openapi import COMMON_ERRORS, IDEMPOTENCY_KEY, TIME, json_body, problem
 from service.problems import Problem
 from service.submissions import JobSpec, submit
 from service.validation import StrictModel, invalid, parse_json, read_json_body
@@ -121,7 +122,17 @@ async def get_stats(request: Request) -> JSONResponse:
         "from": first_day.isoformat(),
         "to": last_day.isoformat(),
         "items": [{"day": row["day"].isoformat(), "type": row["type"], "count": row["count"]} for row in rows],
+        "next_aggregation_at": next_aggregation(request.app.state.settings),
     })
+
+
+def next_aggregation(settings: Settings) -> str | None:
+    """When events are next counted (the hourly or the daily aggregation, whichever comes
+    first, per this deployment's schedule), or None if both are off."""
+    now = datetime.now(timezone.utc)
+    cadences = (settings.schedule_aggregate_hourly, settings.schedule_aggregate_daily)
+    ticks = [tick for cadence in cadences if (tick := next_tick(cadence, now)) is not None]
+    return min(ticks).isoformat() if ticks else None
 
 
 async def create_export(request: Request) -> Response:
@@ -181,11 +192,12 @@ OPENAPI_PATHS = {
         "responses": {
             "200": {"description": f"Counts; the range spans at most {MAX_RANGE_DAYS} days",
                     "content": {"application/json": {"schema": {
-                        "type": "object", "required": ["from", "to", "items"],
+                        "type": "object", "required": ["from", "to", "items", "next_aggregation_at"],
                         "properties": {"from": _DAY, "to": _DAY, "items": {"type": "array", "items": {
                             "type": "object", "required": ["day", "type", "count"],
                             "properties": {"day": _DAY, "type": {"type": "string"}, "count": {"type": "integer"}},
-                        }}},
+                        }}, "next_aggregation_at": {**TIME, "description":
+                            "when events are next counted (null: aggregation is off)"}},
                     }}}},
             **COMMON_ERRORS,
         },

@@ -19,6 +19,8 @@ from service.views import VIEW_COLUMNS, job_location, job_view
 
 STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
 MAX_LIMIT = 200
+MIN_ID_PREFIX = 4  # hex digits
+HEX_DIGITS = frozenset("0123456789abcdef")
 RETRY_EXTRA_TRIES = 3
 
 
@@ -111,15 +113,32 @@ async def job_page(request: Request, conn, rows: list, limit: int) -> JSONRespon
     return JSONResponse({"items": items, "next_cursor": next_cursor})
 
 
+def id_prefix_param(request: Request) -> tuple[uuid.UUID, uuid.UUID] | None:
+    """The ids `id_prefix` matches, as the range from its lowest to its highest: the start of
+    a job id, MIN_ID_PREFIX to 32 hex digits, with or without the id's dashes (where it has them)."""
+    prefix = request.query_params.get("id_prefix")
+    if prefix is None:
+        return None
+    text = prefix.lower()
+    digits = text.replace("-", "")
+    lowest = digits.ljust(32, "0")
+    valid = MIN_ID_PREFIX <= len(digits) <= 32 and set(digits) <= HEX_DIGITS
+    if valid and ("-" not in text or str(uuid.UUID(lowest)).startswith(text)):
+        return uuid.UUID(lowest), uuid.UUID(digits.ljust(32, "f"))
+    raise Problem(400, f"id_prefix must be the start of a job id: {MIN_ID_PREFIX} to 32 hex digits, "
+                       "with or without its dashes", type="bad-request")
+
+
 async def list_jobs(request: Request) -> JSONResponse:
     tenant = await authenticate(request)
     status = status_param(request)
     kind = request.query_params.get("kind")
     check_storable({"kind": kind}, status=400)
+    ids = id_prefix_param(request)
     limit, after = page_params(request)
     async with request.app.state.db.read(follow=(f"tenant:{tenant.id}",), min_lsn=requested_lsn(request)) as conn:
         rows = await ledger.list_jobs(conn, tenant.id, kind=kind, status=status, limit=limit + 1, after=after,
-                                      columns=VIEW_COLUMNS)
+                                      ids=ids, columns=VIEW_COLUMNS)
         return await job_page(request, conn, rows, limit)
 
 
@@ -240,7 +259,13 @@ PAGE_PARAMETERS = [
 OPENAPI_PATHS = {
     "/v1/jobs": {"get": {
         "summary": "List the tenant's jobs, newest first",
-        "parameters": [{"name": "kind", "in": "query", "schema": {"type": "string"}}, *PAGE_PARAMETERS],
+        "parameters": [
+            {"name": "kind", "in": "query", "schema": {"type": "string"}},
+            {"name": "id_prefix", "in": "query", "description":
+                f"Only jobs whose id starts so: {MIN_ID_PREFIX} to 32 hex digits, with or without the id's dashes",
+             "schema": {"type": "string", "minLength": MIN_ID_PREFIX, "maxLength": 36, "pattern": "^[0-9a-fA-F-]+$"}},
+            *PAGE_PARAMETERS,
+        ],
         "responses": {"200": json_body("JobList", "A page of jobs"), **COMMON_ERRORS},
     }},
     "/v1/jobs/{job_id}": {"get": {

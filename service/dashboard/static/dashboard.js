@@ -35,8 +35,8 @@ function jobRow(job) {
 
 function queueRow(queue) {
   return el("tr", { "data-queue": queue.name }, el("td", {}, queue.name),
-    el("td", { class: "waiting" }, queue.waiting), el("td", { class: "oldest" }, seconds(queue.oldest_age)),
-    el("td", { class: "running" }, queue.running), el("td", { class: "scheduled" }, queue.scheduled));
+    el("td", { class: "queued" }, queue.queued), el("td", { class: "running" }, queue.running),
+    el("td", { class: "scheduled" }, queue.scheduled), el("td", { class: "oldest" }, seconds(queue.oldest_age)));
 }
 
 function workerRow(worker) {
