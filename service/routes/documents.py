@@ -11,6 +11,7 @@ from service.auth import authenticate
 from service.consistency import requested_lsn
 from service.openapi import COMMON_ERRORS, json_body, upload_operation
 from service.problems import Problem
+from service.routes.destinations import check_callback_url
 from service.routes.jobs import PAGE_PARAMETERS, job_page, page_params, status_param
 from service.sniffing import DOCUMENT_TYPES
 from service.submissions import submit_upload
@@ -20,7 +21,8 @@ DOCUMENT_MAX_TRIES = 5
 
 
 async def create_document(request: Request) -> Response:
-    return await submit_upload(request, kind="document", accept=DOCUMENT_TYPES, max_tries=DOCUMENT_MAX_TRIES)
+    return await submit_upload(request, kind="document", accept=DOCUMENT_TYPES, max_tries=DOCUMENT_MAX_TRIES,
+                               check_callback=check_callback_url)
 
 
 METADATA_PREFIX = "metadata."
