@@ -131,27 +131,28 @@ def field_path(location: tuple) -> str:
 def unstorable(value: Any, path: str = "body") -> tuple[str, str] | None:
     """Where a JSON value holds what PostgreSQL or the JSON we write cannot (a NUL or an
     unpaired surrogate in text, a float that is not finite, an integer too long to print,
-    nesting deeper than MAX_JSON_DEPTH), and why; or None. Iterative, so depth costs no stack."""
+    nesting deeper than MAX_JSON_DEPTH), and why; or None. Iterative, so depth costs no stack.
+    Paths read as `field_path` writes them: `events[3].properties.x` (`path` for the whole)."""
     pending = [(value, path, 0)]
     while pending:
-        value, path, depth = pending.pop()
+        value, where, depth = pending.pop()
         if isinstance(value, str):
             if "\x00" in value or not _encodable(value):
-                return path, "text may not contain NUL characters or unpaired surrogates"
+                return where, "text may not contain NUL characters or unpaired surrogates"
         elif isinstance(value, float) and not math.isfinite(value):
-            return path, "numbers must be finite (no NaN, Infinity or overflowing exponents)"
+            return where, "numbers must be finite (no NaN, Infinity or overflowing exponents)"
         elif isinstance(value, int) and value.bit_length() > MAX_INTEGER_BITS:
-            return path, "the number has too many digits"
+            return where, "the number has too many digits"
         elif isinstance(value, (dict, list)):
             if depth >= MAX_JSON_DEPTH:
-                return path, f"nested deeper than {MAX_JSON_DEPTH} levels"
-            items = value.items() if isinstance(value, dict) else enumerate(value)
-            for key, item in items:
-                if isinstance(key, str):
-                    pending.append((key, path, depth))
-                    pending.append((item, f"{path}.{key}", depth + 1))
-                else:
-                    pending.append((item, f"{path}[{key}]", depth + 1))
+                return where, f"nested deeper than {MAX_JSON_DEPTH} levels"
+            inside = "" if depth == 0 and where == "body" else where  # `events[0]`, not `body.events[0]`
+            if isinstance(value, dict):
+                for key, item in value.items():
+                    pending.append((key, where, depth))
+                    pending.append((item, f"{inside}.{key}" if inside else str(key), depth + 1))
+            else:
+                pending.extend((item, f"{inside}[{index}]", depth + 1) for index, item in enumerate(value))
     return None
 
 

@@ -65,6 +65,16 @@ async def test_json_outside_rfc_8259_or_nested_deeply_is_a_4xx(api, tenant, path
     assert listed == []
 
 
+async def test_the_refusal_names_the_field(api, tenant):
+    async with client(api.url, tenant[1]) as http:
+        events = await http.post("/v1/events", content=raw({"events": [{"type": "t", "properties": {"x": "N"}}]},
+                                                           N="1e999999"), headers={"content-type": "application/json"})
+        hook = await http.post("/v1/notifications", content=raw({**HOOK, "data": {"a": ["N"]}}, N="-1e999999"),
+                               headers={"content-type": "application/json"})
+    assert "finite" in assert_refused(events, (422,), field="events[0].properties.x")["detail"]
+    assert_refused(hook, (422,), field="data.a[0]")
+
+
 @pytest.mark.parametrize("metadata", ["[" * 15_000, '{"a": NaN}', '{"a": 1e999999}', '{"a": ' * 200 + "1" + "}" * 200])
 async def test_multipart_metadata_outside_json_is_a_422(api, tenant, metadata):
     async with client(api.url, tenant[1]) as http:
