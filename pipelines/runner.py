@@ -22,7 +22,7 @@ from arq import Retry
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from structlog.contextvars import bound_contextvars
 
-from pipelines.errors import JobError, TransientError
+from pipelines.errors import UNEXPECTED_ERROR, JobError, TransientError, dependency_error
 from pipelines.pipeline import Pipeline, Skip, Stage
 from pipelines.resources import Resources
 from service import callbacks, error_reports, events, ledger, metrics, tracing
@@ -178,7 +178,7 @@ class JobRun:
         elif isinstance(exc, JobError):
             status, error = ("queued" if exc.retryable else "failed"), exc.as_dict()
         else:
-            status, error = "failed", {"type": "internal_error", "message": type(exc).__name__}
+            status, error = "failed", dict(UNEXPECTED_ERROR)
         try:
             async with self.resources.db.transaction() as conn:
                 await ledger.finish_stage(conn, self.job_id, self.attempt, stage.name, status, error=error)
@@ -258,7 +258,7 @@ async def _attempt(run: JobRun, job_id: str, job_try: int) -> None:
     except Exception as exc:
         run.log.exception("pipeline crashed")
         error_reports.report(exc)
-        await _finish(run, "failed", error={"type": "internal_error", "message": f"{type(exc).__name__}: {exc}"[:500]})
+        await _finish(run, "failed", error=dict(UNEXPECTED_ERROR))
     else:
         await _finish(run, "succeeded", result=result)
     finally:
@@ -270,13 +270,14 @@ async def _retry_or_fail(run: JobRun, exc: Exception, job_try: int) -> None:
     if isinstance(exc, TransientError):
         error, hint = exc.as_dict(), exc.retry_after
     else:
-        error, hint = {"type": "dependency_unavailable", "message": str(exc)}, None
+        error, hint = dependency_error(exc.dependency), None
     if run.attempt >= run.job["max_tries"]:
         error["message"] += f" (gave up after {run.attempt} tries)"
         await _finish(run, "failed", error=error)
         return
     delay = backoff(run.attempt, hint)
-    run.log.warning("transient failure; retrying", error=error, retry_in=round(delay, 1))
+    run.log.warning("transient failure; retrying", error=error, retry_in=round(delay, 1),
+                    cause=str(exc.__cause__ or exc))
     try:
         async with run.resources.db.transaction() as conn:
             await ledger.requeue(conn, run.job_id, run.attempt, error)

@@ -189,6 +189,8 @@ class Settings(BaseSettings):
     # -- API -----------------------------------------------------------------------------
     rate_limit_per_minute: int = Field(default=6000, gt=0)
     auth_failures_per_minute: int = Field(default=60, gt=0)  # per client address
+    # A `:` comment this often on a quiet event stream, so proxies do not close it as idle.
+    event_stream_keepalive_seconds: float = Field(default=15.0, gt=0, allow_inf_nan=False)
     admin_key: SecretStr | None = None
     public_url: str | None = None
 

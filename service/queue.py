@@ -104,9 +104,13 @@ def redis_settings(url: str) -> RedisSettings:
     return settings
 
 
+#: The longest a command may wait for its answer; a blocking read must block for less.
+SOCKET_TIMEOUT_SECONDS = 5.0
+
+
 def connect(url: str) -> ArqRedis:
     """A lazy client: nothing is dialled until first use, so a process starts with Redis down."""
-    options = {"socket_connect_timeout": 2, "socket_timeout": 5, "health_check_interval": 15}
+    options = {"socket_connect_timeout": 2, "socket_timeout": SOCKET_TIMEOUT_SECONDS, "health_check_interval": 15}
     if urlsplit(url).scheme == "redis+sentinel":
         settings = redis_settings(url)
         sentinel = Sentinel(settings.host, password=settings.password, **options)

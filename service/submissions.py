@@ -45,6 +45,8 @@ class JobSpec:
 
 Reader = Callable[[uuid.UUID], Awaitable[JobSpec]]
 FieldParser = Callable[[dict[str, str]], dict]
+#: Judges where a `callback_url` points (the SSRF check, which lives with the routes): 422 if refused.
+CallbackCheck = Callable[[str, list[str]], Awaitable[None]]
 
 
 def accepted(row, *, replayed: bool = False) -> JSONResponse:
@@ -145,10 +147,12 @@ def input_key(tenant_id: uuid.UUID, job_id: uuid.UUID) -> str:
 
 
 async def submit_upload(
-    request: Request, *, kind: str, accept: frozenset[str], max_tries: int, parse_fields: FieldParser | None = None
+    request: Request, *, kind: str, accept: frozenset[str], max_tries: int, check_callback: CallbackCheck,
+    parse_fields: FieldParser | None = None,
 ) -> JSONResponse:
     """A route that takes one file: stream it to storage (judged from its bytes), check the
-    form fields (`parse_fields` adds the kind's own to the payload), then `submit`."""
+    form fields (`parse_fields` adds the kind's own to the payload; `check_callback` judges
+    where a `callback_url` points), then `submit`."""
     tenant = await authenticate(request)
     storage = request.app.state.storage
     limit = request.app.state.settings.upload_limit(kind)
@@ -170,6 +174,8 @@ async def submit_upload(
                           "content_type": upload.content_type, "filename": upload.filename},
                 **(parse_fields(fields) if parse_fields else {}),
             }
+            if spec.callback_url:
+                await check_callback(spec.callback_url, request.app.state.settings.callback_allowed_hosts)
         except BaseException:
             await storage.delete(key)  # refused fields: the stored file must not linger
             raise

@@ -224,7 +224,7 @@ async def test_exports_stream_csv_to_storage(api, settings, tenant, monkeypatch)
         exported_jobs = await _csv(http, jobs["result"]["url"])
     stored = open_storage(settings.storage_url).path(f"tenants/{tenant_id}/exports/{done['id']}.csv")
     assert stored.exists()
-    assert list(rows[0]) == ["id", "ts", "type", "user_id", "properties", "received_at"]
+    assert list(rows[0]) == ["ts", "type", "user_id", "properties", "received_at"]
     assert rows[0]["type"] == "view" and rows[0]["properties"] in ('{"n": 0}', '{"n": 24}')
     assert [row["ts"] for row in rows] == sorted(row["ts"] for row in rows)
     assert rows[-1]["type"] == "buy"

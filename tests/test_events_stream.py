@@ -10,7 +10,7 @@ from redis.asyncio import Redis
 from typer.testing import CliRunner
 
 from pipelines.pipeline import Pipeline, Stage
-from service import events
+from service import events, queue
 from service.cli import app as cli
 from service.database import Database
 from service.logs import secret_values
@@ -91,9 +91,12 @@ async def test_last_event_id_replays_what_came_after(api, settings, tenant):
     assert bad.status_code == 400 and bad.headers["content-type"] == "application/problem+json"
 
 
-async def test_stream_of_a_cancelled_job_pings_then_ends(api, settings, tenant, monkeypatch):
-    monkeypatch.setattr(stream_routes, "PING_SECONDS", 0.2)
-    async with client(api.url, tenant[1]) as http, running_worker(settings, [endless()]):
+def pinging(settings, every: float) -> ApiServer:
+    return ApiServer(settings.model_copy(update={"event_stream_keepalive_seconds": every}))
+
+
+async def test_stream_of_a_cancelled_job_pings_then_ends(settings, tenant):
+    async with pinging(settings, 0.2) as api, client(api.url, tenant[1]) as http, running_worker(settings, [endless()]):
         job_id = await upload(http)
         await wait_for_job(http, job_id, statuses=("running",))
         reader = asyncio.create_task(read_stream(http, f"/v1/jobs/{job_id}/events"))
@@ -104,6 +107,22 @@ async def test_stream_of_a_cancelled_job_pings_then_ends(api, settings, tenant, 
     assert received.ended
     assert any(comment.startswith("ping") for comment in received.comments)
     assert received.events[-1]["data"]["status"] == "cancelled"
+
+
+async def test_a_quiet_job_keeps_its_stream_open_with_keepalives(settings, tenant):
+    """Nothing happens for longer than the Redis client's socket timeout (5 s), which
+    used to end the stream: it stays open, a `: ping` comment every half second."""
+    async with pinging(settings, 0.5) as api, client(api.url, tenant[1]) as http, \
+            running_worker(settings, [endless()]):
+        job_id = await upload(http)
+        await wait_for_job(http, job_id, statuses=("running",))
+        started = asyncio.get_running_loop().time()
+        async with asyncio.timeout(30):
+            received = await read_stream(http, f"/v1/jobs/{job_id}/events", max_events=1, min_comments=13)
+        open_for = asyncio.get_running_loop().time() - started
+    assert not received.ended, f"the stream ended after {open_for:.1f} s"
+    assert open_for > queue.SOCKET_TIMEOUT_SECONDS + 1
+    assert len(received.comments) >= 13 and all(comment.startswith("ping") for comment in received.comments)
 
 
 async def test_stream_of_a_finished_job_without_history_ends_at_once(api, settings, tenant, redis_server):

@@ -184,10 +184,12 @@ async def test_invalid_requests_are_precise_422s(api, tenant):
             problem = response.json()
             assert response.headers["content-type"] == PROBLEM
             assert (problem["field"], problem["type"].rsplit("/", 1)[1]) == (field, kind), problem
-        not_json = await http.post("/v1/notifications", content=b"channel=email", headers={"content-type": "text/plain"})
+        not_json = await http.post("/v1/notifications", content=b"channel=email", headers={"content-type": "application/json"})
+        not_declared_json = await http.post("/v1/notifications", content=b"{}", headers={"content-type": "text/plain"})
         not_object = await http.post("/v1/notifications", json=["email"])
         listed = (await http.get("/v1/jobs", params={"kind": "notification"})).json()["items"]
     assert not_json.status_code == not_object.status_code == 400
+    assert not_declared_json.status_code == 415
     assert listed == []
 
 

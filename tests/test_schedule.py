@@ -56,7 +56,7 @@ def settings(database_url, redis_server, tmp_path):
     """Notification jobs go to a queue no test worker serves: they are only counted here."""
     return make_settings(database_url, redis_server.url, tmp_path / "storage",
                          queue_name=f"conveyor-test-{time.time_ns()}",
-                         kind_queues=f"notification={NOTIFICATION_QUEUE}")
+                         kind_queues=f"notification={NOTIFICATION_QUEUE}", smtp_url="smtp://127.0.0.1:2525")
 
 
 def _ago(**delta) -> str:

@@ -3,6 +3,11 @@
 Rows stream from a server-side cursor through the csv module into a storage writer, a
 few thousand at a time, so memory stays flat however many rows there are; on S3 the
 file goes up as a multipart upload. A failed or retried attempt starts the file over.
+
+What a tenant sent comes back as text a spreadsheet will not run: a cell starting with
+`=`, `+`, `-`, `@`, a tab or a carriage return gets a leading `'` (OWASP's advice on CSV
+injection). Events carry no id: theirs is a counter shared by all tenants, whose growth
+between two exports would tell one tenant how many events the others sent.
 """
 
 from __future__ import annotations
@@ -33,9 +38,9 @@ class Dataset:
 
 DATASETS = {
     "events": Dataset(
-        ("id", "ts", "type", "user_id", "properties", "received_at"),
+        ("ts", "type", "user_id", "properties", "received_at"),
         """
-        SELECT id, ts, type, user_id, properties::text, received_at FROM events
+        SELECT ts, type, user_id, properties::text, received_at FROM events
         WHERE tenant_id = $1 AND ts >= $2 AND ts < $3 ORDER BY ts, id
         """,
     ),
@@ -61,11 +66,16 @@ def export_key(tenant_id: object, job_id: object) -> str:
     return f"{tenant_prefix(tenant_id)}exports/{job_id}.csv"
 
 
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
 def cell(value: Any) -> Any:
     if isinstance(value, (datetime, date)):
         return value.isoformat()
     if isinstance(value, (dict, list)):
         return json.dumps(value)
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value  # shown as text, never evaluated as a formula
     return value
 
 

@@ -81,7 +81,7 @@ async def deliver_once(run: JobRun, channel: str, recipient: str, send: Send, *,
         await deliveries.mark_sent(db, run.job_id, delivery)
         return delivery
     except DependencyUnavailable as exc:
-        raise TransientError(f"the delivery log is unavailable: {exc}", type="dependency_unavailable") from None
+        raise TransientError(f"the delivery log ({exc.dependency}) is unavailable", type="dependency_unavailable") from exc
 
 
 def _webhook_sender(run: JobRun, body: bytes, secrets: list[str], webhook_id: Callable[[str], str]) -> Send:

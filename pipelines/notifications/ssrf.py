@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 import httpcore
 import httpx
+import idna
 
 from pipelines.errors import PermanentError, TransientError
 
@@ -42,16 +43,38 @@ def validate_url(url: object, *, max_length: int = MAX_URL_LENGTH) -> str:
         raise _invalid_url(f"the URL is longer than {max_length} characters")
     if any(ord(char) <= 0x20 or ord(char) == 0x7F for char in url):
         raise _invalid_url("the URL contains whitespace or control characters")
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # e.g. an unclosed [IPv6 literal
+        raise _invalid_url("the URL is not valid") from None
     if parts.scheme not in ("http", "https"):
         raise _invalid_url("the URL must start with http:// or https://")
     if not parts.hostname:
         raise _invalid_url("the URL has no host")
+    ascii_host(parts.hostname)
     try:
         parts.port
     except ValueError:
         raise _invalid_url("the URL has an invalid port") from None
     return url
+
+
+def ascii_host(host: str) -> str:
+    """The host as DNS and TLS see it: IDNA (UTS #46) for a name that is not ASCII.
+
+    Names with characters IDNA refuses (bidi overrides, spaces, symbols) are invalid
+    URLs, rather than errors of the resolver's older IDNA codec when we connect."""
+    if _literal(host):
+        return host
+    if not host.isascii():
+        try:
+            host = idna.encode(host, uts46=True).decode("ascii")
+        except idna.IDNAError as exc:
+            raise _invalid_url(f"the host is not a valid internationalised domain name ({exc})") from None
+    labels = host.removesuffix(".").split(".")
+    if len(host) > 253 or not all(0 < len(label) <= 63 for label in labels):
+        raise _invalid_url("the host has an empty label or one longer than 63 characters")
+    return host
 
 
 class AllowList:
@@ -137,7 +160,7 @@ async def check_destination(url: str, allowed_hosts: Iterable[str], resolver: Re
     """
     parts = urlsplit(validate_url(url))
     port = parts.port or (443 if parts.scheme == "https" else 80)
-    return await allowed_addresses(parts.hostname or "", port, AllowList(allowed_hosts), resolver)
+    return await allowed_addresses(ascii_host(parts.hostname or ""), port, AllowList(allowed_hosts), resolver)
 
 
 class GuardedBackend(httpcore.AsyncNetworkBackend):

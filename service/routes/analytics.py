@@ -12,7 +12,7 @@ import uuid
 from datetime import date, datetime, timedelta, timezone
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, Field, StringConstraints, field_validator
+from pydantic import Field, StringConstraints, field_validator
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -22,7 +22,7 @@ from service.config import Settings, next_tick
 from service.openapi import COMMON_ERRORS, IDEMPOTENCY_KEY, TIME, json_body, problem
 from service.problems import Problem
 from service.submissions import JobSpec, submit
-from service.validation import StrictModel, invalid, parse_json, read_json_body
+from service.validation import Moment, StrictModel, invalid, parse_json, read_json_body
 
 MAX_EVENTS = 1000
 MAX_PROPERTIES_BYTES = 8 * 1024
@@ -39,7 +39,7 @@ class EventIn(StrictModel):
     type: Annotated[str, StringConstraints(min_length=1, max_length=100)]
     user_id: Annotated[str, StringConstraints(min_length=1, max_length=256)] | None = None
     properties: dict[str, Any] = Field(default_factory=dict)
-    ts: AwareDatetime | None = None
+    ts: Moment | None = None
 
     @field_validator("properties")
     @classmethod
@@ -143,6 +143,8 @@ async def create_export(request: Request) -> Response:
         export = parse_json(ExportRequest, body)
         if error := range_error(export.first_day, export.last_day):
             raise invalid("to", error)
+        if export.last_day == date.max:  # the export runs to the end of `to`, which is in year 10000
+            raise invalid("to", f"must be before {date.max.isoformat()}")
         payload = {"dataset": export.dataset, "from": export.first_day.isoformat(), "to": export.last_day.isoformat()}
         return JobSpec(kind="export", fingerprint=idempotency.fingerprint("exports", payload), payload=payload)
 

@@ -13,6 +13,7 @@ from service.consistency import requested_lsn
 from service.ledger import FINISHED
 from service.openapi import COMMON_ERRORS, JOB_ID, json_body, problem, upload_operation
 from service.problems import Problem
+from service.routes.destinations import check_callback_url
 from service.routes.jobs import (PAGE_PARAMETERS, follow, job_page, not_found, page_params, path_job_id, query_int,
                                  status_param)
 from service.sniffing import DOCUMENT_TYPES
@@ -23,7 +24,8 @@ DOCUMENT_MAX_TRIES = 5
 
 
 async def create_document(request: Request) -> Response:
-    return await submit_upload(request, kind="document", accept=DOCUMENT_TYPES, max_tries=DOCUMENT_MAX_TRIES)
+    return await submit_upload(request, kind="document", accept=DOCUMENT_TYPES, max_tries=DOCUMENT_MAX_TRIES,
+                               check_callback=check_callback_url)
 
 
 METADATA_PREFIX = "metadata."

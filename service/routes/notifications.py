@@ -11,59 +11,33 @@ any JSON object: receivers get the Standard Webhooks body {"type", "timestamp", 
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import uuid
 from datetime import datetime, timedelta, timezone
 from typing import Any
-from urllib.parse import urlsplit
 
 from starlette.requests import Request
 from starlette.responses import Response
 
-from pipelines.errors import PermanentError, TransientError
+from pipelines.errors import PermanentError
 from pipelines.notifications.channels import CHANNELS, require_channel
 from pipelines.notifications.pipeline import NOTIFICATION_PIPELINE
 from pipelines.notifications.recipients import check_recipient
-from pipelines.notifications.ssrf import check_destination
 from pipelines.notifications.templates import TEMPLATES, validate
 from service import idempotency, queue
 from service.auth import authenticate
 from service.openapi import COMMON_ERRORS, IDEMPOTENCY_KEY, json_body, problem
-from service.problems import Problem
+from service.routes.destinations import check_destinations
 from service.submissions import JobSpec, submit
-from service.validation import check_storable, invalid, parse_metadata
+from service.validation import invalid, parse_json_object, parse_metadata, read_json_body, refused, utc_moment
 
 MAX_BODY_BYTES = 4 * 1024 * 1024
 MAX_RECIPIENTS = 1000
 MAX_WEBHOOK_DATA_BYTES = 64 * 1024
 MAX_SEND_AHEAD = timedelta(days=30)
-DESTINATION_CHECK_SECONDS = 5.0
 EVENT_TYPE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}$")
 FIELDS = ("channel", "to", "template", "data", "send_at", "metadata")
-
-
-def refused(field: str, error: PermanentError) -> Problem:
-    """A 422 carrying the pipeline's own error type (`unknown-template`, …)."""
-    return Problem(422, f"{field}: {error.message}", type=error.type.replace("_", "-"), field=field)
-
-
-async def read_json_object(request: Request, limit: int = MAX_BODY_BYTES) -> dict[str, Any]:
-    """The body as a JSON object, read up to `limit` bytes: 413 beyond, 400 if not JSON."""
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise Problem(413, f"the body exceeds the limit of {limit} bytes", type="payload-too-large", limit=limit)
-    try:
-        value = json.loads(body)
-    except ValueError:
-        raise Problem(400, "the body must be JSON (Content-Type: application/json)", type="bad-request") from None
-    if not isinstance(value, dict):
-        raise Problem(400, "the body must be a JSON object", type="bad-request")
-    check_storable(value)
-    return value
 
 
 def parse_channel(raw: Any) -> str:
@@ -119,39 +93,13 @@ def parse_send_at(raw: Any, now: datetime) -> datetime | None:
         raise invalid("send_at", f"{raw!r} is not an ISO 8601 date-time") from None
     if moment.tzinfo is None or moment.utcoffset() is None:
         raise invalid("send_at", "needs a UTC offset (Z or ±hh:mm), so the moment is unambiguous")
+    try:
+        moment = utc_moment(moment)
+    except ValueError as exc:
+        raise invalid("send_at", str(exc)) from None
     if moment - now > MAX_SEND_AHEAD:
         raise invalid("send_at", f"is more than {MAX_SEND_AHEAD.days} days ahead")
-    return moment.astimezone(timezone.utc) if moment > now else None
-
-
-async def check_destinations(urls: list[str], allowed_hosts: list[str]) -> None:
-    """Refuse webhook URLs that point inside our network (unless allowed) before accepting.
-
-    Each host is resolved once; a host that does not resolve right now is not refused (the
-    worker checks again when it connects, and retries).
-    """
-    first_url = {}
-    for url in urls:
-        parts = urlsplit(url)
-        first_url.setdefault((parts.hostname, parts.port, parts.scheme), url)
-
-    async def check(url: str) -> None:
-        try:
-            await check_destination(url, allowed_hosts)
-        except TransientError:
-            pass
-        except PermanentError as error:
-            raise refused("to", error) from None
-
-    try:
-        async with asyncio.timeout(DESTINATION_CHECK_SECONDS):
-            async with asyncio.TaskGroup() as group:
-                for url in first_url.values():
-                    group.create_task(check(url))
-    except* Problem as problems:
-        raise problems.exceptions[0] from None
-    except* TimeoutError:
-        pass  # slow DNS: leave it to the worker's check at connect time
+    return moment if moment > now else None
 
 
 async def create_notification(request: Request) -> Response:
@@ -159,7 +107,7 @@ async def create_notification(request: Request) -> Response:
     settings = request.app.state.settings
 
     async def read(job_id: uuid.UUID) -> JobSpec:
-        body = await read_json_object(request)
+        body = parse_json_object(await read_json_body(request, MAX_BODY_BYTES))
         unknown = sorted(set(body) - set(FIELDS))
         if unknown:
             raise invalid(unknown[0], f"unknown field; the fields are {', '.join(FIELDS)}")
@@ -173,7 +121,7 @@ async def create_notification(request: Request) -> Response:
         send_at = parse_send_at(body.get("send_at"), datetime.now(timezone.utc))
         metadata = parse_metadata(body.get("metadata"))
         if channel == "webhook":
-            await check_destinations(recipients, settings.callback_allowed_hosts)
+            await check_destinations([("to", url) for url in recipients], settings.callback_allowed_hosts)
         payload = {"channel": channel, "to": recipients, "template": body["template"], "data": data,
                    "send_at": send_at.isoformat() if send_at else None}
         # One recipient is a transactional message someone is waiting for: ahead of bulk.
@@ -214,6 +162,7 @@ OPENAPI_PATHS = {
             "202": json_body("Job", "Accepted: the notification job is recorded"),
             "409": problem("The same Idempotency-Key is still being accepted"),
             "413": problem("Body too large"),
+            "415": problem("Not application/json"),
             "422": problem("Invalid fields, channel not configured, refused destination, "
                            "or Idempotency-Key reused with another request"),
             **COMMON_ERRORS,

@@ -2,8 +2,10 @@
 
 Neither is a job yet. The reminders cron (every 5 minutes) turns each due reminder into
 one notification job; the memberships cron (daily) sends one `membership_expiry` email
-per membership expiring within MEMBERSHIP_NOTICE_DAYS. Templates and their data are
-checked here, so a bad reminder is a 422 today rather than a failed job next month.
+per membership expiring within MEMBERSHIP_NOTICE_DAYS. A reminder's channel (configured
+on this server), recipients, webhook destinations (SSRF), template and data are checked
+here, as a notification's are, so a bad reminder is a 422 today rather than a failed job
+next month.
 """
 
 from __future__ import annotations
@@ -11,18 +13,20 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, Field, StringConstraints, field_validator
+from pydantic import Field, StringConstraints, field_validator
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from pipelines.errors import PermanentError
-from pipelines.notifications import validate, validate_url
+from pipelines.notifications import require_channel, validate
+from pipelines.notifications.recipients import check_recipient
 from pipelines.scheduled.memberships import EXPIRY_TEMPLATE, template_data
 from service import idempotency, ledger
 from service.auth import authenticate
 from service.openapi import COMMON_ERRORS, IDEMPOTENCY_KEY, problem
 from service.problems import Problem
-from service.validation import StrictModel, invalid, parse_json, read_json_body
+from service.routes.destinations import check_destinations
+from service.validation import Moment, StrictModel, invalid, parse_json, read_json_body, refused
 
 MAX_BODY_BYTES = 64 * 1024
 MAX_RECIPIENTS = 100
@@ -32,7 +36,7 @@ Email = Annotated[str, StringConstraints(min_length=3, max_length=254, pattern=r
 
 
 class ReminderIn(StrictModel):
-    due_at: AwareDatetime
+    due_at: Moment
     channel: Literal["email", "sms", "push", "webhook"]
     to: Text | list[Text]
     template: Annotated[str, StringConstraints(min_length=1, max_length=100)]
@@ -49,7 +53,7 @@ class ReminderIn(StrictModel):
 
 class MembershipIn(StrictModel):
     email: Email
-    expires_at: AwareDatetime
+    expires_at: Moment
     data: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -58,7 +62,7 @@ def _checked(field: str, check, *args) -> None:
     try:
         check(*args)
     except PermanentError as exc:
-        raise invalid(field, exc.message) from None
+        raise refused(field, exc) from None
 
 
 def _reminder_view(row) -> dict:
@@ -80,9 +84,13 @@ REMINDER_COLUMNS = "id, due_at, channel, recipients, template, data, job_id, cre
 async def create_reminder(request: Request) -> JSONResponse:
     tenant = await authenticate(request)
     reminder = parse_json(ReminderIn, await read_json_body(request, MAX_BODY_BYTES))
+    settings = request.app.state.settings
+    _checked("channel", require_channel, settings, reminder.channel)
+    for index, recipient in enumerate(reminder.to):
+        _checked(f"to[{index}]", check_recipient, reminder.channel, recipient)
     if reminder.channel == "webhook":
-        for index, url in enumerate(reminder.to):
-            _checked(f"to[{index}]", validate_url, url)
+        await check_destinations([(f"to[{index}]", url) for index, url in enumerate(reminder.to)],
+                                 settings.callback_allowed_hosts)
     else:
         _checked("data", validate, reminder.template, reminder.data)
 

@@ -11,12 +11,17 @@ final status arrives (it might be an earlier run of a job retried since), and on
 idle `IDLE_CHECK_SECONDS` as a safety net: events are best effort, so an ending lost
 while Redis was away must still end the stream.
 
+A quiet job's stream stays open: each `XREAD` blocks for less than the Redis client's
+socket timeout (a longer block reads as a dead connection and ended the stream), and a
+`: ping` comment goes out every EVENT_STREAM_KEEPALIVE_SECONDS so proxies keep it too.
+
 `EventSource` cannot send `Authorization`; `POST …/events/token` gives a short-lived
 token for one job, accepted as `?token=` on this endpoint only.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import uuid
@@ -28,7 +33,7 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from service import events, ledger
+from service import events, ledger, queue
 from service.auth import authenticate
 from service.openapi import COMMON_ERRORS, JOB_ID, problem
 from service.problems import Problem
@@ -36,8 +41,8 @@ from service.routes.jobs import follow, not_found, path_job_id
 from service.signing import InvalidToken, Signer
 
 TOKEN_TTL_SECONDS = 300
-PING_SECONDS = 15.0
 IDLE_CHECK_SECONDS = 15.0
+READ_BLOCK_MS = int(queue.SOCKET_TIMEOUT_SECONDS * 1000 / 2)
 READ_COUNT = 100
 EVENT_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
 
@@ -94,7 +99,8 @@ async def job_events(request: Request) -> EventSourceResponse:
     last_id = _last_event_id(request)
     row = await _job(request, tenant_id, job_id)
     relay = EventRelay(request.app.state, tenant_id, row, last_id)
-    return EventSourceResponse(relay.events(), ping=PING_SECONDS,
+    ping = request.app.state.settings.event_stream_keepalive_seconds
+    return EventSourceResponse(relay.events(), ping=ping,
                                headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
 
@@ -161,9 +167,14 @@ class EventRelay:
             return
         if not sent_any and not self.resuming:
             yield _snapshot(self.row)
+        clock = asyncio.get_running_loop().time
+        checked_at = clock()
         while True:
-            entries = await self._read(int(IDLE_CHECK_SECONDS * 1000))
+            entries = await self._read(READ_BLOCK_MS)
             if not entries:
+                if clock() - checked_at < IDLE_CHECK_SECONDS:
+                    continue
+                checked_at = clock()
                 row = await self._ledger_row()
                 if row is None or row["status"] in ledger.FINISHED:
                     async for entry_id, event in self._backlog():

@@ -33,7 +33,7 @@ class RateLimiter:
         try:
             taken = await self._bucket.acquire(self.key, self.rate, max_wait=limit)
         except redis_errors.RedisError as exc:
-            raise TransientError(f"the rate limiter's Redis is unavailable: {exc}", type="redis_unavailable") from exc
+            raise TransientError("the rate limiter's Redis is unavailable", type="redis_unavailable") from exc
         if not taken.taken:
             raise TransientError(
                 f"over the rate of {self.rate_per_minute}/min for {self.key}", type="llm_rate_limited",
