@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime, timezone
 
 import asyncpg
 import typer
+from rich import box
 from rich.table import Table
 
 from service import tenants
@@ -24,6 +26,11 @@ app = typer.Typer(
 async def create_key(conn: asyncpg.Connection, tenant_name: str) -> str:
     """A fresh key for the tenant, created if new."""
     return await tenants.create_api_key(conn, await tenants.ensure_tenant(conn, tenant_name))
+
+
+def _iso(moment: datetime) -> str:
+    """ISO 8601 in UTC, to the second: 2026-05-04T12:34:56Z."""
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 async def _existing_tenant(conn: asyncpg.Connection, name: str) -> tenants.Tenant:
@@ -59,17 +66,17 @@ def list_keys(tenant: Tenant, database_url: DatabaseUrl = None, data_dir: DataDi
     async def run(url: str) -> list[dict]:
         async with targets.transaction(url) as conn:
             rows = await tenants.list_api_keys(conn, await _existing_tenant(conn, tenant))
-        return [dict(row) for row in rows]
+        return [{name: _iso(value) if isinstance(value, datetime) else value for name, value in row.items()}
+                for row in rows]
 
     with targets.database_url(database_url, data_dir) as url:
         keys = asyncio.run(run(url))
     if json_output:
         emit_json(keys)
         return
-    table = Table("prefix", "created", "last used", "revoked")
+    table = Table("prefix", "created_at", "last_used_at", "revoked_at", box=box.SIMPLE_HEAD)
     for key in keys:
-        table.add_row(key["prefix"], *(f"{key[name]:%Y-%m-%d %H:%M}" if key[name] else "-"
-                                       for name in ("created_at", "last_used_at", "revoked_at")))
+        table.add_row(key["prefix"], *(key[name] or "-" for name in ("created_at", "last_used_at", "revoked_at")))
     stdout().print(table)
 
 
