@@ -7,6 +7,7 @@ goes to a thread.
 import asyncio
 import json
 import re
+from datetime import datetime
 
 from typer.testing import CliRunner
 
@@ -17,7 +18,7 @@ from tests.support.files import multipart_file, text_pdf
 from tests.support.service import client, running_worker
 
 CLEAN_ENV = {"DATABASE_URL": None, "REDIS_URL": None, "CONVEYOR_URL": None, "CONVEYOR_API_KEY": None,
-             "CONVEYOR_DATA_DIR": None}
+             "CONVEYOR_DATA_DIR": None, "CONVEYOR_HOME": None}
 
 
 async def conveyor(*args: str, **env: str):
@@ -67,6 +68,8 @@ async def test_keys_list_and_revoke(api, database_url):
     listed = await conveyor("keys", "list", "--tenant", "cli-revoke", "--json", **env)
     assert [entry["prefix"] for entry in json.loads(listed.stdout)] == [kept[:12], revoked[:12]]
     assert all(entry["revoked_at"] is None for entry in json.loads(listed.stdout))
+    created_at = json.loads(listed.stdout)[0]["created_at"]
+    assert datetime.fromisoformat(created_at).tzinfo is not None and "T" in created_at, "ISO 8601 with an offset"
 
     result = await conveyor("keys", "revoke", "--tenant", "cli-revoke", revoked[:12], **env)
     assert result.exit_code == 0, result.output
@@ -76,6 +79,7 @@ async def test_keys_list_and_revoke(api, database_url):
         assert (await http.get("/v1/jobs")).status_code == 200
     table = await conveyor("keys", "list", "--tenant", "cli-revoke", **env)
     assert kept[:12] in table.stdout and revoked[:12] in table.stdout
+    assert created_at in table.stdout and "last_used_at" in table.stdout
     again = await conveyor("keys", "revoke", "--tenant", "cli-revoke", revoked[:12], **env)
     assert again.exit_code == 1 and "no active key" in again.stderr
 

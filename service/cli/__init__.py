@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from service.cli import jobs, keys, ops, purge, stats, submit, up, watch, webhooks
+from service.cli import jobs, keys, mail, ops, purge, samples, stats, submit, up, watch, webhooks
 from service.cli.output import guarded
 
 app = typer.Typer(
@@ -26,6 +26,8 @@ app.command("workers")(ops.workers_command)
 app.command("queues")(ops.queues_command)
 app.command("watch", epilog=watch.EXAMPLES)(watch.command)
 app.command("stats", epilog=stats.EXAMPLES)(stats.command)
+app.command("mail", epilog=mail.EXAMPLES)(mail.command)
+app.command("samples", epilog=samples.EXAMPLES)(samples.command)
 jobs.app.command("purge", epilog=purge.EXAMPLES)(purge.command)
 app.add_typer(keys.app, name="keys")
 app.add_typer(webhooks.app, name="webhooks")

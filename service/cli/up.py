@@ -7,22 +7,23 @@ import signal
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 
+from pipelines.notifications.channels import missing_settings
 from pipelines.registry import pipelines
-from service.cli import targets
-from service.cli.keys import create_key
+from pipelines.system_tools import probe_tools
+from service.cli.local import API_KEY_FILE, DEFAULT_TENANT, api_key, local_settings
 from service.cli.options import DEFAULT_DATA_DIR, DataDir
 from service.cli.output import CliError, stdout
+from service.cli.preflight import check_dependencies
 from service.cli.processes import run_together
+from service.cli.samples import samples_dir
 from service.config import Settings, load_settings, mask
 from service.embedded import EmbeddedServers, embedded_settings
 from service.migrate import upgrade
-
-DEFAULT_TENANT = "default"
 
 EXAMPLES = """Examples:
 
@@ -32,8 +33,9 @@ EXAMPLES = """Examples:
 
   DATABASE_URL=postgresql://db/conveyor REDIS_URL=redis://cache:6379/0 conveyor up --host 0.0.0.0
 
-DATABASE_URL, REDIS_URL and STORAGE_URL, when set, are used instead of the embedded
-PostgreSQL, Redis and file storage kept in --data-dir."""
+DATABASE_URL, REDIS_URL and STORAGE_URL, when set, replace the embedded ones.
+
+--data-dir (or CONVEYOR_HOME) defaults to ~/.local/share/conveyor."""
 
 
 @contextmanager
@@ -51,6 +53,18 @@ def sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+@contextmanager
+def signals_held() -> Iterator[None]:
+    """While the embedded servers stop, another Ctrl-C or SIGTERM must not cut that short
+    and leave them running; it is ignored (they stop within seconds)."""
+    previous = {signum: signal.signal(signum, signal.SIG_IGN) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
 def ensure_port_free(host: str, port: int) -> None:
     with socket.socket() as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -60,23 +74,49 @@ def ensure_port_free(host: str, port: int) -> None:
             raise CliError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
 
 
-async def _issue_key(database_url: str) -> str:
-    async with targets.transaction(database_url) as conn:
-        return await create_key(conn, DEFAULT_TENANT)
+def _tools_line() -> str:
+    parts = []
+    for name, check in probe_tools().items():
+        if check["status"] == "pass":
+            parts.append(f"{name} ok")
+        else:
+            parts.append(f"{name} MISSING ({check['output']})")
+    return ", ".join(parts)
 
 
-def announce(settings: Settings, url: str, key: str, servers: EmbeddedServers) -> None:
+def _channels_lines(settings: Settings, data_dir: Path) -> list[str]:
+    if settings.smtp_url and settings.smtp_url.startswith("file://"):
+        email = f"caught in {data_dir / 'mail'}, not sent (`conveyor mail` lists them; set SMTP_URL to send)"
+    else:
+        email = f"sent through {mask(settings.smtp_url)}" if settings.smtp_url else "off (set SMTP_URL)"
+    hosts = ",".join(settings.callback_allowed_hosts) or "none"
+    lines = [f"  email      {email}", f"  callbacks  webhooks may reach private hosts: {hosts}"]
+    for channel in ("sms", "push"):
+        missing = missing_settings(settings, channel)
+        lines.append(f"  {channel:<9}  {'off (set ' + ', '.join(missing) + ')' if missing else 'configured'}")
+    return lines
+
+
+def announce(settings: Settings, url: str, key: str, data_dir: Path) -> None:
     console = stdout()
     console.print(f"[bold green]Conveyor is up[/] at [bold]{url}[/]")
-    console.print(f"  database  {escape(mask(settings.database_url) or '')}")
-    console.print(f"  redis     {escape(settings.redis_url)}")
-    console.print(f"  storage   {escape(settings.storage_url)}")
-    console.print(f"  data dir  {escape(str(servers.data_dir))}")
-    console.print(f"API key for tenant {DEFAULT_TENANT!r} (shown once):")
+    lines = [
+        f"  database   {mask(settings.database_url)}",
+        f"  redis      {settings.redis_url}",
+        f"  storage    {settings.storage_url}",
+        f"  data dir   {data_dir}",
+        f"  tools      {_tools_line()}",
+        *_channels_lines(settings, data_dir),
+        f"Dashboard: {url}/dashboard (admin key: {settings.admin_key.get_secret_value() if settings.admin_key else 'off'})",
+        f"API key for tenant {DEFAULT_TENANT!r} (kept in {data_dir / API_KEY_FILE}; --new-key makes another):",
+    ]
+    for line in lines:
+        console.print(line, markup=False)
     console.print(key, markup=False)
-    console.print("Try:", markup=False)
-    console.print(f'  curl -H "Authorization: Bearer {key}" -F file=@resume.pdf {url}/v1/documents', markup=False)
-    console.print(f"  CONVEYOR_URL={url} CONVEYOR_API_KEY={key} conveyor submit resume.pdf --wait", markup=False)
+    sample = samples_dir() / "resume.pdf"
+    console.print("Try (samples: `conveyor samples`):", markup=False)
+    console.print(f'  curl -H "Authorization: Bearer {key}" -F file=@{sample} {url}/v1/documents', markup=False)
+    console.print(f"  CONVEYOR_URL={url} CONVEYOR_API_KEY={key} conveyor submit {sample} --wait", markup=False)
     console.print("Ctrl-C stops it.", markup=False)
     console.file.flush()
 
@@ -85,19 +125,29 @@ def up(
     port: Annotated[int, typer.Option(min=1, max=65535, help="The API's port.")] = 8000,
     host: Annotated[str, typer.Option(help="The address the API listens on.")] = "127.0.0.1",
     data_dir: DataDir = DEFAULT_DATA_DIR,
+    new_key: Annotated[bool, typer.Option("--new-key", help="Make a new API key instead of reusing the kept one.")] = False,
 ) -> None:
     """Run the API, a worker and the scheduler in one process, on embedded defaults.
 
     Nothing to install beyond the Python package: PostgreSQL and Redis run embedded,
-    files are kept in --data-dir, and data persists across restarts. Each start prints
-    a fresh API key for the tenant "default".
+    files, emails and keys are kept in --data-dir, and data persists across restarts.
+    It checks PostgreSQL, Redis, storage (stopping if one does not answer) and the tools
+    jobs run (ffmpeg, ffprobe, tesseract: reported if missing) before it says it is up.
     """
     ensure_port_free(host, port)
     url = f"http://{host}:{port}"
-    with sigterm_as_interrupt(), EmbeddedServers(data_dir) as servers:
-        settings = embedded_settings(load_settings(), servers)
-        upgrade(settings.database_url)
-        key = asyncio.run(_issue_key(settings.database_url))
-        asyncio.run(run_together(settings, pipelines(settings), host=host, port=port,
-                                 on_ready=lambda: announce(settings, url, key, servers)))
+    servers = EmbeddedServers(data_dir, owner=True)
+    try:
+        with sigterm_as_interrupt():
+            environment = load_settings()
+            settings = local_settings(embedded_settings(environment, servers), servers.data_dir)
+            asyncio.run(check_dependencies(settings, environment.model_fields_set))
+            upgrade(settings.database_url)
+            key = asyncio.run(api_key(settings.database_url, servers.data_dir, new=new_key))
+            probe_tools()
+            asyncio.run(run_together(settings, pipelines(settings), host=host, port=port,
+                                     on_ready=lambda: announce(settings, url, key, servers.data_dir)))
+    finally:
+        with signals_held():
+            servers.close()
     stdout().print("Conveyor stopped.")
