@@ -5,7 +5,6 @@ directory named by CONVEYOR_HOME, stopped by signals as a terminal or a supervis
 import json
 import os
 import re
-import shlex
 import shutil
 import signal
 import subprocess
@@ -18,7 +17,9 @@ import httpx
 import psutil
 import pytest
 
-from service.embedded import POSTGRES_DIR, REDIS_FILE, postgres_running
+from service.cli.local import local_settings
+from service.config import Settings
+from service.embedded import POSTGRES_DIR, postgres_running
 from tests.support.documents import scanned_pdf
 from tests.support.net import free_port
 from tests.support.webhook_receiver import Reply, WebhookReceiver
@@ -158,6 +159,7 @@ def test_up_keeps_its_keys_and_offers_every_channel_with_nothing_configured(home
         assert [(message["to"], "Ada" in message["text"]) for message in json.loads(caught.stdout)] == [
             ("ada@example.com", True)]
 
+        assert {(home / name).stat().st_mode & 0o777 for name in ("api-key", "admin-key")} == {0o600}
         listed = conveyor(home, "keys", "list", "--tenant", "default", "--json", cwd=elsewhere)
         assert listed.returncode == 0, listed.stderr
         assert [entry["prefix"] for entry in json.loads(listed.stdout)] == [key[:12]]
@@ -178,16 +180,12 @@ def test_up_keeps_its_keys_and_offers_every_channel_with_nothing_configured(home
     finally:
         again.kill()
 
-    renewed = Up(home, tmp_path, "--new-key")
-    try:
-        new_key = renewed.wait_for_key()
-        assert new_key != key
-        with renewed.http(new_key) as http:
-            assert http.get("/v1/jobs").status_code == 200
-        renewed.signal_group(signal.SIGTERM)
-        assert renewed.process.wait(timeout=120) == 0
-    finally:
-        renewed.kill()
+
+def test_loopback_callbacks_only_while_the_api_listens_on_loopback_alone(tmp_path):
+    assert "127.0.0.0/8" in local_settings(Settings(), tmp_path, host="127.0.0.1").callback_allowed_hosts
+    assert local_settings(Settings(), tmp_path, host="0.0.0.0").callback_allowed_hosts == []
+    chosen = Settings(callback_allowed_hosts="10.0.0.5")
+    assert local_settings(chosen, tmp_path, host="127.0.0.1").callback_allowed_hosts == ["10.0.0.5"]
 
 
 def test_every_process_stops_on_sigterm_after_a_document_and_leftovers_are_recovered(home, tmp_path):
@@ -211,6 +209,7 @@ def test_every_process_stops_on_sigterm_after_a_document_and_leftovers_are_recov
     try:
         crashed.wait_for_key()
         left = [process for process in crashed.processes() if process.name() in ("postgres", "redis-server")]
+        assert {process.name() for process in left} == {"postgres", "redis-server"}
         crashed.process.kill()
         crashed.process.wait()
         assert all(process.is_running() for process in left)
@@ -242,7 +241,7 @@ def test_every_process_stops_on_sigterm_after_a_document_and_leftovers_are_recov
     assert_all_gone([*left, *started])
 
 
-def test_ctrl_c_says_what_it_waits_for_and_a_second_one_stops_at_once(home, tmp_path):
+def test_ctrl_c_says_what_it_waits_for_and_a_second_one_stops_at_once_the_job_resuming_next_start(home, tmp_path):
     up = Up(home, tmp_path)
     receiver = None
     try:
@@ -271,9 +270,11 @@ def test_ctrl_c_says_what_it_waits_for_and_a_second_one_stops_at_once(home, tmp_
         assert time.monotonic() - asked < 8, "the second Ctrl-C does not wait for the job"
         assert "Conveyor stopped." in up.output()
 
-        again = Up(home, tmp_path)
+        again = Up(home, tmp_path, "--new-key")  # and asked for a new key, which works at once
         try:
-            with again.http(again.wait_for_key()) as http:
+            new_key = again.wait_for_key()
+            assert new_key != key
+            with again.http(new_key) as http:
                 assert wait_for(http, job_id, "succeeded", "failed")["status"] == "succeeded"
             again.signal_group(signal.SIGTERM)
             again.process.wait(timeout=120)
@@ -285,16 +286,16 @@ def test_ctrl_c_says_what_it_waits_for_and_a_second_one_stops_at_once(home, tmp_
             receiver.stop()
 
 
-def test_a_dependency_that_does_not_answer_stops_up_at_once_naming_it(home, tmp_path, database_url, redis_server):
+def test_a_dependency_that_does_not_answer_stops_up_at_once_naming_it(home, tmp_path, redis_server):
     started = time.monotonic()
-    no_redis = subprocess.run(
+    no_redis = subprocess.run(  # the embedded PostgreSQL starts, then goes with it
         [sys.executable, "-m", "service.cli", "up", "--port", str(free_port())], cwd=ROOT, capture_output=True, text=True,
-        env=environment(home, REDIS_URL="redis://127.0.0.1:1/0", DATABASE_URL=database_url,
-                        STORAGE_URL=f"file://{tmp_path}/storage"), timeout=60)
-    assert time.monotonic() - started < 30
+        env=environment(home, REDIS_URL="redis://127.0.0.1:1/0"), timeout=120)
+    assert time.monotonic() - started < 60
     assert no_redis.returncode != 0 and "Conveyor is up" not in no_redis.stdout
     assert "REDIS_URL (redis://127.0.0.1:1/0) cannot be reached" in no_redis.stderr
-    assert "DATABASE_URL" not in no_redis.stderr and "Traceback" not in no_redis.stderr
+    assert "PostgreSQL" not in no_redis.stderr and "Traceback" not in no_redis.stderr
+    assert not postgres_running(home), "what it started stops with it"
 
     no_database = subprocess.run(
         [sys.executable, "-m", "service.cli", "up", "--port", str(free_port())], cwd=ROOT, capture_output=True, text=True,

@@ -4,11 +4,14 @@ Two secrets, each made once and kept (mode 0600), so a restart shows the same on
 API key of the tenant "default" and the dashboard's admin key. And settings that make
 every channel usable with nothing configured: emails go to a mail sink in the data
 directory (`conveyor mail` lists them) and callbacks may reach loopback addresses, both
-only where the environment did not say otherwise.
+only where the environment did not say otherwise. Loopback only while the API itself
+listens on loopback alone: served to a network (`--host 0.0.0.0`), anyone with a key could
+otherwise make the worker call services bound to this machine's loopback.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 from pathlib import Path
@@ -66,14 +69,22 @@ async def api_key(database_url: str, data_dir: Path, *, new: bool = False) -> st
     return key
 
 
-def local_settings(settings: Settings, data_dir: Path) -> Settings:
-    """`settings` with the local conveniences wherever the environment named nothing."""
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def local_settings(settings: Settings, data_dir: Path, *, host: str) -> Settings:
+    """`settings` with the local conveniences wherever the environment named nothing;
+    `host` is the address the API listens on."""
     given = settings.model_fields_set
     overrides: dict[str, object] = {}
     if "admin_key" not in given:
         overrides["admin_key"] = SecretStr(admin_key(data_dir))
     if "smtp_url" not in given:
         overrides["smtp_url"] = sink_url(data_dir)
-    if "callback_allowed_hosts" not in given:
+    if "callback_allowed_hosts" not in given and _is_loopback(host):
         overrides["callback_allowed_hosts"] = LOOPBACK
     return settings.model_copy(update=overrides)

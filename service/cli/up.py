@@ -140,7 +140,7 @@ def up(
     try:
         with sigterm_as_interrupt():
             environment = load_settings()
-            settings = local_settings(embedded_settings(environment, servers), servers.data_dir)
+            settings = local_settings(embedded_settings(environment, servers), servers.data_dir, host=host)
             asyncio.run(check_dependencies(settings, environment.model_fields_set))
             upgrade(settings.database_url)
             key = asyncio.run(api_key(settings.database_url, servers.data_dir, new=new_key))
