@@ -9,10 +9,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
+from urllib.parse import urlsplit
 
 import typer
 
-from pipelines.notifications.channels import missing_settings
+from pipelines.errors import PermanentError
+from pipelines.notifications.channels import require_channel
 from pipelines.registry import pipelines
 from pipelines.system_tools import probe_tools
 from service.cli.local import API_KEY_FILE, DEFAULT_TENANT, api_key, local_settings
@@ -77,23 +79,26 @@ def ensure_port_free(host: str, port: int) -> None:
 def _tools_line() -> str:
     parts = []
     for name, check in probe_tools().items():
-        if check["status"] == "pass":
-            parts.append(f"{name} ok")
-        else:
+        if check["status"] != "pass":
             parts.append(f"{name} MISSING ({check['output']})")
+        else:
+            parts.append(f"{name} ok" + (f" ({', '.join(check['languages'])})" if check.get("languages") else ""))
     return ", ".join(parts)
 
 
-def _channels_lines(settings: Settings, data_dir: Path) -> list[str]:
+def _channels_lines(settings: Settings) -> list[str]:
     if settings.smtp_url and settings.smtp_url.startswith("file://"):
-        email = f"caught in {data_dir / 'mail'}, not sent (`conveyor mail` lists them; set SMTP_URL to send)"
+        email = f"caught in {urlsplit(settings.smtp_url).path}, not sent (`conveyor mail` lists them; set SMTP_URL to send)"
     else:
         email = f"sent through {mask(settings.smtp_url)}" if settings.smtp_url else "off (set SMTP_URL)"
     hosts = ",".join(settings.callback_allowed_hosts) or "none"
     lines = [f"  email      {email}", f"  callbacks  webhooks may reach private hosts: {hosts}"]
     for channel in ("sms", "push"):
-        missing = missing_settings(settings, channel)
-        lines.append(f"  {channel:<9}  {'off (set ' + ', '.join(missing) + ')' if missing else 'configured'}")
+        try:
+            require_channel(settings, channel)
+            lines.append(f"  {channel:<9}  configured")
+        except PermanentError as missing:  # its message says what to set
+            lines.append(f"  {channel:<9}  off ({missing.message.partition(': ')[2]})")
     return lines
 
 
@@ -106,7 +111,7 @@ def announce(settings: Settings, url: str, key: str, data_dir: Path) -> None:
         f"  storage    {settings.storage_url}",
         f"  data dir   {data_dir}",
         f"  tools      {_tools_line()}",
-        *_channels_lines(settings, data_dir),
+        *_channels_lines(settings),
         f"Dashboard: {url}/dashboard (admin key: {settings.admin_key.get_secret_value() if settings.admin_key else 'off'})",
         f"API key for tenant {DEFAULT_TENANT!r} (kept in {data_dir / API_KEY_FILE}; --new-key makes another):",
     ]
