@@ -113,6 +113,14 @@ def home():
     meanwhile closes that one again."""
     with tempfile.TemporaryDirectory(prefix="conveyor-up-") as path:
         yield Path(path) / "home"
+        _kill_servers_under(path)  # left by a test that failed before its `up` stopped them
+
+
+def _kill_servers_under(path: str) -> None:
+    for process in psutil.process_iter(["name", "cmdline", "cwd"]):
+        if process.info["name"] in ("postgres", "redis-server") and (
+                path in " ".join(process.info["cmdline"] or ()) or path in (process.info["cwd"] or "")):
+            process.kill()
 
 
 @pytest.fixture
