@@ -183,6 +183,13 @@ class Dispatcher:
             await asyncio.gather(*late, return_exceptions=True)
         await self._endings.drain()
 
+    def hand_back_now(self) -> None:
+        """While `stop` waits for running jobs, stop waiting: they go back to the queue now,
+        to resume from their last finished stage at the next start."""
+        if self._stopping:
+            for task in self.tasks:
+                task.cancel()
+
     async def _claim_forever(self) -> None:
         while True:
             free = self.max_jobs - len(self.tasks)

@@ -10,10 +10,15 @@ Failed authentications are budgeted per client address, shared by every API proc
 (`AUTH_FAILURES_PER_MINUTE`): past the budget the address is answered 429 with
 `Retry-After`, and until then this process refuses its keys without asking the database
 (keys it has already cached as valid keep working).
+
+A key's `last_used_at` is stamped when a lookup reaches the database, beside the request
+and never in its way (a primary that does not answer costs the stamp, not the request).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hmac
 import math
 import time
@@ -27,7 +32,8 @@ from starlette.requests import Request
 from service.database import Database
 from service.problems import Problem
 from service.ratelimit import Rate, TokenBucket
-from service.tenants import Tenant, hash_key, key_owner
+from service.errors import DependencyUnavailable
+from service.tenants import Tenant, hash_key, key_owner, note_key_used
 
 CACHE_SECONDS = 5.0
 INVALID_CACHE_SECONDS = 30.0
@@ -83,6 +89,7 @@ class KeyRing:
         self._invalid: TTLCache[bytes, bool] = TTLCache(CACHE_ENTRIES, INVALID_CACHE_SECONDS, timer=time.monotonic)
         self._blocked: TLRUCache[str, float] = TLRUCache(
             CACHE_ENTRIES, ttu=lambda _address, until, _now: until, timer=time.monotonic)
+        self._stamps: set[asyncio.Task] = set()
 
     async def lookup(self, key: str, address: str) -> Caller | None:
         """The key's owner, or None: unknown, revoked, or its address is waiting out its failures."""
@@ -98,7 +105,15 @@ class KeyRing:
             return None
         tenant, key_id = owner
         caller = self._valid[digest] = Caller(tenant, key_id)
+        stamp = asyncio.create_task(self._note_use(key_id))
+        self._stamps.add(stamp)
+        stamp.add_done_callback(self._stamps.discard)
         return caller
+
+    async def _note_use(self, key_id: uuid.UUID) -> None:
+        with contextlib.suppress(DependencyUnavailable):
+            async with self.db.transaction() as conn:
+                await note_key_used(conn, key_id)
 
     async def refusal(self, address: str) -> Problem:
         """The answer to a failed authentication from `address`: 401, or 429 once over budget."""

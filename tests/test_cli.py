@@ -8,6 +8,7 @@ import asyncio
 import json
 import re
 import uuid
+from datetime import datetime
 
 from typer.testing import CliRunner
 
@@ -15,11 +16,11 @@ from pipelines.errors import PermanentError
 from pipelines.pipeline import Pipeline, Stage
 from service.cli import app
 from tests.support.files import multipart_file, text_pdf
-from tests.support.service import client, running_worker, wait_for_job
+from tests.support.service import client, running_worker, until, wait_for_job
 from tests.test_api_jobs import ids_starting, insert_jobs
 
 CLEAN_ENV = {"DATABASE_URL": None, "REDIS_URL": None, "CONVEYOR_URL": None, "CONVEYOR_API_KEY": None,
-             "CONVEYOR_DATA_DIR": None}
+             "CONVEYOR_DATA_DIR": None, "CONVEYOR_HOME": None}
 LONG_TEXT = "\n".join(f"line {n}: " + "words " * 12 for n in range(1000))
 
 
@@ -70,6 +71,8 @@ async def test_keys_list_and_revoke(api, database_url):
     listed = await conveyor("keys", "list", "--tenant", "cli-revoke", "--json", **env)
     assert [entry["prefix"] for entry in json.loads(listed.stdout)] == [kept[:12], revoked[:12]]
     assert all(entry["revoked_at"] is None for entry in json.loads(listed.stdout))
+    created_at = json.loads(listed.stdout)[0]["created_at"]
+    assert datetime.fromisoformat(created_at).tzinfo is not None and "T" in created_at, "ISO 8601 with an offset"
 
     result = await conveyor("keys", "revoke", "--tenant", "cli-revoke", revoked[:12], **env)
     assert result.exit_code == 0, result.output
@@ -79,6 +82,17 @@ async def test_keys_list_and_revoke(api, database_url):
         assert (await http.get("/v1/jobs")).status_code == 200
     table = await conveyor("keys", "list", "--tenant", "cli-revoke", **env)
     assert kept[:12] in table.stdout and revoked[:12] in table.stdout
+
+    async def last_used() -> dict[str, str | None]:
+        listed = await conveyor("keys", "list", "--tenant", "cli-revoke", "--json", **env)
+        return {entry["prefix"]: entry["last_used_at"] for entry in json.loads(listed.stdout)}
+
+    async def kept_used() -> str | None:
+        return (await last_used())[kept[:12]]
+
+    stamp = await until(kept_used)
+    assert datetime.fromisoformat(stamp).tzinfo is not None, "ISO 8601 with an offset"
+    assert created_at in table.stdout and "last_used_at" in table.stdout
     again = await conveyor("keys", "revoke", "--tenant", "cli-revoke", revoked[:12], **env)
     assert again.exit_code == 1 and "no active key" in again.stderr
 

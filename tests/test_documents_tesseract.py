@@ -2,7 +2,7 @@ import pytest
 
 from pipelines.documents.ocr.tesseract import TesseractOCR
 from pipelines.documents.pages import PageLimits
-from pipelines.errors import PermanentError, TransientError
+from pipelines.errors import PermanentError
 from tests.support.documents import scanned_pdf, text_image
 
 
@@ -42,7 +42,8 @@ async def test_a_slow_page_times_out(tmp_path):
     assert "longer than" in caught.value.message
 
 
-async def test_missing_binary_is_a_transient_worker_problem(tmp_path):
-    with pytest.raises(TransientError) as caught:
+async def test_missing_binary_fails_at_once_saying_how_to_install_it(tmp_path):
+    with pytest.raises(PermanentError) as caught:
         await TesseractOCR(binary="tesseract-not-installed").recognize([save(tmp_path, "1.png", "x")])
-    assert caught.value.type == "ocr_unavailable"
+    assert caught.value.type == "missing_tool"
+    assert "apt-get install tesseract-ocr" in caught.value.message

@@ -185,3 +185,14 @@ async def test_an_untrusted_certificate_is_refused(implicit_tls_smtp):
         await send_email(settings(f"smtps://mailer:s3cret@localhost:{port}"), to="a@example.com", template="welcome",
                          data={"name": "A"}, key="k4")
     assert caught.value.type == "smtp_unavailable"
+
+
+async def test_a_file_url_is_a_sink_keeping_one_file_per_delivery(tmp_path):
+    sink = Settings(smtp_url=f"file://{tmp_path}/mail")
+    for key in ("job-4:0", "job-4:0", "job-5:0"):  # a delivery repeated after a crash replaces its copy
+        delivery = await send_email(sink, to="cy@example.com", template="welcome", data={"name": "Cy"}, key=key)
+    assert delivery.provider == "sink"
+    files = sorted((tmp_path / "mail").iterdir())
+    assert len(files) == 2 and all(path.suffix == ".eml" for path in files)
+    message = email.message_from_bytes(files[0].read_bytes(), policy=email.policy.default)
+    assert message["To"] == "cy@example.com" and "Cy" in message.get_body(preferencelist=("plain",)).get_content()

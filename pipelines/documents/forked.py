@@ -37,13 +37,14 @@ class ForkServer:
     async def spawn(self, args: Sequence[object]) -> Child:
         """Fork a child that runs the target with `args`. It stays unreaped until `Child.end`,
         so it can be watched and signalled with no risk of its pid being reused meanwhile."""
-        starting = asyncio.ensure_future(self._ask({"call": list(args)}))
+        server = await self._running()
+        starting = asyncio.ensure_future(server.ask({"call": list(args)}))
         try:
             pid = (await asyncio.shield(starting))["pid"]
         except asyncio.CancelledError:
-            starting.add_done_callback(self._end_abandoned)
+            starting.add_done_callback(lambda done: self._end_abandoned(server, done))
             raise
-        return Child(self, pid)
+        return Child(server, pid)
 
     async def aclose(self) -> None:
         await asyncio.gather(*self._cleanups, return_exceptions=True)
@@ -51,20 +52,13 @@ class ForkServer:
             await self._server.stop()
             self._server = None
 
-    def _end_abandoned(self, starting: asyncio.Future) -> None:
+    def _end_abandoned(self, server: _Server, starting: asyncio.Future) -> None:
         """A child forked for a caller that was cancelled before it learnt the pid: kill it."""
         if starting.cancelled() or starting.exception() is not None:
             return
-        cleanup = asyncio.ensure_future(Child(self, starting.result()["pid"]).end(kill=True))
+        cleanup = asyncio.ensure_future(Child(server, starting.result()["pid"]).end(kill=True))
         self._cleanups.add(cleanup)
         cleanup.add_done_callback(self._cleanups.discard)
-
-    async def _ask(self, request: dict) -> dict:
-        """Requests are pipelined: each is written at once and its reply, answered in order,
-        resolves it. Waiting for each reply before the next request would cost every call
-        two turns of a busy worker's event loop, one document after another."""
-        server = await self._running()
-        return await server.ask(request)
 
     async def _running(self) -> _Server:
         async with self._starting:
@@ -73,6 +67,9 @@ class ForkServer:
                     sys.executable, "-m", "pipelines.documents.fork_server", self._target,
                     stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
                     env={**os.environ, "PYTHONPATH": _pythonpath()},
+                    # Its own session, as tools get: a Ctrl-C or a SIGTERM sent to the worker's
+                    # process group is the worker's to handle (it dies with the worker anyway).
+                    start_new_session=True,
                 )
                 self._server = _Server(process)  # a dead one is replaced for the next call
         return self._server
@@ -81,7 +78,7 @@ class ForkServer:
 class Child:
     """A forked child, watched through a pidfd until it has ended and been reaped."""
 
-    def __init__(self, server: ForkServer, pid: int) -> None:
+    def __init__(self, server: _Server, pid: int) -> None:
         self.pid = pid
         self._server = server
         self._pidfd = os.pidfd_open(pid)
@@ -132,7 +129,9 @@ class Child:
             if self._exit is not None and not self._exit.done():  # cancelled before it ended
                 asyncio.get_running_loop().remove_reader(self._pidfd)
             os.close(self._pidfd)
-        return (await self._server._ask({"reap": self.pid}))["status"]
+        if not self._server.alive:  # its server died and took it along (PR_SET_PDEATHSIG)
+            return -signal.SIGKILL
+        return (await self._server.ask({"reap": self.pid}))["status"]
 
 
 class _Server:
@@ -148,6 +147,9 @@ class _Server:
         return not self._reader.done()
 
     async def ask(self, request: dict) -> dict:
+        """Requests are pipelined: each is written at once and its reply, answered in order,
+        resolves it. Waiting for each reply before the next request would cost every call
+        two turns of a busy worker's event loop, one document after another."""
         reply = asyncio.get_running_loop().create_future()
         self._waiting.append(reply)  # with the write below, in one step: the order is kept
         self.process.stdin.write(json.dumps(request).encode() + b"\n")

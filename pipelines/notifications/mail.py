@@ -1,5 +1,8 @@
 """Email over SMTP: a templated message with both alternatives, sent with aiosmtplib.
 
+`SMTP_URL=file:///DIR` is a local sink instead (`conveyor up` uses one in its data
+directory): each message is written to DIR as an .eml file, for `conveyor mail` to list.
+
 The Message-ID is derived from our delivery key, so if a crash makes us send the same
 delivery twice, the copies carry the same Message-ID and mail clients and filters can
 tell they are one message.
@@ -7,13 +10,16 @@ tell they are one message.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import os
 import ssl
 from dataclasses import dataclass
 from email.errors import HeaderParseError
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import formatdate, parseaddr
+from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -124,6 +130,17 @@ async def send_message(
         raise TransientError(f"cannot reach SMTP server {server.hostname}:{server.port}: {exc}", type="smtp_unavailable") from None
 
 
+def deliver_to_sink(message: EmailMessage, directory: Path) -> Path:
+    """Write `message` into the sink directory, named after its Message-ID, so a delivery
+    repeated after a crash replaces its own copy; written whole, then renamed into place."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{message['Message-ID'].strip('<>').split('@')[0]}.eml"
+    partial = path.with_suffix(".partial")
+    partial.write_bytes(bytes(message))
+    os.replace(partial, path)
+    return path
+
+
 async def send_email(
     settings: Settings,
     *,
@@ -137,5 +154,8 @@ async def send_email(
     require_channel(settings, "email")
     assert settings.smtp_url  # require_channel checked it
     message = build_message(render_email(template, data), sender=settings.smtp_from, to=to, delivery_key=key)
+    if settings.smtp_url.startswith("file://"):
+        await asyncio.to_thread(deliver_to_sink, message, Path(urlsplit(settings.smtp_url).path))
+        return Delivery(channel="email", provider="sink", recipient=to, message_id=message["Message-ID"])
     await send_message(message, SmtpServer.from_url(settings.smtp_url), tls_context=tls_context)
     return Delivery(channel="email", provider="smtp", recipient=to, message_id=message["Message-ID"])

@@ -1,18 +1,20 @@
-"""ffmpeg and ffprobe as the video pipeline runs them: a missing binary is this worker's
-problem (another worker may have it: retry), an absurd amount of output is the file's."""
+"""ffmpeg and ffprobe as the video pipeline runs them: a missing binary fails the job at
+once, saying how to install it (retrying on a host without it cannot help); an absurd
+amount of output is the file's fault."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from pipelines.errors import PermanentError, TransientError
+from pipelines.errors import PermanentError
 from pipelines.subprocesses import Finished, LineHandler, OutputTooLarge, run_tool
+from pipelines.system_tools import missing_tool
 
 
 async def run_ffmpeg(args: Sequence[str], *, on_line: LineHandler | None = None) -> Finished:
     try:
         return await run_tool(args, on_line=on_line)
     except FileNotFoundError:
-        raise TransientError(f"{args[0]} is not installed on this worker", type="ffmpeg_unavailable") from None
+        raise missing_tool(args[0]) from None
     except OutputTooLarge:
         raise PermanentError("the tool's output is implausibly large", type="corrupt_video") from None

@@ -10,7 +10,7 @@ command runs (database drivers, the app, storage clients…) it imports when it 
 
 from __future__ import annotations
 
-from service.cli import dashboard, jobs, keys, ops, purge, secrets, stats, submit, up, watch, webhooks
+from service.cli import dashboard, jobs, keys, mail, ops, purge, samples, secrets, stats, submit, up, watch, webhooks
 from service.cli.options import command_group
 from service.cli.output import guarded
 
@@ -28,6 +28,8 @@ app.command("workers")(ops.workers_command)
 app.command("queues")(ops.queues_command)
 app.command("watch", epilog=watch.EXAMPLES)(watch.command)
 app.command("stats", epilog=stats.EXAMPLES)(stats.command)
+app.command("mail", epilog=mail.EXAMPLES)(mail.command)
+app.command("samples", epilog=samples.EXAMPLES)(samples.command)
 jobs.app.command("purge", epilog=purge.EXAMPLES)(purge.command)
 app.add_typer(keys.app, name="keys")
 app.add_typer(webhooks.app, name="webhooks")

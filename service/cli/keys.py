@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
 import typer
@@ -28,6 +29,11 @@ async def create_key(conn: asyncpg.Connection, tenant_name: str) -> str:
     from service import tenants
 
     return await tenants.create_api_key(conn, await tenants.ensure_tenant(conn, tenant_name))
+
+
+def _iso(moment: datetime) -> str:
+    """ISO 8601 in UTC, to the second: 2026-05-04T12:34:56Z."""
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 async def _existing_tenant(conn: asyncpg.Connection, name: str) -> TenantRow:
@@ -67,17 +73,17 @@ def list_keys(tenant: Tenant, database_url: DatabaseUrl = None, data_dir: DataDi
 
         async with targets.transaction(url) as conn:
             rows = await tenants.list_api_keys(conn, await _existing_tenant(conn, tenant))
-        return [dict(row) for row in rows]
+        return [{name: _iso(value) if isinstance(value, datetime) else value for name, value in row.items()}
+                for row in rows]
 
     with targets.database_url(database_url, data_dir) as url:
         keys = asyncio.run(run(url))
     if json_output:
         emit_json(keys)
         return
-    table = new_table("prefix", "created", "last used", "revoked")
+    table = new_table("prefix", "created_at", "last_used_at", "revoked_at", box=None)
     for key in keys:
-        table.add_row(key["prefix"], *(f"{key[name]:%Y-%m-%d %H:%M}" if key[name] else "-"
-                                       for name in ("created_at", "last_used_at", "revoked_at")))
+        table.add_row(key["prefix"], *(key[name] or "-" for name in ("created_at", "last_used_at", "revoked_at")))
     stdout().print(table)
 
 

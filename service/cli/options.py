@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-DEFAULT_DATA_DIR = Path(".conveyor")
+
+def default_data_dir() -> Path:
+    """Per user, not per working directory, so admin commands run anywhere find what
+    `conveyor up` made: `$XDG_DATA_HOME/conveyor`, else `~/.local/share/conveyor`."""
+    xdg = os.environ.get("XDG_DATA_HOME")
+    return (Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".local" / "share") / "conveyor"
+
+
+DEFAULT_DATA_DIR = default_data_dir()
 DEFAULT_URL = "http://127.0.0.1:8000"
 
 
@@ -20,8 +29,8 @@ def command_group(**options: Any) -> typer.Typer:
 Json = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
 Tenant = Annotated[str, typer.Option("--tenant", "-t", help="The tenant's name.", show_default=False)]
 DataDir = Annotated[Path, typer.Option(
-    "--data-dir", envvar="CONVEYOR_DATA_DIR", file_okay=False,
-    help="Where `conveyor up` keeps its embedded PostgreSQL, Redis and files.",
+    "--data-dir", envvar=["CONVEYOR_HOME", "CONVEYOR_DATA_DIR"], file_okay=False,
+    help="Where `conveyor up` keeps its embedded PostgreSQL, Redis, files and keys.",
 )]
 DatabaseUrl = Annotated[str | None, typer.Option(
     "--database-url", envvar="DATABASE_URL", show_default=False,

@@ -7,20 +7,12 @@ import signal
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
-from service.cli import targets
-from service.cli.keys import create_key
 from service.cli.options import DEFAULT_DATA_DIR, DataDir
 from service.cli.output import CliError, stdout
-
-if TYPE_CHECKING:  # the modules `up` runs are imported when it runs: `conveyor --help` starts fast
-    from service.config import Settings
-    from service.embedded import EmbeddedServers
-
-DEFAULT_TENANT = "default"
 
 EXAMPLES = """Examples:
 
@@ -30,8 +22,9 @@ EXAMPLES = """Examples:
 
   DATABASE_URL=postgresql://db/conveyor REDIS_URL=redis://cache:6379/0 conveyor up --host 0.0.0.0
 
-DATABASE_URL, REDIS_URL and STORAGE_URL, when set, are used instead of the embedded
-PostgreSQL, Redis and file storage kept in --data-dir."""
+DATABASE_URL, REDIS_URL and STORAGE_URL, when set, replace the embedded ones.
+
+--data-dir (or CONVEYOR_HOME) defaults to ~/.local/share/conveyor."""
 
 
 @contextmanager
@@ -49,6 +42,18 @@ def sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+@contextmanager
+def signals_held() -> Iterator[None]:
+    """While the embedded servers stop, another Ctrl-C or SIGTERM must not cut that short
+    and leave them running; it is ignored (they stop within seconds)."""
+    previous = {signum: signal.signal(signum, signal.SIG_IGN) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
 def ensure_port_free(host: str, port: int) -> None:
     with socket.socket() as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -58,43 +63,24 @@ def ensure_port_free(host: str, port: int) -> None:
             raise CliError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
 
 
-async def _issue_key(database_url: str) -> str:
-    async with targets.transaction(database_url) as conn:
-        return await create_key(conn, DEFAULT_TENANT)
-
-
-def announce(settings: Settings, url: str, key: str, servers: EmbeddedServers) -> None:
-    from rich.markup import escape
-
-    from service.config import mask
-
-    console = stdout()
-    console.print(f"[bold green]Conveyor is up[/] at [bold]{url}[/]")
-    console.print(f"  database  {escape(mask(settings.database_url) or '')}")
-    console.print(f"  redis     {escape(settings.redis_url)}")
-    console.print(f"  storage   {escape(settings.storage_url)}")
-    console.print(f"  data dir  {escape(str(servers.data_dir))}")
-    console.print(f"API key for tenant {DEFAULT_TENANT!r} (shown once):")
-    console.print(key, markup=False)
-    console.print("Try:", markup=False)
-    console.print(f'  curl -H "Authorization: Bearer {key}" -F file=@resume.pdf {url}/v1/documents', markup=False)
-    console.print(f"  CONVEYOR_URL={url} CONVEYOR_API_KEY={key} conveyor submit resume.pdf --wait", markup=False)
-    console.print("Ctrl-C stops it.", markup=False)
-    console.file.flush()
-
-
 def up(
     port: Annotated[int, typer.Option(min=1, max=65535, help="The API's port.")] = 8000,
     host: Annotated[str, typer.Option(help="The address the API listens on.")] = "127.0.0.1",
     data_dir: DataDir = DEFAULT_DATA_DIR,
+    new_key: Annotated[bool, typer.Option("--new-key", help="Make a new API key instead of reusing the kept one.")] = False,
 ) -> None:
     """Run the API, a worker and the scheduler in one process, on embedded defaults.
 
     Nothing to install beyond the Python package: PostgreSQL and Redis run embedded,
-    files are kept in --data-dir, and data persists across restarts. Each start prints
-    a fresh API key for the tenant "default".
+    files, emails and keys are kept in --data-dir, and data persists across restarts.
+    It checks PostgreSQL, Redis, storage (stopping if one does not answer) and the tools
+    jobs run (ffmpeg, ffprobe, tesseract: reported if missing) before it says it is up.
     """
     from pipelines.registry import pipelines
+    from pipelines.system_tools import probe_tools
+    from service.cli.banner import announce
+    from service.cli.local import api_key, local_settings
+    from service.cli.preflight import check_dependencies
     from service.cli.processes import run_together
     from service.config import load_settings
     from service.embedded import EmbeddedServers, embedded_settings
@@ -102,10 +88,18 @@ def up(
 
     ensure_port_free(host, port)
     url = f"http://{host}:{port}"
-    with sigterm_as_interrupt(), EmbeddedServers(data_dir) as servers:
-        settings = embedded_settings(load_settings(), servers)
-        upgrade(settings.database_url)
-        key = asyncio.run(_issue_key(settings.database_url))
-        asyncio.run(run_together(settings, pipelines(settings), host=host, port=port,
-                                 on_ready=lambda: announce(settings, url, key, servers)))
+    servers = EmbeddedServers(data_dir, owner=True)
+    try:
+        with sigterm_as_interrupt():
+            environment = load_settings()
+            settings = local_settings(embedded_settings(environment, servers), servers.data_dir, host=host)
+            asyncio.run(check_dependencies(settings, environment.model_fields_set))
+            upgrade(settings.database_url)
+            key = asyncio.run(api_key(settings.database_url, servers.data_dir, new=new_key))
+            probe_tools()
+            asyncio.run(run_together(settings, pipelines(settings), host=host, port=port,
+                                     on_ready=lambda: announce(settings, url, key, servers.data_dir)))
+    finally:
+        with signals_held():
+            servers.close()
     stdout().print("Conveyor stopped.")

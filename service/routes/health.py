@@ -6,7 +6,9 @@ nothing else; the details (addresses, errors, lag, worker counts) need the admin
 (`Authorization: Bearer <ADMIN_KEY>`), since hosts and error texts help an attacker. A replica down or lagging is `warn` (reads go to the primary). So
 is having no worker with a fresh heartbeat: the API still accepts jobs durably and they
 run once a worker is back, so taking the API out of a load balancer would only turn
-accepted work into refused work; the warning is for the operator.
+accepted work into refused work; the warning is for the operator. Likewise a program
+the pipelines run (ffmpeg, ffprobe, tesseract) missing on this host: `warn`, naming how
+to install it; only the jobs that need it fail.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from redis.exceptions import RedisError
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from pipelines.system_tools import probe_tools
 from service import monitoring
 from service.auth import holds_admin_key
 from service.errors import DependencyUnavailable
@@ -76,10 +79,12 @@ def _statuses_only(checks: dict[str, list[dict]]) -> dict[str, list[dict]]:
 
 
 async def readyz(request: Request) -> JSONResponse:
-    databases, redis, storage, workers = await asyncio.gather(
-        _databases(request), _redis(request), _storage(request), _workers(request)
+    databases, redis, storage, workers, tools = await asyncio.gather(
+        _databases(request), _redis(request), _storage(request), _workers(request),
+        asyncio.to_thread(probe_tools),  # probed once per process, then cached
     )
-    checks = {"database": databases, "redis": [redis], "storage": [storage], "workers": [workers]}
+    checks = {"database": databases, "redis": [redis], "storage": [storage], "workers": [workers],
+              "tools": [{"componentId": name, **check} for name, check in tools.items()]}
     statuses = {check["status"] for entries in checks.values() for check in entries}
     overall = "fail" if "fail" in statuses else "warn" if "warn" in statuses else "pass"
     headers = {"Retry-After": "5"} if overall == "fail" else {}
@@ -92,7 +97,7 @@ async def readyz(request: Request) -> JSONResponse:
 _HEALTH = {"description": "Health", "content": {HEALTH_JSON: {"schema": {"$ref": "#/components/schemas/Health"}}}}
 OPENAPI_PATHS = {
     "/livez": {"get": {"summary": "The process answers", "security": [], "responses": {"200": _HEALTH}}},
-    "/readyz": {"get": {"summary": "Primary, replicas, Redis and storage answer; a worker heartbeat is fresh (warn if not)",
+    "/readyz": {"get": {"summary": "Primary, replicas, Redis and storage answer; a worker heartbeat is fresh and ffmpeg, ffprobe and tesseract are installed (warn if not)",
                         "description": "Anonymous callers get each check's status only; the details need the admin key.",
                         "security": [],
                         "responses": {"200": _HEALTH, "503": _HEALTH}}},

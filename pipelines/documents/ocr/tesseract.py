@@ -12,7 +12,8 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from pipelines.documents.ocr import OcrResult
 from pipelines.subprocesses import OutputTooLarge, run_tool
-from pipelines.errors import JobError, PermanentError, TransientError
+from pipelines.errors import JobError, PermanentError
+from pipelines.system_tools import missing_tool
 
 
 class TesseractOCR:
@@ -64,7 +65,7 @@ class TesseractOCR:
                     env=self._env,
                 )
             except FileNotFoundError:
-                raise TransientError(f"{self.binary} is not installed on this worker", type="ocr_unavailable") from None
+                raise missing_tool("tesseract") from None
             except TimeoutError:
                 raise PermanentError(
                     f"OCR of a page took longer than {self.page_timeout:g}s", type="ocr_failed"

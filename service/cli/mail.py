@@ -1,0 +1,58 @@
+"""`conveyor mail`: the emails caught by the local mail sink of `conveyor up`.
+
+With no SMTP_URL, `conveyor up` writes each email its worker sends into `mail/` in its
+data directory instead of sending it; this lists them, newest first.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+from datetime import datetime, timezone
+from pathlib import Path
+
+from service.cli.options import DEFAULT_DATA_DIR, DataDir, Json
+from service.cli.output import CliError, emit_json, guarded, new_table, stdout
+
+MAIL_DIR = "mail"
+
+EXAMPLES = """Examples:
+
+  conveyor mail
+
+  conveyor mail --json"""
+
+
+def sink_url(data_dir: Path) -> str:
+    """The SMTP_URL of the mail sink kept in `data_dir`."""
+    return f"file://{(data_dir / MAIL_DIR).resolve()}"
+
+
+def caught(directory: Path) -> list[dict]:
+    """The messages in the sink, newest first."""
+    messages = []
+    for path in directory.glob("*.eml"):
+        message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+        body = message.get_body(preferencelist=("plain",))
+        messages.append({
+            "sent_at": datetime.fromtimestamp(path.stat().st_mtime, timezone.utc).isoformat(timespec="seconds"),
+            "to": str(message["To"]), "subject": str(message["Subject"]),
+            "text": body.get_content() if body else "", "file": str(path),
+        })
+    return sorted(messages, key=lambda message: message["sent_at"], reverse=True)
+
+
+@guarded
+def command(data_dir: DataDir = DEFAULT_DATA_DIR, json_output: Json = False) -> None:
+    """List the emails `conveyor up` caught instead of sending (it runs without SMTP_URL)."""
+    directory = data_dir.expanduser() / MAIL_DIR
+    if not directory.is_dir():
+        raise CliError(f"no mail caught in {directory}: `conveyor up` keeps emails there when SMTP_URL is unset")
+    messages = caught(directory)
+    if json_output:
+        emit_json(messages)
+        return
+    table = new_table("sent", "to", "subject", "file")
+    for message in messages:
+        table.add_row(message["sent_at"], message["to"], message["subject"], message["file"])
+    stdout().print(table)

@@ -1,0 +1,36 @@
+"""`conveyor samples`: small files that ship with the package, to try Conveyor on at once."""
+
+from __future__ import annotations
+
+import shutil
+from importlib import resources
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from service.cli.output import guarded
+
+EXAMPLES = """Examples:
+
+  conveyor submit "$(conveyor samples)/resume.pdf" --wait
+
+  conveyor samples --copy ."""
+
+
+def samples_dir() -> Path:
+    """The installed samples: a résumé PDF with a text layer, a scanned PNG, a short MP4."""
+    return Path(str(resources.files("service") / "samples"))
+
+
+@guarded
+def command(
+    copy: Annotated[Path | None, typer.Option(help="Copy the samples into this directory.", file_okay=False)] = None,
+) -> None:
+    """Print the directory of the sample files (resume.pdf, scan.png, clip.mp4), or copy them."""
+    if copy is None:
+        typer.echo(samples_dir())
+        return
+    copy.mkdir(parents=True, exist_ok=True)
+    for sample in sorted(samples_dir().iterdir()):
+        typer.echo(shutil.copy(sample, copy))
