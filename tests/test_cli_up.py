@@ -327,7 +327,8 @@ def test_missing_tools_are_reported_and_fail_their_jobs_at_once(home, tmp_path):
     try:
         key = up.wait_for_key()
         assert "ffmpeg MISSING (missing: needed for videos; install it (apt-get install ffmpeg))" in up.stdout.read_text()
-        ready = httpx.get(f"{up.url}/readyz").json()
+        admin_key = ADMIN_KEY.search(up.stdout.read_text()).group(1)
+        ready = httpx.get(f"{up.url}/readyz", headers={"Authorization": f"Bearer {admin_key}"}).json()
         assert ready["status"] == "warn" and {tool["componentId"]: tool["status"] for tool in ready["checks"]["tools"]} == {
             "ffmpeg": "warn", "ffprobe": "warn", "tesseract": "warn"}
         with up.http(key) as http:
