@@ -73,7 +73,7 @@ async def main(args: argparse.Namespace, command: str) -> None:
     machine = {**host(), "Load average at end (1/5/15 min)": load_average()}
     notes = [
         f"Corpus: {resumes} résumés and {others} other documents (tests/corpus/*.yaml), "
-        f"{sum(1 for _ in Path('tests/corpus').glob('*.yaml'))} files; read back in {time.monotonic() - started:.0f} s "
+        f"{sum(1 for _ in Path('tests/corpus').glob('*.yaml'))} files; read back and measured in {time.monotonic() - started:.0f} s "
         "(pdfium's text layer; tesseract for the scans).",
         "A list field counts each item; a wrong value counts against precision and recall. Phones compare by "
         "digits, links without scheme or www., summaries at 85% similarity.",
