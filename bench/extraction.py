@@ -6,10 +6,10 @@ document, judged as the pipeline judges it (`extract_document`):
 
 - rules: the embedded extractor;
 - rules, unjudged: the same answers before the résumé judgement and per-field confidence;
-- OpenAI-compatible: `OpenAIExtractor` against the local fake server (tests/support/llm_servers),
-  over HTTP with strict structured output. The fake server's "model" is the rules extractor
-  run on the prompt's text, so this row measures the client, the schema and the judgement
-  around a model, not a model.
+- OpenAI-compatible and Gemini: `OpenAIExtractor` and `GeminiExtractor` against the local fake
+  servers (tests/support/llm_servers), over HTTP with structured output. The fake servers'
+  "model" is the rules extractor run on the prompt's text, so these rows measure the clients,
+  the schemas and the judgement around a model, not a model.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from rich.console import Console
 from bench.machine import host, load_average
 from bench.report import RESULTS_PATH, Section, Table, write_section
 from pipelines.documents.extract import extract_document
+from pipelines.documents.extract.gemini import GeminiExtractor
 from pipelines.documents.extract.openai import OpenAIExtractor
 from pipelines.documents.extract.rules import RulesExtractor
 from tests.support.corpus import corpus_texts
@@ -37,16 +38,21 @@ async def measure() -> tuple[dict[str, Scores], int, int]:
     documents = await corpus_texts()
     servers = LLMServers()
     servers.start()
-    llm = OpenAIExtractor(api_key=API_KEY, base_url=servers.openai_base_url, model="fake-rules")
     rules = RulesExtractor()
-    scores = {"rules": Scores(), "rules, unjudged": Scores(), "OpenAI-compatible (fake server)": Scores()}
+    llms = {
+        "OpenAI-compatible (fake)": OpenAIExtractor(api_key=API_KEY, base_url=servers.openai_base_url, model="fake-rules"),
+        "Gemini (fake)": GeminiExtractor(api_key=API_KEY, base_url=servers.gemini_base_url, model="fake-rules"),
+    }
+    scores = {name: Scores() for name in ("rules", "rules, unjudged", *llms)}
     try:
         for document, text in documents:
             scores["rules"].add(document.expected, (await extract_document(rules, text)).fields)
             scores["rules, unjudged"].add(document.expected, await rules.extract(text))
-            scores["OpenAI-compatible (fake server)"].add(document.expected, (await extract_document(llm, text)).fields)
+            for name, llm in llms.items():
+                scores[name].add(document.expected, (await extract_document(llm, text)).fields)
     finally:
-        await llm.aclose()
+        for llm in llms.values():
+            await llm.aclose()
         servers.stop()
     resumes = sum(document.is_resume for document, _ in documents)
     return scores, resumes, len(documents) - resumes
@@ -79,8 +85,9 @@ async def main(args: argparse.Namespace, command: str) -> None:
         "digits, links without scheme or www., summaries at 85% similarity.",
         "The corpus was written alongside the extractor's fixes: these are in-sample numbers, an upper bound "
         "for documents unlike it.",
-        "The fake OpenAI-compatible server answers with the rules extractor's fields: its row measures the HTTP "
-        "client, the strict schema and the judgement, not a language model.",
+        "The fake OpenAI-compatible and Gemini servers answer with the rules extractor's fields (run on the "
+        "prompt's text): their rows measure the HTTP clients, the structured-output schemas and the judgement, "
+        "not a language model.",
     ]
     section = Section("extraction", "Résumé field extraction", command, time.strftime("%Y-%m-%d %H:%M %Z"), machine,
                       [table(scores)], notes)

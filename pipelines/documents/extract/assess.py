@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass
 
 from pipelines.documents.extract.phones import find_phones
-from pipelines.documents.extract.rules import EMAIL, looks_like_name, sections
+from pipelines.documents.extract.rules import CONTACT_LINES, EMAIL, MAX_CHARS, looks_like_name, sections, tidy_lines
 from pipelines.documents.extract.schema import ResumeFields
 
 RESUME_MIN = 0.5
@@ -29,7 +29,8 @@ NOT_RESUME = re.compile(
     r"\b(?:invoice|subtotal|total due|amount due|vat|iban|payment terms|bill to|dear|sincerely|kind regards|yours faithfully|"
     r"minutes|agenda|attendees|action items|user manual|operating instructions|datasheet|table of contents|"
     r"abstract|keywords|introduction|for immediate release|media contact|press release|requirements|benefits|"
-    r"we are looking for|apply at|crash report|stack dump|registers|snmp|oids?|warranty|chapter)\b",
+    r"we are looking for|apply at|crash report|stack dump|registers|snmp|oids?|warranty|chapter|release notes|"
+    r"agreement|landlord|tenant|account statement|account number|sort code)\b",
     re.IGNORECASE,
 )
 
@@ -48,6 +49,7 @@ class Extraction:
 
 
 def assess(text: str, fields: ResumeFields) -> Extraction:
+    text = text[:MAX_CHARS]  # what the rules read; an LLM reads less
     resume = resume_likelihood(text)
     flat = _flat(text)
     support = {
@@ -72,11 +74,11 @@ def assess(text: str, fields: ResumeFields) -> Extraction:
 
 
 def resume_likelihood(text: str) -> float:
-    lines = [line.strip() for line in text.splitlines()]
+    lines = tidy_lines(text)
     headings = {heading for heading, _, _ in sections(lines)}
     score = 0.25 * min(len(headings), 3)
     score += 0.5 if TITLE.search(text) else 0.0
-    score += 0.15 if EMAIL.search(text) or any(find_phones(line) for line in lines) else 0.0
+    score += 0.15 if EMAIL.search(text) or any(find_phones(line) for line in lines[:CONTACT_LINES]) else 0.0
     score += 0.1 if DATE_RANGE.search(text) else 0.0
     score += 0.15 if any(looks_like_name(line) for line in [line for line in lines if line][:3]) else 0.0
     score -= 0.25 * min(len({match.casefold() for match in NOT_RESUME.findall(text)}), 4)
@@ -84,8 +86,9 @@ def resume_likelihood(text: str) -> float:
 
 
 def _flat(text: str) -> str:
-    """Casefolded, one space between words: what "appears in the text" compares."""
-    return " ".join(text.casefold().split())
+    """Casefolded, one space between words, semicolons read as commas (as OCR confuses them):
+    what "appears in the text" compares."""
+    return " ".join(text.casefold().replace(";", ",").split())
 
 
 def _name_support(name: str | None, flat: str) -> float:

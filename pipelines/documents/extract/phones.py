@@ -10,6 +10,7 @@ and numbers labelled as an order, invoice, serial or other id.
 
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import dataclass
 
@@ -32,6 +33,10 @@ ID_LABEL = re.compile(
     r"fax|pid|build|part|isbn|ticket|case)\b[.:#\s]*$",
     re.IGNORECASE,
 )
+MAX_CANDIDATES = 20
+"""Numbers looked at per line: a line with more is a table, and it bounds the work."""
+LABEL_REACH = 30
+"""How far before a number an id label is looked for ("Order number: 558-221-9043")."""
 NATIONAL_REGIONS = ("US", "GB", "DE", "FR", "ES", "IT", "NL", "IE", "IN", "AU", "CA", "BR", "SE", "PL", "CH", "AT")
 """Countries whose national formats a number without its country code is tried in."""
 NANP_SHAPE = re.compile(r"^(?:\(\d{3}\)\s?|\d{3}[-.\s])\d{3}[-.\s]\d{4}$")
@@ -51,9 +56,9 @@ def find_phones(line: str, *, contact_line: bool = False) -> list[Phone]:
     labelled = bool(LABEL.search(line))
     masked = _mask(line)
     found = []
-    for match in CANDIDATE.finditer(masked):
+    for match in itertools.islice(CANDIDATE.finditer(masked), MAX_CANDIDATES):
         number = match.group()
-        if ID_LABEL.search(masked[: match.start()]) or not _plausible(number):
+        if ID_LABEL.search(masked[max(0, match.start() - LABEL_REACH) : match.start()]) or not _plausible(number):
             continue
         international = number.startswith(("+", "00"))
         if _valid(number, international=international, trusted=labelled or contact_line):

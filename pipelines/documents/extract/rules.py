@@ -8,6 +8,7 @@ afterwards for every extractor alike (`assess`).
 from __future__ import annotations
 
 import asyncio
+import itertools
 import re
 from collections.abc import Iterator
 
@@ -17,15 +18,23 @@ from pipelines.documents.extract.skills import vocabulary
 
 MAX_CHARS = 200_000
 """Text beyond this is ignored: a résumé's facts are at its start, and it bounds the work."""
+CONTACT_LINES = 200
+"""Lines searched for a phone number."""
 HEADER_LINES = 15
 """Non-empty lines searched for the name and location (a sidebar may come before the name)."""
 
-EMAIL = re.compile(r"[A-Za-z0-9._%+-]+ ?@ ?[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
-"""An address; OCR may put a space on either side of the "@" (`email` takes it out)."""
-DEBRIS = re.compile(r"^(?:[.,:;'’\"`~|»«-]+\s+)+|(?:\s+[.,:;'’\"`~|»«-]+)+$")
+EMAIL = re.compile(
+    r"(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]{1,64} ?@ ?[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63}){0,8}\.[A-Za-z]{2,24}\b"
+)
+"""An address (parts bounded as RFC 5321 bounds them, which keeps the search linear on long
+runs of letters); OCR may put a space on either side of the "@" (`email` takes it out)."""
+DEBRIS = frozenset(".,:;'’\"`~|»«-")
 """What OCR scatters at the ends of lines, apart from the words ("Summary .", ". Samantha Lee :")."""
 LINK = re.compile(r"(?:https?://|www\.)[^\s<>\"'|·]+|\b(?:linkedin\.com|github\.com|gitlab\.com)/[^\s<>\"'|·]+", re.IGNORECASE)
-LABEL = re.compile(r"^\s*(name|location|address|based in|city)\s*[:\-–]\s*(.+?)\s*$", re.IGNORECASE | re.MULTILINE)
+LABEL = re.compile(
+    r"^[ \t]*(name|location|address|based in|city|anschrift|adresse|wohnort)[ \t]*[:\-–][ \t]*(\S.*)$", re.IGNORECASE | re.MULTILINE
+)
+LOCATION_LABELS = ("location", "based in", "city", "address", "anschrift", "adresse", "wohnort")
 SEPARATORS = re.compile(r"\s*[|·•]\s*|\s{3,}")
 
 SUMMARY_HEADINGS = (
@@ -62,22 +71,27 @@ NOT_NAME_WORDS = {
     "university", "company", "inc", "ltd", "gmbh", "llc", "corp", "information", "personal", "system", "service",
 }
 MAX_SUMMARY = 600
+MAX_SECTION_LINES = 60
+"""A section runs at most this far (a résumé's are shorter): it bounds the work on long texts."""
 MAX_SKILL_WORDS = 5
+MAX_SKILLS = 200
+QUALIFIER = re.compile(r"\s*\([^)]*\)\s*$")
+"""A level after a skill: "Python (basic)", "German (native)"."""
 SKILL_SPLIT = re.compile(r"\s*[,;|•·]\s*|\s+-\s+")
 
 
 def extract_fields(text: str) -> ResumeFields:
     text = text[:MAX_CHARS]
-    lines = [DEBRIS.sub("", line.strip()) for line in text.splitlines()]
+    lines = tidy_lines(text)
     header = [line for line in lines if line][:HEADER_LINES]
-    labels = {label.casefold(): value for label, value in LABEL.findall(text)}
+    labels = {label.casefold(): value.strip() for label, value in LABEL.findall(text)}
     labelled_name = labels.get("name")
     name = labelled_name if labelled_name and looks_like_name(labelled_name) else _name(header)
     return ResumeFields(
         name=name,
         email=_first([email(found) for found in EMAIL.findall(text)]),
         phone=_phone(lines),
-        location=next((labels[key] for key in ("location", "based in", "city", "address") if key in labels), None)
+        location=next((labels[key] for key in LOCATION_LABELS if key in labels), None)
         or _location(header),
         links=[clean_link(link) for link in LINK.findall(text)],
         skills=_skills(text, lines, name),
@@ -91,6 +105,23 @@ class RulesExtractor:
 
     async def aclose(self) -> None:
         """Nothing to release; here for the common extractor interface."""
+
+
+def tidy_lines(text: str) -> list[str]:
+    """`text`'s lines without surrounding spaces or the OCR debris standing apart at their ends."""
+    return [_tidy(line) for line in text.splitlines()]
+
+
+def _tidy(line: str) -> str:
+    words = line.split()
+    start, end = 0, len(words)
+    while start < end and set(words[start]) <= DEBRIS:
+        start += 1
+    while end > start and set(words[end - 1]) <= DEBRIS:
+        end -= 1
+    if (start, end) == (0, len(words)):
+        return line.strip()
+    return " ".join(words[start:end])
 
 
 def _first(values: list[str]) -> str | None:
@@ -142,8 +173,13 @@ def _name(header: list[str]) -> str | None:
             continue
         candidate = _without_credentials(_before_contact_details(line))
         if candidate and looks_like_name(candidate) and candidate.casefold() not in vocabulary().canonical:
-            return " ".join(word.capitalize() if word.isupper() and len(word) > 2 else word for word in candidate.split())
+            return " ".join(_capitalised(word) if word.isupper() and len(word) > 2 else word for word in candidate.split())
     return None
+
+
+def _capitalised(word: str) -> str:
+    """"O'CONNOR" → "O'Connor", "ANNE-MARIE" → "Anne-Marie"."""
+    return re.sub(r"(^|['’-])(\w)", lambda match: match.group(1) + match.group(2).upper(), word.lower())
 
 
 def _before_contact_details(line: str) -> str:
@@ -172,6 +208,7 @@ def _location(header: list[str]) -> str | None:
         parts = SEPARATORS.split(line)
         contact = len(parts) > 1 and any(EMAIL.search(part) or find_phones(part) for part in parts)
         for part in parts:
+            part = part.replace("; ", ", ")  # OCR often reads a comma as a semicolon
             if "," in part and looks_like_name(_without_credentials(part)):  # "Maria Gonzalez, RN"
                 continue
             words = [word.strip(",") for word in part.split()]
@@ -186,24 +223,32 @@ def _location(header: list[str]) -> str | None:
 
 
 def _phone(lines: list[str]) -> str | None:
-    """A labelled number first, then an international one, then any other valid one."""
-    phones = [phone for line in lines for phone in find_phones(line, contact_line=bool(EMAIL.search(line) or LINK.search(line)))]
-    phones.sort(key=lambda phone: (not phone.labelled, not phone.international))
+    """A labelled number first, then an international one, then any other valid one, from the
+    first `CONTACT_LINES` lines (where résumés give theirs; it bounds the work on long texts)."""
+    phones = []
+    for line in itertools.islice(lines, CONTACT_LINES):
+        for phone in find_phones(line, contact_line=bool(EMAIL.search(line) or LINK.search(line))):
+            if phone.labelled:
+                return phone.number
+            phones.append(phone)
+    phones.sort(key=lambda phone: not phone.international)
     return phones[0].number if phones else None
 
 
 def _skills(text: str, lines: list[str], name: str | None) -> list[str]:
     words = vocabulary()
-    found = words.find(text)
+    found = words.find(text)[:MAX_SKILLS]
     for heading, rest, body in sections(lines):
         if heading in SKILL_HEADINGS:
             if name and name.casefold() in (line.casefold() for line in body):  # a sidebar's list, then the main column
                 body = body[: [line.casefold() for line in body].index(name.casefold())]
             for line in _unwrapped([rest, *body]):
                 for item in SKILL_SPLIT.split(_without_label(line)):
-                    item = item.strip(" .-–•·*:;")
+                    item = QUALIFIER.sub("", item).strip(" .-–•·*:;")
                     if item and len(item) <= 40 and len(item.split()) <= MAX_SKILL_WORDS:
                         found.append(words.spelling(item))
+                        if len(found) >= MAX_SKILLS:
+                            return found
     return found
 
 
@@ -235,22 +280,26 @@ def _summary(lines: list[str]) -> str | None:
 
 def sections(lines: list[str]) -> Iterator[tuple[str, str, list[str]]]:
     """(heading, text after its colon, the lines up to a blank line or the next heading)."""
-    for index, line in enumerate(lines):
-        match = HEADING.match(line)
+    index = 0
+    while index < len(lines):
+        match = HEADING.match(lines[index])
+        index += 1
         if not match:
             continue
         body = []
-        for following in lines[index + 1 :]:
+        for following in itertools.islice(lines, index, index + MAX_SECTION_LINES):
             if not following or _ends_section(following):
                 break
             body.append(following)
+        index += len(body)  # a line belongs to one section at most: the work stays linear
         yield match.group(1).casefold(), (match.group(2) or "").strip(), body
 
 
 def _ends_section(line: str) -> bool:
-    """A heading of its own (not "Languages: Python, Go" inside a list), or a short line in capitals."""
+    """A heading of its own or a new summary or skills section (not "Languages: Python, Go"
+    inside a list), or a short line in capitals."""
     match = HEADING.match(line)
     if match:
-        return not match.group(2)
+        return not match.group(2) or match.group(1).casefold() in SUMMARY_HEADINGS + SKILL_HEADINGS
     letters = [char for char in line if char.isalpha()]
     return len(line.split()) <= 4 and len(letters) >= 6 and all(char.isupper() for char in letters)
