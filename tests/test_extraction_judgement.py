@@ -83,8 +83,9 @@ async def test_llm_answers_are_judged_like_the_rules(llm_servers, text):
         "+49 30 1234 5678 " * 12_000,
         ". " * 100_000 + "x",
         "Order number: " + "1 " * 100_000,
+        "https://example.com/" + ")" * 100_000,
     ],
-    ids=["letters", "at-sign", "headings", "phones", "debris", "digits"],
+    ids=["letters", "at-sign", "headings", "phones", "debris", "digits", "brackets"],
 )
 def test_long_hostile_texts_are_judged_in_bounded_time(text):
     started = time.monotonic()

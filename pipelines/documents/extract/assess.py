@@ -21,6 +21,8 @@ from pipelines.documents.extract.phones import find_phones
 from pipelines.documents.extract.rules import CONTACT_LINES, EMAIL, MAX_CHARS, looks_like_name, sections, tidy_lines
 from pipelines.documents.extract.schema import ResumeFields
 
+AT_SPACES = re.compile(r" ?@ ?")
+"""OCR's spaces around an address's "@", which the rules take out."""
 RESUME_MIN = 0.5
 FIELD_MIN = 0.4
 TITLE = re.compile(r"^\s*(?:curriculum vitae|résumé|resume|cv)\s*$", re.IGNORECASE | re.MULTILINE)
@@ -54,7 +56,7 @@ def assess(text: str, fields: ResumeFields) -> Extraction:
     flat = _flat(text)
     support = {
         "name": _name_support(fields.name, flat),
-        "email": 1.0 if fields.email and EMAIL.fullmatch(fields.email) and fields.email.casefold() in flat.replace(" @ ", "@").replace(" @", "@").replace("@ ", "@") else 0.3,
+        "email": _email_support(fields.email, flat),
         "phone": _phone_support(fields.phone, text),
         "location": 0.8 if fields.location and _flat(fields.location) in flat else 0.3,
         "summary": 0.8 if fields.summary and _flat(fields.summary)[:200] in flat else 0.4,
@@ -89,6 +91,13 @@ def _flat(text: str) -> str:
     """Casefolded, one space between words, semicolons read as commas (as OCR confuses them):
     what "appears in the text" compares."""
     return " ".join(text.casefold().replace(";", ",").split())
+
+
+def _email_support(email: str | None, flat: str) -> float:
+    if not email:
+        return 0.0
+    well_formed = EMAIL.fullmatch(email) and " " not in email
+    return 1.0 if well_formed and email.casefold() in AT_SPACES.sub("@", flat) else 0.3
 
 
 def _name_support(name: str | None, flat: str) -> float:

@@ -35,6 +35,8 @@ LABEL = re.compile(
     r"^[ \t]*(name|location|address|based in|city|anschrift|adresse|wohnort)[ \t]*[:\-–][ \t]*(\S.*)$", re.IGNORECASE | re.MULTILINE
 )
 LOCATION_LABELS = ("location", "based in", "city", "address", "anschrift", "adresse", "wohnort")
+BRACKETS = {")": "(", "]": "[", "}": "{"}
+"""Closing brackets, and what opens them: a link keeps the ones it opened ("…/Ada_(language)")."""
 SEPARATORS = re.compile(r"\s*[|·•]\s*|\s{3,}")
 
 SUMMARY_HEADINGS = (
@@ -134,13 +136,18 @@ def email(found: str) -> str:
 
 def clean_link(link: str) -> str:
     """`link` without the punctuation of the sentence around it ("see https://x.io/a)." → …/a)."""
-    while link:
-        last = link[-1]
-        if last in ".,;:!?'\"" or (last in ")]}>" and link.count(last) > link.count({")": "(", "]": "[", "}": "{", ">": "<"}[last])):
-            link = link[:-1]
+    unmatched = {close: link.count(close) - link.count(opening) for close, opening in BRACKETS.items()}
+    end = len(link)
+    while end:
+        last = link[end - 1]
+        if last in ".,;:!?'\"":
+            end -= 1
+        elif unmatched.get(last, 0) > 0:
+            unmatched[last] -= 1
+            end -= 1
         else:
             break
-    return link
+    return link[:end]
 
 
 # -- the name and the place ------------------------------------------------------------------
@@ -185,8 +192,8 @@ def _capitalised(word: str) -> str:
 def _before_contact_details(line: str) -> str:
     cuts = [match.start() for pattern in (EMAIL, LINK) if (match := pattern.search(line))]
     cuts += [line.find(phone.number) for phone in find_phones(line)]
-    if SEPARATORS.search(line):
-        cuts.append(SEPARATORS.search(line).start())
+    if separator := SEPARATORS.search(line):
+        cuts.append(separator.start())
     return line[: min(cuts)].rstrip(" |•·,;:–—-") if cuts else line
 
 
@@ -219,7 +226,7 @@ def _location(header: list[str]) -> str | None:
     return None
 
 
-# -- sections: skills and summary ------------------------------------------------------------
+# -- the phone, the skills and the summary ----------------------------------------------------
 
 
 def _phone(lines: list[str]) -> str | None:
@@ -240,8 +247,9 @@ def _skills(text: str, lines: list[str], name: str | None) -> list[str]:
     found = words.find(text)[:MAX_SKILLS]
     for heading, rest, body in sections(lines):
         if heading in SKILL_HEADINGS:
-            if name and name.casefold() in (line.casefold() for line in body):  # a sidebar's list, then the main column
-                body = body[: [line.casefold() for line in body].index(name.casefold())]
+            folded = [line.casefold() for line in body]
+            if name and name.casefold() in folded:  # a sidebar's list, then the main column
+                body = body[: folded.index(name.casefold())]
             for line in _unwrapped([rest, *body]):
                 for item in SKILL_SPLIT.split(_without_label(line)):
                     item = QUALIFIER.sub("", item).strip(" .-–•·*:;")
