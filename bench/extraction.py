@@ -83,8 +83,8 @@ async def main(args: argparse.Namespace, command: str) -> None:
         "(pdfium's text layer; tesseract for the scans).",
         "A list field counts each item; a wrong value counts against precision and recall. Phones compare by "
         "digits, links without scheme or www., summaries at 85% similarity.",
-        "The corpus was written alongside the extractor's fixes: these are in-sample numbers, an upper bound "
-        "for documents unlike it.",
+        "Most of the corpus was written alongside the extractor's fixes (later.yaml after them; its first run is "
+        "in docs/extraction.md): these are in-sample numbers, an upper bound for documents unlike it.",
         "The fake OpenAI-compatible and Gemini servers answer with the rules extractor's fields (run on the "
         "prompt's text): their rows measure the HTTP clients, the structured-output schemas and the judgement, "
         "not a language model.",

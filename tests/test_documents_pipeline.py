@@ -89,6 +89,15 @@ async def test_png_is_ocrd(api, settings, tenant):
     assert job["result"]["field_confidence"]["email"] < 0.4 and job["result"]["resume_confidence"] < 0.5
 
 
+async def test_a_document_without_text_has_empty_fields_and_no_confidence(api, settings, tenant):
+    job = await run_one(api, settings, tenant[1], text_pdf(" "))
+    assert job["status"] == "succeeded", job
+    assert stage_statuses(job)["extract"] == "skipped"
+    result = job["result"]
+    assert result["fields"]["name"] is None and result["fields"]["skills"] == []
+    assert result["field_confidence"] == dict.fromkeys(result["fields"]) and result["resume_confidence"] is None
+
+
 async def test_mixed_pdf_ocrs_only_the_scanned_page(api, settings, tenant):
     job = await run_one(api, settings, tenant[1], mixed_pdf(RESUME, "Scanned Appendix"))
     assert job["status"] == "succeeded", job

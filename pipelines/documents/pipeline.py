@@ -216,7 +216,7 @@ def document_result(outputs: dict[str, dict]) -> dict:
         "text": full_text(pages),
         "pages": len(pages),
         "fields": extracted_fields(outputs),
-        "field_confidence": outputs.get("extract", {}).get("field_confidence", {}),
+        "field_confidence": outputs.get("extract", {}).get("field_confidence", dict.fromkeys(EMPTY_FIELDS)),
         "resume_confidence": outputs.get("extract", {}).get("resume_confidence"),
         "content_type": outputs["text"]["content_type"],
         "ocr": {"engine": recognized["engine"], "pages": recognized["pages"]} if "engine" in recognized else None,
