@@ -1,7 +1,7 @@
 """`python -m bench [NAME…] [--quick]`: run the benchmarks, print tables, update bench/RESULTS.md.
 
-`queue`, `crash`, `latency` and `api` run here and write their sections; `videos`, `documents`
-and `replicas` are their own commands (`python -m bench.videos`, …), run as subprocesses.
+`queue`, `crash`, `latency` and `api` run here and write their sections; `videos`, `documents`,
+`replicas` and `extraction` are their own commands (`python -m bench.videos`, …), run as subprocesses.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from .report import RESULTS_PATH, write_section
 from tests.support import postgres
 
 #: Pipeline benchmarks with their own command line, run as `python -m bench.NAME [--quick]`.
-STANDALONE = tuple(name for name in ("videos", "documents", "replicas") if (Path(__file__).parent / f"{name}.py").exists())
+STANDALONE = tuple(name for name in ("videos", "documents", "replicas", "extraction") if (Path(__file__).parent / f"{name}.py").exists())
 #: Run order: the queue benchmark goes last so its ratio is the command's last line.
 BENCHMARKS = (*STANDALONE, "api", "crash", "latency", "queue")
 #: Tables written to a pipe or file get room for their columns instead of rich's 80.

@@ -34,7 +34,7 @@ EXPECTED = ResumeFields(
     phone="+49 30 1234 5678",
     location="Berlin, Germany",
     links=["linkedin.com/in/janedoe", "https://github.com/janedoe"],
-    skills=["Python", "PostgreSQL", "Kubernetes", "Team leadership", "Go", "TypeScript"],
+    skills=["Python", "PostgreSQL", "Kubernetes", "Go", "TypeScript", "Team leadership"],
     summary="Backend engineer who builds reliable data pipelines.",
 )
 
@@ -137,6 +137,75 @@ def test_rules_tell_phone_numbers_from_other_numbers(text, phone):
 )
 def test_rules_find_the_name_before_contact_details_on_its_line(header, name):
     assert extract_fields(f"{header}\nSummary\nBuilds things.").name == name
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Crash dump: 00000010  00 00 00 00 00 00 00 00  12 34 56 78 90 12 34 56",
+        "Trap payload (hex): 30 82 01 0a 02 01 01 04 06 70 75 62 6c 69 63",
+        "sysUpTime 1.3.6.1.2.1.1.3.0 and 1.3.6.1.4.1.9.9.13.1.3.1.3",
+        "Factory MAC: 00:1A:2B:3C:4D:5E, unique ID 0x1FFF 7A10 0032 0045",
+        "Invoice date: 15.03.2024, crash at 2024-05-17 14:22:03",
+        "Customer ID: 4481200931; order number 558-221-9043; serial 20240517",
+        "IBAN DE89 3704 0044 0532 0130 00",
+    ],
+)
+def test_rules_refuse_hex_dumps_oids_dates_and_ids_as_phones(text):
+    assert extract_fields(text).phone is None
+
+
+@pytest.mark.parametrize(
+    ("text", "phone"),
+    [
+        ("Paris · +33 6 12 34 56 78 · camille@example.fr", "+33 6 12 34 56 78"),
+        ("Mobile: +49 171 2345678", "+49 171 2345678"),
+        ("Phoenix, AZ\n602.555.0187", "602.555.0187"),
+        ("São Paulo · +55 11 91234-5678", "+55 11 91234-5678"),
+    ],
+)
+def test_rules_find_european_and_american_phone_formats(text, phone):
+    assert extract_fields(text).phone == phone
+
+
+@pytest.mark.parametrize(
+    "first_line",
+    [
+        "Experienced Engineer Seeking New Challenges.",
+        "Results Driven Leader With Proven Track Record",
+        "Senior Software Engineer",
+        "Summary Of Changes",
+        "Mr. Alan Thompson",
+        "Google Analytics",
+    ],
+)
+def test_rules_refuse_sentences_titles_and_skills_as_names(first_line):
+    assert extract_fields(f"{first_line}\nSummary\nBuilds things.").name is None
+
+
+def test_rules_match_headings_on_word_boundaries():
+    text = "Jane Doe\nSummary of changes in version 2\nAboutique retail\nProfile of the stage\nObjective lenses: 4x"
+    assert extract_fields(text).summary is None
+    assert extract_fields("Jane Doe\nProfile:\nBuilds things.").summary == "Builds things."
+
+
+def test_rules_tell_rest_the_architecture_from_the_word():
+    assert extract_fields("Let it rest for 30 seconds; the rest of the team agreed.").skills == []
+    assert extract_fields("Designed REST APIs and RESTful services in Go.").skills == ["REST", "Go"]
+
+
+@pytest.mark.parametrize(
+    ("text", "link"),
+    [
+        ("Portfolio: https://lucia.example.es/work.", "https://lucia.example.es/work"),
+        ("(see https://dribbble.com/lucia).", "https://dribbble.com/lucia"),
+        ("update https://wiki.example.com/atlas/runbook).", "https://wiki.example.com/atlas/runbook"),
+        ("https://en.wikipedia.org/wiki/Ada_(language), and more", "https://en.wikipedia.org/wiki/Ada_(language)"),
+        ("linkedin.com/in/jane;", "linkedin.com/in/jane"),
+    ],
+)
+def test_rules_keep_sentence_punctuation_out_of_links(text, link):
+    assert extract_fields(text).links == [link]
 
 
 def test_rules_leave_what_is_not_there_empty():

@@ -24,6 +24,8 @@ jane.doe@example.com | Phone: +49 30 1234 5678
 
 Skills: Python, PostgreSQL, Kubernetes
 """
+SCANNED_RESUME = ("Jane Doe\nSkills: Python", "jane@example.com")
+"""Two scanned pages that read as a (short) résumé, so its fields are kept."""
 STAGES = ["store", "text", "ocr", "extract", "persist"]
 PDF, PNG = "application/pdf", "image/png"
 
@@ -62,11 +64,13 @@ async def test_text_layer_pdf_needs_no_ocr(api, settings, tenant):
     assert result["fields"]["email"] == "jane.doe@example.com"
     assert result["fields"]["name"] == "Jane Doe"
     assert {"Python", "PostgreSQL", "Kubernetes"} <= set(result["fields"]["skills"])
+    assert result["field_confidence"]["email"] > 0.5 and result["field_confidence"]["summary"] is None
+    assert result["resume_confidence"] >= 0.5
     assert job["progress"] == 1
 
 
 async def test_scanned_pdf_is_ocrd(api, settings, tenant):
-    job = await run_one(api, settings, tenant[1], scanned_pdf("Jane Doe", "jane@example.com"))
+    job = await run_one(api, settings, tenant[1], scanned_pdf(*SCANNED_RESUME))
     assert job["status"] == "succeeded", job
     assert stage_statuses(job)["ocr"] == "succeeded"
     result = job["result"]
@@ -81,7 +85,17 @@ async def test_png_is_ocrd(api, settings, tenant):
     assert job["status"] == "succeeded", job
     assert job["result"]["pages"] == 1 and job["result"]["content_type"] == PNG
     assert "invoice 4711" in words(job["result"]["text"])
-    assert job["result"]["fields"]["email"] == "sam@example.org"
+    assert job["result"]["fields"]["email"] is None  # an invoice, not a résumé: no candidate's email
+    assert job["result"]["field_confidence"]["email"] < 0.4 and job["result"]["resume_confidence"] < 0.5
+
+
+async def test_a_document_without_text_has_empty_fields_and_no_confidence(api, settings, tenant):
+    job = await run_one(api, settings, tenant[1], text_pdf(" "))
+    assert job["status"] == "succeeded", job
+    assert stage_statuses(job)["extract"] == "skipped"
+    result = job["result"]
+    assert result["fields"]["name"] is None and result["fields"]["skills"] == []
+    assert result["field_confidence"] == dict.fromkeys(result["fields"]) and result["resume_confidence"] is None
 
 
 async def test_mixed_pdf_ocrs_only_the_scanned_page(api, settings, tenant):
@@ -183,7 +197,7 @@ async def test_textract_and_openai_through_s3(cloud_settings, textract_server, l
     textract_server.in_progress_seconds = 1.5
     llm_servers.script(Fault("rate_limited", retry_after_ms="50"))
     async with ApiServer(cloud_settings) as server:
-        job = await run_one(server, cloud_settings, tenant[1], scanned_pdf("Jane Doe", "jane@example.com"))
+        job = await run_one(server, cloud_settings, tenant[1], scanned_pdf(*SCANNED_RESUME))
     assert job["status"] == "succeeded", job
     assert job["result"]["ocr"] == {"engine": "textract", "pages": [1, 2]}
     assert "jane@example.com" in job["result"]["text"]

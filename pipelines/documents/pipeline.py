@@ -28,7 +28,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
-from pipelines.documents.extract import ResumeFields
+from pipelines.documents.extract import ResumeFields, extract_document
 from pipelines.documents.ocr.textract import request_token_for
 from pipelines.documents.pages import DocumentPages, PageLimits
 from pipelines.documents.text import document_text, page_limited, store_text, text_result
@@ -192,8 +192,8 @@ async def extract(run: JobRun) -> dict:
     text = document_text(run.outputs, run.settings).text
     if not text.strip():
         raise Skip("the document has no text")
-    fields = await run.resources.documents.extractor.extract(text)
-    return {"fields": fields.model_dump()}
+    extraction = await extract_document(run.resources.documents.extractor, text)
+    return extraction.result()
 
 
 async def persist(run: JobRun) -> dict:
@@ -218,6 +218,8 @@ def document_result(outputs: dict[str, dict]) -> dict:
         **outputs["persist"],
         "pages": len(outputs["text"]["pages"]),
         "fields": extracted_fields(outputs),
+        "field_confidence": outputs.get("extract", {}).get("field_confidence", dict.fromkeys(EMPTY_FIELDS)),
+        "resume_confidence": outputs.get("extract", {}).get("resume_confidence"),
         "content_type": outputs["text"]["content_type"],
         "ocr": {"engine": recognized["engine"], "pages": recognized["pages"]} if "engine" in recognized else None,
         "warnings": recognized.get("warnings", []),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Protocol
 
+from pipelines.documents.extract.assess import Extraction, assess
 from pipelines.documents.extract.rate_limit import RateLimiter
 from pipelines.documents.extract.schema import ResumeFields
 
@@ -12,13 +13,19 @@ if TYPE_CHECKING:
 
     from service.config import Settings
 
-__all__ = ["Extractor", "ResumeFields", "extractor_for"]
+__all__ = ["Extraction", "Extractor", "ResumeFields", "extract_document", "extractor_for"]
 
 
 class Extractor(Protocol):
     async def extract(self, text: str) -> ResumeFields: ...
 
     async def aclose(self) -> None: ...
+
+
+async def extract_document(extractor: Extractor, text: str) -> Extraction:
+    """The fields `extractor` finds in `text`, judged: emptied unless the text is a résumé, and
+    each with its confidence (see `assess`)."""
+    return assess(text, await extractor.extract(text))
 
 
 def extractor_for(settings: Settings, redis: Redis | None) -> Extractor:
