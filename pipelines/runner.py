@@ -320,7 +320,11 @@ async def _finish(run: JobRun, status: str, *, result: dict | None = None, error
     if run.last_stage_end is not None:
         await run.publish_stage_end(run.last_stage_end)
     await run.publish("status", status=status, **({"error": error} if error else {}), progress=row["progress"])
-    run.log.info("job ended", status=status, **({"error": error} if error else {}))
+    if status == "failed":  # for good: named in full, whatever the context has bound
+        run.log.warning("job failed", job_id=str(run.job_id), kind=row["kind"], error_type=error["type"],
+                        error=error["message"], attempts=row["attempts"])
+    else:
+        run.log.info("job ended", status=status)
 
 
 def _count_finished(resources: Resources, row) -> None:
