@@ -34,6 +34,20 @@ def file_name(key: str) -> str:
     return key.rsplit("/", 1)[-1]
 
 
+#: Files that are saved rather than shown: served as attachments named after the entry's `name`.
+DOWNLOADED_TYPES = ("text/csv",)
+
+
+def disposition(entry: dict) -> str | None:
+    """The Content-Disposition of a result file: `attachment` with its name for a download
+    (an export's CSV), None for what a browser shows inline (renditions, thumbnails)."""
+    if not str(entry.get("content_type", "")).startswith(DOWNLOADED_TYPES):
+        return None
+    name = str(entry.get("name") or file_name(entry["key"]))
+    quoted = quote(name)
+    return f'attachment; filename="{name}"' if quoted == name else f"attachment; filename*=utf-8''{quoted}"
+
+
 def find_file(result: object, name: str) -> dict | None:
     """The result entry served as `/files/{name}`; only files the result lists can be served."""
     return next((entry for entry in file_entries(result) if file_name(entry["key"]) == name), None)
@@ -47,6 +61,7 @@ async def link_files(request: Request, view: dict) -> dict:
     base = (state.settings.public_url or str(request.base_url)).rstrip("/")
     result = copy.deepcopy(view["result"])
     for entry in file_entries(result):
+        presigned = await state.storage.url(entry["key"], disposition=disposition(entry))
         key = entry.pop("key")
-        entry["url"] = await state.storage.url(key) or f"{base}/v1/jobs/{view['id']}/files/{quote(file_name(key))}"
+        entry["url"] = presigned or f"{base}/v1/jobs/{view['id']}/files/{quote(file_name(key))}"
     return {**view, "result": result}

@@ -10,7 +10,7 @@ from starlette.responses import JSONResponse, StreamingResponse
 from service import callbacks, events, idempotency, ledger, queue
 from service.auth import authenticate
 from service.consistency import requested_lsn
-from service.files import find_file, link_files
+from service.files import disposition, find_file, link_files
 from service.openapi import COMMON_ERRORS, JOB_ID, STATUS, json_body, problem
 from service.problems import Problem
 from service.ranges import byte_range
@@ -65,6 +65,8 @@ async def get_job_file(request: Request) -> StreamingResponse:
         raise Problem(404, "no such file", type="not-found")
     media_type = entry.get("content_type", "application/octet-stream")
     headers = {"Accept-Ranges": "bytes", "Content-Length": str(size)}
+    if attachment := disposition(entry):
+        headers["Content-Disposition"] = attachment
     span = None if "if-range" in request.headers else byte_range(request.headers.get("range"), size)
     if span is None:
         return StreamingResponse(storage.read(entry["key"]), media_type=media_type, headers=headers)
