@@ -21,6 +21,7 @@ import httpcore
 import httpx
 
 from pipelines.errors import PermanentError, TransientError
+from service import outbound
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Resolver = Callable[[str, int], Awaitable[list[str]]]
@@ -189,4 +190,5 @@ def guarded_client(
     # every connection it opens (httpcore 1.x, pinned).
     pool = transport._pool
     pool._network_backend = GuardedBackend(AllowList(allowed_hosts), pool._network_backend, resolver)
-    return httpx.AsyncClient(transport=transport, timeout=timeout, follow_redirects=False, trust_env=False)
+    return httpx.AsyncClient(transport=transport, timeout=timeout, follow_redirects=False, trust_env=False,
+                             headers=outbound.HEADERS)
