@@ -58,8 +58,11 @@ async def read_json_object(request: Request, limit: int = MAX_BODY_BYTES) -> dic
             raise Problem(413, f"the body exceeds the limit of {limit} bytes", type="payload-too-large", limit=limit)
     try:
         value = json.loads(body)
-    except ValueError:
-        raise Problem(400, "the body must be JSON (Content-Type: application/json)", type="bad-request") from None
+    except ValueError as exc:  # JSONDecodeError says where (line, column, char), as UnicodeDecodeError does
+        declared = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+        detail = f"the body is not valid JSON: {exc}" if declared == "application/json" else \
+            "the body must be JSON (Content-Type: application/json)"
+        raise Problem(400, detail, type="bad-request") from None
     if not isinstance(value, dict):
         raise Problem(400, "the body must be a JSON object", type="bad-request")
     check_storable(value)
