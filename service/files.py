@@ -12,6 +12,10 @@ from collections.abc import Iterator
 from urllib.parse import quote
 
 from starlette.requests import Request
+from starlette.responses import StreamingResponse
+
+from service.problems import Problem
+from service.ranges import byte_range
 
 
 def file_entries(result: object) -> list[dict]:
@@ -65,3 +69,24 @@ async def link_files(request: Request, view: dict) -> dict:
         key = entry.pop("key")
         entry["url"] = presigned or f"{base}/v1/jobs/{view['id']}/files/{quote(file_name(key))}"
     return {**view, "result": result}
+
+
+async def file_response(request: Request, result: object, name: str) -> StreamingResponse:
+    """The file `result` lists as `name`, streamed from storage whole or one byte range of
+    it (service/ranges.py); 404 for a file the result does not list."""
+    entry = find_file(result, name)
+    storage = request.app.state.storage
+    size = await storage.size(entry["key"]) if entry is not None else None
+    if size is None:
+        raise Problem(404, "no such file", type="not-found")
+    media_type = entry.get("content_type", "application/octet-stream")
+    headers = {"Accept-Ranges": "bytes", "Content-Length": str(size)}
+    if attachment := disposition(entry):
+        headers["Content-Disposition"] = attachment
+    span = None if "if-range" in request.headers else byte_range(request.headers.get("range"), size)
+    if span is None:
+        return StreamingResponse(storage.read(entry["key"]), media_type=media_type, headers=headers)
+    first, last = span
+    headers |= {"Content-Length": str(last - first + 1), "Content-Range": f"bytes {first}-{last}/{size}"}
+    return StreamingResponse(storage.read(entry["key"], first, last - first + 1), status_code=206,
+                             media_type=media_type, headers=headers)
