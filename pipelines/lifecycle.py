@@ -28,7 +28,7 @@ from pipelines.pipeline import Pipeline
 from pipelines.resources import Resources
 from pipelines.runner import execute
 from pipelines.schedule import cron_jobs
-from service import metrics, observability
+from service import metrics, observability, outbound
 from service.config import Settings
 from service.database import Database
 from service.queue import deserialize, redis_settings, serialize
@@ -65,7 +65,8 @@ async def open_resources(settings: Settings, redis) -> Resources:
     await storage.open()
     return Resources(
         settings=settings, db=db, redis=redis, storage=storage,
-        http=httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=5.0), follow_redirects=False),
+        http=httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=5.0), follow_redirects=False,
+                               headers=outbound.HEADERS),
         webhooks=guarded_client(settings.callback_allowed_hosts, timeout=settings.webhook_timeout),
         limiter=RateLimiter(redis, configured_rates(settings.channel_rates())),
         documents=DocumentTools.open(settings, redis),

@@ -57,6 +57,7 @@ class JobRun:
         self.last_stage_end: ledger.StageEnd | None = None  # written with the job's end
         self.workspace = None  # what the pipeline's `workspace` gave this attempt
         self._stage_index = 0
+        self.settled: float | None = None  # what the finished stages make of the progress, once known
         self._last_progress = 0.0
         self._workdir: Path | None = None
         self.log = log  # job_id, tenant, kind, attempt and stage are bound in the context by `execute`
@@ -114,11 +115,13 @@ class JobRun:
         workspace = self.pipeline.workspace(self) if self.pipeline.workspace else contextlib.nullcontext()
         async with workspace as self.workspace:
             for index, stage in enumerate(self.pipeline.stages):
+                self.settled = self.pipeline.progress_before(index)
                 prior = previous.get(stage.name, {})
                 if prior.get("status") in ("succeeded", "skipped"):
                     self.outputs[stage.name] = prior.get("checkpoint") or {}
                     continue
                 self.outputs[stage.name] = await self._run_stage(index, stage, prior.get("checkpoint"))
+            self.settled = 1.0
         return self.pipeline.result(self.outputs)
 
     async def _previous_stages(self) -> dict[str, dict]:
@@ -280,10 +283,11 @@ async def _retry_or_fail(run: JobRun, exc: Exception, job_try: int) -> None:
                     cause=str(exc.__cause__ or exc))
     try:
         async with run.resources.db.transaction() as conn:
-            await ledger.requeue(conn, run.job_id, run.attempt, error)
+            await ledger.requeue(conn, run.job_id, run.attempt, error, run.settled)
     except (ledger.Fenced, DependencyUnavailable):
         pass  # the reconciler or the next attempt sorts the ledger out
-    await run.publish("status", status="queued", error=error)
+    await run.publish("status", status="queued", error=error,
+                      **({"progress": round(run.settled, 4)} if run.settled is not None else {}))
     raise Retry(defer=delay)
 
 
@@ -293,7 +297,8 @@ async def _end(run: JobRun, status: str, *, result=None, error=None):
     transaction."""
     resources, job, stage = run.resources, run.job, run.last_stage_end
     ending = ledger.JobEnd(job["id"], job["attempts"], status, result, error,
-                           *((stage.name, stage.status, stage.checkpoint) if stage else ()))
+                           *((stage.name, stage.status, stage.checkpoint) if stage else ()),
+                           progress=run.settled)
     if not callbacks.wanted(job):
         return await resources.ledger.finish_job(ending), None
     async with resources.db.transaction(track=(f"job:{job['id']}",)) as conn:
@@ -317,7 +322,11 @@ async def _finish(run: JobRun, status: str, *, result: dict | None = None, error
     if run.last_stage_end is not None:
         await run.publish_stage_end(run.last_stage_end)
     await run.publish("status", status=status, **({"error": error} if error else {}), progress=row["progress"])
-    run.log.info("job ended", status=status, **({"error": error} if error else {}))
+    if status == "failed":  # for good: named in full, whatever the context has bound
+        run.log.warning("job failed", job_id=str(run.job_id), kind=row["kind"], error_type=error["type"],
+                        error=error["message"], attempts=row["attempts"])
+    else:
+        run.log.info("job ended", status=status)
 
 
 def _count_finished(resources: Resources, row) -> None:

@@ -12,6 +12,10 @@ from collections.abc import Iterator
 from urllib.parse import quote
 
 from starlette.requests import Request
+from starlette.responses import StreamingResponse
+
+from service.problems import Problem
+from service.ranges import byte_range
 
 
 def file_entries(result: object) -> list[dict]:
@@ -34,6 +38,20 @@ def file_name(key: str) -> str:
     return key.rsplit("/", 1)[-1]
 
 
+#: Files that are saved rather than shown: served as attachments named after the entry's `name`.
+DOWNLOADED_TYPES = ("text/csv",)
+
+
+def disposition(entry: dict) -> str | None:
+    """The Content-Disposition of a result file: `attachment` with its name for a download
+    (an export's CSV), None for what a browser shows inline (renditions, thumbnails)."""
+    if not str(entry.get("content_type", "")).startswith(DOWNLOADED_TYPES):
+        return None
+    name = str(entry.get("name") or file_name(entry["key"]))
+    quoted = quote(name)
+    return f'attachment; filename="{name}"' if quoted == name else f"attachment; filename*=utf-8''{quoted}"
+
+
 def find_file(result: object, name: str) -> dict | None:
     """The result entry served as `/files/{name}`; only files the result lists can be served."""
     return next((entry for entry in file_entries(result) if file_name(entry["key"]) == name), None)
@@ -47,6 +65,28 @@ async def link_files(request: Request, view: dict) -> dict:
     base = (state.settings.public_url or str(request.base_url)).rstrip("/")
     result = copy.deepcopy(view["result"])
     for entry in file_entries(result):
+        presigned = await state.storage.url(entry["key"], disposition=disposition(entry))
         key = entry.pop("key")
-        entry["url"] = await state.storage.url(key) or f"{base}/v1/jobs/{view['id']}/files/{quote(file_name(key))}"
+        entry["url"] = presigned or f"{base}/v1/jobs/{view['id']}/files/{quote(file_name(key))}"
     return {**view, "result": result}
+
+
+async def file_response(request: Request, result: object, name: str) -> StreamingResponse:
+    """The file `result` lists as `name`, streamed from storage whole or one byte range of
+    it (service/ranges.py); 404 for a file the result does not list."""
+    entry = find_file(result, name)
+    storage = request.app.state.storage
+    size = await storage.size(entry["key"]) if entry is not None else None
+    if size is None:
+        raise Problem(404, "no such file", type="not-found")
+    media_type = entry.get("content_type", "application/octet-stream")
+    headers = {"Accept-Ranges": "bytes", "Content-Length": str(size)}
+    if attachment := disposition(entry):
+        headers["Content-Disposition"] = attachment
+    span = None if "if-range" in request.headers else byte_range(request.headers.get("range"), size)
+    if span is None:
+        return StreamingResponse(storage.read(entry["key"]), media_type=media_type, headers=headers)
+    first, last = span
+    headers |= {"Content-Length": str(last - first + 1), "Content-Range": f"bytes {first}-{last}/{size}"}
+    return StreamingResponse(storage.read(entry["key"], first, last - first + 1), status_code=206,
+                             media_type=media_type, headers=headers)

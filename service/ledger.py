@@ -163,18 +163,33 @@ async def list_jobs(
     )
 
 
+def settle_stages(ended: str, *, keep: str = "false") -> str:
+    """SQL updating the unfinished stages of the jobs in the relation `ended` (`id`, `status`)
+    that end failed or cancelled: a stage that had started takes the job's status, one that
+    never started is `skipped` (the stage rows `keep` names are left to the caller)."""
+    return f"""
+        UPDATE job_stages s SET status = CASE WHEN s.started_at IS NULL THEN 'skipped' ELSE {ended}.status END,
+                                finished_at = CASE WHEN s.started_at IS NULL THEN NULL ELSE coalesce(s.finished_at, now()) END
+        FROM {ended} WHERE s.job_id = {ended}.id AND s.status IN ('queued', 'running')
+              AND {ended}.status IN ('failed', 'cancelled') AND NOT ({keep})
+    """
+
+
 async def request_cancel(conn: asyncpg.Connection, tenant_id: uuid.UUID, job_id: uuid.UUID) -> asyncpg.Record | None:
     """A queued job ends `cancelled` now; a running one is flagged and stopped by its worker."""
     return await conn.fetchrow(
         f"""
-        UPDATE jobs SET
-            cancel_requested = true,
-            status = CASE WHEN status = 'queued' THEN 'cancelled' ELSE status END,
-            finished_at = CASE WHEN status = 'queued' THEN now() ELSE finished_at END,
-            stage = CASE WHEN status = 'queued' THEN NULL ELSE stage END,
-            updated_at = now()
-        WHERE id = $1 AND tenant_id = $2 AND status IN ('queued', 'running')
-        RETURNING {JOB_COLUMNS}
+        WITH ended AS (
+            UPDATE jobs SET
+                cancel_requested = true,
+                status = CASE WHEN status = 'queued' THEN 'cancelled' ELSE status END,
+                finished_at = CASE WHEN status = 'queued' THEN now() ELSE finished_at END,
+                stage = CASE WHEN status = 'queued' THEN NULL ELSE stage END,
+                updated_at = now()
+            WHERE id = $1 AND tenant_id = $2 AND status IN ('queued', 'running')
+            RETURNING {JOB_COLUMNS}
+        ), stages AS ({settle_stages("ended")})
+        SELECT * FROM ended
         """,
         job_id, tenant_id,
     )
@@ -183,7 +198,8 @@ async def request_cancel(conn: asyncpg.Connection, tenant_id: uuid.UUID, job_id:
 async def retry_job(
     conn: asyncpg.Connection, tenant_id: uuid.UUID, job_id: uuid.UUID, extra_tries: int
 ) -> asyncpg.Record | None:
-    """A failed or cancelled job is queued again; finished stages keep their checkpoints."""
+    """A failed or cancelled job is queued again; finished stages keep their checkpoints, and
+    stages skipped because the job ended before them (never started) run this time."""
     row = await conn.fetchrow(
         f"""
         UPDATE jobs SET status = 'queued', cancel_requested = false, error = NULL, result = NULL,
@@ -198,7 +214,7 @@ async def retry_job(
         await conn.execute(
             """
             UPDATE job_stages SET status = 'queued', error = NULL, started_at = NULL, finished_at = NULL
-            WHERE job_id = $1 AND status NOT IN ('succeeded', 'skipped')
+            WHERE job_id = $1 AND (status NOT IN ('succeeded', 'skipped') OR (status = 'skipped' AND started_at IS NULL))
             """,
             job_id,
         )
@@ -240,6 +256,7 @@ class JobEnd:
     stage: str | None = None
     stage_status: str | None = None
     stage_checkpoint: dict | None = None
+    progress: float | None = None  # what its finished stages make, when not succeeded (None: unchanged)
 
 
 def _records(writes: Sequence[StageStart | StageEnd | JobEnd]) -> list[dict]:
@@ -406,10 +423,11 @@ async def finish_jobs(conn: asyncpg.Connection, ends: Sequence[JobEnd]) -> dict[
         WITH b AS (
             SELECT * FROM jsonb_to_recordset($1::jsonb)
                 AS b(job_id uuid, attempt int, status text, result jsonb, error jsonb,
-                     stage text, stage_status text, stage_checkpoint jsonb)
+                     stage text, stage_status text, stage_checkpoint jsonb, progress real)
         ), ended AS (
             UPDATE jobs SET status = b.status, result = b.result, error = b.error, stage = NULL, finished_at = now(),
-                            updated_at = now(), progress = CASE WHEN b.status = 'succeeded' THEN 1 ELSE progress END
+                            updated_at = now(),
+                            progress = CASE WHEN b.status = 'succeeded' THEN 1 ELSE coalesce(b.progress, jobs.progress) END
             FROM b WHERE jobs.id = b.job_id AND jobs.attempts = b.attempt AND jobs.status = 'running'
             RETURNING {qualified(JOB_COLUMNS, "jobs")}, b.stage AS ended_stage, b.stage_status, b.stage_checkpoint
         ), stages AS (
@@ -417,7 +435,7 @@ async def finish_jobs(conn: asyncpg.Connection, ends: Sequence[JobEnd]) -> dict[
                                     checkpoint = coalesce(ended.stage_checkpoint, s.checkpoint),
                                     started_at = coalesce(s.started_at, now())
             FROM ended WHERE s.job_id = ended.id AND s.name = ended.ended_stage
-        )
+        ), later_stages AS ({settle_stages("ended", keep="s.name IS NOT DISTINCT FROM ended.ended_stage")})
         SELECT {JOB_COLUMNS} FROM ended
         """,
         _records(ends),
@@ -432,15 +450,19 @@ async def finish_job(conn: asyncpg.Connection, end: JobEnd) -> asyncpg.Record:
     return rows[end.job_id]
 
 
-async def requeue(conn: asyncpg.Connection, job_id: uuid.UUID, attempt: int, error: dict) -> None:
-    """A transient failure: back to `queued` (with the error shown) until the retry runs."""
+async def requeue(
+    conn: asyncpg.Connection, job_id: uuid.UUID, attempt: int, error: dict, progress: float | None = None
+) -> None:
+    """A transient failure: back to `queued` (with the error shown) until the retry runs; its
+    progress falls back to what its finished stages make (`progress`, when known)."""
     await _fenced(
         conn,
         """
-        UPDATE jobs SET status = 'queued', error = $3, stage = NULL, worker_id = NULL, updated_at = now()
+        UPDATE jobs SET status = 'queued', error = $3, stage = NULL, worker_id = NULL, updated_at = now(),
+                        progress = coalesce($4, progress)
         WHERE id = $1 AND attempts = $2 AND status = 'running' RETURNING 1
         """,
-        job_id, attempt, error,
+        job_id, attempt, error, progress,
     )
 
 
@@ -448,10 +470,13 @@ async def cancel_running(conn: asyncpg.Connection, job_id: uuid.UUID, attempt: i
     """End a job whose cancel was requested (by its own attempt, or the reconciler's)."""
     return await conn.fetchrow(
         f"""
-        UPDATE jobs SET status = 'cancelled', stage = NULL, finished_at = now(), updated_at = now()
-        WHERE id = $1 AND status IN ('queued', 'running') AND cancel_requested
-              AND ($2::int IS NULL OR attempts = $2)
-        RETURNING {JOB_COLUMNS}
+        WITH ended AS (
+            UPDATE jobs SET status = 'cancelled', stage = NULL, finished_at = now(), updated_at = now()
+            WHERE id = $1 AND status IN ('queued', 'running') AND cancel_requested
+                  AND ($2::int IS NULL OR attempts = $2)
+            RETURNING {JOB_COLUMNS}
+        ), stages AS ({settle_stages("ended")})
+        SELECT * FROM ended
         """,
         job_id, attempt,
     )
@@ -471,15 +496,3 @@ async def stale_jobs(conn: asyncpg.Connection, older_than_seconds: float, limit:
 
 async def touch(conn: asyncpg.Connection, job_ids: Sequence[uuid.UUID]) -> None:
     await conn.execute("UPDATE jobs SET updated_at = now() WHERE id = ANY($1::uuid[])", list(job_ids))
-
-
-async def fail_job(conn: asyncpg.Connection, job_id: uuid.UUID, error: dict) -> asyncpg.Record | None:
-    """Fail an unfinished job from outside any attempt (its tries ran out while crashing)."""
-    return await conn.fetchrow(
-        f"""
-        UPDATE jobs SET status = 'failed', error = $2, stage = NULL, finished_at = now(), updated_at = now()
-        WHERE id = $1 AND status IN ('queued', 'running')
-        RETURNING {JOB_COLUMNS}
-        """,
-        job_id, error,
-    )

@@ -7,6 +7,7 @@ import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import anyio
 import asyncpg
 
 CONNECTION_ERRORS = (
@@ -91,6 +92,11 @@ async def read_only_session(pool: asyncpg.Pool, acquire_timeout: float) -> Async
     caller can go elsewhere; a connection that breaks is terminated, never pooled again.
     Read-only makes PostgreSQL refuse writes and `SELECT … FOR UPDATE` here, on the
     primary too, so a unit of work that mislabels itself fails loudly in every test.
+
+    BEGIN and ROLLBACK are shielded from cancellation (each is one bounded round trip):
+    Starlette's task groups cancel again at every await, so a unit cancelled half-way (a
+    client hanging up on an event stream) would cut them short, leaving the transaction
+    to asyncpg's release, which logs "Resetting connection with an active transaction".
     """
     try:
         conn = await pool.acquire(timeout=acquire_timeout)
@@ -99,7 +105,8 @@ async def read_only_session(pool: asyncpg.Pool, acquire_timeout: float) -> Async
     try:
         transaction = conn.transaction(isolation="repeatable_read", readonly=True)
         try:
-            await transaction.start()
+            with anyio.CancelScope(shield=True):
+                await transaction.start()
         except UNUSABLE as exc:
             conn.terminate()
             raise SessionUnavailable(f"{type(exc).__name__}: {exc}") from exc
@@ -110,9 +117,10 @@ async def read_only_session(pool: asyncpg.Pool, acquire_timeout: float) -> Async
             raise
         finally:
             if not conn.is_closed():
-                try:
-                    await transaction.rollback()  # nothing to keep: it was read-only
-                except CONNECTION_ERRORS:
-                    conn.terminate()
+                with anyio.CancelScope(shield=True):
+                    try:
+                        await transaction.rollback()  # nothing to keep: it was read-only
+                    except CONNECTION_ERRORS:
+                        conn.terminate()
     finally:
         await pool.release(conn)

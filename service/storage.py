@@ -45,7 +45,7 @@ class Storage(Protocol):
     async def size(self, key: str) -> int | None: ...
     async def delete(self, key: str) -> None: ...
     async def delete_prefix(self, prefix: str) -> int: ...
-    async def url(self, key: str, expires: int = 3600) -> str | None: ...
+    async def url(self, key: str, expires: int = 3600, disposition: str | None = None) -> str | None: ...
     async def check(self) -> None: ...
 
 
@@ -168,7 +168,7 @@ class FileStorage:
 
         return await asyncio.to_thread(remove)
 
-    async def url(self, key: str, expires: int = 3600) -> str | None:
+    async def url(self, key: str, expires: int = 3600, disposition: str | None = None) -> str | None:
         return None  # served by the API with the tenant's key
 
     async def check(self) -> None:
@@ -355,10 +355,12 @@ class S3Storage:
             raise _unavailable(exc) from exc
         return removed
 
-    async def url(self, key: str, expires: int = 3600) -> str | None:
-        return await self.client.generate_presigned_url(
-            "get_object", Params={"Bucket": self.bucket, "Key": self._key(key)}, ExpiresIn=expires
-        )
+    async def url(self, key: str, expires: int = 3600, disposition: str | None = None) -> str | None:
+        """A presigned GET; `disposition` is the Content-Disposition S3 answers it with."""
+        params = {"Bucket": self.bucket, "Key": self._key(key)}
+        if disposition:
+            params["ResponseContentDisposition"] = disposition
+        return await self.client.generate_presigned_url("get_object", Params=params, ExpiresIn=expires)
 
     async def check(self) -> None:
         try:

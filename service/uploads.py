@@ -25,6 +25,7 @@ from service.storage import ObjectWriter, Storage
 MAX_FIELD_BYTES = 64 * 1024
 MAX_FIELDS = 32
 MULTIPART_OVERHEAD = 64 * 1024
+NO_FILE = "send the file in a part named 'file'"
 
 
 @dataclass
@@ -160,13 +161,16 @@ class _State:
         self.part_name = name.decode("utf-8", "replace")
         self.is_file = self.part_name == "file"
         self.part_filename = clean_filename(options.get(b"filename"))
+        if not self.is_file and b"filename" in options:  # a file, whatever its size: say where it goes
+            raise Problem(400, f"the file came in a part named {self.part_name!r}: {NO_FILE}", type="bad-request")
         if self.is_file and (self.upload is not None or self.writer is not None):
             raise Problem(400, "send exactly one part named 'file'", type="bad-request")
 
     async def _field_data(self, data: bytes) -> None:
         self.value += data
         if len(self.value) > MAX_FIELD_BYTES:
-            raise Problem(413, f"field {self.part_name!r} is larger than {MAX_FIELD_BYTES} bytes", type="payload-too-large")
+            raise Problem(413, f"field {self.part_name!r} is larger than {MAX_FIELD_BYTES} bytes "
+                               f"(if it is the file, send it in a part named 'file')", type="payload-too-large")
 
     async def _end_field(self) -> None:
         if len(self.fields) >= MAX_FIELDS:
@@ -220,7 +224,7 @@ class _State:
 
     async def finish(self) -> Upload:
         if self.upload is None:
-            raise Problem(400, "no file: send the file in a part named 'file'", type="bad-request")
+            raise Problem(400, f"no file: {NO_FILE}", type="bad-request")
         self.upload.fields = self.fields
         return self.upload
 

@@ -218,6 +218,8 @@ async def test_exports_stream_csv_to_storage(api, settings, tenant, monkeypatch)
         result = done["result"]
         assert "key" not in result and result["url"].endswith(f"/v1/jobs/{done['id']}/files/{done['id']}.csv")
         assert result["rows"] == 41 and result["name"] == f"events-{first}-{last}.csv"
+        saved_as = (await http.get(result["url"])).headers.get("content-disposition")
+        assert saved_as == f'attachment; filename="events-{first}-{last}.csv"'
         rows = await _csv(http, result["url"])
         assert len(rows) == 41 and result["bytes"] == len(await _download(http, result["url"]))
         stats_rows = await _csv(http, stats["result"]["url"])

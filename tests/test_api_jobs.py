@@ -7,7 +7,7 @@ from pipelines.pipeline import Pipeline, Stage
 from service import ledger
 from service.database import Database
 from tests.support.files import multipart_file, text_pdf
-from tests.support.service import client, new_tenant, running_worker, wait_for_job
+from tests.support.service import client, new_tenant, running_worker, until, wait_for_job
 
 PROBLEM = "application/problem+json"
 
@@ -255,6 +255,58 @@ async def test_failed_job_is_recorded_and_retried(api, settings, tenant):
         assert (await http.post(f"/v1/jobs/{job['id']}/retry")).status_code == 409
     assert done["status"] == "succeeded" and done["attempts"] == 2 and done["error"] is None
     assert attempts == [1, 2]
+
+
+def _statuses(job) -> list[str]:
+    return [stage["status"] for stage in job["stages"]]
+
+
+async def _done_then_fails(run):
+    """Reaches 100% of its own share, then fails: transiently or for good (as the job's
+    metadata says), and succeeds once retried by hand."""
+    await run.progress(1.0)
+    from pipelines.errors import PermanentError, TransientError
+
+    if run.job["metadata"].get("transient"):
+        raise TransientError("the parser is busy", type="busy", retry_after=60)
+    if run.attempt == 1:
+        raise PermanentError("the parser choked", type="corrupt_pdf")
+    return {}
+
+
+def _three_stages():
+    return Pipeline("document", (Stage("store", _read_input), Stage("parse", _done_then_fails),
+                                 Stage("persist", _read_input)), timeout=30)
+
+
+async def test_failed_job_shows_what_was_done_and_skips_later_stages(api, settings, tenant):
+    async with client(api.url, tenant[1]) as http, running_worker(settings, [_three_stages()]):
+        job = (await upload(http)).json()
+        assert job["progress"] == 0
+        failed = await wait_for_job(http, job["id"])
+        assert failed["status"] == "failed" and failed["progress"] == round(1 / 3, 4)  # only `store` finished
+        assert _statuses(failed) == ["succeeded", "failed", "skipped"]
+        assert failed["stages"][2]["started_at"] is None and failed["stages"][2]["finished_at"] is None
+        assert (await http.post(f"/v1/jobs/{job['id']}/retry")).status_code == 202
+        done = await wait_for_job(http, job["id"])
+    assert done["status"] == "succeeded" and done["progress"] == 1
+    assert _statuses(done) == ["succeeded", "succeeded", "succeeded"]  # the skipped stage ran this time
+
+
+async def test_requeued_and_cancelled_jobs_show_what_was_done(api, settings, tenant):
+    async with client(api.url, tenant[1]) as http, running_worker(settings, [_three_stages()]):
+        job = (await upload(http, data={"metadata": '{"transient": true}'})).json()
+
+        async def requeued():
+            body = (await http.get(f"/v1/jobs/{job['id']}")).json()
+            return body if body["status"] == "queued" and body["attempts"] == 1 else None
+
+        waiting = await until(requeued)
+        assert waiting["progress"] == round(1 / 3, 4) and waiting["error"]["type"] == "busy"
+        assert (await http.post(f"/v1/jobs/{job['id']}/cancel")).status_code == 202
+        cancelled = (await http.get(f"/v1/jobs/{job['id']}")).json()
+    assert cancelled["status"] == "cancelled" and cancelled["progress"] == round(1 / 3, 4)
+    assert _statuses(cancelled) == ["succeeded", "cancelled", "skipped"]
 
 
 async def test_repeated_cancel_and_retry_with_an_idempotency_key_get_the_first_answer(api, settings, tenant):

@@ -3,6 +3,7 @@ outcome: the real API, an in-process worker and a webhook receiver checking sign
 
 import json
 from datetime import datetime
+from importlib.metadata import version
 
 import pytest
 
@@ -55,6 +56,7 @@ async def test_one_signed_callback_per_ending(api, settings, tenant, receiver, p
     [request] = receiver.at(f"/cb/{status}")
     assert request.verified, request.problem
     assert request.headers["webhook-id"] == callback["id"]
+    assert request.headers["user-agent"] == f"Conveyor/{version('conveyor')}"
     body = json.loads(request.body)
     assert body["type"] == f"job.{status}"
     assert body["data"] == {"id": job["id"], "kind": "document", "status": status}

@@ -4,12 +4,15 @@ updates, retry and cancel from the page, and no console errors."""
 import asyncio
 import json
 import os
+import re
+import subprocess
 from pathlib import Path
 
 import pytest
 from pydantic import SecretStr
 from playwright.async_api import async_playwright, expect
 
+from pipelines import registry
 from pipelines.errors import JobError
 from pipelines.pipeline import Pipeline, Stage
 from tests.support.files import multipart_file, text_pdf
@@ -53,9 +56,9 @@ async def browser():
         await chromium.close()
 
 
-async def open_page(browser, base_url: str):
+async def open_page(browser, base_url: str, viewport: dict | None = None):
     """A logged-in page that records console errors and failed requests."""
-    context = await browser.new_context(base_url=base_url, viewport={"width": 1280, "height": 900})
+    context = await browser.new_context(base_url=base_url, viewport=viewport or {"width": 1280, "height": 900})
     page = await context.new_page()
     problems: list[str] = []
     page.on("console", lambda message: problems.append(message.text) if message.type == "error" else None)
@@ -230,3 +233,90 @@ async def test_the_session_cookie_is_secure_when_public_url_says_https(settings,
     attributes = [part.strip().lower() for part in response.headers["set-cookie"].split(";")]
     assert "httponly" in attributes and "samesite=strict" in attributes
     assert ("secure" in attributes) == secure
+
+
+TO_THE_SECOND = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC")
+PHONE = {"width": 375, "height": 740}
+
+
+async def _redrawn(page, rows: str) -> None:
+    """Wait until the page's poll has replaced the server-rendered `rows` (JS drew them)."""
+    await page.evaluate(f"document.querySelectorAll('{rows}').forEach((row) => row.dataset.server = '1')")
+    await expect(page.locator(f"{rows}[data-server]")).to_have_count(0)
+    await expect(page.locator(rows)).to_have_count(1)
+
+
+async def test_a_failed_job_reads_plainly_live_in_the_list_and_on_its_page(dashboard, browser, tenant):
+    api, settings = dashboard
+    async with client(api.url, tenant[1]) as http:
+        job_id = await submit(http, flaky=True)
+        page, problems = await open_page(browser, api.url)
+        await page.goto(f"/dashboard/jobs/{job_id}")
+        for box in ("#job-error-box", "#job-result-box", "#job-media"):
+            await expect(page.locator(box)).to_be_hidden()  # nothing to show yet: no empty boxes
+        async with running_worker(settings, [pipeline()]):
+            failed = await wait_for_job(http, job_id)
+        assert failed["status"] == "failed"
+        await expect(page.locator("#job-status")).to_have_text("failed")  # redrawn by the page's poll
+        await expect(page.locator("#job-error")).to_contain_text("the first attempt of this job always fails")
+        await expect(page.locator("#job-result-box")).to_be_hidden()
+        await expect(page.locator('#timeline li[data-stage="wait"] .status')).to_have_text("skipped")
+        finished = page.locator("#job-finished time")
+        await expect(finished).to_have_attribute("title", failed["finished_at"])
+        assert TO_THE_SECOND.fullmatch(await finished.text_content())
+
+        await page.goto("/dashboard/")
+        await _redrawn(page, f'#failed tr[data-job-id="{job_id}"]')
+        row = page.locator(f'#failed tr[data-job-id="{job_id}"]')
+        await expect(row.locator(".error-type")).to_have_text("flaky")
+        await expect(page.locator("#failed th").nth(4)).to_have_text("Error")
+        created = row.locator("time")
+        await expect(created).to_have_attribute("title", failed["created_at"])
+        assert TO_THE_SECOND.fullmatch(await created.text_content())
+    assert problems == []
+
+
+async def test_a_video_job_shows_its_thumbnail_and_renditions(dashboard, browser, tenant, tmp_path):
+    api, settings = dashboard
+    source = tmp_path / "clip.mp4"
+    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc=s=256x144:r=10:d=1",
+                    "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", str(source)], check=True, timeout=60)
+    [video] = [pipeline for pipeline in registry.pipelines(settings) if pipeline.kind == "video"]
+    async with client(api.url, tenant[1]) as http, running_worker(settings, [video]):
+        response = await http.post("/v1/videos", files={"file": ("clip.mp4", source.read_bytes(), "video/mp4")},
+                                   data={"renditions": "144p"})
+        assert response.status_code == 202, response.text
+        done = await wait_for_job(http, response.json()["id"], timeout=120)
+        assert done["status"] == "succeeded", done
+        page, problems = await open_page(browser, api.url)
+        await page.goto(f"/dashboard/jobs/{done['id']}")
+        await expect(page.locator("#job-media")).to_be_visible()
+        thumbnail = page.locator("#job-thumbnail")
+        await expect(thumbnail).to_have_js_property("complete", True)
+        await expect(thumbnail).to_have_js_property("naturalWidth", done["result"]["thumbnail"]["width"])
+        link = page.locator("#job-renditions a")
+        await expect(link).to_have_text("144p")
+        fetched = await page.request.get(await link.get_attribute("href"))  # with the admin's session
+        from_api = await http.get(done["result"]["renditions"][0]["url"])  # with the tenant's key
+        assert fetched.status == 200 and fetched.headers["content-type"] == "video/mp4"
+        assert await fetched.body() == from_api.content and from_api.status_code == 200
+        await expect(page.locator("#job-result")).to_contain_text(done["result"]["renditions"][0]["url"])
+        refused = await http.get(await link.get_attribute("href"))  # a tenant's key is not the admin's
+    assert refused.status_code == 401
+    assert problems == []
+
+
+async def test_pages_fit_a_phone(dashboard, browser, tenant):
+    api, settings = dashboard
+    async with client(api.url, tenant[1]) as http, running_worker(settings, [pipeline()]):
+        failed = await submit(http, flaky=True)
+        await wait_for_job(http, failed)
+        succeeded = await submit(http)
+        await wait_for_job(http, succeeded)
+    page, problems = await open_page(browser, api.url, viewport=PHONE)
+    for path in ("/dashboard/", f"/dashboard/jobs/{failed}", f"/dashboard/jobs/{succeeded}"):
+        await page.goto(path)
+        await page.wait_for_load_state("networkidle")
+        width = await page.evaluate("document.documentElement.scrollWidth")
+        assert width <= PHONE["width"], (path, width)
+    assert problems == []

@@ -237,3 +237,26 @@ async def test_events_need_a_key_or_token(api, tenant, path):
         method = anonymous.post if path.endswith("token") else anonymous.get
         response = await method(path.format(job=job_id))
     assert response.status_code == 401
+
+
+async def test_hanging_up_mid_read_leaves_no_transaction_open(api, tenant, redis_server, caplog):
+    """A client that hangs up as soon as the final event arrives cancels the relay while it
+    reads the ledger: its read-only transaction must still end cleanly (asyncpg logs
+    "Resetting connection with an active transaction" for one left open)."""
+    redis = Redis.from_url(redis_server.url)
+    async with client(api.url, tenant[1]) as http:
+        for _ in range(20):
+            job_id = await upload(http)
+            async with http.stream("GET", f"/v1/jobs/{job_id}/events") as response:
+                lines = response.aiter_lines()
+                async for line in lines:
+                    if line.startswith("data:"):  # the snapshot: the relay now waits on Redis
+                        break
+                final = {"type": "status", "status": "succeeded", "job_id": job_id}
+                await events.publish(redis, job_id, final)  # the ledger still says queued: it reads on
+                async for line in lines:
+                    if line.startswith("data:"):
+                        break  # hang up at once
+        await asyncio.sleep(0.5)
+    await redis.aclose()
+    assert "active transaction" not in caplog.text

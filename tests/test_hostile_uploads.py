@@ -61,6 +61,16 @@ async def test_malformed_multipart_is_400(api, tenant, body):
     assert response.headers["content-type"] == PROBLEM
 
 
+@pytest.mark.parametrize("size", [1_000, 200_000])
+async def test_a_file_in_a_misnamed_part_is_told_where_it_goes(api, tenant, size):
+    pdf = numbered_pdf(1)
+    content = pdf + b"%" * (size - len(pdf)) if size > len(pdf) else pdf
+    async with client(api.url, tenant[1]) as http:
+        response = await http.post("/v1/documents", files={"document": ("cv.pdf", content, "application/pdf")})
+    assert response.status_code == 400 and response.headers["content-type"] == PROBLEM
+    assert "the file came in a part named 'document': send the file in a part named 'file'" in response.json()["detail"]
+
+
 async def test_an_html_pdf_polyglot_is_refused(api, tenant):
     """A file that opens as HTML in a browser and as a PDF in a reader is refused (415): a
     PDF header may only follow a BOM or blank lines, never markup."""

@@ -187,9 +187,14 @@ async def test_invalid_requests_are_precise_422s(api, tenant):
         not_json = await http.post("/v1/notifications", content=b"channel=email", headers={"content-type": "application/json"})
         not_declared_json = await http.post("/v1/notifications", content=b"{}", headers={"content-type": "text/plain"})
         not_object = await http.post("/v1/notifications", json=["email"])
+        malformed = await http.post("/v1/notifications", content=b'{"channel": "email",}',
+                                    headers={"content-type": "application/json"})
         listed = (await http.get("/v1/jobs", params={"kind": "notification"})).json()["items"]
-    assert not_json.status_code == not_object.status_code == 400
+    assert not_json.status_code == not_object.status_code == malformed.status_code == 400
     assert not_declared_json.status_code == 415
+    assert malformed.headers["content-type"] == PROBLEM
+    assert malformed.json()["detail"] == "the body is not valid JSON: Expecting property name enclosed in double " \
+                                         "quotes: line 1 column 21 (char 20)"
     assert listed == []
 
 

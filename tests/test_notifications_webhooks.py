@@ -4,6 +4,7 @@ import base64
 import json
 import random
 from datetime import datetime, timezone
+from importlib.metadata import version
 
 import pytest
 
@@ -68,6 +69,7 @@ async def test_delivery_is_signed_and_verified_by_the_receiver(receiver, secret)
     [received] = receiver.at("hooks/ok")
     assert status == 200 and received.verified and received.body == BODY
     assert received.headers["webhook-id"] == "msg_ok" and received.headers["content-type"] == "application/json"
+    assert received.headers["user-agent"] == f"Conveyor/{version('conveyor')}"
 
 
 async def test_a_retry_keeps_the_webhook_id_and_signs_afresh(receiver, secret):

@@ -2,6 +2,8 @@
 over OTLP/HTTP to a local receiver), and Sentry events with job tags (to a local ingest)."""
 
 import json
+import subprocess
+import sys
 
 import pytest
 import sentry_sdk
@@ -64,6 +66,30 @@ async def test_logs_carry_the_job_context(isolated, capfd):
         assert line["kind"] == "document" and line["attempt"] == 1 and line["tenant"]
     ended = next(line for line in lines if line.get("event") == "job ended" and line.get("job_id") == job_id)
     assert ended["status"] == "succeeded" and "stage" not in ended
+
+
+async def test_a_job_that_fails_for_good_is_logged_as_a_warning(isolated, capfd):
+    settings = isolated(log_json=True, log_level="WARNING")
+    _, key = await new_tenant(settings)
+    crashing = Pipeline("document", (Stage("store", _crash),), timeout=30)
+    async with ApiServer(settings) as api, client(api.url, key) as http, running_worker(settings, [crashing]):
+        job_id = await upload(http)
+        assert (await wait_for_job(http, job_id))["status"] == "failed"
+    lines = [json.loads(line) for line in capfd.readouterr().err.splitlines() if line.startswith("{")]
+    failed = [line for line in lines if line.get("event") == "job failed" and line.get("job_id") == job_id]
+    assert len(failed) == 1
+    assert failed[0]["level"] == "warning" and failed[0]["kind"] == "document"
+    assert failed[0]["error_type"] == "internal_error"
+    cause = [line for line in lines if line.get("job_id") == job_id and "the stage fell over" in json.dumps(line)]
+    assert cause, "the exception's own text stays in the logs (the job's error is written for the tenant)"
+
+
+def test_console_logs_have_no_colours_when_not_a_terminal():
+    script = ("from service.config import Settings; from service.logs import configure_logging; import structlog; "
+              "configure_logging(Settings(log_json=False)); structlog.get_logger('t').warning('plain', n=1)")
+    ended = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert "plain" in ended.stderr and "n=1" in ended.stderr, ended.stderr
+    assert "\x1b[" not in ended.stderr
 
 
 async def test_spans_from_request_through_enqueue_to_each_stage(isolated, receiver, monkeypatch):

@@ -77,8 +77,11 @@ async def test_upload_file_and_presigned_url(s3, tmp_path):
     source.write_bytes(b"rendition")
     assert await s3.upload("t/c/720p.mp4", source, "video/mp4") == 9
     url = await s3.url("t/c/720p.mp4")
+    download = await s3.url("t/c/720p.mp4", disposition='attachment; filename="clip.mp4"')
     async with httpx.AsyncClient() as http:
         assert (await http.get(url)).content == b"rendition"
+        saved = await http.get(download)
+    assert saved.content == b"rendition" and saved.headers["content-disposition"] == 'attachment; filename="clip.mp4"'
 
 
 def test_file_keys_cannot_escape_the_root(tmp_path):

@@ -195,7 +195,7 @@ async def test_bad_inputs_are_refused_precisely(api, worker_settings, tenant, vi
     assert ended["audio_only"]["error"] == {"type": "no_video_stream", "message": "the file has no video stream"}
     for job in ended.values():  # refused before any CPU went to transcoding
         assert [(stage["name"], stage["status"]) for stage in job["stages"]] == [
-            ("probe", "failed"), ("transcode", "queued")]
+            ("probe", "failed"), ("transcode", "skipped")]
     assert leftover_temp_files(worker_settings) == []
 
 
@@ -206,7 +206,7 @@ async def test_an_absurd_video_fails_before_transcoding(api, worker_settings, te
         failed = await wait_for_job(http, job["id"])
     assert failed["status"] == "failed"
     assert failed["error"] == {"type": "video_too_long", "message": "the video lasts 3 s; the limit is 2 s"}
-    assert failed["stages"][1]["status"] == "queued"
+    assert failed["stages"][1]["status"] == "skipped"  # never started
 
 
 async def _wait_for_ffmpeg(http: httpx.AsyncClient, job_id: str) -> None:

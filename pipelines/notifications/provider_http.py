@@ -12,6 +12,7 @@ import httpx
 from pydantic import SecretStr
 
 from pipelines.errors import PermanentError, TransientError
+from service import outbound
 
 PROVIDER_TIMEOUT = httpx.Timeout(15.0, connect=5.0)
 
@@ -66,7 +67,7 @@ async def provider_client(client: httpx.AsyncClient | None) -> AsyncIterator[htt
     if client is not None:
         yield client
         return
-    async with httpx.AsyncClient(timeout=PROVIDER_TIMEOUT) as own:
+    async with httpx.AsyncClient(timeout=PROVIDER_TIMEOUT, headers=outbound.HEADERS) as own:
         yield own
 
 

@@ -22,6 +22,7 @@ import httpx
 import idna
 
 from pipelines.errors import PermanentError, TransientError
+from service import outbound
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Resolver = Callable[[str, int], Awaitable[list[str]]]
@@ -212,4 +213,5 @@ def guarded_client(
     # every connection it opens (httpcore 1.x, pinned).
     pool = transport._pool
     pool._network_backend = GuardedBackend(AllowList(allowed_hosts), pool._network_backend, resolver)
-    return httpx.AsyncClient(transport=transport, timeout=timeout, follow_redirects=False, trust_env=False)
+    return httpx.AsyncClient(transport=transport, timeout=timeout, follow_redirects=False, trust_env=False,
+                             headers=outbound.HEADERS)

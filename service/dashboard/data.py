@@ -5,8 +5,10 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import asdict
+from urllib.parse import quote
 
 from service import ledger, monitoring
+from service.files import file_name
 from service.views import job_view
 
 JOB_LIST_LIMIT = 50
@@ -82,4 +84,33 @@ async def job_detail(state, job_id: uuid.UUID) -> dict | None:
         if row is None:
             return None
         stages = (await ledger.get_stages(conn, [job_id])).get(job_id, [])
-    return job_view(row, stages) | {"tenant": row["tenant"], "queue": row["queue"], "worker_id": row["worker_id"]}
+    return job_view(row, stages) | {"tenant": row["tenant"], "queue": row["queue"], "worker_id": row["worker_id"],
+                                    "media": media(job_id, row["result"])}
+
+
+async def job_result(state, job_id: uuid.UUID) -> dict | None:
+    async with state.db.read(follow=(f"job:{job_id}",)) as conn:
+        return await conn.fetchval("SELECT result FROM jobs WHERE id = $1", job_id)
+
+
+def to_second(value: str | None) -> str:
+    """An ISO 8601 UTC time as people read it: to the second (`2026-05-03 12:00:07 UTC`)."""
+    return f"{value[:19].replace('T', ' ')} UTC" if value else ""
+
+
+def media(job_id: uuid.UUID, result: object) -> dict | None:
+    """A video's thumbnail and renditions as the job page shows them, served by the
+    dashboard itself (same origin, the admin's session; the API's links need the tenant's
+    key); None for a result without renditions."""
+    if not isinstance(result, dict) or not isinstance(result.get("renditions"), list):
+        return None
+
+    def link(entry: object) -> str | None:
+        if not isinstance(entry, dict) or not isinstance(entry.get("key"), str):
+            return None
+        return f"/dashboard/jobs/{job_id}/files/{quote(file_name(entry['key']))}"
+
+    renditions = [{"name": str(entry.get("name", "")), "width": entry.get("width"), "height": entry.get("height"),
+                   "bytes": entry.get("bytes"), "url": link(entry)}
+                  for entry in result["renditions"] if link(entry)]
+    return {"thumbnail": link(result.get("thumbnail")), "renditions": renditions}

@@ -12,12 +12,14 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from service.dashboard import access, data
+from service.files import file_response, link_files
 from service.problems import Problem
 from service.routes import jobs
 from service.views import job_view
 
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=HERE / "templates")
+templates.env.filters["to_second"] = data.to_second
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; form-action 'self'",
     "X-Content-Type-Options": "nosniff",
@@ -86,10 +88,11 @@ async def overview_json(request: Request) -> JSONResponse:
 
 
 async def _detail(request: Request) -> dict:
+    """The job as the page shows it; its result's files linked as the API links them."""
     job = await data.job_detail(request.app.state, jobs.path_job_id(request))
     if job is None:
         raise jobs.not_found()
-    return job
+    return await link_files(request, job)
 
 
 async def job_page(request: Request) -> Response:
@@ -101,6 +104,15 @@ async def job_page(request: Request) -> Response:
 async def job_json(request: Request) -> JSONResponse:
     await access.require_admin(request)
     return JSONResponse(await _detail(request), headers=SECURITY_HEADERS)
+
+
+async def job_file(request: Request) -> Response:
+    """A file the job's result lists (a thumbnail, a rendition), for the admin's browser."""
+    await access.require_admin(request)
+    result = await data.job_result(request.app.state, jobs.path_job_id(request))
+    response = await file_response(request, result, request.path_params["name"])
+    response.headers.update(SECURITY_HEADERS)
+    return response
 
 
 def _action(steer):
@@ -124,6 +136,7 @@ def mount() -> Mount:
         Route("/logout", logout, methods=["POST"]),
         Route("/logout-everywhere", logout_everywhere, methods=["POST"]),
         Route("/jobs/{job_id}", job_page, methods=["GET"]),
+        Route("/jobs/{job_id}/files/{name}", job_file, methods=["GET"]),
         Route("/api/overview", overview_json, methods=["GET"]),
         Route("/api/jobs/{job_id}", job_json, methods=["GET"]),
         Route("/api/jobs/{job_id}/retry", _action(jobs.retry), methods=["POST"]),

@@ -10,10 +10,9 @@ from starlette.responses import JSONResponse, StreamingResponse
 from service import callbacks, events, idempotency, ledger, queue
 from service.auth import authenticate
 from service.consistency import requested_lsn
-from service.files import find_file, link_files
+from service.files import file_response, link_files
 from service.openapi import COMMON_ERRORS, JOB_ID, STATUS, json_body, problem
 from service.problems import Problem
-from service.ranges import byte_range
 from service.validation import check_storable
 from service.views import VIEW_COLUMNS, job_location, job_view
 
@@ -60,20 +59,9 @@ async def get_job_file(request: Request) -> StreamingResponse:
     job_id = path_job_id(request)
     async with request.app.state.db.read(follow=follow(tenant.id, job_id)) as conn:
         job = await ledger.get_job(conn, tenant.id, job_id)
-    entry = find_file(job["result"], request.path_params["name"]) if job is not None else None
-    storage = request.app.state.storage
-    size = await storage.size(entry["key"]) if entry is not None else None
-    if size is None:
+    if job is None:
         raise Problem(404, "no such file", type="not-found")
-    media_type = entry.get("content_type", "application/octet-stream")
-    headers = {"Accept-Ranges": "bytes", "Content-Length": str(size)}
-    span = None if "if-range" in request.headers else byte_range(request.headers.get("range"), size)
-    if span is None:
-        return StreamingResponse(storage.read(entry["key"]), media_type=media_type, headers=headers)
-    first, last = span
-    headers |= {"Content-Length": str(last - first + 1), "Content-Range": f"bytes {first}-{last}/{size}"}
-    return StreamingResponse(storage.read(entry["key"], first, last - first + 1), status_code=206,
-                             media_type=media_type, headers=headers)
+    return await file_response(request, job["result"], request.path_params["name"])
 
 
 def query_int(request: Request, name: str, default: int, low: int, high: int) -> int:

@@ -26,6 +26,7 @@ from pydantic import ValidationError
 from pipelines.documents.extract.rate_limit import RateLimiter
 from pipelines.documents.extract.schema import ResumeFields
 from pipelines.errors import JobError, PermanentError, TransientError
+from service import outbound
 
 RETRYABLE_STATUS = {408, 409, 429}
 
@@ -63,7 +64,7 @@ class LLMExtractor(abc.ABC):
         self.max_tokens = max_tokens
         self.max_input_chars = max_input_chars
         self.limiter = limiter
-        self._http = httpx.AsyncClient(base_url=base_url.rstrip("/") + "/", headers=headers)
+        self._http = httpx.AsyncClient(base_url=base_url.rstrip("/") + "/", headers=outbound.HEADERS | headers)
 
     async def aclose(self) -> None:
         await self._http.aclose()

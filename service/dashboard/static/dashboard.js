@@ -14,6 +14,9 @@ function el(tag, attributes, ...children) {
 const percent = (value) => `${(value * 100).toFixed(1)}%`;
 const seconds = (value) => `${value.toFixed(1)} s`;
 const statusBadge = (status) => el("span", { class: `status status-${status}` }, status);
+// A time to the second, as the server renders it; the full value in its title.
+const toSecond = (iso) => (iso ? `${iso.slice(0, 19).replace("T", " ")} UTC` : "");
+const when = (iso) => el("time", iso ? { datetime: iso, title: iso } : {}, toSecond(iso));
 const jobLink = (id) => el("a", { href: `/dashboard/jobs/${id}` }, el("code", {}, id.slice(0, 8)));
 
 function setText(id, text) {
@@ -26,11 +29,13 @@ function fillRows(tbody, items, render, emptyText, columns) {
   tbody.replaceChildren(...rows);
 }
 
-function jobRow(job) {
-  return el("tr", { "data-job-id": job.id },
-    el("td", {}, jobLink(job.id)), el("td", {}, job.tenant), el("td", {}, job.kind),
-    el("td", {}, statusBadge(job.status)), el("td", {}, percent(job.progress)), el("td", {}, job.stage || ""),
-    el("td", {}, job.attempts), el("td", {}, el("time", {}, job.created_at)));
+function jobRow(job, withError) {
+  const row = el("tr", { "data-job-id": job.id },
+    el("td", {}, jobLink(job.id)), el("td", {}, job.tenant), el("td", {}, job.kind), el("td", {}, statusBadge(job.status)));
+  if (withError) row.append(el("td", { class: "error-type" }, job.error ? job.error.type : ""));
+  row.append(el("td", {}, percent(job.progress)), el("td", {}, job.stage || ""), el("td", {}, job.attempts),
+    el("td", {}, when(job.created_at)));
+  return row;
 }
 
 function queueRow(queue) {
@@ -56,13 +61,29 @@ function renderOverview(data) {
   fillRows(document.querySelector("#queues tbody"), data.queues, queueRow, "No queues", 5);
   fillRows(document.querySelector("#workers tbody"), data.workers, workerRow, "No worker has a fresh heartbeat", 5);
   fillRows(document.querySelector("#recent tbody"), data.recent, jobRow, "No jobs", 8);
-  fillRows(document.querySelector("#failed tbody"), data.failed, jobRow, "No jobs", 8);
+  fillRows(document.querySelector("#failed tbody"), data.failed, (job) => jobRow(job, true), "No jobs", 9);
 }
 
 function stageItem(stage) {
   return el("li", { class: `stage status-${stage.status}`, "data-stage": stage.name },
     el("strong", {}, stage.name), " ", statusBadge(stage.status), " ",
-    el("time", {}, stage.started_at || ""), " \u2192 ", el("time", {}, stage.finished_at || ""));
+    when(stage.started_at), " \u2192 ", when(stage.finished_at));
+}
+
+function showBox(boxId, preId, value) {
+  document.getElementById(boxId).hidden = !value;
+  setText(preId, value ? JSON.stringify(value, null, 2) : "");
+}
+
+function renderMedia(media) {
+  document.getElementById("job-media").hidden = !media;
+  const thumbnail = document.getElementById("job-thumbnail");
+  const src = media && media.thumbnail;
+  thumbnail.hidden = !src;
+  if (src && thumbnail.getAttribute("src") !== src) thumbnail.setAttribute("src", src);
+  const items = ((media && media.renditions) || []).map((rendition) => el("li", {},
+    el("a", { href: rendition.url }, rendition.name), ` ${rendition.width}\u00d7${rendition.height}, ${rendition.bytes} bytes`));
+  document.getElementById("job-renditions").replaceChildren(...items);
 }
 
 function renderJob(job) {
@@ -72,9 +93,10 @@ function renderJob(job) {
   setText("job-progress", percent(job.progress));
   setText("job-stage", job.stage || "");
   setText("job-attempts", job.attempts);
-  setText("job-finished", job.finished_at || "");
-  setText("job-error", job.error ? JSON.stringify(job.error, null, 2) : "");
-  setText("job-result", job.result ? JSON.stringify(job.result, null, 2) : "");
+  document.getElementById("job-finished").replaceChildren(when(job.finished_at));
+  showBox("job-error-box", "job-error", job.error);
+  showBox("job-result-box", "job-result", job.result);
+  renderMedia(job.media);
   const timeline = document.getElementById("timeline");
   if (job.stages.length) timeline.replaceChildren(...job.stages.map(stageItem));
   document.getElementById("retry").disabled = !["failed", "cancelled"].includes(job.status);
