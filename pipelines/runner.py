@@ -22,11 +22,10 @@ from arq import Retry
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from structlog.contextvars import bound_contextvars
 
-from pipelines.errors import UNEXPECTED_ERROR, JobError, TransientError, dependency_error
 from pipelines.pipeline import Pipeline, Skip, Stage
 from pipelines.resources import Resources
 from service import callbacks, error_reports, events, ledger, metrics, tracing
-from service.errors import DependencyUnavailable
+from service.errors import UNEXPECTED_ERROR, DependencyUnavailable, JobError, TransientError, dependency_error
 from service.file_modes import make_private_dirs
 
 log = structlog.get_logger("conveyor.runner")

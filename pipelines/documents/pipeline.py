@@ -32,9 +32,9 @@ from pipelines.documents.extract import ResumeFields, extract_document
 from pipelines.documents.ocr.textract import request_token_for
 from pipelines.documents.pages import DocumentPages, PageLimits
 from pipelines.documents.text import document_text, page_limited, store_text, text_result
-from pipelines.errors import PermanentError
 from pipelines.pipeline import Pipeline, Skip, Stage
 from service import documents
+from service.errors import PermanentError
 from service.file_modes import private_opener
 from service.storage import ObjectNotFound, S3Storage
 

@@ -6,14 +6,35 @@ configured on this server" is a clear 422 at request time instead of a failed jo
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-from pipelines.errors import PermanentError
 from service.config import Settings
+from service.errors import PermanentError
+from service.ratelimit import Rate
 
 Channel = Literal["email", "sms", "push", "webhook"]
 CHANNELS: tuple[Channel, ...] = ("email", "sms", "push", "webhook")
+
+# Conservative provider defaults: Twilio long codes take ~1 SMS/s; the rest are generous.
+DEFAULT_RATES: dict[str, Rate] = {
+    "email": Rate(10, 20),
+    "sms": Rate(1, 5),
+    "push": Rate(100, 200),
+    "webhook": Rate(50, 100),
+}
+RATES_PREFIX = "conveyor:ratelimit:"  # the channels' buckets, shared by every worker
+
+
+def configured_rates(overrides: Mapping[str, tuple[float, int | None]]) -> dict[str, Rate]:
+    """DEFAULT_RATES with the operator's (per second, burst) overrides; no burst keeps the default's."""
+    rates = dict(DEFAULT_RATES)
+    for channel, (per_second, burst) in overrides.items():
+        default = DEFAULT_RATES.get(channel)
+        rates[channel] = Rate(per_second, burst or (default.burst if default else 1))
+    return rates
+
 
 _REQUIRED: dict[str, tuple[str, ...]] = {
     "email": ("smtp_url",),

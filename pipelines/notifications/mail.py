@@ -25,8 +25,8 @@ from urllib.parse import unquote, urlsplit
 
 import aiosmtplib
 
-from pipelines.errors import PermanentError, TransientError
 from service.config import Settings
+from service.errors import PermanentError, TransientError
 
 from .channels import Delivery, require_channel
 from .templates import RenderedEmail, render_email

@@ -21,10 +21,9 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from pipelines.errors import JobError, PermanentError, TransientError
 from pipelines.pipeline import Pipeline, Stage
 from service import callbacks
-from service.errors import DependencyUnavailable
+from service.errors import DependencyUnavailable, JobError, PermanentError, TransientError
 from service.ledger import Fenced
 from service.tenants import webhook_secrets
 
