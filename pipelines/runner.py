@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import random
 import shutil
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -26,7 +25,7 @@ from pipelines.pipeline import Pipeline, Skip, Stage
 from pipelines.resources import Resources
 from service import callbacks, error_reports, events, ledger, metrics, tracing
 from service.errors import UNEXPECTED_ERROR, DependencyUnavailable, JobError, TransientError, dependency_error
-from service.file_modes import make_private_dirs
+from service.file_modes import make_scratch_dir
 
 log = structlog.get_logger("conveyor.runner")
 
@@ -73,10 +72,7 @@ class JobRun:
         """This attempt's private scratch directory, made on first use and removed when the
         attempt ends however it ends (success, failure, timeout, cancel, shutdown)."""
         if self._workdir is None:
-            root = self.settings.work_dir
-            if root:
-                make_private_dirs(Path(root))
-            self._workdir = Path(tempfile.mkdtemp(prefix=f"conveyor-{self.job_id}-", dir=root))
+            self._workdir = make_scratch_dir(self.settings.work_dir, prefix=f"conveyor-{self.job_id}-")
         return self._workdir
 
     async def checkpoint(self, data: dict) -> None:
