@@ -8,14 +8,9 @@ Recording deliveries and scheduling retries is the caller's job.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
-from typing import Any, Protocol
-
-from service.config import Settings
-
 from .bulk import Outcome, fan_out
 from .channels import (
-    CHANNELS, DEFAULT_RATES, Delivery, channel_configured, configured_rates, missing_settings, push_provider,
+    CHANNELS, DEFAULT_RATES, Delivery, Sender, channel_configured, configured_rates, missing_settings, push_provider,
     require_channel,
 )
 from .mail import send_email
@@ -24,10 +19,6 @@ from .sms import send_sms
 from .ssrf import check_destination, guarded_client, validate_url
 from .templates import TEMPLATES, render_email, render_short, validate
 from .webhooks import event_body, generate_secret, next_retry_delay, send_webhook, sign, verify
-
-
-class Sender(Protocol):
-    def __call__(self, settings: Settings, *, to: str, template: str, data: dict[str, Any], key: str) -> Awaitable[Delivery]: ...
 
 
 # Channels whose message comes from a template; webhooks carry the event JSON instead.

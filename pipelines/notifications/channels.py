@@ -6,13 +6,16 @@ configured on this server" is a clear 422 at request time instead of a failed jo
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from service.config import Settings
 from service.errors import PermanentError
 from service.ratelimit import Rate
+
+if TYPE_CHECKING:
+    import httpx
 
 Channel = Literal["email", "sms", "push", "webhook"]
 CHANNELS: tuple[Channel, ...] = ("email", "sms", "push", "webhook")
@@ -53,6 +56,16 @@ class Delivery:
     provider: str
     recipient: str
     message_id: str
+
+
+class Sender(Protocol):
+    """How every templated channel (email, SMS, push) sends: render `template` with `data`
+    for one recipient and hand it to the provider once per delivery `key`; `client` is the
+    worker's HTTP client, for providers reached over HTTP. Raises PermanentError or
+    TransientError. Webhooks carry an event, not a template, and are sent apart."""
+
+    def __call__(self, settings: Settings, *, to: str, template: str, data: dict[str, Any], key: str,
+                 client: httpx.AsyncClient | None = None) -> Awaitable[Delivery]: ...
 
 
 def _missing(settings: Settings, provider: str) -> list[str]:
