@@ -24,7 +24,7 @@ from structlog.contextvars import bound_contextvars
 from pipelines.pipeline import Pipeline, Skip, Stage
 from pipelines.resources import Resources
 from service import callbacks, error_reports, events, ledger, metrics, tracing
-from service.errors import UNEXPECTED_ERROR, DependencyUnavailable, JobError, TransientError, dependency_error
+from service.errors import UNEXPECTED_ERROR, DependencyUnavailable, JobError, TransientError
 from service.file_modes import make_scratch_dir
 
 log = structlog.get_logger("conveyor.runner")
@@ -264,11 +264,9 @@ async def _attempt(run: JobRun, job_id: str, job_try: int) -> None:
         resources.cancelling.discard(job_id)
 
 
-async def _retry_or_fail(run: JobRun, exc: Exception, job_try: int) -> None:
-    if isinstance(exc, TransientError):
-        error, hint = exc.as_dict(), exc.retry_after
-    else:
-        error, hint = dependency_error(exc.dependency), None
+async def _retry_or_fail(run: JobRun, exc: TransientError | DependencyUnavailable, job_try: int) -> None:
+    error = exc.as_dict()  # a dependency of ours names only the dependency, not its hosts
+    hint = exc.retry_after if isinstance(exc, TransientError) else None
     if run.attempt >= run.job["max_tries"]:
         error["message"] += f" (gave up after {run.attempt} tries)"
         await _finish(run, "failed", error=error)

@@ -68,13 +68,8 @@ class DependencyUnavailable(ConveyorError):
         self.retry_after = retry_after
 
     def as_dict(self) -> dict[str, str]:
-        return dependency_error(self.dependency)
+        return {"type": self.type, "message": f"{self.dependency} is unavailable; the job is retried"}
 
 
 UNEXPECTED_ERROR = {"type": "internal_error",
                     "message": "the job stopped on an unexpected error; the details are in the service's logs"}
-
-
-def dependency_error(dependency: str) -> dict[str, str]:
-    """A job's error when one of our own dependencies (database, Redis, storage) is down."""
-    return {"type": "dependency_unavailable", "message": f"{dependency} is unavailable; the job is retried"}
