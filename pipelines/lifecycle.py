@@ -22,7 +22,7 @@ from pipelines.dispatch import Dispatcher
 from pipelines.documents.tools import DocumentTools
 from pipelines.maintenance import liveness
 from pipelines.maintenance.reconciler import reconcile_forever
-from pipelines.notifications.ratelimit import RateLimiter, configured_rates
+from pipelines.notifications.channels import RATES_PREFIX, configured_rates
 from pipelines.notifications.ssrf import guarded_client
 from pipelines.pipeline import Pipeline
 from pipelines.resources import Resources
@@ -32,6 +32,7 @@ from service import metrics, observability, outbound
 from service.config import Settings
 from service.database import Database
 from service.queue import deserialize, redis_settings, serialize
+from service.ratelimit import RateLimiter
 from service.storage import open_storage
 
 ARQ_MAX_TRIES = 10_000  # the ledger counts tries (crashes included) and decides when to stop
@@ -68,7 +69,7 @@ async def open_resources(settings: Settings, redis) -> Resources:
         http=httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=5.0), follow_redirects=False,
                                headers=outbound.HEADERS),
         webhooks=guarded_client(settings.callback_allowed_hosts, timeout=settings.webhook_timeout),
-        limiter=RateLimiter(redis, configured_rates(settings.channel_rates())),
+        limiter=RateLimiter(redis, configured_rates(settings.channel_rates()), prefix=RATES_PREFIX, max_wait=60.0),
         documents=DocumentTools.open(settings, redis),
     )
 

@@ -14,13 +14,13 @@ import httpx
 from arq.connections import ArqRedis
 
 from pipelines.ledger_writes import LedgerWrites
-from pipelines.notifications.ratelimit import RateLimiter
 from pipelines.parking import Parking
 from pipelines.videos.transcode import transcode_slots
 from service.config import Settings
 from service.database import Database
 from service.events import Publisher
 from service.monitoring import FinishedCounter
+from service.ratelimit import RateLimiter
 from service.storage import Storage
 
 if TYPE_CHECKING:

@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import random
 import shutil
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -22,12 +21,11 @@ from arq import Retry
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from structlog.contextvars import bound_contextvars
 
-from pipelines.errors import UNEXPECTED_ERROR, JobError, TransientError, dependency_error
 from pipelines.pipeline import Pipeline, Skip, Stage
 from pipelines.resources import Resources
 from service import callbacks, error_reports, events, ledger, metrics, tracing
-from service.errors import DependencyUnavailable
-from service.file_modes import make_private_dirs
+from service.errors import UNEXPECTED_ERROR, DependencyUnavailable, JobError, TransientError
+from service.file_modes import make_scratch_dir
 
 log = structlog.get_logger("conveyor.runner")
 
@@ -74,10 +72,7 @@ class JobRun:
         """This attempt's private scratch directory, made on first use and removed when the
         attempt ends however it ends (success, failure, timeout, cancel, shutdown)."""
         if self._workdir is None:
-            root = self.settings.work_dir
-            if root:
-                make_private_dirs(Path(root))
-            self._workdir = Path(tempfile.mkdtemp(prefix=f"conveyor-{self.job_id}-", dir=root))
+            self._workdir = make_scratch_dir(self.settings.work_dir, prefix=f"conveyor-{self.job_id}-")
         return self._workdir
 
     async def checkpoint(self, data: dict) -> None:
@@ -269,11 +264,9 @@ async def _attempt(run: JobRun, job_id: str, job_try: int) -> None:
         resources.cancelling.discard(job_id)
 
 
-async def _retry_or_fail(run: JobRun, exc: Exception, job_try: int) -> None:
-    if isinstance(exc, TransientError):
-        error, hint = exc.as_dict(), exc.retry_after
-    else:
-        error, hint = dependency_error(exc.dependency), None
+async def _retry_or_fail(run: JobRun, exc: TransientError | DependencyUnavailable, job_try: int) -> None:
+    error = exc.as_dict()  # a dependency of ours names only the dependency, not its hosts
+    hint = exc.retry_after if isinstance(exc, TransientError) else None
     if run.attempt >= run.job["max_tries"]:
         error["message"] += f" (gave up after {run.attempt} tries)"
         await _finish(run, "failed", error=error)

@@ -12,7 +12,7 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 
-from pipelines.errors import PermanentError
+from service.errors import PermanentError
 
 PROBE_TIMEOUT = 10.0
 OCR_LANGUAGE = "eng"  # the language TesseractOCR reads

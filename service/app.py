@@ -18,7 +18,7 @@ from service.consistency import ConsistencyMiddleware
 from service.dashboard import routes as dashboard
 from service.database import Database
 from service.job_inserts import JobInserts
-from service.limits import BUCKET_PREFIX, RateLimitMiddleware
+from service.ratelimit_middleware import BUCKET_PREFIX, RateLimitMiddleware
 from service.observability import RequestObserver
 from service.problems import EXCEPTION_HANDLERS
 from service.ratelimit import TokenBucket

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import re
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
@@ -71,6 +72,17 @@ def next_tick(cadence: str, after: datetime) -> datetime | None:
 
     fields = cron_fields(cadence)
     return None if fields is None else next_cron(after, **fields, microsecond=0)
+
+
+@dataclass(frozen=True)
+class PoolSettings:
+    """One server's connection pool: the primary's from `DB_*`, every replica's from `DB_READ_*`."""
+
+    size: int
+    overflow: int
+    recycle: float  # seconds an idle connection is kept
+    connect_timeout: float
+    statement_timeout: float
 
 
 class Settings(BaseSettings):
@@ -305,6 +317,16 @@ class Settings(BaseSettings):
         if self.max_upload_bytes:
             return self.max_upload_bytes
         return self.max_video_bytes if kind == "video" else self.max_document_bytes
+
+    @property
+    def primary_pool(self) -> PoolSettings:
+        return PoolSettings(self.db_pool_size, self.db_max_overflow, self.db_pool_recycle, self.db_connect_timeout,
+                            self.db_statement_timeout)
+
+    @property
+    def replica_pool(self) -> PoolSettings:
+        return PoolSettings(self.db_read_pool_size, self.db_read_max_overflow, self.db_read_pool_recycle,
+                            self.db_read_connect_timeout, self.db_read_statement_timeout)
 
     def channel_rates(self) -> dict[str, tuple[float, int | None]]:
         """`NOTIFICATION_RATES` as {channel: (per second, burst or None)}."""

@@ -76,9 +76,7 @@ class Database:
     async def _connect(self) -> asyncpg.Pool:
         s = self.settings
         try:
-            return await create_pool(s.database_url, size=s.db_pool_size, overflow=s.db_max_overflow,
-                                     recycle=s.db_pool_recycle, connect_timeout=s.db_connect_timeout,
-                                     statement_timeout=s.db_statement_timeout)
+            return await create_pool(s.database_url, s.primary_pool)
         except CONNECTION_ERRORS as exc:
             raise DependencyUnavailable("database", f"{self.address.name}: {exc}") from exc
 

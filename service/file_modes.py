@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 FILE_MODE = 0o600
@@ -42,3 +43,11 @@ def make_private_dirs(path: Path) -> None:
         except FileExistsError:
             continue  # made meanwhile by another process
         os.chmod(directory, DIRECTORY_MODE)  # mkdir's mode passes through the umask
+
+
+def make_scratch_dir(root: str | None, *, prefix: str) -> Path:
+    """A new, empty 0700 directory for a job's temporary files under `root` (`WORK_DIR`,
+    made if missing; unset: the system's temp dir). The one way jobs get scratch space."""
+    if root:
+        make_private_dirs(Path(root))
+    return Path(tempfile.mkdtemp(prefix=prefix, dir=root))

@@ -10,6 +10,8 @@ from contextlib import asynccontextmanager
 import anyio
 import asyncpg
 
+from service.config import PoolSettings
+
 CONNECTION_ERRORS = (
     OSError,
     asyncio.TimeoutError,
@@ -48,9 +50,7 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
     rolls back a transaction left open."""
 
 
-async def create_pool(
-    url: str, *, size: int, overflow: int, recycle: float, connect_timeout: float, statement_timeout: float
-) -> asyncpg.Pool:
+async def create_pool(url: str, settings: PoolSettings) -> asyncpg.Pool:
     """A pool growing to `size + overflow` connections, recycled when idle.
 
     Every query is bounded twice: by the server (`statement_timeout`) and by the client
@@ -58,16 +58,16 @@ async def create_pool(
     """
     return await asyncpg.create_pool(
         url,
-        min_size=min(size, WARM_CONNECTIONS),
-        max_size=size + overflow,
-        max_inactive_connection_lifetime=recycle,
-        timeout=connect_timeout,
-        command_timeout=statement_timeout,
+        min_size=min(settings.size, WARM_CONNECTIONS),
+        max_size=settings.size + settings.overflow,
+        max_inactive_connection_lifetime=settings.recycle,
+        timeout=settings.connect_timeout,
+        command_timeout=settings.statement_timeout,
         init=_init_connection,
         reset=_keep_session,
         server_settings={
             "application_name": "conveyor",
-            "statement_timeout": str(int(statement_timeout * 1000)),
+            "statement_timeout": str(int(settings.statement_timeout * 1000)),
         },
     )
 

@@ -1,7 +1,13 @@
-"""RFC 9457 problem details: every 4xx and 5xx the API sends is one of these."""
+"""RFC 9457 problem details: every 4xx and 5xx the API sends is one of these.
+
+The one place where the core's errors (`service.errors`) become HTTP answers: a
+`PermanentError` is a 422 carrying its own `type`, a `TransientError` or a
+`DependencyUnavailable` a 503 with `Retry-After`, anything unexpected a 500 that says
+nothing of the internals."""
 
 from __future__ import annotations
 
+import math
 from http import HTTPStatus
 from typing import Any
 
@@ -9,7 +15,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from service.errors import DependencyUnavailable
+from service.errors import DependencyUnavailable, PermanentError, TransientError
 
 PROBLEM_TYPE_BASE = "https://conveyor.dev/problems/"
 
@@ -46,6 +52,14 @@ def problem_response(request: Request, problem: Problem) -> JSONResponse:
     return JSONResponse(body, status_code=problem.status, headers=problem.headers, media_type="application/problem+json")
 
 
+def refusal(error: PermanentError, field: str | None = None) -> Problem:
+    """A 422 carrying a pipeline's own error (`invalid-url`, `destination-refused`, …),
+    on `field` when the request named one."""
+    extensions = {"field": field} if field else {}
+    detail = f"{field}: {error.message}" if field else error.message
+    return Problem(422, detail, type=error.type.replace("_", "-"), **extensions)
+
+
 async def handle_problem(request: Request, exc: Exception) -> JSONResponse:
     return problem_response(request, exc)  # type: ignore[arg-type]
 
@@ -67,6 +81,18 @@ async def handle_unavailable(request: Request, exc: Exception) -> JSONResponse:
     return problem_response(request, problem)
 
 
+async def handle_refusal(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, PermanentError)
+    return problem_response(request, refusal(exc))
+
+
+async def handle_transient(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, TransientError)
+    retry_after = str(max(1, math.ceil(exc.retry_after or 5)))
+    problem = Problem(503, exc.message, type=exc.type.replace("_", "-"), headers={"Retry-After": retry_after})
+    return problem_response(request, problem)
+
+
 async def handle_unexpected(request: Request, exc: Exception) -> JSONResponse:
     return problem_response(request, Problem(500, "internal error; it has been logged", type="internal-error"))
 
@@ -75,5 +101,7 @@ EXCEPTION_HANDLERS = {
     Problem: handle_problem,
     HTTPException: handle_http_exception,
     DependencyUnavailable: handle_unavailable,
+    PermanentError: handle_refusal,
+    TransientError: handle_transient,
     Exception: handle_unexpected,
 }

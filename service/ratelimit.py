@@ -1,4 +1,6 @@
-"""Token buckets in Redis, shared by every process: per-key API limits, provider limits.
+"""Conveyor's one rate limiter: token buckets in Redis, shared by every process. The API's
+per-key limits take from a `TokenBucket` directly; the notification channels and the LLM
+client wait their turn through a `RateLimiter`.
 
 One Lua script refills and takes a token atomically with Redis's own clock, so processes
 on hosts with skewed clocks share one budget. A caller willing to wait reserves its token
@@ -10,12 +12,14 @@ takes of concurrent callers in one process share one script call.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from service.batching import Batcher
+from service.errors import TransientError
 
 # Many takes at once, in order: KEYS[i] the bucket, ARGV[3i-2..3i] its rate (tokens/s),
 # capacity and max wait (s). Returns, for each in turn, flat: wait (s, as a string), tokens
@@ -107,3 +111,41 @@ class TokenBucket:
         if taken.taken and taken.wait:
             await asyncio.sleep(taken.wait)
         return taken
+
+
+class RateLimiter:
+    """Named rates (a channel, a provider) over one bucket prefix, for work that may wait:
+    a caller reserves its token and sleeps until it is due (in arrival order); if that is
+    more than `max_wait` away, nothing is reserved and a `TransientError` of `error_type`
+    tells the job to come back later. Names without a rate are not limited."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        rates: Mapping[str, Rate],
+        *,
+        prefix: str,
+        max_wait: float = 60.0,
+        error_type: str = "rate_limited",
+    ) -> None:
+        self.rates = dict(rates)
+        self.prefix = prefix
+        self.max_wait = max_wait
+        self.error_type = error_type
+        self.bucket = TokenBucket(redis, prefix)
+
+    async def acquire(self, name: str, *, max_wait: float | None = None) -> float:
+        """Wait for one token of `name`'s rate, at most `max_wait` seconds (default: the
+        limiter's); returns the seconds waited."""
+        rate = self.rates.get(name)
+        if rate is None:
+            return 0.0
+        limit = self.max_wait if max_wait is None else max_wait
+        try:
+            taken = await self.bucket.acquire(name, rate, max_wait=limit)
+        except RedisError as exc:
+            raise TransientError("the rate limiter's Redis is unavailable", type="redis_unavailable") from exc
+        if not taken.taken:
+            raise TransientError(f"the {name} rate limit is saturated for the next {taken.wait:.0f} s",
+                                 type=self.error_type, retry_after=taken.wait)
+        return taken.wait

@@ -118,10 +118,8 @@ class Replica:
 
     async def _create_pool(self) -> asyncpg.Pool:
         s = self.settings
-        pool = create_pool(self.address.url, size=s.db_read_pool_size, overflow=s.db_read_max_overflow,
-                           recycle=s.db_read_pool_recycle, connect_timeout=s.db_read_connect_timeout,
-                           statement_timeout=s.db_read_statement_timeout)
-        return await asyncio.wait_for(pool, s.db_read_connect_timeout * WARM_CONNECTIONS)
+        pool = create_pool(self.address.url, s.replica_pool)
+        return await asyncio.wait_for(pool, s.replica_pool.connect_timeout * WARM_CONNECTIONS)
 
     async def close(self) -> None:
         if self._refreshing is not None:

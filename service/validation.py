@@ -11,7 +11,8 @@ from urllib.parse import urlsplit
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, ValidationError
 from starlette.requests import Request
 
-from service.problems import Problem
+from service.errors import PermanentError
+from service.problems import Problem, refusal
 
 MAX_REPORTED_ERRORS = 20
 
@@ -36,9 +37,9 @@ def invalid(field: str, detail: str) -> Problem:
     return Problem(422, f"{field}: {detail}", type="invalid-field", field=field)
 
 
-def refused(field: str, error: Any) -> Problem:
+def refused(field: str, error: PermanentError) -> Problem:
     """A 422 on `field` carrying a pipeline's own error (`invalid-url`, `destination-refused`, …)."""
-    return Problem(422, f"{field}: {error.message}", type=error.type.replace("_", "-"), field=field)
+    return refusal(error, field)
 
 
 def utc_moment(moment: datetime) -> datetime:

@@ -236,7 +236,7 @@ async def test_failed_job_is_recorded_and_retried(api, settings, tenant):
     async def flaky(run):
         attempts.append(run.attempt)
         if len(attempts) == 1:
-            from pipelines.errors import PermanentError
+            from service.errors import PermanentError
 
             raise PermanentError("the parser choked", type="corrupt_pdf")
         return {"ok": True}
@@ -265,7 +265,7 @@ async def _done_then_fails(run):
     """Reaches 100% of its own share, then fails: transiently or for good (as the job's
     metadata says), and succeeds once retried by hand."""
     await run.progress(1.0)
-    from pipelines.errors import PermanentError, TransientError
+    from service.errors import PermanentError, TransientError
 
     if run.job["metadata"].get("transient"):
         raise TransientError("the parser is busy", type="busy", retry_after=60)
@@ -312,7 +312,7 @@ async def test_requeued_and_cancelled_jobs_show_what_was_done(api, settings, ten
 async def test_repeated_cancel_and_retry_with_an_idempotency_key_get_the_first_answer(api, settings, tenant):
     async def fail_once(run):
         if run.attempt == 1:
-            from pipelines.errors import PermanentError
+            from service.errors import PermanentError
 
             raise PermanentError("the parser choked", type="corrupt_pdf")
         return {"ok": True}

@@ -7,10 +7,10 @@ from importlib.metadata import version
 
 import pytest
 
-from pipelines.errors import PermanentError
 from pipelines.notifications.pipeline import CALLBACK_PIPELINE
 from pipelines.pipeline import Pipeline, Stage
 from service.callbacks import callback_job_id
+from service.errors import PermanentError
 from tests.support.service import client, running_worker, wait_for_job
 from tests.support.webhook_receiver import Reply
 from tests.test_api_jobs import quick_pipeline, upload

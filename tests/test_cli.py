@@ -12,9 +12,9 @@ from datetime import datetime
 
 from typer.testing import CliRunner
 
-from pipelines.errors import PermanentError
 from pipelines.pipeline import Pipeline, Stage
 from service.cli import app
+from service.errors import PermanentError
 from tests.support.files import multipart_file, text_pdf
 from tests.support.service import client, running_worker, until, wait_for_job
 from tests.test_api_jobs import ids_starting, insert_jobs

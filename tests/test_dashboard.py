@@ -13,8 +13,8 @@ from pydantic import SecretStr
 from playwright.async_api import async_playwright, expect
 
 from pipelines import registry
-from pipelines.errors import JobError
 from pipelines.pipeline import Pipeline, Stage
+from service.errors import JobError
 from tests.support.files import multipart_file, text_pdf
 from tests.support.service import ADMIN_KEY, ApiServer, client, running_worker, wait_for_job
 

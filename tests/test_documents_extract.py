@@ -7,11 +7,11 @@ from redis.asyncio import Redis
 from pipelines.documents.extract import extractor_for
 from pipelines.documents.extract.gemini import GeminiExtractor
 from pipelines.documents.extract.openai import OpenAIExtractor
-from pipelines.documents.extract.rate_limit import RateLimiter
 from pipelines.documents.extract.rules import RulesExtractor, extract_fields
 from pipelines.documents.extract.schema import GEMINI_RESPONSE_SCHEMA, RESUME_JSON_SCHEMA, ResumeFields
-from pipelines.errors import PermanentError, TransientError
 from service.config import Settings
+from service.errors import PermanentError, TransientError
+from service.ratelimit import Rate, RateLimiter
 from tests.support.llm_servers import API_KEY, Fault
 
 RESUME = """JANE DOE
@@ -326,29 +326,35 @@ async def test_unreachable_server_is_transient(servers):
 # -- the shared rate limit ----------------------------------------------------------------
 
 
+def llm_limiter(redis: Redis, prefix: str, per_minute: int, burst: int) -> RateLimiter:
+    """The OpenAI client's limiter, as `extractor_for` makes it, under a test's own prefix."""
+    return RateLimiter(redis, {"openai": Rate.per_minute(per_minute, burst)}, prefix=prefix, max_wait=30.0,
+                       error_type="llm_rate_limited")
+
+
 async def test_limiters_in_different_processes_share_one_bucket(two_connections):
-    key = f"test:rate:{uuid.uuid4()}"
-    limiter_a, limiter_b = (RateLimiter(client, key, rate_per_minute=1, burst=2) for client in two_connections)
-    await limiter_a.acquire()
-    await limiter_b.acquire()
+    key = f"test:rate:{uuid.uuid4()}:"
+    limiter_a, limiter_b = (llm_limiter(client, key, per_minute=1, burst=2) for client in two_connections)
+    await limiter_a.acquire("openai")
+    await limiter_b.acquire("openai")
     with pytest.raises(TransientError) as caught:
-        await limiter_a.acquire(max_wait=0.2)
+        await limiter_a.acquire("openai", max_wait=0.2)
     assert caught.value.type == "llm_rate_limited"
     assert caught.value.retry_after > 1
-    await RateLimiter(two_connections[1], f"{key}:other", rate_per_minute=1, burst=2).acquire(max_wait=0)
+    await llm_limiter(two_connections[1], f"{key}other:", per_minute=1, burst=2).acquire("openai", max_wait=0)
 
 
 async def test_acquire_waits_for_the_next_token(redis):
-    limiter = RateLimiter(redis, f"test:rate:{uuid.uuid4()}", rate_per_minute=1200, burst=1)
+    limiter = llm_limiter(redis, f"test:rate:{uuid.uuid4()}:", per_minute=1200, burst=1)
     for _ in range(4):
-        await limiter.acquire(max_wait=2)
-    assert float(await redis.hget(limiter.key, "tokens")) < 1
+        await limiter.acquire("openai", max_wait=2)
+    assert float(await redis.hget(limiter.prefix + "openai", "tokens")) < 1
 
 
 async def test_two_clients_together_keep_to_the_rate(servers, two_connections):
     key = f"test:rate:{uuid.uuid4()}"
     clients = [
-        client_for("openai", servers, limiter=RateLimiter(connection, key, rate_per_minute=1, burst=2), timeout=1.0)
+        client_for("openai", servers, limiter=llm_limiter(connection, key, per_minute=1, burst=2), timeout=1.0)
         for connection in two_connections
     ]
     try:

@@ -8,7 +8,7 @@ import psutil
 import pytest
 
 from pipelines.documents.forked import ForkServer
-from pipelines.errors import TransientError
+from service.errors import TransientError
 
 
 def fork_server_process() -> psutil.Process:

@@ -8,7 +8,7 @@ from PIL import Image
 from pipelines.documents import pages
 from pipelines.documents.forked import ForkServer
 from pipelines.documents.pages import PageLimits, PageReaders
-from pipelines.errors import PermanentError, TransientError
+from service.errors import PermanentError, TransientError
 from service.sniffing import SNIFF_BYTES, sniff_document
 from tests.support.documents import (
     image_bytes,

@@ -2,8 +2,10 @@
 moto's S3 over HTTP, the local Textract and the local OpenAI-compatible server."""
 
 import asyncio
+import contextlib
 import json
 import os
+import stat
 import uuid
 from pathlib import Path
 
@@ -96,6 +98,31 @@ async def test_a_document_without_text_has_empty_fields_and_no_confidence(api, s
     result = job["result"]
     assert result["fields"]["name"] is None and result["fields"]["skills"] == []
     assert result["field_confidence"] == dict.fromkeys(result["fields"]) and result["resume_confidence"] is None
+
+
+async def test_the_workspace_is_made_under_work_dir(api, settings, tenant, tmp_path):
+    """WORK_DIR holds a document job's scratch files, as it does a video's: a private (0700)
+    directory named after the job while the attempt runs, gone once it ends."""
+    work_dir = tmp_path / "work"
+    settings = settings.model_copy(update={"work_dir": str(work_dir)})
+    seen: dict[str, int] = {}
+
+    async def watch() -> None:
+        while True:
+            for path in work_dir.iterdir() if work_dir.exists() else ():
+                with contextlib.suppress(FileNotFoundError):
+                    seen.setdefault(path.name, stat.S_IMODE(path.stat().st_mode))
+            await asyncio.sleep(0.005)
+
+    watcher = asyncio.create_task(watch())
+    try:
+        job = await run_one(api, settings, tenant[1], scanned_pdf(*SCANNED_RESUME))
+    finally:
+        watcher.cancel()
+    assert job["status"] == "succeeded", job
+    assert [name for name in seen if name.startswith(f"conveyor-{job['id']}-")], seen
+    assert set(seen.values()) == {0o700}
+    assert list(work_dir.iterdir()) == []
 
 
 async def test_mixed_pdf_ocrs_only_the_scanned_page(api, settings, tenant):

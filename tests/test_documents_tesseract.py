@@ -2,7 +2,7 @@ import pytest
 
 from pipelines.documents.ocr.tesseract import TesseractOCR
 from pipelines.documents.pages import PageLimits
-from pipelines.errors import PermanentError
+from service.errors import PermanentError
 from tests.support.documents import scanned_pdf, text_image
 
 

@@ -5,7 +5,7 @@ import boto3
 import pytest
 
 from pipelines.documents.ocr.textract import TextractOCR, poll_wait, request_token_for
-from pipelines.errors import PermanentError, TransientError
+from service.errors import PermanentError, TransientError
 from tests.support.documents import image_bytes, scanned_pdf, text_image
 from tests.support.textract_server import BUCKET, Outcome
 

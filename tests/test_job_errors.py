@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 
 from pipelines.pipeline import Pipeline, Stage
+from service.errors import DependencyUnavailable
 from tests.support.service import client, running_worker, wait_for_job
 from tests.test_api_jobs import upload
 
@@ -45,3 +46,19 @@ async def test_an_unexpected_exception_is_a_plain_error_for_the_tenant_and_detai
     logged = capfd.readouterr().err
     assert "pipeline crashed" in logged and "Traceback" in logged
     assert "original.pdf" in logged and "Parser object at 0x" in logged
+
+
+async def _lose_the_database(run) -> dict:
+    raise DependencyUnavailable("database", "10.20.30.40:5432: connection refused")
+
+
+async def test_a_dependency_outage_names_only_the_dependency(api, settings, tenant):
+    pipeline = Pipeline("document", (Stage("parse", _lose_the_database),), timeout=30)
+    async with client(api.url, tenant[1]) as http:
+        job_id = (await upload(http)).json()["id"]
+        async with running_worker(settings, [pipeline]):
+            failed = await wait_for_job(http, job_id)
+    assert failed["status"] == "failed"
+    assert failed["error"]["type"] == "dependency_unavailable"
+    assert failed["error"]["message"].startswith("database is unavailable; the job is retried (gave up after")
+    assert "10.20.30.40" not in str(failed)

@@ -12,8 +12,8 @@ from pathlib import Path
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from pipelines.errors import JobError
 from pipelines.pipeline import Pipeline, Stage
+from service.errors import JobError
 from service.metrics import record_provider_call
 from tests.support.files import multipart_file, text_pdf
 from tests.support.net import free_port, wait_for_port

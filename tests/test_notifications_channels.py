@@ -1,9 +1,9 @@
 import pytest
 from pydantic import SecretStr
 
-from pipelines.errors import PermanentError
 from pipelines.notifications.channels import channel_configured, missing_settings, push_provider, require_channel
 from service.config import Settings
+from service.errors import PermanentError
 
 
 def settings(**values) -> Settings:

@@ -8,9 +8,9 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
 
-from pipelines.errors import PermanentError, TransientError
 from pipelines.notifications.mail import message_id, send_email
 from service.config import Settings
+from service.errors import PermanentError, TransientError
 from tests.support.net import free_port
 from tests.support.tls import self_signed
 

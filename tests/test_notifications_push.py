@@ -5,9 +5,9 @@ import uuid
 import pytest
 from pydantic import SecretStr
 
-from pipelines.errors import PermanentError, TransientError
 from pipelines.notifications.push import onesignal_idempotency_key, send_push
 from service.config import Settings
+from service.errors import PermanentError, TransientError
 from tests.support.fcm_server import FcmServer
 from tests.support.onesignal_server import OneSignalServer
 

@@ -7,12 +7,12 @@ import pytest
 from pydantic import SecretStr
 from redis.asyncio import Redis
 
-from pipelines.errors import PermanentError, TransientError
 from pipelines.notifications.bulk import fan_out
 from pipelines.notifications.channels import Delivery
-from pipelines.notifications.ratelimit import Rate, RateLimiter
 from pipelines.notifications.sms import send_sms
 from service.config import Settings
+from service.errors import PermanentError, TransientError
+from service.ratelimit import Rate, RateLimiter, TokenBucket
 from tests.support.twilio_server import TwilioServer
 
 
@@ -104,8 +104,6 @@ async def test_fan_out_lets_a_bug_propagate():
 
 
 async def test_concurrent_takes_share_one_script_and_keep_their_order(two_clients):
-    from service.ratelimit import TokenBucket
-
     client, observer = two_clients
     bucket = TokenBucket(client, f"test:{uuid.uuid4().hex}:")
     rate = Rate(per_second=0.01, burst=5)

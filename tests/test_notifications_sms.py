@@ -4,9 +4,9 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from pipelines.errors import PermanentError, TransientError
 from pipelines.notifications.sms import send_sms
 from service.config import Settings
+from service.errors import PermanentError, TransientError
 from tests.support.twilio_server import TwilioServer, twilio_error
 
 APPOINTMENT = {"name": "Ada", "starts_at": "Tue 14:30", "location": "12 High St"}

@@ -5,9 +5,9 @@ import ipaddress
 import httpx
 import pytest
 
-from pipelines.errors import PermanentError
 from pipelines.notifications.ssrf import AllowList, check_destination, forbidden_reason, guarded_client, validate_url
 from pipelines.notifications.webhooks import generate_secret, send_webhook
+from service.errors import PermanentError
 from tests.support.tls import self_signed
 from tests.support.webhook_receiver import WebhookReceiver
 

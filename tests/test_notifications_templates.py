@@ -1,7 +1,7 @@
 import pytest
 
-from pipelines.errors import PermanentError
 from pipelines.notifications.templates import TEMPLATES, render_email, render_short, validate
+from service.errors import PermanentError
 
 CONTRACT_TEMPLATES = {
     "welcome", "password_reset", "payment_receipt", "job_application",

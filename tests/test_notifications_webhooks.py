@@ -8,11 +8,11 @@ from importlib.metadata import version
 
 import pytest
 
-from pipelines.errors import PermanentError, TransientError
 from pipelines.notifications.ssrf import guarded_client
 from pipelines.notifications.webhooks import (
     DEFAULT_SCHEDULE, InvalidSignature, event_body, generate_secret, next_retry_delay, send_webhook, sign, signed_headers, verify,
 )
+from service.errors import PermanentError, TransientError
 from tests.support.webhook_receiver import Reply, WebhookReceiver
 
 LOOPBACK = ["127.0.0.1"]

@@ -7,9 +7,9 @@ from collections.abc import AsyncIterator
 
 from arq.constants import in_progress_key_prefix
 
-from pipelines.errors import TransientError
 from pipelines.pipeline import Pipeline, Stage
 from service import monitoring, queue
+from service.errors import TransientError
 from tests.support.files import multipart_file, text_pdf
 from tests.support.service import client, running_worker, until, wait_for_job
 

@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 
 from pipelines import registry
-from pipelines.errors import PermanentError
 from pipelines.videos import plan_renditions, probe, transcode_all
 from pipelines.videos.demux import DEMUXERS
+from service.errors import PermanentError
 from service.sniffing.video import MATROSKA, MP4, QUICKTIME, WEBM
 from service.storage import open_storage
 from service.submissions import input_key

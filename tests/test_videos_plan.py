@@ -3,8 +3,8 @@ from fractions import Fraction
 
 import pytest
 
-from pipelines.errors import PermanentError
 from pipelines.videos import DEFAULT_RENDITIONS, VideoInfo, parse_renditions, plan_renditions
+from service.errors import PermanentError
 
 SOURCE_1080P = VideoInfo(
     container="mov,mp4,m4a,3gp,3g2,mj2",

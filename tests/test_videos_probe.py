@@ -2,9 +2,9 @@ from dataclasses import replace
 
 import pytest
 
-from pipelines.errors import PermanentError
 from pipelines.videos import check_limits, measure, probe
 from service.config import Settings
+from service.errors import PermanentError
 from service.sniffing.video import MATROSKA, MP4, QUICKTIME, WEBM
 from tests.support.processes import lingering_children
 from tests.support.video_sources import VideoSources, video_sources  # noqa: F401

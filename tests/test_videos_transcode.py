@@ -6,8 +6,8 @@ import psutil
 import pytest
 from PIL import Image, ImageStat
 
-from pipelines.errors import PermanentError
 from pipelines.videos import measure, parse_renditions, plan_renditions, probe, transcode_all
+from service.errors import PermanentError
 from service.sniffing.video import MP4
 from tests.support.processes import tool_children
 from tests.support.video_sources import VideoSources, video_sources  # noqa: F401

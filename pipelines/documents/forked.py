@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pipelines
-from pipelines.errors import TransientError
+from service.errors import TransientError
 
 
 class ForkServer:

@@ -13,7 +13,7 @@ from pathlib import Path
 from PIL import Image, ImageSequence, UnidentifiedImageError
 
 from pipelines.documents.pages import Page, PageLimits, check_ocr_pixels
-from pipelines.errors import PermanentError
+from service.errors import PermanentError
 from service.file_modes import private_opener
 
 ACCEPTED_FORMATS = {"PNG", "JPEG", "TIFF", "MPO"}  # MPO: Pillow's name for some camera JPEGs

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from pipelines.documents.forked import Child, ForkServer
-from pipelines.errors import PermanentError, TransientError
+from service.errors import PermanentError, TransientError
 
 MiB = 1024 * 1024
 REPLY_LIMIT = 256 * MiB

@@ -15,7 +15,7 @@ import pypdfium2
 import pypdfium2.raw as pdfium_c
 
 from pipelines.documents.pages import Page, PageLimits, TextBudget, check_ocr_pixels, has_meaningful_text
-from pipelines.errors import PermanentError
+from service.errors import PermanentError
 from service.file_modes import private_opener
 
 POINTS_PER_INCH = 72

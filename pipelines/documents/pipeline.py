@@ -12,7 +12,7 @@
   stored file; the Job's result shows only the start of the text (pipelines/documents/text.py).
 
 Each stage's output is its checkpoint, so a re-run never redoes a finished stage. The
-workspace (a temporary directory) lives for one attempt; a resumed attempt that needs the
+workspace (the attempt's scratch directory) lives for one attempt; a resumed attempt that needs the
 pages again reads them again from the original.
 """
 
@@ -21,8 +21,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import shutil
-import tempfile
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -32,9 +30,9 @@ from pipelines.documents.extract import ResumeFields, extract_document
 from pipelines.documents.ocr.textract import request_token_for
 from pipelines.documents.pages import DocumentPages, PageLimits
 from pipelines.documents.text import document_text, page_limited, store_text, text_result
-from pipelines.errors import PermanentError
 from pipelines.pipeline import Pipeline, Skip, Stage
 from service import documents
+from service.errors import PermanentError
 from service.file_modes import private_opener
 from service.storage import ObjectNotFound, S3Storage
 
@@ -106,11 +104,9 @@ def _write_and_hash(handle: IO[bytes], digest, chunk: bytes) -> None:
 
 @contextlib.asynccontextmanager
 async def workspace(run: JobRun) -> AsyncIterator[DocumentWorkspace]:
-    directory = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix=f"conveyor-document-{run.job_id}-"))
-    try:
-        yield DocumentWorkspace(run, directory)
-    finally:
-        await asyncio.to_thread(shutil.rmtree, directory, True)
+    """In the attempt's scratch directory (`run.workdir()`: under `WORK_DIR`, removed by the
+    runner when the attempt ends)."""
+    yield DocumentWorkspace(run, await asyncio.to_thread(run.workdir))
 
 
 # -- the stages -----------------------------------------------------------------------------

@@ -2,38 +2,31 @@
 
 Each sender is a self-contained async call that renders a template and hands the message
 to its provider exactly once per delivery `key` where the provider allows it, raising
-PermanentError or TransientError (pipelines.errors) with a precise `type` otherwise.
+PermanentError or TransientError (service.errors) with a precise `type` otherwise.
 Recording deliveries and scheduling retries is the caller's job.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
-from typing import Any, Protocol
-
-from service.config import Settings
-
 from .bulk import Outcome, fan_out
-from .channels import CHANNELS, Delivery, channel_configured, missing_settings, push_provider, require_channel
+from .channels import (
+    CHANNELS, DEFAULT_RATES, Delivery, Sender, channel_configured, configured_rates, missing_settings, push_provider,
+    require_channel,
+)
 from .mail import send_email
 from .push import send_push
-from .ratelimit import DEFAULT_RATES, Rate, RateLimiter
 from .sms import send_sms
 from .ssrf import check_destination, guarded_client, validate_url
 from .templates import TEMPLATES, render_email, render_short, validate
 from .webhooks import event_body, generate_secret, next_retry_delay, send_webhook, sign, verify
 
 
-class Sender(Protocol):
-    def __call__(self, settings: Settings, *, to: str, template: str, data: dict[str, Any], key: str) -> Awaitable[Delivery]: ...
-
-
 # Channels whose message comes from a template; webhooks carry the event JSON instead.
 SENDERS: dict[str, Sender] = {"email": send_email, "sms": send_sms, "push": send_push}
 
 __all__ = [
-    "CHANNELS", "DEFAULT_RATES", "SENDERS", "TEMPLATES", "Delivery", "Outcome", "Rate", "RateLimiter", "Sender",
-    "channel_configured", "check_destination", "event_body", "fan_out", "generate_secret", "guarded_client",
+    "CHANNELS", "DEFAULT_RATES", "SENDERS", "TEMPLATES", "Delivery", "Outcome", "Sender",
+    "channel_configured", "configured_rates", "check_destination", "event_body", "fan_out", "generate_secret", "guarded_client",
     "missing_settings", "next_retry_delay", "push_provider", "render_email", "render_short", "require_channel",
     "send_email", "send_push", "send_sms", "send_webhook", "sign", "validate", "validate_url", "verify",
 ]

@@ -6,10 +6,10 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
-from pipelines.errors import JobError
+from service.errors import JobError
+from service.ratelimit import RateLimiter
 
 from .channels import Delivery
-from .ratelimit import RateLimiter
 
 
 @dataclass(frozen=True)

@@ -6,14 +6,38 @@ configured on this server" is a clear 422 at request time instead of a failed jo
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from pipelines.errors import PermanentError
 from service.config import Settings
+from service.errors import PermanentError
+from service.ratelimit import Rate
+
+if TYPE_CHECKING:
+    import httpx
 
 Channel = Literal["email", "sms", "push", "webhook"]
 CHANNELS: tuple[Channel, ...] = ("email", "sms", "push", "webhook")
+
+# Conservative provider defaults: Twilio long codes take ~1 SMS/s; the rest are generous.
+DEFAULT_RATES: dict[str, Rate] = {
+    "email": Rate(10, 20),
+    "sms": Rate(1, 5),
+    "push": Rate(100, 200),
+    "webhook": Rate(50, 100),
+}
+RATES_PREFIX = "conveyor:ratelimit:"  # the channels' buckets, shared by every worker
+
+
+def configured_rates(overrides: Mapping[str, tuple[float, int | None]]) -> dict[str, Rate]:
+    """DEFAULT_RATES with the operator's (per second, burst) overrides; no burst keeps the default's."""
+    rates = dict(DEFAULT_RATES)
+    for channel, (per_second, burst) in overrides.items():
+        default = DEFAULT_RATES.get(channel)
+        rates[channel] = Rate(per_second, burst or (default.burst if default else 1))
+    return rates
+
 
 _REQUIRED: dict[str, tuple[str, ...]] = {
     "email": ("smtp_url",),
@@ -32,6 +56,16 @@ class Delivery:
     provider: str
     recipient: str
     message_id: str
+
+
+class Sender(Protocol):
+    """How every templated channel (email, SMS, push) sends: render `template` with `data`
+    for one recipient and hand it to the provider once per delivery `key`; `client` is the
+    worker's HTTP client, for providers reached over HTTP. Raises PermanentError or
+    TransientError. Webhooks carry an event, not a template, and are sent apart."""
+
+    def __call__(self, settings: Settings, *, to: str, template: str, data: dict[str, Any], key: str,
+                 client: httpx.AsyncClient | None = None) -> Awaitable[Delivery]: ...
 
 
 def _missing(settings: Settings, provider: str) -> list[str]:

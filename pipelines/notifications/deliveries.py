@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from pipelines.errors import JobError, PermanentError
 from service.database import Database
+from service.errors import JobError, PermanentError
 from service.ledger import Fenced
 
 from .channels import Delivery

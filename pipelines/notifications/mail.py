@@ -24,9 +24,10 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import aiosmtplib
+import httpx
 
-from pipelines.errors import PermanentError, TransientError
 from service.config import Settings
+from service.errors import PermanentError, TransientError
 
 from .channels import Delivery, require_channel
 from .templates import RenderedEmail, render_email
@@ -148,9 +149,11 @@ async def send_email(
     template: str,
     data: dict[str, Any],
     key: str,
+    client: httpx.AsyncClient | None = None,
     tls_context: ssl.SSLContext | None = None,
 ) -> Delivery:
-    """Render `template` with `data` and send it to `to`; `key` identifies this delivery."""
+    """Render `template` with `data` and send it to `to`; `key` identifies this delivery.
+    (`client` is the `Sender` protocol's HTTP client: SMTP has no use for it.)"""
     require_channel(settings, "email")
     assert settings.smtp_url  # require_channel checked it
     message = build_message(render_email(template, data), sender=settings.smtp_from, to=to, delivery_key=key)

@@ -21,19 +21,15 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from pipelines.errors import JobError, PermanentError, TransientError
 from pipelines.pipeline import Pipeline, Stage
 from service import callbacks
-from service.errors import DependencyUnavailable
+from service.errors import DependencyUnavailable, JobError, PermanentError, TransientError
 from service.ledger import Fenced
 from service.tenants import webhook_secrets
 
-from . import deliveries
+from . import SENDERS, deliveries
 from .bulk import Outcome, fan_out
 from .channels import Delivery
-from .mail import send_email
-from .push import send_push
-from .sms import send_sms
 from .webhooks import event_body, next_retry_delay, send_webhook
 
 if TYPE_CHECKING:
@@ -117,10 +113,9 @@ async def _sender(run: JobRun, channel: str) -> Send:
         body = event_body(template, data, _sent_at(run))
         return _webhook_sender(run, body, await _tenant_secrets(run), lambda url: f"msg_{key(url)}")
 
+    sender = SENDERS[channel]
+
     async def send(recipient: str) -> Delivery:
-        if channel == "email":
-            return await send_email(settings, to=recipient, template=template, data=data, key=key(recipient))
-        sender = send_sms if channel == "sms" else send_push
         return await sender(settings, to=recipient, template=template, data=data, key=key(recipient), client=http)
 
     return send

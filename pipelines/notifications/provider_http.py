@@ -11,8 +11,8 @@ from typing import Any
 import httpx
 from pydantic import SecretStr
 
-from pipelines.errors import PermanentError, TransientError
 from service import outbound
+from service.errors import PermanentError, TransientError
 
 PROVIDER_TIMEOUT = httpx.Timeout(15.0, connect=5.0)
 

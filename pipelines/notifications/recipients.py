@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from pipelines.errors import PermanentError
+from service.errors import PermanentError
 
 from .mail import _address
 from .sms import E164

@@ -7,8 +7,8 @@ from typing import Any
 
 import httpx
 
-from pipelines.errors import PermanentError, TransientError
 from service.config import Settings
+from service.errors import PermanentError, TransientError
 
 from .channels import Delivery, require_channel
 from .provider_http import auth_failed, json_body, post, secret_value, unavailable

@@ -21,8 +21,8 @@ import httpcore
 import httpx
 import idna
 
-from pipelines.errors import PermanentError, TransientError
 from service import outbound
+from service.errors import PermanentError, TransientError
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Resolver = Callable[[str, int], Awaitable[list[str]]]

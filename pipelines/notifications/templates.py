@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 import jinja2
 
-from pipelines.errors import PermanentError
+from service.errors import PermanentError
 
 FieldKind = Literal["text", "url", "number", "items"]
 MAX_TEXT_LENGTH = 2000

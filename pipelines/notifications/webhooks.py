@@ -22,7 +22,7 @@ from typing import Any
 
 import httpx
 
-from pipelines.errors import PermanentError, TransientError
+from service.errors import PermanentError, TransientError
 
 from .provider_http import retry_after
 from .ssrf import guarded_client

@@ -1,7 +1,7 @@
 """Video work: probe and vet a source, plan renditions, transcode them concurrently.
 
 These are building blocks for the video stages; they know nothing of jobs or queues.
-Every refusal is a `pipelines.errors.JobError` with a precise `type`.
+Every refusal is a `service.errors.JobError` with a precise `type`.
 """
 
 from pipelines.videos.plan import (

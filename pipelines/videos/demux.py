@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipelines.errors import PermanentError
+from service.errors import PermanentError
 from service.sniffing.video import MATROSKA, MP4, QUICKTIME, WEBM
 
 DEMUXERS = {MP4: "mov", QUICKTIME: "mov", WEBM: "matroska", MATROSKA: "matroska"}

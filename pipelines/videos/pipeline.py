@@ -20,11 +20,11 @@ from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pipelines.errors import PermanentError
 from pipelines.pipeline import Pipeline, Stage
 from pipelines.videos.plan import DEFAULT_RENDITIONS, Output, Rendition, RenditionPlan, Skipped, Thumbnail, plan_renditions
 from pipelines.videos.probe import VideoInfo, check_limits, measure, probe
 from pipelines.videos.transcode import transcode_all
+from service.errors import PermanentError
 from service.storage import ObjectNotFound, job_prefix
 
 if TYPE_CHECKING:

@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from pipelines.errors import PermanentError
 from pipelines.videos.probe import VideoInfo
+from service.errors import PermanentError
 
 LADDER: dict[int, tuple[int, int]] = {
     # short side: (H.264 peak kbit/s, AAC kbit/s)

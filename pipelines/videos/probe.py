@@ -14,10 +14,10 @@ from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pipelines.errors import PermanentError
 from pipelines.videos.demux import FORMAT_NAMES, demuxer_for, input_args
 from pipelines.videos.mp4 import is_faststart
 from pipelines.videos.tools import run_ffmpeg
+from service.errors import PermanentError
 from service.sniffing import SNIFF_BYTES, sniff_video
 
 if TYPE_CHECKING:

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from pipelines.errors import PermanentError
 from pipelines.subprocesses import Finished, LineHandler, OutputTooLarge, run_tool
 from pipelines.system_tools import missing_tool
+from service.errors import PermanentError
 
 
 async def run_ffmpeg(args: Sequence[str], *, on_line: LineHandler | None = None) -> Finished:

@@ -16,11 +16,11 @@ from collections.abc import Awaitable, Callable, Collection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pipelines.errors import JobError, PermanentError, TransientError
 from pipelines.subprocesses import Finished
 from pipelines.videos.demux import demuxer_of, input_args
 from pipelines.videos.plan import Output, Rendition, RenditionPlan, Thumbnail
 from pipelines.videos.tools import run_ffmpeg
+from service.errors import JobError, PermanentError, TransientError
 
 if TYPE_CHECKING:
     from service.config import Settings

@@ -6,13 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from pipelines.errors import PermanentError
 from pipelines.notifications.channels import require_channel
 from pipelines.system_tools import probe_tools
 from service.cli.local import API_KEY_FILE, DEFAULT_TENANT
 from service.cli.output import stdout
 from service.cli.samples import samples_dir
 from service.config import Settings, mask
+from service.errors import PermanentError
 
 
 def _tools_line() -> str:

@@ -13,8 +13,8 @@ import asyncio
 from collections.abc import Iterable
 from urllib.parse import urlsplit
 
-from pipelines.errors import PermanentError, TransientError
 from pipelines.notifications.ssrf import check_destination
+from service.errors import PermanentError, TransientError
 from service.problems import Problem
 from service.validation import refused
 

@@ -20,13 +20,13 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from pipelines.errors import PermanentError
 from pipelines.notifications.channels import CHANNELS, require_channel
 from pipelines.notifications.pipeline import NOTIFICATION_PIPELINE
 from pipelines.notifications.recipients import check_recipient
 from pipelines.notifications.templates import TEMPLATES, validate
 from service import idempotency, queue
 from service.auth import authenticate
+from service.errors import PermanentError
 from service.openapi import COMMON_ERRORS, IDEMPOTENCY_KEY, json_body, problem
 from service.routes.destinations import check_destinations
 from service.submissions import JobSpec, submit

@@ -17,12 +17,12 @@ from pydantic import Field, StringConstraints, field_validator
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from pipelines.errors import PermanentError
 from pipelines.notifications import require_channel, validate
 from pipelines.notifications.recipients import check_recipient
 from pipelines.scheduled.memberships import EXPIRY_TEMPLATE, template_data
 from service import idempotency, ledger
 from service.auth import authenticate
+from service.errors import PermanentError
 from service.openapi import COMMON_ERRORS, IDEMPOTENCY_KEY, problem
 from service.problems import Problem
 from service.routes.destinations import check_destinations

@@ -5,9 +5,9 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
-from pipelines.errors import PermanentError
 from pipelines.videos.pipeline import VIDEO_MAX_TRIES
 from pipelines.videos.plan import parse_renditions
+from service.errors import PermanentError
 from service.openapi import upload_operation
 from service.routes.destinations import check_callback_url
 from service.sniffing import VIDEO_TYPES

@@ -23,8 +23,8 @@ import httpx
 
 import worker
 from pipelines import lifecycle, registry, schedule
-from pipelines.errors import PermanentError, TransientError
 from pipelines.pipeline import Pipeline, Stage
+from service.errors import PermanentError, TransientError
 from service.storage import ObjectNotFound
 
 STAGE_SECONDS = float(os.environ.get("CHAOS_STAGE_SECONDS", "0.1"))

@@ -12,8 +12,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from pipelines.errors import PermanentError
 from pipelines.notifications.webhooks import verify
+from service.errors import PermanentError
 
 from .served_app import Served, ServedApp
 from .tls import Certificate

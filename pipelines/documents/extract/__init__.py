@@ -5,13 +5,15 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Protocol
 
 from pipelines.documents.extract.assess import Extraction, assess
-from pipelines.documents.extract.rate_limit import RateLimiter
 from pipelines.documents.extract.schema import ResumeFields
+from service.ratelimit import Rate, RateLimiter
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
     from service.config import Settings
+
+LLM_RATE_PREFIX = "conveyor:llm-rate:"  # a provider's limit is per account: one bucket for every worker
 
 __all__ = ["Extraction", "Extractor", "ResumeFields", "extract_document", "extractor_for"]
 
@@ -46,7 +48,8 @@ def extractor_for(settings: Settings, redis: Redis | None) -> Extractor:
     options: dict[str, object] = {
         "api_key": settings.llm_api_key.get_secret_value() if settings.llm_api_key else None,
         "timeout": settings.llm_timeout,
-        "limiter": RateLimiter(redis, f"conveyor:llm-rate:{settings.llm_provider}", settings.llm_rate_per_minute),
+        "limiter": RateLimiter(redis, {settings.llm_provider: Rate.per_minute(settings.llm_rate_per_minute)},
+                               prefix=LLM_RATE_PREFIX, max_wait=30.0, error_type="llm_rate_limited"),
     }
     if settings.llm_base_url:
         options["base_url"] = settings.llm_base_url

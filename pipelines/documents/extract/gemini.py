@@ -9,7 +9,7 @@ import httpx
 
 from pipelines.documents.extract.llm import LLMExtractor, Reply, error_body
 from pipelines.documents.extract.schema import GEMINI_RESPONSE_SCHEMA, INSTRUCTIONS
-from pipelines.errors import PermanentError
+from service.errors import PermanentError
 
 DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com/v1beta"
 DEFAULT_MODEL = "gemini-2.5-flash"

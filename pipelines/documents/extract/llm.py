@@ -23,10 +23,10 @@ from typing import Any
 import httpx
 from pydantic import ValidationError
 
-from pipelines.documents.extract.rate_limit import RateLimiter
 from pipelines.documents.extract.schema import ResumeFields
-from pipelines.errors import JobError, PermanentError, TransientError
 from service import outbound
+from service.errors import JobError, PermanentError, TransientError
+from service.ratelimit import RateLimiter
 
 RETRYABLE_STATUS = {408, 409, 429}
 
@@ -129,7 +129,7 @@ class LLMExtractor(abc.ABC):
             if remaining <= 0:
                 raise TransientError(f"{self.provider} did not answer within {self.timeout:g}s", type="llm_timeout")
             if self.limiter:
-                await self.limiter.acquire(max_wait=remaining)
+                await self.limiter.acquire(self.provider, max_wait=remaining)
             try:
                 response = await self._http.post(path, json=body, timeout=min(self.attempt_timeout, remaining))
             except httpx.TimeoutException:

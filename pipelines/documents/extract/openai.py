@@ -11,7 +11,7 @@ import httpx
 
 from pipelines.documents.extract.llm import LLMExtractor, Reply, error_body
 from pipelines.documents.extract.schema import INSTRUCTIONS, RESUME_JSON_SCHEMA
-from pipelines.errors import PermanentError
+from service.errors import PermanentError
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 DEFAULT_MODEL = "gpt-4o-mini"

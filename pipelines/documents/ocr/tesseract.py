@@ -12,8 +12,8 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from pipelines.documents.ocr import OcrResult
 from pipelines.subprocesses import OutputTooLarge, run_tool
-from pipelines.errors import JobError, PermanentError
 from pipelines.system_tools import missing_tool
+from service.errors import JobError, PermanentError
 
 
 class TesseractOCR:

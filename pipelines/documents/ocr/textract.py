@@ -28,7 +28,7 @@ from botocore.exceptions import ConnectionError as BotocoreConnectionError
 
 from pipelines.documents.ocr import OcrResult
 from pipelines.documents.ocr.textract_notices import TextractNotices
-from pipelines.errors import JobError, PermanentError, TransientError
+from service.errors import JobError, PermanentError, TransientError
 
 #: Each wait between two polls, as a share of the time already waited.
 POLL_GROWTH = 0.25

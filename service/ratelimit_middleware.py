@@ -1,4 +1,4 @@
-"""Per-key API rate limits, shared by all API processes, with the IETF RateLimit headers.
+"""The API's per-key rate limits with the IETF RateLimit headers, on `service.ratelimit`'s buckets.
 
 Each API key (by its id, however the `Authorization` header spells it; clients without a
 valid key by address) has a token bucket of `RATE_LIMIT_PER_MINUTE` requests refilled
