@@ -18,6 +18,7 @@ import httpx
 import uvloop
 from arq.worker import Function, Worker, func
 
+from pipelines import registry
 from pipelines.dispatch import Dispatcher
 from pipelines.documents.tools import DocumentTools
 from pipelines.maintenance import liveness
@@ -70,6 +71,7 @@ async def open_resources(settings: Settings, redis) -> Resources:
         webhooks=guarded_client(settings.callback_allowed_hosts, timeout=settings.webhook_timeout),
         limiter=RateLimiter(redis, configured_rates(settings.channel_rates())),
         documents=DocumentTools.open(settings, redis),
+        kinds=registry.specs(settings),
     )
 
 
@@ -101,7 +103,7 @@ def hooks(settings: Settings, pipelines: Iterable[Pipeline] = (), *, scheduler: 
     job waits in the queue behind every due job, so a backlog, or jobs still held by dead
     workers, would starve the very thing that frees them. At shutdown running jobs get
     `grace` seconds (`WORKER_SHUTDOWN_GRACE`) before they are handed back to the queue."""
-    pipelines = tuple(pipelines)
+    pipelines = tuple(pipeline.configured(settings) for pipeline in pipelines)
     kinds = frozenset(pipeline.kind for pipeline in pipelines)
     runnable = [*functions(pipelines), *(cron_jobs(settings) if scheduler else ())]
 
@@ -157,7 +159,7 @@ def use_uvloop() -> None:
 def worker(settings: Settings, pipelines: Iterable[Pipeline], *, scheduler: bool = True, **overrides) -> Worker:
     """An arq worker for `settings.queue_name`, as `worker.WorkerSettings` describes one, to
     run inside a process that owns the signals (`conveyor up`, tests)."""
-    pipelines = tuple(pipelines)
+    pipelines = tuple(pipeline.configured(settings) for pipeline in pipelines)
     startup, shutdown = hooks(settings, pipelines, scheduler=scheduler)
     options = dict(
         functions=functions(pipelines),

@@ -20,6 +20,7 @@ from pipelines.videos.transcode import transcode_slots
 from service.config import Settings
 from service.database import Database
 from service.events import Publisher
+from service.jobs import Kinds
 from service.monitoring import FinishedCounter
 from service.storage import Storage
 
@@ -41,6 +42,7 @@ class Resources:
     webhooks: httpx.AsyncClient  # for user-supplied URLs: SSRF-guarded, no redirects
     limiter: RateLimiter  # per-channel send rates shared by every worker
     documents: DocumentTools  # OCR engines, the extractor, the page readers
+    kinds: Kinds  # every kind's tries, timeout and queue, for the jobs this worker creates
     worker_id: str = field(default_factory=new_worker_id)
     running: dict[str, asyncio.Task] = field(default_factory=dict)
     cancelling: set[str] = field(default_factory=set)

@@ -236,6 +236,7 @@ DOCUMENT_PIPELINE = Pipeline(
         Stage("persist", persist, weight=1),
     ),
     timeout=1800.0,  # Textract may take up to TEXTRACT_POLL_DEADLINE (15 min) by itself
+    tries=5,
     result=document_result,
     workspace=workspace,
 )

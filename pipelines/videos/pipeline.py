@@ -25,12 +25,12 @@ from pipelines.pipeline import Pipeline, Stage
 from pipelines.videos.plan import DEFAULT_RENDITIONS, Output, Rendition, RenditionPlan, Skipped, Thumbnail, plan_renditions
 from pipelines.videos.probe import VideoInfo, check_limits, measure, probe
 from pipelines.videos.transcode import transcode_all
+from service.config import Settings
 from service.storage import ObjectNotFound, job_prefix
 
 if TYPE_CHECKING:
     from pipelines.runner import JobRun
 
-VIDEO_MAX_TRIES = 3
 SOURCE_NAME = "source"
 
 
@@ -149,12 +149,16 @@ def video_result(outputs: dict[str, dict]) -> dict:
     }
 
 
-def video_pipeline(*, timeout: float) -> Pipeline:
-    """The video job; `timeout` (`VIDEO_TIMEOUT_SECONDS`) bounds one attempt, ffmpegs included."""
-    return Pipeline(
-        "video",
-        (Stage("probe", probe_stage, weight=1), Stage("transcode", transcode_stage, weight=19)),
-        timeout=timeout,
-        max_tries=VIDEO_MAX_TRIES,
-        result=video_result,
-    )
+def video_timeout(settings: Settings) -> float:
+    """`VIDEO_TIMEOUT_SECONDS` bounds one attempt, ffmpegs included."""
+    return settings.video_timeout_seconds
+
+
+VIDEO_PIPELINE = Pipeline(
+    "video",
+    (Stage("probe", probe_stage, weight=1), Stage("transcode", transcode_stage, weight=19)),
+    timeout=video_timeout,
+    tries=3,
+
+    result=video_result,
+)
