@@ -20,7 +20,6 @@ from arq.worker import Function, Worker, func
 
 from pipelines import registry
 from pipelines.dispatch import Dispatcher
-from pipelines.documents.tools import DocumentTools
 from pipelines.maintenance import liveness
 from pipelines.maintenance.reconciler import reconcile_forever
 from pipelines.notifications.ratelimit import RateLimiter, configured_rates
@@ -58,21 +57,24 @@ def functions(pipelines: Iterable[Pipeline]) -> list[Function]:
     ]
 
 
-async def open_resources(settings: Settings, redis) -> Resources:
-    """Everything a worker process shares between its jobs (also used by tests and tools)."""
+async def open_resources(settings: Settings, redis, pipelines: Iterable[Pipeline] = ()) -> Resources:
+    """Everything a worker process shares between its jobs, with what the jobs of each of
+    `pipelines` share (also used by tests and tools)."""
     db = Database(settings, redis=redis)
     await db.open()
     storage = open_storage(settings.storage_url, settings.s3_endpoint_url)
     await storage.open()
-    return Resources(
+    resources = Resources(
         settings=settings, db=db, redis=redis, storage=storage,
         http=httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=5.0), follow_redirects=False,
                                headers=outbound.HEADERS),
         webhooks=guarded_client(settings.callback_allowed_hosts, timeout=settings.webhook_timeout),
         limiter=RateLimiter(redis, configured_rates(settings.channel_rates())),
-        documents=DocumentTools.open(settings, redis),
         kinds=registry.specs(settings),
     )
+    for pipeline in pipelines:
+        resources.open_shared(pipeline)
+    return resources
 
 
 async def close_resources(resources: Resources) -> None:
@@ -81,7 +83,7 @@ async def close_resources(resources: Resources) -> None:
     await resources.finished.aclose()
     await resources.http.aclose()
     await resources.webhooks.aclose()
-    await resources.documents.aclose()
+    await resources.close_shared()
     await resources.storage.close()
     await resources.db.close()
 
@@ -111,7 +113,7 @@ def hooks(settings: Settings, pipelines: Iterable[Pipeline] = (), *, scheduler: 
         observability.setup(settings, "conveyor-worker")
         if settings.metrics_port:
             ctx["metrics_server"] = metrics.serve_worker_metrics(settings.metrics_port)
-        resources = await open_resources(settings, ctx["redis"])
+        resources = await open_resources(settings, ctx["redis"], pipelines)
         ctx["resources"] = resources
         ctx["background"] = [
             asyncio.create_task(liveness.heartbeat_forever(resources)),

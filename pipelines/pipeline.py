@@ -19,6 +19,8 @@ from service.config import Settings
 from service.jobs import KindSpec
 
 if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
     from pipelines.runner import JobRun
 
 StageFunction = Callable[["JobRun"], Awaitable[dict | None]]
@@ -26,6 +28,9 @@ Workspace = Callable[["JobRun"], AbstractAsyncContextManager[Any]]
 T = TypeVar("T")
 #: A value, or how the deployment's settings decide it (e.g. `VIDEO_TIMEOUT_SECONDS`).
 Configurable = T | Callable[[Settings], T]
+#: What a kind's jobs share in one worker process (OCR engines, ffmpeg slots): made from the
+#: worker's settings and Redis when it starts, closed (its `aclose()`, if any) when it stops.
+Shared = Callable[[Settings, "Redis"], Any]
 
 
 class Skip(Exception):
@@ -57,6 +62,7 @@ class Pipeline:
     timeout: Configurable[float] = 600.0  # one attempt, in seconds
     tries: Configurable[int] = 5
     queue: str | None = None  # None: the deployment's queue (`KIND_QUEUES` may route it elsewhere)
+    shared: Shared | None = None  # its jobs see the value as `run.shared`
     result: Callable[[dict[str, dict]], dict] = last_output
     workspace: Workspace | None = None
     """What the stages of one attempt share (temporary files): entered before the first

@@ -67,6 +67,11 @@ class JobRun:
         return self.job["payload"]
 
     @property
+    def shared(self):
+        """What this kind's jobs share in this worker process (its pipeline's `shared`)."""
+        return self.resources.open_shared(self.pipeline)
+
+    @property
     def settings(self):
         return self.resources.settings
 

@@ -6,6 +6,7 @@ import pytest
 
 from pipelines import registry
 from pipelines.pipeline import Pipeline, Stage
+from pipelines.resources import Resources
 from service import jobs
 from service.config import load_settings
 
@@ -47,3 +48,27 @@ def test_a_new_job_takes_its_tries_and_queue_from_its_kind():
     kind = jobs.KindSpec("greet", tries=3, timeout=60, queue="apps")
     job = jobs.new_job(kind, tenant_id=uuid.uuid4(), payload={"name": "Ada"})
     assert (job.kind, job.max_tries, job.queue) == ("greet", 3, "apps")
+
+
+class _Slots:
+    """What a kind's jobs share, counting how often it is made and closed."""
+
+    made = 0
+
+    def __init__(self, settings, redis) -> None:
+        type(self).made += 1
+        self.closed = False
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+
+async def test_what_a_kinds_jobs_share_is_made_once_a_process_and_closed_with_it():
+    kind = Pipeline("greet", (Stage("greet", _nothing),), shared=_Slots)
+    resources = Resources(settings=load_settings(), db=None, redis=None, storage=None, http=None, webhooks=None,
+                          limiter=None, kinds={})
+    first = resources.open_shared(kind)
+    assert resources.open_shared(kind.configured(load_settings())) is first and _Slots.made == 1
+    assert resources.open_shared(Pipeline("plain", ())) is None  # a kind that shares nothing
+    await resources.close_shared()
+    assert first.closed

@@ -32,6 +32,7 @@ from pipelines.documents.extract import ResumeFields, extract_document
 from pipelines.documents.ocr.textract import request_token_for
 from pipelines.documents.pages import DocumentPages, PageLimits
 from pipelines.documents.text import document_text, page_limited, store_text, text_result
+from pipelines.documents.tools import DocumentTools
 from pipelines.errors import PermanentError
 from pipelines.pipeline import Pipeline, Skip, Stage
 from service import documents
@@ -70,7 +71,7 @@ class DocumentWorkspace:
                 render=settings.ocr_provider != "textract",
             )
             original = await self.original()  # page images go beside it, as page-NNNN.png
-            self._pages = await self.run.resources.documents.readers.read(original, self.directory, limits)
+            self._pages = await self.run.shared.readers.read(original, self.directory, limits)
         return self._pages
 
     async def _download(self) -> Path:
@@ -155,14 +156,14 @@ async def _tesseract(run: JobRun, numbers: list[int]) -> list[str]:
     wanted = set(numbers)
     document = await run.workspace.pages()
     images = [page.image for page in document.pages if page.number in wanted]
-    result = await run.resources.documents.tesseract.recognize(images, progress=run.progress)
+    result = await run.shared.tesseract.recognize(images, progress=run.progress)
     return result.pages
 
 
 async def _textract(run: JobRun, numbers: list[int]) -> tuple[list[str], list[str]]:
     """Start (idempotently) or resume the Textract job of this document, then collect it."""
     storage = run.resources.storage
-    textract = run.resources.documents.textract
+    textract = run.shared.textract
     if not isinstance(storage, S3Storage) or textract is None:
         raise PermanentError(
             "OCR_PROVIDER=textract reads documents from S3: set STORAGE_URL=s3://bucket/prefix "
@@ -192,7 +193,7 @@ async def extract(run: JobRun) -> dict:
     text = document_text(run.outputs, run.settings).text
     if not text.strip():
         raise Skip("the document has no text")
-    extraction = await extract_document(run.resources.documents.extractor, text)
+    extraction = await extract_document(run.shared.extractor, text)
     return extraction.result()
 
 
@@ -237,6 +238,7 @@ DOCUMENT_PIPELINE = Pipeline(
     ),
     timeout=1800.0,  # Textract may take up to TEXTRACT_POLL_DEADLINE (15 min) by itself
     tries=5,
+    shared=DocumentTools.open,
     result=document_result,
     workspace=workspace,
 )

@@ -24,7 +24,7 @@ from pipelines.errors import PermanentError
 from pipelines.pipeline import Pipeline, Stage
 from pipelines.videos.plan import DEFAULT_RENDITIONS, Output, Rendition, RenditionPlan, Skipped, Thumbnail, plan_renditions
 from pipelines.videos.probe import VideoInfo, check_limits, measure, probe
-from pipelines.videos.transcode import transcode_all
+from pipelines.videos.transcode import transcode_all, transcode_slots
 from service.config import Settings
 from service.storage import ObjectNotFound, job_prefix
 
@@ -115,7 +115,7 @@ async def transcode_stage(run: JobRun) -> dict:
     await transcode_all(
         source, plan, out_dir,
         on_progress=run.progress, on_rendition_done=store, done=frozenset(finished),
-        slots=run.resources.transcode_slots,
+        slots=run.shared,
     )  # fmt: skip
     return {"outputs": finished}
 
@@ -159,6 +159,7 @@ VIDEO_PIPELINE = Pipeline(
     (Stage("probe", probe_stage, weight=1), Stage("transcode", transcode_stage, weight=19)),
     timeout=video_timeout,
     tries=3,
+    shared=lambda settings, _redis: transcode_slots(settings),  # the host's ffmpeg slots, for every video job
 
     result=video_result,
 )
