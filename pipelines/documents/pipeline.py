@@ -28,6 +28,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
+from pipelines.documents import table
 from pipelines.documents.extract import ResumeFields, extract_document
 from pipelines.documents.ocr.textract import request_token_for
 from pipelines.documents.pages import DocumentPages, PageLimits
@@ -35,7 +36,6 @@ from pipelines.documents.text import document_text, page_limited, store_text, te
 from pipelines.documents.tools import DocumentTools
 from pipelines.errors import PermanentError
 from pipelines.pipeline import Pipeline, Skip, Stage
-from service import documents
 from service.file_modes import private_opener
 from service.storage import ObjectNotFound, S3Storage
 
@@ -125,7 +125,7 @@ async def store(run: JobRun) -> dict:
     await run.workspace.original()
     original = {key: expected[key] for key in ("key", "size", "sha256", "content_type")}
     async with run.resources.db.write(track=(f"tenant:{run.job['tenant_id']}",)) as conn:
-        await documents.record_original(conn, run.job, original)
+        await table.record_original(conn, run.job, original)
     return original
 
 
@@ -202,7 +202,7 @@ async def persist(run: JobRun) -> dict:
     document = document_text(run.outputs, run.settings)
     text_file = await store_text(run, document.text)
     async with run.resources.db.write(track=(f"tenant:{run.job['tenant_id']}",)) as conn:
-        await documents.record_extraction(conn, run.job_id, document.pages, extracted_fields(run.outputs))
+        await table.record_extraction(conn, run.job_id, document.pages, extracted_fields(run.outputs))
     return text_result(document, text_file, run.settings)
 
 

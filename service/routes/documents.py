@@ -7,7 +7,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from service import documents
+from pipelines.documents import table as documents
 from service.auth import authenticate
 from service.consistency import requested_lsn
 from service.ledger import FINISHED
