@@ -18,8 +18,8 @@ import httpx
 import uvloop
 from arq.worker import Function, Worker, func
 
+from pipelines import registry
 from pipelines.dispatch import Dispatcher
-from pipelines.documents.tools import DocumentTools
 from pipelines.maintenance import liveness
 from pipelines.maintenance.reconciler import reconcile_forever
 from pipelines.notifications.channels import RATES_PREFIX, configured_rates
@@ -58,20 +58,24 @@ def functions(pipelines: Iterable[Pipeline]) -> list[Function]:
     ]
 
 
-async def open_resources(settings: Settings, redis) -> Resources:
-    """Everything a worker process shares between its jobs (also used by tests and tools)."""
+async def open_resources(settings: Settings, redis, pipelines: Iterable[Pipeline] = ()) -> Resources:
+    """Everything a worker process shares between its jobs, with what the jobs of each of
+    `pipelines` share (also used by tests and tools)."""
     db = Database(settings, redis=redis)
     await db.open()
     storage = open_storage(settings.storage_url, settings.s3_endpoint_url)
     await storage.open()
-    return Resources(
+    resources = Resources(
         settings=settings, db=db, redis=redis, storage=storage,
         http=httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=5.0), follow_redirects=False,
                                headers=outbound.HEADERS),
         webhooks=guarded_client(settings.callback_allowed_hosts, timeout=settings.webhook_timeout),
         limiter=RateLimiter(redis, configured_rates(settings.channel_rates()), prefix=RATES_PREFIX, max_wait=60.0),
-        documents=DocumentTools.open(settings, redis),
+        kinds=registry.specs(settings),
     )
+    for pipeline in pipelines:
+        resources.open_shared(pipeline)
+    return resources
 
 
 async def close_resources(resources: Resources) -> None:
@@ -80,7 +84,7 @@ async def close_resources(resources: Resources) -> None:
     await resources.finished.aclose()
     await resources.http.aclose()
     await resources.webhooks.aclose()
-    await resources.documents.aclose()
+    await resources.close_shared()
     await resources.storage.close()
     await resources.db.close()
 
@@ -102,7 +106,7 @@ def hooks(settings: Settings, pipelines: Iterable[Pipeline] = (), *, scheduler: 
     job waits in the queue behind every due job, so a backlog, or jobs still held by dead
     workers, would starve the very thing that frees them. At shutdown running jobs get
     `grace` seconds (`WORKER_SHUTDOWN_GRACE`) before they are handed back to the queue."""
-    pipelines = tuple(pipelines)
+    pipelines = tuple(pipeline.configured(settings) for pipeline in pipelines)
     kinds = frozenset(pipeline.kind for pipeline in pipelines)
     runnable = [*functions(pipelines), *(cron_jobs(settings) if scheduler else ())]
 
@@ -110,7 +114,7 @@ def hooks(settings: Settings, pipelines: Iterable[Pipeline] = (), *, scheduler: 
         observability.setup(settings, "conveyor-worker")
         if settings.metrics_port:
             ctx["metrics_server"] = metrics.serve_worker_metrics(settings.metrics_port)
-        resources = await open_resources(settings, ctx["redis"])
+        resources = await open_resources(settings, ctx["redis"], pipelines)
         ctx["resources"] = resources
         ctx["background"] = [
             asyncio.create_task(liveness.heartbeat_forever(resources)),
@@ -158,7 +162,7 @@ def use_uvloop() -> None:
 def worker(settings: Settings, pipelines: Iterable[Pipeline], *, scheduler: bool = True, **overrides) -> Worker:
     """An arq worker for `settings.queue_name`, as `worker.WorkerSettings` describes one, to
     run inside a process that owns the signals (`conveyor up`, tests)."""
-    pipelines = tuple(pipelines)
+    pipelines = tuple(pipeline.configured(settings) for pipeline in pipelines)
     startup, shutdown = hooks(settings, pipelines, scheduler=scheduler)
     options = dict(
         functions=functions(pipelines),

@@ -8,23 +8,23 @@ import os
 import socket
 import uuid
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from arq.connections import ArqRedis
 
 from pipelines.ledger_writes import LedgerWrites
 from pipelines.parking import Parking
-from pipelines.videos.transcode import transcode_slots
 from service.config import Settings
 from service.database import Database
 from service.events import Publisher
+from service.jobs import Kinds
 from service.monitoring import FinishedCounter
 from service.ratelimit import RateLimiter
 from service.storage import Storage
 
 if TYPE_CHECKING:
-    from pipelines.documents.tools import DocumentTools
+    from pipelines.pipeline import Pipeline
 
 
 def new_worker_id() -> str:
@@ -40,7 +40,8 @@ class Resources:
     http: httpx.AsyncClient  # for providers we chose (Twilio, FCM, OneSignal, S3-compatible…)
     webhooks: httpx.AsyncClient  # for user-supplied URLs: SSRF-guarded, no redirects
     limiter: RateLimiter  # per-channel send rates shared by every worker
-    documents: DocumentTools  # OCR engines, the extractor, the page readers
+    kinds: Kinds  # every kind's tries, timeout and queue, for the jobs this worker creates
+    shared: dict[str, Any] = field(default_factory=dict)  # what each kind's jobs share, by kind
     worker_id: str = field(default_factory=new_worker_id)
     running: dict[str, asyncio.Task] = field(default_factory=dict)
     cancelling: set[str] = field(default_factory=set)
@@ -65,11 +66,18 @@ class Resources:
         """The dashboard's count of ended jobs, combined across this worker's jobs."""
         return FinishedCounter(self.redis)
 
-    @functools.cached_property
-    def transcode_slots(self) -> asyncio.Semaphore:
-        """The host's ffmpeg slots (one per core unless `TRANSCODE_CONCURRENCY` says otherwise),
-        shared by every video job of this worker process so CPU work cannot crowd out the rest."""
-        return transcode_slots(self.settings)
+    def open_shared(self, pipeline: Pipeline) -> Any:
+        """What the jobs of `pipeline`'s kind share in this process (its `shared`), made once:
+        at start for the kinds the worker runs, else when first asked."""
+        if pipeline.kind not in self.shared and pipeline.shared is not None:
+            self.shared[pipeline.kind] = pipeline.shared(self.settings, self.redis)
+        return self.shared.get(pipeline.kind)
+
+    async def close_shared(self) -> None:
+        for value in self.shared.values():
+            if hasattr(value, "aclose"):
+                await value.aclose()
+        self.shared.clear()
 
     def cancel(self, job_id: str) -> bool:
         """Stop a running job at the user's request; False if it does not run here."""

@@ -65,6 +65,11 @@ class JobRun:
         return self.job["payload"]
 
     @property
+    def shared(self):
+        """What this kind's jobs share in this worker process (its pipeline's `shared`)."""
+        return self.resources.open_shared(self.pipeline)
+
+    @property
     def settings(self):
         return self.resources.settings
 
@@ -296,7 +301,7 @@ async def _end(run: JobRun, status: str, *, result=None, error=None):
         return await resources.ledger.finish_job(ending), None
     async with resources.db.transaction(track=(f"job:{job['id']}",)) as conn:
         row = await ledger.finish_job(conn, ending)
-        return row, await callbacks.record(conn, row, resources.settings.queue_for(callbacks.KIND))
+        return row, await callbacks.record(conn, row, resources.kinds)
 
 
 async def _finish(run: JobRun, status: str, *, result: dict | None = None, error: dict | None = None) -> None:
@@ -331,7 +336,7 @@ async def _cancel_if_requested(resources: Resources, job_id: uuid.UUID) -> None:
     """A job cancelled while its worker was away ends `cancelled` here."""
     async with resources.db.transaction(track=(f"job:{job_id}",)) as conn:
         row = await ledger.cancel_running(conn, job_id)
-        callback = await callbacks.record(conn, row, resources.settings.queue_for(callbacks.KIND)) if row else None
+        callback = await callbacks.record(conn, row, resources.kinds) if row else None
     if row is not None:
         await callbacks.enqueue(resources.redis, callback)
         _count_finished(resources, row)

@@ -10,6 +10,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import Route
 
+from pipelines import registry
 from service import observability, openapi, queue
 from service.auth import FAILURES_PREFIX, KeyRing
 from service.backlog import Backlog
@@ -68,6 +69,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         observability.setup(settings, "conveyor-api")
         state = app.state
         state.settings = settings
+        state.kinds = registry.specs(settings)
         state.redis = queue.connect(settings.redis_url)
         state.db = Database(settings, redis=state.redis)
         state.backlog = Backlog(state.redis, state.db)

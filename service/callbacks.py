@@ -11,11 +11,10 @@ import uuid
 
 import asyncpg
 
-from service import queue
+from service import jobs, queue
 
 NAMESPACE = uuid.UUID("6f1f3c1e-8a7d-4c57-9d0e-6a8b2f0c1d21")
 KIND = "callback"
-MAX_TRIES = 10
 
 
 def callback_job_id(job_id: uuid.UUID, attempt: int) -> uuid.UUID:
@@ -27,25 +26,18 @@ def wanted(job: asyncpg.Record) -> bool:
     return bool(job["callback_url"]) and job["kind"] != KIND
 
 
-async def record(conn: asyncpg.Connection, job: asyncpg.Record, queue_name: str) -> asyncpg.Record | None:
-    """Record the ending's callback delivery, if the job asked for one. Call inside the
-    transaction that ends the job; enqueue the returned row after it commits."""
+async def record(conn: asyncpg.Connection, job: asyncpg.Record, kinds: jobs.Kinds) -> asyncpg.Record | None:
+    """Record the ending's callback delivery (a job of the `callback` kind in `kinds`), if
+    the job asked for one. Call inside the transaction that ends the job; enqueue the
+    returned row after it commits."""
     if not wanted(job):
         return None
-    return await conn.fetchrow(
-        """
-        INSERT INTO jobs (id, tenant_id, kind, queue, priority, max_tries, payload, callback_url)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-        ON CONFLICT (id) DO NOTHING
-        RETURNING id, kind, queue, priority
-        """,
-        callback_job_id(job["id"], job["attempts"]), job["tenant_id"], KIND, queue_name,
-        queue.PRIORITIES["high"], MAX_TRIES,
-        {"job_id": str(job["id"]), "kind": job["kind"], "status": job["status"], "type": f"job.{job['status']}"},
-        job["callback_url"],
-    )
+    payload = {"job_id": str(job["id"]), "kind": job["kind"], "status": job["status"], "type": f"job.{job['status']}"}
+    delivery = jobs.new_job(kinds[KIND], job["tenant_id"], job_id=callback_job_id(job["id"], job["attempts"]),
+                            payload=payload, callback_url=job["callback_url"], priority=queue.PRIORITIES["high"])
+    return await jobs.create(conn, delivery, once=True)
 
 
 async def enqueue(redis, row: asyncpg.Record | None) -> None:
     if row is not None:
-        await queue.enqueue(redis, job_id=str(row["id"]), kind=row["kind"], queue=row["queue"], priority=row["priority"])
+        await jobs.enqueue(redis, row)

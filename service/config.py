@@ -338,13 +338,14 @@ class Settings(BaseSettings):
             rates[match["channel"]] = (float(match["rate"]), int(burst) if burst else None)
         return rates
 
-    def queue_for(self, kind: str) -> str:
-        """The arq queue a job of this kind goes to (`KIND_QUEUES=video=conveyor:video,…`)."""
+    def queue_for(self, kind: str, default: str | None = None) -> str:
+        """The arq queue a job of this kind goes to (`KIND_QUEUES=video=conveyor:video,…`);
+        else `default` (the kind's own), else `QUEUE_NAME`."""
         for route in self.kind_queues:
             name, _, queue = route.partition("=")
             if name.strip() == kind and queue.strip():
                 return queue.strip()
-        return self.queue_name
+        return default or self.queue_name
 
 
 class ConfigurationError(SystemExit):

@@ -66,8 +66,11 @@ class NewJob:
     traceparent: str | None = None
 
 
-async def create_jobs(conn: asyncpg.Connection, jobs: Sequence[NewJob]) -> dict[uuid.UUID, asyncpg.Record]:
-    """Insert jobs in one statement (committed together); their rows by id."""
+async def create_jobs(
+    conn: asyncpg.Connection, jobs: Sequence[NewJob], *, once: bool = False
+) -> dict[uuid.UUID, asyncpg.Record]:
+    """Insert jobs in one statement (committed together); their rows by id. With `once`,
+    jobs whose id is already recorded are skipped (and absent from the rows)."""
     columns = [
         [job.job_id for job in jobs], [job.tenant_id for job in jobs], [job.kind for job in jobs],
         [job.queue for job in jobs], [job.priority for job in jobs], [job.max_tries for job in jobs],
@@ -80,6 +83,7 @@ async def create_jobs(conn: asyncpg.Connection, jobs: Sequence[NewJob]) -> dict[
                           callback_url, run_at, traceparent)
         SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::smallint[], $6::int[],
                              $7::jsonb[], $8::jsonb[], $9::text[], $10::timestamptz[], $11::text[])
+        {"ON CONFLICT (id) DO NOTHING" if once else ""}
         RETURNING {JOB_COLUMNS}
         """,
         *columns,

@@ -21,6 +21,7 @@ from service.auth import authenticate
 from service.backlog import Backlog
 from service.config import Settings
 from service.job_inserts import JobInserts, tracked
+from service.jobs import KindSpec, new_job
 from service.problems import Problem
 from service.storage import job_prefix
 from service.tenants import Tenant
@@ -33,7 +34,6 @@ from service.views import job_location, job_view
 class JobSpec:
     """What a route decided the job is, once it has read and validated the request."""
 
-    kind: str
     fingerprint: str
     payload: dict = field(default_factory=dict)
     metadata: dict = field(default_factory=dict)
@@ -56,7 +56,13 @@ def accepted(row, *, replayed: bool = False) -> JSONResponse:
     return JSONResponse(job_view(row), status_code=202, headers=headers)
 
 
-async def submit(request: Request, tenant: Tenant, read: Reader, *, max_tries: int) -> JSONResponse:
+def kind_spec(request: Request, name: str) -> KindSpec:
+    """The declared rules of kind `name` (tries, timeout, queue), as the API was started with them."""
+    return request.app.state.kinds[name]
+
+
+async def submit(request: Request, tenant: Tenant, read: Reader, *, kind: KindSpec) -> JSONResponse:
+    """Accept a job of `kind`: read the request (`read`), record the job, hand it to arq."""
     state = request.app.state
     key = request.headers.get("idempotency-key")
     prior = None
@@ -76,7 +82,7 @@ async def submit(request: Request, tenant: Tenant, read: Reader, *, max_tries: i
                 raise Problem(422, "the job this Idempotency-Key created no longer exists", type="idempotency-mismatch")
             return accepted(created, replayed=True)
         created, queued_before = await record_job(
-            state.inserts, state.backlog, state.settings, tenant.id, job_id, spec, max_tries=max_tries,
+            state.inserts, state.backlog, state.settings, tenant.id, job_id, spec, kind=kind,
             traceparent=tracing.traceparent_for_job(request.headers.get("traceparent")), idempotency_key=key,
         )
     finally:
@@ -85,7 +91,7 @@ async def submit(request: Request, tenant: Tenant, read: Reader, *, max_tries: i
                 await spec.discard()
         if key is not None and prior is None and created is None:
             await idempotency.release(state.db, tenant.id, key)
-    with tracing.span("enqueue", attributes={"conveyor.queue": created["queue"], "conveyor.kind": spec.kind}):
+    with tracing.span("enqueue", attributes={"conveyor.queue": created["queue"], "conveyor.kind": kind.name}):
         await hand_off(state.enqueuer, created, backlog=queued_before)
     return accepted(created)
 
@@ -98,7 +104,7 @@ async def record_job(
     job_id: uuid.UUID,
     spec: JobSpec,
     *,
-    max_tries: int,
+    kind: KindSpec,
     traceparent: str | None = None,
     idempotency_key: str | None = None,
 ) -> tuple[asyncpg.Record, int]:
@@ -114,11 +120,8 @@ async def record_job(
     if queued_before is None:
         raise Problem(429, f"this tenant already has {quota} queued jobs; retry when some have run",
                       type="quota-exceeded", headers={"Retry-After": "30"})
-    job = ledger.NewJob(
-        job_id=job_id, tenant_id=tenant_id, kind=spec.kind, queue=settings.queue_for(spec.kind),
-        priority=spec.priority, max_tries=max_tries, payload=spec.payload, metadata=spec.metadata,
-        callback_url=spec.callback_url, run_at=spec.run_at, traceparent=traceparent,
-    )
+    job = new_job(kind, tenant_id, job_id=job_id, priority=spec.priority, payload=spec.payload,
+                  metadata=spec.metadata, callback_url=spec.callback_url, run_at=spec.run_at, traceparent=traceparent)
     try:
         if idempotency_key is None:
             created = await inserts.insert(job)
@@ -147,15 +150,15 @@ def input_key(tenant_id: uuid.UUID, job_id: uuid.UUID) -> str:
 
 
 async def submit_upload(
-    request: Request, *, kind: str, accept: frozenset[str], max_tries: int, check_callback: CallbackCheck,
+    request: Request, *, kind: KindSpec, accept: frozenset[str], check_callback: CallbackCheck,
     parse_fields: FieldParser | None = None,
 ) -> JSONResponse:
-    """A route that takes one file: stream it to storage (judged from its bytes), check the
-    form fields (`parse_fields` adds the kind's own to the payload; `check_callback` judges
-    where a `callback_url` points), then `submit`."""
+    """A route that takes one file for a job of `kind`: stream it to storage (judged from
+    its bytes), check the form fields (`parse_fields` adds the kind's own to the payload;
+    `check_callback` judges where a `callback_url` points), then `submit`."""
     tenant = await authenticate(request)
     storage = request.app.state.storage
-    limit = request.app.state.settings.upload_limit(kind)
+    limit = request.app.state.settings.upload_limit(kind.name)
 
     async def read(job_id: uuid.UUID) -> JobSpec:
         key = input_key(tenant.id, job_id)
@@ -163,8 +166,7 @@ async def submit_upload(
         try:
             fields = upload.fields
             spec = JobSpec(
-                kind=kind,
-                fingerprint=upload.fingerprint(kind),
+                fingerprint=upload.fingerprint(kind.name),
                 metadata=parse_metadata(fields.get("metadata")),
                 callback_url=parse_callback_url(fields.get("callback_url")),
                 discard=lambda: storage.delete(key),
@@ -181,5 +183,5 @@ async def submit_upload(
             raise
         return spec
 
-    return await submit(request, tenant, read, max_tries=max_tries)
+    return await submit(request, tenant, read, kind=kind)
 

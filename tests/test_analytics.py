@@ -9,7 +9,7 @@ import asyncpg
 import pytest
 
 from pipelines.analytics.aggregate import aggregate
-from pipelines.analytics.export import EXPORT
+from pipelines.analytics.export import EXPORT_PIPELINE
 from service.database import Database
 from service.storage import open_storage
 from tests.support.service import client, running_worker, wait_for_job
@@ -208,7 +208,7 @@ async def test_exports_stream_csv_to_storage(api, settings, tenant, monkeypatch)
                for n in range(40)]
               + [{"type": "buy", "ts": at(last, 23)}]
               + [{"type": "outside", "ts": at(last + timedelta(days=1), 0)}])
-    async with client(api.url, key) as http, running_worker(settings, [EXPORT]):
+    async with client(api.url, key) as http, running_worker(settings, [EXPORT_PIPELINE]):
         await http.post("/v1/events", json={"events": events})
         await _aggregate(settings, first, last)
         done = await _export(http, "events", first, last)

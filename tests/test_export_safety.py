@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from pipelines.analytics.export import EXPORT
+from pipelines.analytics.export import EXPORT_PIPELINE
 from tests.support.service import client, new_tenant, running_worker
 from tests.test_analytics import _csv, _export
 
@@ -18,7 +18,7 @@ async def test_cells_that_a_spreadsheet_would_evaluate_are_exported_as_text(api,
     today = datetime.now(timezone.utc).date()
     events = [{"type": formula, "user_id": formula, "properties": {"note": formula}} for formula in FORMULAS]
     events.append({"type": "plain", "user_id": "ada", "properties": {"n": -1}})
-    async with client(api.url, tenant[1]) as http, running_worker(settings, [EXPORT]):
+    async with client(api.url, tenant[1]) as http, running_worker(settings, [EXPORT_PIPELINE]):
         assert (await http.post("/v1/events", json={"events": events})).status_code == 202
         done = await _export(http, "events", today, today)
         assert done["status"] == "succeeded", done
@@ -41,7 +41,7 @@ async def test_an_export_does_not_reveal_how_many_events_other_tenants_send(api,
     today = datetime.now(timezone.utc).date()
     noise = {"events": [{"type": "noise"} for _ in range(200)]}
     async with client(api.url, tenant[1]) as mine, client(api.url, other_key) as theirs, \
-            running_worker(settings, [EXPORT]):
+            running_worker(settings, [EXPORT_PIPELINE]):
         assert (await mine.post("/v1/events", json={"events": [{"type": "first"}]})).status_code == 202
         assert (await theirs.post("/v1/events", json=noise)).status_code == 202
         assert (await mine.post("/v1/events", json={"events": [{"type": "second"}]})).status_code == 202

@@ -12,7 +12,7 @@ from datetime import date
 
 import pytest
 
-from pipelines.analytics.export import EXPORT
+from pipelines.analytics.export import EXPORT_PIPELINE
 from tests.support.files import multipart_file, text_pdf
 from tests.support.service import client, running_worker, wait_for_job
 
@@ -97,7 +97,7 @@ async def test_instants_outside_utc_years_1_to_9999_are_a_422(api, tenant, momen
 
 
 async def test_exports_at_the_ends_of_the_calendar(api, settings, tenant):
-    async with client(api.url, tenant[1]) as http, running_worker(settings, [EXPORT]):
+    async with client(api.url, tenant[1]) as http, running_worker(settings, [EXPORT_PIPELINE]):
         first = await http.post("/v1/exports", json={"dataset": "events", "from": "0001-01-01", "to": "0001-01-31"})
         last = await http.post("/v1/exports", json={"dataset": "events", "from": "9999-12-30", "to": "9999-12-31"})
         stats = await http.get("/v1/stats", params={"from": "0001-01-01", "to": "0001-01-02"})

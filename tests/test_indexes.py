@@ -12,7 +12,8 @@ from datetime import datetime, timezone
 import asyncpg
 import pytest
 
-from service import documents, ledger
+from pipelines.documents import table as documents
+from service import ledger
 from service.migrate import upgrade_async
 from tests.support import postgres
 

@@ -75,12 +75,13 @@ async def _notification_jobs(database_url: str, tenant_id) -> list[dict]:
     conn = await asyncpg.connect(database_url)
     try:
         rows = await conn.fetch(
-            "SELECT id, queue, payload::text, metadata::text FROM jobs WHERE tenant_id = $1 AND kind = 'notification'",
+            "SELECT id, queue, max_tries, payload::text, metadata::text FROM jobs"
+            " WHERE tenant_id = $1 AND kind = 'notification'",
             tenant_id,
         )
     finally:
         await conn.close()
-    return [{"id": row["id"], "queue": row["queue"], "payload": json.loads(row["payload"]),
+    return [{"id": row["id"], "queue": row["queue"], "max_tries": row["max_tries"], "payload": json.loads(row["payload"]),
              "metadata": json.loads(row["metadata"])} for row in rows]
 
 
@@ -145,6 +146,24 @@ async def test_due_reminders_become_one_job_each_even_when_run_twice_at_once(api
     assert after[later["id"]]["job_id"] is None
     async with redis.from_url(settings.redis_url) as r:
         assert await r.zcard(NOTIFICATION_QUEUE) >= 7  # handed to arq, not only recorded
+
+
+async def test_a_scheduled_notification_follows_the_same_rules_as_one_from_the_api(api, settings, database_url,
+                                                                                   tenant):
+    """Tries and queue are the notification kind's, whoever creates the job (the scheduler
+    used to give 5 tries where the API gave 10)."""
+    tenant_id, key = tenant
+    async with client(api.url, key) as http:
+        await _remind(http, _ago(minutes=1))
+        sent = await http.post("/v1/notifications", json={"channel": "email", "to": "ada@example.com",
+                                                          "template": "welcome", "data": {"name": "Ada"}})
+        assert sent.status_code == 202, sent.text
+        async with open_resources(settings) as resources:
+            assert await send_due_reminders(resources) == 1
+    by_reminder, by_api = sorted(await _notification_jobs(database_url, tenant_id), key=lambda job: not job["metadata"])
+    assert by_reminder["metadata"] and not by_api["metadata"]
+    assert by_reminder["max_tries"] == by_api["max_tries"] == len(settings.webhook_retry_schedule) + 1
+    assert by_reminder["queue"] == by_api["queue"] == NOTIFICATION_QUEUE
 
 
 async def _unsent(http, reminders: list[dict]) -> list[dict]:

@@ -65,6 +65,7 @@ class ConveyorRunner(Runner):
         self.backlog = Backlog(self.redis, self.db)
         self.enqueuer = queue.Enqueuer(self.redis)
         self.inserts = JobInserts(self.db)
+        self.kind = bench_pipeline(None).spec(self.settings)  # its tries and queue; the worker runs it
         self.tenant_id, _ = await tenant_with_key(self.settings, TENANT)
 
     async def close(self) -> None:
@@ -74,9 +75,10 @@ class ConveyorRunner(Runner):
         self._storage.cleanup()
 
     async def enqueue(self, job: JobSpec, enqueued_at: float) -> None:
-        submission = Submission(kind=KIND, fingerprint="", payload={"args": job.args(enqueued_at)})
+        submission = Submission(fingerprint="", payload={"args": job.args(enqueued_at)})
         created, backlog = await record_job(
-            self.inserts, self.backlog, self.settings, self.tenant_id, ledger.new_job_id(), submission, max_tries=5
+            self.inserts, self.backlog, self.settings, self.tenant_id, ledger.new_job_id(), submission,
+            kind=self.kind,
         )
         await hand_off(self.enqueuer, created, backlog=backlog)
 
@@ -84,7 +86,7 @@ class ConveyorRunner(Runner):
         return [MODULE, self.redis_url, str(self.concurrency), self.settings.database_url, self._storage.name]
 
 
-def bench_pipeline(recorder: AsyncRecorder) -> Pipeline:
+def bench_pipeline(recorder: AsyncRecorder | None) -> Pipeline:
     async def run(job) -> dict:
         await perform(recorder, *job.payload["args"])
         return {}

@@ -118,4 +118,4 @@ async def write_csv(run: JobRun) -> dict:
     return {"rows": count, "bytes": size, "key": key, "name": name, "content_type": CONTENT_TYPE}
 
 
-EXPORT = Pipeline(KIND, (Stage("export", write_csv),), timeout=1800.0, max_tries=3)
+EXPORT_PIPELINE = Pipeline(KIND, (Stage("export", write_csv),), timeout=1800.0, tries=3)

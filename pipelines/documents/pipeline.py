@@ -26,12 +26,13 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
+from pipelines.documents import table
 from pipelines.documents.extract import ResumeFields, extract_document
 from pipelines.documents.ocr.textract import request_token_for
 from pipelines.documents.pages import DocumentPages, PageLimits
 from pipelines.documents.text import document_text, page_limited, store_text, text_result
+from pipelines.documents.tools import DocumentTools
 from pipelines.pipeline import Pipeline, Skip, Stage
-from service import documents
 from service.errors import PermanentError
 from service.file_modes import private_opener
 from service.storage import ObjectNotFound, S3Storage
@@ -68,7 +69,7 @@ class DocumentWorkspace:
                 render=settings.ocr_provider != "textract",
             )
             original = await self.original()  # page images go beside it, as page-NNNN.png
-            self._pages = await self.run.resources.documents.readers.read(original, self.directory, limits)
+            self._pages = await self.run.shared.readers.read(original, self.directory, limits)
         return self._pages
 
     async def _download(self) -> Path:
@@ -120,7 +121,7 @@ async def store(run: JobRun) -> dict:
     await run.workspace.original()
     original = {key: expected[key] for key in ("key", "size", "sha256", "content_type")}
     async with run.resources.db.write(track=(f"tenant:{run.job['tenant_id']}",)) as conn:
-        await documents.record_original(conn, run.job, original)
+        await table.record_original(conn, run.job, original)
     return original
 
 
@@ -151,14 +152,14 @@ async def _tesseract(run: JobRun, numbers: list[int]) -> list[str]:
     wanted = set(numbers)
     document = await run.workspace.pages()
     images = [page.image for page in document.pages if page.number in wanted]
-    result = await run.resources.documents.tesseract.recognize(images, progress=run.progress)
+    result = await run.shared.tesseract.recognize(images, progress=run.progress)
     return result.pages
 
 
 async def _textract(run: JobRun, numbers: list[int]) -> tuple[list[str], list[str]]:
     """Start (idempotently) or resume the Textract job of this document, then collect it."""
     storage = run.resources.storage
-    textract = run.resources.documents.textract
+    textract = run.shared.textract
     if not isinstance(storage, S3Storage) or textract is None:
         raise PermanentError(
             "OCR_PROVIDER=textract reads documents from S3: set STORAGE_URL=s3://bucket/prefix "
@@ -188,7 +189,7 @@ async def extract(run: JobRun) -> dict:
     text = document_text(run.outputs, run.settings).text
     if not text.strip():
         raise Skip("the document has no text")
-    extraction = await extract_document(run.resources.documents.extractor, text)
+    extraction = await extract_document(run.shared.extractor, text)
     return extraction.result()
 
 
@@ -197,7 +198,7 @@ async def persist(run: JobRun) -> dict:
     document = document_text(run.outputs, run.settings)
     text_file = await store_text(run, document.text)
     async with run.resources.db.write(track=(f"tenant:{run.job['tenant_id']}",)) as conn:
-        await documents.record_extraction(conn, run.job_id, document.pages, extracted_fields(run.outputs))
+        await table.record_extraction(conn, run.job_id, document.pages, extracted_fields(run.outputs))
     return text_result(document, text_file, run.settings)
 
 
@@ -232,6 +233,8 @@ DOCUMENT_PIPELINE = Pipeline(
         Stage("persist", persist, weight=1),
     ),
     timeout=1800.0,  # Textract may take up to TEXTRACT_POLL_DEADLINE (15 min) by itself
+    tries=5,
+    shared=DocumentTools.open,
     result=document_result,
     workspace=workspace,
 )

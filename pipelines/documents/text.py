@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from pipelines.documents.pages import TextBudget
-from service.documents import full_text
+from pipelines.documents.table import full_text
 from service.storage import job_prefix
 
 if TYPE_CHECKING:

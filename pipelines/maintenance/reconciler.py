@@ -20,7 +20,7 @@ from arq.constants import in_progress_key_prefix, job_key_prefix
 from redis.exceptions import RedisError
 
 from pipelines.resources import Resources
-from service import heartbeats, ledger, queue
+from service import heartbeats, jobs, ledger, queue
 from service.errors import DependencyUnavailable
 
 log = structlog.get_logger("conveyor.reconciler")
@@ -69,8 +69,7 @@ async def reconcile(resources: Resources, known_kinds: frozenset[str]) -> dict[s
                 touched.append(job["id"])
                 counts["freed"] += 1
             elif queued is None:
-                await queue.enqueue(redis, job_id=job_id, kind=job["kind"], queue=job["queue"],
-                                    priority=job["priority"], run_at=job["run_at"])
+                await jobs.enqueue(redis, job)
                 touched.append(job["id"])
                 counts["enqueued"] += 1
             else:

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 
 from pipelines.pipeline import Pipeline, Stage
 from service import callbacks
+from service.config import Settings
 from service.errors import DependencyUnavailable, JobError, PermanentError, TransientError
 from service.ledger import Fenced
 from service.tenants import webhook_secrets
@@ -215,9 +216,12 @@ async def call_back(run: JobRun) -> dict:
     return {"url": url, "webhook_id": delivery.message_id, "job_id": payload["job_id"], "type": payload["type"]}
 
 
+def notification_tries(settings: Settings) -> int:
+    """Enough tries for the webhook retry schedule (the first try plus one per delay)."""
+    return max(NOTIFICATION_MAX_TRIES, len(settings.webhook_retry_schedule) + 1)
+
+
 NOTIFICATION_PIPELINE = Pipeline(
-    "notification", (Stage("deliver", notify),), timeout=NOTIFICATION_TIMEOUT, max_tries=NOTIFICATION_MAX_TRIES,
+    "notification", (Stage("deliver", notify),), timeout=NOTIFICATION_TIMEOUT, tries=notification_tries,
 )
-CALLBACK_PIPELINE = Pipeline(
-    callbacks.KIND, (Stage("deliver", call_back),), timeout=CALLBACK_TIMEOUT, max_tries=callbacks.MAX_TRIES,
-)
+CALLBACK_PIPELINE = Pipeline(callbacks.KIND, (Stage("deliver", call_back),), timeout=CALLBACK_TIMEOUT, tries=10)

@@ -38,7 +38,7 @@ async def notify_expiring_memberships(resources: Resources, batch: int = BATCH) 
         )
         jobs = [
             await create_notification(
-                conn, resources.settings, tenant_id=row["tenant_id"], channel="email", to=[row["email"]],
+                conn, resources.kinds, tenant_id=row["tenant_id"], channel="email", to=[row["email"]],
                 template=EXPIRY_TEMPLATE, data=template_data(row["data"], row["expires_at"]),
                 metadata={"member": row["member"], "expires_at": row["expires_at"].isoformat()},
             )

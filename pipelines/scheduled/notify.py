@@ -14,12 +14,11 @@ from collections.abc import Awaitable, Callable, Iterable
 import asyncpg
 from arq.connections import ArqRedis
 
+from pipelines.notifications.pipeline import NOTIFICATION_PIPELINE
 from pipelines.resources import Resources
-from service import ledger, queue
-from service.config import Settings
+from service import jobs
+from service.jobs import Kinds
 
-KIND = "notification"
-MAX_TRIES = 5
 BATCH = 500
 
 # Takes up to `batch` sources in the transaction it is given, creates their jobs and marks
@@ -29,7 +28,7 @@ TakeBatch = Callable[[asyncpg.Connection, int], Awaitable[list[asyncpg.Record]]]
 
 async def create_notification(
     conn: asyncpg.Connection,
-    settings: Settings,
+    kinds: Kinds,
     *,
     tenant_id: uuid.UUID,
     channel: str,
@@ -38,23 +37,15 @@ async def create_notification(
     data: dict,
     metadata: dict,
 ) -> asyncpg.Record:
-    return await ledger.create_job(
-        conn,
-        job_id=ledger.new_job_id(),
-        tenant_id=tenant_id,
-        kind=KIND,
-        queue=settings.queue_for(KIND),
-        priority=queue.PRIORITIES["normal"],
-        max_tries=MAX_TRIES,
-        payload={"channel": channel, "to": to, "template": template, "data": data},
-        metadata=metadata,
-    )
+    """A notification job, with the same tries and queue as one the API creates."""
+    job = jobs.new_job(kinds[NOTIFICATION_PIPELINE.kind], tenant_id, metadata=metadata,
+                       payload={"channel": channel, "to": to, "template": template, "data": data})
+    return await jobs.create(conn, job)
 
 
-async def enqueue_all(redis: ArqRedis, jobs: Iterable[asyncpg.Record]) -> None:
-    for job in jobs:
-        await queue.enqueue(redis, job_id=str(job["id"]), kind=job["kind"], queue=job["queue"],
-                            priority=job["priority"])
+async def enqueue_all(redis: ArqRedis, created: Iterable[asyncpg.Record]) -> None:
+    for job in created:
+        await jobs.enqueue(redis, job)
 
 
 async def drain(resources: Resources, take_batch: TakeBatch, batch: int = BATCH) -> int:
@@ -62,8 +53,8 @@ async def drain(resources: Resources, take_batch: TakeBatch, batch: int = BATCH)
     created = 0
     while True:
         async with resources.db.transaction() as conn:
-            jobs = await take_batch(conn, batch)
-        await enqueue_all(resources.redis, jobs)
-        created += len(jobs)
-        if len(jobs) < batch:
+            made = await take_batch(conn, batch)
+        await enqueue_all(resources.redis, made)
+        created += len(made)
+        if len(made) < batch:
             return created

@@ -27,7 +27,7 @@ async def send_due_reminders(resources: Resources, batch: int = BATCH) -> int:
         )
         jobs = [
             await create_notification(
-                conn, resources.settings, tenant_id=row["tenant_id"], channel=row["channel"],
+                conn, resources.kinds, tenant_id=row["tenant_id"], channel=row["channel"],
                 to=list(row["recipients"]), template=row["template"], data=row["data"],
                 metadata={"reminder_id": str(row["id"])},
             )

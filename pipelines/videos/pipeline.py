@@ -23,14 +23,14 @@ from typing import TYPE_CHECKING
 from pipelines.pipeline import Pipeline, Stage
 from pipelines.videos.plan import DEFAULT_RENDITIONS, Output, Rendition, RenditionPlan, Skipped, Thumbnail, plan_renditions
 from pipelines.videos.probe import VideoInfo, check_limits, measure, probe
-from pipelines.videos.transcode import transcode_all
+from pipelines.videos.transcode import transcode_all, transcode_slots
+from service.config import Settings
 from service.errors import PermanentError
 from service.storage import ObjectNotFound, job_prefix
 
 if TYPE_CHECKING:
     from pipelines.runner import JobRun
 
-VIDEO_MAX_TRIES = 3
 SOURCE_NAME = "source"
 
 
@@ -115,7 +115,7 @@ async def transcode_stage(run: JobRun) -> dict:
     await transcode_all(
         source, plan, out_dir,
         on_progress=run.progress, on_rendition_done=store, done=frozenset(finished),
-        slots=run.resources.transcode_slots,
+        slots=run.shared,
     )  # fmt: skip
     return {"outputs": finished}
 
@@ -149,12 +149,17 @@ def video_result(outputs: dict[str, dict]) -> dict:
     }
 
 
-def video_pipeline(*, timeout: float) -> Pipeline:
-    """The video job; `timeout` (`VIDEO_TIMEOUT_SECONDS`) bounds one attempt, ffmpegs included."""
-    return Pipeline(
-        "video",
-        (Stage("probe", probe_stage, weight=1), Stage("transcode", transcode_stage, weight=19)),
-        timeout=timeout,
-        max_tries=VIDEO_MAX_TRIES,
-        result=video_result,
-    )
+def video_timeout(settings: Settings) -> float:
+    """`VIDEO_TIMEOUT_SECONDS` bounds one attempt, ffmpegs included."""
+    return settings.video_timeout_seconds
+
+
+VIDEO_PIPELINE = Pipeline(
+    "video",
+    (Stage("probe", probe_stage, weight=1), Stage("transcode", transcode_stage, weight=19)),
+    timeout=video_timeout,
+    tries=3,
+    shared=lambda settings, _redis: transcode_slots(settings),  # the host's ffmpeg slots, for every video job
+
+    result=video_result,
+)

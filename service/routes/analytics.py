@@ -21,7 +21,7 @@ from service.auth import authenticate
 from service.config import Settings, next_tick
 from service.openapi import COMMON_ERRORS, IDEMPOTENCY_KEY, TIME, json_body, problem
 from service.problems import Problem
-from service.submissions import JobSpec, submit
+from service.submissions import JobSpec, kind_spec, submit
 from service.validation import Moment, StrictModel, invalid, parse_json, read_json_body
 
 MAX_EVENTS = 1000
@@ -30,7 +30,6 @@ MAX_BODY_BYTES = MAX_EVENTS * (MAX_PROPERTIES_BYTES + 1024)
 MAX_FUTURE = timedelta(hours=24)
 MAX_RANGE_DAYS = 366
 DEFAULT_RANGE_DAYS = 30
-EXPORT_MAX_TRIES = 3
 EVENT_COLUMNS = ("tenant_id", "type", "user_id", "properties", "ts")
 DATASETS = ("events", "stats", "jobs")
 
@@ -146,9 +145,9 @@ async def create_export(request: Request) -> Response:
         if export.last_day == date.max:  # the export runs to the end of `to`, which is in year 10000
             raise invalid("to", f"must be before {date.max.isoformat()}")
         payload = {"dataset": export.dataset, "from": export.first_day.isoformat(), "to": export.last_day.isoformat()}
-        return JobSpec(kind="export", fingerprint=idempotency.fingerprint("exports", payload), payload=payload)
+        return JobSpec(fingerprint=idempotency.fingerprint("exports", payload), payload=payload)
 
-    return await submit(request, tenant, read, max_tries=EXPORT_MAX_TRIES)
+    return await submit(request, tenant, read, kind=kind_spec(request, "export"))
 
 
 _DAY = {"type": "string", "format": "date"}

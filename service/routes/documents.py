@@ -7,7 +7,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from service import documents
+from pipelines.documents import table as documents
 from service.auth import authenticate
 from service.consistency import requested_lsn
 from service.ledger import FINISHED
@@ -17,14 +17,12 @@ from service.routes.destinations import check_callback_url
 from service.routes.jobs import (PAGE_PARAMETERS, follow, job_page, not_found, page_params, path_job_id, query_int,
                                  status_param)
 from service.sniffing import DOCUMENT_TYPES
-from service.submissions import submit_upload
+from service.submissions import kind_spec, submit_upload
 from service.validation import check_storable
-
-DOCUMENT_MAX_TRIES = 5
 
 
 async def create_document(request: Request) -> Response:
-    return await submit_upload(request, kind="document", accept=DOCUMENT_TYPES, max_tries=DOCUMENT_MAX_TRIES,
+    return await submit_upload(request, kind=kind_spec(request, "document"), accept=DOCUMENT_TYPES,
                                check_callback=check_callback_url)
 
 

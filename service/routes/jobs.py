@@ -147,7 +147,7 @@ async def _cancel_in(conn, state, tenant_id: uuid.UUID, job_id: uuid.UUID) -> tu
         raise await _missing_or_conflict(conn, tenant_id, job_id, "the job has already ended ({status})", "job-finished")
     callback = None
     if row["status"] == "cancelled":
-        callback = await callbacks.record(conn, row, state.settings.queue_for(callbacks.KIND))
+        callback = await callbacks.record(conn, row, state.kinds)
     return row, callback
 
 

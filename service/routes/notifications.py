@@ -21,7 +21,6 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from pipelines.notifications.channels import CHANNELS, require_channel
-from pipelines.notifications.pipeline import NOTIFICATION_PIPELINE
 from pipelines.notifications.recipients import check_recipient
 from pipelines.notifications.templates import TEMPLATES, validate
 from service import idempotency, queue
@@ -29,7 +28,7 @@ from service.auth import authenticate
 from service.errors import PermanentError
 from service.openapi import COMMON_ERRORS, IDEMPOTENCY_KEY, json_body, problem
 from service.routes.destinations import check_destinations
-from service.submissions import JobSpec, submit
+from service.submissions import JobSpec, kind_spec, submit
 from service.validation import invalid, parse_json_object, parse_metadata, read_json_body, refused, utc_moment
 
 MAX_BODY_BYTES = 4 * 1024 * 1024
@@ -126,12 +125,10 @@ async def create_notification(request: Request) -> Response:
                    "send_at": send_at.isoformat() if send_at else None}
         # One recipient is a transactional message someone is waiting for: ahead of bulk.
         priority = queue.PRIORITIES["high" if len(recipients) == 1 else "normal"]
-        return JobSpec(kind=NOTIFICATION_PIPELINE.kind, fingerprint=idempotency.fingerprint("notifications", {**payload, "metadata": metadata}),
+        return JobSpec(fingerprint=idempotency.fingerprint("notifications", {**payload, "metadata": metadata}),
                        payload=payload, metadata=metadata, run_at=send_at, priority=priority)
 
-    # Enough tries for the webhook retry schedule (the first try plus one per delay).
-    tries = max(NOTIFICATION_PIPELINE.max_tries, len(settings.webhook_retry_schedule) + 1)
-    return await submit(request, tenant, read, max_tries=tries)
+    return await submit(request, tenant, read, kind=kind_spec(request, "notification"))
 
 
 OPENAPI_PATHS = {

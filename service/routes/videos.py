@@ -5,13 +5,13 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
-from pipelines.videos.pipeline import VIDEO_MAX_TRIES
+from service.errors import PermanentError
 from pipelines.videos.plan import parse_renditions
 from service.errors import PermanentError
 from service.openapi import upload_operation
 from service.routes.destinations import check_callback_url
 from service.sniffing import VIDEO_TYPES
-from service.submissions import submit_upload
+from service.submissions import kind_spec, submit_upload
 from service.validation import invalid
 
 
@@ -26,7 +26,7 @@ def video_fields(fields: dict[str, str]) -> dict:
 
 async def create_video(request: Request) -> Response:
     return await submit_upload(
-        request, kind="video", accept=VIDEO_TYPES, max_tries=VIDEO_MAX_TRIES, check_callback=check_callback_url,
+        request, kind=kind_spec(request, "video"), accept=VIDEO_TYPES, check_callback=check_callback_url,
         parse_fields=video_fields,
     )
 

@@ -26,7 +26,7 @@ from pipelines.documents.extract import ResumeFields
 from pipelines.documents.ocr.tesseract import TesseractOCR
 from pipelines.documents.pages import PageLimits
 from pipelines.documents.pdf import read_pdf
-from service.documents import full_text
+from pipelines.documents.table import full_text
 
 CORPUS_DIR = Path(__file__).parent.parent / "corpus"
 SCAN_DPI = 200

@@ -1,4 +1,7 @@
-"""The documents table: what the document pipeline read from each upload, and the search over it.
+"""The document kind's table: what its pipeline read from each upload, and the search over it.
+
+The pipeline writes it (`record_original`, `record_extraction`); the API reads it through
+`search` and `page_text`, the document kind's only interface to the HTTP layer.
 
 A row appears when the pipeline has verified the stored original (so failed documents can
 be found by metadata and status too) and is completed with the text, pages and fields when

@@ -1,0 +1,68 @@
+"""Making jobs: the one place a new job's tries, queue and priority are decided.
+
+A kind's rules (how often its jobs are tried, how long one attempt may run, which queue
+they go to) are declared once, with the kind, in `pipelines/` (or, later, by an app),
+and reach the core as a `KindSpec` of plain values: the core never imports a kind's code,
+so whoever creates a job (the API, a job's callback, the scheduler) passes the kind's spec,
+and `new_job` reads tries and queue from it and nowhere else.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+import asyncpg
+
+from service import ledger, queue
+
+
+@dataclass(frozen=True)
+class KindSpec:
+    """What the core knows of a kind: its name, tries, the limit on one attempt (seconds),
+    and the queue its jobs go to, as the deployment's settings resolved it."""
+
+    name: str
+    tries: int
+    timeout: float
+    queue: str
+
+
+#: The specs of every known kind, by name.
+Kinds = Mapping[str, KindSpec]
+
+
+def new_job(
+    kind: KindSpec,
+    tenant_id: uuid.UUID,
+    *,
+    job_id: uuid.UUID | None = None,
+    payload: dict | None = None,
+    metadata: dict | None = None,
+    callback_url: str | None = None,
+    run_at: datetime | None = None,
+    priority: int = queue.PRIORITIES["normal"],
+    traceparent: str | None = None,
+) -> ledger.NewJob:
+    """A job of `kind` to record, tried as often as the kind says, on the kind's queue."""
+    return ledger.NewJob(
+        job_id=job_id or ledger.new_job_id(), tenant_id=tenant_id, kind=kind.name, queue=kind.queue,
+        priority=priority, max_tries=kind.tries, payload=payload, metadata=metadata,
+        callback_url=callback_url, run_at=run_at, traceparent=traceparent,
+    )
+
+
+async def create(conn: asyncpg.Connection, job: ledger.NewJob, *, once: bool = False) -> asyncpg.Record | None:
+    """Record `job` in `conn`'s transaction (so it exists exactly when the caller's own
+    writes do); its row. With `once`, a job whose id is already recorded is left alone
+    and None comes back (ids derived from what made the job make its creation idempotent)."""
+    return (await ledger.create_jobs(conn, [job], once=once)).get(job.job_id)
+
+
+async def enqueue(redis, job: asyncpg.Record) -> None:
+    """Hand a recorded job to arq once its transaction committed; if Redis is down the
+    reconciler does it later (the ledger, not Redis, says the job exists)."""
+    await queue.enqueue(redis, job_id=str(job["id"]), kind=job["kind"], queue=job["queue"],
+                        priority=job["priority"], run_at=job["run_at"])
