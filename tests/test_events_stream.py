@@ -223,9 +223,9 @@ async def test_a_rotation_keeps_tokens_given_out_valid_and_reaches_every_process
         assert (await read_stream(browser, f"/v1/jobs/{job_id}/events?token={before}", max_events=1)).status == 200
         assert (await asyncio.to_thread(CliRunner().invoke, cli, rotate)).exit_code == 0
 
-        async def refused_after_the_second_rotation():
-            response = await browser.get(f"/v1/jobs/{job_id}/events", params={"token": before})
-            return response.status_code == 401
+        async def refused_after_the_second_rotation():  # streamed: a 200 would never end
+            async with browser.stream("GET", f"/v1/jobs/{job_id}/events", params={"token": before}) as response:
+                return response.status_code == 401
 
         await until(refused_after_the_second_rotation, timeout=15)
 
