@@ -73,7 +73,9 @@ async def test_dense_text_is_bounded_shown_in_part_and_read_page_by_page(bounded
     assert max(len(answer.content) for answer in answers[:8]) < JOB_BYTES
     assert max(len(answer.content) for answer in answers[8:]) < JOB_BYTES
     result = job["result"]
-    assert result["pages"] == DENSE_PAGES and result["fields"]["email"] == "jane@example.com"
+    # Extraction ran on the bounded text (whether pages of filler read as a résumé is the
+    # judgement's business: tests/test_extraction_judgement.py).
+    assert result["pages"] == DENSE_PAGES and "resume_confidence" in result and "email" in result["fields"]
     assert len(result["text"]) == RESULT_CHARS and result["text"].startswith("Jane Doe")
     assert result["text_truncated"] is True
 
