@@ -10,6 +10,8 @@ import pytest
 from pipelines.documents.forked import ForkServer
 from pipelines.errors import TransientError
 
+pytestmark = pytest.mark.integration
+
 
 def fork_server_process() -> psutil.Process:
     [server] = [child for child in psutil.Process().children() if "pipelines.documents.fork_server" in child.cmdline()]

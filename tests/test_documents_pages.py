@@ -19,6 +19,8 @@ from tests.support.documents import (
     text_pdf,
 )
 
+pytestmark = pytest.mark.integration
+
 RESUME = "Jane Doe\njane.doe@example.com\nSenior Python engineer, PostgreSQL and Kubernetes."
 
 
