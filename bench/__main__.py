@@ -22,9 +22,9 @@ from . import api, machine
 from .context import BenchContext
 from .queue import crash, latency, throughput
 from .queue.runner import PEERS
-from .redis_server import PrivateRedis
 from .report import RESULTS_PATH, write_section
 from tests.support import postgres
+from tests.support.redis_server import RedisServer
 
 #: Pipeline benchmarks with their own command line, run as `python -m bench.NAME [--quick]`.
 STANDALONE = tuple(name for name in ("videos", "documents", "replicas", "extraction") if (Path(__file__).parent / f"{name}.py").exists())
@@ -72,7 +72,7 @@ async def redis_url(given: str | None) -> AsyncIterator[str]:
     if given:
         yield given
         return
-    async with PrivateRedis() as server:
+    with RedisServer() as server:
         yield server.url
 
 

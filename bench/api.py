@@ -25,12 +25,12 @@ import httpx
 import psutil
 
 from service.config import load_settings
+from tests.support.net import free_port
 
 from . import api_load as load
 from .context import BenchContext
 from .ledger_db import drop_database, migrated_database, tenant_with_key
 from .queue.process import REPO_ROOT
-from .redis_server import free_port
 from .report import Section, Table, rate, seconds
 
 WORKER_COUNTS = (1, 2)

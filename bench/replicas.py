@@ -34,12 +34,12 @@ from bench import api_load as load
 from bench.api import LIMITS, ApiProcess, created_ids
 from bench.ledger_db import tenant_with_key
 from bench.machine import describe, load_average
-from bench.redis_server import PrivateRedis
 from bench.report import RESULTS_PATH, Section, Spread, Table, rate, seconds, write_section
 from service import ledger, queue
 from service.config import Settings, load_settings
 from service.database import Database
 from service.migrate import upgrade_async
+from tests.support.redis_server import RedisServer
 from tests.support.replica import StreamingReplica
 
 LAGS_MS = (0, 10, 500)
@@ -150,7 +150,7 @@ async def main(args: argparse.Namespace) -> None:
     cluster = StreamingReplica()
     cluster.start()
     try:
-        async with PrivateRedis() as redis_server:
+        with RedisServer() as redis_server:
             async with aredis.from_url(redis_server.url) as redis:
                 machine = await describe(redis)
             conn = await asyncpg.connect(cluster.primary.url())

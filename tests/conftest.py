@@ -7,6 +7,21 @@ from tests.support import postgres
 from tests.support.redis_server import RedisServer
 from tests.support.service import ApiServer, make_settings, new_tenant
 
+# Fixtures that start a server or a process (`video_sources` runs ffmpeg): a test using any
+# of them, directly or through another fixture, is `integration`.
+SERVER_FIXTURES = frozenset({
+    "postgres_server", "database_url", "empty_database_url", "redis_server", "s3_server",
+    "settings", "api", "tenant", "textract_server", "llm_servers", "page_readers",
+    "stage_counter", "video_sources",
+})
+
+
+def pytest_collection_modifyitems(items):
+    """Mark `integration` every test that needs a server, so `-m "not integration"` is fast."""
+    for item in items:
+        if SERVER_FIXTURES.intersection(item.fixturenames):
+            item.add_marker(pytest.mark.integration)
+
 
 @pytest.fixture(scope="session")
 def postgres_server():

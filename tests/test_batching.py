@@ -6,6 +6,7 @@ import asyncio
 import pytest
 
 from service.batching import Batcher
+from tests.support.service import until
 
 
 class Recorder:
@@ -36,7 +37,7 @@ async def test_items_arriving_during_a_batch_go_in_the_next_one():
     run = Recorder(delay=0.05)
     batcher = Batcher(run, key=lambda item: item)
     first = asyncio.ensure_future(batcher.submit("a"))
-    await asyncio.sleep(0.01)  # "a" is in flight
+    await until(lambda: run.batches)  # "a" is in flight
     assert await asyncio.gather(batcher.submit("b"), batcher.submit("c")) == ["done b", "done c"]
     await first
     assert run.batches == [["a"], ["b", "c"]]
@@ -68,7 +69,7 @@ async def test_a_cancelled_caller_still_waits_for_its_write_to_land():
     run = Recorder(delay=0.05)
     batcher = Batcher(run, key=lambda item: item)
     caller = asyncio.ensure_future(batcher.submit("x"))
-    await asyncio.sleep(0.01)
+    await until(lambda: run.batches)  # being written
     caller.cancel()
     with pytest.raises(asyncio.CancelledError):
         await caller
@@ -80,7 +81,7 @@ async def test_posts_linger_into_one_batch_and_drain_waits_for_them():
     batcher = Batcher(run, key=id, linger=0.05)
     items = [f"event {n}" for n in range(3)]
     batcher.post(items[0])
-    await asyncio.sleep(0.01)  # still lingering: the next posts join the same batch
+    await asyncio.sleep(0.01)  # time passes, still under the linger: the next posts join the same batch
     batcher.post(items[1])
     batcher.post(items[2])
     assert batcher.unsent == 3

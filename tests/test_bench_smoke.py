@@ -27,6 +27,7 @@ def run_bench(*args: str, results: Path) -> list[str]:
     return completed.stdout.rstrip("\n").splitlines()
 
 
+@pytest.mark.integration
 def test_queue_benchmark_prints_tables_and_the_ratio_line_last(tmp_path: Path) -> None:
     results = tmp_path / "RESULTS.md"
     lines = run_bench("queue", "--quick", "--jobs", "20", results=results)
@@ -44,6 +45,7 @@ def test_queue_benchmark_prints_tables_and_the_ratio_line_last(tmp_path: Path) -
     assert "| SAQ | 20 |" in written
 
 
+@pytest.mark.integration
 def test_crash_benchmark_kills_a_worker_and_reports_the_cap(tmp_path: Path) -> None:
     lines = run_bench("crash", "--quick", "--peers", "saq,streaq", "--crash-jobs", "3", "--crash-cap", "2",
                       results=tmp_path / "R.md")
@@ -57,6 +59,7 @@ def test_crash_benchmark_kills_a_worker_and_reports_the_cap(tmp_path: Path) -> N
         assert ">2 s (capped in 1/1 runs; 0/3 running again)" in line
 
 
+@pytest.mark.integration
 def test_crash_benchmark_sees_conveyor_recover_a_killed_workers_jobs(tmp_path: Path) -> None:
     lines = run_bench("crash", "--quick", "--peers", "arq", "--crash-jobs", "3", "--crash-cap", "20",
                       results=tmp_path / "R.md")
@@ -68,6 +71,7 @@ def test_crash_benchmark_sees_conveyor_recover_a_killed_workers_jobs(tmp_path: P
     assert ">20 s (capped in 1/1 runs; 0/3 running again)" in arq  # arq waits ~310 s
 
 
+@pytest.mark.integration
 def test_latency_benchmark_offers_half_of_peak_to_conveyor_and_its_baselines(tmp_path: Path) -> None:
     results = tmp_path / "R.md"
     lines = run_bench("latency", "--quick", "--jobs", "50", "--latency-seconds", "1", results=results)
@@ -80,6 +84,7 @@ def test_latency_benchmark_offers_half_of_peak_to_conveyor_and_its_baselines(tmp
     assert "<!-- bench:latency:start -->" in results.read_text()
 
 
+@pytest.mark.integration
 def test_api_benchmark_reports_peak_and_paced_uploads_polls_and_rss(tmp_path: Path) -> None:
     results = tmp_path / "R.md"
     lines = run_bench("api", "--quick", "--api-seconds", "1", results=results)
@@ -128,6 +133,7 @@ def test_results_sections_are_replaced_not_duplicated(tmp_path: Path) -> None:
     assert text.index("bench:queue:start") < text.index("bench:crash:start")
 
 
+@pytest.mark.integration
 def test_pipeline_benchmarks_are_registered_and_run(tmp_path: Path) -> None:
     results = tmp_path / "R.md"
     lines = run_bench("videos", "--quick", results=results)
@@ -138,6 +144,7 @@ def test_pipeline_benchmarks_are_registered_and_run(tmp_path: Path) -> None:
     assert "<!-- bench:videos:start -->" in written and "| one at a time | 1 |" in written
 
 
+@pytest.mark.integration
 def test_documents_benchmark_reports_makespan_against_the_ideal(tmp_path: Path) -> None:
     results = tmp_path / "R.md"
     completed = subprocess.run(
@@ -158,6 +165,7 @@ def test_documents_benchmark_reports_makespan_against_the_ideal(tmp_path: Path) 
     assert all(name in cpu for name in ("worker", "API", "S3", "PostgreSQL", "page readers")), cpu
 
 
+@pytest.mark.integration
 def test_documents_benchmark_with_textract_notices(tmp_path: Path) -> None:
     results = tmp_path / "R.md"
     completed = subprocess.run(
@@ -173,6 +181,7 @@ def test_documents_benchmark_with_textract_notices(tmp_path: Path) -> None:
     assert "SNS+SQS" in next(line for line in written.splitlines() if "CPU seconds by process" in line)
 
 
+@pytest.mark.integration
 @pytest.mark.skipif(not replica_support.available(), reason="needs PG 15 binaries and root")
 def test_replicas_benchmark_reports_overhead_share_and_no_violations(tmp_path: Path) -> None:
     results = tmp_path / "R.md"

@@ -10,11 +10,13 @@ import re
 import uuid
 from datetime import datetime
 
+import redis.asyncio as redis
 from typer.testing import CliRunner
 
 from pipelines.pipeline import Pipeline, Stage
 from service.cli import app
 from service.errors import PermanentError
+from service.heartbeats import live_workers
 from tests.support.files import multipart_file, text_pdf
 from tests.support.service import client, running_worker, until, wait_for_job
 from tests.test_api_jobs import ids_starting, insert_jobs
@@ -184,14 +186,20 @@ async def test_jobs_list_show_cancel_retry(api, tenant):
     assert missing.exit_code == 1 and "404" in missing.stderr
 
 
+async def _heartbeat_of(r, worker_id: str) -> bool:
+    return any(state["id"] == worker_id for state in await live_workers(r))
+
+
 async def test_workers_and_queues_read_redis(api, settings, tenant):
     async with running_worker(settings, [quick_pipeline()]) as worker:
-        await asyncio.sleep(settings.worker_heartbeat_seconds * 2)
+        worker_id = (await until(lambda: worker.worker.ctx.get("resources"))).worker_id  # started
+        async with redis.from_url(settings.redis_url) as r:
+            await until(lambda: _heartbeat_of(r, worker_id))
         workers = await conveyor("workers", "--json", REDIS_URL=settings.redis_url)
         ids = {entry["id"]: entry for entry in json.loads(workers.stdout)}
         mine = [entry for entry in ids.values() if entry.get("queue") == settings.queue_name]
         assert len(mine) == 1 and mine[0]["alive"], workers.stdout
-        assert mine[0]["id"] == worker.worker.ctx["resources"].worker_id
+        assert mine[0]["id"] == worker_id
 
     async with client(api.url, tenant[1]) as http:
         for _ in range(2):

@@ -25,6 +25,8 @@ from tests.support.heads import cpu_seconds, send_huge_header
 from tests.support.net import free_port
 from tests.support.webhook_receiver import Reply, WebhookReceiver
 
+pytestmark = pytest.mark.integration
+
 ROOT = Path(__file__).resolve().parent.parent
 START_TIMEOUT = 180  # the first start runs initdb
 KEY = re.compile(r"^(cvk_\S+)$", re.MULTILINE)

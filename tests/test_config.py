@@ -70,6 +70,7 @@ def test_video_timeout_is_configured_and_checked(monkeypatch):
         assert "VIDEO_TIMEOUT_SECONDS" in str(excinfo.value), bad
 
 
+@pytest.mark.integration  # starts a process
 def test_the_worker_entry_point_gives_video_jobs_the_configured_timeout():
     """`arq worker.WorkerSettings` as deployed: arq's timeout for `video` follows the setting."""
     script = ("import worker; from pipelines.lifecycle import TIMEOUT_MARGIN; "
@@ -96,6 +97,7 @@ async def test_page_readers_get_four_slots_a_core_unless_configured(monkeypatch)
     assert "DOCUMENT_READER_CONCURRENCY" in str(excinfo.value)
 
 
+@pytest.mark.integration  # starts a process
 def test_a_short_admin_key_stops_the_api_at_start_naming_it():
     """`uvicorn service.app:app` with a guessable ADMIN_KEY exits before serving, saying why;
     32 characters are accepted, and an empty value leaves the dashboard off."""

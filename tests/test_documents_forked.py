@@ -9,18 +9,14 @@ import pytest
 
 from pipelines.documents.forked import ForkServer
 from service.errors import TransientError
+from tests.support.service import until
+
+pytestmark = pytest.mark.integration
 
 
 def fork_server_process() -> psutil.Process:
     [server] = [child for child in psutil.Process().children() if "pipelines.documents.fork_server" in child.cmdline()]
     return server
-
-
-async def until(condition, within: float = 5.0) -> None:
-    deadline = time.monotonic() + within
-    while not condition():
-        assert time.monotonic() < deadline, "timed out waiting"
-        await asyncio.sleep(0.02)
 
 
 async def run(server: ForkServer, *args: object) -> int:
@@ -99,8 +95,7 @@ async def test_concurrent_calls_do_not_wait_for_each_others_answers(sleeper: For
     server.suspend()
     try:
         calls = [asyncio.create_task(run(sleeper, 0)) for _ in range(5)]
-        await asyncio.sleep(0.2)
-        assert len(sleeper._server._waiting) == 5
+        await until(lambda: len(sleeper._server._waiting) == 5)
     finally:
         server.resume()
     assert await asyncio.gather(*calls) == [0] * 5

@@ -18,6 +18,9 @@ from tests.support.documents import (
     text_image,
     text_pdf,
 )
+from tests.support.service import until
+
+pytestmark = pytest.mark.integration
 
 RESUME = "Jane Doe\njane.doe@example.com\nSenior Python engineer, PostgreSQL and Kubernetes."
 
@@ -256,10 +259,7 @@ async def test_a_reader_that_died_idle_is_replaced(tmp_path, one_reader):
 
 async def until_reading(readers: PageReaders) -> int:
     """The pid of the reader once one exists (the read it was started for is under way)."""
-    async with asyncio.timeout(30):
-        while not reader_pids():
-            await asyncio.sleep(0.01)
-    [reader] = reader_pids()
+    [reader] = await until(reader_pids, timeout=30)
     return reader
 
 
@@ -271,7 +271,7 @@ def huge_read(readers: PageReaders, tmp_path: Path) -> asyncio.Task:
 async def test_a_reader_killed_mid_read_fails_only_that_document(tmp_path, one_reader):
     huge = huge_read(one_reader, tmp_path)
     reader = await until_reading(one_reader)
-    await asyncio.sleep(0.2)
+    await asyncio.sleep(0.2)  # well into the read: the kill lands mid-render, not before it
     assert not huge.done()
     psutil.Process(reader).kill()
     with pytest.raises(PermanentError) as caught:
@@ -287,7 +287,7 @@ async def test_a_kept_reader_that_dies_is_no_fault_of_the_next_document(tmp_path
     await read(one_reader, tmp_path, "cv.pdf", text_pdf(RESUME))
     [kept] = reader_pids()
     huge = huge_read(one_reader, tmp_path)
-    await asyncio.sleep(0.2)
+    await asyncio.sleep(0.2)  # the document is on its way to the kept reader, or just reached it
     psutil.Process(kept).kill()
     document = await huge
     assert document.needing_ocr

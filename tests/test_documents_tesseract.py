@@ -5,6 +5,8 @@ from pipelines.documents.pages import PageLimits
 from service.errors import PermanentError
 from tests.support.documents import scanned_pdf, text_image
 
+pytestmark = pytest.mark.integration
+
 
 def save(tmp_path, name, text):
     path = tmp_path / name

@@ -13,6 +13,8 @@ from pipelines.documents.extract.rules import RulesExtractor
 from tests.support.corpus import corpus_texts, load
 from tests.support.extraction_scores import FIELDS, Scores
 
+pytestmark = pytest.mark.integration
+
 MARGIN = 0.08
 MEASURED = {  # field: (precision, recall), bench/RESULTS.md "Résumé field extraction"
     "name": (1.00, 1.00),

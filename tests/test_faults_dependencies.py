@@ -24,7 +24,7 @@ from tests.support.s3_server import CREDENTIALS, S3Server
 from tests.support.service import ApiServer, client, make_settings, new_tenant
 from tests.support.processes import WorkerPool, settings_env
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.timeout(120), pytest.mark.integration]
 PROBLEM = "application/problem+json"
 
 

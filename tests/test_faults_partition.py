@@ -20,7 +20,7 @@ from tests.support.redis_server import RedisServer
 from tests.support.service import ApiServer, client, make_settings, new_tenant
 from tests.support.stage_counter import StageCounter
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.timeout(120), pytest.mark.integration]
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import httpx
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from pipelines.pipeline import Pipeline, Stage
@@ -18,6 +19,8 @@ from service.metrics import record_provider_call
 from tests.support.files import multipart_file, text_pdf
 from tests.support.net import free_port, wait_for_port
 from tests.support.service import client, make_settings, running_worker, wait_for_job
+
+pytestmark = pytest.mark.integration
 
 
 async def _maybe_fail(run):

@@ -13,7 +13,7 @@ from pipelines.notifications.pipeline import CALLBACK_PIPELINE, NOTIFICATION_PIP
 from pipelines.notifications.webhooks import generate_secret
 from service.database import Database
 from tests.support.onesignal_server import OneSignalServer
-from tests.support.service import ApiServer, client, make_settings, running_worker, wait_for_job
+from tests.support.service import ApiServer, client, make_settings, running_worker, until, wait_for_job
 from tests.support.twilio_server import TwilioServer, twilio_error
 from tests.support.notifications import local_settings, receiver, secret  # noqa: F401 (fixtures)
 from tests.support.webhook_receiver import Reply
@@ -279,8 +279,7 @@ async def test_a_worker_dying_mid_bulk_resumes_without_duplicates(api, settings,
         async with client(api.url, tenant[1]) as http:
             job = await notify(http, channel="sms", to=sorted(numbers), template="welcome", data={"name": "All"})
             doomed = await running_worker(settings, PIPELINES).__aenter__()
-            while len(delivered()) < 10:
-                await asyncio.sleep(0.02)
+            await until(lambda: len(delivered()) >= 10, timeout=30)
             await doomed.crash()  # the process dies: no more heartbeats, its jobs stop where they were
             assert len(delivered()) < len(numbers)
             async with running_worker(settings, PIPELINES):

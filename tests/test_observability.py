@@ -15,6 +15,8 @@ from tests.support.files import multipart_file, text_pdf
 from tests.support.service import ApiServer, client, new_tenant, running_worker, wait_for_job
 from tests.support.telemetry_receiver import TelemetryReceiver
 
+pytestmark = pytest.mark.integration
+
 CALLER_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 CALLER_TRACEPARENT = f"00-{CALLER_TRACE}-00f067aa0ba902b7-01"
 

@@ -6,7 +6,7 @@ import redis.asyncio as redis
 
 from pipelines.pipeline import Pipeline, Stage
 from tests.support.files import multipart_file, text_pdf
-from tests.support.service import client, running_worker, wait_for_job
+from tests.support.service import client, running_worker, until, wait_for_job
 
 
 async def _count(run):
@@ -64,8 +64,7 @@ async def test_dead_workers_job_resumes_elsewhere_from_its_checkpoint(api, setti
     async with client(api.url, tenant[1]) as http:
         job_id = (await http.post("/v1/documents", files=multipart_file(text_pdf("x")))).json()["id"]
         doomed = await running_worker(settings, [pipeline]).__aenter__()
-        while calls["second"] == 0:
-            await asyncio.sleep(0.05)
+        await until(lambda: calls["second"])
         await doomed.crash()
         async with running_worker(settings, [pipeline]):
             done = await wait_for_job(http, job_id, timeout=30)

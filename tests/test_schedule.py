@@ -15,7 +15,7 @@ from pipelines.scheduled.reminders import send_due_reminders
 from pipelines.schedule import cron_jobs
 from service.config import ConfigurationError, cron_fields, load_settings, next_tick
 from tests.support.resources import open_resources
-from tests.support.service import client, make_settings, running_worker
+from tests.support.service import client, make_settings, running_worker, until
 
 PROBLEM = "application/problem+json"
 NOTIFICATION_QUEUE = "conveyor-test-notifications-nobody-serves"
@@ -183,11 +183,12 @@ async def test_two_workers_run_each_tick_once(api, database_url, redis_server, t
         reminders = [await _remind(http, _ago(seconds=n)) for n in range(5)]
         async with running_worker(settings, []) as first, running_worker(settings, []) as second:
             reminders += [await _remind(http, _ago(seconds=-1.5)) for _ in range(3)]  # due while both run
-            await asyncio.sleep(4.5)
-            for _ in range(20):
-                if not await _unsent(http, reminders):
-                    break
-                await asyncio.sleep(0.5)
+
+            async def three_ticks_and_all_sent() -> bool:
+                ran = first.dispatcher.complete + second.dispatcher.complete
+                return ran >= 3 and not await _unsent(http, reminders)
+
+            await until(three_ticks_and_all_sent, timeout=15)
         runs = first.dispatcher.complete + second.dispatcher.complete
         failed = first.dispatcher.failed + second.dispatcher.failed
     async with redis.from_url(redis_server.url) as r:

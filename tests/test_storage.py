@@ -23,7 +23,7 @@ async def s3(s3_server):
     await storage.close()
 
 
-@pytest.fixture(params=["s3", "files"])
+@pytest.fixture(params=[pytest.param("s3", marks=pytest.mark.integration), "files"])
 async def storage(request, tmp_path):
     if request.param == "s3":
         server = request.getfixturevalue("s3_server")

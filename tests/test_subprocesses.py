@@ -15,7 +15,7 @@ from pipelines import subprocesses
 from pipelines.subprocesses import OutputTooLarge, run_tool
 from tests.support.processes import tool_children
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [pytest.mark.timeout(60), pytest.mark.integration]
 
 
 async def test_a_cancel_at_any_moment_of_the_start_leaves_no_tool_behind():

@@ -37,7 +37,7 @@ from tests.support.hostile_videos import (
 from tests.support.service import client, running_worker, wait_for_job
 from tests.support.video_sources import VideoSources, video_sources  # noqa: F401
 
-pytestmark = pytest.mark.timeout(180)
+pytestmark = [pytest.mark.timeout(180), pytest.mark.integration]
 TRICKS = ("dash", "hls", "ffconcat", "image_sequence")
 REFUSALS = {"not_a_video", "corrupt_video", "no_video_stream", "unsupported_container"}
 """How a probe may refuse a trick: every one of them ends the job at once, with no output."""

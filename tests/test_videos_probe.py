@@ -9,6 +9,8 @@ from service.sniffing.video import MATROSKA, MP4, QUICKTIME, WEBM
 from tests.support.processes import lingering_children
 from tests.support.video_sources import VideoSources, video_sources  # noqa: F401
 
+pytestmark = pytest.mark.integration
+
 
 async def test_probe_reports_what_the_source_is(video_sources: VideoSources):
     info = await probe(video_sources.landscape, MP4)

@@ -12,6 +12,8 @@ from service.sniffing.video import MP4
 from tests.support.processes import tool_children
 from tests.support.video_sources import VideoSources, video_sources  # noqa: F401
 
+pytestmark = pytest.mark.integration
+
 
 class Recorder:
     """Collects what transcode_all reports, checking each finished file as it is handed over."""

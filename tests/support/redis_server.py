@@ -35,6 +35,14 @@ class RedisServer:
             self.process.wait(10)
         self.process = None
 
+    def __enter__(self) -> "RedisServer":
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
     def restart(self) -> None:
         """A restart without persistence: everything Redis held is gone."""
         self.stop()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import uuid
 from collections.abc import Iterable
 from pathlib import Path
@@ -135,12 +136,17 @@ def client(base_url: str, key: str | None = None) -> httpx.AsyncClient:
 
 
 async def until(predicate, timeout: float = 10.0):
-    """`await predicate()` again and again until it is truthy (which is returned), at most `timeout` s."""
+    """Call `predicate()` (awaiting it if it is async) again and again until it is truthy, which
+    is returned; fail the test after `timeout` s. Tests wait on this, not on fixed sleeps."""
     deadline = asyncio.get_running_loop().time() + timeout
-    while not (result := await predicate()):
+    while not (result := await _value(predicate())):
         assert asyncio.get_running_loop().time() < deadline, "timed out"
         await asyncio.sleep(0.01)
     return result
+
+
+async def _value(result):
+    return await result if inspect.isawaitable(result) else result
 
 
 async def wait_for_job(http: httpx.AsyncClient, job_id: str, statuses=("succeeded", "failed", "cancelled"),
