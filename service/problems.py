@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any
 
@@ -23,14 +24,14 @@ class Problem(Exception):
         detail: str,
         *,
         type: str | None = None,
-        headers: dict[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
         **extensions: Any,
     ) -> None:
         super().__init__(detail)
         self.status = status
         self.detail = detail
         self.type = type or HTTPStatus(status).phrase.lower().replace(" ", "-")
-        self.headers = headers or {}
+        self.headers = dict(headers or {})
         self.extensions = extensions
 
 
@@ -47,7 +48,8 @@ def problem_response(request: Request, problem: Problem) -> JSONResponse:
 
 
 async def handle_problem(request: Request, exc: Exception) -> JSONResponse:
-    return problem_response(request, exc)  # type: ignore[arg-type]
+    assert isinstance(exc, Problem)
+    return problem_response(request, exc)
 
 
 async def handle_http_exception(request: Request, exc: Exception) -> JSONResponse:

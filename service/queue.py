@@ -33,7 +33,6 @@ from redis.exceptions import RedisError
 
 from service.batching import Batcher
 
-
 log = logging.getLogger("conveyor.queue")
 
 PRIORITIES = {"low": 0, "normal": 1, "high": 2}
@@ -110,7 +109,7 @@ SOCKET_TIMEOUT_SECONDS = 5.0
 
 def connect(url: str) -> ArqRedis:
     """A lazy client: nothing is dialled until first use, so a process starts with Redis down."""
-    options = {"socket_connect_timeout": 2, "socket_timeout": SOCKET_TIMEOUT_SECONDS, "health_check_interval": 15}
+    options: dict[str, Any] = {"socket_connect_timeout": 2, "socket_timeout": SOCKET_TIMEOUT_SECONDS, "health_check_interval": 15}
     if urlsplit(url).scheme == "redis+sentinel":
         settings = redis_settings(url)
         sentinel = Sentinel(settings.host, password=settings.password, **options)

@@ -8,22 +8,26 @@ on in parts as it arrives (S3 multipart above `PART_SIZE`), so memory stays boun
 from __future__ import annotations
 
 import asyncio
-import math
 import os
 import shutil
+import sys
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from contextlib import AsyncExitStack
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, BinaryIO, Protocol
 from urllib.parse import unquote, urlsplit
 
 import aioboto3
-from botocore.config import Config
+from aiobotocore.config import AioConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
 from service.errors import DependencyUnavailable
 from service.file_modes import copy_private, make_private_dirs, private_opener
+
+if TYPE_CHECKING:
+    from types_aiobotocore_s3 import S3Client
+    from types_aiobotocore_s3.type_defs import CompletedPartTypeDef, GetObjectRequestTypeDef, ObjectIdentifierTypeDef
 
 PART_SIZE = 8 * 1024 * 1024
 CHUNK_SIZE = 1024 * 1024
@@ -41,7 +45,7 @@ class Storage(Protocol):
     def writer(self, key: str, content_type: str = "application/octet-stream") -> ObjectWriter: ...
     async def upload(self, key: str, path: Path, content_type: str = "application/octet-stream") -> int: ...
     async def download(self, key: str, path: Path) -> int: ...
-    def read(self, key: str, offset: int = 0, length: int | None = None) -> AsyncIterator[bytes]: ...
+    def read(self, key: str, offset: int = 0, length: int | None = None) -> AsyncGenerator[bytes, None]: ...
     async def size(self, key: str) -> int | None: ...
     async def delete(self, key: str) -> None: ...
     async def delete_prefix(self, prefix: str) -> int: ...
@@ -123,7 +127,7 @@ class FileStorage:
         await asyncio.to_thread(copy_private, source, path)
         return path.stat().st_size
 
-    async def read(self, key: str, offset: int = 0, length: int | None = None) -> AsyncIterator[bytes]:
+    async def read(self, key: str, offset: int = 0, length: int | None = None) -> AsyncGenerator[bytes, None]:
         """The object's bytes from `offset` (`length` of them, or to the end), a chunk at a time."""
         source = self.path(key)
         if not source.exists():
@@ -131,7 +135,7 @@ class FileStorage:
         handle = await asyncio.to_thread(source.open, "rb")
         try:
             handle.seek(offset)
-            left = math.inf if length is None else length
+            left = sys.maxsize if length is None else length
             while left > 0 and (chunk := await asyncio.to_thread(handle.read, min(CHUNK_SIZE, left))):
                 left -= len(chunk)
                 yield chunk
@@ -192,7 +196,7 @@ class _FileWriter:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.partial = path.with_name(path.name + ".partial")
-        self.handle = None
+        self.handle: BinaryIO | None = None
         self.pending: list[bytes] = []
         self.pending_bytes = 0
         self.size = 0
@@ -212,17 +216,18 @@ class _FileWriter:
         pending, self.pending, self.pending_bytes = self.pending, [], 0
         return pending
 
-    def _flush(self, chunks: list[bytes]) -> None:
+    def _flush(self, chunks: list[bytes]) -> BinaryIO:
         if self.handle is None:
             make_private_dirs(self.path.parent)
             self.handle = open(self.partial, "wb", opener=private_opener)
         self.handle.writelines(chunks)
+        return self.handle
 
     def _finish(self, chunks: list[bytes]) -> None:
-        self._flush(chunks)
-        self.handle.flush()
-        os.fsync(self.handle.fileno())
-        self.handle.close()
+        handle = self._flush(chunks)
+        handle.flush()
+        os.fsync(handle.fileno())
+        handle.close()
         os.replace(self.partial, self.path)
 
     async def abort(self) -> None:
@@ -253,7 +258,14 @@ class S3Storage:
         self.prefix = prefix
         self.endpoint_url = endpoint_url
         self._stack = AsyncExitStack()
-        self.client = None
+        self._client: S3Client | None = None
+
+    @property
+    def client(self) -> S3Client:
+        """The S3 client `open` made."""
+        if self._client is None:
+            raise RuntimeError("S3 storage used before open()")
+        return self._client
 
     def _key(self, key: str) -> str:
         return f"{self.prefix}/{key}" if self.prefix else key
@@ -264,9 +276,9 @@ class S3Storage:
 
     async def open(self) -> None:
         session = aioboto3.Session()
-        config = Config(connect_timeout=5, read_timeout=60, retries={"mode": "standard", "max_attempts": 3},
+        config = AioConfig(connect_timeout=5, read_timeout=60, retries={"mode": "standard", "max_attempts": 3},
                         max_pool_connections=S3_CONNECTIONS)
-        self.client = await self._stack.enter_async_context(
+        self._client = await self._stack.enter_async_context(
             session.client("s3", endpoint_url=self.endpoint_url, config=config)
         )
 
@@ -300,12 +312,13 @@ class S3Storage:
             handle.close()
         return size
 
-    async def read(self, key: str, offset: int = 0, length: int | None = None) -> AsyncIterator[bytes]:
+    async def read(self, key: str, offset: int = 0, length: int | None = None) -> AsyncGenerator[bytes, None]:
         """The object's bytes from `offset` (`length` of them, or to the end), a chunk at a time."""
-        span = {} if not offset and length is None else {
-            "Range": f"bytes={offset}-{'' if length is None else offset + length - 1}"}
+        request: GetObjectRequestTypeDef = {"Bucket": self.bucket, "Key": self._key(key)}
+        if offset or length is not None:
+            request["Range"] = f"bytes={offset}-{'' if length is None else offset + length - 1}"
         try:
-            response = await self.client.get_object(Bucket=self.bucket, Key=self._key(key), **span)
+            response = await self.client.get_object(**request)
         except ClientError as exc:
             if exc.response["Error"]["Code"] in ("NoSuchKey", "404"):
                 raise ObjectNotFound(key) from exc
@@ -343,7 +356,7 @@ class S3Storage:
         try:
             pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=self._key(prefix))
             async for page in pages:
-                objects = [{"Key": item["Key"]} for item in page.get("Contents", ())]
+                objects: list[ObjectIdentifierTypeDef] = [{"Key": item["Key"]} for item in page.get("Contents", ())]
                 if not objects:
                     continue
                 answer = await self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": objects, "Quiet": True})
@@ -378,11 +391,11 @@ class _S3Writer:
         self.content_type = content_type
         self.buffer = bytearray()
         self.upload_id: str | None = None
-        self.parts: list[dict] = []
+        self.parts: list[CompletedPartTypeDef] = []
         self.size = 0
 
     @property
-    def _client(self):
+    def _client(self) -> S3Client:
         return self.storage.client
 
     async def write(self, data: bytes) -> None:

@@ -47,6 +47,7 @@ async def aggregate(db: Database, first_day: date, last_day: date) -> dict[str, 
             day_start(first_day), day_start(last_day + timedelta(days=1)), first_day, last_day,
             timeout=STATEMENT_TIMEOUT,
         )
+    assert row is not None  # a SELECT without FROM: always one row
     return dict(row)
 
 

@@ -22,7 +22,15 @@ from typing import TYPE_CHECKING
 
 from pipelines.errors import PermanentError
 from pipelines.pipeline import Pipeline, Stage
-from pipelines.videos.plan import DEFAULT_RENDITIONS, Output, Rendition, RenditionPlan, Skipped, Thumbnail, plan_renditions
+from pipelines.videos.plan import (
+    DEFAULT_RENDITIONS,
+    Output,
+    Rendition,
+    RenditionPlan,
+    Skipped,
+    Thumbnail,
+    plan_renditions,
+)
 from pipelines.videos.probe import VideoInfo, check_limits, measure, probe
 from pipelines.videos.transcode import transcode_all
 from service.storage import ObjectNotFound, job_prefix
@@ -130,7 +138,8 @@ async def store_output(run: JobRun, output: Output, path: Path) -> dict:
     entry = {"name": output.name, "width": measured.width, "height": measured.height,
              "bytes": measured.bytes, "content_type": content_type, "key": key}
     if isinstance(output, Rendition):
-        entry |= {"duration": round(measured.duration, 3), "video_codec": measured.video_codec,
+        duration = None if measured.duration is None else round(measured.duration, 3)
+        entry |= {"duration": duration, "video_codec": measured.video_codec,
                   "audio_codec": measured.audio_codec, "faststart": measured.faststart}
     return entry
 

@@ -188,7 +188,8 @@ def _is_cover_art(stream: dict[str, Any]) -> bool:
 
 
 def _duration(report: dict[str, Any], video: dict[str, Any]) -> float:
-    for value in (report.get("format", {}).get("duration"), video.get("duration")):
+    candidates: tuple[Any, ...] = (report.get("format", {}).get("duration"), video.get("duration"))
+    for value in candidates:
         try:
             return float(value)
         except (TypeError, ValueError):
