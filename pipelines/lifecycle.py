@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import gc
 from collections.abc import Iterable
-from datetime import timezone
+from datetime import UTC
 
 import httpx
 import uvloop
@@ -162,7 +162,7 @@ def worker(settings: Settings, pipelines: Iterable[Pipeline], *, scheduler: bool
     options = dict(
         functions=functions(pipelines),
         cron_jobs=cron_jobs(settings) if scheduler else None,
-        timezone=timezone.utc,  # every host agrees on the schedule's ticks
+        timezone=UTC,  # every host agrees on the schedule's ticks
         on_startup=startup,
         on_shutdown=shutdown,
         redis_settings=redis_settings(settings.redis_url),

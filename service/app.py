@@ -27,7 +27,6 @@ from service.routes import analytics, documents, health, jobs, metrics, notifica
 from service.signing import SigningKeys
 from service.storage import open_storage
 
-
 ROUTE_MODULES = (health, metrics, documents, videos, notifications, jobs, stream, analytics, reminders)
 
 

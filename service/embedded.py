@@ -158,7 +158,7 @@ class EmbeddedServers:
             self._postgres.cleanup()
             self._postgres = None
 
-    def __enter__(self) -> "EmbeddedServers":
+    def __enter__(self) -> EmbeddedServers:
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,

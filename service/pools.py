@@ -84,7 +84,7 @@ async def close_pool(pool: asyncpg.Pool, timeout: float) -> None:
     """Close gracefully, or cut the connections if the server does not answer in time."""
     try:
         await asyncio.wait_for(pool.close(), timeout)
-    except (asyncio.TimeoutError, *CONNECTION_ERRORS):
+    except (TimeoutError, *CONNECTION_ERRORS):
         pool.terminate()
 
 

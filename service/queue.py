@@ -18,7 +18,7 @@ import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -140,7 +140,7 @@ def handoff(
     run_at: datetime | None = None, backlog: int = 0,
 ) -> Handoff:
     """A ledger job for its arq queue, behind `backlog` (its tenant's queued jobs)."""
-    now = _ms(datetime.now(timezone.utc))
+    now = _ms(datetime.now(UTC))
     score = _ms(run_at) if run_at is not None else _due_score(now, priority, backlog)
     job = serialize_job(kind, (job_id,), {}, None, now, serializer=serialize)
     return Handoff(
@@ -197,7 +197,7 @@ async def release(redis: ArqRedis, *, job_id: str, queue: str, priority: int = P
     due score back. A job no longer on the queue is left to `enqueue`."""
     async with redis.pipeline(transaction=True) as pipe:
         pipe.delete(in_progress_key_prefix + job_id)
-        pipe.zadd(queue, {job_id: _due_score(_ms(datetime.now(timezone.utc)), priority)}, xx=True)
+        pipe.zadd(queue, {job_id: _due_score(_ms(datetime.now(UTC)), priority)}, xx=True)
         await pipe.execute()
 
 

@@ -125,7 +125,7 @@ class FileStorage:
         if not source.exists():
             raise ObjectNotFound(key)
         await asyncio.to_thread(copy_private, source, path)
-        return path.stat().st_size
+        return (await asyncio.to_thread(path.stat)).st_size
 
     async def read(self, key: str, offset: int = 0, length: int | None = None) -> AsyncGenerator[bytes, None]:
         """The object's bytes from `offset` (`length` of them, or to the end), a chunk at a time."""

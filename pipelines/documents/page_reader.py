@@ -20,8 +20,8 @@ from pathlib import Path
 from pipelines.documents.images import read_image
 from pipelines.documents.pages import PageLimits
 from pipelines.documents.pdf import read_pdf
-from service.sniffing import PDF, SNIFF_BYTES, sniff_document
 from pipelines.errors import JobError, PermanentError
+from service.sniffing import PDF, SNIFF_BYTES, sniff_document
 
 
 def read(path: Path, workdir: Path, limits: PageLimits) -> dict:

@@ -103,4 +103,4 @@ async def live_workers(redis, worker_ids: set[str]) -> set[str]:
     if not ids:
         return set()
     alive = await redis.mget([worker_key(worker_id) for worker_id in ids])
-    return {worker_id for worker_id, state in zip(ids, alive) if state is not None}
+    return {worker_id for worker_id, state in zip(ids, alive, strict=True) if state is not None}

@@ -11,8 +11,8 @@ import os
 from collections.abc import Awaitable, Callable, Sequence
 
 from pipelines.documents.ocr import OcrResult
-from pipelines.subprocesses import OutputTooLarge, run_tool
 from pipelines.errors import JobError, PermanentError
+from pipelines.subprocesses import OutputTooLarge, run_tool
 from pipelines.system_tools import missing_tool
 
 

@@ -143,7 +143,7 @@ class TextractNotices:
                 log.warning("textract notices unreadable", error=str(exc))
                 await asyncio.sleep(RETRY_AFTER)
                 continue
-            for job_id, status in zip(job_ids, statuses):
+            for job_id, status in zip(job_ids, statuses, strict=True):
                 waiter = self._waiters.get(job_id)
                 if status is not None and waiter is not None and not waiter.done():
                     waiter.set_result(status.decode() if isinstance(status, bytes) else status)
