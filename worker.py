@@ -7,7 +7,7 @@ the hooks in pipelines/lifecycle.py. Everything is configured from the
 environment (service/config.py).
 """
 
-from datetime import timezone
+from datetime import UTC
 
 from pipelines import lifecycle, schedule
 from pipelines.registry import pipelines
@@ -23,7 +23,7 @@ _startup, _shutdown = lifecycle.hooks(_settings, _pipelines)
 class WorkerSettings:
     functions = lifecycle.functions(_pipelines)
     cron_jobs = schedule.cron_jobs(_settings)
-    timezone = timezone.utc  # every host agrees on the schedule's ticks
+    timezone = UTC  # every host agrees on the schedule's ticks
     on_startup = _startup
     on_shutdown = _shutdown
     redis_settings = redis_settings(_settings.redis_url)

@@ -18,13 +18,14 @@ from pathlib import Path
 import redis.asyncio as aredis
 from rich.console import Console
 
+from tests.support import postgres
+from tests.support.redis_server import RedisServer
+
 from . import api, machine
 from .context import BenchContext
 from .queue import crash, latency, throughput
 from .queue.runner import PEERS
 from .report import RESULTS_PATH, write_section
-from tests.support import postgres
-from tests.support.redis_server import RedisServer
 
 #: Pipeline benchmarks with their own command line, run as `python -m bench.NAME [--quick]`.
 STANDALONE = tuple(name for name in ("videos", "documents", "replicas", "extraction") if (Path(__file__).parent / f"{name}.py").exists())

@@ -26,7 +26,7 @@ import os
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import aiohttp
@@ -39,7 +39,6 @@ from rich.console import Console
 
 from bench.machine import describe, load_average
 from bench.report import RESULTS_PATH, Section, Spread, Table, rate, seconds, write_section
-
 from service.config import load_settings
 from service.migrate import upgrade_async
 from tests.support import postgres
@@ -48,8 +47,8 @@ from tests.support.llm_servers import API_KEY
 from tests.support.net import free_port, wait_for_port
 from tests.support.redis_server import RedisServer
 from tests.support.s3_server import CREDENTIALS
-from tests.support.textract_server import ROLE_ARN, notice_channel
 from tests.support.service import new_tenant
+from tests.support.textract_server import ROLE_ARN, notice_channel
 
 ROOT = Path(__file__).resolve().parent.parent
 BUCKET = "conveyor-bench"
@@ -193,7 +192,7 @@ async def run_batch(stack: Stack, http: aiohttp.ClientSession, conn: asyncpg.Con
                 return (await response.json())["id"]
 
     before = stack.cpu_seconds()
-    started = datetime.now(timezone.utc)
+    started = datetime.now(UTC)
     ids = await asyncio.gather(*(upload() for _ in range(count)))
     uploaded = stack.cpu_seconds()
     while True:

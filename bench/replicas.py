@@ -99,7 +99,7 @@ async def create_then_poll(db: Database, tenant_id: uuid.UUID) -> int:
     async with db.transaction(track=track) as conn:
         await ledger.create_job(conn, job_id=job_id, tenant_id=tenant_id, kind="document", queue="bench")
     violations = 0
-    for index, expected in enumerate(STATUSES):
+    for index in range(len(STATUSES)):
         async with db.read(follow=track) as conn:
             status = await conn.fetchval(QUERY, job_id)
         violations += status is None or STATUSES.index(status) < index

@@ -220,7 +220,9 @@ class Dispatcher:
         `poll_delay` at most: deferred jobs, retries and jobs enqueued by arq's own client
         come due without a token."""
         try:
-            await self.redis.blpop([self._wake], timeout=self.poll_delay)
+            # redis-py types blpop for its sync and async clients at once, and its timeout as
+            # whole seconds: Redis 6 and later take a fraction.
+            await self.redis.blpop([self._wake], timeout=self.poll_delay)  # type: ignore[misc, arg-type]
         except (RedisError, OSError):
             await asyncio.sleep(self.poll_delay)
 

@@ -65,12 +65,12 @@ class LedgerWrites:
         transaction that records the callback instead."""
         return await self._job_ends.submit(end)
 
-    async def _start_stages(self, starts: Sequence[ledger.StageStart]) -> list[None | ledger.Fenced]:
+    async def _start_stages(self, starts: Sequence[ledger.StageStart]) -> list[ledger.Fenced | None]:
         async with self.db.write() as conn:
             owned = await ledger.start_stages(conn, starts)
         return [_fence(owned, start) for start in starts]
 
-    async def _finish_stages(self, ends: Sequence[ledger.StageEnd]) -> list[None | ledger.Fenced]:
+    async def _finish_stages(self, ends: Sequence[ledger.StageEnd]) -> list[ledger.Fenced | None]:
         async with self.db.write() as conn:
             owned = await ledger.finish_stages(conn, ends)
         return [_fence(owned, end) for end in ends]
@@ -81,5 +81,5 @@ class LedgerWrites:
         return [rows.get(end.job_id) or ledger.fenced(end) for end in ends]
 
 
-def _fence(owned: set[uuid.UUID], write: ledger.StageStart | ledger.StageEnd) -> None | ledger.Fenced:
+def _fence(owned: set[uuid.UUID], write: ledger.StageStart | ledger.StageEnd) -> ledger.Fenced | None:
     return None if write.job_id in owned else ledger.fenced(write)

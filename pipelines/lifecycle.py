@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import gc
 from collections.abc import Iterable
-from datetime import timezone
+from datetime import UTC
 
 import httpx
 import uvloop
@@ -52,7 +52,7 @@ def functions(pipelines: Iterable[Pipeline]) -> list[Function]:
         return run
 
     return [
-        func(task(pipeline), name=pipeline.kind, timeout=pipeline.timeout + TIMEOUT_MARGIN,
+        func(task(pipeline), name=pipeline.kind, timeout=pipeline.attempt_timeout + TIMEOUT_MARGIN,
              max_tries=ARQ_MAX_TRIES, keep_result=0)
         for pipeline in pipelines
     ]
@@ -167,7 +167,7 @@ def worker(settings: Settings, pipelines: Iterable[Pipeline], *, scheduler: bool
     options = dict(
         functions=functions(pipelines),
         cron_jobs=cron_jobs(settings) if scheduler else None,
-        timezone=timezone.utc,  # every host agrees on the schedule's ticks
+        timezone=UTC,  # every host agrees on the schedule's ticks
         on_startup=startup,
         on_shutdown=shutdown,
         redis_settings=redis_settings(settings.redis_url),

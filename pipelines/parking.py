@@ -99,11 +99,11 @@ class ParkedJob:
         (if posted) has landed; completed even if the job's task is cancelled meanwhile."""
         self._timer.cancel()
         if self._posted is not None:
-            await asyncio.shield(self._unpark(score))
+            await asyncio.shield(self._unpark(self._posted, score))
 
-    async def _unpark(self, score: int) -> None:
+    async def _unpark(self, posted: asyncio.Future, score: int) -> None:
         with contextlib.suppress(BaseException):
-            await self._posted
+            await posted
         try:
             await self.parking.redis.zadd(self.parking.queue, {self.job_id: score}, xx=True)
         except (RedisError, OSError) as exc:

@@ -11,9 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass, field
-from dataclasses import replace
-from typing import TYPE_CHECKING, Any, TypeVar
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 from service.config import Settings
 from service.jobs import KindSpec
@@ -27,7 +26,7 @@ StageFunction = Callable[["JobRun"], Awaitable[dict | None]]
 Workspace = Callable[["JobRun"], AbstractAsyncContextManager[Any]]
 T = TypeVar("T")
 #: A value, or how the deployment's settings decide it (e.g. `VIDEO_TIMEOUT_SECONDS`).
-Configurable = T | Callable[[Settings], T]
+Configurable: TypeAlias = T | Callable[[Settings], T]
 #: What a kind's jobs share in one worker process (OCR engines, ffmpeg slots): made from the
 #: worker's settings and Redis when it starts, closed (its `aclose()`, if any) when it stops.
 Shared = Callable[[Settings, "Redis"], Any]
@@ -76,6 +75,12 @@ class Pipeline:
         """This kind with the values the settings decide fixed (timeouts must be known when
         arq's functions are made, so they are fixed when the worker starts)."""
         return replace(self, timeout=_value(self.timeout, settings), tries=_value(self.tries, settings))
+
+    @property
+    def attempt_timeout(self) -> float:
+        """One attempt's timeout, once `configured` fixed it."""
+        assert not callable(self.timeout), f"{self.kind}: configure the pipeline with the settings first"
+        return self.timeout
 
     def spec(self, settings: Settings) -> KindSpec:
         """What the core needs to create this kind's jobs."""

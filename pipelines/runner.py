@@ -15,6 +15,7 @@ import shutil
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import structlog
 from arq import Retry
@@ -53,7 +54,7 @@ class JobRun:
         self.saved: dict | None = None  # the running stage's partial checkpoint, if any
         self.stage: Stage | None = None
         self.last_stage_end: ledger.StageEnd | None = None  # written with the job's end
-        self.workspace = None  # what the pipeline's `workspace` gave this attempt
+        self.workspace: Any = None  # what the pipeline's `workspace` gave this attempt
         self._stage_index = 0
         self.settled: float | None = None  # what the finished stages make of the progress, once known
         self._last_progress = 0.0
@@ -82,6 +83,7 @@ class JobRun:
 
     async def checkpoint(self, data: dict) -> None:
         """Save the running stage's partial progress, so a re-run picks it up."""
+        assert self.stage is not None  # called by a running stage
         async with self.resources.db.write() as conn:  # one statement: no BEGIN/COMMIT round trips
             await ledger.save_checkpoint(conn, self.job_id, self.attempt, self.stage.name, data)
         self.saved = data
@@ -92,6 +94,7 @@ class JobRun:
         if now - self._last_progress < PROGRESS_INTERVAL and fraction < 1:
             return
         self._last_progress = now
+        assert self.stage is not None  # called by a running stage
         overall = self.pipeline.progress_before(self._stage_index) + self.pipeline.progress_share(
             self._stage_index
         ) * min(max(fraction, 0.0), 1.0)
@@ -171,7 +174,8 @@ class JobRun:
         return output, status
 
     async def publish_stage_end(self, ending: ledger.StageEnd) -> None:
-        await self.publish("stage", stage=ending.name, status=ending.status, progress=round(ending.progress, 4))
+        await self.publish("stage", stage=ending.name, status=ending.status,
+                           progress=None if ending.progress is None else round(ending.progress, 4))
 
     async def _record_stage_failure(self, stage: Stage, exc: BaseException) -> None:
         if isinstance(exc, ledger.Fenced):
@@ -243,15 +247,17 @@ async def _attempt(run: JobRun, job_id: str, job_try: int) -> None:
     task = asyncio.create_task(run.run_stages())
     resources.running[job_id] = task
     try:
-        async with asyncio.timeout(pipeline.timeout):
+        async with asyncio.timeout(pipeline.attempt_timeout):
             result = await task
     except asyncio.CancelledError:
-        if job_id not in resources.cancelling or asyncio.current_task().cancelling():
+        current = asyncio.current_task()
+        assert current is not None  # this is a coroutine
+        if job_id not in resources.cancelling or current.cancelling():
             raise  # shutdown: the job stays queued in arq and resumes elsewhere
         await _finish(run, "cancelled")
     except TimeoutError:
         await _finish(run, "failed", error={"type": "timeout",
-                                            "message": f"the job ran longer than {pipeline.timeout:g} s"})
+                                            "message": f"the job ran longer than {pipeline.attempt_timeout:g} s"})
     except ledger.Fenced:
         run.log.warning("fenced off: a newer attempt owns this job")
     except (TransientError, DependencyUnavailable) as exc:
@@ -295,8 +301,8 @@ async def _end(run: JobRun, status: str, *, result=None, error=None):
     transaction."""
     resources, job, stage = run.resources, run.job, run.last_stage_end
     ending = ledger.JobEnd(job["id"], job["attempts"], status, result, error,
-                           *((stage.name, stage.status, stage.checkpoint) if stage else ()),
-                           progress=run.settled)
+                           stage=stage.name if stage else None, stage_status=stage.status if stage else None,
+                           stage_checkpoint=stage.checkpoint if stage else None, progress=run.settled)
     if not callbacks.wanted(job):
         return await resources.ledger.finish_job(ending), None
     async with resources.db.transaction(track=(f"job:{job['id']}",)) as conn:
@@ -321,6 +327,7 @@ async def _finish(run: JobRun, status: str, *, result: dict | None = None, error
         await run.publish_stage_end(run.last_stage_end)
     await run.publish("status", status=status, **({"error": error} if error else {}), progress=row["progress"])
     if status == "failed":  # for good: named in full, whatever the context has bound
+        assert error is not None  # a failure always says what failed
         run.log.warning("job failed", job_id=str(run.job_id), kind=row["kind"], error_type=error["type"],
                         error=error["message"], attempts=row["attempts"])
     else:

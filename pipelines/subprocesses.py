@@ -64,6 +64,7 @@ async def run_tool(
     Raises `FileNotFoundError` if the tool is not installed, `TimeoutError` (after
     stopping it) past `timeout`, `OutputTooLarge` past `MAX_STDOUT_BYTES`."""
     process = await _start(args, env)
+    assert process.stdout is not None and process.stderr is not None  # _start pipes both
     tail: collections.deque[str] = collections.deque(maxlen=STDERR_TAIL_LINES)
     stderr_reader = asyncio.create_task(_read_lines(process.stderr, tail.append))
     try:

@@ -19,15 +19,14 @@ from service.consistency import ConsistencyMiddleware
 from service.dashboard import routes as dashboard
 from service.database import Database
 from service.job_inserts import JobInserts
-from service.ratelimit_middleware import BUCKET_PREFIX, RateLimitMiddleware
 from service.observability import RequestObserver
 from service.problems import EXCEPTION_HANDLERS
 from service.ratelimit import TokenBucket
+from service.ratelimit_middleware import BUCKET_PREFIX, RateLimitMiddleware
 from service.request_heads import HeadLimitMiddleware
 from service.routes import analytics, documents, health, jobs, metrics, notifications, reminders, stream, videos
 from service.signing import SigningKeys
 from service.storage import open_storage
-
 
 ROUTE_MODULES = (health, metrics, documents, videos, notifications, jobs, stream, analytics, reminders)
 

@@ -30,9 +30,9 @@ from redis.exceptions import RedisError
 from starlette.requests import Request
 
 from service.database import Database
+from service.errors import DependencyUnavailable
 from service.problems import Problem
 from service.ratelimit import Rate, TokenBucket
-from service.errors import DependencyUnavailable
 from service.tenants import Tenant, hash_key, key_owner, note_key_used
 
 CACHE_SECONDS = 5.0

@@ -17,9 +17,8 @@ from typing import Generic, TypeVar
 Item = TypeVar("Item")
 Result = TypeVar("Result")
 
-#: What a batch function returns for each item: its result, or the exception it gets.
-Outcome = Result | BaseException
-RunBatch = Callable[[Sequence[Item]], Awaitable[Sequence["Outcome"]]]
+#: A batch function: for each item, its result or the exception it gets.
+RunBatch = Callable[[Sequence[Item]], Awaitable[Sequence[Result | BaseException]]]
 
 MAX_BATCH = 200
 
@@ -37,7 +36,7 @@ class Batcher(Generic[Item, Result]):
 
     def __init__(
         self,
-        run: RunBatch,
+        run: RunBatch[Item, Result],
         *,
         key: Callable[[Item], Hashable],
         split_on: tuple[type[Exception], ...] = (),
@@ -103,7 +102,9 @@ class Batcher(Generic[Item, Result]):
             self._flusher = None
 
     def _take(self) -> list[tuple[Item, asyncio.Future]]:
-        batch, rest, keys = [], [], set()
+        batch: list[tuple[Item, asyncio.Future]] = []
+        rest: list[tuple[Item, asyncio.Future]] = []
+        keys: set[Hashable] = set()
         for entry in self._pending:
             key = self._key(entry[0])
             if len(batch) < self._max_batch and key not in keys:

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, overload
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
@@ -22,6 +23,10 @@ GiB = 1024 * MiB
 MIN_ADMIN_KEY_CHARS = 32
 
 
+@overload
+def mask(url: str) -> str: ...
+@overload
+def mask(url: None) -> None: ...
 def mask(url: str | None) -> str | None:
     """A URL with its password replaced by `***`, safe to log or show in an error."""
     if not url:
@@ -29,7 +34,7 @@ def mask(url: str | None) -> str | None:
     return re.sub(r"(?<=://)([^:/@]*):[^@/]*@", r"\1:***@", url)
 
 
-def _split(value: object) -> list[str]:
+def _split(value: str | Iterable[str] | None) -> list[str]:
     if isinstance(value, str):
         return [part.strip() for part in value.split(",") if part.strip()]
     return list(value or [])
@@ -216,7 +221,7 @@ class Settings(BaseSettings):
     @field_validator("database_url_read", "callback_allowed_hosts", "kind_queues", "webhook_retry_schedule",
                      "notification_rates", mode="before")
     @classmethod
-    def _comma_separated(cls, value: object) -> list[str]:
+    def _comma_separated(cls, value: Any) -> list[str]:
         return _split(value)
 
     @field_validator("webhook_retry_schedule")
@@ -352,7 +357,7 @@ class ConfigurationError(SystemExit):
     """Raised at start for a bad environment: exits with a readable message, no traceback."""
 
 
-def load_settings(**overrides: object) -> Settings:
+def load_settings(**overrides: Any) -> Settings:
     try:
         return Settings(**overrides)
     except ValidationError as exc:

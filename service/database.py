@@ -25,7 +25,14 @@ from service import consistency
 from service.config import Settings
 from service.errors import DependencyUnavailable
 from service.metrics import DB_READ_FALLBACKS, DB_READS
-from service.pools import CONNECTION_ERRORS, SessionUnavailable, close_pool, create_pool, read_only_session
+from service.pools import (
+    CONNECTION_ERRORS,
+    SessionUnavailable,
+    as_connection,
+    close_pool,
+    create_pool,
+    read_only_session,
+)
 from service.replicas import DatabaseAddress, ReplicaSet, ReplicaUnavailable
 
 log = structlog.get_logger("conveyor.database")
@@ -91,7 +98,7 @@ class Database:
         pool = await self._open_primary()
         try:
             async with pool.acquire(timeout=self.settings.db_connect_timeout) as conn:
-                yield conn
+                yield as_connection(conn)
         except CONNECTION_ERRORS as exc:
             raise DependencyUnavailable("database", type(exc).__name__) from exc
 

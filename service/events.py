@@ -45,7 +45,8 @@ async def publish_many(redis: Redis, events: Sequence[tuple[object, dict]]) -> l
     A stream's expiry is set with its status events only: an attempt's first and last
     events are status events, so they bracket its stage and progress events.
     """
-    keys, args = [], [KEEP_EVENTS, KEEP_SECONDS]
+    keys: list[str] = []
+    args: list[str | int] = [KEEP_EVENTS, KEEP_SECONDS]
     for job_id, event in events:
         keys.append(stream_key(job_id))
         args += ["1" if event.get("type") == "status" else "0", json.dumps(event, default=str)]
@@ -74,7 +75,7 @@ class Publisher:
 
     def __init__(self, redis: Redis) -> None:
         self.redis = redis
-        self._batcher = Batcher(lambda events: publish_many(redis, events), key=id, linger=LINGER_SECONDS)
+        self._batcher: Batcher[tuple[object, dict], None] = Batcher(lambda events: publish_many(redis, events), key=id, linger=LINGER_SECONDS)
 
     async def publish(self, job_id: object, event: dict) -> None:
         if self._batcher.unsent < MAX_UNSENT:

@@ -77,7 +77,7 @@ async def file_response(request: Request, result: object, name: str) -> Streamin
     entry = find_file(result, name)
     storage = request.app.state.storage
     size = await storage.size(entry["key"]) if entry is not None else None
-    if size is None:
+    if entry is None or size is None:
         raise Problem(404, "no such file", type="not-found")
     media_type = entry.get("content_type", "application/octet-stream")
     headers = {"Accept-Ranges": "bytes", "Content-Length": str(size)}

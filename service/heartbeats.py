@@ -23,7 +23,7 @@ async def alive(redis: Redis, worker_ids: set[str]) -> set[str]:
     if not ids:
         return set()
     states = await redis.mget([worker_key(worker_id) for worker_id in ids])
-    return {worker_id for worker_id, state in zip(ids, states) if state is not None}
+    return {worker_id for worker_id, state in zip(ids, states, strict=True) if state is not None}
 
 
 async def live_workers(redis: Redis) -> list[dict]:

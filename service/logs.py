@@ -10,9 +10,12 @@ from __future__ import annotations
 import logging
 import re
 import sys
+from collections.abc import MutableMapping
+from typing import Any
 
 import structlog
 from pydantic import SecretStr
+from structlog.typing import Processor
 
 from service.config import Settings
 
@@ -31,7 +34,7 @@ class SecretMasker:
             text = text.replace(secret, "***")
         return text
 
-    def __call__(self, logger, method, event_dict: dict) -> dict:
+    def __call__(self, logger: object, method: str, event_dict: MutableMapping[str, Any]) -> dict[str, Any]:
         return {key: self.mask(value) if isinstance(value, str) else value for key, value in event_dict.items()}
 
 
@@ -41,7 +44,7 @@ def secret_values(settings: Settings) -> list[str]:
 
 def configure_logging(settings: Settings) -> None:
     masker = SecretMasker(secret_values(settings))
-    shared = [
+    shared: list[Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,

@@ -101,7 +101,7 @@ PROVIDER_CALLS = Counter(
 )
 PROVIDER_CALL_DURATION = Histogram(
     "conveyor_provider_call_duration_seconds", "Latency of calls to outside providers", ["provider"],
-    buckets=HTTP_BUCKETS + (30, 60),
+    buckets=(*HTTP_BUCKETS, 30, 60),
 )
 
 

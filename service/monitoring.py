@@ -25,8 +25,8 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from service.batching import Batcher
-from service.heartbeats import live_workers
 from service.config import Settings
+from service.heartbeats import live_workers
 
 FINISHED_KEY = "conveyor:finished:"  # + epoch minute: a hash of "kind:status" -> count
 FINISHED_KEEP_SECONDS = 2 * 3600
@@ -128,7 +128,7 @@ class FinishedCounter:
 
     def __init__(self, redis: Redis) -> None:
         # Every pair is counted, equal ones too: `id` keeps none of them apart.
-        self._batcher = Batcher(lambda ended: record_finished(redis, ended), key=id, linger=COUNT_LINGER_SECONDS)
+        self._batcher: Batcher[tuple[str, str], None] = Batcher(lambda ended: record_finished(redis, ended), key=id, linger=COUNT_LINGER_SECONDS)
 
     def add(self, kind: str, status: str) -> None:
         self._batcher.post((kind, status))

@@ -6,9 +6,11 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import cast
 
 import anyio
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 
 from service.config import PoolSettings
 
@@ -34,6 +36,12 @@ def _encode_jsonb(value: object) -> bytes:
 
 def _decode_jsonb(data: bytes) -> object:
     return json.loads(data[1:])
+
+
+def as_connection(proxy: PoolConnectionProxy) -> asyncpg.Connection:
+    """A pooled connection as the Connection it stands for: the proxy forwards every method
+    to it, and asyncpg's own isinstance checks take it for one."""
+    return cast(asyncpg.Connection, proxy)
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
@@ -76,7 +84,7 @@ async def close_pool(pool: asyncpg.Pool, timeout: float) -> None:
     """Close gracefully, or cut the connections if the server does not answer in time."""
     try:
         await asyncio.wait_for(pool.close(), timeout)
-    except (asyncio.TimeoutError, *CONNECTION_ERRORS):
+    except (TimeoutError, *CONNECTION_ERRORS):
         pool.terminate()
 
 
@@ -111,7 +119,7 @@ async def read_only_session(pool: asyncpg.Pool, acquire_timeout: float) -> Async
             conn.terminate()
             raise SessionUnavailable(f"{type(exc).__name__}: {exc}") from exc
         try:
-            yield conn
+            yield as_connection(conn)
         except CONNECTION_ERRORS:
             conn.terminate()
             raise

@@ -8,6 +8,7 @@ nothing of the internals."""
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any
 
@@ -29,14 +30,14 @@ class Problem(Exception):
         detail: str,
         *,
         type: str | None = None,
-        headers: dict[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
         **extensions: Any,
     ) -> None:
         super().__init__(detail)
         self.status = status
         self.detail = detail
         self.type = type or HTTPStatus(status).phrase.lower().replace(" ", "-")
-        self.headers = headers or {}
+        self.headers = dict(headers or {})
         self.extensions = extensions
 
 
@@ -55,13 +56,15 @@ def problem_response(request: Request, problem: Problem) -> JSONResponse:
 def refusal(error: PermanentError, field: str | None = None) -> Problem:
     """A 422 carrying a pipeline's own error (`invalid-url`, `destination-refused`, …),
     on `field` when the request named one."""
-    extensions = {"field": field} if field else {}
-    detail = f"{field}: {error.message}" if field else error.message
-    return Problem(422, detail, type=error.type.replace("_", "-"), **extensions)
+    kind = error.type.replace("_", "-")
+    if field:
+        return Problem(422, f"{field}: {error.message}", type=kind, field=field)
+    return Problem(422, error.message, type=kind)
 
 
 async def handle_problem(request: Request, exc: Exception) -> JSONResponse:
-    return problem_response(request, exc)  # type: ignore[arg-type]
+    assert isinstance(exc, Problem)
+    return problem_response(request, exc)
 
 
 async def handle_http_exception(request: Request, exc: Exception) -> JSONResponse:

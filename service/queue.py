@@ -18,7 +18,7 @@ import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -32,7 +32,6 @@ from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
 from service.batching import Batcher
-
 
 log = logging.getLogger("conveyor.queue")
 
@@ -110,7 +109,7 @@ SOCKET_TIMEOUT_SECONDS = 5.0
 
 def connect(url: str) -> ArqRedis:
     """A lazy client: nothing is dialled until first use, so a process starts with Redis down."""
-    options = {"socket_connect_timeout": 2, "socket_timeout": SOCKET_TIMEOUT_SECONDS, "health_check_interval": 15}
+    options: dict[str, Any] = {"socket_connect_timeout": 2, "socket_timeout": SOCKET_TIMEOUT_SECONDS, "health_check_interval": 15}
     if urlsplit(url).scheme == "redis+sentinel":
         settings = redis_settings(url)
         sentinel = Sentinel(settings.host, password=settings.password, **options)
@@ -141,7 +140,7 @@ def handoff(
     run_at: datetime | None = None, backlog: int = 0,
 ) -> Handoff:
     """A ledger job for its arq queue, behind `backlog` (its tenant's queued jobs)."""
-    now = _ms(datetime.now(timezone.utc))
+    now = _ms(datetime.now(UTC))
     score = _ms(run_at) if run_at is not None else _due_score(now, priority, backlog)
     job = serialize_job(kind, (job_id,), {}, None, now, serializer=serialize)
     return Handoff(
@@ -198,7 +197,7 @@ async def release(redis: ArqRedis, *, job_id: str, queue: str, priority: int = P
     due score back. A job no longer on the queue is left to `enqueue`."""
     async with redis.pipeline(transaction=True) as pipe:
         pipe.delete(in_progress_key_prefix + job_id)
-        pipe.zadd(queue, {job_id: _due_score(_ms(datetime.now(timezone.utc)), priority)}, xx=True)
+        pipe.zadd(queue, {job_id: _due_score(_ms(datetime.now(UTC)), priority)}, xx=True)
         await pipe.execute()
 
 

@@ -65,7 +65,7 @@ class Rate:
             raise ValueError("a rate needs per_second > 0 and burst >= 1")
 
     @classmethod
-    def per_minute(cls, count: int, burst: int | None = None) -> "Rate":
+    def per_minute(cls, count: int, burst: int | None = None) -> Rate:
         return cls(count / 60, burst or max(1, count // 60))
 
 

@@ -52,6 +52,7 @@ async def load_secrets(conn: asyncpg.Connection, name: str = SIGNING_SECRET) -> 
         await conn.execute("INSERT INTO service_secrets (name, current) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
                            name, secrets.token_bytes(32))
         row = await conn.fetchrow(query, name)
+        assert row is not None  # inserted above, or by whoever won the race
     return [row["current"]] + ([row["previous"]] if row["previous"] else [])
 
 
@@ -81,8 +82,8 @@ class Signer:
         try:
             if len(token) > self.MAX_TOKEN_CHARS:
                 raise ValueError("too long")
-            encoded, _, signature = token.partition(".")
-            payload, signature = _unb64(encoded), _unb64(signature)
+            encoded, _, encoded_signature = token.partition(".")
+            payload, signature = _unb64(encoded), _unb64(encoded_signature)
         except ValueError:
             raise InvalidToken("token-malformed", "the token is not one this service gave out") from None
         expected = (hmac.new(key, payload, hashlib.sha256).digest() for key in self.keys)

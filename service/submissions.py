@@ -77,7 +77,7 @@ async def submit(request: Request, tenant: Tenant, read: Reader, *, kind: KindSp
         if prior is not None:
             idempotency.check_replay(prior, spec.fingerprint)
             async with state.db.read(follow=(f"job:{prior.job_id}",)) as conn:
-                created = await ledger.get_job(conn, tenant.id, prior.job_id)
+                created = await ledger.get_job(conn, tenant.id, prior.job_id) if prior.job_id else None
             if created is None:
                 raise Problem(422, "the job this Idempotency-Key created no longer exists", type="idempotency-mismatch")
             return accepted(created, replayed=True)

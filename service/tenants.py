@@ -37,6 +37,7 @@ async def ensure_tenant(conn: asyncpg.Connection, name: str) -> Tenant:
         """,
         name,
     )
+    assert row is not None  # an upsert always returns its row
     return Tenant(row["id"], row["name"])
 
 

@@ -13,6 +13,7 @@ import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
@@ -21,6 +22,9 @@ from starlette.requests import ClientDisconnect, Request
 from service.problems import Problem
 from service.sniffing import SNIFF_BYTES, sniff
 from service.storage import ObjectWriter, Storage
+
+if TYPE_CHECKING:
+    from python_multipart.multipart import MultipartCallbacks
 
 MAX_FIELD_BYTES = 64 * 1024
 MAX_FIELDS = 32
@@ -62,11 +66,11 @@ class _Parts:
     def __init__(self) -> None:
         self.events: list[tuple[str, bytes]] = []
 
-    def callbacks(self) -> dict[str, Callable]:
-        def data(name: str):
+    def callbacks(self) -> MultipartCallbacks:
+        def data(name: str) -> Callable[[bytes, int, int], None]:
             return lambda buf, start, end: self.events.append((name, bytes(buf[start:end])))
 
-        def mark(name: str):
+        def mark(name: str) -> Callable[[], None]:
             return lambda: self.events.append((name, b""))
 
         return {
@@ -175,6 +179,7 @@ class _State:
     async def _end_field(self) -> None:
         if len(self.fields) >= MAX_FIELDS:
             raise Problem(400, f"more than {MAX_FIELDS} form fields", type="bad-request")
+        assert self.part_name is not None  # named by its headers, before its data
         try:
             self.fields[self.part_name] = self.value.decode("utf-8")
         except UnicodeDecodeError:
@@ -218,6 +223,7 @@ class _State:
             await self._open_writer(self.size)
         else:
             self._judge(self.size)  # again, now that a box claiming more than the file holds shows
+        assert self.writer is not None and self.content_type is not None  # both set by _open_writer
         await self.writer.commit()
         self.upload = Upload(self.key, self.size, self.digest.hexdigest(), self.content_type, self.part_filename)
         self.writer = None

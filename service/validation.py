@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -46,7 +46,7 @@ def utc_moment(moment: datetime) -> datetime:
     """An aware datetime in UTC; a ValueError (so a 422) when UTC has no such date, as
     year 1 at +14:00 or year 9999 at -14:00, which Python and the database cannot hold."""
     try:
-        return moment.astimezone(timezone.utc)
+        return moment.astimezone(UTC)
     except OverflowError:
         raise ValueError("outside the years 1 to 9999 once converted to UTC") from None
 

@@ -3,7 +3,7 @@ out, exports as CSV in storage."""
 
 import csv
 import io
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import asyncpg
 import pytest
@@ -15,11 +15,11 @@ from service.storage import open_storage
 from tests.support.service import client, running_worker, wait_for_job
 
 PROBLEM = "application/problem+json"
-DAY = datetime.now(timezone.utc).date() - timedelta(days=200)  # well outside the default 30 days
+DAY = datetime.now(UTC).date() - timedelta(days=200)  # well outside the default 30 days
 
 
 def at(day: date, hour: int = 12) -> str:
-    return datetime(day.year, day.month, day.day, hour, tzinfo=timezone.utc).isoformat()
+    return datetime(day.year, day.month, day.day, hour, tzinfo=UTC).isoformat()
 
 
 async def _events_of(database_url: str, tenant_id) -> list[asyncpg.Record]:
@@ -56,7 +56,7 @@ async def test_a_batch_is_stored_in_one_statement(api, database_url, tenant):
     tenant_id, key = tenant
     events = [{"type": "page_view", "user_id": f"u{n}", "properties": {"path": f"/p/{n}"}, "ts": at(DAY)}
               for n in range(500)] + [{"type": "signup"}]
-    before = datetime.now(timezone.utc)
+    before = datetime.now(UTC)
     async with client(api.url, key) as http:
         response = await http.post("/v1/events", json={"events": events})
     assert response.status_code == 202
@@ -150,7 +150,7 @@ async def test_aggregation_is_idempotent_and_exact(api, settings, database_url, 
 
 
 async def test_stats_filter_by_range_and_type(api, settings, tenant):
-    tenant_id, key = tenant
+    _, key = tenant
     first, second = DAY + timedelta(days=10), DAY + timedelta(days=11)
     events = [{"type": "view", "ts": at(first)}] * 3 + [{"type": "buy", "ts": at(second)}] * 2
     async with client(api.url, key) as http:
@@ -213,7 +213,7 @@ async def test_exports_stream_csv_to_storage(api, settings, tenant, monkeypatch)
         await _aggregate(settings, first, last)
         done = await _export(http, "events", first, last)
         stats = await _export(http, "stats", first, last)
-        jobs = await _export(http, "jobs", first, datetime.now(timezone.utc).date())
+        jobs = await _export(http, "jobs", first, datetime.now(UTC).date())
         assert done["status"] == "succeeded", done
         result = done["result"]
         assert "key" not in result and result["url"].endswith(f"/v1/jobs/{done['id']}/files/{done['id']}.csv")

@@ -6,7 +6,7 @@ import asyncio
 import json
 import re
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from pydantic import SecretStr
@@ -22,7 +22,7 @@ from service.heartbeats import live_workers
 from service.storage import job_prefix, open_storage
 from tests.support.files import multipart_file, text_pdf
 from tests.support.service import ApiServer, client, new_tenant, running_worker
-from tests.test_cli import CLEAN_ENV, assert_no_traceback, conveyor, pdf_file, quick_pipeline
+from tests.test_cli import CLEAN_ENV, assert_no_traceback, conveyor, pdf_file
 
 WIDE = {"COLUMNS": "200"}  # so rich does not fold ids in tables
 
@@ -118,9 +118,9 @@ def test_a_stage_event_moves_the_stage_not_the_job_status():
 
 
 async def test_stats_shows_the_aggregated_counts(api, settings, tenant):
-    today = datetime.now(timezone.utc).date()
+    today = datetime.now(UTC).date()
     yesterday = today - timedelta(days=1)
-    noon_yesterday = datetime.combine(yesterday, datetime.min.time(), timezone.utc) + timedelta(hours=12)
+    noon_yesterday = datetime.combine(yesterday, datetime.min.time(), UTC) + timedelta(hours=12)
     events = [{"type": "signup"}, {"type": "signup"}, {"type": "page_view"},
               {"type": "page_view", "ts": noon_yesterday.isoformat()}]
     async with client(api.url, tenant[1]) as http:
@@ -143,7 +143,7 @@ async def test_stats_shows_the_aggregated_counts(api, settings, tenant):
         {"day": today.isoformat(), "type": "signup", "count": 2},
     ]}
     # The defaults: hourly at :05, daily at 00:20 (UTC), whichever comes first.
-    assert timedelta(0) < next_count - datetime.now(timezone.utc) <= timedelta(hours=1)
+    assert timedelta(0) < next_count - datetime.now(UTC) <= timedelta(hours=1)
     assert (next_count.minute, next_count.second) in {(5, 0), (20, 0)}
     signups = await conveyor("stats", "--type", "signup", **env, **WIDE)
     assert signups.exit_code == 0, signups.output

@@ -104,7 +104,7 @@ def wait_for(http: httpx.Client, job_id: str, *statuses: str, timeout: float = 1
 
 
 def assert_all_gone(processes: list[psutil.Process], timeout: float = 15.0) -> None:
-    gone, alive = psutil.wait_procs(processes, timeout=timeout)
+    _, alive = psutil.wait_procs(processes, timeout=timeout)
     assert not alive, f"still running: {[(process.pid, process.name()) for process in alive]}"
 
 

@@ -9,8 +9,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from pydantic import SecretStr
 from playwright.async_api import async_playwright, expect
+from pydantic import SecretStr
 
 from pipelines import registry
 from pipelines.pipeline import Pipeline, Stage

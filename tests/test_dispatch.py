@@ -2,10 +2,11 @@
 rules for tries, retries, timeouts, cron ticks and results, many claimed a round trip."""
 
 import asyncio
+import itertools
 import json
 import time
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from arq import Retry
@@ -100,7 +101,7 @@ async def test_retry_defers_the_job_and_counts_the_try(redis, queue_name):
     finally:
         await running.stop(grace=1)
     assert [job_try for job_try, _ in tries] == [1, 2, 3]
-    assert all(later - earlier >= 0.19 for (_, earlier), (_, later) in zip(tries, tries[1:]))
+    assert all(later - earlier >= 0.19 for (_, earlier), (_, later) in itertools.pairwise(tries))
     assert running.retried == 2 and running.complete == 1
     assert await Job(job.job_id, redis, _queue_name=queue_name).status() == JobStatus.not_found
 
@@ -212,7 +213,7 @@ async def test_a_job_enqueued_due_now_wakes_an_idle_worker_without_waiting_for_i
         assert await queue.enqueue(redis, job_id=str(uuid.uuid4()), kind="work", queue=queue_name)
         await asyncio.wait_for(ran.wait(), 10)  # not the 60 s poll
         later = await queue.enqueue(redis, job_id=str(uuid.uuid4()), kind="work", queue=queue_name,
-                                    run_at=datetime.now(timezone.utc) + timedelta(hours=1))
+                                    run_at=datetime.now(UTC) + timedelta(hours=1))
         assert later and await redis.llen(queue.wake_key(queue_name)) == 0  # a deferred job wakes nobody
     finally:
         await running.stop(grace=1)

@@ -59,7 +59,7 @@ async def test_text_layer_pdf_needs_no_ocr(api, settings, tenant):
     job = await run_one(api, settings, tenant[1], text_pdf(RESUME, "References on request, gladly given."),
                         metadata={"candidate": 1})
     assert job["status"] == "succeeded", job
-    assert stage_statuses(job) == dict(zip(STAGES, ["succeeded", "succeeded", "skipped", "succeeded", "succeeded"]))
+    assert stage_statuses(job) == dict(zip(STAGES, ["succeeded", "succeeded", "skipped", "succeeded", "succeeded"], strict=True))
     result = job["result"]
     assert result["pages"] == 2 and result["ocr"] is None
     assert "jane.doe@example.com" in result["text"] and "References on request" in result["text"]

@@ -10,7 +10,6 @@ from tests.support.documents import image_bytes, scanned_pdf, text_image
 from tests.support.textract_server import BUCKET, Outcome
 
 
-
 @pytest.fixture
 def server(textract_server):
     """The module's server with counters, scripts and timing reset for each test."""

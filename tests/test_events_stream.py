@@ -14,7 +14,6 @@ from service import events, queue
 from service.cli import app as cli
 from service.database import Database
 from service.logs import secret_values
-from service.routes import stream as stream_routes
 from service.signing import InvalidToken, Signer, SigningKeys
 from tests.support.files import multipart_file, text_pdf
 from tests.support.service import ApiServer, client, new_tenant, running_worker, until, wait_for_job
@@ -85,7 +84,7 @@ async def test_last_event_id_replays_what_came_after(api, settings, tenant):
                                     headers={"Last-Event-ID": full.events[3]["id"]})
         bad = await http.get(f"/v1/jobs/{job_id}/events", headers={"Last-Event-ID": "not-an-id"})
     assert full.ended and resumed.ended
-    assert [event["id"] for event in full.events if "id" in event][0] == full.events[0]["id"]
+    assert next(event["id"] for event in full.events if "id" in event) == full.events[0]["id"]
     assert resumed.events == full.events[4:]
     assert resumed.events[-1]["data"]["status"] == "succeeded"
     assert bad.status_code == 400 and bad.headers["content-type"] == "application/problem+json"

@@ -4,7 +4,7 @@ export job, the CSV fetched back through the API."""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from pipelines.analytics.export import EXPORT_PIPELINE
 from tests.support.service import client, new_tenant, running_worker
@@ -15,7 +15,7 @@ FORMULAS = ["=HYPERLINK(\"https://evil.example\",\"click\")", "+1+1", "-2+3", "@
 
 
 async def test_cells_that_a_spreadsheet_would_evaluate_are_exported_as_text(api, settings, tenant):
-    today = datetime.now(timezone.utc).date()
+    today = datetime.now(UTC).date()
     events = [{"type": formula, "user_id": formula, "properties": {"note": formula}} for formula in FORMULAS]
     events.append({"type": "plain", "user_id": "ada", "properties": {"n": -1}})
     async with client(api.url, tenant[1]) as http, running_worker(settings, [EXPORT_PIPELINE]):
@@ -38,7 +38,7 @@ async def test_an_export_does_not_reveal_how_many_events_other_tenants_send(api,
     """Tenant A exports its two events, with tenant B's 200 sent between them; then B sends
     200 more and A exports again. No column of A's export may move with B's volume."""
     _, other_key = await new_tenant(settings)
-    today = datetime.now(timezone.utc).date()
+    today = datetime.now(UTC).date()
     noise = {"events": [{"type": "noise"} for _ in range(200)]}
     async with client(api.url, tenant[1]) as mine, client(api.url, other_key) as theirs, \
             running_worker(settings, [EXPORT_PIPELINE]):

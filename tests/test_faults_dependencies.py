@@ -14,15 +14,21 @@ from arq.connections import create_pool
 
 from service.migrate import upgrade_async
 from service.queue import redis_settings
-from tests.support.chaos import (assert_each_stage_ran_once, stage_rows, submit, submit_many, wait_until_busy,
-                                 wait_until_ended)
+from tests.support.chaos import (
+    assert_each_stage_ran_once,
+    stage_rows,
+    submit,
+    submit_many,
+    wait_until_busy,
+    wait_until_ended,
+)
 from tests.support.chaos_worker import STAGE_NAMES
 from tests.support.net import free_port
 from tests.support.pg_cluster import PgCluster
+from tests.support.processes import WorkerPool, settings_env
 from tests.support.redis_server import RedisServer
 from tests.support.s3_server import CREDENTIALS, S3Server
 from tests.support.service import ApiServer, client, make_settings, new_tenant
-from tests.support.processes import WorkerPool, settings_env
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.integration]
 PROBLEM = "application/problem+json"

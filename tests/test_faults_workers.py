@@ -15,12 +15,18 @@ import pytest
 from pipelines import registry
 from service.config import Settings
 from service.tenants import webhook_secrets
-from tests.support.chaos import (assert_each_stage_ran_once, busy_worker_pids, stage_rows, submit_many,
-                                 wait_until_busy, wait_until_ended)
+from tests.support.chaos import (
+    assert_each_stage_ran_once,
+    busy_worker_pids,
+    stage_rows,
+    submit_many,
+    wait_until_busy,
+    wait_until_ended,
+)
 from tests.support.chaos_worker import STAGE_NAMES
+from tests.support.processes import WorkerPool, WorkerProcess, settings_env
 from tests.support.service import ApiServer, client
 from tests.support.webhook_receiver import WebhookReceiver
-from tests.support.processes import WorkerPool, WorkerProcess, settings_env
 
 pytestmark = pytest.mark.timeout(150)
 

@@ -12,7 +12,8 @@ from urllib.parse import quote
 
 import httpx
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tests.support.files import text_pdf
 from tests.test_fuzz_api import live_api  # noqa: F401 (fixture)

@@ -7,7 +7,7 @@ if code and indexes drift.
 
 import json
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import asyncpg
 import pytest
@@ -122,7 +122,7 @@ async def _captured(function, *args, **kwargs) -> Capture:
         ({}, "ix_jobs_tenant_created"),
         ({"status": "failed"}, "ix_jobs_tenant_status_created"),
         ({"kind": "video"}, "ix_jobs_tenant_kind_created"),
-        ({"after": (datetime(2026, 1, 1, tzinfo=timezone.utc), uuid.UUID(int=0))}, "ix_jobs_tenant_created"),
+        ({"after": (datetime(2026, 1, 1, tzinfo=UTC), uuid.UUID(int=0))}, "ix_jobs_tenant_created"),
     ],
 )
 async def test_list_jobs_uses_its_index(loaded_url, filters, index):
@@ -147,7 +147,7 @@ async def test_idempotency_lookup_uses_the_unique_index(loaded_url):
     ("filters", "after", "index"),
     [
         (documents.DocumentFilters(), None, "ix_documents_tenant_created"),
-        (documents.DocumentFilters(), (datetime(2026, 1, 1, tzinfo=timezone.utc), uuid.UUID(int=0)),
+        (documents.DocumentFilters(), (datetime(2026, 1, 1, tzinfo=UTC), uuid.UUID(int=0)),
          "ix_documents_tenant_created"),
         (documents.DocumentFilters(email="Person7@example.com"), None, "ix_documents_tenant_email_created"),
         (documents.DocumentFilters(email="person7@example.com", status="succeeded"), None,

@@ -26,7 +26,7 @@ class Mailbox:
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         if address.startswith("nobody@"):
-            return "550 5.1.1 <%s>: Recipient address rejected: User unknown" % address
+            return f"550 5.1.1 <{address}>: Recipient address rejected: User unknown"
         if address.startswith("later@"):
             return "451 4.3.0 Mailbox temporarily unavailable"
         envelope.rcpt_tos.append(address)

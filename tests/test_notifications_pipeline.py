@@ -4,7 +4,7 @@ Redis, aiosmtpd and the protocol-faithful Twilio, FCM, OneSignal and webhook ser
 import asyncio
 import json
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from starlette.requests import Request
@@ -12,10 +12,10 @@ from starlette.requests import Request
 from pipelines.notifications.pipeline import CALLBACK_PIPELINE, NOTIFICATION_PIPELINE
 from pipelines.notifications.webhooks import generate_secret
 from service.database import Database
+from tests.support.notifications import local_settings, receiver, secret  # noqa: F401 (fixtures)
 from tests.support.onesignal_server import OneSignalServer
 from tests.support.service import ApiServer, client, make_settings, running_worker, until, wait_for_job
 from tests.support.twilio_server import TwilioServer, twilio_error
-from tests.support.notifications import local_settings, receiver, secret  # noqa: F401 (fixtures)
 from tests.support.webhook_receiver import Reply
 from tests.test_notifications_email import parts, plain_smtp  # noqa: F401 (fixture)
 from tests.test_notifications_push import fcm  # noqa: F401 (fixture)
@@ -308,7 +308,7 @@ async def test_send_at_defers_delivery(api, settings, tenant, smtp):
 
 async def test_a_cancelled_send_at_is_never_delivered(api, settings, tenant, smtp):
     address = f"{unique('never-')}@example.com"
-    send_at = datetime.now(timezone.utc) + timedelta(seconds=1.5)
+    send_at = datetime.now(UTC) + timedelta(seconds=1.5)
     async with client(api.url, tenant[1]) as http, running_worker(settings, PIPELINES):
         job = await notify(http, channel="email", to=address, template="welcome", data={"name": "Ada"},
                            send_at=send_at.isoformat())

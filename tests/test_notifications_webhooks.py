@@ -3,21 +3,29 @@
 import base64
 import json
 import random
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib.metadata import version
 
 import pytest
 
 from pipelines.notifications.ssrf import guarded_client
 from pipelines.notifications.webhooks import (
-    DEFAULT_SCHEDULE, InvalidSignature, event_body, generate_secret, next_retry_delay, send_webhook, sign, signed_headers, verify,
+    DEFAULT_SCHEDULE,
+    InvalidSignature,
+    event_body,
+    generate_secret,
+    next_retry_delay,
+    send_webhook,
+    sign,
+    signed_headers,
+    verify,
 )
 from service.errors import PermanentError, TransientError
 from tests.support.webhook_receiver import Reply, WebhookReceiver
 
 LOOPBACK = ["127.0.0.1"]
 BODY = event_body("job.succeeded", {"id": "job_1", "kind": "document", "status": "succeeded"},
-                  datetime(2026, 5, 3, 12, 0, tzinfo=timezone.utc))
+                  datetime(2026, 5, 3, 12, 0, tzinfo=UTC))
 
 
 @pytest.fixture(scope="module")
@@ -147,8 +155,8 @@ def test_retry_schedule_follows_standard_webhooks_with_jitter():
     rng = random.Random(7)
     delays = [next_retry_delay(attempt, DEFAULT_SCHEDULE, rng) for attempt in range(1, 11)]
     assert delays[-1] is None and next_retry_delay(0) is None
-    for delay, nominal in zip(delays, DEFAULT_SCHEDULE):
+    for delay, nominal in zip(delays, DEFAULT_SCHEDULE, strict=False):  # the last delay is None: given up
         assert nominal * 0.9 <= delay <= nominal * 1.1
-    assert len({round(d / n, 6) for d, n in zip(delays, DEFAULT_SCHEDULE)}) > 1  # jittered, not scaled
+    assert len({round(d / n, 6) for d, n in zip(delays, DEFAULT_SCHEDULE, strict=False)}) > 1  # jittered, not scaled
     assert next_retry_delay(2, ["1", "2", "3"], random.Random(1)) == next_retry_delay(2, ["1", "2", "3"], random.Random(1))
     assert next_retry_delay(4, ["1", "2", "3"]) is None

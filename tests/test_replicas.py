@@ -184,7 +184,7 @@ async def test_each_replica_is_checked_not_any(settings, primary_url, cluster, t
     try:
         await cluster.pause_replay()
         served = set()
-        for index in range(100):
+        for _ in range(100):
             await _create_and_poll(db, tenant[0], advance=False)
             served.add(await served_by_replica(db))
         assert served == {True, False}, "unfollowed reads should have spread over both"

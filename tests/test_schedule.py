@@ -4,15 +4,15 @@ exactly once, and each cron tick running once across two workers."""
 import asyncio
 import json
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import pytest
 import redis.asyncio as redis
 
+from pipelines.schedule import cron_jobs
 from pipelines.scheduled.memberships import notify_expiring_memberships
 from pipelines.scheduled.reminders import send_due_reminders
-from pipelines.schedule import cron_jobs
 from service.config import ConfigurationError, cron_fields, load_settings, next_tick
 from tests.support.resources import open_resources
 from tests.support.service import client, make_settings, running_worker, until
@@ -35,11 +35,11 @@ def test_cadences():
 
 
 def test_next_tick_of_a_cadence():
-    at = datetime(2024, 5, 31, 23, 4, 59, 500_000, tzinfo=timezone.utc)
-    assert next_tick("hourly :05", at) == datetime(2024, 5, 31, 23, 5, tzinfo=timezone.utc)
-    assert next_tick("hourly :05", at + timedelta(seconds=1)) == datetime(2024, 6, 1, 0, 5, tzinfo=timezone.utc)
-    assert next_tick("daily 00:20", at) == datetime(2024, 6, 1, 0, 20, tzinfo=timezone.utc)
-    assert next_tick("every 5m", at) == datetime(2024, 5, 31, 23, 5, tzinfo=timezone.utc)
+    at = datetime(2024, 5, 31, 23, 4, 59, 500_000, tzinfo=UTC)
+    assert next_tick("hourly :05", at) == datetime(2024, 5, 31, 23, 5, tzinfo=UTC)
+    assert next_tick("hourly :05", at + timedelta(seconds=1)) == datetime(2024, 6, 1, 0, 5, tzinfo=UTC)
+    assert next_tick("daily 00:20", at) == datetime(2024, 6, 1, 0, 20, tzinfo=UTC)
+    assert next_tick("every 5m", at) == datetime(2024, 5, 31, 23, 5, tzinfo=UTC)
     assert next_tick("off", at) is None
 
 
@@ -60,7 +60,7 @@ def settings(database_url, redis_server, tmp_path):
 
 
 def _ago(**delta) -> str:
-    return (datetime.now(timezone.utc) - timedelta(**delta)).isoformat()
+    return (datetime.now(UTC) - timedelta(**delta)).isoformat()
 
 
 async def _remind(http, due_at: str, **fields) -> dict:
@@ -203,7 +203,7 @@ async def test_two_workers_run_each_tick_once(api, database_url, redis_server, t
 
 async def test_expiring_memberships_are_emailed_once_per_expiry(api, settings, database_url, tenant):
     tenant_id, key = tenant
-    soon = (datetime.now(timezone.utc) + timedelta(days=3)).replace(microsecond=0)
+    soon = (datetime.now(UTC) + timedelta(days=3)).replace(microsecond=0)
     later = soon + timedelta(days=60)
     async with client(api.url, key) as http:
         created = await http.put("/v1/memberships/m-1", json={"email": "ada@example.com", "expires_at": soon.isoformat(),

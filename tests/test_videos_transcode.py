@@ -1,4 +1,5 @@
 import asyncio
+import itertools
 import shutil
 from pathlib import Path
 
@@ -59,7 +60,7 @@ def check_thumbnail(path: Path, size: tuple[int, int]) -> None:
 
 def check_progress(progress: list[float]) -> None:
     assert progress, "no progress was reported"
-    assert all(earlier < later for earlier, later in zip(progress, progress[1:]))
+    assert all(earlier < later for earlier, later in itertools.pairwise(progress))
     assert 0 < progress[0] and progress[-1] == 1.0
 
 
@@ -90,7 +91,7 @@ async def test_silent_480p_source_gives_a_silent_480p_and_no_720p(video_sources,
 
 
 async def test_resume_skips_outputs_already_done(video_sources, tmp_path):
-    plan, recorder = await transcode(video_sources.landscape, "360p,240p", tmp_path, done={"360p"})
+    _, recorder = await transcode(video_sources.landscape, "360p,240p", tmp_path, done={"360p"})
     assert set(recorder.finished) == {"240p", "thumbnail"}
     assert not (tmp_path / "360p.mp4").exists()
     check_progress(recorder.progress)

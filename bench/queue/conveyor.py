@@ -16,11 +16,11 @@ from typing import Any
 from pipelines import lifecycle
 from pipelines.pipeline import Pipeline, Stage
 from service import ledger, queue
+from service.backlog import Backlog
 from service.config import Settings, load_settings
 from service.database import Database
-from service.submissions import JobSpec as Submission
-from service.backlog import Backlog
 from service.job_inserts import JobInserts
+from service.submissions import JobSpec as Submission
 from service.submissions import hand_off, record_job
 
 from ..ledger_db import drop_database, migrated_database, tenant_with_key

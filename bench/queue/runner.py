@@ -42,10 +42,10 @@ class Runner(ABC):
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
-    async def open(self) -> None:
+    async def open(self) -> None:  # noqa: B027 (a hook: a runner without a client keeps it empty)
         """Connect the client."""
 
-    async def close(self) -> None:
+    async def close(self) -> None:  # noqa: B027 (a hook, as open)
         """Release the client."""
 
     def job_count(self, workload: Workload, requested: int) -> int:

@@ -9,7 +9,7 @@ The hourly run keeps today and yesterday fresh; the daily run sweeps the last
 
 from __future__ import annotations
 
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 
 from service.database import Database
 
@@ -17,7 +17,7 @@ STATEMENT_TIMEOUT = 600.0  # seconds; a week of events is more than the API's 15
 
 
 def day_start(day: date) -> datetime:
-    return datetime.combine(day, time.min, tzinfo=timezone.utc)
+    return datetime.combine(day, time.min, tzinfo=UTC)
 
 
 async def aggregate(db: Database, first_day: date, last_day: date) -> dict[str, int]:
@@ -47,11 +47,12 @@ async def aggregate(db: Database, first_day: date, last_day: date) -> dict[str, 
             day_start(first_day), day_start(last_day + timedelta(days=1)), first_day, last_day,
             timeout=STATEMENT_TIMEOUT,
         )
+    assert row is not None  # a SELECT without FROM: always one row
     return dict(row)
 
 
 def today() -> date:
-    return datetime.now(timezone.utc).date()
+    return datetime.now(UTC).date()
 
 
 async def aggregate_recent(db: Database, days: int) -> dict[str, int]:

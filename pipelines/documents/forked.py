@@ -100,7 +100,7 @@ class Child:
 
     def _on_exit(self) -> None:
         asyncio.get_running_loop().remove_reader(self._pidfd)
-        if not self._exit.done():
+        if self._exit is not None and not self._exit.done():
             self._exit.set_result(None)
 
     async def wait(self, *, timeout: float | None = None) -> int:
@@ -138,7 +138,9 @@ class _Server:
     """One fork_server process and the replies it owes, oldest first."""
 
     def __init__(self, process: asyncio.subprocess.Process) -> None:
+        assert process.stdin is not None and process.stdout is not None  # started with both piped
         self.process = process
+        self._stdin, self._stdout = process.stdin, process.stdout
         self._waiting: collections.deque[asyncio.Future] = collections.deque()
         self._reader = asyncio.create_task(self._read_replies())
 
@@ -152,9 +154,9 @@ class _Server:
         two turns of a busy worker's event loop, one document after another."""
         reply = asyncio.get_running_loop().create_future()
         self._waiting.append(reply)  # with the write below, in one step: the order is kept
-        self.process.stdin.write(json.dumps(request).encode() + b"\n")
+        self._stdin.write(json.dumps(request).encode() + b"\n")
         with contextlib.suppress(ConnectionError):  # a dead server: the reader fails the reply
-            await self.process.stdin.drain()
+            await self._stdin.drain()
         return await reply
 
     async def stop(self) -> None:
@@ -167,7 +169,7 @@ class _Server:
 
     async def _read_replies(self) -> None:
         try:
-            while line := await self.process.stdout.readline():
+            while line := await self._stdout.readline():
                 reply = self._waiting.popleft()
                 if not reply.done():  # its caller may have gone; the answer is still its
                     reply.set_result(json.loads(line))

@@ -224,6 +224,7 @@ class PageReaders:
                 self._directory = await asyncio.to_thread(tempfile.mkdtemp, prefix="conveyor-readers-")
                 path = os.path.join(self._directory, "readers.sock")
                 self._listener = await asyncio.start_unix_server(self._greet, path, limit=REPLY_LIMIT)
+        assert self._directory is not None  # made with the listener
         return os.path.join(self._directory, "readers.sock")
 
     async def _greet(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -43,7 +43,7 @@ def budget(settings: Settings) -> TextBudget:
 def page_limited(numbers: list[int], texts: list[str], settings: Settings) -> tuple[list[str], list[int]]:
     """OCR'd `texts` of pages `numbers`, each within the page limit; the numbers of those cut."""
     kept, cut = [], []
-    for number, text in zip(numbers, texts):
+    for number, text in zip(numbers, texts, strict=True):
         kept.append(text[: settings.max_page_text_chars])
         if len(text) > settings.max_page_text_chars:
             cut.append(number)
@@ -55,7 +55,7 @@ def document_text(outputs: dict[str, dict], settings: Settings) -> DocumentText:
     read = outputs["text"]
     recognized = outputs.get("ocr", {})
     pages = list(read["pages"])
-    for number, text in zip(recognized.get("pages", ()), recognized.get("texts", ())):
+    for number, text in zip(recognized.get("pages", ()), recognized.get("texts", ()), strict=True):
         pages[number - 1] = text
     truncated = {*read.get("truncated_pages", ()), *recognized.get("truncated_pages", ())}
     kept = budget(settings)

@@ -20,10 +20,10 @@ import aioboto3
 from redis.asyncio import Redis
 
 from pipelines.documents.extract import Extractor, extractor_for
-from pipelines.documents.pages import PageReaders
 from pipelines.documents.ocr.tesseract import TesseractOCR
 from pipelines.documents.ocr.textract import TextractOCR
 from pipelines.documents.ocr.textract_notices import TextractNotices
+from pipelines.documents.pages import PageReaders
 from service.config import Settings
 
 READER_SLOTS_PER_CORE = 4
@@ -43,8 +43,9 @@ class DocumentTools:
         if settings.ocr_provider == "textract":
             session = aioboto3.Session()
             channel, notices = None, None
-            if settings.textract_sqs_queue_url:
-                channel = {"SNSTopicArn": settings.textract_sns_topic_arn, "RoleArn": settings.textract_sns_role_arn}
+            topic, role = settings.textract_sns_topic_arn, settings.textract_sns_role_arn
+            if settings.textract_sqs_queue_url and topic and role:  # the three go together (Settings)
+                channel = {"SNSTopicArn": topic, "RoleArn": role}
                 notices = TextractNotices(session, redis, settings.textract_sqs_queue_url,
                                           endpoint_url=settings.sqs_endpoint_url, region_name=settings.region)
             textract = TextractOCR(

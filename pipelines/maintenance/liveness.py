@@ -29,18 +29,19 @@ FORGET_AFTER_SECONDS = 24 * 3600
 
 async def beat(resources: Resources, started_at: float) -> None:
     settings = resources.settings
+    seen_at = time.time()
     state = {
         "id": resources.worker_id,
         "host": socket.gethostname(),
         "pid": os.getpid(),
         "queue": settings.queue_name,
         "started_at": started_at,
-        "seen_at": time.time(),
+        "seen_at": seen_at,
         "jobs": sorted(resources.running),
     }
     async with resources.redis.pipeline(transaction=True) as pipe:
         pipe.set(worker_key(resources.worker_id), json.dumps(state), px=int(settings.worker_dead_after_seconds * 1000))
-        pipe.zadd(WORKERS_KEY, {resources.worker_id: state["seen_at"]})
+        pipe.zadd(WORKERS_KEY, {resources.worker_id: seen_at})
         await pipe.execute()
 
 
@@ -102,4 +103,4 @@ async def live_workers(redis, worker_ids: set[str]) -> set[str]:
     if not ids:
         return set()
     alive = await redis.mget([worker_key(worker_id) for worker_id in ids])
-    return {worker_id for worker_id, state in zip(ids, alive) if state is not None}
+    return {worker_id for worker_id, state in zip(ids, alive, strict=True) if state is not None}

@@ -57,7 +57,7 @@ async def reconcile(resources: Resources, known_kinds: frozenset[str]) -> dict[s
         in_progress = await redis.mget([in_progress_key_prefix + job_id for job_id in ids])
         alive = await heartbeats.alive(redis, {job["worker_id"] for job in stale if job["worker_id"]})
         touched = []
-        for job, job_id, queued, held in zip(stale, ids, in_redis, in_progress):
+        for job, job_id, queued, held in zip(stale, ids, in_redis, in_progress, strict=True):
             if job["status"] == "running" and job["worker_id"] in alive:
                 touched.append(job["id"])
                 counts["alive"] += 1

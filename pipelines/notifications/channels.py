@@ -76,7 +76,7 @@ def push_provider(settings: Settings) -> Literal["fcm", "onesignal"] | None:
     """FCM when it is configured, else OneSignal when it is, else None."""
     for provider in ("fcm", "onesignal"):
         if not _missing(settings, provider):
-            return provider  # type: ignore[return-value]
+            return provider
     return None
 
 

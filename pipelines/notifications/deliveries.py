@@ -88,6 +88,7 @@ async def claim(db: Database, job_id: uuid.UUID, attempt: int, channel: str, rec
             """,
             job_id, channel, recipient,
         )
+    assert existing is not None  # the insert above found it there
     return _recorded(channel, existing)
 
 

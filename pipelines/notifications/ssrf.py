@@ -54,7 +54,7 @@ def validate_url(url: object, *, max_length: int = MAX_URL_LENGTH) -> str:
         raise _invalid_url("the URL has no host")
     ascii_host(parts.hostname)
     try:
-        parts.port
+        _ = parts.port  # reading it parses it
     except ValueError:
         raise _invalid_url("the URL has an invalid port") from None
     return url

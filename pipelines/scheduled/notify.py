@@ -40,7 +40,9 @@ async def create_notification(
     """A notification job, with the same tries and queue as one the API creates."""
     job = jobs.new_job(kinds[NOTIFICATION_PIPELINE.kind], tenant_id, metadata=metadata,
                        payload={"channel": channel, "to": to, "template": template, "data": data})
-    return await jobs.create(conn, job)
+    row = await jobs.create(conn, job)
+    assert row is not None  # without `once`, the new row always comes back
+    return row
 
 
 async def enqueue_all(redis: ArqRedis, created: Iterable[asyncpg.Record]) -> None:

@@ -32,7 +32,7 @@ _DEMUXER_OPTIONS = {
 def demuxer_for(media_type: str | None) -> str:
     """The demuxer for the container type the upload was sniffed as."""
     try:
-        return DEMUXERS[media_type]
+        return DEMUXERS[media_type or ""]
     except KeyError:
         raise PermanentError(f"the upload was not accepted as a video container ({media_type})",
                              type="unsupported_container") from None

@@ -21,7 +21,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pipelines.pipeline import Pipeline, Stage
-from pipelines.videos.plan import DEFAULT_RENDITIONS, Output, Rendition, RenditionPlan, Skipped, Thumbnail, plan_renditions
+from pipelines.videos.plan import (
+    DEFAULT_RENDITIONS,
+    Output,
+    Rendition,
+    RenditionPlan,
+    Skipped,
+    Thumbnail,
+    plan_renditions,
+)
 from pipelines.videos.probe import VideoInfo, check_limits, measure, probe
 from pipelines.videos.transcode import transcode_all, transcode_slots
 from service.config import Settings
@@ -130,7 +138,8 @@ async def store_output(run: JobRun, output: Output, path: Path) -> dict:
     entry = {"name": output.name, "width": measured.width, "height": measured.height,
              "bytes": measured.bytes, "content_type": content_type, "key": key}
     if isinstance(output, Rendition):
-        entry |= {"duration": round(measured.duration, 3), "video_codec": measured.video_codec,
+        duration = None if measured.duration is None else round(measured.duration, 3)
+        entry |= {"duration": duration, "video_codec": measured.video_codec,
                   "audio_codec": measured.audio_codec, "faststart": measured.faststart}
     return entry
 

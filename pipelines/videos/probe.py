@@ -147,11 +147,12 @@ async def measure(path: Path, *, timeout: float = PROBE_TIMEOUT_SECONDS) -> Outp
         raise PermanentError(f"{path.name} has no picture", type="transcode_failed")
     audio = next((s for s in streams if s.get("codec_type") == "audio"), None)
     is_mp4 = path.suffix == ".mp4"
+    size = (await asyncio.to_thread(path.stat)).st_size
     return OutputInfo(
         width=int(video["width"]),
         height=int(video["height"]),
         duration=_duration(report, video) if is_mp4 else None,
-        bytes=path.stat().st_size,
+        bytes=size,
         video_codec=video.get("codec_name", "unknown"),
         audio_codec=audio.get("codec_name") if audio else None,
         faststart=await asyncio.to_thread(is_faststart, path) if is_mp4 else None,
@@ -188,7 +189,8 @@ def _is_cover_art(stream: dict[str, Any]) -> bool:
 
 
 def _duration(report: dict[str, Any], video: dict[str, Any]) -> float:
-    for value in (report.get("format", {}).get("duration"), video.get("duration")):
+    candidates: tuple[Any, ...] = (report.get("format", {}).get("duration"), video.get("duration"))
+    for value in candidates:
         try:
             return float(value)
         except (TypeError, ValueError):

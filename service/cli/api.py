@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 
 from service.cli import sse
-from service.cli.output import CliError, TIMED_OUT
+from service.cli.output import TIMED_OUT, CliError
 
 FINISHED = frozenset({"succeeded", "failed", "cancelled"})
 POLL_MIN, POLL_MAX = 0.2, 5.0
@@ -53,7 +53,7 @@ class Api:
         self.http = httpx.Client(base_url=url.rstrip("/"), headers={"Authorization": f"Bearer {key}"},
                                  timeout=httpx.Timeout(timeout, connect=5.0))
 
-    def __enter__(self) -> "Api":
+    def __enter__(self) -> Api:
         return self
 
     def __exit__(self, *exc: object) -> None:

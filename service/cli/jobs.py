@@ -54,7 +54,7 @@ def shorten(value: Any) -> Any:
     if isinstance(value, list):
         kept = [shorten(item) for item in value[:SHOWN_ITEMS]]
         rest = len(value) - SHOWN_ITEMS
-        return (kept + [f"… {rest:,} more of {len(value):,} items, --full to see all"]) if rest > 0 else kept
+        return [*kept, f"… {rest:,} more of {len(value):,} items, --full to see all"] if rest > 0 else kept
     if isinstance(value, str) and (len(value) > SHOWN_CHARS or value.count("\n") >= SHOWN_LINES):
         start = "\n".join(value.splitlines()[:SHOWN_LINES])[:SHOWN_CHARS]
         return f"{start}\n… {len(value):,} characters, --full to see all"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import typer
@@ -33,7 +33,7 @@ async def create_key(conn: asyncpg.Connection, tenant_name: str) -> str:
 
 def _iso(moment: datetime) -> str:
     """ISO 8601 in UTC, to the second: 2026-05-04T12:34:56Z."""
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 async def _existing_tenant(conn: asyncpg.Connection, name: str) -> TenantRow:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import email
 import email.policy
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from service.cli.options import DEFAULT_DATA_DIR, DataDir, Json
@@ -35,7 +35,7 @@ def caught(directory: Path) -> list[dict]:
         message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
         body = message.get_body(preferencelist=("plain",))
         messages.append({
-            "sent_at": datetime.fromtimestamp(path.stat().st_mtime, timezone.utc).isoformat(timespec="seconds"),
+            "sent_at": datetime.fromtimestamp(path.stat().st_mtime, UTC).isoformat(timespec="seconds"),
             "to": str(message["To"]), "subject": str(message["Subject"]),
             "text": body.get_content() if body else "", "file": str(path),
         })

@@ -35,7 +35,7 @@ async def read_workers(url: str) -> list[dict]:
         await redis.aclose()
     now = time.time()
     workers = []
-    for (member, seen_at), state in zip(seen, states):
+    for (member, seen_at), state in zip(seen, states, strict=True):
         entry = json.loads(state) if state else {"id": member.decode()}
         entry.update(alive=state is not None, seen_ago=now - seen_at)
         workers.append(entry)

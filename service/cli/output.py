@@ -103,6 +103,9 @@ def _message(exc: BaseException) -> str:
     if isinstance(exc, CliError):
         return exc.message
     if _is(exc, "httpx", "TransportError"):
+        import httpx  # already loaded, or _is would have said no
+
+        assert isinstance(exc, httpx.TransportError)
         return f"cannot reach the API at {exc.request.url.copy_with(path='/', query=None)}: {exc or type(exc).__name__}"
     if _is(exc, "asyncpg", "UndefinedTableError"):
         return f"the database has no Conveyor schema: run `alembic upgrade head` ({exc})"

@@ -49,7 +49,7 @@ CHECKS: dict[str, tuple[str, str, Callable[[Settings], Awaitable[None]]]] = {
 async def _answer(check: Callable[[Settings], Awaitable[None]], settings: Settings) -> BaseException | None:
     try:
         await asyncio.wait_for(check(settings), CHECK_TIMEOUT)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         return TimeoutError(f"no answer within {CHECK_TIMEOUT:g}s")
     except Exception as exc:  # whatever it is, the message says it
         return exc
@@ -61,7 +61,7 @@ async def check_dependencies(settings: Settings, given: set[str]) -> None:
     settings the environment named (the others are embedded)."""
     failures = await asyncio.gather(*(_answer(check, settings) for _, _, check in CHECKS.values()))
     problems = []
-    for (name, (variable, embedded, _)), failure in zip(CHECKS.items(), failures):
+    for (name, (variable, embedded, _)), failure in zip(CHECKS.items(), failures, strict=True):
         if failure is not None:
             what = f"{variable} ({mask(getattr(settings, name))})" if name in given else embedded
             problems.append(f"{what} cannot be reached: {failure or type(failure).__name__}")

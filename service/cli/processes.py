@@ -22,8 +22,8 @@ from arq.worker import Worker
 from pipelines import lifecycle
 from pipelines.dispatch import Dispatcher
 from pipelines.pipeline import Pipeline
-from service.app import create_app
 from service import monitoring
+from service.app import create_app
 from service.cli.output import CliError, stderr
 from service.config import Settings
 from service.request_heads import BoundedHttpProtocol

@@ -6,8 +6,15 @@ import io
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from rich.progress import (BarColumn, DownloadColumn, Progress, TaskProgressColumn, TextColumn,
-                           TimeElapsedColumn, TransferSpeedColumn)
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TransferSpeedColumn,
+)
 
 from service.cli.output import short_id, stderr
 
@@ -19,7 +26,7 @@ class CountingFile(io.FileIO):
         super().__init__(path, "rb")
         self.on_read = on_read
 
-    def read(self, size: int = -1) -> bytes:
+    def read(self, size: int | None = -1) -> bytes:
         chunk = super().read(size)
         self.on_read(len(chunk))
         return chunk

@@ -108,18 +108,19 @@ def purge(
         days = older_than or settings.job_retention_days
         scope = f"of tenant {tenant!r}" if tenant else "of every tenant"
         counts = asyncio.run(_count(settings, tenant, days))
-        report = {"older_than_days": days, "tenant": tenant, "dry_run": dry_run, "matched": counts, "deleted": 0}
+        deleted = 0
+        report = {"older_than_days": days, "tenant": tenant, "dry_run": dry_run, "matched": counts, "deleted": deleted}
         which = f"{scope} finished more than {days} days ago"
         if counts and not dry_run:
             if not yes:
                 typer.confirm(f"Delete {_describe(counts)} {which}, with their files?", abort=True, err=True)
-            report["deleted"] = asyncio.run(_delete(settings, tenant, days))
+            deleted = report["deleted"] = asyncio.run(_delete(settings, tenant, days))
     if json_output:
         emit_json(report)
     elif dry_run:
         typer.echo(f"would delete {_describe(counts)} {which}")
     else:
-        typer.echo(f"deleted {_jobs(report['deleted'])} {which}")
+        typer.echo(f"deleted {_jobs(deleted)} {which}")
 
 
 command = guarded(purge)

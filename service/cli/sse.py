@@ -19,7 +19,8 @@ class Event:
 
 
 def parse(lines: Iterable[str]) -> Iterator[Event]:
-    name, data, last_id = "", [], None
+    name, last_id = "", None
+    data: list[str] = []
     for line in lines:
         if not line:
             if data:

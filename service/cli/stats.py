@@ -3,7 +3,7 @@ the next one counts what came since."""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
@@ -28,7 +28,7 @@ def next_count(body: dict) -> str:
     if body.get("next_aggregation_at") is None:
         return "event counting is off (SCHEDULE_AGGREGATE_HOURLY and SCHEDULE_AGGREGATE_DAILY)"
     at = datetime.fromisoformat(body["next_aggregation_at"])
-    wait = max((at - datetime.now(timezone.utc)).total_seconds(), 0)
+    wait = max((at - datetime.now(UTC)).total_seconds(), 0)
     return f"events are counted next at {at:%Y-%m-%d %H:%M} UTC (in {ago(wait)})"
 
 

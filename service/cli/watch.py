@@ -22,11 +22,10 @@ from service.cli.options import DEFAULT_DATA_DIR, DatabaseUrl, DataDir, RedisUrl
 from service.cli.output import ago, emit_json, guarded, new_table, stdout
 
 if TYPE_CHECKING:
+    from redis.asyncio import Redis
     from rich.console import RenderableType
     from rich.table import Table
     from rich.text import Text
-
-    from redis.asyncio import Redis
 
     from service.config import Settings
     from service.database import Database

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, StringConstraints, field_validator
@@ -70,7 +70,7 @@ def range_error(first_day: date, last_day: date) -> str | None:
 async def ingest_events(request: Request) -> JSONResponse:
     tenant = await authenticate(request)
     batch = parse_json(EventBatch, await read_json_body(request, MAX_BODY_BYTES))
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     records = []
     for index, event in enumerate(batch.events):
         if event.ts is not None and event.ts > now + MAX_FUTURE:
@@ -101,7 +101,7 @@ def _query_day(request: Request, name: str, default: date) -> date:
 
 async def get_stats(request: Request) -> JSONResponse:
     tenant = await authenticate(request)
-    last_day = _query_day(request, "to", datetime.now(timezone.utc).date())
+    last_day = _query_day(request, "to", datetime.now(UTC).date())
     # date.min + 29 days has no 30 days before it: the default range then starts at date.min
     default_span = min(DEFAULT_RANGE_DAYS - 1, (last_day - date.min).days)
     first_day = _query_day(request, "from", last_day - timedelta(days=default_span))
@@ -128,7 +128,7 @@ async def get_stats(request: Request) -> JSONResponse:
 def next_aggregation(settings: Settings) -> str | None:
     """When events are next counted (the hourly or the daily aggregation, whichever comes
     first, per this deployment's schedule), or None if both are off."""
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     cadences = (settings.schedule_aggregate_hourly, settings.schedule_aggregate_daily)
     ticks = [tick for cadence in cadences if (tick := next_tick(cadence, now)) is not None]
     return min(ticks).isoformat() if ticks else None

@@ -25,7 +25,7 @@ async def check_destinations(destinations: Iterable[tuple[str, str]], allowed_ho
     """Check (field, url) pairs: each host resolved once, all at once. A host that does
     not resolve right now, or not within CHECK_SECONDS, is not refused: the worker
     checks it again when it connects, and retries."""
-    first = {}
+    first: dict[tuple[str | None, int | None, str], tuple[str, str]] = {}
     for field, url in destinations:
         parts = urlsplit(url)
         first.setdefault((parts.hostname, parts.port, parts.scheme), (field, url))

@@ -14,8 +14,16 @@ from service.ledger import FINISHED
 from service.openapi import COMMON_ERRORS, JOB_ID, json_body, problem, upload_operation
 from service.problems import Problem
 from service.routes.destinations import check_callback_url
-from service.routes.jobs import (PAGE_PARAMETERS, follow, job_page, not_found, page_params, path_job_id, query_int,
-                                 status_param)
+from service.routes.jobs import (
+    PAGE_PARAMETERS,
+    follow,
+    job_page,
+    not_found,
+    page_params,
+    path_job_id,
+    query_int,
+    status_param,
+)
 from service.sniffing import DOCUMENT_TYPES
 from service.submissions import kind_spec, submit_upload
 from service.validation import check_storable

@@ -14,7 +14,7 @@ to install it; only the jobs that need it fail.
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from redis.exceptions import RedisError
 from starlette.requests import Request
@@ -45,20 +45,20 @@ async def _storage(request: Request) -> dict:
     try:
         await asyncio.wait_for(request.app.state.storage.check(), CHECK_TIMEOUT)
         return {"status": "pass"}
-    except (DependencyUnavailable, asyncio.TimeoutError, OSError) as exc:
+    except (TimeoutError, DependencyUnavailable, OSError) as exc:
         return {"status": "fail", "output": str(exc) or type(exc).__name__}
 
 
 async def _workers(request: Request) -> dict:
     try:
         workers = await asyncio.wait_for(monitoring.live_workers(request.app.state.redis), CHECK_TIMEOUT)
-    except (RedisError, OSError, asyncio.TimeoutError) as exc:  # Redis down: failed by its own check
+    except (TimeoutError, RedisError, OSError) as exc:  # Redis down: failed by its own check
         return {"status": "warn", "output": f"worker heartbeats unreadable ({type(exc).__name__})"}
     if not workers:
         return {"status": "warn", "observedValue": 0,
                 "output": "no worker has a fresh heartbeat: jobs are accepted but wait for one"}
     return {"status": "pass", "observedValue": len(workers), "observedUnit": "workers",
-            "time": datetime.fromtimestamp(max(worker["seen_at"] for worker in workers), timezone.utc).isoformat()}
+            "time": datetime.fromtimestamp(max(worker["seen_at"] for worker in workers), UTC).isoformat()}
 
 
 async def _databases(request: Request) -> list[dict]:

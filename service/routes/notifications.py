@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from starlette.requests import Request
@@ -117,7 +117,7 @@ async def create_notification(request: Request) -> Response:
             raise refused("channel", error) from None
         recipients = parse_recipients(channel, body.get("to"))
         data = parse_content(channel, body.get("template"), body.get("data"))
-        send_at = parse_send_at(body.get("send_at"), datetime.now(timezone.utc))
+        send_at = parse_send_at(body.get("send_at"), datetime.now(UTC))
         metadata = parse_metadata(body.get("metadata"))
         if channel == "webhook":
             await check_destinations([("to", url) for url in recipients], settings.callback_allowed_hosts)

@@ -26,7 +26,7 @@ import json
 import re
 import uuid
 from collections.abc import AsyncIterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from redis.exceptions import RedisError
 from sse_starlette import EventSourceResponse, ServerSentEvent
@@ -56,7 +56,7 @@ async def create_token(request: Request) -> JSONResponse:
     job_id = path_job_id(request)
     await _job(request, tenant.id, job_id)
     token, expires = (await token_signer(request)).sign(str(job_id), str(tenant.id), ttl=TOKEN_TTL_SECONDS)
-    expires_at = datetime.fromtimestamp(expires, timezone.utc).isoformat().replace("+00:00", "Z")
+    expires_at = datetime.fromtimestamp(expires, UTC).isoformat().replace("+00:00", "Z")
     return JSONResponse({"token": token, "expires_at": expires_at}, status_code=201,
                         headers={"Cache-Control": "no-store"})
 

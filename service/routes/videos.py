@@ -5,7 +5,6 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
-from service.errors import PermanentError
 from pipelines.videos.plan import parse_renditions
 from service.errors import PermanentError
 from service.openapi import upload_operation

@@ -139,4 +139,4 @@ async def corpus_texts() -> list[tuple[CorpusDocument, str]]:
     ocr = TesseractOCR()
     documents = load()
     texts = await asyncio.gather(*(read_back(render(document), ocr) for document in documents))
-    return list(zip(documents, texts))
+    return list(zip(documents, texts, strict=True))

@@ -111,7 +111,7 @@ def first_frame_colour(input_args: list[str]) -> tuple[int, int, int] | None:
 
 
 def is_magenta(colour: tuple[int, int, int] | None) -> bool:
-    return colour is not None and all(abs(a - b) <= 40 for a, b in zip(colour, MAGENTA))
+    return colour is not None and all(abs(a - b) <= 40 for a, b in zip(colour, MAGENTA, strict=True))
 
 
 def magenta_outputs(root: Path) -> list[Path]:

@@ -22,7 +22,7 @@ class NetNamespace:
         self.host_address, self.peer_address = f"10.200.{subnet}.1", f"10.200.{subnet}.2"
         self.cidr = f"10.200.{subnet}.0/30"
 
-    def create(self) -> "NetNamespace":
+    def create(self) -> NetNamespace:
         _ip("netns", "add", self.name)
         try:
             _ip("link", "add", self.host_link, "type", "veth", "peer", "name", self.peer_link)

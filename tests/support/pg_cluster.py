@@ -35,7 +35,7 @@ class PgCluster:
     def url(self, database: str = "postgres", host: str = "127.0.0.1") -> str:
         return f"postgresql://postgres@{host}:{self.port}/{database}"
 
-    def init(self) -> "PgCluster":
+    def init(self) -> PgCluster:
         _as_postgres(str(BIN / "initdb"), "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8")
         with (self.data / "postgresql.conf").open("a") as conf:
             conf.write(

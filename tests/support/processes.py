@@ -126,7 +126,7 @@ class ApiProcess(Process):
                 "--http", "service.request_heads:BoundedHttpProtocol",
                 "--timeout-graceful-shutdown", str(self.grace_seconds), "--log-level", "warning"]
 
-    def start(self) -> "ApiProcess":
+    def start(self) -> ApiProcess:
         super().start()
         wait_for_port(self.port)
         return self
@@ -137,7 +137,7 @@ class WorkerPool:
         self.workers = [WorkerProcess(env, log_dir / f"worker-{n}.log") for n in range(count)]
         self.restarts = 0
 
-    def __enter__(self) -> "WorkerPool":
+    def __enter__(self) -> WorkerPool:
         for worker in self.workers:
             worker.start()
         return self

@@ -35,7 +35,7 @@ class RedisServer:
             self.process.wait(10)
         self.process = None
 
-    def __enter__(self) -> "RedisServer":
+    def __enter__(self) -> RedisServer:
         self.start()
         return self
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 
-from pipelines.lifecycle import close_resources, open_resources as open_worker_resources
+from pipelines.lifecycle import close_resources
+from pipelines.lifecycle import open_resources as open_worker_resources
 from pipelines.resources import Resources
 from service import queue
 from service.config import Settings

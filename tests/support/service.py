@@ -55,7 +55,7 @@ class ApiServer:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    async def __aenter__(self) -> "ApiServer":
+    async def __aenter__(self) -> ApiServer:
         self.task = asyncio.create_task(self.server.serve())
         while not self.server.started:
             if self.task.done():
@@ -80,7 +80,7 @@ class InProcessWorker:
         self.worker = make_worker(settings, pipelines, **overrides)
         self.task: asyncio.Task | None = None
 
-    async def __aenter__(self) -> "InProcessWorker":
+    async def __aenter__(self) -> InProcessWorker:
         self.task = asyncio.create_task(self.worker.async_run())
         return self
 

@@ -35,7 +35,7 @@ def self_signed(hostname: str = "localhost", *, with_loopback_ip: bool = True) -
     names: list[x509.GeneralName] = [x509.DNSName(hostname)]
     if with_loopback_ip:
         names.append(x509.IPAddress(ipaddress.ip_address("127.0.0.1")))
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     certificate = (
         x509.CertificateBuilder()
         .subject_name(name).issuer_name(name).public_key(key.public_key())

@@ -5,8 +5,8 @@ from __future__ import annotations
 import sys
 
 from celery import Celery
-from redis import Redis
 from celery.signals import worker_ready
+from redis import Redis
 
 from ..jobs import perform_sync
 from ..recorder import SyncRecorder

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pipelines.documents.extract.assess import Extraction, assess
 from pipelines.documents.extract.schema import ResumeFields
@@ -41,11 +41,18 @@ def extractor_for(settings: Settings, redis: Redis | None) -> Extractor:
         return RulesExtractor()
     if redis is None:
         raise ValueError(f"the {settings.llm_provider} extractor needs Redis for its shared rate limit")
+    from pipelines.documents.extract.llm import LLMExtractor
+
+    chosen: type[LLMExtractor]
     if settings.llm_provider == "openai":
-        from pipelines.documents.extract.openai import OpenAIExtractor as chosen
+        from pipelines.documents.extract.openai import OpenAIExtractor
+
+        chosen = OpenAIExtractor
     else:
-        from pipelines.documents.extract.gemini import GeminiExtractor as chosen
-    options: dict[str, object] = {
+        from pipelines.documents.extract.gemini import GeminiExtractor
+
+        chosen = GeminiExtractor
+    options: dict[str, Any] = {
         "api_key": settings.llm_api_key.get_secret_value() if settings.llm_api_key else None,
         "timeout": settings.llm_timeout,
         "limiter": RateLimiter(redis, {settings.llm_provider: Rate.per_minute(settings.llm_rate_per_minute)},

@@ -72,7 +72,7 @@ def assess(text: str, fields: ResumeFields) -> Extraction:
         trusted = resume >= RESUME_MIN and score is not None and score >= FIELD_MIN
         kept[name] = value if trusted else ([] if isinstance(value, list) else None)
         confidence[name] = score
-    return Extraction(ResumeFields(**kept), confidence, round(resume, 2))
+    return Extraction(ResumeFields.model_validate(kept), confidence, round(resume, 2))
 
 
 def resume_likelihood(text: str) -> float:

@@ -124,6 +124,7 @@ class LLMExtractor(abc.ABC):
 
     async def _send(self, path: str, body: dict[str, Any], *, deadline: float) -> dict[str, Any]:
         attempt = 0
+        failure: JobError
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -146,7 +147,7 @@ class LLMExtractor(abc.ABC):
             attempt += 1
             if not failure.retryable or attempt >= self.max_attempts:
                 raise failure
-            delay = failure.retry_after
+            delay = failure.retry_after if isinstance(failure, TransientError) else None
             if delay is None:
                 delay = random.uniform(0, self.backoff * 2**attempt)
             if time.monotonic() + delay >= deadline:

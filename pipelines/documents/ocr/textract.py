@@ -22,7 +22,7 @@ from contextlib import AsyncExitStack
 from typing import Any
 
 import aioboto3
-from botocore.config import Config
+from aiobotocore.config import AioConfig
 from botocore.exceptions import ClientError, HTTPClientError
 from botocore.exceptions import ConnectionError as BotocoreConnectionError
 
@@ -98,7 +98,7 @@ class TextractOCR:
         self.max_backoff = max_backoff
         self.notification_channel = notification_channel
         self.notices = notices
-        self._config = Config(
+        self._config = AioConfig(
             retries={"total_max_attempts": 1},
             connect_timeout=call_timeout,
             read_timeout=call_timeout,

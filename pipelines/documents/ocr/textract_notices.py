@@ -21,7 +21,7 @@ from typing import Any
 
 import aioboto3
 import structlog
-from botocore.config import Config
+from aiobotocore.config import AioConfig
 from botocore.exceptions import BotoCoreError, ClientError
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -96,7 +96,7 @@ class TextractNotices:
     async def _receive_forever(self) -> None:
         sqs = await self._stack.enter_async_context(self.session.client(
             "sqs", endpoint_url=self.endpoint_url, region_name=self.region_name,
-            config=Config(read_timeout=RECEIVE_WAIT + 10, retries={"mode": "standard"}),
+            config=AioConfig(read_timeout=RECEIVE_WAIT + 10, retries={"mode": "standard"}),
         ))
         while True:
             try:
@@ -143,7 +143,7 @@ class TextractNotices:
                 log.warning("textract notices unreadable", error=str(exc))
                 await asyncio.sleep(RETRY_AFTER)
                 continue
-            for job_id, status in zip(job_ids, statuses):
+            for job_id, status in zip(job_ids, statuses, strict=True):
                 waiter = self._waiters.get(job_id)
                 if status is not None and waiter is not None and not waiter.done():
                     waiter.set_result(status.decode() if isinstance(status, bytes) else status)

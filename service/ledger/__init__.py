@@ -1,0 +1,55 @@
+"""The job ledger: PostgreSQL is the system of record for every job and its stages.
+
+arq only carries a job id from the API to a worker; status, progress, stages, their
+checkpoints, errors and results live here, for weeks. Every write a worker makes is
+fenced by the attempt number it claimed, so a worker that was presumed dead and comes
+back can never overwrite what a newer attempt wrote (`Fenced`).
+
+The API's side is in `jobs`, a running attempt's in `stages` (its writes, as values, in
+`writes`), an attempt's end in `ends`; what they share in `common`.
+"""
+
+from service.ledger.common import (
+    FINISHED,
+    JOB_COLUMNS,
+    UNFINISHED,
+    Fenced,
+    new_job_id,
+    parse_job_id,
+    qualified,
+    settle_stages,
+)
+from service.ledger.ends import cancel_running, finish_job, finish_jobs, requeue, stale_jobs, touch
+from service.ledger.jobs import (
+    NewJob,
+    create_job,
+    create_jobs,
+    decode_cursor,
+    encode_cursor,
+    get_job,
+    get_stages,
+    list_jobs,
+    request_cancel,
+    retry_job,
+)
+from service.ledger.stages import (
+    claim,
+    claim_many,
+    finish_stage,
+    finish_stages,
+    finished_stages,
+    save_checkpoint,
+    set_progress,
+    start_stage,
+    start_stages,
+)
+from service.ledger.writes import JobEnd, StageEnd, StageStart, fenced
+
+__all__ = [
+    "FINISHED", "JOB_COLUMNS", "UNFINISHED", "Fenced", "JobEnd", "NewJob", "StageEnd", "StageStart",
+    "cancel_running", "claim", "claim_many", "create_job", "create_jobs", "decode_cursor", "encode_cursor",
+    "fenced", "finish_job", "finish_jobs", "finish_stage", "finish_stages", "finished_stages", "get_job",
+    "get_stages", "list_jobs", "new_job_id", "parse_job_id", "qualified", "request_cancel", "requeue",
+    "retry_job", "save_checkpoint", "set_progress", "settle_stages", "stale_jobs", "start_stage",
+    "start_stages", "touch",
+]
