@@ -18,8 +18,8 @@ from pathlib import Path
 import redis.asyncio as aredis
 from rich.console import Console
 
-from tests.support import postgres
-from tests.support.redis_server import RedisServer
+from testkit import postgres
+from testkit.redis_server import RedisServer
 
 from . import api, machine
 from .context import BenchContext

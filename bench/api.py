@@ -25,7 +25,7 @@ import httpx
 import psutil
 
 from service.config import load_settings
-from tests.support.net import free_port
+from testkit.net import free_port
 
 from . import api_load as load
 from .context import BenchContext

@@ -41,14 +41,14 @@ from bench.machine import describe, load_average
 from bench.report import RESULTS_PATH, Section, Spread, Table, rate, seconds, write_section
 from service.config import load_settings
 from service.migrate import upgrade_async
-from tests.support import postgres
-from tests.support.documents import scanned_pdf
-from tests.support.llm_servers import API_KEY
-from tests.support.net import free_port, wait_for_port
-from tests.support.redis_server import RedisServer
-from tests.support.s3_server import CREDENTIALS
-from tests.support.service import new_tenant
-from tests.support.textract_server import ROLE_ARN, notice_channel
+from testkit import postgres
+from testkit.documents import scanned_pdf
+from testkit.llm_servers import API_KEY
+from testkit.net import free_port, wait_for_port
+from testkit.redis_server import RedisServer
+from testkit.s3_server import CREDENTIALS
+from testkit.service import new_tenant
+from testkit.textract_server import ROLE_ARN, notice_channel
 
 ROOT = Path(__file__).resolve().parent.parent
 BUCKET = "conveyor-bench"

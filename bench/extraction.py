@@ -7,7 +7,7 @@ document, judged as the pipeline judges it (`extract_document`):
 - rules: the embedded extractor;
 - rules, unjudged: the same answers before the résumé judgement and per-field confidence;
 - OpenAI-compatible and Gemini: `OpenAIExtractor` and `GeminiExtractor` against the local fake
-  servers (tests/support/llm_servers), over HTTP with structured output. The fake servers'
+  servers (testkit/llm_servers), over HTTP with structured output. The fake servers'
   "model" is the rules extractor run on the prompt's text, so these rows measure the clients,
   the schemas and the judgement around a model, not a model.
 """
@@ -28,9 +28,9 @@ from pipelines.documents.extract import extract_document
 from pipelines.documents.extract.gemini import GeminiExtractor
 from pipelines.documents.extract.openai import OpenAIExtractor
 from pipelines.documents.extract.rules import RulesExtractor
-from tests.support.corpus import corpus_texts
-from tests.support.extraction_scores import FIELDS, Scores
-from tests.support.llm_servers import API_KEY, LLMServers
+from testkit.corpus import corpus_texts
+from testkit.extraction_scores import FIELDS, Scores
+from testkit.llm_servers import API_KEY, LLMServers
 
 
 async def measure() -> tuple[dict[str, Scores], int, int]:

@@ -8,7 +8,7 @@ from service.config import Settings
 from service.database import Database
 from service.migrate import upgrade_async
 from service.tenants import create_api_key, ensure_tenant
-from tests.support.postgres import create_database, database_url, drop_database
+from testkit.postgres import create_database, database_url, drop_database
 
 __all__ = ["drop_database", "migrated_database", "tenant_with_key"]
 

@@ -39,8 +39,8 @@ from service import ledger, queue
 from service.config import Settings, load_settings
 from service.database import Database
 from service.migrate import upgrade_async
-from tests.support.redis_server import RedisServer
-from tests.support.replica import StreamingReplica
+from testkit.redis_server import RedisServer
+from testkit.replica import StreamingReplica
 
 LAGS_MS = (0, 10, 500)
 STATUSES = ("queued", "running", "succeeded")

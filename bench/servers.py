@@ -33,8 +33,8 @@ import waitress
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 from moto.sqs.models import SQSBackend
 
-from tests.support.llm_servers import LLMServers
-from tests.support.textract_server import Job, TextractServer
+from testkit.llm_servers import LLMServers
+from testkit.textract_server import Job, TextractServer
 
 REQUESTS_AT_ONCE = 128
 CANNED_PAGES = (

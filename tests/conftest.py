@@ -3,9 +3,9 @@ import os
 import pytest
 
 from pipelines.documents.pages import PageReaders
-from tests.support import postgres
-from tests.support.redis_server import RedisServer
-from tests.support.service import ApiServer, make_settings, new_tenant
+from testkit import postgres
+from testkit.redis_server import RedisServer
+from testkit.service import ApiServer, make_settings, new_tenant
 
 # Fixtures that start a server or a process (`video_sources` runs ffmpeg): a test using any
 # of them, directly or through another fixture, is `integration`.
@@ -25,7 +25,7 @@ def pytest_collection_modifyitems(items):
 
 @pytest.fixture(scope="session")
 def postgres_server():
-    """The suite's own PostgreSQL (tests/support/postgres.py), up before any database is made."""
+    """The suite's own PostgreSQL (testkit/postgres.py), up before any database is made."""
     with postgres.private_server() as url:
         yield url
 
@@ -61,7 +61,7 @@ async def database_url(postgres_server):
 @pytest.fixture(scope="session")
 def s3_server():
     """moto's S3 over HTTP; sets the standard AWS_* variables for the session."""
-    from tests.support.s3_server import CREDENTIALS, S3Server
+    from testkit.s3_server import CREDENTIALS, S3Server
 
     os.environ.update(CREDENTIALS)
     server = S3Server()
@@ -94,7 +94,7 @@ def textract_server(s3_server):
     """The local Textract, reading moto's S3, its bucket (`textract_server.BUCKET`) created."""
     import boto3
 
-    from tests.support.textract_server import BUCKET, TextractServer
+    from testkit.textract_server import BUCKET, TextractServer
 
     boto3.client("s3", endpoint_url=s3_server.endpoint_url).create_bucket(Bucket=BUCKET)
     server = TextractServer(s3_server.endpoint_url)
@@ -106,7 +106,7 @@ def textract_server(s3_server):
 @pytest.fixture(scope="session")
 def llm_servers():
     """The local OpenAI-compatible and Gemini servers."""
-    from tests.support.llm_servers import LLMServers
+    from testkit.llm_servers import LLMServers
 
     servers = LLMServers()
     servers.start()
@@ -123,8 +123,8 @@ async def page_readers():
 
 @pytest.fixture
 def stage_counter():
-    """The HTTP server the fault tests' stages report to (tests/support/stage_counter.py)."""
-    from tests.support.stage_counter import StageCounter
+    """The HTTP server the fault tests' stages report to (testkit/stage_counter.py)."""
+    from testkit.stage_counter import StageCounter
 
     server = StageCounter().start()
     yield server

@@ -12,7 +12,7 @@ from pipelines.analytics.aggregate import aggregate
 from pipelines.analytics.export import EXPORT_PIPELINE
 from service.database import Database
 from service.storage import open_storage
-from tests.support.service import client, running_worker, wait_for_job
+from testkit.service import client, running_worker, wait_for_job
 
 PROBLEM = "application/problem+json"
 DAY = datetime.now(UTC).date() - timedelta(days=200)  # well outside the default 30 days

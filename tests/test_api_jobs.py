@@ -6,8 +6,8 @@ import uuid
 from pipelines.pipeline import Pipeline, Stage
 from service import ledger
 from service.database import Database
-from tests.support.files import multipart_file, text_pdf
-from tests.support.service import client, new_tenant, running_worker, until, wait_for_job
+from testkit.files import multipart_file, text_pdf
+from testkit.service import client, new_tenant, running_worker, until, wait_for_job
 
 PROBLEM = "application/problem+json"
 
@@ -202,7 +202,7 @@ async def test_type_is_judged_from_bytes(api, tenant):
 
 
 async def test_too_large_is_413(database_url, redis_server, tmp_path, tenant):
-    from tests.support.service import ApiServer, make_settings
+    from testkit.service import ApiServer, make_settings
 
     small = make_settings(database_url, redis_server.url, tmp_path / "s", max_upload_bytes=50_000)
     async with ApiServer(small) as server, client(server.url, tenant[1]) as http:

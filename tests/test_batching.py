@@ -6,7 +6,7 @@ import asyncio
 import pytest
 
 from service.batching import Batcher
-from tests.support.service import until
+from testkit.service import until
 
 
 class Recorder:

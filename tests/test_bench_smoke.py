@@ -12,7 +12,7 @@ import pytest
 from bench.queue.recorder import Finished
 from bench.queue.throughput import summarize
 from bench.report import Section, Spread, Table, write_section
-from tests.support import replica as replica_support
+from testkit import replica as replica_support
 
 REPO = Path(__file__).resolve().parents[1]
 SYSTEM_NAMES = ["Conveyor", "arq (default)", "arq (tuned)", "SAQ", "streaQ", "Celery (threads)", "RQ (SimpleWorker)"]

@@ -11,9 +11,9 @@ from pipelines.notifications.pipeline import CALLBACK_PIPELINE
 from pipelines.pipeline import Pipeline, Stage
 from service.callbacks import callback_job_id
 from service.errors import PermanentError
-from tests.support.notifications import local_settings, receiver, secret  # noqa: F401 (fixtures)
-from tests.support.service import client, running_worker, wait_for_job
-from tests.support.webhook_receiver import Reply
+from testkit.notifications import local_settings, receiver, secret  # noqa: F401 (fixtures)
+from testkit.service import client, running_worker, wait_for_job
+from testkit.webhook_receiver import Reply
 from tests.test_api_jobs import quick_pipeline, upload
 
 

@@ -6,8 +6,8 @@ import asyncpg
 from pipelines.maintenance.cleanup import cleanup
 from service import ledger
 from service.database import Database
-from tests.support.resources import open_resources
-from tests.support.service import make_settings, new_tenant
+from testkit.resources import open_resources
+from testkit.service import make_settings, new_tenant
 
 
 async def _store(storage, key: str) -> None:

@@ -17,8 +17,8 @@ from pipelines.pipeline import Pipeline, Stage
 from service.cli import app
 from service.errors import PermanentError
 from service.heartbeats import live_workers
-from tests.support.files import multipart_file, text_pdf
-from tests.support.service import client, running_worker, until, wait_for_job
+from testkit.files import multipart_file, text_pdf
+from testkit.service import client, running_worker, until, wait_for_job
 from tests.test_api_jobs import ids_starting, insert_jobs
 
 CLEAN_ENV = {"DATABASE_URL": None, "REDIS_URL": None, "CONVEYOR_URL": None, "CONVEYOR_API_KEY": None,

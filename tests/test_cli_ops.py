@@ -20,8 +20,8 @@ from service.cli.api import apply_event
 from service.database import Database
 from service.heartbeats import live_workers
 from service.storage import job_prefix, open_storage
-from tests.support.files import multipart_file, text_pdf
-from tests.support.service import ApiServer, client, new_tenant, running_worker
+from testkit.files import multipart_file, text_pdf
+from testkit.service import ApiServer, client, new_tenant, running_worker
 from tests.test_cli import CLEAN_ENV, assert_no_traceback, conveyor, pdf_file
 
 WIDE = {"COLUMNS": "200"}  # so rich does not fold ids in tables

@@ -20,10 +20,10 @@ import pytest
 from service.cli.local import local_settings
 from service.config import Settings
 from service.embedded import POSTGRES_DIR, postgres_running
-from tests.support.documents import scanned_pdf
-from tests.support.heads import cpu_seconds, send_huge_header
-from tests.support.net import free_port
-from tests.support.webhook_receiver import Reply, WebhookReceiver
+from testkit.documents import scanned_pdf
+from testkit.heads import cpu_seconds, send_huge_header
+from testkit.net import free_port
+from testkit.webhook_receiver import Reply, WebhookReceiver
 
 pytestmark = pytest.mark.integration
 

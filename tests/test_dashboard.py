@@ -15,8 +15,8 @@ from pydantic import SecretStr
 from pipelines import registry
 from pipelines.pipeline import Pipeline, Stage
 from service.errors import JobError
-from tests.support.files import multipart_file, text_pdf
-from tests.support.service import ADMIN_KEY, ApiServer, client, running_worker, wait_for_job
+from testkit.files import multipart_file, text_pdf
+from testkit.service import ADMIN_KEY, ApiServer, client, running_worker, wait_for_job
 
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]

@@ -19,7 +19,7 @@ from arq.worker import func
 from pipelines.dispatch import Dispatcher
 from service import queue
 from service.queue import deserialize, serialize
-from tests.support.service import until
+from testkit.service import until
 
 
 @pytest.fixture

@@ -12,9 +12,9 @@ import os
 import pytest
 
 from pipelines.documents.pipeline import DOCUMENT_PIPELINE
-from tests.support.documents import blank_poster_pdf, dense_pdf, scanned_pdf, text_pdf
-from tests.support.files import multipart_file
-from tests.support.service import ApiServer, client, make_settings, new_tenant, running_worker, wait_for_job
+from testkit.documents import blank_poster_pdf, dense_pdf, scanned_pdf, text_pdf
+from testkit.files import multipart_file
+from testkit.service import ApiServer, client, make_settings, new_tenant, running_worker, wait_for_job
 
 PAGE_CHARS, DOCUMENT_CHARS, RESULT_CHARS = 4_000, 30_000, 2_000
 DENSE_PAGES = 12

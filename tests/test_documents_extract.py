@@ -12,7 +12,7 @@ from pipelines.documents.extract.schema import GEMINI_RESPONSE_SCHEMA, RESUME_JS
 from service.config import Settings
 from service.errors import PermanentError, TransientError
 from service.ratelimit import Rate, RateLimiter
-from tests.support.llm_servers import API_KEY, Fault
+from testkit.llm_servers import API_KEY, Fault
 
 RESUME = """JANE DOE
 Location: Berlin, Germany

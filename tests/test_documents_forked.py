@@ -9,7 +9,7 @@ import pytest
 
 from pipelines.documents.forked import ForkServer
 from service.errors import TransientError
-from tests.support.service import until
+from testkit.service import until
 
 pytestmark = pytest.mark.integration
 

@@ -10,7 +10,7 @@ from pipelines.documents.forked import ForkServer
 from pipelines.documents.pages import PageLimits, PageReaders
 from service.errors import PermanentError, TransientError
 from service.sniffing import SNIFF_BYTES, sniff_document
-from tests.support.documents import (
+from testkit.documents import (
     image_bytes,
     mixed_pdf,
     png_claiming_size,
@@ -18,7 +18,7 @@ from tests.support.documents import (
     text_image,
     text_pdf,
 )
-from tests.support.service import until
+from testkit.service import until
 
 pytestmark = pytest.mark.integration
 

@@ -15,11 +15,11 @@ import pytest
 from pipelines.documents.ocr.textract import request_token_for
 from pipelines.documents.pipeline import DOCUMENT_PIPELINE
 from service.submissions import input_key
-from tests.support.documents import image_bytes, mixed_pdf, png_claiming_size, scanned_pdf, text_image, text_pdf
-from tests.support.files import multipart_file
-from tests.support.llm_servers import API_KEY, Fault
-from tests.support.service import ApiServer, client, make_settings, new_tenant, running_worker, wait_for_job
-from tests.support.textract_server import BUCKET, ROLE_ARN, notice_channel
+from testkit.documents import image_bytes, mixed_pdf, png_claiming_size, scanned_pdf, text_image, text_pdf
+from testkit.files import multipart_file
+from testkit.llm_servers import API_KEY, Fault
+from testkit.service import ApiServer, client, make_settings, new_tenant, running_worker, wait_for_job
+from testkit.textract_server import BUCKET, ROLE_ARN, notice_channel
 
 RESUME = """Jane Doe
 jane.doe@example.com | Phone: +49 30 1234 5678

@@ -3,7 +3,7 @@ import pytest
 from pipelines.documents.ocr.tesseract import TesseractOCR
 from pipelines.documents.pages import PageLimits
 from service.errors import PermanentError
-from tests.support.documents import scanned_pdf, text_image
+from testkit.documents import scanned_pdf, text_image
 
 pytestmark = pytest.mark.integration
 

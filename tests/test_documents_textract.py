@@ -6,8 +6,8 @@ import pytest
 
 from pipelines.documents.ocr.textract import TextractOCR, poll_wait, request_token_for
 from service.errors import PermanentError, TransientError
-from tests.support.documents import image_bytes, scanned_pdf, text_image
-from tests.support.textract_server import BUCKET, Outcome
+from testkit.documents import image_bytes, scanned_pdf, text_image
+from testkit.textract_server import BUCKET, Outcome
 
 
 @pytest.fixture

@@ -11,8 +11,8 @@ from redis.asyncio import Redis
 
 from pipelines.documents.ocr.textract import TextractOCR, request_token_for
 from pipelines.documents.ocr.textract_notices import TextractNotices, parse_notice, status_key
-from tests.support.documents import image_bytes, text_image
-from tests.support.textract_server import BUCKET, ROLE_ARN, notice_channel
+from testkit.documents import image_bytes, text_image
+from testkit.textract_server import BUCKET, ROLE_ARN, notice_channel
 
 FALLBACK_POLL = 60.0
 """So long that a job seen done sooner was woken by its notice, not by a poll."""

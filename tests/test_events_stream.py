@@ -15,9 +15,9 @@ from service.cli import app as cli
 from service.database import Database
 from service.logs import secret_values
 from service.signing import InvalidToken, Signer, SigningKeys
-from tests.support.files import multipart_file, text_pdf
-from tests.support.service import ApiServer, client, new_tenant, running_worker, until, wait_for_job
-from tests.support.sse import read_stream
+from testkit.files import multipart_file, text_pdf
+from testkit.service import ApiServer, client, new_tenant, running_worker, until, wait_for_job
+from testkit.sse import read_stream
 
 
 async def _step(run):

@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from pipelines.analytics.export import EXPORT_PIPELINE
-from tests.support.service import client, new_tenant, running_worker
+from testkit.service import client, new_tenant, running_worker
 from tests.test_analytics import _csv, _export
 
 FORMULAS = ["=HYPERLINK(\"https://evil.example\",\"click\")", "+1+1", "-2+3", "@SUM(A1:A9)", "\t=1+1", "\r=1+1",

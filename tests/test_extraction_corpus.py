@@ -10,8 +10,8 @@ import pytest
 
 from pipelines.documents.extract import extract_document
 from pipelines.documents.extract.rules import RulesExtractor
-from tests.support.corpus import corpus_texts, load
-from tests.support.extraction_scores import FIELDS, Scores
+from testkit.corpus import corpus_texts, load
+from testkit.extraction_scores import FIELDS, Scores
 
 pytestmark = pytest.mark.integration
 

@@ -8,7 +8,7 @@ from pipelines.documents.extract import ResumeFields, extract_document
 from pipelines.documents.extract.assess import assess
 from pipelines.documents.extract.openai import OpenAIExtractor
 from pipelines.documents.extract.rules import RulesExtractor, extract_fields
-from tests.support.llm_servers import API_KEY
+from testkit.llm_servers import API_KEY
 
 RESUME = """MICHAEL O'CONNOR
 Denver; CO | +1 (720) 555-0104 | michael.oconnor@example.com

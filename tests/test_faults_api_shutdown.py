@@ -10,9 +10,9 @@ import signal
 import httpx
 import pytest
 
-from tests.support.chaos import job_rows, numbered_pdf
-from tests.support.processes import ApiProcess, settings_env
-from tests.support.service import client, until
+from testkit.chaos import job_rows, numbered_pdf
+from testkit.processes import ApiProcess, settings_env
+from testkit.service import client, until
 
 pytestmark = pytest.mark.timeout(60)
 

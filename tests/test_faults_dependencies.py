@@ -14,7 +14,7 @@ from arq.connections import create_pool
 
 from service.migrate import upgrade_async
 from service.queue import redis_settings
-from tests.support.chaos import (
+from testkit.chaos import (
     assert_each_stage_ran_once,
     stage_rows,
     submit,
@@ -22,13 +22,13 @@ from tests.support.chaos import (
     wait_until_busy,
     wait_until_ended,
 )
-from tests.support.chaos_worker import STAGE_NAMES
-from tests.support.net import free_port
-from tests.support.pg_cluster import PgCluster
-from tests.support.processes import WorkerPool, settings_env
-from tests.support.redis_server import RedisServer
-from tests.support.s3_server import CREDENTIALS, S3Server
-from tests.support.service import ApiServer, client, make_settings, new_tenant
+from testkit.chaos_worker import STAGE_NAMES
+from testkit.net import free_port
+from testkit.pg_cluster import PgCluster
+from testkit.processes import WorkerPool, settings_env
+from testkit.redis_server import RedisServer
+from testkit.s3_server import CREDENTIALS, S3Server
+from testkit.service import ApiServer, client, make_settings, new_tenant
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.integration]
 PROBLEM = "application/problem+json"

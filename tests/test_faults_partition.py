@@ -11,14 +11,14 @@ import shutil
 import pytest
 
 from service.migrate import upgrade_async
-from tests.support.chaos import job_rows, stage_rows, submit, wait_until_ended
-from tests.support.net import free_port
-from tests.support.netns import NetNamespace, netns_permitted
-from tests.support.pg_cluster import PgCluster
-from tests.support.processes import WorkerProcess, settings_env
-from tests.support.redis_server import RedisServer
-from tests.support.service import ApiServer, client, make_settings, new_tenant
-from tests.support.stage_counter import StageCounter
+from testkit.chaos import job_rows, stage_rows, submit, wait_until_ended
+from testkit.net import free_port
+from testkit.netns import NetNamespace, netns_permitted
+from testkit.pg_cluster import PgCluster
+from testkit.processes import WorkerProcess, settings_env
+from testkit.redis_server import RedisServer
+from testkit.service import ApiServer, client, make_settings, new_tenant
+from testkit.stage_counter import StageCounter
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.integration]
 

@@ -15,7 +15,7 @@ import pytest
 from pipelines import registry
 from service.config import Settings
 from service.tenants import webhook_secrets
-from tests.support.chaos import (
+from testkit.chaos import (
     assert_each_stage_ran_once,
     busy_worker_pids,
     stage_rows,
@@ -23,10 +23,10 @@ from tests.support.chaos import (
     wait_until_busy,
     wait_until_ended,
 )
-from tests.support.chaos_worker import STAGE_NAMES
-from tests.support.processes import WorkerPool, WorkerProcess, settings_env
-from tests.support.service import ApiServer, client
-from tests.support.webhook_receiver import WebhookReceiver
+from testkit.chaos_worker import STAGE_NAMES
+from testkit.processes import WorkerPool, WorkerProcess, settings_env
+from testkit.service import ApiServer, client
+from testkit.webhook_receiver import WebhookReceiver
 
 pytestmark = pytest.mark.timeout(150)
 

@@ -10,9 +10,9 @@ import pytest
 from pipelines.documents.pages import PageLimits
 from pipelines.documents.pipeline import DOCUMENT_PIPELINE
 from service.embedded import EmbeddedServers
-from tests.support.documents import scanned_pdf, text_pdf
-from tests.support.files import multipart_file
-from tests.support.service import ApiServer, client, running_worker, wait_for_job
+from testkit.documents import scanned_pdf, text_pdf
+from testkit.files import multipart_file
+from testkit.service import ApiServer, client, running_worker, wait_for_job
 
 
 @pytest.fixture(autouse=True)

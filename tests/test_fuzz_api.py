@@ -16,8 +16,8 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from tests.support.processes import ApiProcess, settings_env
-from tests.support.service import new_tenant
+from testkit.processes import ApiProcess, settings_env
+from testkit.service import new_tenant
 
 pytestmark = pytest.mark.timeout(180)
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
@@ -25,7 +25,7 @@ CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
 
 @pytest.fixture(scope="module")
 def live_api(database_url, redis_server, tmp_path_factory):
-    from tests.support.service import make_settings
+    from testkit.service import make_settings
 
     settings = make_settings(database_url, redis_server.url, tmp_path_factory.mktemp("fuzz") / "storage",
                              queue_name="fuzz", rate_limit_per_minute=100_000)

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.support.files import text_pdf
+from testkit.files import text_pdf
 from tests.test_fuzz_api import live_api  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.timeout(300)

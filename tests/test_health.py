@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from tests.support.net import free_port
-from tests.support.service import ADMIN_KEY, ApiServer, client, make_settings, running_worker
+from testkit.net import free_port
+from testkit.service import ADMIN_KEY, ApiServer, client, make_settings, running_worker
 
 HEALTH = "application/health+json"
 REPO = Path(__file__).resolve().parent.parent
@@ -38,8 +38,8 @@ async def test_livez_is_cheap_and_open(api):
 
 async def test_ready_without_workers_warns(database_url, tmp_path):
     """On a Redis of its own: workers of other tests must not count."""
-    from tests.support.redis_server import RedisServer
-    from tests.support.service import ApiServer, make_settings
+    from testkit.redis_server import RedisServer
+    from testkit.service import ApiServer, make_settings
 
     lonely = RedisServer()
     lonely.start()

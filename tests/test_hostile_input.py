@@ -13,8 +13,8 @@ from datetime import date
 import pytest
 
 from pipelines.analytics.export import EXPORT_PIPELINE
-from tests.support.files import multipart_file, text_pdf
-from tests.support.service import client, running_worker, wait_for_job
+from testkit.files import multipart_file, text_pdf
+from testkit.service import client, running_worker, wait_for_job
 
 PROBLEM = "application/problem+json"
 HOOK = {"channel": "webhook", "to": "https://example.com/hook", "template": "order.paid"}

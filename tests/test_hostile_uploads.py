@@ -14,9 +14,9 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from tests.support.chaos import numbered_pdf
-from tests.support.files import multipart_file
-from tests.support.service import ApiServer, client, make_settings
+from testkit.chaos import numbered_pdf
+from testkit.files import multipart_file
+from testkit.service import ApiServer, client, make_settings
 
 pytestmark = pytest.mark.timeout(60)
 PROBLEM = "application/problem+json"

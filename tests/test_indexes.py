@@ -15,7 +15,7 @@ import pytest
 from pipelines.documents import table as documents
 from service import ledger
 from service.migrate import upgrade_async
-from tests.support import postgres
+from testkit import postgres
 
 JOBS = 200_000
 TENANTS = 20

@@ -9,7 +9,7 @@ import re
 
 from pipelines.pipeline import Pipeline, Stage
 from service.errors import DependencyUnavailable
-from tests.support.service import client, running_worker, wait_for_job
+from testkit.service import client, running_worker, wait_for_job
 from tests.test_api_jobs import upload
 
 LEAKS = re.compile(r"0x[0-9a-f]{6,}|/[\w.-]+/[\w./-]+|Traceback|Error\b|<[^>]*object")

@@ -15,9 +15,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from pipelines.pipeline import Pipeline, Stage
 from service.errors import JobError
 from service.metrics import record_provider_call
-from tests.support.files import multipart_file, text_pdf
-from tests.support.net import free_port, wait_for_port
-from tests.support.service import client, make_settings, running_worker, wait_for_job
+from testkit.files import multipart_file, text_pdf
+from testkit.net import free_port, wait_for_port
+from testkit.service import client, make_settings, running_worker, wait_for_job
 
 pytestmark = pytest.mark.integration
 

@@ -11,8 +11,8 @@ from aiosmtpd.smtp import AuthResult
 from pipelines.notifications.mail import message_id, send_email
 from service.config import Settings
 from service.errors import PermanentError, TransientError
-from tests.support.net import free_port
-from tests.support.tls import self_signed
+from testkit.net import free_port
+from testkit.tls import self_signed
 
 HOSTILE = '<img src=x onerror="alert(1)"> & Co'
 

@@ -12,11 +12,11 @@ from starlette.requests import Request
 from pipelines.notifications.pipeline import CALLBACK_PIPELINE, NOTIFICATION_PIPELINE
 from pipelines.notifications.webhooks import generate_secret
 from service.database import Database
-from tests.support.notifications import local_settings, receiver, secret  # noqa: F401 (fixtures)
-from tests.support.onesignal_server import OneSignalServer
-from tests.support.service import ApiServer, client, make_settings, running_worker, until, wait_for_job
-from tests.support.twilio_server import TwilioServer, twilio_error
-from tests.support.webhook_receiver import Reply
+from testkit.notifications import local_settings, receiver, secret  # noqa: F401 (fixtures)
+from testkit.onesignal_server import OneSignalServer
+from testkit.service import ApiServer, client, make_settings, running_worker, until, wait_for_job
+from testkit.twilio_server import TwilioServer, twilio_error
+from testkit.webhook_receiver import Reply
 from tests.test_notifications_email import parts, plain_smtp  # noqa: F401 (fixture)
 from tests.test_notifications_push import fcm  # noqa: F401 (fixture)
 

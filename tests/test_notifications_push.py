@@ -8,8 +8,8 @@ from pydantic import SecretStr
 from pipelines.notifications.push import onesignal_idempotency_key, send_push
 from service.config import Settings
 from service.errors import PermanentError, TransientError
-from tests.support.fcm_server import FcmServer
-from tests.support.onesignal_server import OneSignalServer
+from testkit.fcm_server import FcmServer
+from testkit.onesignal_server import OneSignalServer
 
 TOKEN = "fcm-token:APA91bHun4MxP5egoKMwt2KZFBaFUH"
 RECEIPT = {"name": "Ada", "amount": "49.00", "currency": "EUR", "receipt_number": "R-1",

@@ -13,7 +13,7 @@ from pipelines.notifications.sms import send_sms
 from service.config import Settings
 from service.errors import PermanentError, TransientError
 from service.ratelimit import Rate, RateLimiter, TokenBucket
-from tests.support.twilio_server import TwilioServer
+from testkit.twilio_server import TwilioServer
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from pydantic import SecretStr
 from pipelines.notifications.sms import send_sms
 from service.config import Settings
 from service.errors import PermanentError, TransientError
-from tests.support.twilio_server import TwilioServer, twilio_error
+from testkit.twilio_server import TwilioServer, twilio_error
 
 APPOINTMENT = {"name": "Ada", "starts_at": "Tue 14:30", "location": "12 High St"}
 
@@ -87,7 +87,7 @@ async def test_server_errors_are_transient_and_a_retry_succeeds(twilio):
 
 
 async def test_an_unreachable_twilio_is_transient(twilio):
-    from tests.support.net import free_port
+    from testkit.net import free_port
 
     with pytest.raises(TransientError) as caught:
         await send_sms(settings(twilio, twilio_base_url=f"http://127.0.0.1:{free_port()}"), to="+447700900123",

@@ -8,8 +8,8 @@ import pytest
 from pipelines.notifications.ssrf import AllowList, check_destination, forbidden_reason, guarded_client, validate_url
 from pipelines.notifications.webhooks import generate_secret, send_webhook
 from service.errors import PermanentError
-from tests.support.tls import self_signed
-from tests.support.webhook_receiver import WebhookReceiver
+from testkit.tls import self_signed
+from testkit.webhook_receiver import WebhookReceiver
 
 SECRET = generate_secret()
 

@@ -21,7 +21,7 @@ from pipelines.notifications.webhooks import (
     verify,
 )
 from service.errors import PermanentError, TransientError
-from tests.support.webhook_receiver import Reply, WebhookReceiver
+from testkit.webhook_receiver import Reply, WebhookReceiver
 
 LOOPBACK = ["127.0.0.1"]
 BODY = event_body("job.succeeded", {"id": "job_1", "kind": "document", "status": "succeeded"},

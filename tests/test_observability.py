@@ -11,9 +11,9 @@ from pydantic import SecretStr
 
 from pipelines.pipeline import Pipeline, Stage
 from service import tracing
-from tests.support.files import multipart_file, text_pdf
-from tests.support.service import ApiServer, client, new_tenant, running_worker, wait_for_job
-from tests.support.telemetry_receiver import TelemetryReceiver
+from testkit.files import multipart_file, text_pdf
+from testkit.service import ApiServer, client, new_tenant, running_worker, wait_for_job
+from testkit.telemetry_receiver import TelemetryReceiver
 
 pytestmark = pytest.mark.integration
 

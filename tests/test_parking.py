@@ -10,8 +10,8 @@ from arq.constants import in_progress_key_prefix
 from pipelines.pipeline import Pipeline, Stage
 from service import monitoring, queue
 from service.errors import TransientError
-from tests.support.files import multipart_file, text_pdf
-from tests.support.service import client, running_worker, until, wait_for_job
+from testkit.files import multipart_file, text_pdf
+from testkit.service import client, running_worker, until, wait_for_job
 
 
 async def _submit(http) -> str:

@@ -6,8 +6,8 @@ import pickle
 import redis.asyncio as redis
 
 from pipelines.pipeline import Pipeline, Stage
-from tests.support.files import multipart_file, text_pdf
-from tests.support.service import client, running_worker, until, wait_for_job
+from testkit.files import multipart_file, text_pdf
+from testkit.service import client, running_worker, until, wait_for_job
 
 
 class Exploit:

@@ -7,8 +7,8 @@ from redis.asyncio import Redis
 
 from service.auth import FAILURES_PREFIX
 from service.migrate import upgrade_async
-from tests.support import postgres
-from tests.support.service import ApiServer, client, make_settings
+from testkit import postgres
+from testkit.service import ApiServer, client, make_settings
 
 
 async def test_limit_is_shared_by_two_api_processes(database_url, redis_server, tmp_path, tenant):

@@ -5,8 +5,8 @@ import asyncio
 import redis.asyncio as redis
 
 from pipelines.pipeline import Pipeline, Stage
-from tests.support.files import multipart_file, text_pdf
-from tests.support.service import client, running_worker, until, wait_for_job
+from testkit.files import multipart_file, text_pdf
+from testkit.service import client, running_worker, until, wait_for_job
 
 
 async def _count(run):

@@ -18,9 +18,9 @@ from pipelines.pipeline import Pipeline, Stage
 from service import consistency, ledger, queue
 from service.database import Database
 from service.replicas import parse_replica_url
-from tests.support import replica as replica_support
-from tests.support.files import multipart_file, text_pdf
-from tests.support.service import ADMIN_KEY, ApiServer, client, make_settings, new_tenant, running_worker
+from testkit import replica as replica_support
+from testkit.files import multipart_file, text_pdf
+from testkit.service import ADMIN_KEY, ApiServer, client, make_settings, new_tenant, running_worker
 
 pytestmark = pytest.mark.skipif(not replica_support.available(), reason="needs PG 15 binaries and root")
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import httpx
 
-from tests.support.heads import cpu_seconds, send_huge_header
-from tests.support.processes import ApiProcess, settings_env
-from tests.support.service import client
+from testkit.heads import cpu_seconds, send_huge_header
+from testkit.processes import ApiProcess, settings_env
+from testkit.service import client
 
 HUGE = 64 * 1024 * 1024  # unbounded: 7 s of the API's CPU on a quiet 2-core machine
 CPU_BUDGET = 2.0

@@ -14,8 +14,8 @@ from pipelines.schedule import cron_jobs
 from pipelines.scheduled.memberships import notify_expiring_memberships
 from pipelines.scheduled.reminders import send_due_reminders
 from service.config import ConfigurationError, cron_fields, load_settings, next_tick
-from tests.support.resources import open_resources
-from tests.support.service import client, make_settings, running_worker, until
+from testkit.resources import open_resources
+from testkit.service import client, make_settings, running_worker, until
 
 PROBLEM = "application/problem+json"
 NOTIFICATION_QUEUE = "conveyor-test-notifications-nobody-serves"

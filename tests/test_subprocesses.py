@@ -13,7 +13,7 @@ import pytest
 
 from pipelines import subprocesses
 from pipelines.subprocesses import OutputTooLarge, run_tool
-from tests.support.processes import tool_children
+from testkit.processes import tool_children
 
 pytestmark = [pytest.mark.timeout(60), pytest.mark.integration]
 

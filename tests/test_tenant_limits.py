@@ -11,9 +11,9 @@ from pipelines.pipeline import Pipeline, Stage
 from service import ledger
 from service.backlog import COUNT_TTL_MS, PREFIX, Backlog
 from service.database import Database
-from tests.support.chaos import job_rows, submit, submit_many
-from tests.support.net import free_port
-from tests.support.service import ApiServer, client, make_settings, new_tenant, running_worker, wait_for_job
+from testkit.chaos import job_rows, submit, submit_many
+from testkit.net import free_port
+from testkit.service import ApiServer, client, make_settings, new_tenant, running_worker, wait_for_job
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -15,8 +15,8 @@ from starlette.routing import Route
 
 from service.app import routes
 from service.tenants import Tenant, revoke_api_key
-from tests.support.chaos import submit
-from tests.support.service import client, new_tenant
+from testkit.chaos import submit
+from testkit.service import client, new_tenant
 
 pytestmark = pytest.mark.timeout(60)
 PARAM = re.compile(r"{(\w+)(:\w+)?}")

@@ -23,8 +23,8 @@ from service.errors import PermanentError
 from service.sniffing.video import MATROSKA, MP4, QUICKTIME, WEBM
 from service.storage import open_storage
 from service.submissions import input_key
-from tests.support.files import multipart_file
-from tests.support.hostile_videos import (
+from testkit.files import multipart_file
+from testkit.hostile_videos import (
     WRAPPERS,
     Targets,
     hostile_uploads,
@@ -34,8 +34,8 @@ from tests.support.hostile_videos import (
     naked_ffmpeg_sees,
     tricks,
 )
-from tests.support.service import client, running_worker, wait_for_job
-from tests.support.video_sources import VideoSources, video_sources  # noqa: F401
+from testkit.service import client, running_worker, wait_for_job
+from testkit.video_sources import VideoSources, video_sources  # noqa: F401
 
 pytestmark = [pytest.mark.timeout(180), pytest.mark.integration]
 TRICKS = ("dash", "hls", "ffconcat", "image_sequence")

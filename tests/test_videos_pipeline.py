@@ -22,10 +22,10 @@ from pipelines.pipeline import Pipeline, Stage
 from pipelines.videos import measure
 from service import events
 from service.config import Settings
-from tests.support.net import free_port, wait_for_port
-from tests.support.processes import tool_children
-from tests.support.service import ApiServer, client, make_settings, new_tenant, running_worker, wait_for_job
-from tests.support.video_sources import VideoSources, video_sources  # noqa: F401
+from testkit.net import free_port, wait_for_port
+from testkit.processes import tool_children
+from testkit.service import ApiServer, client, make_settings, new_tenant, running_worker, wait_for_job
+from testkit.video_sources import VideoSources, video_sources  # noqa: F401
 
 PROBLEM = "application/problem+json"
 REPO = Path(__file__).resolve().parents[1]
@@ -226,7 +226,7 @@ def quick_document_pipeline() -> Pipeline:
 async def test_cancel_kills_ffmpeg_while_other_jobs_keep_flowing(
     api, worker_settings, tenant, video_sources: VideoSources
 ):
-    from tests.support.files import multipart_file, text_pdf
+    from testkit.files import multipart_file, text_pdf
 
     both = [video_pipeline(worker_settings), quick_document_pipeline()]
     async with client(api.url, tenant[1]) as http, running_worker(worker_settings, both):

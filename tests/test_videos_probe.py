@@ -6,8 +6,8 @@ from pipelines.videos import check_limits, measure, probe
 from service.config import Settings
 from service.errors import PermanentError
 from service.sniffing.video import MATROSKA, MP4, QUICKTIME, WEBM
-from tests.support.processes import lingering_children
-from tests.support.video_sources import VideoSources, video_sources  # noqa: F401
+from testkit.processes import lingering_children
+from testkit.video_sources import VideoSources, video_sources  # noqa: F401
 
 pytestmark = pytest.mark.integration
 

@@ -5,8 +5,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from service.sniffing import SNIFF_BYTES, sniff_video
-from tests.support.hostile_videos import SOUND_WRAPPERS, Targets, hostile_uploads, tricks
-from tests.support.video_sources import VideoSources, video_sources  # noqa: F401
+from testkit.hostile_videos import SOUND_WRAPPERS, Targets, hostile_uploads, tricks
+from testkit.video_sources import VideoSources, video_sources  # noqa: F401
 
 REAL = [("landscape", "video/mp4"), ("mov", "video/quicktime"), ("mkv", "video/x-matroska"), ("webm", "video/webm")]
 

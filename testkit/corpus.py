@@ -28,7 +28,7 @@ from pipelines.documents.pages import PageLimits
 from pipelines.documents.pdf import read_pdf
 from pipelines.documents.table import full_text
 
-CORPUS_DIR = Path(__file__).parent.parent / "corpus"
+CORPUS_DIR = Path(__file__).parent.parent / "tests" / "corpus"
 SCAN_DPI = 200
 SPECKLE = 1
 """Out of 256: the share of pixels a scan turns black (and as many white)."""

@@ -22,8 +22,8 @@ from service.config import Settings
 
 from .net import free_port, wait_for_port
 
-ROOT = Path(__file__).resolve().parents[2]
-CHAOS_WORKER = "tests.support.chaos_worker.WorkerSettings"
+ROOT = Path(__file__).resolve().parents[1]
+CHAOS_WORKER = "testkit.chaos_worker.WorkerSettings"
 _SETTINGS_PASSED = (
     "database_url", "redis_url", "storage_url", "s3_endpoint_url", "queue_name", "worker_max_jobs",
     "worker_poll_delay", "worker_heartbeat_seconds", "worker_dead_after_seconds", "reconcile_after_seconds",

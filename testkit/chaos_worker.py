@@ -1,4 +1,4 @@
-"""A worker process for the fault tests: `python -m arq tests.support.chaos_worker.WorkerSettings`.
+"""A worker process for the fault tests: `python -m arq testkit.chaos_worker.WorkerSettings`.
 
 The production wiring (worker.WorkerSettings: hooks, heartbeats, reconciler, JSON
 serializer, grace period), with a test pipeline of kind `document` that does real I/O:
