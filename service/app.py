@@ -15,15 +15,15 @@ from service import observability, openapi, queue
 from service.auth import FAILURES_PREFIX, KeyRing
 from service.backlog import Backlog
 from service.config import Settings, get_settings
-from service.consistency import ConsistencyMiddleware
+from service.consistency_token import ConsistencyMiddleware
 from service.dashboard import routes as dashboard
 from service.database import Database
 from service.job_inserts import JobInserts
-from service.observability import RequestObserver
 from service.problems import EXCEPTION_HANDLERS
 from service.ratelimit import TokenBucket
 from service.ratelimit_middleware import BUCKET_PREFIX, RateLimitMiddleware
 from service.request_heads import HeadLimitMiddleware
+from service.request_observer import RequestObserver
 from service.routes import analytics, documents, health, jobs, metrics, notifications, reminders, stream, videos
 from service.signing import SigningKeys
 from service.storage import open_storage

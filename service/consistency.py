@@ -13,15 +13,11 @@ form (`16/B374D848`): a response to a request that wrote carries
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from contextvars import ContextVar
 
 from redis.asyncio import Redis
-from starlette.datastructures import MutableHeaders
-from starlette.requests import Request
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
-
-from service.problems import Problem
 
 HEADER = "Conveyor-Consistency"
 KEY_PREFIX = "conveyor:lsn:"
@@ -79,37 +75,12 @@ def note_write(lsn: int) -> None:
         writes.append(lsn)
 
 
-def requested_lsn(request: Request) -> int | None:
-    """The consistency token the client sent back, if any."""
-    token = request.headers.get(HEADER)
-    if token is None:
-        return None
+@contextmanager
+def writes_recorded() -> Iterator[list[int]]:
+    """The LSNs `note_write` records within this block (one request, in the HTTP layer)."""
+    writes: list[int] = []
+    token = _request_writes.set(writes)
     try:
-        return parse_lsn(token)
-    except ValueError:
-        raise Problem(400, f"{HEADER} must be a token this API returned, like 0/16B3748",
-                      type="bad-consistency-token") from None
-
-
-class ConsistencyMiddleware:
-    """Puts `Conveyor-Consistency` on the response of every request that wrote."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        writes: list[int] = []
-        token = _request_writes.set(writes)
-
-        async def send_with_token(message: Message) -> None:
-            if message["type"] == "http.response.start" and writes:
-                MutableHeaders(scope=message).append(HEADER, format_lsn(max(writes)))
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_with_token)
-        finally:
-            _request_writes.reset(token)
+        yield writes
+    finally:
+        _request_writes.reset(token)

@@ -9,7 +9,7 @@ from starlette.responses import JSONResponse, Response
 
 from pipelines.documents import table as documents
 from service.auth import authenticate
-from service.consistency import requested_lsn
+from service.consistency_token import requested_lsn
 from service.ledger import FINISHED
 from service.openapi import COMMON_ERRORS, JOB_ID, json_body, problem, upload_operation
 from service.problems import Problem

@@ -9,7 +9,7 @@ from starlette.responses import JSONResponse, StreamingResponse
 
 from service import callbacks, events, idempotency, ledger, queue
 from service.auth import authenticate
-from service.consistency import requested_lsn
+from service.consistency_token import requested_lsn
 from service.files import file_response, link_files
 from service.openapi import COMMON_ERRORS, JOB_ID, STATUS, json_body, problem
 from service.problems import Problem
