@@ -28,7 +28,11 @@ from .queue.runner import PEERS
 from .report import RESULTS_PATH, write_section
 
 #: Pipeline benchmarks with their own command line, run as `python -m bench.NAME [--quick]`.
-STANDALONE = tuple(name for name in ("videos", "documents", "replicas", "extraction") if (Path(__file__).parent / f"{name}.py").exists())
+STANDALONE = tuple(
+    name
+    for name in ("videos", "documents", "replicas", "extraction")
+    if (Path(__file__).parent / f"{name}.py").exists()
+)
 #: Run order: the queue benchmark goes last so its ratio is the command's last line.
 BENCHMARKS = (*STANDALONE, "api", "crash", "latency", "queue")
 #: Tables written to a pipe or file get room for their columns instead of rich's 80.
@@ -39,7 +43,9 @@ QUICK = {"jobs": 500, "repeat": 1, "crash_cap": 60.0, "api_seconds": 3.0, "laten
 
 def parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("names", nargs="*", metavar="NAME", help=f"benchmarks to run: {', '.join(BENCHMARKS)} (default: all)")
+    parser.add_argument(
+        "names", nargs="*", metavar="NAME", help=f"benchmarks to run: {', '.join(BENCHMARKS)} (default: all)"
+    )
     parser.add_argument("--quick", action="store_true", help="small sizes, one repetition, 60 s crash cap")
     parser.add_argument("--repeat", type=int, help="repetitions (default 3, quick 1)")
     parser.add_argument("--jobs", type=int, help="jobs per throughput run (default 10,000, quick 500)")
@@ -48,7 +54,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--crash-cap", type=float, help="seconds to wait for recovery (default 330, quick 60)")
     parser.add_argument("--peers", type=lambda text: text.split(","), help=f"subset of peers: {','.join(PEERS)}")
     parser.add_argument("--api-seconds", type=float, help="seconds per API load phase (default 30, quick 3)")
-    parser.add_argument("--latency-seconds", type=float, help="seconds of steady load per latency run (default 20, quick 3)")
+    parser.add_argument(
+        "--latency-seconds", type=float, help="seconds of steady load per latency run (default 20, quick 3)"
+    )
     parser.add_argument("--redis-url", help="use this Redis (its database is FLUSHDB'd!) instead of a private one")
     parser.add_argument("--results", type=Path, default=RESULTS_PATH, help="markdown file to update")
     args = parser.parse_args(argv)
@@ -80,7 +88,12 @@ async def redis_url(given: str | None) -> AsyncIterator[str]:
 async def run_standalone(name: str, quick: bool, results: Path) -> None:
     """A pipeline benchmark with its own command line; it prints (and records) its own results."""
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", f"bench.{name}", *(["--quick"] if quick else []), "--results", str(results.resolve()),
+        sys.executable,
+        "-m",
+        f"bench.{name}",
+        *(["--quick"] if quick else []),
+        "--results",
+        str(results.resolve()),
         cwd=Path(__file__).parent.parent,
     )
     if await process.wait() != 0:
@@ -102,10 +115,19 @@ async def run(args: argparse.Namespace, console: Console, names: list[str]) -> N
         redis = aredis.Redis.from_url(url)
         with tempfile.TemporaryDirectory(prefix="conveyor-bench-logs-") as log_dir:
             context = BenchContext(
-                redis_url=url, redis=redis, console=console, machine=await machine.describe(redis),
-                command=shlex.join(["python", "-m", "bench", *args.argv]), repeat=args.repeat,
-                concurrency=args.concurrency, jobs=args.jobs, crash_jobs=args.crash_jobs,
-                crash_cap_s=args.crash_cap, peers=args.peers, log_dir=Path(log_dir), api_seconds=args.api_seconds,
+                redis_url=url,
+                redis=redis,
+                console=console,
+                machine=await machine.describe(redis),
+                command=shlex.join(["python", "-m", "bench", *args.argv]),
+                repeat=args.repeat,
+                concurrency=args.concurrency,
+                jobs=args.jobs,
+                crash_jobs=args.crash_jobs,
+                crash_cap_s=args.crash_cap,
+                peers=args.peers,
+                log_dir=Path(log_dir),
+                api_seconds=args.api_seconds,
                 latency_seconds=args.latency_seconds,
             )
             for label, value in context.machine.items():

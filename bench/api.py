@@ -57,9 +57,24 @@ class ApiProcess:
     async def __aenter__(self) -> ApiProcess:
         with self.log_path.open("ab") as log:
             self.process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "uvicorn", "service.app:app", "--host", "127.0.0.1", "--port", str(self.port),
-                "--workers", str(self.workers), "--log-level", "warning", "--no-access-log",
-                cwd=REPO_ROOT, env=self.env, stdout=log, stderr=log, start_new_session=True,
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "service.app:app",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--workers",
+                str(self.workers),
+                "--log-level",
+                "warning",
+                "--no-access-log",
+                cwd=REPO_ROOT,
+                env=self.env,
+                stdout=log,
+                stderr=log,
+                start_new_session=True,
             )
         await self._wait_ready()
         return self
@@ -119,19 +134,27 @@ async def measure(context: BenchContext, workers: int, duration: float) -> Measu
     name, url = await migrated_database("conveyor_bench_api")
     try:
         with tempfile.TemporaryDirectory(prefix="conveyor-bench-api-") as storage:
-            env = {**os.environ, "DATABASE_URL": url, "REDIS_URL": context.redis_url,
-                   "STORAGE_URL": f"file://{storage}", "LOG_LEVEL": "WARNING", **LIMITS}
+            env = {
+                **os.environ,
+                "DATABASE_URL": url,
+                "REDIS_URL": context.redis_url,
+                "STORAGE_URL": f"file://{storage}",
+                "LOG_LEVEL": "WARNING",
+                **LIMITS,
+            }
             _, key = await tenant_with_key(load_settings(database_url=url, redis_url=context.redis_url), "bench")
             async with ApiProcess(workers, env, context.log_path(f"api {workers}")) as api:
                 await settle()
                 uploads = await load.run("upload", api.url, key, clients=CLIENTS, seconds=duration, size=UPLOAD_BYTES)
                 rss = api.rss_bytes()
                 await settle()
-                polls = await load.run("poll", api.url, key, clients=CLIENTS, seconds=duration,
-                                       ids=await created_ids(url))
+                polls = await load.run(
+                    "poll", api.url, key, clients=CLIENTS, seconds=duration, ids=await created_ids(url)
+                )
                 await settle()
-                paced = await load.paced_uploads(api.url, key, clients=CLIENTS, rate=PACED_RATE, seconds=duration,
-                                                 size=UPLOAD_BYTES)
+                paced = await load.paced_uploads(
+                    api.url, key, clients=CLIENTS, rate=PACED_RATE, seconds=duration, size=UPLOAD_BYTES
+                )
     finally:
         await drop_database(name)
     return Measured(uploads, rss, polls, paced)
@@ -142,8 +165,16 @@ async def run(context: BenchContext) -> Section:
     table = Table(
         f"API: {CLIENTS} clients for {duration:g} s each; uploads of {UPLOAD_BYTES // 1000} KB PDFs to POST /v1/documents, "
         "then GET /v1/jobs/{id} polls (primary, no replica)",
-        ["uvicorn workers", "Uploads accepted/s", "Upload p50 s", "Upload p99 s", "API RSS MiB",
-         "Polls/s", "Poll p50 s", "Poll p99 s"],
+        [
+            "uvicorn workers",
+            "Uploads accepted/s",
+            "Upload p50 s",
+            "Upload p99 s",
+            "API RSS MiB",
+            "Polls/s",
+            "Poll p50 s",
+            "Poll p99 s",
+        ],
     )
     paced_table = Table(
         f"API at a steady load: {PACED_RATE} uploads of {UPLOAD_BYTES // 1000} KB a second offered for {duration:g} s, "
@@ -153,16 +184,32 @@ async def run(context: BenchContext) -> Section:
     for workers in WORKER_COUNTS:
         measured = await measure(context, workers, duration)
         uploads, polls, paced = measured.uploads, measured.polls, measured.paced
-        context.progress(f"api {workers} worker(s): {uploads.per_second:,.0f} uploads/s, {polls.per_second:,.0f} polls/s, "
-                         f"p99 {paced.p99:.3f} s at {PACED_RATE}/s")
-        table.rows.append([
-            str(workers), rate(uploads.per_second), seconds(uploads.p50), seconds(uploads.p99),
-            f"{measured.rss / 2**20:,.0f}", rate(polls.per_second), seconds(polls.p50), seconds(polls.p99),
-        ])
-        paced_table.rows.append([
-            str(workers), f"{paced.requests:,}", f"{paced.accepted:,}", rate(paced.per_second),
-            seconds(paced.p50), seconds(paced.p99),
-        ])
+        context.progress(
+            f"api {workers} worker(s): {uploads.per_second:,.0f} uploads/s, {polls.per_second:,.0f} polls/s, "
+            f"p99 {paced.p99:.3f} s at {PACED_RATE}/s"
+        )
+        table.rows.append(
+            [
+                str(workers),
+                rate(uploads.per_second),
+                seconds(uploads.p50),
+                seconds(uploads.p99),
+                f"{measured.rss / 2**20:,.0f}",
+                rate(polls.per_second),
+                seconds(polls.p50),
+                seconds(polls.p99),
+            ]
+        )
+        paced_table.rows.append(
+            [
+                str(workers),
+                f"{paced.requests:,}",
+                f"{paced.accepted:,}",
+                rate(paced.per_second),
+                seconds(paced.p50),
+                seconds(paced.p99),
+            ]
+        )
     return context.section(
         "api",
         "API throughput",

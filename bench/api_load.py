@@ -47,24 +47,34 @@ class Load:
 
 def multipart_document(size: int) -> bytes:
     """One form with a `size`-byte PDF as its `file` field."""
-    head = (f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"bench.pdf\"\r\n"
-            "Content-Type: application/pdf\r\n\r\n").encode()
+    head = (
+        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="file"; filename="bench.pdf"\r\n'
+        "Content-Type: application/pdf\r\n\r\n"
+    ).encode()
     return head + PDF_HEAD + b"%" * (size - len(PDF_HEAD)) + f"\r\n--{BOUNDARY}--\r\n".encode()
 
 
-async def paced_uploads(url: str, key: str, *, clients: int, rate: float, seconds: float,
-                        size: int = 100_000) -> Load:
+async def paced_uploads(url: str, key: str, *, clients: int, rate: float, seconds: float, size: int = 100_000) -> Load:
     """Uploads offered at `rate` a second, evenly spaced, from `clients` connections."""
     sent = math.ceil(rate * seconds)
     with tempfile.TemporaryDirectory(prefix="conveyor-bench-load-") as scratch:
         body, log = Path(scratch) / "body", Path(scratch) / "requests.tsv"
         body.write_bytes(multipart_document(size))
         process = await asyncio.create_subprocess_exec(
-            "h2load", "--h1", f"--clients={clients}", f"--rps={rate / clients:g}",
-            f"--requests={sent}", "--rate=1", f"--rate-period={max(1, round(1000 / rate))}ms",
-            f"--data={body}", f"--log-file={log}",
-            f"--header=Content-Type: multipart/form-data; boundary={BOUNDARY}", f"--header=Authorization: Bearer {key}",
-            f"{url}/v1/documents", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+            "h2load",
+            "--h1",
+            f"--clients={clients}",
+            f"--rps={rate / clients:g}",
+            f"--requests={sent}",
+            "--rate=1",
+            f"--rate-period={max(1, round(1000 / rate))}ms",
+            f"--data={body}",
+            f"--log-file={log}",
+            f"--header=Content-Type: multipart/form-data; boundary={BOUNDARY}",
+            f"--header=Authorization: Bearer {key}",
+            f"{url}/v1/documents",
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
         )
         output, _ = await process.communicate()
         if process.returncode != 0 or not log.exists():
@@ -80,8 +90,9 @@ async def paced_uploads(url: str, key: str, *, clients: int, rate: float, second
     return Load(requests=sent, accepted=len(latencies), seconds=max(span, 1e-9), p50=p50, p99=p99)
 
 
-async def run(mode: str, url: str, key: str, *, clients: int, seconds: float, size: int = 100_000,
-              ids: list[str] | None = None) -> Load:
+async def run(
+    mode: str, url: str, key: str, *, clients: int, seconds: float, size: int = 100_000, ids: list[str] | None = None
+) -> Load:
     with tempfile.TemporaryDirectory(prefix="conveyor-bench-load-") as scratch:
         env = {**os.environ, "WRK_SCRIPTS": str(SCRIPTS), "KEY": key}
         if mode == "upload":
@@ -95,13 +106,27 @@ async def run(mode: str, url: str, key: str, *, clients: int, seconds: float, si
             env["IDS_FILE"] = str(listed)
             target = url
         process = await asyncio.create_subprocess_exec(
-            "wrk", "-t1", f"-c{clients}", f"-d{max(1, math.ceil(seconds))}s", "--timeout", "30s",
-            "-s", str(SCRIPTS / f"{mode}.lua"), target,
-            env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            "wrk",
+            "-t1",
+            f"-c{clients}",
+            f"-d{max(1, math.ceil(seconds))}s",
+            "--timeout",
+            "30s",
+            "-s",
+            str(SCRIPTS / f"{mode}.lua"),
+            target,
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
         )
         output, errors = await process.communicate()
     if process.returncode != 0:
         raise RuntimeError(f"wrk failed ({process.returncode}): {errors.decode()[-2000:]}")
     result = json.loads(output.decode().strip().splitlines()[-1])
-    return Load(requests=result["requests"], accepted=result["requests"] - result["failed"],
-                seconds=result["seconds"], p50=result["p50"], p99=result["p99"])
+    return Load(
+        requests=result["requests"],
+        accepted=result["requests"] - result["failed"],
+        seconds=result["seconds"],
+        p50=result["p50"],
+        p99=result["p99"],
+    )

@@ -43,8 +43,15 @@ class BenchContext:
 
     def section(self, name: str, heading: str, tables: list[Table], notes: list[str]) -> Section:
         """A benchmark's results, stamped with this run's command, date and machine."""
-        return Section(name=name, heading=heading, command=self.command, date=time.strftime("%Y-%m-%d %H:%M %Z"),
-                       machine=self.machine, tables=tables, notes=notes)
+        return Section(
+            name=name,
+            heading=heading,
+            command=self.command,
+            date=time.strftime("%Y-%m-%d %H:%M %Z"),
+            machine=self.machine,
+            tables=tables,
+            notes=notes,
+        )
 
     def progress(self, message: str) -> None:
         self.console.print(f"[dim]{time.strftime('%H:%M:%S')} {message}[/dim]", highlight=False)

@@ -72,8 +72,14 @@ def spawn_server(kind: str, *options: str) -> tuple[subprocess.Popen, str]:
 class Stack:
     """PostgreSQL database, Redis, S3, Textract, LLM, the API and one worker."""
 
-    def __init__(self, textract_seconds: float, llm_seconds: float, uploads_at_once: int, api_processes: int,
-                 textract_notices: bool) -> None:
+    def __init__(
+        self,
+        textract_seconds: float,
+        llm_seconds: float,
+        uploads_at_once: int,
+        api_processes: int,
+        textract_notices: bool,
+    ) -> None:
         self.textract_seconds, self.llm_seconds = textract_seconds, llm_seconds
         self.textract_notices = textract_notices
         self.uploads_at_once, self.api_processes = uploads_at_once, api_processes
@@ -98,23 +104,53 @@ class Stack:
             _, aws_url = self._server("SNS+SQS", "notices", "--put-latency", "0")
             topic, queue_url = notice_channel(aws_url)
             textract_options += ["--sns", aws_url]
-            notices = {"TEXTRACT_SNS_TOPIC_ARN": topic, "TEXTRACT_SNS_ROLE_ARN": ROLE_ARN,
-                       "TEXTRACT_SQS_QUEUE_URL": queue_url, "SQS_ENDPOINT_URL": aws_url}
+            notices = {
+                "TEXTRACT_SNS_TOPIC_ARN": topic,
+                "TEXTRACT_SNS_ROLE_ARN": ROLE_ARN,
+                "TEXTRACT_SQS_QUEUE_URL": queue_url,
+                "SQS_ENDPOINT_URL": aws_url,
+            }
         _, textract_url = self._server("Textract", "textract", *textract_options)
         _, llm_url = self._server("LLM", "llm", "--latency", str(self.llm_seconds))
         self.env = {
-            **os.environ, **CREDENTIALS,
-            "DATABASE_URL": self.database_url, "REDIS_URL": self.redis.url,
-            "STORAGE_URL": f"s3://{BUCKET}/documents", "S3_ENDPOINT_URL": s3_url,
-            "OCR_PROVIDER": "textract", "TEXTRACT_ENDPOINT_URL": textract_url, "REGION": "us-east-1",
-            "LLM_PROVIDER": "openai", "LLM_BASE_URL": llm_url, "LLM_API_KEY": API_KEY, "LLM_MODEL": "bench",
-            "LLM_RATE_PER_MINUTE": "6000", "LOG_LEVEL": "WARNING", "TENANT_MAX_QUEUED_JOBS": "100000",
-            "RATE_LIMIT_PER_MINUTE": "1000000", **notices,
+            **os.environ,
+            **CREDENTIALS,
+            "DATABASE_URL": self.database_url,
+            "REDIS_URL": self.redis.url,
+            "STORAGE_URL": f"s3://{BUCKET}/documents",
+            "S3_ENDPOINT_URL": s3_url,
+            "OCR_PROVIDER": "textract",
+            "TEXTRACT_ENDPOINT_URL": textract_url,
+            "REGION": "us-east-1",
+            "LLM_PROVIDER": "openai",
+            "LLM_BASE_URL": llm_url,
+            "LLM_API_KEY": API_KEY,
+            "LLM_MODEL": "bench",
+            "LLM_RATE_PER_MINUTE": "6000",
+            "LOG_LEVEL": "WARNING",
+            "TENANT_MAX_QUEUED_JOBS": "100000",
+            "RATE_LIMIT_PER_MINUTE": "1000000",
+            **notices,
         }
         port = free_port()
         self.api_url = f"http://127.0.0.1:{port}"
-        self.processes.append(spawn([sys.executable, "-m", "uvicorn", "service.app:app", "--port", str(port),
-                                     "--log-level", "warning", "--workers", str(self.api_processes)], self.env))
+        self.processes.append(
+            spawn(
+                [
+                    sys.executable,
+                    "-m",
+                    "uvicorn",
+                    "service.app:app",
+                    "--port",
+                    str(port),
+                    "--log-level",
+                    "warning",
+                    "--workers",
+                    str(self.api_processes),
+                ],
+                self.env,
+            )
+        )
         wait_for_port(port, timeout=30)
         self.named["API"] = psutil.Process(self.processes[-1].pid)
         self.worker = spawn([sys.executable, "-m", "arq", "worker.WorkerSettings"], self.env)
@@ -137,8 +173,11 @@ class Stack:
         seconds = {name: _own_cpu(process) for name, process in self.named.items()}
         seconds["API"] += child_cpu(self.named["API"])  # uvicorn's workers
         seconds["page readers"] = child_cpu(self.worker_process)
-        seconds["PostgreSQL"] = sum(_own_cpu(process) for process in psutil.process_iter(["name"])
-                                    if process.info["name"] == "postgres" and process.is_running())
+        seconds["PostgreSQL"] = sum(
+            _own_cpu(process)
+            for process in psutil.process_iter(["name"])
+            if process.info["name"] == "postgres" and process.is_running()
+        )
         return seconds
 
     async def stop(self) -> None:
@@ -181,7 +220,9 @@ def multipart(pdf: bytes) -> tuple[bytes, dict[str, str]]:
     return request.read(), {"content-type": request.headers["content-type"]}
 
 
-async def run_batch(stack: Stack, http: aiohttp.ClientSession, conn: asyncpg.Connection, count: int, pdf: bytes) -> dict:
+async def run_batch(
+    stack: Stack, http: aiohttp.ClientSession, conn: asyncpg.Connection, count: int, pdf: bytes
+) -> dict:
     slots = asyncio.Semaphore(stack.uploads_at_once)
     body, headers = multipart(pdf)
 
@@ -203,7 +244,8 @@ async def run_batch(stack: Stack, http: aiohttp.ClientSession, conn: asyncpg.Con
                    max(created_at) AS last_created
             FROM jobs WHERE id = ANY($1::uuid[])
             """,
-            ids, list(FINISHED),
+            ids,
+            list(FINISHED),
         )
         if row["finished"] == count:
             break
@@ -262,8 +304,9 @@ async def stage_times(conn: asyncpg.Connection, ids: list[str]) -> str:
 async def main(args: argparse.Namespace, command: str) -> None:
     pdf = scanned_pdf("Jane Doe jane.doe@example.com", "Skills: Python, PostgreSQL")
     sizes, repeat = args.sizes, args.repeat
-    stack = Stack(args.textract_seconds, args.llm_seconds, args.uploads_at_once, args.api_processes,
-                  args.textract_notices)
+    stack = Stack(
+        args.textract_seconds, args.llm_seconds, args.uploads_at_once, args.api_processes, args.textract_notices
+    )
     console = Console()
     try:
         await stack.start()
@@ -284,29 +327,52 @@ async def main(args: argparse.Namespace, command: str) -> None:
             console.print(f"one document alone (the ideal): {ideal:.2f}s — {stages}", highlight=False)
             table = Table(
                 f"Documents: two-page scans through the whole pipeline, one worker, median (min–max) of {repeat}",
-                ["N", "Succeeded", "Makespan s", "× ideal", "Sequential s", "Speed-up", "Worker CPU ms/doc",
-                 "Reader CPU ms/doc"],
+                [
+                    "N",
+                    "Succeeded",
+                    "Makespan s",
+                    "× ideal",
+                    "Sequential s",
+                    "Speed-up",
+                    "Worker CPU ms/doc",
+                    "Reader CPU ms/doc",
+                ],
             )
-            notes = [f"Ideal: one document alone, median of {len(singles)} runs, {ideal:.2f} s ({stages}); "
-                     f"sequential: N × the ideal. The client posts {stack.uploads_at_once} uploads at once "
-                     f"to the API's {stack.api_processes} processes."]
+            notes = [
+                f"Ideal: one document alone, median of {len(singles)} runs, {ideal:.2f} s ({stages}); "
+                f"sequential: N × the ideal. The client posts {stack.uploads_at_once} uploads at once "
+                f"to the API's {stack.api_processes} processes."
+            ]
             for count in sizes:
                 runs = [await run_batch(stack, http, conn, count, pdf) for _ in range(repeat)]
                 makespan = Spread.of([run["makespan"] for run in runs])
-                table.rows.append([
-                    str(count), str(min(run["succeeded"] for run in runs)), makespan.format(seconds),
-                    makespan.format(lambda value: f"{value / ideal:.2f}"), f"{ideal * count:.1f}",
-                    Spread.of([ideal * count / run["makespan"] for run in runs]).format(lambda value: f"{value:.1f}"),
-                    Spread.of([run["cpu_total"]["worker"] * 1000 / count for run in runs]).format(rate),
-                    Spread.of([run["cpu_total"]["page readers"] * 1000 / count for run in runs]).format(rate),
-                ])
+                table.rows.append(
+                    [
+                        str(count),
+                        str(min(run["succeeded"] for run in runs)),
+                        makespan.format(seconds),
+                        makespan.format(lambda value: f"{value / ideal:.2f}"),
+                        f"{ideal * count:.1f}",
+                        Spread.of([ideal * count / run["makespan"] for run in runs]).format(
+                            lambda value: f"{value:.1f}"
+                        ),
+                        Spread.of([run["cpu_total"]["worker"] * 1000 / count for run in runs]).format(rate),
+                        Spread.of([run["cpu_total"]["page readers"] * 1000 / count for run in runs]).format(rate),
+                    ]
+                )
                 uploading = Spread.of([run["uploading"] for run in runs]).format(seconds)
-                notes.append(f"N = {count}: the uploads took {uploading} s; mean per document: "
-                             f"{await stage_times(conn, runs[-1]['ids'])}.")
-                notes.append(f"N = {count}, the last document to finish (last run), seconds after the first upload: "
-                             f"{await last_timeline(conn, runs[-1])}.")
-                notes.append(f"N = {count}, CPU seconds by process while uploading / in all (last run): "
-                             f"{cpu_by_process(runs[-1])}.")
+                notes.append(
+                    f"N = {count}: the uploads took {uploading} s; mean per document: "
+                    f"{await stage_times(conn, runs[-1]['ids'])}."
+                )
+                notes.append(
+                    f"N = {count}, the last document to finish (last run), seconds after the first upload: "
+                    f"{await last_timeline(conn, runs[-1])}."
+                )
+                notes.append(
+                    f"N = {count}, CPU seconds by process while uploading / in all (last run): "
+                    f"{cpu_by_process(runs[-1])}."
+                )
                 console.print(table.rich())
         await conn.close()
     finally:
@@ -317,15 +383,20 @@ async def main(args: argparse.Namespace, command: str) -> None:
         "before each PUT (10 ms otherwise), the Textract-protocol server "
         f"({args.textract_seconds:g} s until SUCCEEDED, two canned result pages, the object not fetched: AWS's work), "
         f"the OpenAI-compatible server ({args.llm_seconds:g} s)"
-        + (", moto's SNS and SQS carrying Textract's completion notices (TEXTRACT_SQS_QUEUE_URL: no polling)."
-           if args.textract_notices else "."),
+        + (
+            ", moto's SNS and SQS carrying Textract's completion notices (TEXTRACT_SQS_QUEUE_URL: no polling)."
+            if args.textract_notices
+            else "."
+        ),
         "Worker CPU: the `arq` process's user+system; reader CPU: its descendants (the page readers' fork "
         "server and the readers it forks).",
     ]
-    name, heading = ("documents-notices", "Documents pipeline, Textract notices instead of polls") \
-        if args.textract_notices else ("documents", "Documents pipeline")
-    section = Section(name, heading, command, time.strftime("%Y-%m-%d %H:%M %Z"), machine,
-                      [table], notes)
+    name, heading = (
+        ("documents-notices", "Documents pipeline, Textract notices instead of polls")
+        if args.textract_notices
+        else ("documents", "Documents pipeline")
+    )
+    section = Section(name, heading, command, time.strftime("%Y-%m-%d %H:%M %Z"), machine, [table], notes)
     section.print(console)
     write_section(section, args.results)
 
@@ -333,17 +404,27 @@ async def main(args: argparse.Namespace, command: str) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(prog="bench.documents")
     parser.add_argument("--quick", action="store_true", help="N = 10 and 100, once each")
-    parser.add_argument("--sizes", type=lambda text: [int(n) for n in text.split(",")],
-                        help="document counts (default 10,100,1000; quick 10,100)")
+    parser.add_argument(
+        "--sizes",
+        type=lambda text: [int(n) for n in text.split(",")],
+        help="document counts (default 10,100,1000; quick 10,100)",
+    )
     parser.add_argument("--repeat", type=int, help="runs per size (default 3, quick 1)")
     parser.add_argument("--results", type=Path, default=RESULTS_PATH, help="markdown file to update")
     parser.add_argument("--textract-seconds", type=float, default=3.0, help="Textract's time until SUCCEEDED")
     parser.add_argument("--llm-seconds", type=float, default=1.5, help="the LLM's time per answer")
     parser.add_argument("--uploads-at-once", type=int, default=UPLOADS_AT_ONCE, help="the client's uploads in flight")
-    parser.add_argument("--textract-notices", action="store_true",
-                        help="Textract announces each job's end through SNS and SQS (moto's) instead of being polled")
-    parser.add_argument("--api-processes", type=int, default=os.cpu_count() or 1,
-                        help="uvicorn workers serving the API (default: one a core, as the README deploys it)")
+    parser.add_argument(
+        "--textract-notices",
+        action="store_true",
+        help="Textract announces each job's end through SNS and SQS (moto's) instead of being polled",
+    )
+    parser.add_argument(
+        "--api-processes",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="uvicorn workers serving the API (default: one a core, as the README deploys it)",
+    )
     args = parser.parse_args()
     args.sizes = args.sizes or ([10, 100] if args.quick else [10, 100, 1000])
     args.repeat = args.repeat or (1 if args.quick else 3)

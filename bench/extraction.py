@@ -40,7 +40,9 @@ async def measure() -> tuple[dict[str, Scores], int, int]:
     servers.start()
     rules = RulesExtractor()
     llms = {
-        "OpenAI-compatible (fake)": OpenAIExtractor(api_key=API_KEY, base_url=servers.openai_base_url, model="fake-rules"),
+        "OpenAI-compatible (fake)": OpenAIExtractor(
+            api_key=API_KEY, base_url=servers.openai_base_url, model="fake-rules"
+        ),
         "Gemini (fake)": GeminiExtractor(api_key=API_KEY, base_url=servers.gemini_base_url, model="fake-rules"),
     }
     scores = {name: Scores() for name in ("rules", "rules, unjudged", *llms)}
@@ -65,10 +67,18 @@ def ratio(value: float | None) -> str:
 def table(scores: dict[str, Scores]) -> Table:
     headers = ["Field"] + [f"{name} {measure}" for name in scores for measure in ("P", "R")]
     rows = [
-        [field] + [ratio(getattr(score.fields[field], measure)) for score in scores.values() for measure in ("precision", "recall")]
+        [field]
+        + [
+            ratio(getattr(score.fields[field], measure))
+            for score in scores.values()
+            for measure in ("precision", "recall")
+        ]
         for field in FIELDS
     ]
-    rows.append(["non-résumés left empty"] + [cell for score in scores.values() for cell in (f"{score.empty_on_others}/{score.others}", "")])
+    rows.append(
+        ["non-résumés left empty"]
+        + [cell for score in scores.values() for cell in (f"{score.empty_on_others}/{score.others}", "")]
+    )
     return Table("Résumé fields: precision (P) and recall (R) per field", headers, rows)
 
 
@@ -89,8 +99,15 @@ async def main(args: argparse.Namespace, command: str) -> None:
         "prompt's text): their rows measure the HTTP clients, the structured-output schemas and the judgement, "
         "not a language model.",
     ]
-    section = Section("extraction", "Résumé field extraction", command, time.strftime("%Y-%m-%d %H:%M %Z"), machine,
-                      [table(scores)], notes)
+    section = Section(
+        "extraction",
+        "Résumé field extraction",
+        command,
+        time.strftime("%Y-%m-%d %H:%M %Z"),
+        machine,
+        [table(scores)],
+        notes,
+    )
     section.print(console)
     write_section(section, args.results)
 

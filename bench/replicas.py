@@ -48,8 +48,13 @@ QUERY = "SELECT status FROM jobs WHERE id = $1"
 
 
 def reads(role: str) -> float:
-    return sum(sample.value for metric in REGISTRY.collect() if metric.name == "conveyor_db_reads"
-               for sample in metric.samples if sample.name.endswith("_total") and sample.labels["role"] == role)
+    return sum(
+        sample.value
+        for metric in REGISTRY.collect()
+        if metric.name == "conveyor_db_reads"
+        for sample in metric.samples
+        if sample.name.endswith("_total") and sample.labels["role"] == role
+    )
 
 
 async def per_read(read, count: int) -> float:
@@ -72,9 +77,11 @@ async def routing_overhead(db: Database, replica_url: str, job_id: uuid.UUID, co
         async with db.read(follow=follow) as conn:
             await conn.fetchval(QUERY, job_id)
 
-    cases = {"asyncpg pool on the replica (baseline)": direct,
-             "Database.read() (router + cached replay position)": lambda: routed(()),
-             "Database.read(follow=job) (+ write position from Redis)": lambda: routed(track)}
+    cases = {
+        "asyncpg pool on the replica (baseline)": direct,
+        "Database.read() (router + cached replay position)": lambda: routed(()),
+        "Database.read(follow=job) (+ write position from Redis)": lambda: routed(track),
+    }
     timings: dict[str, list[float]] = {name: [] for name in cases}
     try:
         for _ in range(repeat):
@@ -84,8 +91,10 @@ async def routing_overhead(db: Database, replica_url: str, job_id: uuid.UUID, co
     finally:
         await pool.close()
     baseline = Spread.of(timings[next(iter(cases))]).median
-    table = Table(f"Routing overhead: µs per read, {count:,} reads one after another, median (min–max) of {repeat}",
-                  ["Read", "µs per read", "Overhead µs"])
+    table = Table(
+        f"Routing overhead: µs per read, {count:,} reads one after another, median (min–max) of {repeat}",
+        ["Read", "µs per read", "Overhead µs"],
+    )
     for name, values in timings.items():
         spread = Spread.of(values)
         table.rows.append([name, spread.format(rate), rate(spread.median - baseline)])
@@ -109,10 +118,13 @@ async def create_then_poll(db: Database, tenant_id: uuid.UUID) -> int:
     return violations
 
 
-async def replica_share(db: Database, cluster: StreamingReplica, tenant_id: uuid.UUID, pairs: int,
-                        repeat: int) -> Table:
-    table = Table(f"Create-then-poll: {pairs:,} pairs (10 at a time, 3 reads each) per run, median (min–max) "
-                  f"of {repeat}", ["Replica apply delay", "Reads from the replica", "Pairs/s", "Violations"])
+async def replica_share(
+    db: Database, cluster: StreamingReplica, tenant_id: uuid.UUID, pairs: int, repeat: int
+) -> Table:
+    table = Table(
+        f"Create-then-poll: {pairs:,} pairs (10 at a time, 3 reads each) per run, median (min–max) of {repeat}",
+        ["Replica apply delay", "Reads from the replica", "Pairs/s", "Violations"],
+    )
     slots = asyncio.Semaphore(10)
 
     async def pair() -> int:
@@ -129,20 +141,33 @@ async def replica_share(db: Database, cluster: StreamingReplica, tenant_id: uuid
             rates.append(pairs / (time.perf_counter() - started))
             replica, primary = reads("replica") - before[0], reads("primary") - before[1]
             shares.append(100 * replica / (replica + primary))
-        table.rows.append([f"{lag} ms", Spread.of(shares).format(lambda value: f"{value:.0f} %"),
-                           Spread.of(rates).format(rate), str(violations)])
+        table.rows.append(
+            [
+                f"{lag} ms",
+                Spread.of(shares).format(lambda value: f"{value:.0f} %"),
+                Spread.of(rates).format(rate),
+                str(violations),
+            ]
+        )
     await cluster.set_apply_delay("0")
     return table
 
 
 async def polls(settings: Settings, replica_url: str | None, key: str, duration: float, log: Path) -> load.Load:
-    env = {**os.environ, **LIMITS, "DATABASE_URL": settings.database_url, "REDIS_URL": settings.redis_url,
-           "STORAGE_URL": settings.storage_url, "LOG_LEVEL": "WARNING"}
+    env = {
+        **os.environ,
+        **LIMITS,
+        "DATABASE_URL": settings.database_url,
+        "REDIS_URL": settings.redis_url,
+        "STORAGE_URL": settings.storage_url,
+        "LOG_LEVEL": "WARNING",
+    }
     if replica_url:
         env["DATABASE_URL_READ"] = replica_url
     async with ApiProcess(1, env, log) as api:
-        return await load.run("poll", api.url, key, clients=50, seconds=duration,
-                              ids=await created_ids(settings.database_url))
+        return await load.run(
+            "poll", api.url, key, clients=50, seconds=duration, ids=await created_ids(settings.database_url)
+        )
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -159,8 +184,12 @@ async def main(args: argparse.Namespace) -> None:
             primary_url, replica_url = cluster.primary.url("conveyor"), cluster.replica.url("conveyor")
             await upgrade_async(primary_url)
             with tempfile.TemporaryDirectory(prefix="conveyor-bench-replicas-") as scratch:
-                settings = load_settings(database_url=primary_url, redis_url=redis_server.url,
-                                         storage_url=f"file://{scratch}", database_url_read=[replica_url])
+                settings = load_settings(
+                    database_url=primary_url,
+                    redis_url=redis_server.url,
+                    storage_url=f"file://{scratch}",
+                    database_url_read=[replica_url],
+                )
                 tenant_id, key = await tenant_with_key(settings, "bench")
                 redis = queue.connect(settings.redis_url)
                 db = Database(settings, redis=redis)
@@ -178,8 +207,11 @@ async def main(args: argparse.Namespace) -> None:
                 finally:
                     await db.close()
                     await redis.aclose()
-                poll_table = Table(f"Status polls: GET /v1/jobs/{{id}}, wrk with 50 connections for {args.seconds:g} s, "
-                                   "one uvicorn worker", ["Reads from", "Polls/s", "p50 s", "p99 s"])
+                poll_table = Table(
+                    f"Status polls: GET /v1/jobs/{{id}}, wrk with 50 connections for {args.seconds:g} s, "
+                    "one uvicorn worker",
+                    ["Reads from", "Polls/s", "p50 s", "p99 s"],
+                )
                 for label, read_url in (("primary only", None), ("replica (DATABASE_URL_READ)", replica_url)):
                     result = await polls(settings, read_url, key, args.seconds, Path(scratch) / "api.log")
                     poll_table.rows.append([label, rate(result.per_second), seconds(result.p50), seconds(result.p99)])
@@ -187,15 +219,22 @@ async def main(args: argparse.Namespace) -> None:
     finally:
         cluster.stop()
     machine["Load average at end (1/5/15 min)"] = load_average()
-    section = Section("replicas", "Read replicas", "python -m bench.replicas " + " ".join(sys.argv[1:]),
-                      time.strftime("%Y-%m-%d %H:%M %Z"), machine, tables, [
-        "One primary and one streaming replica (PostgreSQL 15, fsync off) on this machine; the lag is the "
-        "replica's recovery_min_apply_delay.",
-        "A violation is a read that missed a job just created or saw its status go backwards; reads follow "
-        "the job's and tenant's write positions (LSNs in Redis), so the router sends them to the primary "
-        "whenever the replica has not replayed that far.",
-        "The API, wrk, both PostgreSQL servers and Redis share the same 2 cores.",
-    ])
+    section = Section(
+        "replicas",
+        "Read replicas",
+        "python -m bench.replicas " + " ".join(sys.argv[1:]),
+        time.strftime("%Y-%m-%d %H:%M %Z"),
+        machine,
+        tables,
+        [
+            "One primary and one streaming replica (PostgreSQL 15, fsync off) on this machine; the lag is the "
+            "replica's recovery_min_apply_delay.",
+            "A violation is a read that missed a job just created or saw its status go backwards; reads follow "
+            "the job's and tenant's write positions (LSNs in Redis), so the router sends them to the primary "
+            "whenever the replica has not replayed that far.",
+            "The API, wrk, both PostgreSQL servers and Redis share the same 2 cores.",
+        ],
+    )
     section.print(console)
     write_section(section, args.results)
 

@@ -98,7 +98,13 @@ class Section:
             *(table.markdown() for table in self.tables),
             "\n".join(f"- {note}" for note in self.notes),
         ]
-        return _marker(self.name, "start") + "\n" + "\n\n".join(part for part in parts if part) + "\n" + _marker(self.name, "end")
+        return (
+            _marker(self.name, "start")
+            + "\n"
+            + "\n\n".join(part for part in parts if part)
+            + "\n"
+            + _marker(self.name, "end")
+        )
 
 
 def _marker(name: str, edge: str) -> str:
@@ -109,7 +115,9 @@ def write_section(section: Section, path: Path = RESULTS_PATH) -> None:
     """Replace the section's previous run in `path`, or append it."""
     text = path.read_text() if path.exists() else RESULTS_TITLE
     block = section.markdown()
-    pattern = re.compile(re.escape(_marker(section.name, "start")) + ".*?" + re.escape(_marker(section.name, "end")), re.S)
+    pattern = re.compile(
+        re.escape(_marker(section.name, "start")) + ".*?" + re.escape(_marker(section.name, "end")), re.S
+    )
     if pattern.search(text):
         text = pattern.sub(lambda _: block, text)
     else:

@@ -59,8 +59,9 @@ class SlowMoto:
             return app(environ, start_response)
 
         # A thread per request in flight: each one sleeps through its latency.
-        self.server = waitress.create_server(delayed, host="127.0.0.1", port=0, threads=REQUESTS_AT_ONCE,
-                                             connection_limit=REQUESTS_AT_ONCE * 2)
+        self.server = waitress.create_server(
+            delayed, host="127.0.0.1", port=0, threads=REQUESTS_AT_ONCE, connection_limit=REQUESTS_AT_ONCE * 2
+        )
         self.url = f"http://127.0.0.1:{self.server.effective_port}"
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
@@ -87,8 +88,10 @@ class CannedTextract(TextractServer):
         blocks: list[dict[str, Any]] = []
         for number, lines in enumerate(CANNED_PAGES, start=1):
             blocks.append({"BlockType": "PAGE", "Id": f"page-{number}", "Page": number})
-            blocks += [{"BlockType": "LINE", "Id": f"line-{number}-{n}", "Page": number, "Text": text,
-                        "Confidence": 99.0} for n, text in enumerate(lines)]
+            blocks += [
+                {"BlockType": "LINE", "Id": f"line-{number}-{n}", "Page": number, "Text": text, "Confidence": 99.0}
+                for n, text in enumerate(lines)
+            ]
         job.pages, job.blocks, job.status, job.done = len(CANNED_PAGES), blocks, "SUCCEEDED", True
 
 

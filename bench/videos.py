@@ -108,8 +108,10 @@ def ffmpeg_version() -> str:
 
 def section(workload: Workload, results: list[Measurement], cores: int, command: str, machine: dict) -> Section:
     """The table (one-at-a-time is the baseline of the speed-up), for the terminal and RESULTS.md."""
-    title = (f"{workload.jobs} videos, {workload.seconds} s at {workload.width}x{workload.height} "
-             f"→ {', '.join(f'{h}p' for h in DEFAULT_RENDITIONS)} + thumbnail, {cores} cores")
+    title = (
+        f"{workload.jobs} videos, {workload.seconds} s at {workload.width}x{workload.height} "
+        f"→ {', '.join(f'{h}p' for h in DEFAULT_RENDITIONS)} + thumbnail, {cores} cores"
+    )
     table = Table(title, ["mode", "ffmpeg slots", "wall s", "CPU use", "frames/s/core", "speed-up"])
     baseline = results[-1].wall
     for result in results:

@@ -117,8 +117,14 @@ class Ending:
 
     def args(self) -> tuple:
         """Its six arguments in `END`."""
-        return (self.job_id, _blank(self.keep_in_progress_ms), _blank(self.at), "1" if self.done else "0",
-                _blank(self.result), _blank(self.result_ms))
+        return (
+            self.job_id,
+            _blank(self.keep_in_progress_ms),
+            _blank(self.at),
+            "1" if self.done else "0",
+            _blank(self.result),
+            _blank(self.result_ms),
+        )
 
 
 JobFunction = Function | CronJob
@@ -268,8 +274,13 @@ class Dispatcher:
         if job_try > max_tries:
             log.warning("job used up its tries", job_id=job.job_id, function=name, tries=max_tries)
             return self._failed(job, function)
-        ctx = {**self.ctx, "job_id": job.job_id, "job_try": job_try,
-               "enqueue_time": ms_to_datetime(enqueued_ms), "score": job.score}
+        ctx = {
+            **self.ctx,
+            "job_id": job.job_id,
+            "job_try": job_try,
+            "enqueue_time": ms_to_datetime(enqueued_ms),
+            "score": job.score,
+        }
         started_ms = _now_ms()
         try:
             async with asyncio.timeout(function.timeout_s or DEFAULT_TIMEOUT_S):
@@ -289,10 +300,23 @@ class Dispatcher:
         keep_s = function.keep_result_s if function.keep_result_s is not None else self.keep_result_s
         if function.keep_result_forever or keep_s:
             data = serialize_result(
-                name, args, kwargs, job_try, enqueued_ms, success, result, started_ms, _now_ms(),
-                f"{job.job_id}:{name}", self.queue, job.job_id, serializer=self.serializer,
+                name,
+                args,
+                kwargs,
+                job_try,
+                enqueued_ms,
+                success,
+                result,
+                started_ms,
+                _now_ms(),
+                f"{job.job_id}:{name}",
+                self.queue,
+                job.job_id,
+                serializer=self.serializer,
             )
-            ending = replace(ending, result=data, result_ms=None if function.keep_result_forever else int(keep_s * 1000))
+            ending = replace(
+                ending, result=data, result_ms=None if function.keep_result_forever else int(keep_s * 1000)
+            )
         return ending
 
     def _failed(self, job: Claimed, function: JobFunction | None = None) -> Ending:

@@ -46,6 +46,7 @@ class LedgerWrites:
         """`ledger.claim` for this worker; None when there is nothing to run."""
         batcher = self._claims.get(stage_names)
         if batcher is None:
+
             async def claim_many(job_ids: Sequence[uuid.UUID]) -> list[asyncpg.Record | None]:
                 async with self.db.write(track=_tracked(job_ids)) as conn:
                     rows = await ledger.claim_many(conn, job_ids, self.worker_id, stage_names)

@@ -52,8 +52,13 @@ def functions(pipelines: Iterable[Pipeline]) -> list[Function]:
         return run
 
     return [
-        func(task(pipeline), name=pipeline.kind, timeout=pipeline.attempt_timeout + TIMEOUT_MARGIN,
-             max_tries=ARQ_MAX_TRIES, keep_result=0)
+        func(
+            task(pipeline),
+            name=pipeline.kind,
+            timeout=pipeline.attempt_timeout + TIMEOUT_MARGIN,
+            max_tries=ARQ_MAX_TRIES,
+            keep_result=0,
+        )
         for pipeline in pipelines
     ]
 
@@ -66,9 +71,13 @@ async def open_resources(settings: Settings, redis, pipelines: Iterable[Pipeline
     storage = open_storage(settings.storage_url, settings.s3_endpoint_url)
     await storage.open()
     resources = Resources(
-        settings=settings, db=db, redis=redis, storage=storage,
-        http=httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=5.0), follow_redirects=False,
-                               headers=outbound.HEADERS),
+        settings=settings,
+        db=db,
+        redis=redis,
+        storage=storage,
+        http=httpx.AsyncClient(
+            timeout=httpx.Timeout(30.0, connect=5.0), follow_redirects=False, headers=outbound.HEADERS
+        ),
         webhooks=guarded_client(settings.callback_allowed_hosts, timeout=settings.webhook_timeout),
         limiter=RateLimiter(redis, configured_rates(settings.channel_rates()), prefix=RATES_PREFIX, max_wait=60.0),
         kinds=registry.specs(settings),
@@ -97,8 +106,9 @@ def queue_read_limit(settings: Settings) -> int:
     return max(settings.worker_max_jobs * 5, 100)
 
 
-def hooks(settings: Settings, pipelines: Iterable[Pipeline] = (), *, scheduler: bool = True,
-          grace: float | None = None):
+def hooks(
+    settings: Settings, pipelines: Iterable[Pipeline] = (), *, scheduler: bool = True, grace: float | None = None
+):
     """arq's on_startup and on_shutdown for a worker with these settings: they start and
     stop the dispatcher that runs `pipelines` (and, with `scheduler`, the cron jobs), and
     with `scheduler` the worker takes its turn reconciling the ledger with Redis for the
@@ -123,9 +133,16 @@ def hooks(settings: Settings, pipelines: Iterable[Pipeline] = (), *, scheduler: 
         if scheduler:
             ctx["background"].append(asyncio.create_task(reconcile_forever(resources, kinds)))
         ctx["dispatcher"] = Dispatcher(
-            ctx["redis"], ctx, runnable, queue=settings.queue_name, max_jobs=settings.worker_max_jobs,
-            poll_delay=settings.worker_poll_delay, read_limit=queue_read_limit(settings),
-            serializer=serialize, deserializer=deserialize, max_tries=ARQ_MAX_TRIES,
+            ctx["redis"],
+            ctx,
+            runnable,
+            queue=settings.queue_name,
+            max_jobs=settings.worker_max_jobs,
+            poll_delay=settings.worker_poll_delay,
+            read_limit=queue_read_limit(settings),
+            serializer=serialize,
+            deserializer=deserialize,
+            max_tries=ARQ_MAX_TRIES,
         )
         ctx["dispatcher"].start()
         gc.freeze()  # what start-up made lives as long as the process: no collection need scan it again

@@ -84,8 +84,12 @@ class Pipeline:
 
     def spec(self, settings: Settings) -> KindSpec:
         """What the core needs to create this kind's jobs."""
-        return KindSpec(self.kind, tries=_value(self.tries, settings), timeout=_value(self.timeout, settings),
-                        queue=settings.queue_for(self.kind, default=self.queue))
+        return KindSpec(
+            self.kind,
+            tries=_value(self.tries, settings),
+            timeout=_value(self.timeout, settings),
+            queue=settings.queue_for(self.kind, default=self.queue),
+        )
 
     def progress_before(self, index: int) -> float:
         total = sum(stage.weight for stage in self.stages) or 1.0

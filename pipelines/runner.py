@@ -135,7 +135,10 @@ class JobRun:
             return await ledger.finished_stages(conn, self.job_id)
 
     async def _run_stage(self, index: int, stage: Stage, saved: dict | None) -> dict:
-        with bound_contextvars(stage=stage.name), tracing.span(f"stage {stage.name}", attributes={"conveyor.stage": stage.name}) as span:
+        with (
+            bound_contextvars(stage=stage.name),
+            tracing.span(f"stage {stage.name}", attributes={"conveyor.stage": stage.name}) as span,
+        ):
             started = time.perf_counter()
             status = "failed"
             try:
@@ -174,8 +177,12 @@ class JobRun:
         return output, status
 
     async def publish_stage_end(self, ending: ledger.StageEnd) -> None:
-        await self.publish("stage", stage=ending.name, status=ending.status,
-                           progress=None if ending.progress is None else round(ending.progress, 4))
+        await self.publish(
+            "stage",
+            stage=ending.name,
+            status=ending.status,
+            progress=None if ending.progress is None else round(ending.progress, 4),
+        )
 
     async def _record_stage_failure(self, stage: Stage, exc: BaseException) -> None:
         if isinstance(exc, ledger.Fenced):
@@ -217,8 +224,10 @@ async def _execute(resources: Resources, pipeline: Pipeline, parsed: uuid.UUID, 
     except DependencyUnavailable as exc:
         raise Retry(defer=backoff(job_try)) from exc
     if job is not None and job["attempts"] > job["max_tries"]:
-        error = {"type": "max_tries_exceeded",
-                 "message": f"gave up after {job['max_tries']} tries (the worker running it kept dying)"}
+        error = {
+            "type": "max_tries_exceeded",
+            "message": f"gave up after {job['max_tries']} tries (the worker running it kept dying)",
+        }
         await _finish(JobRun(resources, pipeline, job, job["attempts"]), "failed", error=error)
         return
     if job is None:
@@ -229,9 +238,12 @@ async def _execute(resources: Resources, pipeline: Pipeline, parsed: uuid.UUID, 
     with (
         bound_contextvars(**tags, attempt=run.attempt),
         error_reports.job_scope(**tags),
-        tracing.span(f"job {job['kind']}", parent=job["traceparent"], kind=SpanKind.CONSUMER,
-                     attributes={f"conveyor.{name}": value for name, value in tags.items()}
-                     | {"conveyor.attempt": run.attempt}),
+        tracing.span(
+            f"job {job['kind']}",
+            parent=job["traceparent"],
+            kind=SpanKind.CONSUMER,
+            attributes={f"conveyor.{name}": value for name, value in tags.items()} | {"conveyor.attempt": run.attempt},
+        ),
     ):
         metrics.job_started(job)
         try:
@@ -256,8 +268,11 @@ async def _attempt(run: JobRun, job_id: str, job_try: int) -> None:
             raise  # shutdown: the job stays queued in arq and resumes elsewhere
         await _finish(run, "cancelled")
     except TimeoutError:
-        await _finish(run, "failed", error={"type": "timeout",
-                                            "message": f"the job ran longer than {pipeline.attempt_timeout:g} s"})
+        await _finish(
+            run,
+            "failed",
+            error={"type": "timeout", "message": f"the job ran longer than {pipeline.attempt_timeout:g} s"},
+        )
     except ledger.Fenced:
         run.log.warning("fenced off: a newer attempt owns this job")
     except (TransientError, DependencyUnavailable) as exc:
@@ -283,15 +298,20 @@ async def _retry_or_fail(run: JobRun, exc: TransientError | DependencyUnavailabl
         await _finish(run, "failed", error=error)
         return
     delay = backoff(run.attempt, hint)
-    run.log.warning("transient failure; retrying", error=error, retry_in=round(delay, 1),
-                    cause=str(exc.__cause__ or exc))
+    run.log.warning(
+        "transient failure; retrying", error=error, retry_in=round(delay, 1), cause=str(exc.__cause__ or exc)
+    )
     try:
         async with run.resources.db.transaction() as conn:
             await ledger.requeue(conn, run.job_id, run.attempt, error, run.settled)
     except (ledger.Fenced, DependencyUnavailable):
         pass  # the reconciler or the next attempt sorts the ledger out
-    await run.publish("status", status="queued", error=error,
-                      **({"progress": round(run.settled, 4)} if run.settled is not None else {}))
+    await run.publish(
+        "status",
+        status="queued",
+        error=error,
+        **({"progress": round(run.settled, 4)} if run.settled is not None else {}),
+    )
     raise Retry(defer=delay)
 
 
@@ -300,9 +320,17 @@ async def _end(run: JobRun, status: str, *, result=None, error=None):
     combined with other jobs' endings, unless its callback must be recorded in the same
     transaction."""
     resources, job, stage = run.resources, run.job, run.last_stage_end
-    ending = ledger.JobEnd(job["id"], job["attempts"], status, result, error,
-                           stage=stage.name if stage else None, stage_status=stage.status if stage else None,
-                           stage_checkpoint=stage.checkpoint if stage else None, progress=run.settled)
+    ending = ledger.JobEnd(
+        job["id"],
+        job["attempts"],
+        status,
+        result,
+        error,
+        stage=stage.name if stage else None,
+        stage_status=stage.status if stage else None,
+        stage_checkpoint=stage.checkpoint if stage else None,
+        progress=run.settled,
+    )
     if not callbacks.wanted(job):
         return await resources.ledger.finish_job(ending), None
     async with resources.db.transaction(track=(f"job:{job['id']}",)) as conn:
@@ -328,8 +356,14 @@ async def _finish(run: JobRun, status: str, *, result: dict | None = None, error
     await run.publish("status", status=status, **({"error": error} if error else {}), progress=row["progress"])
     if status == "failed":  # for good: named in full, whatever the context has bound
         assert error is not None  # a failure always says what failed
-        run.log.warning("job failed", job_id=str(run.job_id), kind=row["kind"], error_type=error["type"],
-                        error=error["message"], attempts=row["attempts"])
+        run.log.warning(
+            "job failed",
+            job_id=str(run.job_id),
+            kind=row["kind"],
+            error_type=error["type"],
+            error=error["message"],
+            attempts=row["attempts"],
+        )
     else:
         run.log.info("job ended", status=status)
 

@@ -81,15 +81,17 @@ async def run_tool(
 
 async def _start(args: Sequence[str], env: Mapping[str, str] | None) -> asyncio.subprocess.Process:
     """The started tool; a cancel that lands while it starts still stops it."""
-    starting = asyncio.ensure_future(asyncio.create_subprocess_exec(
-        *args,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=dict(env) if env is not None else None,
-        start_new_session=True,
-        preexec_fn=_die_with_parent if sys.platform == "linux" else None,
-    ))
+    starting = asyncio.ensure_future(
+        asyncio.create_subprocess_exec(
+            *args,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=dict(env) if env is not None else None,
+            start_new_session=True,
+            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+        )
+    )
     try:
         return await asyncio.shield(starting)
     except asyncio.CancelledError:

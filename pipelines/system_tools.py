@@ -38,8 +38,11 @@ TOOLS = {
 def missing_tool(name: str) -> PermanentError:
     """The job's error when `name` is not installed on this host."""
     tool = TOOLS[name]
-    return PermanentError(f"{name} is not installed on this host (needed for {tool.needed_for}):"
-                          f" install it ({tool.install}) and retry the job", type="missing_tool")
+    return PermanentError(
+        f"{name} is not installed on this host (needed for {tool.needed_for}):"
+        f" install it ({tool.install}) and retry the job",
+        type="missing_tool",
+    )
 
 
 def _output(args: list[str]) -> list[str]:
@@ -58,8 +61,11 @@ def _probe(tool: Tool) -> dict:
     except (OSError, subprocess.SubprocessError) as exc:
         return {"status": "warn", "output": f"{path} does not run: {exc}"}
     if OCR_LANGUAGE not in languages:
-        return {"status": "warn", "languages": languages, "output": f"no {OCR_LANGUAGE!r} language data:"
-                f" install it (apt-get install tesseract-ocr-{OCR_LANGUAGE})"}
+        return {
+            "status": "warn",
+            "languages": languages,
+            "output": f"no {OCR_LANGUAGE!r} language data: install it (apt-get install tesseract-ocr-{OCR_LANGUAGE})",
+        }
     return {"status": "pass", "languages": languages}
 
 

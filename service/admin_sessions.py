@@ -26,7 +26,9 @@ async def start(conn: asyncpg.Connection, admin_key: str) -> str:
     await conn.execute(
         "INSERT INTO dashboard_sessions (token_hash, admin_key_hash, expires_at)"
         " VALUES ($1, $2, now() + make_interval(secs => $3))",
-        _hash(token), _hash(admin_key), float(SESSION_SECONDS),
+        _hash(token),
+        _hash(admin_key),
+        float(SESSION_SECONDS),
     )
     return token
 
@@ -35,7 +37,8 @@ async def is_open(conn: asyncpg.Connection, token: str, admin_key: str) -> bool:
     return await conn.fetchval(
         "SELECT EXISTS (SELECT FROM dashboard_sessions"
         " WHERE token_hash = $1 AND admin_key_hash = $2 AND expires_at > now())",
-        _hash(token), _hash(admin_key),
+        _hash(token),
+        _hash(admin_key),
     )
 
 

@@ -91,8 +91,12 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     return Starlette(
         routes=[*routes(), dashboard.mount()],
-        middleware=[Middleware(RequestObserver), Middleware(HeadLimitMiddleware), Middleware(RateLimitMiddleware),
-                    Middleware(ConsistencyMiddleware)],
+        middleware=[
+            Middleware(RequestObserver),
+            Middleware(HeadLimitMiddleware),
+            Middleware(RateLimitMiddleware),
+            Middleware(ConsistencyMiddleware),
+        ],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
     )

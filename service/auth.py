@@ -74,8 +74,12 @@ def _unauthorized(detail: str) -> Problem:
 
 def _throttled(wait: float, per_minute: int) -> Problem:
     retry_after = str(max(1, math.ceil(wait)))
-    return Problem(429, f"more than {per_minute} failed authentications a minute from this address;"
-                        f" retry after {retry_after} s", type="rate-limited", headers={"Retry-After": retry_after})
+    return Problem(
+        429,
+        f"more than {per_minute} failed authentications a minute from this address; retry after {retry_after} s",
+        type="rate-limited",
+        headers={"Retry-After": retry_after},
+    )
 
 
 class KeyRing:
@@ -88,7 +92,8 @@ class KeyRing:
         self._valid: TTLCache[bytes, Caller] = TTLCache(CACHE_ENTRIES, CACHE_SECONDS, timer=time.monotonic)
         self._invalid: TTLCache[bytes, bool] = TTLCache(CACHE_ENTRIES, INVALID_CACHE_SECONDS, timer=time.monotonic)
         self._blocked: TLRUCache[str, float] = TLRUCache(
-            CACHE_ENTRIES, ttu=lambda _address, until, _now: until, timer=time.monotonic)
+            CACHE_ENTRIES, ttu=lambda _address, until, _now: until, timer=time.monotonic
+        )
         self._stamps: set[asyncio.Task] = set()
 
     async def lookup(self, key: str, address: str) -> Caller | None:

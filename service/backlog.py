@@ -124,5 +124,6 @@ async def queued_jobs(conn, tenant_id: uuid.UUID, limit: int) -> int:
     """The tenant's queued jobs in the ledger, counted up to `limit`."""
     return await conn.fetchval(
         "SELECT count(*) FROM (SELECT 1 FROM jobs WHERE tenant_id = $1 AND status = 'queued' LIMIT $2) AS queued",
-        tenant_id, limit,
+        tenant_id,
+        limit,
     )

@@ -33,8 +33,14 @@ async def record(conn: asyncpg.Connection, job: asyncpg.Record, kinds: jobs.Kind
     if not wanted(job):
         return None
     payload = {"job_id": str(job["id"]), "kind": job["kind"], "status": job["status"], "type": f"job.{job['status']}"}
-    delivery = jobs.new_job(kinds[KIND], job["tenant_id"], job_id=callback_job_id(job["id"], job["attempts"]),
-                            payload=payload, callback_url=job["callback_url"], priority=queue.PRIORITIES["high"])
+    delivery = jobs.new_job(
+        kinds[KIND],
+        job["tenant_id"],
+        job_id=callback_job_id(job["id"], job["attempts"]),
+        payload=payload,
+        callback_url=job["callback_url"],
+        priority=queue.PRIORITIES["high"],
+    )
     return await jobs.create(conn, delivery, once=True)
 
 

@@ -218,8 +218,14 @@ class Settings(BaseSettings):
     otel_exporter: Literal["none", "console", "otlp"] = "none"
     sentry_dsn: SecretStr | None = None
 
-    @field_validator("database_url_read", "callback_allowed_hosts", "kind_queues", "webhook_retry_schedule",
-                     "notification_rates", mode="before")
+    @field_validator(
+        "database_url_read",
+        "callback_allowed_hosts",
+        "kind_queues",
+        "webhook_retry_schedule",
+        "notification_rates",
+        mode="before",
+    )
     @classmethod
     def _comma_separated(cls, value: Any) -> list[str]:
         return _split(value)
@@ -246,8 +252,12 @@ class Settings(BaseSettings):
         return values
 
     @field_validator(
-        "schedule_reminders", "schedule_memberships", "schedule_cleanup",
-        "schedule_aggregate_hourly", "schedule_aggregate_daily", "schedule_prune_workers",
+        "schedule_reminders",
+        "schedule_memberships",
+        "schedule_cleanup",
+        "schedule_aggregate_hourly",
+        "schedule_aggregate_daily",
+        "schedule_prune_workers",
     )
     @classmethod
     def _cadence(cls, value: str) -> str:
@@ -275,8 +285,10 @@ class Settings(BaseSettings):
         if value is None or not value.get_secret_value():
             return None  # empty is unset: the dashboard stays off
         if len(value.get_secret_value()) < MIN_ADMIN_KEY_CHARS:
-            raise ValueError(f"must be at least {MIN_ADMIN_KEY_CHARS} characters"
-                             " (e.g. the output of: python -c 'import secrets; print(secrets.token_urlsafe(32))')")
+            raise ValueError(
+                f"must be at least {MIN_ADMIN_KEY_CHARS} characters"
+                " (e.g. the output of: python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+            )
         return value
 
     @field_validator("database_url")
@@ -325,13 +337,23 @@ class Settings(BaseSettings):
 
     @property
     def primary_pool(self) -> PoolSettings:
-        return PoolSettings(self.db_pool_size, self.db_max_overflow, self.db_pool_recycle, self.db_connect_timeout,
-                            self.db_statement_timeout)
+        return PoolSettings(
+            self.db_pool_size,
+            self.db_max_overflow,
+            self.db_pool_recycle,
+            self.db_connect_timeout,
+            self.db_statement_timeout,
+        )
 
     @property
     def replica_pool(self) -> PoolSettings:
-        return PoolSettings(self.db_read_pool_size, self.db_read_max_overflow, self.db_read_pool_recycle,
-                            self.db_read_connect_timeout, self.db_read_statement_timeout)
+        return PoolSettings(
+            self.db_read_pool_size,
+            self.db_read_max_overflow,
+            self.db_read_pool_recycle,
+            self.db_read_connect_timeout,
+            self.db_read_statement_timeout,
+        )
 
     def channel_rates(self) -> dict[str, tuple[float, int | None]]:
         """`NOTIFICATION_RATES` as {channel: (per second, burst or None)}."""

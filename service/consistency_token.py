@@ -19,8 +19,9 @@ def requested_lsn(request: Request) -> int | None:
     try:
         return parse_lsn(token)
     except ValueError:
-        raise Problem(400, f"{HEADER} must be a token this API returned, like 0/16B3748",
-                      type="bad-consistency-token") from None
+        raise Problem(
+            400, f"{HEADER} must be a token this API returned, like 0/16B3748", type="bad-consistency-token"
+        ) from None
 
 
 class ConsistencyMiddleware:

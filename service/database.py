@@ -58,7 +58,8 @@ class Database:
         self.primary: asyncpg.Pool | None = None
         self.replicas = ReplicaSet(settings)
         self.positions = (
-            consistency.WritePositions(redis, settings.read_your_writes_ttl) if redis is not None and self.replicas
+            consistency.WritePositions(redis, settings.read_your_writes_ttl)
+            if redis is not None and self.replicas
             else None
         )
         self._opening = asyncio.Lock()

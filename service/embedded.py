@@ -125,8 +125,10 @@ class EmbeddedServers:
             try:
                 self._postgres = pgserver.get_server(pgdata, cleanup_mode="stop")
             except (subprocess.SubprocessError, OSError) as exc:
-                raise EmbeddedServerError(f"the embedded PostgreSQL in {pgdata} did not start ({exc});"
-                                          f" see {pgdata / 'log'} and the output above") from exc
+                raise EmbeddedServerError(
+                    f"the embedded PostgreSQL in {pgdata} did not start ({exc});"
+                    f" see {pgdata / 'log'} and the output above"
+                ) from exc
         return self._postgres.get_uri()
 
     def redis_url(self) -> str:
@@ -161,8 +163,9 @@ class EmbeddedServers:
     def __enter__(self) -> EmbeddedServers:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 traceback: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
+    ) -> None:
         self.close()
 
 

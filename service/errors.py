@@ -71,5 +71,7 @@ class DependencyUnavailable(ConveyorError):
         return {"type": self.type, "message": f"{self.dependency} is unavailable; the job is retried"}
 
 
-UNEXPECTED_ERROR = {"type": "internal_error",
-                    "message": "the job stopped on an unexpected error; the details are in the service's logs"}
+UNEXPECTED_ERROR = {
+    "type": "internal_error",
+    "message": "the job stopped on an unexpected error; the details are in the service's logs",
+}

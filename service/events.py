@@ -75,7 +75,9 @@ class Publisher:
 
     def __init__(self, redis: Redis) -> None:
         self.redis = redis
-        self._batcher: Batcher[tuple[object, dict], None] = Batcher(lambda events: publish_many(redis, events), key=id, linger=LINGER_SECONDS)
+        self._batcher: Batcher[tuple[object, dict], None] = Batcher(
+            lambda events: publish_many(redis, events), key=id, linger=LINGER_SECONDS
+        )
 
     async def publish(self, job_id: object, event: dict) -> None:
         if self._batcher.unsent < MAX_UNSENT:

@@ -88,5 +88,6 @@ async def file_response(request: Request, result: object, name: str) -> Streamin
         return StreamingResponse(storage.read(entry["key"]), media_type=media_type, headers=headers)
     first, last = span
     headers |= {"Content-Length": str(last - first + 1), "Content-Range": f"bytes {first}-{last}/{size}"}
-    return StreamingResponse(storage.read(entry["key"], first, last - first + 1), status_code=206,
-                             media_type=media_type, headers=headers)
+    return StreamingResponse(
+        storage.read(entry["key"], first, last - first + 1), status_code=206, media_type=media_type, headers=headers
+    )

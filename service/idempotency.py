@@ -63,14 +63,20 @@ async def claim(db: Database, tenant_id: uuid.UUID, key: str) -> PriorRequest | 
                 WHERE k.request_hash IS NULL AND k.created_at < now() - make_interval(secs => $3)
             RETURNING 1
             """,
-            tenant_id, key, STALE_SECONDS,
+            tenant_id,
+            key,
+            STALE_SECONDS,
         )
         if row is not None:
             return None
         prior = await conn.fetchrow(PRIOR, tenant_id, key)
     if prior is None or prior["request_hash"] is None:
-        raise Problem(409, "a request with this Idempotency-Key is still being accepted", type="idempotency-in-flight",
-                      headers={"Retry-After": "1"})
+        raise Problem(
+            409,
+            "a request with this Idempotency-Key is still being accepted",
+            type="idempotency-in-flight",
+            headers={"Retry-After": "1"},
+        )
     return PriorRequest(prior["request_hash"], prior["job_id"], prior["response"])
 
 
@@ -84,18 +90,27 @@ async def release(db: Database, tenant_id: uuid.UUID, key: str) -> None:
 async def record(conn, tenant_id: uuid.UUID, key: str, fingerprint: str, job_id: uuid.UUID) -> None:
     await conn.execute(
         "UPDATE idempotency_keys SET request_hash = $3, job_id = $4 WHERE tenant_id = $1 AND key = $2",
-        tenant_id, key, fingerprint, job_id,
+        tenant_id,
+        key,
+        fingerprint,
+        job_id,
     )
 
 
 def check_replay(prior: PriorRequest, fingerprint: str) -> None:
     if prior.fingerprint != fingerprint:
-        raise Problem(422, "this Idempotency-Key was already used with a different request", type="idempotency-mismatch")
+        raise Problem(
+            422, "this Idempotency-Key was already used with a different request", type="idempotency-mismatch"
+        )
 
 
 async def answer_once(
-    request: Request, tenant_id: uuid.UUID, fingerprint: str, act: Callable[[asyncpg.Connection], Awaitable[Answer]],
-    *, track: Sequence[str] = (),
+    request: Request,
+    tenant_id: uuid.UUID,
+    fingerprint: str,
+    act: Callable[[asyncpg.Connection], Awaitable[Answer]],
+    *,
+    track: Sequence[str] = (),
 ) -> JSONResponse:
     """`act(conn)` in a transaction, at most once per Idempotency-Key: the answer is kept
     with the key in that transaction, and a replay gets it again (`Idempotent-Replayed`)."""
@@ -110,17 +125,22 @@ async def answer_once(
     if prior is not None:
         check_replay(prior, fingerprint)
         if prior.response is None:  # the key created a job: this route never does
-            raise Problem(422, "this Idempotency-Key was already used with a different request",
-                          type="idempotency-mismatch")
+            raise Problem(
+                422, "this Idempotency-Key was already used with a different request", type="idempotency-mismatch"
+            )
         answer = prior.response
-        return JSONResponse(answer["body"], status_code=answer["status"],
-                            headers={**answer["headers"], "Idempotent-Replayed": "true"})
+        return JSONResponse(
+            answer["body"], status_code=answer["status"], headers={**answer["headers"], "Idempotent-Replayed": "true"}
+        )
     try:
         async with db.transaction(track=track) as conn:
             status, body, headers = await act(conn)
             await conn.execute(
                 "UPDATE idempotency_keys SET request_hash = $3, response = $4 WHERE tenant_id = $1 AND key = $2",
-                tenant_id, key, fingerprint, {"status": status, "body": body, "headers": headers},
+                tenant_id,
+                key,
+                fingerprint,
+                {"status": status, "body": body, "headers": headers},
             )
     except BaseException:
         await release(db, tenant_id, key)

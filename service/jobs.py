@@ -48,9 +48,17 @@ def new_job(
 ) -> ledger.NewJob:
     """A job of `kind` to record, tried as often as the kind says, on the kind's queue."""
     return ledger.NewJob(
-        job_id=job_id or ledger.new_job_id(), tenant_id=tenant_id, kind=kind.name, queue=kind.queue,
-        priority=priority, max_tries=kind.tries, payload=payload, metadata=metadata,
-        callback_url=callback_url, run_at=run_at, traceparent=traceparent,
+        job_id=job_id or ledger.new_job_id(),
+        tenant_id=tenant_id,
+        kind=kind.name,
+        queue=kind.queue,
+        priority=priority,
+        max_tries=kind.tries,
+        payload=payload,
+        metadata=metadata,
+        callback_url=callback_url,
+        run_at=run_at,
+        traceparent=traceparent,
     )
 
 
@@ -64,5 +72,11 @@ async def create(conn: asyncpg.Connection, job: ledger.NewJob, *, once: bool = F
 async def enqueue(redis, job: asyncpg.Record) -> None:
     """Hand a recorded job to arq once its transaction committed; if Redis is down the
     reconciler does it later (the ledger, not Redis, says the job exists)."""
-    await queue.enqueue(redis, job_id=str(job["id"]), kind=job["kind"], queue=job["queue"],
-                        priority=job["priority"], run_at=job["run_at"])
+    await queue.enqueue(
+        redis,
+        job_id=str(job["id"]),
+        kind=job["kind"],
+        queue=job["queue"],
+        priority=job["priority"],
+        run_at=job["run_at"],
+    )

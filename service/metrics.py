@@ -43,24 +43,26 @@ HTTP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
 # -- jobs (recorded by the worker's runner) ------------------------------------------------
 
-JOBS_FINISHED = Counter(
-    "conveyor_jobs_finished", "Jobs that ended, by kind and final status", ["kind", "status"]
-)
+JOBS_FINISHED = Counter("conveyor_jobs_finished", "Jobs that ended, by kind and final status", ["kind", "status"])
 JOB_DURATION = Histogram(
-    "conveyor_job_duration_seconds", "From a job's first start to its end", ["kind", "status"],
+    "conveyor_job_duration_seconds",
+    "From a job's first start to its end",
+    ["kind", "status"],
     buckets=DURATION_BUCKETS,
 )
 QUEUE_WAIT = Histogram(
-    "conveyor_job_queue_wait_seconds", "From a job being due to its first attempt starting", ["kind"],
+    "conveyor_job_queue_wait_seconds",
+    "From a job being due to its first attempt starting",
+    ["kind"],
     buckets=DURATION_BUCKETS,
 )
 STAGE_DURATION = Histogram(
-    "conveyor_stage_duration_seconds", "One run of one stage, by how it ended", ["kind", "stage", "status"],
+    "conveyor_stage_duration_seconds",
+    "One run of one stage, by how it ended",
+    ["kind", "stage", "status"],
     buckets=DURATION_BUCKETS,
 )
-JOBS_IN_FLIGHT = Gauge(
-    "conveyor_jobs_in_flight", "Attempts running now", ["kind"], multiprocess_mode="livesum"
-)
+JOBS_IN_FLIGHT = Gauge("conveyor_jobs_in_flight", "Attempts running now", ["kind"], multiprocess_mode="livesum")
 
 
 def _seconds(start: datetime | None, end: datetime | None) -> float | None:
@@ -96,11 +98,14 @@ def stage_finished(kind: str, stage: str, status: str, seconds: float) -> None:
 # -- providers (OCR, LLM, SMS, push, email, webhooks: any outbound call) ----------------
 
 PROVIDER_CALLS = Counter(
-    "conveyor_provider_calls", "Calls to outside providers, by outcome (ok, error, throttled, timeout)",
+    "conveyor_provider_calls",
+    "Calls to outside providers, by outcome (ok, error, throttled, timeout)",
     ["provider", "outcome"],
 )
 PROVIDER_CALL_DURATION = Histogram(
-    "conveyor_provider_call_duration_seconds", "Latency of calls to outside providers", ["provider"],
+    "conveyor_provider_call_duration_seconds",
+    "Latency of calls to outside providers",
+    ["provider"],
     buckets=(*HTTP_BUCKETS, 30, 60),
 )
 
@@ -119,8 +124,10 @@ HTTP_REQUESTS = Counter(
     "conveyor_http_requests", "Requests answered, by route template and status code", ["method", "route", "code"]
 )
 HTTP_DURATION = Histogram(
-    "conveyor_http_request_duration_seconds", "Time to answer a request (to the first byte of streams)",
-    ["method", "route"], buckets=HTTP_BUCKETS,
+    "conveyor_http_request_duration_seconds",
+    "Time to answer a request (to the first byte of streams)",
+    ["method", "route"],
+    buckets=HTTP_BUCKETS,
 )
 
 
@@ -162,12 +169,15 @@ async def queue_families(redis: Redis, settings: Settings) -> list[GaugeMetricFa
     workers = await monitoring.live_workers(redis)
     states = await monitoring.queue_states(redis, settings, workers)
     families = {
-        "queued": GaugeMetricFamily("conveyor_queue_depth", "Jobs queued: due and waiting for a worker",
-                                    labels=["queue"]),
-        "scheduled": GaugeMetricFamily("conveyor_queue_scheduled", "Jobs due later (send_at, retry backoff)",
-                                       labels=["queue"]),
-        "oldest_age": GaugeMetricFamily("conveyor_queue_oldest_age_seconds",
-                                        "Age of the oldest queued job", labels=["queue"]),
+        "queued": GaugeMetricFamily(
+            "conveyor_queue_depth", "Jobs queued: due and waiting for a worker", labels=["queue"]
+        ),
+        "scheduled": GaugeMetricFamily(
+            "conveyor_queue_scheduled", "Jobs due later (send_at, retry backoff)", labels=["queue"]
+        ),
+        "oldest_age": GaugeMetricFamily(
+            "conveyor_queue_oldest_age_seconds", "Age of the oldest queued job", labels=["queue"]
+        ),
     }
     for state in states:
         for field, family in families.items():

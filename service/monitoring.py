@@ -128,7 +128,9 @@ class FinishedCounter:
 
     def __init__(self, redis: Redis) -> None:
         # Every pair is counted, equal ones too: `id` keeps none of them apart.
-        self._batcher: Batcher[tuple[str, str], None] = Batcher(lambda ended: record_finished(redis, ended), key=id, linger=COUNT_LINGER_SECONDS)
+        self._batcher: Batcher[tuple[str, str], None] = Batcher(
+            lambda ended: record_finished(redis, ended), key=id, linger=COUNT_LINGER_SECONDS
+        )
 
     def add(self, kind: str, status: str) -> None:
         self._batcher.post((kind, status))

@@ -37,8 +37,21 @@ SCHEMAS = {
     },
     "Job": {
         "type": "object",
-        "required": ["id", "kind", "status", "progress", "stage", "stages", "attempts", "error", "result",
-                     "metadata", "created_at", "updated_at", "finished_at"],
+        "required": [
+            "id",
+            "kind",
+            "status",
+            "progress",
+            "stage",
+            "stages",
+            "attempts",
+            "error",
+            "result",
+            "metadata",
+            "created_at",
+            "updated_at",
+            "finished_at",
+        ],
         "properties": {
             "id": {"type": "string", "format": "uuid"},
             "kind": {"type": "string"},
@@ -86,13 +99,17 @@ SCHEMAS = {
 
 
 def problem(description: str) -> dict:
-    return {"description": description,
-            "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}}
+    return {
+        "description": description,
+        "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}},
+    }
 
 
 def json_body(schema_name: str, description: str) -> dict:
-    return {"description": description,
-            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema_name}"}}}}
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema_name}"}}},
+    }
 
 
 COMMON_ERRORS = {
@@ -103,8 +120,12 @@ COMMON_ERRORS = {
     "503": problem("A dependency is down; retry after Retry-After"),
 }
 JOB_ID = {"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"}}
-IDEMPOTENCY_KEY = {"name": "Idempotency-Key", "in": "header", "required": False,
-                   "schema": {"type": "string", "minLength": 1, "maxLength": 255}}
+IDEMPOTENCY_KEY = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+}
 
 
 def upload_operation(summary: str, extra_fields: dict) -> dict:
@@ -114,16 +135,20 @@ def upload_operation(summary: str, extra_fields: dict) -> dict:
         "parameters": [IDEMPOTENCY_KEY],
         "requestBody": {
             "required": True,
-            "content": {"multipart/form-data": {"schema": {
-                "type": "object",
-                "required": ["file"],
-                "properties": {
-                    "file": {"type": "string", "format": "binary"},
-                    "callback_url": {"type": "string", "format": "uri"},
-                    "metadata": {"type": "string", "description": "a JSON object"},
-                    **extra_fields,
-                },
-            }}},
+            "content": {
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["file"],
+                        "properties": {
+                            "file": {"type": "string", "format": "binary"},
+                            "callback_url": {"type": "string", "format": "uri"},
+                            "metadata": {"type": "string", "description": "a JSON object"},
+                            **extra_fields,
+                        },
+                    }
+                }
+            },
         },
         "responses": {
             "202": json_body("Job", "Accepted: the upload is stored and the job recorded"),
@@ -139,8 +164,11 @@ def upload_operation(summary: str, extra_fields: dict) -> dict:
 def document(paths: dict) -> dict:
     return {
         "openapi": "3.1.0",
-        "info": {"title": "Conveyor", "version": "1.0.0",
-                 "description": "Background work for web apps: submit, then poll, stream or get a webhook."},
+        "info": {
+            "title": "Conveyor",
+            "version": "1.0.0",
+            "description": "Background work for web apps: submit, then poll, stream or get a webhook.",
+        },
         "components": {
             "schemas": SCHEMAS,
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},

@@ -47,8 +47,9 @@ def as_connection(proxy: PoolConnectionProxy) -> asyncpg.Connection:
 async def _init_connection(conn: asyncpg.Connection) -> None:
     """JSON in and out as Python values; jsonb in binary format so COPY can write it too."""
     await conn.set_type_codec("json", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
-    await conn.set_type_codec("jsonb", encoder=_encode_jsonb, decoder=_decode_jsonb, schema="pg_catalog",
-                              format="binary")
+    await conn.set_type_codec(
+        "jsonb", encoder=_encode_jsonb, decoder=_decode_jsonb, schema="pg_catalog", format="binary"
+    )
 
 
 async def _keep_session(conn: asyncpg.Connection) -> None:

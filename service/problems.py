@@ -50,7 +50,9 @@ def problem_response(request: Request, problem: Problem) -> JSONResponse:
         "instance": request.url.path,
         **problem.extensions,
     }
-    return JSONResponse(body, status_code=problem.status, headers=problem.headers, media_type="application/problem+json")
+    return JSONResponse(
+        body, status_code=problem.status, headers=problem.headers, media_type="application/problem+json"
+    )
 
 
 def refusal(error: PermanentError, field: str | None = None) -> Problem:
@@ -69,7 +71,9 @@ async def handle_problem(request: Request, exc: Exception) -> JSONResponse:
 
 async def handle_http_exception(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
-    return problem_response(request, Problem(exc.status_code, exc.detail or HTTPStatus(exc.status_code).phrase, headers=exc.headers))
+    return problem_response(
+        request, Problem(exc.status_code, exc.detail or HTTPStatus(exc.status_code).phrase, headers=exc.headers)
+    )
 
 
 async def handle_unavailable(request: Request, exc: Exception) -> JSONResponse:

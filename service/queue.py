@@ -109,7 +109,11 @@ SOCKET_TIMEOUT_SECONDS = 5.0
 
 def connect(url: str) -> ArqRedis:
     """A lazy client: nothing is dialled until first use, so a process starts with Redis down."""
-    options: dict[str, Any] = {"socket_connect_timeout": 2, "socket_timeout": SOCKET_TIMEOUT_SECONDS, "health_check_interval": 15}
+    options: dict[str, Any] = {
+        "socket_connect_timeout": 2,
+        "socket_timeout": SOCKET_TIMEOUT_SECONDS,
+        "health_check_interval": 15,
+    }
     if urlsplit(url).scheme == "redis+sentinel":
         settings = redis_settings(url)
         sentinel = Sentinel(settings.host, password=settings.password, **options)
@@ -136,8 +140,13 @@ class Handoff:
 
 
 def handoff(
-    *, job_id: str, kind: str, queue: str, priority: int = PRIORITIES["normal"],
-    run_at: datetime | None = None, backlog: int = 0,
+    *,
+    job_id: str,
+    kind: str,
+    queue: str,
+    priority: int = PRIORITIES["normal"],
+    run_at: datetime | None = None,
+    backlog: int = 0,
 ) -> Handoff:
     """A ledger job for its arq queue, behind `backlog` (its tenant's queued jobs)."""
     now = _ms(datetime.now(UTC))
@@ -181,7 +190,9 @@ async def _enqueue_many(script: AsyncScript, handoffs: Sequence[Handoff]) -> lis
             args=[arg for handoff in handoffs for arg in handoff.args],
         )
     except (RedisError, OSError) as exc:
-        log.warning("%d enqueue(s) deferred to the reconciler: redis unavailable (%s)", len(handoffs), type(exc).__name__)
+        log.warning(
+            "%d enqueue(s) deferred to the reconciler: redis unavailable (%s)", len(handoffs), type(exc).__name__
+        )
         return [False] * len(handoffs)
     return [True] * len(handoffs)
 

@@ -37,5 +37,6 @@ def byte_range(header: str | None, size: int) -> tuple[int, int] | None:
 
 
 def unsatisfiable(size: int) -> Problem:
-    return Problem(416, f"the range asked for is not within the file's {size} bytes",
-                   headers={"Content-Range": f"bytes */{size}"})
+    return Problem(
+        416, f"the range asked for is not within the file's {size} bytes", headers={"Content-Range": f"bytes */{size}"}
+    )

@@ -146,6 +146,9 @@ class RateLimiter:
         except RedisError as exc:
             raise TransientError("the rate limiter's Redis is unavailable", type="redis_unavailable") from exc
         if not taken.taken:
-            raise TransientError(f"the {name} rate limit is saturated for the next {taken.wait:.0f} s",
-                                 type=self.error_type, retry_after=taken.wait)
+            raise TransientError(
+                f"the {name} rate limit is saturated for the next {taken.wait:.0f} s",
+                type=self.error_type,
+                retry_after=taken.wait,
+            )
         return taken.wait

@@ -50,8 +50,12 @@ class RateLimitMiddleware:
         }
         if not taken.taken:
             retry_after = str(max(1, math.ceil(taken.wait)))
-            problem = Problem(429, f"more than {per_minute} requests a minute; retry after {retry_after} s",
-                              type="rate-limited", headers={**headers, "Retry-After": retry_after})
+            problem = Problem(
+                429,
+                f"more than {per_minute} requests a minute; retry after {retry_after} s",
+                type="rate-limited",
+                headers={**headers, "Retry-After": retry_after},
+            )
             await problem_response(request, problem)(scope, receive, send)
             return
 

@@ -96,8 +96,12 @@ class Replica:
 
     def quarantine(self, reason: str) -> None:
         if self.healthy:
-            log.warning("replica quarantined", replica=self.address.name, reason=reason,
-                        seconds=self.settings.replica_quarantine_seconds)
+            log.warning(
+                "replica quarantined",
+                replica=self.address.name,
+                reason=reason,
+                seconds=self.settings.replica_quarantine_seconds,
+            )
         self.healthy = False
         self.error = reason
         self.quarantined_until = time.monotonic() + self.settings.replica_quarantine_seconds

@@ -83,12 +83,21 @@ class BoundedHttpProtocol(HttpToolsProtocol):
             super().send_400_response(msg)
             return
         self.logger.warning("Request head refused: %s.", self._refusal)
-        body = json.dumps({"type": PROBLEM_TYPE_BASE + "request-header-too-large", "status": TOO_LARGE,
-                           "title": "Request Header Fields Too Large", "detail": self._refusal}).encode()
+        body = json.dumps(
+            {
+                "type": PROBLEM_TYPE_BASE + "request-header-too-large",
+                "status": TOO_LARGE,
+                "title": "Request Header Fields Too Large",
+                "detail": self._refusal,
+            }
+        ).encode()
         head = [STATUS_LINE[TOO_LARGE]]
         head += [name + b": " + value + b"\r\n" for name, value in self.server_state.default_headers]
-        head += [b"content-type: application/problem+json\r\n", b"content-length: %d\r\n" % len(body),
-                 b"connection: close\r\n\r\n"]
+        head += [
+            b"content-type: application/problem+json\r\n",
+            b"content-length: %d\r\n" % len(body),
+            b"connection: close\r\n\r\n",
+        ]
         self.transport.write(b"".join(head) + body)
         self.transport.close()
 

@@ -43,8 +43,12 @@ class RequestObserver:
                 metrics.http_request(method, _route(scope), code, time.perf_counter() - started)
             await send(message)
 
-        with tracing.span(method, parent=incoming, kind=trace.SpanKind.SERVER,
-                          attributes={"http.request.method": method, "url.path": scope["path"]}) as span:
+        with tracing.span(
+            method,
+            parent=incoming,
+            kind=trace.SpanKind.SERVER,
+            attributes={"http.request.method": method, "url.path": scope["path"]},
+        ) as span:
             try:
                 await self.app(scope, receive, observed_send)
             finally:

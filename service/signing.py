@@ -49,8 +49,11 @@ async def load_secrets(conn: asyncpg.Connection, name: str = SIGNING_SECRET) -> 
     query = "SELECT current, previous FROM service_secrets WHERE name = $1"
     row = await conn.fetchrow(query, name)
     if row is None:
-        await conn.execute("INSERT INTO service_secrets (name, current) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
-                           name, secrets.token_bytes(32))
+        await conn.execute(
+            "INSERT INTO service_secrets (name, current) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+            name,
+            secrets.token_bytes(32),
+        )
         row = await conn.fetchrow(query, name)
         assert row is not None  # inserted above, or by whoever won the race
     return [row["current"]] + ([row["previous"]] if row["previous"] else [])
@@ -59,8 +62,11 @@ async def load_secrets(conn: asyncpg.Connection, name: str = SIGNING_SECRET) -> 
 async def rotate_secret(conn: asyncpg.Connection, name: str = SIGNING_SECRET) -> None:
     """A new secret `name`; the one it replaces stays valid for verification until the next rotation."""
     await load_secrets(conn, name)
-    await conn.execute("UPDATE service_secrets SET previous = current, current = $2, rotated_at = now()"
-                       " WHERE name = $1", name, secrets.token_bytes(32))
+    await conn.execute(
+        "UPDATE service_secrets SET previous = current, current = $2, rotated_at = now() WHERE name = $1",
+        name,
+        secrets.token_bytes(32),
+    )
 
 
 class Signer:

@@ -82,8 +82,15 @@ async def submit(request: Request, tenant: Tenant, read: Reader, *, kind: KindSp
                 raise Problem(422, "the job this Idempotency-Key created no longer exists", type="idempotency-mismatch")
             return accepted(created, replayed=True)
         created, queued_before = await record_job(
-            state.inserts, state.backlog, state.settings, tenant.id, job_id, spec, kind=kind,
-            traceparent=tracing.traceparent_for_job(request.headers.get("traceparent")), idempotency_key=key,
+            state.inserts,
+            state.backlog,
+            state.settings,
+            tenant.id,
+            job_id,
+            spec,
+            kind=kind,
+            traceparent=tracing.traceparent_for_job(request.headers.get("traceparent")),
+            idempotency_key=key,
         )
     finally:
         if prior is not None or created is None:
@@ -118,10 +125,23 @@ async def record_job(
     quota = settings.tenant_max_queued_jobs
     queued_before = await backlog.admit(tenant_id, quota)
     if queued_before is None:
-        raise Problem(429, f"this tenant already has {quota} queued jobs; retry when some have run",
-                      type="quota-exceeded", headers={"Retry-After": "30"})
-    job = new_job(kind, tenant_id, job_id=job_id, priority=spec.priority, payload=spec.payload,
-                  metadata=spec.metadata, callback_url=spec.callback_url, run_at=spec.run_at, traceparent=traceparent)
+        raise Problem(
+            429,
+            f"this tenant already has {quota} queued jobs; retry when some have run",
+            type="quota-exceeded",
+            headers={"Retry-After": "30"},
+        )
+    job = new_job(
+        kind,
+        tenant_id,
+        job_id=job_id,
+        priority=spec.priority,
+        payload=spec.payload,
+        metadata=spec.metadata,
+        callback_url=spec.callback_url,
+        run_at=spec.run_at,
+        traceparent=traceparent,
+    )
     try:
         if idempotency_key is None:
             created = await inserts.insert(job)
@@ -139,8 +159,12 @@ async def hand_off(enqueuer: queue.Enqueuer, job: asyncpg.Record, *, backlog: in
     """Give a recorded job to arq (behind `backlog` queued jobs of its tenant, for fairness);
     if Redis is down the reconciler does it later."""
     return await enqueuer.enqueue(
-        job_id=str(job["id"]), kind=job["kind"], queue=job["queue"],
-        priority=job["priority"], run_at=job["run_at"], backlog=backlog,
+        job_id=str(job["id"]),
+        kind=job["kind"],
+        queue=job["queue"],
+        priority=job["priority"],
+        run_at=job["run_at"],
+        backlog=backlog,
     )
 
 
@@ -150,7 +174,11 @@ def input_key(tenant_id: uuid.UUID, job_id: uuid.UUID) -> str:
 
 
 async def submit_upload(
-    request: Request, *, kind: KindSpec, accept: frozenset[str], check_callback: CallbackCheck,
+    request: Request,
+    *,
+    kind: KindSpec,
+    accept: frozenset[str],
+    check_callback: CallbackCheck,
     parse_fields: FieldParser | None = None,
 ) -> JSONResponse:
     """A route that takes one file for a job of `kind`: stream it to storage (judged from
@@ -172,8 +200,13 @@ async def submit_upload(
                 discard=lambda: storage.delete(key),
             )
             spec.payload = {
-                "input": {"key": key, "size": upload.size, "sha256": upload.sha256,
-                          "content_type": upload.content_type, "filename": upload.filename},
+                "input": {
+                    "key": key,
+                    "size": upload.size,
+                    "sha256": upload.sha256,
+                    "content_type": upload.content_type,
+                    "filename": upload.filename,
+                },
                 **(parse_fields(fields) if parse_fields else {}),
             }
             if spec.callback_url:
@@ -184,4 +217,3 @@ async def submit_upload(
         return spec
 
     return await submit(request, tenant, read, kind=kind)
-

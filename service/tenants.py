@@ -50,7 +50,9 @@ async def create_api_key(conn: asyncpg.Connection, tenant: Tenant) -> str:
     key = KEY_PREFIX + secrets.token_urlsafe(32)
     await conn.execute(
         "INSERT INTO api_keys (tenant_id, prefix, key_hash) VALUES ($1, $2, $3)",
-        tenant.id, key[:12], hash_key(key),
+        tenant.id,
+        key[:12],
+        hash_key(key),
     )
     return key
 
@@ -69,7 +71,8 @@ async def revoke_api_key(conn: asyncpg.Connection, tenant: Tenant, prefix: str) 
     """Revoke the tenant's keys starting with `prefix` (the first 12 characters shown by list)."""
     result = await conn.execute(
         "UPDATE api_keys SET revoked_at = now() WHERE tenant_id = $1 AND prefix = $2 AND revoked_at IS NULL",
-        tenant.id, prefix[:12],
+        tenant.id,
+        prefix[:12],
     )
     return int(result.split()[-1])
 
@@ -106,5 +109,6 @@ async def webhook_secrets(conn: asyncpg.Connection, tenant_id: uuid.UUID) -> lis
                                                   THEN ARRAY[$2] ELSE webhook_secrets END
         WHERE id = $1 RETURNING webhook_secrets
         """,
-        tenant_id, new_webhook_secret(),
+        tenant_id,
+        new_webhook_secret(),
     )

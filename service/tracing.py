@@ -95,8 +95,13 @@ def traceparent_for_job(incoming: str | None) -> str | None:
 
 
 @contextlib.contextmanager
-def span(name: str, *, parent: str | None = None, kind: trace.SpanKind = trace.SpanKind.INTERNAL,
-         attributes: dict[str, str | int | float] | None = None) -> Iterator[trace.Span]:
+def span(
+    name: str,
+    *,
+    parent: str | None = None,
+    kind: trace.SpanKind = trace.SpanKind.INTERNAL,
+    attributes: dict[str, str | int | float] | None = None,
+) -> Iterator[trace.Span]:
     """A span around a block, as a child of the current span or of `parent` (a traceparent)."""
     with _tracer.start_as_current_span(name, context=extract(parent), kind=kind, attributes=attributes) as current:
         yield current

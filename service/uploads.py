@@ -84,9 +84,7 @@ class _Parts:
         }
 
 
-async def receive_upload(
-    request: Request, storage: Storage, *, key: str, limit: int, accept: frozenset[str]
-) -> Upload:
+async def receive_upload(request: Request, storage: Storage, *, key: str, limit: int, accept: frozenset[str]) -> Upload:
     content_type, options = parse_options_header(request.headers.get("content-type", ""))
     if content_type != b"multipart/form-data" or not options.get(b"boundary"):
         raise Problem(415, "send the file as multipart/form-data", type="unsupported-media-type")
@@ -173,8 +171,12 @@ class _State:
     async def _field_data(self, data: bytes) -> None:
         self.value += data
         if len(self.value) > MAX_FIELD_BYTES:
-            raise Problem(413, f"field {self.part_name!r} is larger than {MAX_FIELD_BYTES} bytes "
-                               f"(if it is the file, send it in a part named 'file')", type="payload-too-large")
+            raise Problem(
+                413,
+                f"field {self.part_name!r} is larger than {MAX_FIELD_BYTES} bytes "
+                f"(if it is the file, send it in a part named 'file')",
+                type="payload-too-large",
+            )
 
     async def _end_field(self) -> None:
         if len(self.fields) >= MAX_FIELDS:

@@ -196,7 +196,12 @@ def parse_json(model: type[Model], body: bytes) -> Model:
             raise Problem(400, f"the body is not valid JSON: {errors[0]['msg']}", type="bad-request") from None
         reported = [{"field": field_path(error["loc"]), "message": error["msg"]} for error in errors]
         first = reported[0]
-        raise Problem(422, f"{first['field']}: {first['message']}", type="invalid-field", field=first["field"],
-                      errors=reported[:MAX_REPORTED_ERRORS]) from None
+        raise Problem(
+            422,
+            f"{first['field']}: {first['message']}",
+            type="invalid-field",
+            field=first["field"],
+            errors=reported[:MAX_REPORTED_ERRORS],
+        ) from None
     check_storable(parsed.model_dump())
     return parsed

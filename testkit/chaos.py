@@ -44,15 +44,21 @@ async def _fetch(database_url: str, query: str, job_ids: list[str]) -> list[asyn
 
 
 async def job_rows(database_url: str, job_ids: list[str]) -> dict[str, asyncpg.Record]:
-    rows = await _fetch(database_url, "SELECT id::text, status, attempts, worker_id, error, result::text FROM jobs "
-                                      "WHERE id = ANY($1::uuid[])", job_ids)
+    rows = await _fetch(
+        database_url,
+        "SELECT id::text, status, attempts, worker_id, error, result::text FROM jobs WHERE id = ANY($1::uuid[])",
+        job_ids,
+    )
     return {row["id"]: row for row in rows}
 
 
 async def stage_rows(database_url: str, job_ids: list[str]) -> dict[tuple[str, str], asyncpg.Record]:
     """(job, stage) → its row; `attempt` is the attempt that last started (and finished) it."""
-    rows = await _fetch(database_url, "SELECT job_id::text, name, status, attempt FROM job_stages "
-                                      "WHERE job_id = ANY($1::uuid[])", job_ids)
+    rows = await _fetch(
+        database_url,
+        "SELECT job_id::text, name, status, attempt FROM job_stages WHERE job_id = ANY($1::uuid[])",
+        job_ids,
+    )
     return {(row["job_id"], row["name"]): row for row in rows}
 
 

@@ -87,8 +87,16 @@ def render(document: CorpusDocument) -> bytes:
 
 
 def _block(
-    pdf: FPDF, text: str, *, x: float = 10, width: float = 190, y: float | None = None, size: int = 11,
-    align: str = "L", bold: bool = False, until_blank: bool = False,
+    pdf: FPDF,
+    text: str,
+    *,
+    x: float = 10,
+    width: float = 190,
+    y: float | None = None,
+    size: int = 11,
+    align: str = "L",
+    bold: bool = False,
+    until_blank: bool = False,
 ) -> None:
     if y is not None:
         pdf.set_y(y)

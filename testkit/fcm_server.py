@@ -16,7 +16,18 @@ from starlette.routing import Route
 from .fake_provider import FakeProvider
 
 TOKEN = re.compile(r"^[A-Za-z0-9_:\-]{8,4096}$")
-MESSAGE_FIELDS = {"token", "topic", "condition", "notification", "data", "android", "apns", "webpush", "fcm_options", "name"}
+MESSAGE_FIELDS = {
+    "token",
+    "topic",
+    "condition",
+    "notification",
+    "data",
+    "android",
+    "apns",
+    "webpush",
+    "fcm_options",
+    "name",
+}
 
 
 def fcm_error(http_status: int, status: str, message: str, error_code: str | None = None) -> dict:
@@ -43,9 +54,19 @@ class FcmServer(FakeProvider):
             return JSONResponse(fcm_error(400, "INVALID_ARGUMENT", message, "INVALID_ARGUMENT"), status_code=400)
 
         if request.headers.get("authorization") != f"Bearer {self.access_token}":
-            return JSONResponse(fcm_error(401, "UNAUTHENTICATED", "Request had invalid authentication credentials. Expected OAuth 2 access token."), status_code=401)
+            return JSONResponse(
+                fcm_error(
+                    401,
+                    "UNAUTHENTICATED",
+                    "Request had invalid authentication credentials. Expected OAuth 2 access token.",
+                ),
+                status_code=401,
+            )
         if request.path_params["project"] != self.project_id:
-            return JSONResponse(fcm_error(403, "PERMISSION_DENIED", "Permission 'cloudmessaging.messages.create' denied on resource"), status_code=403)
+            return JSONResponse(
+                fcm_error(403, "PERMISSION_DENIED", "Permission 'cloudmessaging.messages.create' denied on resource"),
+                status_code=403,
+            )
         if fault := self.take_fault():
             return fault
         try:
@@ -63,9 +84,13 @@ class FcmServer(FakeProvider):
         if not isinstance(token, str) or not TOKEN.match(token):
             return invalid("The registration token is not a valid FCM registration token")
         if token in self.unregistered:
-            return JSONResponse(fcm_error(404, "NOT_FOUND", "Requested entity was not found.", "UNREGISTERED"), status_code=404)
+            return JSONResponse(
+                fcm_error(404, "NOT_FOUND", "Requested entity was not found.", "UNREGISTERED"), status_code=404
+            )
         notification = message.get("notification", {})
-        if not isinstance(notification, dict) or not all(isinstance(notification.get(k, ""), str) for k in ("title", "body")):
+        if not isinstance(notification, dict) or not all(
+            isinstance(notification.get(k, ""), str) for k in ("title", "body")
+        ):
             return invalid("Invalid value at 'message.notification'")
         data = message.get("data", {})
         if not isinstance(data, dict) or not all(isinstance(value, str) for value in data.values()):

@@ -94,13 +94,17 @@ class LLMServers(Served):
             return _openai_error(400, "Invalid schema for response_format.", "invalid_request_error", None)
         fault = await self._arrive("openai", body)
         if fault and fault.kind == "rate_limited":
-            headers = {k: v for k, v in (("retry-after", fault.retry_after), ("retry-after-ms", fault.retry_after_ms)) if v}
+            headers = {
+                k: v for k, v in (("retry-after", fault.retry_after), ("retry-after-ms", fault.retry_after_ms)) if v
+            }
             return _openai_error(429, "Rate limit reached for requests.", "requests", "rate_limit_exceeded", headers)
         if fault and fault.kind == "quota":
             message = "You exceeded your current quota, please check your plan and billing details."
             return _openai_error(429, message, "insufficient_quota", "insufficient_quota")
         if fault and fault.kind == "server_error":
-            return _openai_error(fault.status, "The server had an error while processing your request.", "server_error", None)
+            return _openai_error(
+                fault.status, "The server had an error while processing your request.", "server_error", None
+            )
         text = body["messages"][-1]["content"]
         content, finish = _answer(text, body.get("max_tokens"), fault)
         return JSONResponse(
@@ -117,7 +121,10 @@ class LLMServers(Served):
                         "logprobs": None,
                     }
                 ],
-                "usage": {"prompt_tokens": len(text) // CHARS_PER_TOKEN, "completion_tokens": len(content) // CHARS_PER_TOKEN},
+                "usage": {
+                    "prompt_tokens": len(text) // CHARS_PER_TOKEN,
+                    "completion_tokens": len(content) // CHARS_PER_TOKEN,
+                },
             }
         )
 
@@ -132,12 +139,18 @@ class LLMServers(Served):
             return _gemini_error(400, "responseSchema requires responseMimeType application/json", "INVALID_ARGUMENT")
         fault = await self._arrive("gemini", body)
         if fault and fault.kind in ("rate_limited", "quota"):
-            quota = "GenerateRequestsPerDayPerProjectPerModel-FreeTier" if fault.kind == "quota" else "GenerateRequestsPerMinutePerProjectPerModel"
+            quota = (
+                "GenerateRequestsPerDayPerProjectPerModel-FreeTier"
+                if fault.kind == "quota"
+                else "GenerateRequestsPerMinutePerProjectPerModel"
+            )
             details: list[dict[str, Any]] = [
                 {"@type": "type.googleapis.com/google.rpc.QuotaFailure", "violations": [{"quotaId": quota}]}
             ]
             if fault.retry_after:
-                details.append({"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": f"{fault.retry_after}s"})
+                details.append(
+                    {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": f"{fault.retry_after}s"}
+                )
             return _gemini_error(429, "You exceeded your current quota.", "RESOURCE_EXHAUSTED", details)
         if fault and fault.kind == "server_error":
             return _gemini_error(fault.status, "The model is overloaded. Please try again later.", "UNAVAILABLE")
@@ -168,7 +181,9 @@ def _answer(text: str, max_tokens: int | None, fault: Fault | None) -> tuple[str
 
 
 def _strict(schema: dict[str, Any]) -> bool:
-    return schema.get("additionalProperties") is False and set(schema.get("required", [])) == set(schema.get("properties", {}))
+    return schema.get("additionalProperties") is False and set(schema.get("required", [])) == set(
+        schema.get("properties", {})
+    )
 
 
 def _openai_error(status: int, message: str, type: str, code: str | None, headers: dict[str, str] | None = None):
@@ -181,4 +196,3 @@ def _gemini_error(status: int, message: str, status_name: str, details: list[dic
     if details:
         error["details"] = details
     return JSONResponse({"error": error}, status_code=status)
-

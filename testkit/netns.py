@@ -29,8 +29,11 @@ class NetNamespace:
             _ip("link", "set", self.peer_link, "netns", self.name)
             _ip("addr", "add", f"{self.host_address}/30", "dev", self.host_link)
             _ip("link", "set", self.host_link, "up")
-            for command in (("addr", "add", f"{self.peer_address}/30", "dev", self.peer_link),
-                            ("link", "set", self.peer_link, "up"), ("link", "set", "lo", "up")):
+            for command in (
+                ("addr", "add", f"{self.peer_address}/30", "dev", self.peer_link),
+                ("link", "set", self.peer_link, "up"),
+                ("link", "set", "lo", "up"),
+            ):
                 _ip("netns", "exec", self.name, "ip", *command)
         except BaseException:
             self.delete()
@@ -50,10 +53,15 @@ class NetNamespace:
         _ip("netns", "exec", self.name, "ip", "neigh", "flush", "dev", self.peer_link)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            peer = subprocess.run(["ip", "netns", "exec", self.name, "ip", "-o", "link", "show", self.peer_link],
-                                  capture_output=True, text=True, timeout=10).stdout
-            host = subprocess.run(["ip", "-o", "link", "show", self.host_link],
-                                  capture_output=True, text=True, timeout=10).stdout
+            peer = subprocess.run(
+                ["ip", "netns", "exec", self.name, "ip", "-o", "link", "show", self.peer_link],
+                capture_output=True,
+                text=True,
+                timeout=10,
+            ).stdout
+            host = subprocess.run(
+                ["ip", "-o", "link", "show", self.host_link], capture_output=True, text=True, timeout=10
+            ).stdout
             if "LOWER_UP" in peer and "LOWER_UP" in host:
                 return
             time.sleep(0.05)

@@ -18,7 +18,9 @@ def errors(status: int, *messages: str) -> JSONResponse:
 
 
 class OneSignalServer(FakeProvider):
-    def __init__(self, app_id: str = "5eb5a37e-b458-11e3-ac11-000c2940e62c", api_key: str = "os_v2_app_test_key") -> None:
+    def __init__(
+        self, app_id: str = "5eb5a37e-b458-11e3-ac11-000c2940e62c", api_key: str = "os_v2_app_test_key"
+    ) -> None:
         self.app_id = app_id
         self.api_key = api_key
         self.subscriptions: set[str] = set()
@@ -28,7 +30,9 @@ class OneSignalServer(FakeProvider):
     async def create(self, request: Request) -> JSONResponse:
         scheme, _, key = request.headers.get("authorization", "").partition(" ")
         if scheme not in ("Key", "Basic") or key != self.api_key:
-            return errors(403, "Access denied.  Please include an 'Authorization: Key' header with a valid REST API key.")
+            return errors(
+                403, "Access denied.  Please include an 'Authorization: Key' header with a valid REST API key."
+            )
         if fault := self.take_fault():
             return fault
         try:
@@ -53,7 +57,9 @@ class OneSignalServer(FakeProvider):
                 return errors(400, "target_channel is required with include_aliases")
             targets, known = body["include_aliases"].get("external_id", []), self.external_ids
         else:
-            return errors(400, "You must include which players, segments, or tags you wish to send this notification to.")
+            return errors(
+                400, "You must include which players, segments, or tags you wish to send this notification to."
+            )
         if not isinstance(targets, list) or not targets:
             return errors(400, "Recipients must be a non-empty list")
         reached = [target for target in targets if target in known]
@@ -62,5 +68,9 @@ class OneSignalServer(FakeProvider):
         notification_id = str(uuid.uuid4())
         reply = {"id": notification_id, "external_id": None}
         if len(reached) < len(targets):
-            reply["errors"] = {"invalid_aliases" if known is self.external_ids else "invalid_player_ids": [t for t in targets if t not in known]}
+            reply["errors"] = {
+                "invalid_aliases" if known is self.external_ids else "invalid_player_ids": [
+                    t for t in targets if t not in known
+                ]
+            }
         return self.replay_or_record(key, {"id": notification_id, **body}, JSONResponse(reply))

@@ -22,8 +22,7 @@ def _as_postgres(*command: str) -> None:
 
 
 class PgCluster:
-    def __init__(self, port: int, *, listen: tuple[str, ...] = ("127.0.0.1",),
-                 trust: tuple[str, ...] = ()) -> None:
+    def __init__(self, port: int, *, listen: tuple[str, ...] = ("127.0.0.1",), trust: tuple[str, ...] = ()) -> None:
         self.port = port
         self.listen = listen
         self.trust = trust  # extra CIDRs allowed in without a password

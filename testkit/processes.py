@@ -25,10 +25,24 @@ from .net import free_port, wait_for_port
 ROOT = Path(__file__).resolve().parents[1]
 CHAOS_WORKER = "testkit.chaos_worker.WorkerSettings"
 _SETTINGS_PASSED = (
-    "database_url", "redis_url", "storage_url", "s3_endpoint_url", "queue_name", "worker_max_jobs",
-    "worker_poll_delay", "worker_heartbeat_seconds", "worker_dead_after_seconds", "reconcile_after_seconds",
-    "callback_allowed_hosts", "db_connect_timeout", "db_statement_timeout", "log_json", "log_level",
-    "max_upload_bytes", "rate_limit_per_minute", "tenant_max_queued_jobs",
+    "database_url",
+    "redis_url",
+    "storage_url",
+    "s3_endpoint_url",
+    "queue_name",
+    "worker_max_jobs",
+    "worker_poll_delay",
+    "worker_heartbeat_seconds",
+    "worker_dead_after_seconds",
+    "reconcile_after_seconds",
+    "callback_allowed_hosts",
+    "db_connect_timeout",
+    "db_statement_timeout",
+    "log_json",
+    "log_level",
+    "max_upload_bytes",
+    "rate_limit_per_minute",
+    "tenant_max_queued_jobs",
 )
 
 
@@ -100,8 +114,9 @@ class Process:
 
 
 class WorkerProcess(Process):
-    def __init__(self, env: dict[str, str], log_path: Path, *, netns: str | None = None,
-                 settings_path: str = CHAOS_WORKER) -> None:
+    def __init__(
+        self, env: dict[str, str], log_path: Path, *, netns: str | None = None, settings_path: str = CHAOS_WORKER
+    ) -> None:
         super().__init__(env, log_path, netns=netns)
         self.settings_path = settings_path
 
@@ -122,9 +137,22 @@ class ApiProcess(Process):
         return f"http://127.0.0.1:{self.port}"
 
     def command(self) -> list[str]:
-        return [sys.executable, "-m", "uvicorn", "service.app:app", "--host", "127.0.0.1", "--port", str(self.port),
-                "--http", "service.request_heads:BoundedHttpProtocol",
-                "--timeout-graceful-shutdown", str(self.grace_seconds), "--log-level", "warning"]
+        return [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "service.app:app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--http",
+            "service.request_heads:BoundedHttpProtocol",
+            "--timeout-graceful-shutdown",
+            str(self.grace_seconds),
+            "--log-level",
+            "warning",
+        ]
 
     def start(self) -> ApiProcess:
         super().start()

@@ -38,8 +38,13 @@ full_page_writes = off
 
 
 def _as_postgres(*args: str | Path) -> None:
-    subprocess.run(["runuser", "-u", USER, "--", *map(str, args)], check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=120)
+    subprocess.run(
+        ["runuser", "-u", USER, "--", *map(str, args)],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        timeout=120,
+    )
 
 
 class Cluster:
@@ -100,8 +105,22 @@ class StreamingReplica:
         _as_postgres(BIN / "initdb", "-D", self.primary.dir, "-U", USER, "--auth=trust", "-N")
         self.primary.configure()
         self.primary.start()
-        _as_postgres(BIN / "pg_basebackup", "-h", "127.0.0.1", "-p", self.primary.port, "-U", USER,
-                     "-D", self.replica.dir, "-R", "-X", "stream", "-c", "fast")
+        _as_postgres(
+            BIN / "pg_basebackup",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            self.primary.port,
+            "-U",
+            USER,
+            "-D",
+            self.replica.dir,
+            "-R",
+            "-X",
+            "stream",
+            "-c",
+            "fast",
+        )
         self.replica.configure()
         self.replica.start()
 

@@ -11,13 +11,21 @@ from .net import free_port
 
 
 class ServedApp:
-    def __init__(self, app, *, host: str = "127.0.0.1", ssl_certfile: str | None = None, ssl_keyfile: str | None = None) -> None:
+    def __init__(
+        self, app, *, host: str = "127.0.0.1", ssl_certfile: str | None = None, ssl_keyfile: str | None = None
+    ) -> None:
         self.host = host
         self.port = free_port()
         self.scheme = "https" if ssl_certfile else "http"
         config = uvicorn.Config(
-            app, host=host, port=self.port, log_level="warning", lifespan="off",
-            ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile, timeout_graceful_shutdown=1,
+            app,
+            host=host,
+            port=self.port,
+            log_level="warning",
+            lifespan="off",
+            ssl_certfile=ssl_certfile,
+            ssl_keyfile=ssl_keyfile,
+            timeout_graceful_shutdown=1,
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)

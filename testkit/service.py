@@ -149,8 +149,9 @@ async def _value(result):
     return await result if inspect.isawaitable(result) else result
 
 
-async def wait_for_job(http: httpx.AsyncClient, job_id: str, statuses=("succeeded", "failed", "cancelled"),
-                       timeout: float = 60.0) -> dict:
+async def wait_for_job(
+    http: httpx.AsyncClient, job_id: str, statuses=("succeeded", "failed", "cancelled"), timeout: float = 60.0
+) -> dict:
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
         response = await http.get(f"/v1/jobs/{job_id}")

@@ -16,8 +16,14 @@ class Stream:
     ended: bool = False  # the server closed the stream
 
 
-async def read_stream(http: httpx.AsyncClient, url: str, *, headers: dict | None = None,
-                      max_events: int | None = None, min_comments: int = 0) -> Stream:
+async def read_stream(
+    http: httpx.AsyncClient,
+    url: str,
+    *,
+    headers: dict | None = None,
+    max_events: int | None = None,
+    min_comments: int = 0,
+) -> Stream:
     """Read until the server ends the stream, or `max_events` events and `min_comments`
     comments have arrived (then hang up)."""
     async with http.stream("GET", url, headers=headers) as response:
@@ -38,8 +44,7 @@ async def read_stream(http: httpx.AsyncClient, url: str, *, headers: dict | None
             else:
                 name, _, value = line.partition(":")
                 event[name] = value[1:] if value.startswith(" ") else value
-            if (max_events is not None and len(stream.events) >= max_events
-                    and len(stream.comments) >= min_comments):
+            if max_events is not None and len(stream.events) >= max_events and len(stream.comments) >= min_comments:
                 return stream
         stream.ended = True
         return stream

@@ -29,10 +29,14 @@ class TelemetryReceiver(Served):
         self.sentry_items: list[tuple[dict, dict]] = []  # (item header, payload)
         self.sentry_auth: list[str] = []
         self._lock = threading.Lock()
-        self.served = ServedApp(Starlette(routes=[
-            Route("/v1/traces", self._traces, methods=["POST"]),
-            Route("/api/{project}/envelope/", self._envelope, methods=["POST"]),
-        ]))
+        self.served = ServedApp(
+            Starlette(
+                routes=[
+                    Route("/v1/traces", self._traces, methods=["POST"]),
+                    Route("/api/{project}/envelope/", self._envelope, methods=["POST"]),
+                ]
+            )
+        )
 
     async def _traces(self, request: Request) -> Response:
         body = await request.body()
@@ -41,15 +45,26 @@ class TelemetryReceiver(Served):
         export = ExportTraceServiceRequest.FromString(body)
         with self._lock:
             for resource_spans in export.resource_spans:
-                service = next((attribute.value.string_value for attribute in resource_spans.resource.attributes
-                                if attribute.key == "service.name"), None)
+                service = next(
+                    (
+                        attribute.value.string_value
+                        for attribute in resource_spans.resource.attributes
+                        if attribute.key == "service.name"
+                    ),
+                    None,
+                )
                 for scope_spans in resource_spans.scope_spans:
                     for span in scope_spans.spans:
-                        self.spans.append({
-                            "name": span.name, "service": service, "trace_id": span.trace_id.hex(),
-                            "span_id": span.span_id.hex(), "parent_id": span.parent_span_id.hex() or None,
-                            "attributes": {attribute.key: attribute.value for attribute in span.attributes},
-                        })
+                        self.spans.append(
+                            {
+                                "name": span.name,
+                                "service": service,
+                                "trace_id": span.trace_id.hex(),
+                                "span_id": span.span_id.hex(),
+                                "parent_id": span.parent_span_id.hex() or None,
+                                "attributes": {attribute.key: attribute.value for attribute in span.attributes},
+                            }
+                        )
         return Response(ExportTraceServiceResponse().SerializeToString(), media_type="application/x-protobuf")
 
     async def _envelope(self, request: Request) -> JSONResponse:

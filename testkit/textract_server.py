@@ -77,7 +77,9 @@ class Job:
 
 
 class TextractServer(Served):
-    def __init__(self, s3_endpoint_url: str, *, in_progress_seconds: float = 0.0, sns_endpoint_url: str | None = None) -> None:
+    def __init__(
+        self, s3_endpoint_url: str, *, in_progress_seconds: float = 0.0, sns_endpoint_url: str | None = None
+    ) -> None:
         self.s3 = boto3.client("s3", endpoint_url=s3_endpoint_url)
         self.sns = boto3.client("sns", endpoint_url=sns_endpoint_url or s3_endpoint_url)
         self.in_progress_seconds = in_progress_seconds
@@ -213,7 +215,9 @@ class TextractServer(Served):
             await asyncio.sleep(max(0.0, job.ready_at - time.monotonic()))  # when Get says it is done
             location = job.request["DocumentLocation"]["S3Object"]
             notice = {
-                "JobId": job_id, "Status": job.status, "API": "StartDocumentTextDetection",
+                "JobId": job_id,
+                "Status": job.status,
+                "API": "StartDocumentTextDetection",
                 "Timestamp": int(time.time() * 1000),
                 "DocumentLocation": {"S3ObjectName": location["Name"], "S3Bucket": location["Bucket"]},
             }
@@ -279,8 +283,13 @@ def _png(image: Image.Image) -> bytes:
 async def _ocr_blocks(png: bytes, page_number: int) -> list[dict[str, Any]]:
     """PAGE, LINE and WORD blocks from tesseract's TSV output for one page."""
     process = await asyncio.create_subprocess_exec(
-        "tesseract", "stdin", "stdout", "tsv",
-        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+        "tesseract",
+        "stdin",
+        "stdout",
+        "tsv",
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
     )
     output, _ = await process.communicate(png)
     rows = [line.split("\t") for line in output.decode().splitlines()[1:]]
@@ -320,8 +329,10 @@ def _block(kind: str, page: int, text: str | None, confidence: float | None, box
         "Geometry": {
             "BoundingBox": {"Width": w, "Height": h, "Left": left, "Top": top},
             "Polygon": [
-                {"X": left, "Y": top}, {"X": left + w, "Y": top},
-                {"X": left + w, "Y": top + h}, {"X": left, "Y": top + h},
+                {"X": left, "Y": top},
+                {"X": left + w, "Y": top},
+                {"X": left + w, "Y": top + h},
+                {"X": left, "Y": top + h},
             ],
         },
         "_box": box,

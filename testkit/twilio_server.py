@@ -16,12 +16,21 @@ E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 
 
 def twilio_error(status: int, code: int, message: str) -> dict:
-    return {"code": code, "message": message, "more_info": f"https://www.twilio.com/docs/errors/{code}", "status": status}
+    return {
+        "code": code,
+        "message": message,
+        "more_info": f"https://www.twilio.com/docs/errors/{code}",
+        "status": status,
+    }
 
 
 class TwilioServer(FakeProvider):
-    def __init__(self, account_sid: str = "AC" + "0" * 31 + "1", auth_token: str = "twilio-test-token",
-                 numbers: tuple[str, ...] = ("+15005550006",)) -> None:
+    def __init__(
+        self,
+        account_sid: str = "AC" + "0" * 31 + "1",
+        auth_token: str = "twilio-test-token",
+        numbers: tuple[str, ...] = ("+15005550006",),
+    ) -> None:
         self.account_sid = account_sid
         self.auth_token = auth_token
         self.numbers = set(numbers)
@@ -54,14 +63,26 @@ class TwilioServer(FakeProvider):
         if not E164.match(to):
             return error(400, 21211, f"The 'To' number {to} is not a valid phone number.")
         if sender not in self.numbers:
-            return error(400, 21606, f"The 'From' phone number provided ({sender}) is not a valid message-capable Twilio phone number for this destination.")
+            return error(
+                400,
+                21606,
+                f"The 'From' phone number provided ({sender}) is not a valid message-capable Twilio phone number for this destination.",
+            )
         if not body:
             return error(400, 21602, "Message body is required.")
         if len(body) > 1600:
             return error(400, 21617, "The concatenated message body exceeds the 1600 character limit.")
         sid = "SM" + uuid.uuid4().hex
-        message = {"sid": sid, "account_sid": self.account_sid, "to": to, "from": sender, "body": body,
-                   "status": "queued", "num_segments": str(len(body) // 153 + 1), "direction": "outbound-api",
-                   "uri": f"/2010-04-01/Accounts/{self.account_sid}/Messages/{sid}.json"}
+        message = {
+            "sid": sid,
+            "account_sid": self.account_sid,
+            "to": to,
+            "from": sender,
+            "body": body,
+            "status": "queued",
+            "num_segments": str(len(body) // 153 + 1),
+            "direction": "outbound-api",
+            "uri": f"/2010-04-01/Accounts/{self.account_sid}/Messages/{sid}.json",
+        }
         key = request.headers.get("i-twilio-idempotency-token")
         return self.replay_or_record(key, message, JSONResponse(message, status_code=201))

@@ -45,14 +45,29 @@ def _paths(directory: Path) -> VideoSources:
 
 def _make(sources: VideoSources) -> None:
     sine = ["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"]
-    _ffmpeg("-f", "lavfi", "-i", BLACK_THEN_PATTERN, *sine, "-t", "3", *H264, "-c:a", "aac", "-shortest", str(sources.landscape))
+    _ffmpeg(
+        "-f",
+        "lavfi",
+        "-i",
+        BLACK_THEN_PATTERN,
+        *sine,
+        "-t",
+        "3",
+        *H264,
+        "-c:a",
+        "aac",
+        "-shortest",
+        str(sources.landscape),
+    )
     _ffmpeg("-i", str(sources.landscape), "-c", "copy", "-metadata:s:v", "rotate=90", str(sources.rotated))
     _ffmpeg("-f", "lavfi", "-i", "testsrc=s=854x480:r=25:d=2", *H264, str(sources.silent_480p))
     _ffmpeg("-stream_loop", "199", "-i", str(sources.landscape), "-c", "copy", str(sources.long))
     _ffmpeg(*sine, "-t", "1", "-c:a", "aac", str(sources.audio_only))
     _ffmpeg("-i", str(sources.landscape), "-c", "copy", str(sources.mov))
     _ffmpeg("-i", str(sources.landscape), "-c", "copy", str(sources.mkv))
-    _ffmpeg("-f", "lavfi", "-i", "testsrc=s=160x90:r=10:d=1", "-c:v", "libvpx", "-deadline", "realtime", str(sources.webm))
+    _ffmpeg(
+        "-f", "lavfi", "-i", "testsrc=s=160x90:r=10:d=1", "-c:v", "libvpx", "-deadline", "realtime", str(sources.webm)
+    )
     whole = sources.landscape.read_bytes()
     sources.truncated.write_bytes(whole[: len(whole) // 2])
     sources.random_bytes.write_bytes(random.Random(0).randbytes(64 * 1024))

@@ -42,7 +42,8 @@ class WebhookReceiver(Served):
         self._scripts: dict[str, deque[Reply]] = defaultdict(deque)
         app = Starlette(routes=[Route("/{path:path}", self.receive, methods=["POST", "GET"])])
         self.served = ServedApp(
-            app, host=host,
+            app,
+            host=host,
             ssl_certfile=certificate.certfile if certificate else None,
             ssl_keyfile=certificate.keyfile if certificate else None,
         )

@@ -9,11 +9,23 @@ from testkit.service import ApiServer, make_settings, new_tenant
 
 # Fixtures that start a server or a process (`video_sources` runs ffmpeg): a test using any
 # of them, directly or through another fixture, is `integration`.
-SERVER_FIXTURES = frozenset({
-    "postgres_server", "database_url", "empty_database_url", "redis_server", "s3_server",
-    "settings", "api", "tenant", "textract_server", "llm_servers", "page_readers",
-    "stage_counter", "video_sources",
-})
+SERVER_FIXTURES = frozenset(
+    {
+        "postgres_server",
+        "database_url",
+        "empty_database_url",
+        "redis_server",
+        "s3_server",
+        "settings",
+        "api",
+        "tenant",
+        "textract_server",
+        "llm_servers",
+        "page_readers",
+        "stage_counter",
+        "video_sources",
+    }
+)
 
 
 def pytest_collection_modifyitems(items):
@@ -73,8 +85,9 @@ def s3_server():
 @pytest.fixture
 def settings(database_url, redis_server, tmp_path):
     """Settings for one test: its own queue name, so tests never take each other's jobs."""
-    return make_settings(database_url, redis_server.url, tmp_path / "storage",
-                         queue_name=f"conveyor-test-{os.urandom(4).hex()}")
+    return make_settings(
+        database_url, redis_server.url, tmp_path / "storage", queue_name=f"conveyor-test-{os.urandom(4).hex()}"
+    )
 
 
 @pytest.fixture

@@ -54,8 +54,9 @@ async def _counts(database_url: str) -> list[tuple]:
 
 async def test_a_batch_is_stored_in_one_statement(api, database_url, tenant):
     tenant_id, key = tenant
-    events = [{"type": "page_view", "user_id": f"u{n}", "properties": {"path": f"/p/{n}"}, "ts": at(DAY)}
-              for n in range(500)] + [{"type": "signup"}]
+    events = [
+        {"type": "page_view", "user_id": f"u{n}", "properties": {"path": f"/p/{n}"}, "ts": at(DAY)} for n in range(500)
+    ] + [{"type": "signup"}]
     before = datetime.now(UTC)
     async with client(api.url, key) as http:
         response = await http.post("/v1/events", json={"events": events})
@@ -75,9 +76,14 @@ async def test_a_retried_batch_with_its_idempotency_key_is_stored_once(api, data
     async with client(api.url, key) as http:
         first = await http.post("/v1/events", json=batch, headers={"Idempotency-Key": "batch-7"})
         again = await http.post("/v1/events", json=batch, headers={"Idempotency-Key": "batch-7"})
-        other = await http.post("/v1/events", json={"events": [{"type": "other"}]}, headers={"Idempotency-Key": "batch-7"})
-        as_a_document = await http.post("/v1/documents", files={"file": ("a.pdf", b"%PDF-1.4\n%%EOF\n", "application/pdf")},
-                                        headers={"Idempotency-Key": "batch-7"})
+        other = await http.post(
+            "/v1/events", json={"events": [{"type": "other"}]}, headers={"Idempotency-Key": "batch-7"}
+        )
+        as_a_document = await http.post(
+            "/v1/documents",
+            files={"file": ("a.pdf", b"%PDF-1.4\n%%EOF\n", "application/pdf")},
+            headers={"Idempotency-Key": "batch-7"},
+        )
     assert first.status_code == again.status_code == 202
     assert first.json() == again.json() == {"accepted": 2}
     assert again.headers["idempotent-replayed"] == "true" and "idempotent-replayed" not in first.headers
@@ -86,18 +92,21 @@ async def test_a_retried_batch_with_its_idempotency_key_is_stored_once(api, data
     assert [row["type"] for row in await _events_of(database_url, tenant_id)].count("retried") == 2
 
 
-@pytest.mark.parametrize("events, status, field", [
-    ([{"type": "x"}] * 1001, 422, "events"),
-    ([], 422, "events"),
-    ([{"type": "x"}, {"type": "y", "ts": "2026-03-01T12:00:00"}], 422, "events[1].ts"),
-    ([{"type": "x", "ts": "yesterday"}], 422, "events[0].ts"),
-    ([{"type": "x", "ts": 1767225600}], 422, "events[0].ts"),
-    ([{"type": "x"}] * 3 + [{"type": ""}], 422, "events[3].type"),
-    ([{"type": "x", "properties": {"blob": "a" * 9000}}], 422, "events[0].properties"),
-    ([{"type": "x", "properties": [1]}], 422, "events[0].properties"),
-    ([{"type": "x", "colour": "red"}], 422, "events[0].colour"),
-    ([{"type": "x", "ts": "2999-01-01T00:00:00Z"}], 422, "events[0].ts"),
-])
+@pytest.mark.parametrize(
+    "events, status, field",
+    [
+        ([{"type": "x"}] * 1001, 422, "events"),
+        ([], 422, "events"),
+        ([{"type": "x"}, {"type": "y", "ts": "2026-03-01T12:00:00"}], 422, "events[1].ts"),
+        ([{"type": "x", "ts": "yesterday"}], 422, "events[0].ts"),
+        ([{"type": "x", "ts": 1767225600}], 422, "events[0].ts"),
+        ([{"type": "x"}] * 3 + [{"type": ""}], 422, "events[3].type"),
+        ([{"type": "x", "properties": {"blob": "a" * 9000}}], 422, "events[0].properties"),
+        ([{"type": "x", "properties": [1]}], 422, "events[0].properties"),
+        ([{"type": "x", "colour": "red"}], 422, "events[0].colour"),
+        ([{"type": "x", "ts": "2999-01-01T00:00:00Z"}], 422, "events[0].ts"),
+    ],
+)
 async def test_invalid_batches_name_the_field_and_store_nothing(api, database_url, tenant, events, status, field):
     tenant_id, key = tenant
     async with client(api.url, key) as http:
@@ -113,8 +122,9 @@ async def test_bodies_that_are_not_json_batches(api, tenant):
     async with client(api.url, tenant[1]) as http:
         broken = await http.post("/v1/events", content=b"{not json", headers={"content-type": "application/json"})
         form = await http.post("/v1/events", data={"events": "[]"})
-        huge = await http.post("/v1/events", content=b"[" + b" " * 10_000_000 + b"]",
-                               headers={"content-type": "application/json"})
+        huge = await http.post(
+            "/v1/events", content=b"[" + b" " * 10_000_000 + b"]", headers={"content-type": "application/json"}
+        )
         anonymous = await http.post("/v1/events", json={"events": [{"type": "x"}]}, headers={"authorization": ""})
     assert broken.status_code == 400 and broken.headers["content-type"] == PROBLEM
     assert form.status_code == 415
@@ -125,10 +135,12 @@ async def test_bodies_that_are_not_json_batches(api, tenant):
 async def test_aggregation_is_idempotent_and_exact(api, settings, database_url, tenant):
     tenant_id, key = tenant
     days = [DAY + timedelta(days=offset) for offset in range(3)]
-    events = ([{"type": "view", "ts": at(days[0], hour)} for hour in range(5)]
-              + [{"type": "view", "ts": at(days[1])}] * 2
-              + [{"type": "click", "ts": at(days[1], 23)}]
-              + [{"type": "click", "ts": at(days[2], 0)}])
+    events = (
+        [{"type": "view", "ts": at(days[0], hour)} for hour in range(5)]
+        + [{"type": "view", "ts": at(days[1])}] * 2
+        + [{"type": "click", "ts": at(days[1], 23)}]
+        + [{"type": "click", "ts": at(days[2], 0)}]
+    )
     async with client(api.url, key) as http:
         assert (await http.post("/v1/events", json={"events": events})).status_code == 202
     first = await _aggregate(settings, days[0], days[2])
@@ -157,8 +169,9 @@ async def test_stats_filter_by_range_and_type(api, settings, tenant):
         await http.post("/v1/events", json={"events": events})
         await _aggregate(settings, first, second)
         both = (await http.get("/v1/stats", params={"from": first.isoformat(), "to": second.isoformat()})).json()
-        buys = (await http.get("/v1/stats", params={"from": first.isoformat(), "to": second.isoformat(),
-                                                    "type": "buy"})).json()
+        buys = (
+            await http.get("/v1/stats", params={"from": first.isoformat(), "to": second.isoformat(), "type": "buy"})
+        ).json()
         one_day = (await http.get("/v1/stats", params={"from": first.isoformat(), "to": first.isoformat()})).json()
         default = await http.get("/v1/stats")
         backwards = await http.get("/v1/stats", params={"from": second.isoformat(), "to": first.isoformat()})
@@ -167,10 +180,14 @@ async def test_stats_filter_by_range_and_type(api, settings, tenant):
         year_one = await http.get("/v1/stats", params={"to": "0001-01-02"})  # no 30 days before it
         year_one_backwards = await http.get("/v1/stats", params={"from": "2000-01-01", "to": "0001-01-01"})
     assert both.pop("next_aggregation_at")  # its value: tests/test_cli_ops.py
-    assert both == {"from": first.isoformat(), "to": second.isoformat(), "items": [
-        {"day": first.isoformat(), "type": "view", "count": 3},
-        {"day": second.isoformat(), "type": "buy", "count": 2},
-    ]}
+    assert both == {
+        "from": first.isoformat(),
+        "to": second.isoformat(),
+        "items": [
+            {"day": first.isoformat(), "type": "view", "count": 3},
+            {"day": second.isoformat(), "type": "buy", "count": 2},
+        ],
+    }
     assert buys["items"] == [{"day": second.isoformat(), "type": "buy", "count": 2}]
     assert one_day["items"] == [{"day": first.isoformat(), "type": "view", "count": 3}]
     assert default.status_code == 200 and default.json()["items"] == []  # DAY is not in the last 30 days
@@ -180,8 +197,9 @@ async def test_stats_filter_by_range_and_type(api, settings, tenant):
 
 
 async def _export(http, dataset: str, first: date, last: date) -> dict:
-    response = await http.post("/v1/exports", json={"dataset": dataset, "from": first.isoformat(),
-                                                    "to": last.isoformat()})
+    response = await http.post(
+        "/v1/exports", json={"dataset": dataset, "from": first.isoformat(), "to": last.isoformat()}
+    )
     assert response.status_code == 202, response.text
     assert response.json()["kind"] == "export"
     return await wait_for_job(http, response.json()["id"], timeout=30)
@@ -204,10 +222,11 @@ async def test_exports_stream_csv_to_storage(api, settings, tenant, monkeypatch)
     monkeypatch.setattr(export, "FLUSH_ROWS", 7)  # several flushes, and a partial last one
     tenant_id, key = tenant
     first, last = DAY + timedelta(days=20), DAY + timedelta(days=21)
-    events = ([{"type": "view", "user_id": f"u{n}", "properties": {"n": n}, "ts": at(first, n % 24)}
-               for n in range(40)]
-              + [{"type": "buy", "ts": at(last, 23)}]
-              + [{"type": "outside", "ts": at(last + timedelta(days=1), 0)}])
+    events = (
+        [{"type": "view", "user_id": f"u{n}", "properties": {"n": n}, "ts": at(first, n % 24)} for n in range(40)]
+        + [{"type": "buy", "ts": at(last, 23)}]
+        + [{"type": "outside", "ts": at(last + timedelta(days=1), 0)}]
+    )
     async with client(api.url, key) as http, running_worker(settings, [EXPORT_PIPELINE]):
         await http.post("/v1/events", json={"events": events})
         await _aggregate(settings, first, last)
@@ -246,7 +265,9 @@ async def test_export_requests_are_checked(api, tenant):
         body = {"dataset": "stats", "from": "2026-01-01", "to": "2026-01-31"}
         first = await http.post("/v1/exports", json=body, headers={"Idempotency-Key": "export-1"})
         again = await http.post("/v1/exports", json=body, headers={"Idempotency-Key": "export-1"})
-        other = await http.post("/v1/exports", json={**body, "to": "2026-01-30"}, headers={"Idempotency-Key": "export-1"})
+        other = await http.post(
+            "/v1/exports", json={**body, "to": "2026-01-30"}, headers={"Idempotency-Key": "export-1"}
+        )
     assert unknown.status_code == 422 and unknown.json()["field"] == "dataset"
     assert backwards.status_code == 422 and backwards.json()["field"] == "to"
     assert too_long.status_code == 422
@@ -257,6 +278,12 @@ async def test_export_requests_are_checked(api, tenant):
 async def test_openapi_documents_the_new_paths(api):
     async with client(api.url) as http:
         paths = (await http.get("/openapi.json")).json()["paths"]
-    for path in ("/v1/events", "/v1/stats", "/v1/exports", "/v1/reminders", "/v1/reminders/{reminder_id}",
-                 "/v1/memberships/{member}"):
+    for path in (
+        "/v1/events",
+        "/v1/stats",
+        "/v1/exports",
+        "/v1/reminders",
+        "/v1/reminders/{reminder_id}",
+        "/v1/memberships/{member}",
+    ):
         assert path in paths

@@ -25,8 +25,12 @@ async def _slow(run):
 
 
 def quick_pipeline():
-    return Pipeline("document", (Stage("store", _read_input),), timeout=30,
-                    result=lambda outputs: {"bytes": outputs["store"]["size"]})
+    return Pipeline(
+        "document",
+        (Stage("store", _read_input),),
+        timeout=30,
+        result=lambda outputs: {"bytes": outputs["store"]["size"]},
+    )
 
 
 def slow_pipeline():
@@ -120,7 +124,7 @@ async def insert_jobs(settings, tenant_id: uuid.UUID, ids: list[uuid.UUID]) -> N
 
 
 def ids_starting(prefix: str, count: int) -> list[uuid.UUID]:
-    return [uuid.UUID(prefix + uuid.uuid4().hex[len(prefix):]) for _ in range(count)]
+    return [uuid.UUID(prefix + uuid.uuid4().hex[len(prefix) :]) for _ in range(count)]
 
 
 async def test_jobs_are_found_by_the_start_of_their_id_within_the_tenant(api, settings, tenant):
@@ -170,7 +174,7 @@ async def test_idempotency_in_flight_is_409(api, tenant):
     started = asyncio.Event()
 
     async def slow_body():
-        yield b"--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.pdf\"\r\n\r\n"
+        yield b'--b\r\nContent-Disposition: form-data; name="file"; filename="a.pdf"\r\n\r\n'
         yield text_pdf("slow")
         started.set()
         await asyncio.sleep(1.5)
@@ -275,8 +279,11 @@ async def _done_then_fails(run):
 
 
 def _three_stages():
-    return Pipeline("document", (Stage("store", _read_input), Stage("parse", _done_then_fails),
-                                 Stage("persist", _read_input)), timeout=30)
+    return Pipeline(
+        "document",
+        (Stage("store", _read_input), Stage("parse", _done_then_fails), Stage("persist", _read_input)),
+        timeout=30,
+    )
 
 
 async def test_failed_job_shows_what_was_done_and_skips_later_stages(api, settings, tenant):
@@ -331,8 +338,9 @@ async def test_repeated_cancel_and_retry_with_an_idempotency_key_get_the_first_a
         async with running_worker(settings, [pipeline]):
             job = (await upload(http)).json()
             assert (await wait_for_job(http, job["id"]))["status"] == "failed"
-            retries = [await http.post(f"/v1/jobs/{job['id']}/retry", headers={"Idempotency-Key": "retry-1"})
-                       for _ in range(2)]
+            retries = [
+                await http.post(f"/v1/jobs/{job['id']}/retry", headers={"Idempotency-Key": "retry-1"}) for _ in range(2)
+            ]
             assert [response.status_code for response in retries] == [202, 202]
             assert retries[1].headers["idempotent-replayed"] == "true"
             done = await wait_for_job(http, job["id"])

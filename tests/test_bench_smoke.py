@@ -21,7 +21,10 @@ SYSTEM_NAMES = ["Conveyor", "arq (default)", "arq (tuned)", "SAQ", "streaQ", "Ce
 def run_bench(*args: str, results: Path) -> list[str]:
     completed = subprocess.run(
         [sys.executable, "-m", "bench", *args, "--results", str(results)],
-        cwd=REPO, capture_output=True, text=True, timeout=240,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=240,
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
     return completed.stdout.rstrip("\n").splitlines()
@@ -47,8 +50,9 @@ def test_queue_benchmark_prints_tables_and_the_ratio_line_last(tmp_path: Path) -
 
 @pytest.mark.integration
 def test_crash_benchmark_kills_a_worker_and_reports_the_cap(tmp_path: Path) -> None:
-    lines = run_bench("crash", "--quick", "--peers", "saq,streaq", "--crash-jobs", "3", "--crash-cap", "2",
-                      results=tmp_path / "R.md")
+    lines = run_bench(
+        "crash", "--quick", "--peers", "saq,streaq", "--crash-jobs", "3", "--crash-cap", "2", results=tmp_path / "R.md"
+    )
 
     names = ("Conveyor", "SAQ", "streaQ")
     rows = {name: line for line in lines for name in names if line.startswith(f"│ {name} ")}
@@ -61,8 +65,9 @@ def test_crash_benchmark_kills_a_worker_and_reports_the_cap(tmp_path: Path) -> N
 
 @pytest.mark.integration
 def test_crash_benchmark_sees_conveyor_recover_a_killed_workers_jobs(tmp_path: Path) -> None:
-    lines = run_bench("crash", "--quick", "--peers", "arq", "--crash-jobs", "3", "--crash-cap", "20",
-                      results=tmp_path / "R.md")
+    lines = run_bench(
+        "crash", "--quick", "--peers", "arq", "--crash-jobs", "3", "--crash-cap", "20", results=tmp_path / "R.md"
+    )
 
     conveyor = next(line for line in lines if line.startswith("│ Conveyor "))
     assert "capped" not in conveyor, "\n".join(lines)
@@ -76,7 +81,9 @@ def test_latency_benchmark_offers_half_of_peak_to_conveyor_and_its_baselines(tmp
     results = tmp_path / "R.md"
     lines = run_bench("latency", "--quick", "--jobs", "50", "--latency-seconds", "1", results=results)
 
-    rows = {name: line for line in lines for name in ("Conveyor", "arq (tuned)", "SAQ") if line.startswith(f"│ {name} ")}
+    rows = {
+        name: line for line in lines for name in ("Conveyor", "arq (tuned)", "SAQ") if line.startswith(f"│ {name} ")
+    }
     assert rows.keys() == {"Conveyor", "arq (tuned)", "SAQ"}, "\n".join(lines)
     for line in rows.values():
         p50, p95, p99, worst = (float(cell.strip().replace(",", "")) for cell in line.strip("│").split("│")[1:])
@@ -122,7 +129,9 @@ def test_results_sections_are_replaced_not_duplicated(tmp_path: Path) -> None:
     path = tmp_path / "RESULTS.md"
 
     def section(value: str, name: str = "queue") -> Section:
-        return Section(name, name.title(), "python -m bench", "today", {"CPU": "2"}, [Table("t", ["System", "x"], [["a", value]])])
+        return Section(
+            name, name.title(), "python -m bench", "today", {"CPU": "2"}, [Table("t", ["System", "x"], [["a", value]])]
+        )
 
     write_section(section("first"), path)
     write_section(section("other", name="crash"), path)
@@ -148,9 +157,25 @@ def test_pipeline_benchmarks_are_registered_and_run(tmp_path: Path) -> None:
 def test_documents_benchmark_reports_makespan_against_the_ideal(tmp_path: Path) -> None:
     results = tmp_path / "R.md"
     completed = subprocess.run(
-        [sys.executable, "-m", "bench.documents", "--sizes", "3", "--repeat", "1", "--results", str(results),
-         "--textract-seconds", "0.3", "--llm-seconds", "0.1"],
-        cwd=REPO, capture_output=True, text=True, timeout=240,
+        [
+            sys.executable,
+            "-m",
+            "bench.documents",
+            "--sizes",
+            "3",
+            "--repeat",
+            "1",
+            "--results",
+            str(results),
+            "--textract-seconds",
+            "0.3",
+            "--llm-seconds",
+            "0.1",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=240,
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
     assert "one document alone (the ideal)" in completed.stdout
@@ -169,9 +194,26 @@ def test_documents_benchmark_reports_makespan_against_the_ideal(tmp_path: Path) 
 def test_documents_benchmark_with_textract_notices(tmp_path: Path) -> None:
     results = tmp_path / "R.md"
     completed = subprocess.run(
-        [sys.executable, "-m", "bench.documents", "--sizes", "2", "--repeat", "1", "--results", str(results),
-         "--textract-seconds", "0.3", "--llm-seconds", "0.1", "--textract-notices"],
-        cwd=REPO, capture_output=True, text=True, timeout=240,
+        [
+            sys.executable,
+            "-m",
+            "bench.documents",
+            "--sizes",
+            "2",
+            "--repeat",
+            "1",
+            "--results",
+            str(results),
+            "--textract-seconds",
+            "0.3",
+            "--llm-seconds",
+            "0.1",
+            "--textract-notices",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=240,
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
     written = results.read_text()

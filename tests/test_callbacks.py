@@ -42,15 +42,19 @@ async def ended_with_callback(http, receiver, path, *, pipeline, settings, cance
     return job, callback
 
 
-@pytest.mark.parametrize(("pipeline", "cancel", "status"), [
-    (quick_pipeline, False, "succeeded"),
-    (failing_pipeline, False, "failed"),
-    (quick_pipeline, True, "cancelled"),
-])
+@pytest.mark.parametrize(
+    ("pipeline", "cancel", "status"),
+    [
+        (quick_pipeline, False, "succeeded"),
+        (failing_pipeline, False, "failed"),
+        (quick_pipeline, True, "cancelled"),
+    ],
+)
 async def test_one_signed_callback_per_ending(api, settings, tenant, receiver, pipeline, cancel, status):
     async with client(api.url, tenant[1]) as http:
-        job, callback = await ended_with_callback(http, receiver, f"/cb/{status}", pipeline=pipeline(),
-                                                  settings=settings, cancel=cancel)
+        job, callback = await ended_with_callback(
+            http, receiver, f"/cb/{status}", pipeline=pipeline(), settings=settings, cancel=cancel
+        )
     assert job["status"] == status
     assert callback["status"] == "succeeded" and callback["kind"] == "callback"
     [request] = receiver.at(f"/cb/{status}")
@@ -66,8 +70,9 @@ async def test_one_signed_callback_per_ending(api, settings, tenant, receiver, p
 async def test_callback_retries_keep_the_webhook_id_and_body(api, settings, tenant, receiver):
     receiver.script("/cb/flaky", Reply(500), Reply(302, {"location": "http://example.com/"}))
     async with client(api.url, tenant[1]) as http:
-        _, callback = await ended_with_callback(http, receiver, "/cb/flaky", pipeline=quick_pipeline(),
-                                                settings=settings)
+        _, callback = await ended_with_callback(
+            http, receiver, "/cb/flaky", pipeline=quick_pipeline(), settings=settings
+        )
     requests = receiver.at("/cb/flaky")
     assert callback["status"] == "succeeded" and callback["attempts"] == 3
     assert len(requests) == 3 and all(request.verified for request in requests)
@@ -78,8 +83,9 @@ async def test_callback_retries_keep_the_webhook_id_and_body(api, settings, tena
 async def test_callback_to_a_gone_endpoint_stops_at_once(api, settings, tenant, receiver):
     receiver.script("/cb/gone", Reply(410))
     async with client(api.url, tenant[1]) as http:
-        _, callback = await ended_with_callback(http, receiver, "/cb/gone", pipeline=quick_pipeline(),
-                                                settings=settings)
+        _, callback = await ended_with_callback(
+            http, receiver, "/cb/gone", pipeline=quick_pipeline(), settings=settings
+        )
     assert callback["status"] == "failed" and callback["error"]["type"] == "endpoint_gone"
     assert len(receiver.at("/cb/gone")) == 1
 
@@ -87,7 +93,8 @@ async def test_callback_to_a_gone_endpoint_stops_at_once(api, settings, tenant, 
 async def test_callback_to_a_private_address_is_refused_by_the_worker(api, settings, tenant, receiver):
     guarded = settings.model_copy(update={"callback_allowed_hosts": []})
     async with client(api.url, tenant[1]) as http:
-        _, callback = await ended_with_callback(http, receiver, "/cb/private", pipeline=quick_pipeline(),
-                                                settings=guarded)
+        _, callback = await ended_with_callback(
+            http, receiver, "/cb/private", pipeline=quick_pipeline(), settings=guarded
+        )
     assert callback["status"] == "failed" and callback["error"]["type"] == "destination_refused"
     assert receiver.at("/cb/private") == []

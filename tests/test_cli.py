@@ -21,8 +21,14 @@ from testkit.files import multipart_file, text_pdf
 from testkit.service import client, running_worker, until, wait_for_job
 from tests.test_api_jobs import ids_starting, insert_jobs
 
-CLEAN_ENV = {"DATABASE_URL": None, "REDIS_URL": None, "CONVEYOR_URL": None, "CONVEYOR_API_KEY": None,
-             "CONVEYOR_DATA_DIR": None, "CONVEYOR_HOME": None}
+CLEAN_ENV = {
+    "DATABASE_URL": None,
+    "REDIS_URL": None,
+    "CONVEYOR_URL": None,
+    "CONVEYOR_API_KEY": None,
+    "CONVEYOR_DATA_DIR": None,
+    "CONVEYOR_HOME": None,
+}
 LONG_TEXT = "\n".join(f"line {n}: " + "words " * 12 for n in range(1000))
 
 
@@ -68,8 +74,7 @@ async def test_keys_create_prints_a_key_that_authenticates(api, database_url):
 
 async def test_keys_list_and_revoke(api, database_url):
     env = {"DATABASE_URL": database_url}
-    kept, revoked = [(await conveyor("keys", "create", "-t", "cli-revoke", **env)).stdout.split()[-1]
-                     for _ in range(2)]
+    kept, revoked = [(await conveyor("keys", "create", "-t", "cli-revoke", **env)).stdout.split()[-1] for _ in range(2)]
     listed = await conveyor("keys", "list", "--tenant", "cli-revoke", "--json", **env)
     assert [entry["prefix"] for entry in json.loads(listed.stdout)] == [kept[:12], revoked[:12]]
     assert all(entry["revoked_at"] is None for entry in json.loads(listed.stdout))
@@ -104,8 +109,7 @@ async def test_keys_for_an_unknown_tenant_or_database_are_readable_errors(databa
     assert unknown.exit_code == 1 and "no tenant named 'nobody-here'" in unknown.stderr
     nowhere = await conveyor("keys", "create", "--tenant", "x", "--data-dir", str(tmp_path / "none"))
     assert nowhere.exit_code == 1 and "DATABASE_URL is not set" in nowhere.stderr
-    down = await conveyor("keys", "create", "--tenant", "x",
-                          DATABASE_URL="postgresql://postgres@127.0.0.1:1/nothing")
+    down = await conveyor("keys", "create", "--tenant", "x", DATABASE_URL="postgresql://postgres@127.0.0.1:1/nothing")
     assert down.exit_code == 1 and "cannot connect to the database" in down.stderr
     for result in (unknown, nowhere, down):
         assert_no_traceback(result)
@@ -121,8 +125,9 @@ async def test_webhook_secret_is_created_once(database_url):
 async def test_submit_wait_shows_the_bar_reaching_100_percent(api, settings, tenant, tmp_path):
     path = pdf_file(tmp_path)
     async with running_worker(settings, [quick_pipeline()]):
-        result = await conveyor("submit", str(path), "--wait", "--metadata", '{"post": 7}',
-                                CONVEYOR_URL=api.url, CONVEYOR_API_KEY=tenant[1])
+        result = await conveyor(
+            "submit", str(path), "--wait", "--metadata", '{"post": 7}', CONVEYOR_URL=api.url, CONVEYOR_API_KEY=tenant[1]
+        )
     assert result.exit_code == 0, result.output
     job_id = result.stdout.strip().splitlines()[0]
     assert re.search(rf"document {job_id[:8]} succeeded .*100%", result.stderr), result.stderr
@@ -134,8 +139,9 @@ async def test_submit_wait_shows_the_bar_reaching_100_percent(api, settings, ten
 
 async def test_submit_wait_exits_non_zero_when_the_job_fails(api, settings, tenant, tmp_path):
     async with running_worker(settings, [failing_pipeline()]):
-        result = await conveyor("submit", str(pdf_file(tmp_path)), "--wait", "--json", "--url", api.url,
-                                "--key", tenant[1])
+        result = await conveyor(
+            "submit", str(pdf_file(tmp_path)), "--wait", "--json", "--url", api.url, "--key", tenant[1]
+        )
     assert result.exit_code == 1, result.output
     assert json.loads(result.stdout)["status"] == "failed"
     assert "not_a_resume: this PDF is not a resume" in result.stderr
@@ -147,8 +153,9 @@ async def test_submit_refuses_what_is_not_a_document_or_video(api, tenant, tmp_p
     text.write_text("just words, whatever the name says")
     wrong_type = await conveyor("submit", str(text), "--url", api.url, "--key", tenant[1])
     assert wrong_type.exit_code == 2 and "is not a PDF" in wrong_type.stderr
-    bad_metadata = await conveyor("submit", str(pdf_file(tmp_path)), "--metadata", "[1]", "--url", api.url,
-                                  "--key", tenant[1])
+    bad_metadata = await conveyor(
+        "submit", str(pdf_file(tmp_path)), "--metadata", "[1]", "--url", api.url, "--key", tenant[1]
+    )
     assert bad_metadata.exit_code == 2 and "JSON object" in bad_metadata.stderr
 
 

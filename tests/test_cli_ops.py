@@ -43,8 +43,9 @@ class RequestLog:
             if scope["path"].endswith("/events"):
                 self.events_asked.set()
             if self.refuse_events and scope["path"].endswith("/events"):
-                await send({"type": "http.response.start", "status": 502,
-                            "headers": [(b"content-type", b"text/plain")]})
+                await send(
+                    {"type": "http.response.start", "status": 502, "headers": [(b"content-type", b"text/plain")]}
+                )
                 await send({"type": "http.response.body", "body": b"bad gateway"})
                 return
         await self.app(scope, receive, send)
@@ -63,8 +64,9 @@ def _logged_api(settings, **options):
 async def _submit_and_wait(settings, tenant, tmp_path, **options):
     server, log = _logged_api(settings, **options)
     async with server, running_worker(settings, [two_stage_pipeline(log.events_asked)]):
-        result = await conveyor("submit", str(pdf_file(tmp_path)), "--wait",
-                                CONVEYOR_URL=server.url, CONVEYOR_API_KEY=tenant[1])
+        result = await conveyor(
+            "submit", str(pdf_file(tmp_path)), "--wait", CONVEYOR_URL=server.url, CONVEYOR_API_KEY=tenant[1]
+        )
     assert result.exit_code == 0, result.output
     job_id = result.stdout.strip().splitlines()[0]
     assert re.search(rf"document {job_id[:8]} succeeded .*100%", result.stderr), result.stderr
@@ -100,8 +102,22 @@ async def test_submit_wait_polls_when_the_stream_is_refused(settings, tenant, tm
 
 
 def test_sse_parse_follows_the_event_stream_format():
-    lines = [": ping", "event: status", "id: 1-0", 'data: {"status": "running"}', "",
-             "data: one", "data:two", "", "event: without-data", "", "retry: 10", "id: 2-0", "data: x", ""]
+    lines = [
+        ": ping",
+        "event: status",
+        "id: 1-0",
+        'data: {"status": "running"}',
+        "",
+        "data: one",
+        "data:two",
+        "",
+        "event: without-data",
+        "",
+        "retry: 10",
+        "id: 2-0",
+        "data: x",
+        "",
+    ]
     assert list(sse.parse(lines)) == [
         sse.Event("status", '{"status": "running"}', "1-0"),
         sse.Event("message", "one\ntwo", "1-0"),  # the last id carries over
@@ -121,8 +137,12 @@ async def test_stats_shows_the_aggregated_counts(api, settings, tenant):
     today = datetime.now(UTC).date()
     yesterday = today - timedelta(days=1)
     noon_yesterday = datetime.combine(yesterday, datetime.min.time(), UTC) + timedelta(hours=12)
-    events = [{"type": "signup"}, {"type": "signup"}, {"type": "page_view"},
-              {"type": "page_view", "ts": noon_yesterday.isoformat()}]
+    events = [
+        {"type": "signup"},
+        {"type": "signup"},
+        {"type": "page_view"},
+        {"type": "page_view", "ts": noon_yesterday.isoformat()},
+    ]
     async with client(api.url, tenant[1]) as http:
         assert (await http.post("/v1/events", json={"events": events})).status_code == 202
     db = Database(settings)
@@ -137,11 +157,15 @@ async def test_stats_shows_the_aggregated_counts(api, settings, tenant):
     assert everything.exit_code == 0, everything.output
     body = json.loads(everything.stdout)
     next_count = datetime.fromisoformat(body.pop("next_aggregation_at"))
-    assert body == {"from": yesterday.isoformat(), "to": today.isoformat(), "items": [
-        {"day": yesterday.isoformat(), "type": "page_view", "count": 1},
-        {"day": today.isoformat(), "type": "page_view", "count": 1},
-        {"day": today.isoformat(), "type": "signup", "count": 2},
-    ]}
+    assert body == {
+        "from": yesterday.isoformat(),
+        "to": today.isoformat(),
+        "items": [
+            {"day": yesterday.isoformat(), "type": "page_view", "count": 1},
+            {"day": today.isoformat(), "type": "page_view", "count": 1},
+            {"day": today.isoformat(), "type": "signup", "count": 2},
+        ],
+    }
     # The defaults: hourly at :05, daily at 00:20 (UTC), whichever comes first.
     assert timedelta(0) < next_count - datetime.now(UTC) <= timedelta(hours=1)
     assert (next_count.minute, next_count.second) in {(5, 0), (20, 0)}
@@ -179,8 +203,11 @@ async def _stored_job(conn, storage, tenant_id, *, finished_days_ago: int | None
     if finished_days_ago is None:
         await conn.execute("UPDATE jobs SET created_at = now() - interval '400 days' WHERE id = $1", job_id)
     else:
-        await conn.execute("UPDATE jobs SET status = 'succeeded', finished_at = now() - make_interval(days => $2) "
-                           "WHERE id = $1", job_id, finished_days_ago)
+        await conn.execute(
+            "UPDATE jobs SET status = 'succeeded', finished_at = now() - make_interval(days => $2) WHERE id = $1",
+            job_id,
+            finished_days_ago,
+        )
     writer = storage.writer(f"{job_prefix(tenant_id, job_id)}original")
     await writer.write(b"%PDF-")
     await writer.commit()
@@ -188,8 +215,9 @@ async def _stored_job(conn, storage, tenant_id, *, finished_days_ago: int | None
 
 
 async def purge(*args: str, input: str | None = None, **env: str):
-    return await asyncio.to_thread(CliRunner().invoke, app, ["jobs", "purge", *args], input=input,
-                                   env={**CLEAN_ENV, **env})
+    return await asyncio.to_thread(
+        CliRunner().invoke, app, ["jobs", "purge", *args], input=input, env={**CLEAN_ENV, **env}
+    )
 
 
 async def test_purge_deletes_old_finished_jobs_and_their_files_only(settings):
@@ -208,8 +236,9 @@ async def test_purge_deletes_old_finished_jobs_and_their_files_only(settings):
 
     async def remaining() -> set[uuid.UUID]:
         async with db.read() as conn:
-            rows = await conn.fetch("SELECT id FROM jobs WHERE id = ANY($1::uuid[])",
-                                    [*old, recent, unfinished, others])
+            rows = await conn.fetch(
+                "SELECT id FROM jobs WHERE id = ANY($1::uuid[])", [*old, recent, unfinished, others]
+            )
         return {row["id"] for row in rows}
 
     async def has_files(tenant, job_id) -> bool:
@@ -218,8 +247,13 @@ async def test_purge_deletes_old_finished_jobs_and_their_files_only(settings):
     try:
         dry = await purge("--older-than", "30", "--tenant", name, "--dry-run", "--json", **env)
         assert dry.exit_code == 0, dry.output
-        assert json.loads(dry.stdout) == {"older_than_days": 30, "tenant": name, "dry_run": True,
-                                          "matched": {"succeeded": 2}, "deleted": 0}
+        assert json.loads(dry.stdout) == {
+            "older_than_days": 30,
+            "tenant": name,
+            "dry_run": True,
+            "matched": {"succeeded": 2},
+            "deleted": 0,
+        }
         default_days = await purge("--tenant", name, "--dry-run", JOB_RETENTION_DAYS="3", **env)
         assert default_days.stdout.startswith("would delete 3 jobs (3 succeeded)"), default_days.output
         declined = await purge("--older-than", "30", "--tenant", name, input="n\n", **env)
@@ -260,14 +294,20 @@ async def test_watch_once_shows_the_queue_a_live_worker_and_recent_jobs(api, set
         return {}
 
     one_at_a_time = settings.model_copy(update={"worker_max_jobs": 1})
-    env = {"DATABASE_URL": settings.database_url, "REDIS_URL": settings.redis_url,
-           "QUEUE_NAME": settings.queue_name, **WIDE}
+    env = {
+        "DATABASE_URL": settings.database_url,
+        "REDIS_URL": settings.redis_url,
+        "QUEUE_NAME": settings.queue_name,
+        **WIDE,
+    }
     hold_pipeline = Pipeline("document", (Stage("hold", hold),), timeout=30)
     # No scheduler: its periodic jobs would queue up behind the held one.
     async with running_worker(one_at_a_time, [hold_pipeline], scheduler=False) as worker:
         async with client(api.url, key) as http:
-            submitted = {(await http.post("/v1/documents", files=multipart_file(text_pdf(text)))).json()["id"]
-                         for text in ("one", "two")}
+            submitted = {
+                (await http.post("/v1/documents", files=multipart_file(text_pdf(text)))).json()["id"]
+                for text in ("one", "two")
+            }
         redis = queue.connect(settings.redis_url)
         try:
             worker_id = worker.worker.ctx["resources"].worker_id
@@ -305,7 +345,6 @@ async def test_watch_once_shows_the_queue_a_live_worker_and_recent_jobs(api, set
     assert re.search(rf"{waiting[:8]}\s*│.*│\s*document\s*│\s*queued", recent), recent
 
 
-
 def _header(table: str) -> list[str]:
     """The column names of the first rich table in `table`."""
     line = next(line for line in table.splitlines() if line.startswith("┃"))
@@ -327,8 +366,12 @@ async def test_queues_watch_and_the_dashboard_name_the_queue_numbers_alike(setti
     redrawn = re.findall(r'class: "(\w+)"', script.split("function queueRow")[1].split("function ")[0])
     assert served == redrawn == ["queued", "running", "scheduled", "oldest"]
 
-    env = {"DATABASE_URL": settings.database_url, "REDIS_URL": settings.redis_url,
-           "QUEUE_NAME": settings.queue_name, **WIDE}
+    env = {
+        "DATABASE_URL": settings.database_url,
+        "REDIS_URL": settings.redis_url,
+        "QUEUE_NAME": settings.queue_name,
+        **WIDE,
+    }
     queues = await conveyor("queues", **env)
     watch = await conveyor("watch", "--once", **env)
     queues_json = await conveyor("queues", "--json", **env)

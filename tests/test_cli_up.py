@@ -32,8 +32,18 @@ START_TIMEOUT = 180  # the first start runs initdb
 KEY = re.compile(r"^(cvk_\S+)$", re.MULTILINE)
 ADMIN_KEY = re.compile(r"admin key: (\S+)\)")
 SUBMIT_EXAMPLE = re.compile(r"^  (CONVEYOR_URL=\S+ CONVEYOR_API_KEY=\S+ conveyor submit .+ --wait)$", re.MULTILINE)
-UNSET = ("DATABASE_URL", "REDIS_URL", "STORAGE_URL", "CONVEYOR_DATA_DIR", "CONVEYOR_HOME", "SMTP_URL",
-         "ADMIN_KEY", "CALLBACK_ALLOWED_HOSTS", "CONVEYOR_URL", "CONVEYOR_API_KEY")
+UNSET = (
+    "DATABASE_URL",
+    "REDIS_URL",
+    "STORAGE_URL",
+    "CONVEYOR_DATA_DIR",
+    "CONVEYOR_HOME",
+    "SMTP_URL",
+    "ADMIN_KEY",
+    "CALLBACK_ALLOWED_HOSTS",
+    "CONVEYOR_URL",
+    "CONVEYOR_API_KEY",
+)
 
 
 def environment(home: Path, **overrides: str) -> dict[str, str]:
@@ -43,8 +53,14 @@ def environment(home: Path, **overrides: str) -> dict[str, str]:
 
 def conveyor(home: Path, *args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess:
     """A CLI command run elsewhere than the repository, finding `up`'s data through CONVEYOR_HOME."""
-    return subprocess.run([sys.executable, "-m", "service.cli", *args], cwd=cwd, env=environment(home, **env),
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "service.cli", *args],
+        cwd=cwd,
+        env=environment(home, **env),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 class Up:
@@ -59,7 +75,11 @@ class Up:
         with self.stdout.open("wb") as out, self.stderr.open("wb") as err:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "service.cli", "up", "--port", str(self.port), *args],
-                cwd=ROOT, env=environment(home, **env), stdout=out, stderr=err, start_new_session=True,
+                cwd=ROOT,
+                env=environment(home, **env),
+                stdout=out,
+                stderr=err,
+                start_new_session=True,
             )
 
     def output(self) -> str:
@@ -122,7 +142,8 @@ def home():
 def _kill_servers_under(path: str) -> None:
     for process in psutil.process_iter(["name", "cmdline", "cwd"]):
         if process.info["name"] in ("postgres", "redis-server") and (
-                path in " ".join(process.info["cmdline"] or ()) or path in (process.info["cwd"] or "")):
+            path in " ".join(process.info["cmdline"] or ()) or path in (process.info["cwd"] or "")
+        ):
             process.kill()
 
 
@@ -150,17 +171,33 @@ def test_up_keeps_its_keys_and_offers_every_channel_with_nothing_configured(home
 
         # The banner's example works as printed, from any directory.
         example = SUBMIT_EXAMPLE.search(banner).group(1)
-        submitted = subprocess.run(example, shell=True, cwd=elsewhere, capture_output=True, text=True, timeout=180,
-                                   env=environment(home, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}"))
+        submitted = subprocess.run(
+            example,
+            shell=True,
+            cwd=elsewhere,
+            capture_output=True,
+            text=True,
+            timeout=180,
+            env=environment(home, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}"),
+        )
         assert submitted.returncode == 0, submitted.stdout + submitted.stderr
 
         with up.http(key) as http:
             dashboard = httpx.get(f"{up.url}/dashboard/api/overview", headers={"Authorization": f"Bearer {admin_key}"})
             assert dashboard.status_code == 200, dashboard.text
-            mail = http.post("/v1/notifications", json={"channel": "email", "to": "ada@example.com",
-                                                        "template": "welcome", "data": {"name": "Ada"}})
-            hook = http.post("/v1/notifications", json={"channel": "webhook", "to": f"{receiver.url}/hook",
-                                                        "template": "order.paid", "data": {"order": 1}})
+            mail = http.post(
+                "/v1/notifications",
+                json={"channel": "email", "to": "ada@example.com", "template": "welcome", "data": {"name": "Ada"}},
+            )
+            hook = http.post(
+                "/v1/notifications",
+                json={
+                    "channel": "webhook",
+                    "to": f"{receiver.url}/hook",
+                    "template": "order.paid",
+                    "data": {"order": 1},
+                },
+            )
             assert mail.status_code == hook.status_code == 202, mail.text + hook.text
             wait_for(http, mail.json()["id"], "succeeded")
             wait_for(http, hook.json()["id"], "succeeded")
@@ -168,7 +205,8 @@ def test_up_keeps_its_keys_and_offers_every_channel_with_nothing_configured(home
         caught = conveyor(home, "mail", "--json", cwd=elsewhere)
         assert caught.returncode == 0, caught.stderr
         assert [(message["to"], "Ada" in message["text"]) for message in json.loads(caught.stdout)] == [
-            ("ada@example.com", True)]
+            ("ada@example.com", True)
+        ]
 
         assert {(home / name).stat().st_mode & 0o777 for name in ("api-key", "admin-key")} == {0o600}
         listed = conveyor(home, "keys", "list", "--tenant", "default", "--json", cwd=elsewhere)
@@ -208,7 +246,9 @@ def test_every_process_stops_on_sigterm_after_a_document_and_leftovers_are_recov
     try:
         key = up.wait_for_key()
         with up.http(key) as http:
-            response = http.post("/v1/documents", files={"file": ("scan.pdf", scanned_pdf("Jane Doe"), "application/pdf")})
+            response = http.post(
+                "/v1/documents", files={"file": ("scan.pdf", scanned_pdf("Jane Doe"), "application/pdf")}
+            )
             wait_for(http, response.json()["id"], "succeeded")  # read by a page reader, OCR'd by tesseract
         started = up.processes()
         assert any("fork_server" in " ".join(process.cmdline()) for process in started)
@@ -266,8 +306,10 @@ def test_ctrl_c_says_what_it_waits_for_and_a_second_one_stops_at_once_the_job_re
         receiver.start()
         receiver.script("slow", Reply(delay=12))  # the job runs while the receiver holds it
         with up.http(key) as http:
-            job_id = http.post("/v1/notifications", json={"channel": "webhook", "to": f"{receiver.url}/slow",
-                                                          "template": "order.paid", "data": {}}).json()["id"]
+            job_id = http.post(
+                "/v1/notifications",
+                json={"channel": "webhook", "to": f"{receiver.url}/slow", "template": "order.paid", "data": {}},
+            ).json()["id"]
             wait_for(http, job_id, "running")
         deadline = time.monotonic() + 30
         while not receiver.at("slow"):
@@ -304,8 +346,13 @@ def test_ctrl_c_says_what_it_waits_for_and_a_second_one_stops_at_once_the_job_re
 def test_a_dependency_that_does_not_answer_stops_up_at_once_naming_it(home, tmp_path, redis_server):
     started = time.monotonic()
     no_redis = subprocess.run(  # the embedded PostgreSQL starts, then goes with it
-        [sys.executable, "-m", "service.cli", "up", "--port", str(free_port())], cwd=ROOT, capture_output=True, text=True,
-        env=environment(home, REDIS_URL="redis://127.0.0.1:1/0"), timeout=120)
+        [sys.executable, "-m", "service.cli", "up", "--port", str(free_port())],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=environment(home, REDIS_URL="redis://127.0.0.1:1/0"),
+        timeout=120,
+    )
     assert time.monotonic() - started < 60
     assert no_redis.returncode != 0 and "Conveyor is up" not in no_redis.stdout
     assert "REDIS_URL (redis://127.0.0.1:1/0) cannot be reached" in no_redis.stderr
@@ -313,9 +360,18 @@ def test_a_dependency_that_does_not_answer_stops_up_at_once_naming_it(home, tmp_
     assert not postgres_running(home), "what it started stops with it"
 
     no_database = subprocess.run(
-        [sys.executable, "-m", "service.cli", "up", "--port", str(free_port())], cwd=ROOT, capture_output=True, text=True,
-        env=environment(home, DATABASE_URL="postgresql://postgres@127.0.0.1:1/nothing", REDIS_URL=redis_server.url,
-                        STORAGE_URL=f"file://{tmp_path}/storage"), timeout=60)
+        [sys.executable, "-m", "service.cli", "up", "--port", str(free_port())],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=environment(
+            home,
+            DATABASE_URL="postgresql://postgres@127.0.0.1:1/nothing",
+            REDIS_URL=redis_server.url,
+            STORAGE_URL=f"file://{tmp_path}/storage",
+        ),
+        timeout=60,
+    )
     assert no_database.returncode != 0 and "Conveyor is up" not in no_database.stdout
     assert "DATABASE_URL (postgresql://postgres@127.0.0.1:1/nothing) cannot be reached" in no_database.stderr
 
@@ -328,15 +384,22 @@ def test_missing_tools_are_reported_and_fail_their_jobs_at_once(home, tmp_path):
     up = Up(home, tmp_path, PATH=str(bare))
     try:
         key = up.wait_for_key()
-        assert "ffmpeg MISSING (missing: needed for videos; install it (apt-get install ffmpeg))" in up.stdout.read_text()
+        assert (
+            "ffmpeg MISSING (missing: needed for videos; install it (apt-get install ffmpeg))" in up.stdout.read_text()
+        )
         admin_key = ADMIN_KEY.search(up.stdout.read_text()).group(1)
         ready = httpx.get(f"{up.url}/readyz", headers={"Authorization": f"Bearer {admin_key}"}).json()
-        assert ready["status"] == "warn" and {tool["componentId"]: tool["status"] for tool in ready["checks"]["tools"]} == {
-            "ffmpeg": "warn", "ffprobe": "warn", "tesseract": "warn"}
+        assert ready["status"] == "warn" and {
+            tool["componentId"]: tool["status"] for tool in ready["checks"]["tools"]
+        } == {"ffmpeg": "warn", "ffprobe": "warn", "tesseract": "warn"}
         with up.http(key) as http:
             samples = Path(conveyor(home, "samples", cwd=tmp_path).stdout.strip())
-            video = http.post("/v1/videos", files={"file": ("clip.mp4", (samples / "clip.mp4").read_bytes(), "video/mp4")})
-            scan = http.post("/v1/documents", files={"file": ("scan.png", (samples / "scan.png").read_bytes(), "image/png")})
+            video = http.post(
+                "/v1/videos", files={"file": ("clip.mp4", (samples / "clip.mp4").read_bytes(), "video/mp4")}
+            )
+            scan = http.post(
+                "/v1/documents", files={"file": ("scan.png", (samples / "scan.png").read_bytes(), "image/png")}
+            )
             for response, tool in ((video, "ffprobe"), (scan, "tesseract")):
                 assert response.status_code == 202, response.text
                 job = wait_for(http, response.json()["id"], "failed", "succeeded", timeout=60)

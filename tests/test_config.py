@@ -73,8 +73,10 @@ def test_video_timeout_is_configured_and_checked(monkeypatch):
 @pytest.mark.integration  # starts a process
 def test_the_worker_entry_point_gives_video_jobs_the_configured_timeout():
     """`arq worker.WorkerSettings` as deployed: arq's timeout for `video` follows the setting."""
-    script = ("import worker; from pipelines.lifecycle import TIMEOUT_MARGIN; "
-              "print([f.timeout_s - TIMEOUT_MARGIN for f in worker.WorkerSettings.functions if f.name == 'video'])")
+    script = (
+        "import worker; from pipelines.lifecycle import TIMEOUT_MARGIN; "
+        "print([f.timeout_s - TIMEOUT_MARGIN for f in worker.WorkerSettings.functions if f.name == 'video'])"
+    )
     env = {**os.environ, "VIDEO_TIMEOUT_SECONDS": "90"}
     out = subprocess.run([sys.executable, "-c", script], env=env, cwd=REPO, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[90.0]"
@@ -102,8 +104,14 @@ def test_a_short_admin_key_stops_the_api_at_start_naming_it():
     """`uvicorn service.app:app` with a guessable ADMIN_KEY exits before serving, saying why;
     32 characters are accepted, and an empty value leaves the dashboard off."""
     env = {**os.environ, "ADMIN_KEY": "x" * 31}
-    out = subprocess.run([sys.executable, "-m", "uvicorn", "service.app:app", "--port", "1"], env=env, cwd=REPO,
-                         capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-m", "uvicorn", "service.app:app", "--port", "1"],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode != 0
     assert "ADMIN_KEY: " in out.stderr and "at least 32 characters" in out.stderr
     assert "Traceback" not in out.stderr

@@ -18,8 +18,16 @@ from service.errors import JobError
 from testkit.files import multipart_file, text_pdf
 from testkit.service import ADMIN_KEY, ApiServer, client, running_worker, wait_for_job
 
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 SCREENSHOTS = os.environ.get("DASHBOARD_SCREENSHOTS")  # a directory: save screenshots there (docs/)
 
 
@@ -37,8 +45,12 @@ async def _slow(run):
 
 
 def pipeline():
-    return Pipeline("document", (Stage("store", _first_try_fails), Stage("wait", _slow)), timeout=60,
-                    result=lambda outputs: outputs["store"])
+    return Pipeline(
+        "document",
+        (Stage("store", _first_try_fails), Stage("wait", _slow)),
+        timeout=60,
+        result=lambda outputs: outputs["store"],
+    )
 
 
 @pytest.fixture
@@ -79,15 +91,16 @@ async def open_page(browser, base_url: str, viewport: dict | None = None):
 
 
 async def submit(http, **metadata) -> str:
-    response = await http.post("/v1/documents", files=multipart_file(text_pdf("x")),
-                               data={"metadata": json.dumps(metadata)})
+    response = await http.post(
+        "/v1/documents", files=multipart_file(text_pdf("x")), data={"metadata": json.dumps(metadata)}
+    )
     assert response.status_code == 202
     return response.json()["id"]
 
 
 def _metric(text: str, name: str, queue: str) -> float:
     prefix = f'{name}{{queue="{queue}"}} '
-    return float(next(line for line in text.splitlines() if line.startswith(prefix))[len(prefix):])
+    return float(next(line for line in text.splitlines() if line.startswith(prefix))[len(prefix) :])
 
 
 async def test_overview_numbers_match_the_api(dashboard, browser, tenant):
@@ -113,7 +126,7 @@ async def test_overview_numbers_match_the_api(dashboard, browser, tenant):
             await expect(page.locator("#workers-count")).to_have_text("1")
             for job_id in job_ids:
                 await expect(page.locator(f'#recent tr[data-job-id="{job_id}"] .status')).to_have_text("succeeded")
-            overview = (await http.get("/dashboard/api/overview", headers={"Authorization": f"Bearer {ADMIN_KEY}"}))
+            overview = await http.get("/dashboard/api/overview", headers={"Authorization": f"Bearer {ADMIN_KEY}"})
             assert overview.json()["hour"]["succeeded"] >= 3
             await expect(page.locator("#hour-finished")).to_have_text(str(overview.json()["hour"]["finished"]))
             await page.goto("/dashboard/?status=succeeded&kind=document")
@@ -160,8 +173,7 @@ async def test_retry_and_cancel_from_the_job_page(dashboard, browser, tenant):
 
 async def test_dashboard_json_and_actions_need_the_admin_key(dashboard, tenant):
     api, _ = dashboard
-    async with client(api.url, tenant[1]) as http, client(api.url) as anonymous, \
-            client(api.url, ADMIN_KEY) as admin:
+    async with client(api.url, tenant[1]) as http, client(api.url) as anonymous, client(api.url, ADMIN_KEY) as admin:
         job_id = await submit(http)
         tenant_key = await anonymous.get("/dashboard/api/overview", headers={"Authorization": f"Bearer {tenant[1]}"})
         nobody = await anonymous.get(f"/dashboard/api/jobs/{job_id}")
@@ -214,8 +226,9 @@ async def test_sessions_end_on_the_server_one_or_all(dashboard):
         assert (await _overview_status(http, here), await _overview_status(http, elsewhere)) == (401, 401)
 
         last = await _log_in(http)
-        ended = await asyncio.to_thread(CliRunner().invoke, cli, ["dashboard", "logout-everywhere",
-                                                                   "--database-url", settings.database_url])
+        ended = await asyncio.to_thread(
+            CliRunner().invoke, cli, ["dashboard", "logout-everywhere", "--database-url", settings.database_url]
+        )
         assert ended.exit_code == 0 and "session(s) ended" in ended.output
         assert await _overview_status(http, last) == 401
 
@@ -279,12 +292,33 @@ async def test_a_failed_job_reads_plainly_live_in_the_list_and_on_its_page(dashb
 async def test_a_video_job_shows_its_thumbnail_and_renditions(dashboard, browser, tenant, tmp_path):
     api, settings = dashboard
     source = tmp_path / "clip.mp4"
-    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc=s=256x144:r=10:d=1",
-                    "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", str(source)], check=True, timeout=60)
+    subprocess.run(
+        [
+            "ffmpeg",
+            "-nostdin",
+            "-v",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc=s=256x144:r=10:d=1",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-pix_fmt",
+            "yuv420p",
+            str(source),
+        ],
+        check=True,
+        timeout=60,
+    )
     [video] = [pipeline for pipeline in registry.pipelines(settings) if pipeline.kind == "video"]
     async with client(api.url, tenant[1]) as http, running_worker(settings, [video]):
-        response = await http.post("/v1/videos", files={"file": ("clip.mp4", source.read_bytes(), "video/mp4")},
-                                   data={"renditions": "144p"})
+        response = await http.post(
+            "/v1/videos", files={"file": ("clip.mp4", source.read_bytes(), "video/mp4")}, data={"renditions": "144p"}
+        )
         assert response.status_code == 202, response.text
         done = await wait_for_job(http, response.json()["id"], timeout=120)
         assert done["status"] == "succeeded", done

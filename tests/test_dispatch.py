@@ -36,8 +36,18 @@ def queue_name():
 
 
 def dispatcher(redis, queue_name, functions, *, max_jobs=10, poll_delay=0.01) -> Dispatcher:
-    return Dispatcher(redis, {"redis": redis}, functions, queue=queue_name, max_jobs=max_jobs,
-                      poll_delay=poll_delay, read_limit=100, serializer=serialize, deserializer=deserialize, max_tries=5)
+    return Dispatcher(
+        redis,
+        {"redis": redis},
+        functions,
+        queue=queue_name,
+        max_jobs=max_jobs,
+        poll_delay=poll_delay,
+        read_limit=100,
+        serializer=serialize,
+        deserializer=deserialize,
+        max_tries=5,
+    )
 
 
 async def test_jobs_from_arqs_own_client_run_and_leave_no_keys(redis, queue_name):
@@ -57,8 +67,9 @@ async def test_jobs_from_arqs_own_client_run_and_leave_no_keys(redis, queue_name
     assert {job_try for _, job_try, _ in seen} == {1}
     assert {job_id for _, _, job_id in seen} == {job.job_id for job in jobs}
     for job in jobs:
-        assert not await redis.exists(job_key_prefix + job.job_id, in_progress_key_prefix + job.job_id,
-                                      retry_key_prefix + job.job_id)
+        assert not await redis.exists(
+            job_key_prefix + job.job_id, in_progress_key_prefix + job.job_id, retry_key_prefix + job.job_id
+        )
     assert (running.complete, running.failed, running.retried) == (25, 0, 0)
 
 
@@ -116,7 +127,11 @@ async def test_failures_timeouts_and_used_up_tries_end_the_job_not_the_worker(re
     async def fine(ctx):
         return None
 
-    functions = [func(broken, name="broken"), func(slow, name="slow", timeout=0.2), func(fine, name="fine", max_tries=2)]
+    functions = [
+        func(broken, name="broken"),
+        func(slow, name="slow", timeout=0.2),
+        func(fine, name="fine", max_tries=2),
+    ]
     exhausted = await redis.enqueue_job("fine", _queue_name=queue_name)
     await redis.set(retry_key_prefix + exhausted.job_id, 2)  # two tries already used
     for name in ("broken", "slow", "nobody-has-this", "fine"):
@@ -212,8 +227,13 @@ async def test_a_job_enqueued_due_now_wakes_an_idle_worker_without_waiting_for_i
         await asyncio.sleep(0.2)  # it has polled once, found nothing, and waits
         assert await queue.enqueue(redis, job_id=str(uuid.uuid4()), kind="work", queue=queue_name)
         await asyncio.wait_for(ran.wait(), 10)  # not the 60 s poll
-        later = await queue.enqueue(redis, job_id=str(uuid.uuid4()), kind="work", queue=queue_name,
-                                    run_at=datetime.now(UTC) + timedelta(hours=1))
+        later = await queue.enqueue(
+            redis,
+            job_id=str(uuid.uuid4()),
+            kind="work",
+            queue=queue_name,
+            run_at=datetime.now(UTC) + timedelta(hours=1),
+        )
         assert later and await redis.llen(queue.wake_key(queue_name)) == 0  # a deferred job wakes nobody
     finally:
         await running.stop(grace=1)

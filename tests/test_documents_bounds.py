@@ -29,9 +29,15 @@ def dense_page(number: int) -> str:
 
 @pytest.fixture
 def bounded_settings(database_url, redis_server, tmp_path):
-    return make_settings(database_url, redis_server.url, tmp_path / "storage",
-                         queue_name=f"conveyor-test-{os.urandom(4).hex()}", max_page_text_chars=PAGE_CHARS,
-                         max_document_text_chars=DOCUMENT_CHARS, max_result_text_chars=RESULT_CHARS)
+    return make_settings(
+        database_url,
+        redis_server.url,
+        tmp_path / "storage",
+        queue_name=f"conveyor-test-{os.urandom(4).hex()}",
+        max_page_text_chars=PAGE_CHARS,
+        max_document_text_chars=DOCUMENT_CHARS,
+        max_result_text_chars=RESULT_CHARS,
+    )
 
 
 async def submit(http, content: bytes) -> str:
@@ -61,8 +67,10 @@ async def test_dense_text_is_bounded_shown_in_part_and_read_page_by_page(bounded
             job_id = await submit(http, pdf)
             job = await wait_for_job(http, job_id, timeout=90)
         assert job["status"] == "succeeded", job
-        answers = await asyncio.gather(*(http.get(f"/v1/jobs/{job_id}") for _ in range(8)),
-                                       *(http.get("/v1/jobs", params={"limit": 200}) for _ in range(4)))
+        answers = await asyncio.gather(
+            *(http.get(f"/v1/jobs/{job_id}") for _ in range(8)),
+            *(http.get("/v1/jobs", params={"limit": 200}) for _ in range(4)),
+        )
         pages = await read_pages(http, job_id)
         stored = await http.get(job["result"]["text_file"]["url"])
         walled = [await other.get(f"/v1/jobs/{job_id}/text"), await other.get(job["result"]["text_file"]["url"])]

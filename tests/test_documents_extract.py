@@ -102,7 +102,9 @@ def test_json_schema_is_strict():
 
 def test_gemini_schema_marks_absent_values_nullable():
     assert GEMINI_RESPONSE_SCHEMA["properties"]["email"] == {
-        "type": "string", "nullable": True, "description": RESUME_JSON_SCHEMA["properties"]["email"]["description"],
+        "type": "string",
+        "nullable": True,
+        "description": RESUME_JSON_SCHEMA["properties"]["email"]["description"],
     }
     assert GEMINI_RESPONSE_SCHEMA["properties"]["skills"]["items"] == {"type": "string"}
     assert GEMINI_RESPONSE_SCHEMA["propertyOrdering"] == list(ResumeFields.model_fields)
@@ -328,8 +330,13 @@ async def test_unreachable_server_is_transient(servers):
 
 def llm_limiter(redis: Redis, prefix: str, per_minute: int, burst: int) -> RateLimiter:
     """The OpenAI client's limiter, as `extractor_for` makes it, under a test's own prefix."""
-    return RateLimiter(redis, {"openai": Rate.per_minute(per_minute, burst)}, prefix=prefix, max_wait=30.0,
-                       error_type="llm_rate_limited")
+    return RateLimiter(
+        redis,
+        {"openai": Rate.per_minute(per_minute, burst)},
+        prefix=prefix,
+        max_wait=30.0,
+        error_type="llm_rate_limited",
+    )
 
 
 async def test_limiters_in_different_processes_share_one_bucket(two_connections):

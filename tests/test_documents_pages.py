@@ -160,7 +160,9 @@ async def test_image_over_the_pixel_limit_is_refused(tmp_path, page_readers, sid
 
 async def test_a_later_tiff_frame_over_the_limit_is_refused(tmp_path, page_readers):
     frames = [Image.new("L", (100, 100), 255), Image.new("L", (1100, 1000), 255)]
-    error = await read_error(page_readers, tmp_path, "sneaky.tiff", image_bytes(*frames, format="TIFF"), max_pixels=1_000_000)
+    error = await read_error(
+        page_readers, tmp_path, "sneaky.tiff", image_bytes(*frames, format="TIFF"), max_pixels=1_000_000
+    )
     assert error.type == "image_too_large"
     assert "page 2" in error.message
 
@@ -217,8 +219,12 @@ async def test_reading_is_bounded_in_memory(tmp_path, page_readers):
 
 def reader_pids() -> set[int]:
     """The page readers alive now: the fork server's children."""
-    return {reader.pid for server in psutil.Process().children() if "pipelines.documents.fork_server" in server.cmdline()
-            for reader in server.children()}
+    return {
+        reader.pid
+        for server in psutil.Process().children()
+        if "pipelines.documents.fork_server" in server.cmdline()
+        for reader in server.children()
+    }
 
 
 @pytest.fixture

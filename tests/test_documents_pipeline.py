@@ -56,10 +56,13 @@ def words(text: str) -> str:
 
 
 async def test_text_layer_pdf_needs_no_ocr(api, settings, tenant):
-    job = await run_one(api, settings, tenant[1], text_pdf(RESUME, "References on request, gladly given."),
-                        metadata={"candidate": 1})
+    job = await run_one(
+        api, settings, tenant[1], text_pdf(RESUME, "References on request, gladly given."), metadata={"candidate": 1}
+    )
     assert job["status"] == "succeeded", job
-    assert stage_statuses(job) == dict(zip(STAGES, ["succeeded", "succeeded", "skipped", "succeeded", "succeeded"], strict=True))
+    assert stage_statuses(job) == dict(
+        zip(STAGES, ["succeeded", "succeeded", "skipped", "succeeded", "succeeded"], strict=True)
+    )
     result = job["result"]
     assert result["pages"] == 2 and result["ocr"] is None
     assert "jane.doe@example.com" in result["text"] and "References on request" in result["text"]
@@ -135,8 +138,9 @@ async def test_mixed_pdf_ocrs_only_the_scanned_page(api, settings, tenant):
 
 
 async def test_documents_table_holds_pages_and_fields(api, settings, tenant):
-    job = await run_one(api, settings, tenant[1], text_pdf(RESUME, "Second page of the resume text."),
-                        metadata={"post": 7})
+    job = await run_one(
+        api, settings, tenant[1], text_pdf(RESUME, "Second page of the resume text."), metadata={"post": 7}
+    )
     conn = await asyncpg.connect(settings.database_url)
     try:
         row = await conn.fetchrow("SELECT * FROM documents WHERE job_id = $1", uuid.UUID(job["id"]))
@@ -166,8 +170,13 @@ async def test_documents_table_holds_pages_and_fields(api, settings, tenant):
 async def test_bad_input_fails_precisely_and_the_worker_carries_on(
     api, database_url, redis_server, tmp_path, tenant, content, content_type, error_type
 ):
-    settings = make_settings(database_url, redis_server.url, tmp_path / "storage", max_document_pages=2,
-                             queue_name=f"conveyor-test-{os.urandom(4).hex()}")
+    settings = make_settings(
+        database_url,
+        redis_server.url,
+        tmp_path / "storage",
+        max_document_pages=2,
+        queue_name=f"conveyor-test-{os.urandom(4).hex()}",
+    )
     async with ApiServer(settings) as server, client(server.url, tenant[1]) as http:
         async with running_worker(settings, [DOCUMENT_PIPELINE]):
             bad = await submit(http, content, content_type)
@@ -193,8 +202,13 @@ async def test_tampered_original_fails_verification(api, settings, tenant):
 
 
 async def test_textract_with_file_storage_is_a_configuration_error(database_url, redis_server, tmp_path, tenant):
-    settings = make_settings(database_url, redis_server.url, tmp_path / "storage", ocr_provider="textract",
-                             queue_name=f"conveyor-test-{os.urandom(4).hex()}")
+    settings = make_settings(
+        database_url,
+        redis_server.url,
+        tmp_path / "storage",
+        ocr_provider="textract",
+        queue_name=f"conveyor-test-{os.urandom(4).hex()}",
+    )
     async with ApiServer(settings) as server:
         job = await run_one(server, settings, tenant[1], scanned_pdf("Needs OCR"))
     assert job["status"] == "failed"
@@ -211,11 +225,20 @@ def cloud_settings(database_url, redis_server, s3_server, textract_server, llm_s
     textract_server.in_progress_seconds = 0.0
     llm_servers.reset()
     return make_settings(
-        database_url, redis_server.url, tmp_path / "unused",
-        storage_url=f"s3://{BUCKET}/prefix-{os.urandom(3).hex()}", s3_endpoint_url=s3_server.endpoint_url,
-        ocr_provider="textract", textract_endpoint_url=textract_server.endpoint_url, region="us-east-1",
-        textract_poll_interval=0.1, textract_max_poll_interval=0.4,
-        llm_provider="openai", llm_base_url=llm_servers.openai_base_url, llm_api_key=API_KEY, llm_model="gpt-test",
+        database_url,
+        redis_server.url,
+        tmp_path / "unused",
+        storage_url=f"s3://{BUCKET}/prefix-{os.urandom(3).hex()}",
+        s3_endpoint_url=s3_server.endpoint_url,
+        ocr_provider="textract",
+        textract_endpoint_url=textract_server.endpoint_url,
+        region="us-east-1",
+        textract_poll_interval=0.1,
+        textract_max_poll_interval=0.4,
+        llm_provider="openai",
+        llm_base_url=llm_servers.openai_base_url,
+        llm_api_key=API_KEY,
+        llm_model="gpt-test",
         queue_name=f"conveyor-test-{os.urandom(4).hex()}",
     )
 
@@ -233,8 +256,11 @@ async def test_textract_and_openai_through_s3(cloud_settings, textract_server, l
     assert textract_server.calls["GetDocumentTextDetection"] >= 2  # IN_PROGRESS at least once
     assert llm_servers.calls["openai"] == 2  # one 429, then the answer
     assert "jane@example.com" in llm_servers.requests[-1]["messages"][-1]["content"]
-    [started] = [started for started in textract_server.jobs.values()
-                 if started.request["ClientRequestToken"] == request_token_for(job["id"])]
+    [started] = [
+        started
+        for started in textract_server.jobs.values()
+        if started.request["ClientRequestToken"] == request_token_for(job["id"])
+    ]
     s3_object = started.request["DocumentLocation"]["S3Object"]
     prefix = cloud_settings.storage_url.removeprefix(f"s3://{BUCKET}/")
     assert s3_object == {"Bucket": BUCKET, "Name": f"{prefix}/{input_key(tenant[0], uuid.UUID(job['id']))}"}
@@ -242,10 +268,15 @@ async def test_textract_and_openai_through_s3(cloud_settings, textract_server, l
 
 async def test_textract_notices_take_the_place_of_polls(cloud_settings, s3_server, textract_server, tenant):
     topic, queue_url = notice_channel(s3_server.endpoint_url)
-    settings = cloud_settings.model_copy(update={
-        "textract_sns_topic_arn": topic, "textract_sns_role_arn": ROLE_ARN, "textract_sqs_queue_url": queue_url,
-        "sqs_endpoint_url": s3_server.endpoint_url, "textract_max_poll_interval": 600.0,
-    })
+    settings = cloud_settings.model_copy(
+        update={
+            "textract_sns_topic_arn": topic,
+            "textract_sns_role_arn": ROLE_ARN,
+            "textract_sqs_queue_url": queue_url,
+            "sqs_endpoint_url": s3_server.endpoint_url,
+            "textract_max_poll_interval": 600.0,
+        }
+    )
     textract_server.in_progress_seconds = 1.0
     async with ApiServer(settings) as server:
         job = await run_one(server, settings, tenant[1], scanned_pdf("Noticed Scan", "second page"))
@@ -259,7 +290,9 @@ async def test_textract_pages_through_next_token(cloud_settings, textract_server
     textract_server.max_blocks_per_response = 5  # a few words per response, as a long document would need
     try:
         async with ApiServer(cloud_settings) as server:
-            job = await run_one(server, cloud_settings, tenant[1], scanned_pdf("First page here", "Second page there and more"))
+            job = await run_one(
+                server, cloud_settings, tenant[1], scanned_pdf("First page here", "Second page there and more")
+            )
     finally:
         textract_server.max_blocks_per_response = 1000
     assert job["status"] == "succeeded", job

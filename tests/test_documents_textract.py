@@ -35,7 +35,9 @@ async def ocr():
 
     def make(server, **options) -> TextractOCR:
         options = {"poll_interval": 0.05, "backoff": 0.01, **options}
-        made.append(TextractOCR(aioboto3.Session(), endpoint_url=server.endpoint_url, region_name="us-east-1", **options))
+        made.append(
+            TextractOCR(aioboto3.Session(), endpoint_url=server.endpoint_url, region_name="us-east-1", **options)
+        )
         return made[-1]
 
     yield make
@@ -117,7 +119,9 @@ async def test_same_token_with_other_input_is_refused(server, two_page_tiff, ocr
     assert caught.value.type == "textract_token_conflict"
 
 
-@pytest.mark.parametrize("code", ["ProvisionedThroughputExceededException", "ThrottlingException", "LimitExceededException"])
+@pytest.mark.parametrize(
+    "code", ["ProvisionedThroughputExceededException", "ThrottlingException", "LimitExceededException"]
+)
 async def test_throttled_start_is_retried(server, two_page_tiff, code, ocr):
     server.fail_next("StartDocumentTextDetection", code, times=2)
     job_id = await ocr(server).start(BUCKET, two_page_tiff, request_token_for(unique("job")))

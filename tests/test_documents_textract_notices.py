@@ -30,7 +30,9 @@ def server(textract_server):
 @pytest.fixture(scope="module")
 def scan(s3_server):
     boto3.client("s3", endpoint_url=s3_server.endpoint_url).put_object(
-        Bucket=BUCKET, Key="notice-scan.png", Body=image_bytes(text_image("Invoice 4711", size=(600, 120)), format="PNG")
+        Bucket=BUCKET,
+        Key="notice-scan.png",
+        Body=image_bytes(text_image("Invoice 4711", size=(600, 120)), format="PNG"),
     )
     return "notice-scan.png"
 
@@ -44,12 +46,21 @@ async def workers(s3_server, redis_server):
 
     def make(server, max_poll_interval: float = FALLBACK_POLL) -> TextractOCR:
         session = aioboto3.Session()
-        notices = TextractNotices(session, redis, queue_url, endpoint_url=s3_server.endpoint_url, region_name="us-east-1")
-        made.append(TextractOCR(
-            session, endpoint_url=server.endpoint_url, region_name="us-east-1", poll_interval=0.05,
-            max_poll_interval=max_poll_interval, backoff=0.01,
-            notification_channel={"SNSTopicArn": topic, "RoleArn": ROLE_ARN}, notices=notices,
-        ))
+        notices = TextractNotices(
+            session, redis, queue_url, endpoint_url=s3_server.endpoint_url, region_name="us-east-1"
+        )
+        made.append(
+            TextractOCR(
+                session,
+                endpoint_url=server.endpoint_url,
+                region_name="us-east-1",
+                poll_interval=0.05,
+                max_poll_interval=max_poll_interval,
+                backoff=0.01,
+                notification_channel={"SNSTopicArn": topic, "RoleArn": ROLE_ARN},
+                notices=notices,
+            )
+        )
         return made[-1]
 
     make.queue_url = queue_url
@@ -78,9 +89,9 @@ async def test_a_notice_received_by_one_worker_wakes_the_one_waiting(server, sca
     first, second = workers(server), workers(server)  # both read the queue: either may get a notice
     jobs = [await first.start(BUCKET, scan, token()) for _ in range(6)]
     async with asyncio.timeout(FALLBACK_POLL / 2):
-        results = await asyncio.gather(*(
-            (first if n % 2 else second).collect(job_id, deadline=time.time() + 120) for n, job_id in enumerate(jobs)
-        ))
+        results = await asyncio.gather(
+            *((first if n % 2 else second).collect(job_id, deadline=time.time() + 120) for n, job_id in enumerate(jobs))
+        )
     assert [result.pages for result in results] == [["Invoice 4711"]] * 6
     assert server.calls["notices"] == 6
     assert server.calls["GetDocumentTextDetection"] == 6
@@ -124,7 +135,8 @@ async def test_messages_that_are_not_notices_are_dropped_and_reading_goes_on(ser
         result = await client.collect(job_id, deadline=time.time() + 120)
     assert result.pages == ["Invoice 4711"]
     attributes = sqs.get_queue_attributes(
-        QueueUrl=workers.queue_url, AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+        QueueUrl=workers.queue_url,
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
     )["Attributes"]
     assert attributes == {"ApproximateNumberOfMessages": "0", "ApproximateNumberOfMessagesNotVisible": "0"}
 
@@ -132,8 +144,10 @@ async def test_messages_that_are_not_notices_are_dropped_and_reading_goes_on(ser
 @pytest.mark.parametrize(
     ("body", "expected"),
     [
-        (json.dumps({"Type": "Notification", "Message": json.dumps({"JobId": "j1", "Status": "SUCCEEDED"})}),
-         ("j1", "SUCCEEDED")),
+        (
+            json.dumps({"Type": "Notification", "Message": json.dumps({"JobId": "j1", "Status": "SUCCEEDED"})}),
+            ("j1", "SUCCEEDED"),
+        ),
         (json.dumps({"JobId": "j2", "Status": "FAILED", "API": "StartDocumentTextDetection"}), ("j2", "FAILED")),
         (json.dumps({"Type": "Notification", "Message": "not json"}), None),
         (json.dumps({"JobId": 7, "Status": "SUCCEEDED"}), None),

@@ -63,8 +63,14 @@ async def test_live_stream_is_ordered_and_ends_with_the_job(api, settings, tenan
     ids = [_id(event) for event in live]
     assert ids == sorted(ids) and len(set(ids)) == len(ids)
     stages = [(event["data"]["stage"], event["data"]["status"]) for event in live if event["event"] == "stage"]
-    assert stages == [("one", "running"), ("one", "succeeded"), ("two", "running"), ("two", "succeeded"),
-                      ("three", "running"), ("three", "succeeded")]
+    assert stages == [
+        ("one", "running"),
+        ("one", "succeeded"),
+        ("two", "running"),
+        ("two", "succeeded"),
+        ("three", "running"),
+        ("three", "succeeded"),
+    ]
     assert live[0]["event"] == "status" and live[0]["data"]["status"] == "running"
     assert live[-1]["event"] == "status" and live[-1]["data"]["status"] == "succeeded"
     assert all(event["data"]["job_id"] == job_id for event in received.events)
@@ -80,8 +86,7 @@ async def test_last_event_id_replays_what_came_after(api, settings, tenant):
         job_id = await upload(http)
         await wait_for_job(http, job_id)
         full = await read_stream(http, f"/v1/jobs/{job_id}/events")
-        resumed = await read_stream(http, f"/v1/jobs/{job_id}/events",
-                                    headers={"Last-Event-ID": full.events[3]["id"]})
+        resumed = await read_stream(http, f"/v1/jobs/{job_id}/events", headers={"Last-Event-ID": full.events[3]["id"]})
         bad = await http.get(f"/v1/jobs/{job_id}/events", headers={"Last-Event-ID": "not-an-id"})
     assert full.ended and resumed.ended
     assert next(event["id"] for event in full.events if "id" in event) == full.events[0]["id"]
@@ -111,8 +116,7 @@ async def test_stream_of_a_cancelled_job_pings_then_ends(settings, tenant):
 async def test_a_quiet_job_keeps_its_stream_open_with_keepalives(settings, tenant):
     """Nothing happens for longer than the Redis client's socket timeout (5 s), which
     used to end the stream: it stays open, a `: ping` comment every half second."""
-    async with pinging(settings, 0.5) as api, client(api.url, tenant[1]) as http, \
-            running_worker(settings, [endless()]):
+    async with pinging(settings, 0.5) as api, client(api.url, tenant[1]) as http, running_worker(settings, [endless()]):
         job_id = await upload(http)
         await wait_for_job(http, job_id, statuses=("running",))
         started = asyncio.get_running_loop().time()

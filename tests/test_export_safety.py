@@ -10,8 +10,15 @@ from pipelines.analytics.export import EXPORT_PIPELINE
 from testkit.service import client, new_tenant, running_worker
 from tests.test_analytics import _csv, _export
 
-FORMULAS = ["=HYPERLINK(\"https://evil.example\",\"click\")", "+1+1", "-2+3", "@SUM(A1:A9)", "\t=1+1", "\r=1+1",
-            "=cmd|' /C calc'!A0"]
+FORMULAS = [
+    '=HYPERLINK("https://evil.example","click")',
+    "+1+1",
+    "-2+3",
+    "@SUM(A1:A9)",
+    "\t=1+1",
+    "\r=1+1",
+    "=cmd|' /C calc'!A0",
+]
 
 
 async def test_cells_that_a_spreadsheet_would_evaluate_are_exported_as_text(api, settings, tenant):
@@ -40,8 +47,11 @@ async def test_an_export_does_not_reveal_how_many_events_other_tenants_send(api,
     _, other_key = await new_tenant(settings)
     today = datetime.now(UTC).date()
     noise = {"events": [{"type": "noise"} for _ in range(200)]}
-    async with client(api.url, tenant[1]) as mine, client(api.url, other_key) as theirs, \
-            running_worker(settings, [EXPORT_PIPELINE]):
+    async with (
+        client(api.url, tenant[1]) as mine,
+        client(api.url, other_key) as theirs,
+        running_worker(settings, [EXPORT_PIPELINE]),
+    ):
         assert (await mine.post("/v1/events", json={"events": [{"type": "first"}]})).status_code == 202
         assert (await theirs.post("/v1/events", json=noise)).status_code == 202
         assert (await mine.post("/v1/events", json={"events": [{"type": "second"}]})).status_code == 202

@@ -39,8 +39,11 @@ async def test_sigterm_drains_an_upload_in_progress(settings, tenant, tmp_path):
 
     try:
         async with client(api.url, tenant[1]) as http:
-            upload = asyncio.create_task(http.post(
-                "/v1/documents", content=slow_body(), headers={"Content-Type": "multipart/form-data; boundary=b"}))
+            upload = asyncio.create_task(
+                http.post(
+                    "/v1/documents", content=slow_body(), headers={"Content-Type": "multipart/form-data; boundary=b"}
+                )
+            )
             await halfway.wait()
             await asyncio.sleep(0.3)  # the API is reading the body when the signal comes
             api.signal(signal.SIGTERM)

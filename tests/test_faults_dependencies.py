@@ -35,8 +35,11 @@ PROBLEM = "application/problem+json"
 
 
 def _chaos_env(settings, counter, *, max_jobs: int, stage_seconds: float) -> dict[str, str]:
-    return settings_env(settings.model_copy(update={"worker_max_jobs": max_jobs}),
-                        chaos_stage_seconds=stage_seconds, chaos_counter_url=counter.url)
+    return settings_env(
+        settings.model_copy(update={"worker_max_jobs": max_jobs}),
+        chaos_stage_seconds=stage_seconds,
+        chaos_counter_url=counter.url,
+    )
 
 
 def _assert_unavailable(response) -> None:
@@ -112,8 +115,9 @@ async def _load(http, accepted: list[str], answers: list, stop: asyncio.Event) -
 async def test_primary_restart_while_uploads_and_polls_continue(pg_cluster, redis_server, stage_counter, tmp_path):
     url = pg_cluster.url()
     await upgrade_async(url)
-    settings = make_settings(url, redis_server.url, tmp_path / "storage", queue_name="faults-pg",
-                             db_connect_timeout=2.0)
+    settings = make_settings(
+        url, redis_server.url, tmp_path / "storage", queue_name="faults-pg", db_connect_timeout=2.0
+    )
     _, key = await new_tenant(settings)
     env = _chaos_env(settings, stage_counter, max_jobs=8, stage_seconds=0.3)
     accepted, answers, stop = [], [], asyncio.Event()
@@ -143,19 +147,26 @@ def _create_bucket(endpoint_url: str, bucket: str) -> None:
 
 
 def _boto_credentials() -> dict:
-    return {"aws_access_key_id": CREDENTIALS["AWS_ACCESS_KEY_ID"],
-            "aws_secret_access_key": CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-            "region_name": CREDENTIALS["AWS_DEFAULT_REGION"]}
+    return {
+        "aws_access_key_id": CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        "aws_secret_access_key": CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+        "region_name": CREDENTIALS["AWS_DEFAULT_REGION"],
+    }
 
 
-async def test_storage_outage_503s_uploads_and_running_jobs_retry(database_url, redis_server, stage_counter,
-                                                                  tmp_path):
+async def test_storage_outage_503s_uploads_and_running_jobs_retry(database_url, redis_server, stage_counter, tmp_path):
     os.environ.update(CREDENTIALS)
     s3 = S3Server()
     s3.start()
     _create_bucket(s3.endpoint_url, "outage")
-    settings = make_settings(database_url, redis_server.url, tmp_path, storage_url="s3://outage/conveyor",
-                             s3_endpoint_url=s3.endpoint_url, queue_name="faults-s3")
+    settings = make_settings(
+        database_url,
+        redis_server.url,
+        tmp_path,
+        storage_url="s3://outage/conveyor",
+        s3_endpoint_url=s3.endpoint_url,
+        queue_name="faults-s3",
+    )
     tenant_id, key = await new_tenant(settings)
     env = _chaos_env(settings, stage_counter, max_jobs=10, stage_seconds=1.0)
     try:
@@ -170,7 +181,8 @@ async def test_storage_outage_503s_uploads_and_running_jobs_retry(database_url, 
                 _create_bucket(s3.endpoint_url, "outage")
                 rows = await wait_until_ended(settings.database_url, ids, timeout=60, on_tick=pool.supervise)
             objects = boto3.client("s3", endpoint_url=s3.endpoint_url, **_boto_credentials()).list_objects_v2(
-                Bucket="outage")
+                Bucket="outage"
+            )
     finally:
         s3.stop()
     _assert_unavailable(during)

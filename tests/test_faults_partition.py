@@ -59,16 +59,22 @@ async def test_a_cut_off_worker_is_replaced_and_fenced(namespace, services, tmp_
     redis_server, cluster, counter = services
     await upgrade_async(cluster.url())
     settings = make_settings(cluster.url(), redis_server.url, tmp_path / "storage", queue_name="partition")
-    remote = settings.model_copy(update={
-        "database_url": cluster.url(host=namespace.host_address),
-        "redis_url": f"redis://{namespace.host_address}:{redis_server.port}/0",
-    })
+    remote = settings.model_copy(
+        update={
+            "database_url": cluster.url(host=namespace.host_address),
+            "redis_url": f"redis://{namespace.host_address}:{redis_server.port}/0",
+        }
+    )
     counter_url = f"http://{namespace.host_address}:{counter.served.port}"
     gate = tmp_path / "gate"
-    cut_off = WorkerProcess(settings_env(remote, chaos_counter_url=counter_url, chaos_gate_file=gate),
-                            tmp_path / "cut-off.log", netns=namespace.name).start()
-    elsewhere = WorkerProcess(settings_env(settings, chaos_counter_url=f"http://127.0.0.1:{counter.served.port}"),
-                              tmp_path / "elsewhere.log")
+    cut_off = WorkerProcess(
+        settings_env(remote, chaos_counter_url=counter_url, chaos_gate_file=gate),
+        tmp_path / "cut-off.log",
+        netns=namespace.name,
+    ).start()
+    elsewhere = WorkerProcess(
+        settings_env(settings, chaos_counter_url=f"http://127.0.0.1:{counter.served.port}"), tmp_path / "elsewhere.log"
+    )
     _, key = await new_tenant(settings)
     try:
         async with ApiServer(settings) as api, client(api.url, key) as http:
@@ -76,11 +82,13 @@ async def test_a_cut_off_worker_is_replaced_and_fenced(namespace, services, tmp_
 
             async def waiting_at_the_gate():
                 return (await stage_rows(settings.database_url, [job_id])).get((job_id, "work"), {}).get(
-                    "status") == "running"
+                    "status"
+                ) == "running"
 
             await _wait_for(waiting_at_the_gate, "the cut-off worker started `work`", explain=cut_off.log)
             assert (await job_rows(settings.database_url, [job_id]))[job_id]["worker_id"].split(":")[1] == str(
-                cut_off.pid)
+                cut_off.pid
+            )
             namespace.cut()
             elsewhere.start()
             rows = await wait_until_ended(settings.database_url, [job_id], timeout=45)

@@ -128,8 +128,13 @@ async def test_sigterm_lets_running_jobs_finish_within_the_grace_period(api, set
 
 async def test_sigterm_past_the_grace_period_hands_jobs_back(api, settings, tenant, stage_counter, tmp_path):
     gate = tmp_path / "gate"
-    env = settings_env(settings, chaos_stage_seconds=0.1, chaos_counter_url=stage_counter.url, chaos_grace_seconds=1,
-                       chaos_gate_file=gate)
+    env = settings_env(
+        settings,
+        chaos_stage_seconds=0.1,
+        chaos_counter_url=stage_counter.url,
+        chaos_grace_seconds=1,
+        chaos_gate_file=gate,
+    )
     stopping = WorkerProcess(env, tmp_path / "stopping.log").start()
     async with client(api.url, tenant[1]) as http:
         ids, exit_code = await _sigterm_when_busy(http, settings, stopping, 2)

@@ -27,8 +27,13 @@ CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
 def live_api(database_url, redis_server, tmp_path_factory):
     from testkit.service import make_settings
 
-    settings = make_settings(database_url, redis_server.url, tmp_path_factory.mktemp("fuzz") / "storage",
-                             queue_name="fuzz", rate_limit_per_minute=100_000)
+    settings = make_settings(
+        database_url,
+        redis_server.url,
+        tmp_path_factory.mktemp("fuzz") / "storage",
+        queue_name="fuzz",
+        rate_limit_per_minute=100_000,
+    )
     _, key = asyncio.run(new_tenant(settings))
     api = ApiProcess(settings_env(settings), tmp_path_factory.mktemp("fuzz-logs") / "api.log").start()
     yield api, key
@@ -44,9 +49,9 @@ def test_every_operation_answers_as_documented(live_api):
     seen: dict[str, set[int]] = {}
 
     for operation in operations:
+
         @given(case=operation.as_strategy())
-        @hypothesis_settings(max_examples=25, deadline=None, database=None,
-                             suppress_health_check=list(HealthCheck))
+        @hypothesis_settings(max_examples=25, deadline=None, database=None, suppress_health_check=list(HealthCheck))
         def fuzz(case):
             response = case.call_and_validate(base_url=api.url, headers=headers, checks=CHECKS, timeout=30)
             seen.setdefault(operation.label, set()).add(response.status_code)  # noqa: B023 (run at once, below)

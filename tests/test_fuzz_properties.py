@@ -26,7 +26,7 @@ FUZZ = settings(max_examples=40, deadline=None, database=None, suppress_health_c
 numbers = st.one_of(
     st.floats(allow_nan=True, allow_infinity=True),
     st.integers(),
-    st.sampled_from([10 ** 4200, -(10 ** 4200), 2 ** 63, -(2 ** 63) - 1]),  # Python prints 4,300 digits at most
+    st.sampled_from([10**4200, -(10**4200), 2**63, -(2**63) - 1]),  # Python prints 4,300 digits at most
 )
 texts = st.one_of(
     st.text(max_size=40),
@@ -46,16 +46,34 @@ moments = st.one_of(
     st.builds(lambda year, offset: f"{year}-01-01T00:00:00{offset}", years, offsets),
     texts,
 )
-days = st.one_of(st.builds(lambda year: f"{year}-01-01", years), st.builds(lambda year: f"{year}-12-31", years),
-                 texts)
+days = st.one_of(st.builds(lambda year: f"{year}-01-01", years), st.builds(lambda year: f"{year}-12-31", years), texts)
 hosts = st.one_of(
-    st.sampled_from(["exa\u202emple.invalid", "b\u00fccher.invalid", "a..b", "[::1", "127.0.0.1", "[::1]",
-                     "169.254.169.254", "10.0.0.1", "xn--.invalid", "\u0661\u0662.invalid", "x.invalid"]),
+    st.sampled_from(
+        [
+            "exa\u202emple.invalid",
+            "b\u00fccher.invalid",
+            "a..b",
+            "[::1",
+            "127.0.0.1",
+            "[::1]",
+            "169.254.169.254",
+            "10.0.0.1",
+            "xn--.invalid",
+            "\u0661\u0662.invalid",
+            "x.invalid",
+        ]
+    ),
     st.text(min_size=1, max_size=20).map(lambda name: f"{name}.invalid"),
 )
-urls = st.one_of(st.builds(lambda scheme, host, path: f"{scheme}://{host}/{path}",
-                           st.sampled_from(["http", "https", "ftp", "javascript"]), hosts, st.text(max_size=10)),
-                 texts)
+urls = st.one_of(
+    st.builds(
+        lambda scheme, host, path: f"{scheme}://{host}/{path}",
+        st.sampled_from(["http", "https", "ftp", "javascript"]),
+        hosts,
+        st.text(max_size=10),
+    ),
+    texts,
+)
 
 
 def field(strategy):
@@ -64,20 +82,36 @@ def field(strategy):
 
 
 def body(required: dict, optional: dict):
-    return st.fixed_dictionaries({name: field(s) for name, s in required.items()},
-                                 optional={name: field(s) for name, s in optional.items()})
+    return st.fixed_dictionaries(
+        {name: field(s) for name, s in required.items()}, optional={name: field(s) for name, s in optional.items()}
+    )
 
 
 notifications = body(
-    {"channel": st.sampled_from(["email", "sms", "push", "webhook", "fax"]),
-     "to": st.one_of(urls, st.lists(urls, max_size=3), st.emails(), texts), "template": texts},
+    {
+        "channel": st.sampled_from(["email", "sms", "push", "webhook", "fax"]),
+        "to": st.one_of(urls, st.lists(urls, max_size=3), st.emails(), texts),
+        "template": texts,
+    },
     {"data": json_values, "send_at": moments, "metadata": json_values},
 )
-events = body({"events": st.lists(body({"type": texts}, {"user_id": texts, "properties": json_values,
-                                                          "ts": moments}), max_size=3)}, {})
-reminders = body({"due_at": moments, "channel": st.sampled_from(["email", "sms", "push", "webhook"]),
-                  "to": st.one_of(urls, st.lists(urls, max_size=3), texts), "template": texts},
-                 {"data": json_values})
+events = body(
+    {
+        "events": st.lists(
+            body({"type": texts}, {"user_id": texts, "properties": json_values, "ts": moments}), max_size=3
+        )
+    },
+    {},
+)
+reminders = body(
+    {
+        "due_at": moments,
+        "channel": st.sampled_from(["email", "sms", "push", "webhook"]),
+        "to": st.one_of(urls, st.lists(urls, max_size=3), texts),
+        "template": texts,
+    },
+    {"data": json_values},
+)
 exports = body({"dataset": st.sampled_from(["events", "stats", "jobs", "users"]), "from": days, "to": days}, {})
 memberships = body({"email": st.one_of(st.emails(), texts), "expires_at": moments}, {"data": json_values})
 
@@ -102,13 +136,17 @@ def http(live_api):
         yield session
 
 
-@pytest.mark.parametrize(("method", "path", "strategy"), [
-    ("POST", "/v1/notifications", notifications),
-    ("POST", "/v1/events", events),
-    ("POST", "/v1/reminders", reminders),
-    ("POST", "/v1/exports", exports),
-    ("PUT", "/v1/memberships/fuzzed", memberships),
-], ids=lambda value: value if isinstance(value, str) and value.startswith("/") else None)
+@pytest.mark.parametrize(
+    ("method", "path", "strategy"),
+    [
+        ("POST", "/v1/notifications", notifications),
+        ("POST", "/v1/events", events),
+        ("POST", "/v1/reminders", reminders),
+        ("POST", "/v1/exports", exports),
+        ("PUT", "/v1/memberships/fuzzed", memberships),
+    ],
+    ids=lambda value: value if isinstance(value, str) and value.startswith("/") else None,
+)
 def test_json_bodies(http, method, path, strategy):
     @FUZZ
     @given(content=encoded(strategy))
@@ -118,8 +156,9 @@ def test_json_bodies(http, method, path, strategy):
     answers()
 
 
-query_texts = st.one_of(texts, days, moments, st.integers().map(str),
-                        st.sampled_from(["-1", "0", "201", "1e9", "NaN", "%00"]))
+query_texts = st.one_of(
+    texts, days, moments, st.integers().map(str), st.sampled_from(["-1", "0", "201", "1e9", "NaN", "%00"])
+)
 
 
 def query(params: dict[str, str]) -> str:
@@ -127,11 +166,14 @@ def query(params: dict[str, str]) -> str:
     return "&".join(f"{quote(name)}={quote(value.encode('utf-8', 'surrogatepass'))}" for name, value in params.items())
 
 
-@pytest.mark.parametrize(("path", "names"), [
-    ("/v1/jobs", ["kind", "status", "limit", "cursor"]),
-    ("/v1/stats", ["from", "to", "type"]),
-    ("/v1/documents", ["email", "status", "limit", "cursor", "metadata.key", "unknown"]),
-])
+@pytest.mark.parametrize(
+    ("path", "names"),
+    [
+        ("/v1/jobs", ["kind", "status", "limit", "cursor"]),
+        ("/v1/stats", ["from", "to", "type"]),
+        ("/v1/documents", ["email", "status", "limit", "cursor", "metadata.key", "unknown"]),
+    ],
+)
 def test_query_parameters(http, path, names):
     @FUZZ
     @given(params=st.dictionaries(st.sampled_from(names), query_texts, max_size=len(names)))
@@ -143,16 +185,27 @@ def test_query_parameters(http, path, names):
 
 def test_multipart_fields(http):
     document = text_pdf("fuzz")
-    form_texts = st.one_of(texts.filter(lambda text: "\x00" not in text), deep,
-                           json_values.map(lambda value: json.dumps(value, allow_nan=True)))
+    form_texts = st.one_of(
+        texts.filter(lambda text: "\x00" not in text),
+        deep,
+        json_values.map(lambda value: json.dumps(value, allow_nan=True)),
+    )
 
     @settings(FUZZ, max_examples=30)
-    @given(fields=st.fixed_dictionaries({}, optional={"metadata": form_texts, "callback_url": urls,
-                                                      "renditions": form_texts}))
+    @given(
+        fields=st.fixed_dictionaries(
+            {}, optional={"metadata": form_texts, "callback_url": urls, "renditions": form_texts}
+        )
+    )
     def answers(fields):
         fields = {name: value.encode("utf-8", "surrogatepass") for name, value in fields.items()}
-        response = http.post("/v1/documents", files={"file": ("f.pdf", document, "application/pdf"),
-                                                     **{name: (None, value) for name, value in fields.items()}})
+        response = http.post(
+            "/v1/documents",
+            files={
+                "file": ("f.pdf", document, "application/pdf"),
+                **{name: (None, value) for name, value in fields.items()},
+            },
+        )
         assert_answered(response)
 
     answers()

@@ -92,8 +92,13 @@ async def test_unwritable_storage_is_not_ready(api, settings):
 
 
 async def test_unreachable_database_is_not_ready(redis_server, tmp_path):
-    settings = make_settings(f"postgresql://postgres@127.0.0.1:{free_port()}/nothing", redis_server.url,
-                             tmp_path / "storage", db_connect_timeout=1.0, admin_key=ADMIN_KEY)
+    settings = make_settings(
+        f"postgresql://postgres@127.0.0.1:{free_port()}/nothing",
+        redis_server.url,
+        tmp_path / "storage",
+        db_connect_timeout=1.0,
+        admin_key=ADMIN_KEY,
+    )
     async with ApiServer(settings) as api:
         status, body = await readyz(api)
     assert status == 503 and body["status"] == "fail"
@@ -102,8 +107,14 @@ async def test_unreachable_database_is_not_ready(redis_server, tmp_path):
 
 
 def _arq(*args: str, env: dict) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "arq", "worker.WorkerSettings", *args], cwd=REPO, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "arq", "worker.WorkerSettings", *args],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def _check(env: dict) -> int:
@@ -114,9 +125,14 @@ def _check(env: dict) -> int:
 
 @pytest.mark.timeout(90)
 async def test_arq_check_sees_a_running_worker(database_url, redis_server, tmp_path):
-    env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": redis_server.url,
-           "STORAGE_URL": f"file://{tmp_path}/storage", "QUEUE_NAME": f"check-{os.urandom(3).hex()}",
-           "LOG_JSON": "false"}
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_server.url,
+        "STORAGE_URL": f"file://{tmp_path}/storage",
+        "QUEUE_NAME": f"check-{os.urandom(3).hex()}",
+        "LOG_JSON": "false",
+    }
     assert await asyncio.to_thread(_check, env) == 1  # nobody has written the health key yet
     worker = _arq(env=env)
     try:
@@ -138,11 +154,25 @@ async def test_anonymous_readyz_tells_each_status_and_nothing_else(database_url,
     (or a wrong key) learn pass/warn/fail per check; only the admin key shows details."""
     port = free_port()
     replica = f"postgresql://replica-reader:hunter2@127.0.0.1:{port}/replica_db"
-    settings = make_settings(database_url, redis_server.url, tmp_path / "storage", database_url_read=[replica],
-                             db_read_connect_timeout=0.5, admin_key=ADMIN_KEY)
-    async with ApiServer(settings) as api, client(api.url) as anonymous, client(api.url, "cvk_guess") as guess, \
-            client(api.url, ADMIN_KEY) as admin:
-        public, guessed, detailed = await anonymous.get("/readyz"), await guess.get("/readyz"), await admin.get("/readyz")
+    settings = make_settings(
+        database_url,
+        redis_server.url,
+        tmp_path / "storage",
+        database_url_read=[replica],
+        db_read_connect_timeout=0.5,
+        admin_key=ADMIN_KEY,
+    )
+    async with (
+        ApiServer(settings) as api,
+        client(api.url) as anonymous,
+        client(api.url, "cvk_guess") as guess,
+        client(api.url, ADMIN_KEY) as admin,
+    ):
+        public, guessed, detailed = (
+            await anonymous.get("/readyz"),
+            await guess.get("/readyz"),
+            await admin.get("/readyz"),
+        )
     body = public.json()
     assert public.status_code == 200 and body["checks"]["database"] == [{"status": "pass"}, {"status": "warn"}]
     assert all(entry == {"status": entry["status"]} for entries in body["checks"].values() for entry in entries)

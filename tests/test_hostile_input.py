@@ -18,8 +18,12 @@ from testkit.service import client, running_worker, wait_for_job
 
 PROBLEM = "application/problem+json"
 HOOK = {"channel": "webhook", "to": "https://example.com/hook", "template": "order.paid"}
-REMINDER = {"due_at": "2030-01-01T09:00:00Z", "channel": "webhook", "to": "https://example.com/hook",
-            "template": "order.paid"}
+REMINDER = {
+    "due_at": "2030-01-01T09:00:00Z",
+    "channel": "webhook",
+    "to": "https://example.com/hook",
+    "template": "order.paid",
+}
 BIDI_HOST = "https://exa\u202emple.com/hook"  # RIGHT-TO-LEFT OVERRIDE: shows as "https://exaelpm.com"
 YEAR_ONE_EAST = "0001-01-01T00:00:00+14:00"  # before 0001-01-01 in UTC
 YEAR_9999_WEST = "9999-12-31T23:59:59-14:00"  # in year 10000 in UTC
@@ -67,10 +71,16 @@ async def test_json_outside_rfc_8259_or_nested_deeply_is_a_4xx(api, tenant, path
 
 async def test_the_refusal_names_the_field(api, tenant):
     async with client(api.url, tenant[1]) as http:
-        events = await http.post("/v1/events", content=raw({"events": [{"type": "t", "properties": {"x": "N"}}]},
-                                                           N="1e999999"), headers={"content-type": "application/json"})
-        hook = await http.post("/v1/notifications", content=raw({**HOOK, "data": {"a": ["N"]}}, N="-1e999999"),
-                               headers={"content-type": "application/json"})
+        events = await http.post(
+            "/v1/events",
+            content=raw({"events": [{"type": "t", "properties": {"x": "N"}}]}, N="1e999999"),
+            headers={"content-type": "application/json"},
+        )
+        hook = await http.post(
+            "/v1/notifications",
+            content=raw({**HOOK, "data": {"a": ["N"]}}, N="-1e999999"),
+            headers={"content-type": "application/json"},
+        )
     assert "finite" in assert_refused(events, (422,), field="events[0].properties.x")["detail"]
     assert_refused(hook, (422,), field="data.a[0]")
 
@@ -88,8 +98,9 @@ async def test_instants_outside_utc_years_1_to_9999_are_a_422(api, tenant, momen
         event = await http.post("/v1/events", json={"events": [{"type": "t", "ts": moment}]})
         reminder = await http.post("/v1/reminders", json={**REMINDER, "due_at": moment})
         notification = await http.post("/v1/notifications", json={**HOOK, "send_at": moment})
-        membership = await http.put("/v1/memberships/m-1", json={"email": "a@example.com", "expires_at": moment,
-                                                                 "data": {"name": "A"}})
+        membership = await http.put(
+            "/v1/memberships/m-1", json={"email": "a@example.com", "expires_at": moment, "data": {"name": "A"}}
+        )
     assert_refused(event, (422,), field="events[0].ts")
     assert_refused(reminder, (422,), field="due_at")
     assert_refused(notification, (422,), field="send_at")
@@ -113,10 +124,10 @@ async def test_hosts_idna_refuses_are_invalid_urls(api, tenant):
         hook = await http.post("/v1/notifications", json={**HOOK, "to": BIDI_HOST})
         hooks = await http.post("/v1/notifications", json={**HOOK, "to": ["https://example.com/", BIDI_HOST]})
         reminder = await http.post("/v1/reminders", json={**REMINDER, "to": BIDI_HOST})
-        callback = await http.post("/v1/documents", files=multipart_file(text_pdf()),
-                                   data={"callback_url": BIDI_HOST})
-        unclosed = await http.post("/v1/documents", files=multipart_file(text_pdf()),
-                                   data={"callback_url": "http://[::1/x"})
+        callback = await http.post("/v1/documents", files=multipart_file(text_pdf()), data={"callback_url": BIDI_HOST})
+        unclosed = await http.post(
+            "/v1/documents", files=multipart_file(text_pdf()), data={"callback_url": "http://[::1/x"}
+        )
         empty_label = await http.post("/v1/notifications", json={**HOOK, "to": "https://a..example.com/"})
         long_label = await http.post("/v1/notifications", json={**HOOK, "to": f"https://{'a' * 64}.example.com/"})
         listed = (await http.get("/v1/jobs")).json()["items"]
@@ -136,8 +147,9 @@ async def test_an_internationalised_host_is_accepted(api, tenant):
     assert response.status_code == 202, response.text
 
 
-@pytest.mark.parametrize("url", ["http://127.0.0.1:9/cb", "http://169.254.169.254/latest/meta-data",
-                                 "http://[::1]/cb", "http://10.1.2.3/cb"])
+@pytest.mark.parametrize(
+    "url", ["http://127.0.0.1:9/cb", "http://169.254.169.254/latest/meta-data", "http://[::1]/cb", "http://10.1.2.3/cb"]
+)
 async def test_a_callback_url_inside_our_network_is_refused_at_submission(api, tenant, url):
     async with client(api.url, tenant[1]) as http:
         document = await http.post("/v1/documents", files=multipart_file(text_pdf()), data={"callback_url": url})
@@ -149,20 +161,42 @@ async def test_a_callback_url_inside_our_network_is_refused_at_submission(api, t
 
 async def test_a_video_callback_url_inside_our_network_is_refused_at_submission(api, tenant, tmp_path):
     clip = tmp_path / "clip.mp4"
-    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-f", "lavfi", "-i", "testsrc=size=64x48:rate=5:duration=1",
-                    "-pix_fmt", "yuv420p", str(clip)], check=True, timeout=60)
+    subprocess.run(
+        [
+            "ffmpeg",
+            "-nostdin",
+            "-v",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc=size=64x48:rate=5:duration=1",
+            "-pix_fmt",
+            "yuv420p",
+            str(clip),
+        ],
+        check=True,
+        timeout=60,
+    )
     async with client(api.url, tenant[1]) as http:
-        video = await http.post("/v1/videos", files=multipart_file(clip.read_bytes(), "clip.mp4", "video/mp4"),
-                                data={"callback_url": "http://127.0.0.1:9/cb"})
+        video = await http.post(
+            "/v1/videos",
+            files=multipart_file(clip.read_bytes(), "clip.mp4", "video/mp4"),
+            data={"callback_url": "http://127.0.0.1:9/cb"},
+        )
     assert_refused(video, (422,), field="callback_url")
 
 
 async def test_reminders_are_refused_at_creation_as_notifications_are(api, tenant):
     async with client(api.url, tenant[1]) as http:
-        private = await http.post("/v1/reminders", json={**REMINDER, "to": ["https://example.com/", "http://127.0.0.1:9/"]})
+        private = await http.post(
+            "/v1/reminders", json={**REMINDER, "to": ["https://example.com/", "http://127.0.0.1:9/"]}
+        )
         metadata = await http.post("/v1/reminders", json={**REMINDER, "to": "http://169.254.169.254/latest"})
-        sms = await http.post("/v1/reminders", json={**REMINDER, "channel": "sms", "to": "+15551234567",
-                                                     "template": "welcome", "data": {"name": "A"}})
+        sms = await http.post(
+            "/v1/reminders",
+            json={**REMINDER, "channel": "sms", "to": "+15551234567", "template": "welcome", "data": {"name": "A"}},
+        )
         bad_phone = await http.post("/v1/reminders", json={**REMINDER, "channel": "webhook", "to": "+15551234567"})
     assert assert_refused(private, (422,), field="to[1]")["type"].endswith("/destination-refused")
     assert assert_refused(metadata, (422,), field="to[0]")["type"].endswith("/destination-refused")

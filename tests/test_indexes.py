@@ -42,9 +42,7 @@ async def loaded_url(postgres_server):
     await upgrade_async(url)
     conn = await asyncpg.connect(url)
     try:
-        await conn.execute(
-            "INSERT INTO tenants (name) SELECT 'tenant-' || n FROM generate_series(1, $1) AS n", TENANTS
-        )
+        await conn.execute("INSERT INTO tenants (name) SELECT 'tenant-' || n FROM generate_series(1, $1) AS n", TENANTS)
         await conn.execute(
             """
             INSERT INTO jobs (id, tenant_id, kind, status, queue, created_at, updated_at)
@@ -55,7 +53,8 @@ async def loaded_url(postgres_server):
                    now() - make_interval(secs => n), now() - make_interval(secs => n)
             FROM generate_series(1, $1) AS n, (SELECT array_agg(id) AS ids FROM tenants) AS t
             """,
-            JOBS, TENANTS,
+            JOBS,
+            TENANTS,
         )
         await conn.execute(
             """
@@ -147,11 +146,17 @@ async def test_idempotency_lookup_uses_the_unique_index(loaded_url):
     ("filters", "after", "index"),
     [
         (documents.DocumentFilters(), None, "ix_documents_tenant_created"),
-        (documents.DocumentFilters(), (datetime(2026, 1, 1, tzinfo=UTC), uuid.UUID(int=0)),
-         "ix_documents_tenant_created"),
+        (
+            documents.DocumentFilters(),
+            (datetime(2026, 1, 1, tzinfo=UTC), uuid.UUID(int=0)),
+            "ix_documents_tenant_created",
+        ),
         (documents.DocumentFilters(email="Person7@example.com"), None, "ix_documents_tenant_email_created"),
-        (documents.DocumentFilters(email="person7@example.com", status="succeeded"), None,
-         "ix_documents_tenant_email_created"),
+        (
+            documents.DocumentFilters(email="person7@example.com", status="succeeded"),
+            None,
+            "ix_documents_tenant_email_created",
+        ),
         (documents.DocumentFilters(metadata={"candidate": "4242"}), None, "ix_documents_metadata"),
         (documents.DocumentFilters(status="failed"), None, "ix_jobs_tenant_status_created"),
     ],

@@ -30,7 +30,8 @@ async def _parse(run) -> dict:
 
 
 async def test_an_unexpected_exception_is_a_plain_error_for_the_tenant_and_detailed_in_the_logs(
-        api, settings, tenant, capfd):
+    api, settings, tenant, capfd
+):
     pipeline = Pipeline("document", (Stage("parse", _parse),), timeout=30, tries=1)
     async with client(api.url, tenant[1]) as http:
         job_id = (await upload(http)).json()["id"]

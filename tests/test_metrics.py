@@ -92,8 +92,13 @@ async def test_metrics_after_a_known_workload(api, settings, tenant):
 
 async def test_worker_serves_its_own_metrics(database_url, redis_server, tmp_path):
     port = free_port()
-    settings = make_settings(database_url, redis_server.url, tmp_path / "storage", metrics_port=port,
-                             queue_name=f"metrics-{os.urandom(3).hex()}")
+    settings = make_settings(
+        database_url,
+        redis_server.url,
+        tmp_path / "storage",
+        metrics_port=port,
+        queue_name=f"metrics-{os.urandom(3).hex()}",
+    )
     async with running_worker(settings, [pipeline()]):
         await asyncio.to_thread(wait_for_port, port)  # bound by the worker's startup hook
         async with httpx.AsyncClient() as http:
@@ -108,10 +113,13 @@ def test_multiprocess_mode_sums_processes(tmp_path):
     record = "from service.metrics import record_provider_call; record_provider_call('twilio', 'ok')"
     for _ in range(2):
         subprocess.run([sys.executable, "-c", record], env=env, check=True, cwd=os.getcwd())
-    render = "from prometheus_client import generate_latest; from service.metrics import process_registry; " \
-             "print(generate_latest(process_registry()).decode())"
-    output = subprocess.run([sys.executable, "-c", render], env=env, check=True, capture_output=True, text=True,
-                            cwd=os.getcwd()).stdout
+    render = (
+        "from prometheus_client import generate_latest; from service.metrics import process_registry; "
+        "print(generate_latest(process_registry()).decode())"
+    )
+    output = subprocess.run(
+        [sys.executable, "-c", render], env=env, check=True, capture_output=True, text=True, cwd=os.getcwd()
+    ).stdout
     table = samples(output)
     assert value(table, "conveyor_provider_calls_total", provider="twilio", outcome="ok") == 2
 
@@ -121,8 +129,11 @@ async def test_grafana_dashboard_queries_existing_metrics(api):
     the read-replica router and are left to its own tests)."""
     dashboard = json.loads((Path(__file__).parent.parent / "deploy" / "grafana-dashboard.json").read_text())
     expressions = [target["expr"] for panel in dashboard["panels"] for target in panel["targets"]]
-    plotted = {re.sub(r"_(bucket|count|sum)$", "", name) for expr in expressions
-               for name in re.findall(r"conveyor_[a-z_]+", expr)}
+    plotted = {
+        re.sub(r"_(bucket|count|sum)$", "", name)
+        for expr in expressions
+        for name in re.findall(r"conveyor_[a-z_]+", expr)
+    }
     async with client(api.url) as http:
         text = (await http.get("/metrics")).text
     families = {family.name for family in text_string_to_metric_families(text)}

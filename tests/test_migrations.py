@@ -4,8 +4,17 @@ import asyncpg
 
 from service.migrate import downgrade, upgrade_async
 
-TABLES = {"tenants", "api_keys", "jobs", "job_stages", "idempotency_keys", "deliveries", "documents",
-          "service_secrets", "dashboard_sessions"}
+TABLES = {
+    "tenants",
+    "api_keys",
+    "jobs",
+    "job_stages",
+    "idempotency_keys",
+    "deliveries",
+    "documents",
+    "service_secrets",
+    "dashboard_sessions",
+}
 
 
 async def _tables(url: str) -> set[str]:
@@ -38,7 +47,8 @@ def test_alembic_command_line(empty_database_url, tmp_path):
     root = Path(__file__).resolve().parent.parent
     env = {**os.environ, "DATABASE_URL": empty_database_url}
     for args in (["upgrade", "head"], ["downgrade", "base"], ["upgrade", "head"], ["current"]):
-        done = subprocess.run([sys.executable, "-m", "alembic", *args], cwd=root, env=env,
-                              capture_output=True, text=True, timeout=120)
+        done = subprocess.run(
+            [sys.executable, "-m", "alembic", *args], cwd=root, env=env, capture_output=True, text=True, timeout=120
+        )
         assert done.returncode == 0, done.stderr
     assert "(head)" in done.stdout

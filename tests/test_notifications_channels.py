@@ -12,14 +12,18 @@ def settings(**values) -> Settings:
 
 def test_nothing_but_webhooks_is_configured_by_default():
     empty = settings()
-    assert [channel for channel in ("email", "sms", "push", "webhook") if channel_configured(empty, channel)] == ["webhook"]
+    assert [channel for channel in ("email", "sms", "push", "webhook") if channel_configured(empty, channel)] == [
+        "webhook"
+    ]
     assert missing_settings(empty, "sms") == ["TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "TWILIO_FROM"]
     assert missing_settings(empty, "email") == ["SMTP_URL"]
 
 
 def test_push_is_ready_with_either_provider_and_prefers_fcm():
     onesignal = settings(onesignal_app_id="app", onesignal_api_key=SecretStr("key"))
-    both = settings(onesignal_app_id="app", onesignal_api_key=SecretStr("key"), fcm_project_id="p", fcm_access_token=SecretStr("t"))
+    both = settings(
+        onesignal_app_id="app", onesignal_api_key=SecretStr("key"), fcm_project_id="p", fcm_access_token=SecretStr("t")
+    )
     assert channel_configured(onesignal, "push") and push_provider(onesignal) == "onesignal"
     assert push_provider(both) == "fcm"
     assert push_provider(settings(fcm_project_id="p")) is None
@@ -32,7 +36,10 @@ def test_require_channel_names_the_variables_to_set():
     assert "TWILIO_AUTH_TOKEN and TWILIO_FROM" in caught.value.message
     with pytest.raises(PermanentError) as caught:
         require_channel(settings(), "push")
-    assert "FCM_PROJECT_ID and FCM_ACCESS_TOKEN (FCM), or ONESIGNAL_APP_ID and ONESIGNAL_API_KEY (OneSignal)" in caught.value.message
+    assert (
+        "FCM_PROJECT_ID and FCM_ACCESS_TOKEN (FCM), or ONESIGNAL_APP_ID and ONESIGNAL_API_KEY (OneSignal)"
+        in caught.value.message
+    )
 
 
 def test_unknown_channel_is_refused():

@@ -66,15 +66,21 @@ def plain_smtp():
 
 @pytest.fixture(scope="module")
 def starttls_smtp(certificate):
-    mailbox, controller = running_smtp(tls_context=certificate.server_context(), require_starttls=True,
-                                       authenticator=authenticate, auth_require_tls=True)
+    mailbox, controller = running_smtp(
+        tls_context=certificate.server_context(),
+        require_starttls=True,
+        authenticator=authenticate,
+        auth_require_tls=True,
+    )
     yield mailbox, controller.port
     controller.stop()
 
 
 @pytest.fixture(scope="module")
 def implicit_tls_smtp(certificate):
-    mailbox, controller = running_smtp(ssl_context=certificate.server_context(), authenticator=authenticate, auth_require_tls=False)
+    mailbox, controller = running_smtp(
+        ssl_context=certificate.server_context(), authenticator=authenticate, auth_require_tls=False
+    )
     yield mailbox, controller.port
     controller.stop()
 
@@ -91,8 +97,11 @@ async def test_sends_multipart_alternative_with_escaped_html(plain_smtp):
     mailbox, url = plain_smtp
     before = len(mailbox.messages)
     delivery = await send_email(
-        settings(url), to="Ada <ada@example.com>", template="password_reset",
-        data={"name": HOSTILE, "reset_url": "https://acme.example/reset?t=1&u=2", "product_name": "Acme"}, key="job-1:0",
+        settings(url),
+        to="Ada <ada@example.com>",
+        template="password_reset",
+        data={"name": HOSTILE, "reset_url": "https://acme.example/reset?t=1&u=2", "product_name": "Acme"},
+        key="job-1:0",
     )
     message = mailbox.messages[before]
     assert message["Subject"] == "Reset your Acme password"
@@ -101,7 +110,10 @@ async def test_sends_multipart_alternative_with_escaped_html(plain_smtp):
     bodies = parts(message)
     assert set(bodies) == {"text/plain", "text/html"}
     assert HOSTILE in bodies["text/plain"] and "https://acme.example/reset?t=1&u=2" in bodies["text/plain"]
-    assert '<img src=x' not in bodies["text/html"] and "&lt;img src=x onerror=&#34;alert(1)&#34;&gt; &amp; Co" in bodies["text/html"]
+    assert (
+        "<img src=x" not in bodies["text/html"]
+        and "&lt;img src=x onerror=&#34;alert(1)&#34;&gt; &amp; Co" in bodies["text/html"]
+    )
     assert 'href="https://acme.example/reset?t=1&amp;u=2"' in bodies["text/html"]
     assert message["Message-ID"] == delivery.message_id == message_id("job-1:0", "acme.example")
     assert delivery.channel == "email" and delivery.recipient == "Ada <ada@example.com>"
@@ -133,14 +145,19 @@ async def test_temporary_refusals_are_transient_errors(plain_smtp):
 async def test_a_rejected_message_is_smtp_rejected(plain_smtp):
     _, url = plain_smtp
     with pytest.raises(PermanentError) as caught:
-        await send_email(settings(url), to="ok@example.com", template="welcome",
-                         data={"name": "REJECT-ME"}, key="k")
+        await send_email(settings(url), to="ok@example.com", template="welcome", data={"name": "REJECT-ME"}, key="k")
     assert caught.value.type == "smtp_rejected" and "554" in caught.value.message
 
 
 async def test_no_server_is_a_transient_error():
     with pytest.raises(TransientError) as caught:
-        await send_email(settings(f"smtp://127.0.0.1:{free_port()}"), to="a@example.com", template="welcome", data={"name": "A"}, key="k")
+        await send_email(
+            settings(f"smtp://127.0.0.1:{free_port()}"),
+            to="a@example.com",
+            template="welcome",
+            data={"name": "A"},
+            key="k",
+        )
     assert caught.value.type == "smtp_unavailable"
 
 
@@ -159,31 +176,54 @@ async def test_invalid_recipient_and_bad_data_fail_before_connecting():
 
 async def test_starttls_is_used_when_offered_and_credentials_authenticate(starttls_smtp, certificate):
     mailbox, port = starttls_smtp
-    await send_email(settings(f"smtp://mailer:s3cret@localhost:{port}"), to="a@example.com", template="welcome",
-                     data={"name": "A"}, key="k1", tls_context=certificate.client_context())
+    await send_email(
+        settings(f"smtp://mailer:s3cret@localhost:{port}"),
+        to="a@example.com",
+        template="welcome",
+        data={"name": "A"},
+        key="k1",
+        tls_context=certificate.client_context(),
+    )
     assert mailbox.tls_used == [True] and mailbox.messages[0]["Subject"] == "Welcome, A"
 
 
 async def test_wrong_credentials_are_a_permanent_auth_error(starttls_smtp, certificate):
     _, port = starttls_smtp
     with pytest.raises(PermanentError) as caught:
-        await send_email(settings(f"smtp://mailer:wrong@localhost:{port}"), to="a@example.com", template="welcome",
-                         data={"name": "A"}, key="k2", tls_context=certificate.client_context())
+        await send_email(
+            settings(f"smtp://mailer:wrong@localhost:{port}"),
+            to="a@example.com",
+            template="welcome",
+            data={"name": "A"},
+            key="k2",
+            tls_context=certificate.client_context(),
+        )
     assert caught.value.type == "channel_auth_failed"
 
 
 async def test_smtps_uses_implicit_tls(implicit_tls_smtp, certificate):
     mailbox, port = implicit_tls_smtp
-    await send_email(settings(f"smtps://mailer:s3cret@localhost:{port}"), to="a@example.com", template="membership_expiry",
-                     data={"name": "A", "expires_on": "31 May"}, key="k3", tls_context=certificate.client_context())
+    await send_email(
+        settings(f"smtps://mailer:s3cret@localhost:{port}"),
+        to="a@example.com",
+        template="membership_expiry",
+        data={"name": "A", "expires_on": "31 May"},
+        key="k3",
+        tls_context=certificate.client_context(),
+    )
     assert mailbox.tls_used == [True] and "31 May" in mailbox.messages[0]["Subject"]
 
 
 async def test_an_untrusted_certificate_is_refused(implicit_tls_smtp):
     _, port = implicit_tls_smtp
     with pytest.raises(TransientError) as caught:
-        await send_email(settings(f"smtps://mailer:s3cret@localhost:{port}"), to="a@example.com", template="welcome",
-                         data={"name": "A"}, key="k4")
+        await send_email(
+            settings(f"smtps://mailer:s3cret@localhost:{port}"),
+            to="a@example.com",
+            template="welcome",
+            data={"name": "A"},
+            key="k4",
+        )
     assert caught.value.type == "smtp_unavailable"
 
 

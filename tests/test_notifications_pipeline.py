@@ -48,10 +48,15 @@ def twilio():
 
 def channel_settings(smtp, twilio, fcm) -> dict:
     return {
-        "smtp_url": smtp[1], "smtp_from": "Acme <no-reply@acme.example>",
-        "twilio_account_sid": twilio.account_sid, "twilio_auth_token": twilio.auth_token,
-        "twilio_from": "+15005550006", "twilio_base_url": twilio.url,
-        "fcm_project_id": fcm.project_id, "fcm_access_token": fcm.access_token, "fcm_base_url": fcm.url,
+        "smtp_url": smtp[1],
+        "smtp_from": "Acme <no-reply@acme.example>",
+        "twilio_account_sid": twilio.account_sid,
+        "twilio_auth_token": twilio.auth_token,
+        "twilio_from": "+15005550006",
+        "twilio_base_url": twilio.url,
+        "fcm_project_id": fcm.project_id,
+        "fcm_access_token": fcm.access_token,
+        "fcm_base_url": fcm.url,
     }
 
 
@@ -89,8 +94,13 @@ async def sent(http, **body) -> dict:
 async def test_email_is_received_once_with_both_alternatives(api, settings, tenant, smtp):
     address = f"{unique('ada-')}@example.com"
     async with client(api.url, tenant[1]) as http, running_worker(settings, PIPELINES):
-        done = await sent(http, channel="email", to=f"Ada <{address}>", template="welcome",
-                          data={"name": "Ada <b>", "product_name": "Acme"})
+        done = await sent(
+            http,
+            channel="email",
+            to=f"Ada <{address}>",
+            template="welcome",
+            data={"name": "Ada <b>", "product_name": "Acme"},
+        )
     [message] = mail_to(smtp[0], address)
     body = parts(message)
     assert message["Subject"] == "Welcome to Acme, Ada <b>"
@@ -101,19 +111,30 @@ async def test_email_is_received_once_with_both_alternatives(api, settings, tena
 async def test_sms_goes_through_twilio_with_our_idempotency_token(api, settings, tenant, twilio):
     number = phone()
     async with client(api.url, tenant[1]) as http, running_worker(settings, PIPELINES):
-        done = await sent(http, channel="sms", to=number, template="password_reset",
-                          data={"name": "Ada", "reset_url": "https://acme.example/r/1"})
+        done = await sent(
+            http,
+            channel="sms",
+            to=number,
+            template="password_reset",
+            data={"name": "Ada", "reset_url": "https://acme.example/r/1"},
+        )
     [message] = [m for m in twilio.messages if m["to"] == number]
     assert "https://acme.example/r/1" in message["body"]
     assert done["result"]["deliveries"] == [
-        {"to": number, "status": "sent", "provider": "twilio", "message_id": message["sid"]}]
+        {"to": number, "status": "sent", "provider": "twilio", "message_id": message["sid"]}
+    ]
 
 
 async def test_push_through_fcm(api, settings, tenant, fcm):
     token = unique("device-token-")
     async with client(api.url, tenant[1]) as http, running_worker(settings, PIPELINES):
-        await sent(http, channel="push", to=token, template="appointment_reminder",
-                   data={"name": "Ada", "starts_at": "Monday 9:00"})
+        await sent(
+            http,
+            channel="push",
+            to=token,
+            template="appointment_reminder",
+            data={"name": "Ada", "starts_at": "Monday 9:00"},
+        )
     [message] = [m for m in fcm.messages if m["token"] == token]
     assert message["notification"]["title"] == "Reminder: your appointment on Monday 9:00"
     assert message["data"]["template"] == "appointment_reminder"
@@ -123,12 +144,23 @@ async def test_push_through_onesignal(database_url, redis_server, tmp_path, tena
     onesignal = OneSignalServer().start()
     subscription = str(uuid.uuid4())
     onesignal.subscriptions.add(subscription)
-    settings = local_settings(database_url, redis_server.url, tmp_path / "s", onesignal_app_id=onesignal.app_id,
-                              onesignal_api_key=onesignal.api_key, onesignal_base_url=onesignal.url)
+    settings = local_settings(
+        database_url,
+        redis_server.url,
+        tmp_path / "s",
+        onesignal_app_id=onesignal.app_id,
+        onesignal_api_key=onesignal.api_key,
+        onesignal_base_url=onesignal.url,
+    )
     try:
         async with ApiServer(settings) as api, client(api.url, tenant[1]) as http, running_worker(settings, PIPELINES):
-            done = await sent(http, channel="push", to=[subscription, "not-subscribed"], template="membership_expiry",
-                              data={"name": "Ada", "expires_on": "1 May"})
+            done = await sent(
+                http,
+                channel="push",
+                to=[subscription, "not-subscribed"],
+                template="membership_expiry",
+                data={"name": "Ada", "expires_on": "1 May"},
+            )
     finally:
         onesignal.stop()
     [message] = onesignal.messages
@@ -145,8 +177,9 @@ async def test_webhook_is_signed_with_every_live_secret(api, settings, tenant, r
     await db.open()
     try:
         async with db.transaction() as conn:  # a rotation: a new secret, the old one still live
-            await conn.execute("UPDATE tenants SET webhook_secrets = ARRAY[$2, $3] WHERE id = $1",
-                               tenant[0], generate_secret(), secret)
+            await conn.execute(
+                "UPDATE tenants SET webhook_secrets = ARRAY[$2, $3] WHERE id = $1", tenant[0], generate_secret(), secret
+            )
     finally:
         await db.close()
     url = f"{receiver.url}/hooks/orders"
@@ -165,17 +198,72 @@ async def test_invalid_requests_are_precise_422s(api, tenant):
     cases = [
         ({"channel": "fax", "to": "x", "template": "welcome"}, "channel", "invalid-field"),
         ({"channel": "email", "to": "a@example.com", "template": "nope", "data": {}}, "template", "unknown-template"),
-        ({"channel": "email", "to": "a@example.com", "template": "welcome", "data": {}}, "data", "invalid-template-data"),
-        ({"channel": "email", "to": "not an address", "template": "welcome", "data": {"name": "A"}}, "to", "invalid-recipient"),
-        ({"channel": "sms", "to": ["+15551234567", "0612"], "template": "welcome", "data": {"name": "A"}}, "to[1]", "invalid-recipient"),
+        (
+            {"channel": "email", "to": "a@example.com", "template": "welcome", "data": {}},
+            "data",
+            "invalid-template-data",
+        ),
+        (
+            {"channel": "email", "to": "not an address", "template": "welcome", "data": {"name": "A"}},
+            "to",
+            "invalid-recipient",
+        ),
+        (
+            {"channel": "sms", "to": ["+15551234567", "0612"], "template": "welcome", "data": {"name": "A"}},
+            "to[1]",
+            "invalid-recipient",
+        ),
         ({"channel": "sms", "to": [], "template": "welcome", "data": {"name": "A"}}, "to", "invalid-field"),
-        ({"channel": "sms", "to": [f"+1555{n:07d}" for n in range(1001)], "template": "welcome", "data": {"name": "A"}}, "to", "invalid-field"),
-        ({"channel": "email", "to": "a@example.com", "template": "welcome", "data": {"name": "A"}, "send_at": "2030-01-01T09:00:00"}, "send_at", "invalid-field"),
-        ({"channel": "email", "to": "a@example.com", "template": "welcome", "data": {"name": "A"}, "send_at": "tomorrow"}, "send_at", "invalid-field"),
-        ({"channel": "email", "to": "a@example.com", "template": "welcome", "data": {"name": "A"}, "send_at": "2999-01-01T00:00:00Z"}, "send_at", "invalid-field"),
+        (
+            {
+                "channel": "sms",
+                "to": [f"+1555{n:07d}" for n in range(1001)],
+                "template": "welcome",
+                "data": {"name": "A"},
+            },
+            "to",
+            "invalid-field",
+        ),
+        (
+            {
+                "channel": "email",
+                "to": "a@example.com",
+                "template": "welcome",
+                "data": {"name": "A"},
+                "send_at": "2030-01-01T09:00:00",
+            },
+            "send_at",
+            "invalid-field",
+        ),
+        (
+            {
+                "channel": "email",
+                "to": "a@example.com",
+                "template": "welcome",
+                "data": {"name": "A"},
+                "send_at": "tomorrow",
+            },
+            "send_at",
+            "invalid-field",
+        ),
+        (
+            {
+                "channel": "email",
+                "to": "a@example.com",
+                "template": "welcome",
+                "data": {"name": "A"},
+                "send_at": "2999-01-01T00:00:00Z",
+            },
+            "send_at",
+            "invalid-field",
+        ),
         ({"channel": "webhook", "to": "ftp://example.com/x", "template": "order.paid"}, "to", "invalid-url"),
         ({"channel": "webhook", "to": "https://example.com/x", "template": "has spaces"}, "template", "invalid-field"),
-        ({"channel": "email", "to": "a@example.com", "template": "welcome", "data": {"name": "A"}, "colour": "red"}, "colour", "invalid-field"),
+        (
+            {"channel": "email", "to": "a@example.com", "template": "welcome", "data": {"name": "A"}, "colour": "red"},
+            "colour",
+            "invalid-field",
+        ),
     ]
     async with client(api.url, tenant[1]) as http:
         for body, field, kind in cases:
@@ -184,29 +272,40 @@ async def test_invalid_requests_are_precise_422s(api, tenant):
             problem = response.json()
             assert response.headers["content-type"] == PROBLEM
             assert (problem["field"], problem["type"].rsplit("/", 1)[1]) == (field, kind), problem
-        not_json = await http.post("/v1/notifications", content=b"channel=email", headers={"content-type": "application/json"})
+        not_json = await http.post(
+            "/v1/notifications", content=b"channel=email", headers={"content-type": "application/json"}
+        )
         not_declared_json = await http.post("/v1/notifications", content=b"{}", headers={"content-type": "text/plain"})
         not_object = await http.post("/v1/notifications", json=["email"])
-        malformed = await http.post("/v1/notifications", content=b'{"channel": "email",}',
-                                    headers={"content-type": "application/json"})
+        malformed = await http.post(
+            "/v1/notifications", content=b'{"channel": "email",}', headers={"content-type": "application/json"}
+        )
         listed = (await http.get("/v1/jobs", params={"kind": "notification"})).json()["items"]
     assert not_json.status_code == not_object.status_code == malformed.status_code == 400
     assert not_declared_json.status_code == 415
     assert malformed.headers["content-type"] == PROBLEM
-    assert malformed.json()["detail"] == "the body is not valid JSON: Expecting property name enclosed in double " \
-                                         "quotes: line 1 column 21 (char 20)"
+    assert (
+        malformed.json()["detail"] == "the body is not valid JSON: Expecting property name enclosed in double "
+        "quotes: line 1 column 21 (char 20)"
+    )
     assert listed == []
 
 
 async def test_unconfigured_channel_and_private_destinations_are_refused(database_url, redis_server, tmp_path, tenant):
     bare = make_settings(database_url, redis_server.url, tmp_path / "s")  # no provider, no allowed hosts
     async with ApiServer(bare) as api, client(api.url, tenant[1]) as http:
-        sms = await http.post("/v1/notifications", json={"channel": "sms", "to": "+15551234567",
-                                                         "template": "welcome", "data": {"name": "A"}})
-        push = await http.post("/v1/notifications", json={"channel": "push", "to": "token-123456",
-                                                          "template": "welcome", "data": {"name": "A"}})
-        hooks = [await http.post("/v1/notifications", json={"channel": "webhook", "to": url, "template": "ping"})
-                 for url in ("http://127.0.0.1:9/x", "http://169.254.169.254/latest/meta-data", "http://[::1]/x")]
+        sms = await http.post(
+            "/v1/notifications",
+            json={"channel": "sms", "to": "+15551234567", "template": "welcome", "data": {"name": "A"}},
+        )
+        push = await http.post(
+            "/v1/notifications",
+            json={"channel": "push", "to": "token-123456", "template": "welcome", "data": {"name": "A"}},
+        )
+        hooks = [
+            await http.post("/v1/notifications", json={"channel": "webhook", "to": url, "template": "ping"})
+            for url in ("http://127.0.0.1:9/x", "http://169.254.169.254/latest/meta-data", "http://[::1]/x")
+        ]
     assert sms.status_code == push.status_code == 422
     assert sms.json()["type"].endswith("/channel-not-configured")
     assert "TWILIO_ACCOUNT_SID" in sms.json()["detail"]
@@ -221,10 +320,14 @@ async def test_idempotency_key_returns_the_same_notification(api, tenant):
     body = {"channel": "email", "to": "a@example.com", "template": "welcome", "data": {"name": "A"}}
     async with client(api.url, tenant[1]) as http:
         first = await http.post("/v1/notifications", json=body, headers={"Idempotency-Key": "n1"})
-        again = await http.post("/v1/notifications", content=json.dumps(body, indent=2),
-                                headers={"Idempotency-Key": "n1", "content-type": "application/json"})
-        other = await http.post("/v1/notifications", json={**body, "to": "b@example.com"},
-                                headers={"Idempotency-Key": "n1"})
+        again = await http.post(
+            "/v1/notifications",
+            content=json.dumps(body, indent=2),
+            headers={"Idempotency-Key": "n1", "content-type": "application/json"},
+        )
+        other = await http.post(
+            "/v1/notifications", json={**body, "to": "b@example.com"}, headers={"Idempotency-Key": "n1"}
+        )
     assert first.status_code == again.status_code == 202
     assert again.json()["id"] == first.json()["id"]
     assert other.status_code == 422
@@ -295,8 +398,9 @@ async def test_send_at_defers_delivery(api, settings, tenant, smtp):
     address = f"{unique('later-')}@example.com"
     send_at = datetime.now(timezone(timedelta(hours=2))) + timedelta(seconds=2)
     async with client(api.url, tenant[1]) as http, running_worker(settings, PIPELINES):
-        job = await notify(http, channel="email", to=address, template="welcome", data={"name": "Ada"},
-                           send_at=send_at.isoformat())
+        job = await notify(
+            http, channel="email", to=address, template="welcome", data={"name": "Ada"}, send_at=send_at.isoformat()
+        )
         await asyncio.sleep(0.5)
         assert mail_to(smtp[0], address) == []
         assert (await http.get(f"/v1/jobs/{job['id']}")).json()["status"] == "queued"
@@ -310,8 +414,9 @@ async def test_a_cancelled_send_at_is_never_delivered(api, settings, tenant, smt
     address = f"{unique('never-')}@example.com"
     send_at = datetime.now(UTC) + timedelta(seconds=1.5)
     async with client(api.url, tenant[1]) as http, running_worker(settings, PIPELINES):
-        job = await notify(http, channel="email", to=address, template="welcome", data={"name": "Ada"},
-                           send_at=send_at.isoformat())
+        job = await notify(
+            http, channel="email", to=address, template="welcome", data={"name": "Ada"}, send_at=send_at.isoformat()
+        )
         cancelled = await http.post(f"/v1/jobs/{job['id']}/cancel")
         assert cancelled.status_code == 202 and cancelled.json()["status"] == "cancelled"
         await asyncio.sleep(3)  # well past send_at, with a worker polling the queue

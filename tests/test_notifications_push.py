@@ -12,8 +12,13 @@ from testkit.fcm_server import FcmServer
 from testkit.onesignal_server import OneSignalServer
 
 TOKEN = "fcm-token:APA91bHun4MxP5egoKMwt2KZFBaFUH"
-RECEIPT = {"name": "Ada", "amount": "49.00", "currency": "EUR", "receipt_number": "R-1",
-           "items": [{"description": "Pro", "amount": "49.00"}]}
+RECEIPT = {
+    "name": "Ada",
+    "amount": "49.00",
+    "currency": "EUR",
+    "receipt_number": "R-1",
+    "items": [{"description": "Pro", "amount": "49.00"}],
+}
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +43,11 @@ def fcm_settings(fcm: FcmServer, **overrides) -> Settings:
 
 
 def onesignal_settings(onesignal: OneSignalServer, **overrides) -> Settings:
-    values = dict(onesignal_app_id=onesignal.app_id, onesignal_api_key=SecretStr(onesignal.api_key), onesignal_base_url=onesignal.url)
+    values = dict(
+        onesignal_app_id=onesignal.app_id,
+        onesignal_api_key=SecretStr(onesignal.api_key),
+        onesignal_base_url=onesignal.url,
+    )
     return Settings(_env_file=None, **{**values, **overrides})
 
 
@@ -52,8 +61,10 @@ async def test_fcm_gets_title_body_and_string_data(fcm):
     delivery = await send_push(fcm_settings(fcm), to=TOKEN, template="payment_receipt", data=RECEIPT, key="job-1:0")
     sent = fcm.messages[-1]
     assert sent["token"] == TOKEN
-    assert sent["notification"] == {"title": "Receipt R-1: 49.00 EUR",
-                                    "body": "Payment received: 49.00 EUR, receipt R-1. Thank you, Ada!"}
+    assert sent["notification"] == {
+        "title": "Receipt R-1: 49.00 EUR",
+        "body": "Payment received: 49.00 EUR, receipt R-1. Thank you, Ada!",
+    }
     assert sent["data"]["template"] == "payment_receipt" and sent["data"]["amount"] == "49.00"
     assert "items" not in sent["data"]  # FCM data values are strings only
     assert delivery.message_id == sent["name"] and delivery.provider == "fcm"
@@ -77,8 +88,11 @@ async def test_fcm_invalid_access_token_is_channel_auth_failed(fcm):
 
 @pytest.mark.parametrize(
     ("http_status", "status", "code", "expected_type"),
-    [(429, "RESOURCE_EXHAUSTED", "QUOTA_EXCEEDED", "rate_limited"), (503, "UNAVAILABLE", "UNAVAILABLE", "provider_unavailable"),
-     (500, "INTERNAL", "INTERNAL", "provider_unavailable")],
+    [
+        (429, "RESOURCE_EXHAUSTED", "QUOTA_EXCEEDED", "rate_limited"),
+        (503, "UNAVAILABLE", "UNAVAILABLE", "provider_unavailable"),
+        (500, "INTERNAL", "INTERNAL", "provider_unavailable"),
+    ],
 )
 async def test_fcm_overload_is_transient_with_retry_after(fcm, http_status, status, code, expected_type):
     fcm.inject_error(http_status, status, code, retry_after=30)
@@ -88,7 +102,9 @@ async def test_fcm_overload_is_transient_with_retry_after(fcm, http_status, stat
 
 
 async def test_onesignal_targets_a_subscription_with_an_idempotency_uuid(onesignal):
-    delivery = await send_push(onesignal_settings(onesignal), to="sub-1", template="welcome", data={"name": "Ada"}, key="job-5:0")
+    delivery = await send_push(
+        onesignal_settings(onesignal), to="sub-1", template="welcome", data={"name": "Ada"}, key="job-5:0"
+    )
     sent = onesignal.messages[-1]
     assert sent["app_id"] == onesignal.app_id and sent["include_subscription_ids"] == ["sub-1"]
     assert sent["headings"] == {"en": "Welcome, Ada"} and sent["contents"]["en"].startswith("Welcome, Ada!")
@@ -99,13 +115,19 @@ async def test_onesignal_targets_a_subscription_with_an_idempotency_uuid(onesign
 
 async def test_onesignal_same_key_is_one_notification(onesignal):
     before = len(onesignal.messages)
-    first = await send_push(onesignal_settings(onesignal), to="sub-2", template="welcome", data={"name": "Bo"}, key="job-6:0")
-    again = await send_push(onesignal_settings(onesignal), to="sub-2", template="welcome", data={"name": "Bo"}, key="job-6:0")
+    first = await send_push(
+        onesignal_settings(onesignal), to="sub-2", template="welcome", data={"name": "Bo"}, key="job-6:0"
+    )
+    again = await send_push(
+        onesignal_settings(onesignal), to="sub-2", template="welcome", data={"name": "Bo"}, key="job-6:0"
+    )
     assert first.message_id == again.message_id and len(onesignal.messages) == before + 1
 
 
 async def test_onesignal_external_id_alias(onesignal):
-    await send_push(onesignal_settings(onesignal), to="external_id:user-42", template="welcome", data={"name": "C"}, key="job-7:0")
+    await send_push(
+        onesignal_settings(onesignal), to="external_id:user-42", template="welcome", data={"name": "C"}, key="job-7:0"
+    )
     sent = onesignal.messages[-1]
     assert sent["include_aliases"] == {"external_id": ["user-42"]} and sent["target_channel"] == "push"
 
@@ -116,7 +138,9 @@ async def test_onesignal_nobody_subscribed_is_invalid_recipient(onesignal):
 
 
 async def test_onesignal_wrong_key_is_channel_auth_failed(onesignal):
-    assert (await refusal(onesignal_settings(onesignal, onesignal_api_key=SecretStr("nope")), "sub-1")).type == "channel_auth_failed"
+    assert (
+        await refusal(onesignal_settings(onesignal, onesignal_api_key=SecretStr("nope")), "sub-1")
+    ).type == "channel_auth_failed"
 
 
 async def test_onesignal_throttling_and_outage_are_transient(onesignal):

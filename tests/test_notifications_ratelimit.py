@@ -48,7 +48,9 @@ async def test_waiters_reserve_in_turn_instead_of_failing(two_clients):
 
 
 async def test_channels_have_separate_buckets_and_unlisted_ones_are_free(two_clients):
-    one, _ = limiters(two_clients, {"sms": Rate(per_second=0.1, burst=1), "email": Rate(per_second=0.1, burst=1)}, max_wait=0)
+    one, _ = limiters(
+        two_clients, {"sms": Rate(per_second=0.1, burst=1), "email": Rate(per_second=0.1, burst=1)}, max_wait=0
+    )
     assert await one.acquire("sms") == 0.0 and await one.acquire("email") == 0.0
     with pytest.raises(TransientError):
         await one.acquire("sms")
@@ -68,8 +70,13 @@ def twilio():
 
 
 async def test_fan_out_sends_to_each_recipient_and_reports_each_outcome(twilio, two_clients):
-    settings = Settings(_env_file=None, twilio_account_sid=twilio.account_sid, twilio_auth_token=SecretStr(twilio.auth_token),
-                        twilio_from="+15005550006", twilio_base_url=twilio.url)
+    settings = Settings(
+        _env_file=None,
+        twilio_account_sid=twilio.account_sid,
+        twilio_auth_token=SecretStr(twilio.auth_token),
+        twilio_from="+15005550006",
+        twilio_base_url=twilio.url,
+    )
     limiter, _ = limiters(two_clients, {"sms": Rate(per_second=1000, burst=1000)})
     recipients = [f"+4477009000{n:02d}" for n in range(12)] + ["not-a-number"]
     in_flight, peak = 0, 0

@@ -20,13 +20,19 @@ def twilio():
 
 
 def settings(twilio: TwilioServer, **overrides) -> Settings:
-    values = dict(twilio_account_sid=twilio.account_sid, twilio_auth_token=SecretStr(twilio.auth_token),
-                  twilio_from="+15005550006", twilio_base_url=twilio.url)
+    values = dict(
+        twilio_account_sid=twilio.account_sid,
+        twilio_auth_token=SecretStr(twilio.auth_token),
+        twilio_from="+15005550006",
+        twilio_base_url=twilio.url,
+    )
     return Settings(_env_file=None, **{**values, **overrides})
 
 
 async def test_sends_the_rendered_short_text(twilio):
-    delivery = await send_sms(settings(twilio), to="+447700900123", template="appointment_reminder", data=APPOINTMENT, key="job-1:0")
+    delivery = await send_sms(
+        settings(twilio), to="+447700900123", template="appointment_reminder", data=APPOINTMENT, key="job-1:0"
+    )
     sent = twilio.messages[-1]
     assert sent["to"] == "+447700900123" and sent["from"] == "+15005550006"
     assert sent["body"] == "Reminder: Ada, your appointment is on Tue 14:30 at 12 High St."
@@ -37,9 +43,15 @@ async def test_sends_the_rendered_short_text(twilio):
 async def test_the_same_key_is_one_message(twilio):
     before = len(twilio.messages)
     async with httpx.AsyncClient() as client:
-        first = await send_sms(settings(twilio), to="+447700900124", template="welcome", data={"name": "Bo"}, key="job-2:0", client=client)
-        again = await send_sms(settings(twilio), to="+447700900124", template="welcome", data={"name": "Bo"}, key="job-2:0", client=client)
-        other = await send_sms(settings(twilio), to="+447700900124", template="welcome", data={"name": "Bo"}, key="job-3:0", client=client)
+        first = await send_sms(
+            settings(twilio), to="+447700900124", template="welcome", data={"name": "Bo"}, key="job-2:0", client=client
+        )
+        again = await send_sms(
+            settings(twilio), to="+447700900124", template="welcome", data={"name": "Bo"}, key="job-2:0", client=client
+        )
+        other = await send_sms(
+            settings(twilio), to="+447700900124", template="welcome", data={"name": "Bo"}, key="job-3:0", client=client
+        )
     assert first.message_id == again.message_id != other.message_id
     assert len(twilio.messages) == before + 2
 
@@ -60,13 +72,25 @@ async def test_twilio_refusing_the_number_is_invalid_recipient(twilio):
 
 async def test_a_from_number_twilio_does_not_know_is_destination_refused(twilio):
     with pytest.raises(PermanentError) as caught:
-        await send_sms(settings(twilio, twilio_from="+15550001111"), to="+447700900123", template="welcome", data={"name": "Bo"}, key="k")
+        await send_sms(
+            settings(twilio, twilio_from="+15550001111"),
+            to="+447700900123",
+            template="welcome",
+            data={"name": "Bo"},
+            key="k",
+        )
     assert caught.value.type == "destination_refused" and "21606" in caught.value.message
 
 
 async def test_bad_credentials_are_channel_auth_failed(twilio):
     with pytest.raises(PermanentError) as caught:
-        await send_sms(settings(twilio, twilio_auth_token=SecretStr("wrong")), to="+447700900123", template="welcome", data={"name": "Bo"}, key="k")
+        await send_sms(
+            settings(twilio, twilio_auth_token=SecretStr("wrong")),
+            to="+447700900123",
+            template="welcome",
+            data={"name": "Bo"},
+            key="k",
+        )
     assert caught.value.type == "channel_auth_failed" and "20003" in caught.value.message
 
 
@@ -82,7 +106,9 @@ async def test_server_errors_are_transient_and_a_retry_succeeds(twilio):
     with pytest.raises(TransientError) as caught:
         await send_sms(settings(twilio), to="+447700900125", template="welcome", data={"name": "Bo"}, key="job-4:0")
     assert caught.value.type == "provider_unavailable"
-    delivery = await send_sms(settings(twilio), to="+447700900125", template="welcome", data={"name": "Bo"}, key="job-4:0")
+    delivery = await send_sms(
+        settings(twilio), to="+447700900125", template="welcome", data={"name": "Bo"}, key="job-4:0"
+    )
     assert delivery.message_id == twilio.messages[-1]["sid"]
 
 
@@ -90,6 +116,11 @@ async def test_an_unreachable_twilio_is_transient(twilio):
     from testkit.net import free_port
 
     with pytest.raises(TransientError) as caught:
-        await send_sms(settings(twilio, twilio_base_url=f"http://127.0.0.1:{free_port()}"), to="+447700900123",
-                       template="welcome", data={"name": "Bo"}, key="k")
+        await send_sms(
+            settings(twilio, twilio_base_url=f"http://127.0.0.1:{free_port()}"),
+            to="+447700900123",
+            template="welcome",
+            data={"name": "Bo"},
+            key="k",
+        )
     assert caught.value.type == "provider_unavailable"

@@ -24,16 +24,26 @@ def receiver():
 def resolver_for(table: dict[str, list[str]]):
     async def resolve(host: str, port: int) -> list[str]:
         return table[host]
+
     return resolve
 
 
 @pytest.mark.parametrize(
     ("url", "reason"),
-    [("http://127.0.0.1:9/", "loopback"), ("http://10.1.2.3/", "private"), ("http://192.168.0.10/", "private"),
-     ("http://169.254.169.254/latest/meta-data/", "cloud metadata"), ("http://[fd00:ec2::254]/", "cloud metadata"),
-     ("http://[::1]:9/", "loopback"), ("http://[::ffff:127.0.0.1]:9/", "loopback"), ("http://100.64.0.1/", "carrier-grade NAT"),
-     ("http://0.0.0.0:9/", "unspecified"), ("http://[fe80::1]/", "link-local"), ("http://224.0.0.1/", "multicast"),
-     ("http://localhost:9/", "loopback")],
+    [
+        ("http://127.0.0.1:9/", "loopback"),
+        ("http://10.1.2.3/", "private"),
+        ("http://192.168.0.10/", "private"),
+        ("http://169.254.169.254/latest/meta-data/", "cloud metadata"),
+        ("http://[fd00:ec2::254]/", "cloud metadata"),
+        ("http://[::1]:9/", "loopback"),
+        ("http://[::ffff:127.0.0.1]:9/", "loopback"),
+        ("http://100.64.0.1/", "carrier-grade NAT"),
+        ("http://0.0.0.0:9/", "unspecified"),
+        ("http://[fe80::1]/", "link-local"),
+        ("http://224.0.0.1/", "multicast"),
+        ("http://localhost:9/", "loopback"),
+    ],
 )
 async def test_internal_destinations_are_refused(url, reason):
     with pytest.raises(PermanentError) as caught:
@@ -52,8 +62,11 @@ def test_public_addresses_pass():
 
 async def test_the_allow_list_takes_hostnames_ips_and_cidrs(receiver):
     path = f":{receiver.served.port}/allowed"
-    for allowed, url in [(["127.0.0.0/8"], f"http://127.0.0.1{path}"), (["127.0.0.1"], f"http://127.0.0.1{path}"),
-                         (["LOCALHOST"], f"http://localhost{path}")]:
+    for allowed, url in [
+        (["127.0.0.0/8"], f"http://127.0.0.1{path}"),
+        (["127.0.0.1"], f"http://127.0.0.1{path}"),
+        (["LOCALHOST"], f"http://localhost{path}"),
+    ]:
         assert await send_webhook(url, b"{}", webhook_id="msg_allowed", secrets=SECRET, allowed_hosts=allowed) == 200
     assert len(receiver.at("allowed")) == 3
     with pytest.raises(PermanentError):
@@ -91,9 +104,16 @@ async def test_tls_verifies_the_certificate_against_the_url_host_not_the_ip():
     server = WebhookReceiver(SECRET, certificate=certificate).start()
     resolve = resolver_for({"hooks.example.test": ["127.0.0.1"], "other.example.test": ["127.0.0.1"]})
     try:
-        async with guarded_client(["127.0.0.1"], timeout=5, resolver=resolve, verify=certificate.client_context()) as client:
-            status = await send_webhook(f"https://hooks.example.test:{server.served.port}/tls", b"{}", webhook_id="msg_tls",
-                                        secrets=SECRET, client=client)
+        async with guarded_client(
+            ["127.0.0.1"], timeout=5, resolver=resolve, verify=certificate.client_context()
+        ) as client:
+            status = await send_webhook(
+                f"https://hooks.example.test:{server.served.port}/tls",
+                b"{}",
+                webhook_id="msg_tls",
+                secrets=SECRET,
+                client=client,
+            )
             assert status == 200 and server.at("tls")[0].verified
             with pytest.raises(httpx.ConnectError, match="certificate"):
                 await client.get(f"https://other.example.test:{server.served.port}/tls")
@@ -103,8 +123,18 @@ async def test_tls_verifies_the_certificate_against_the_url_host_not_the_ip():
 
 @pytest.mark.parametrize(
     "url",
-    ["ftp://example.com/x", "file:///etc/passwd", "https://", "example.com/hook", "http://exa mple.com/", "https://example.com:99999/",
-     "https://example.com/" + "a" * 2100, "", None, "gopher://127.0.0.1:6379/_FLUSHALL"],
+    [
+        "ftp://example.com/x",
+        "file:///etc/passwd",
+        "https://",
+        "example.com/hook",
+        "http://exa mple.com/",
+        "https://example.com:99999/",
+        "https://example.com/" + "a" * 2100,
+        "",
+        None,
+        "gopher://127.0.0.1:6379/_FLUSHALL",
+    ],
 )
 def test_validate_url_refuses_what_is_not_a_plain_http_url(url):
     with pytest.raises(PermanentError) as caught:

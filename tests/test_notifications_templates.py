@@ -4,30 +4,57 @@ from pipelines.notifications.templates import TEMPLATES, render_email, render_sh
 from service.errors import PermanentError
 
 CONTRACT_TEMPLATES = {
-    "welcome", "password_reset", "payment_receipt", "job_application",
-    "appointment_confirmation", "appointment_reminder", "membership_expiry",
+    "welcome",
+    "password_reset",
+    "payment_receipt",
+    "job_application",
+    "appointment_confirmation",
+    "appointment_reminder",
+    "membership_expiry",
 }
 
 EXAMPLES = {
     "welcome": {"name": "Ada", "login_url": "https://app.example.com/login", "product_name": "Acme"},
     "password_reset": {"name": "Ada", "reset_url": "https://app.example.com/reset?t=abc&u=1", "expires_in_minutes": 30},
     "payment_receipt": {
-        "name": "Ada", "amount": "59.00", "currency": "EUR", "receipt_number": "R-2026-0042",
-        "paid_at": "3 May 2026", "payment_method": "Visa ending 4242",
+        "name": "Ada",
+        "amount": "59.00",
+        "currency": "EUR",
+        "receipt_number": "R-2026-0042",
+        "paid_at": "3 May 2026",
+        "payment_method": "Visa ending 4242",
         "items": [{"description": "Pro plan", "amount": "49.00"}, {"description": "Extra seat", "amount": "10.00"}],
         "receipt_url": "https://app.example.com/receipts/42",
     },
     "job_application": {"name": "Ada", "job_title": "Data Engineer", "company": "Acme", "reference": "JA-7"},
-    "appointment_confirmation": {"name": "Ada", "starts_at": "Tue 5 May, 14:30", "location": "12 High St", "provider": "Dr. Rivera"},
-    "appointment_reminder": {"name": "Ada", "starts_at": "Tue 5 May, 14:30", "manage_url": "https://app.example.com/a/9"},
-    "membership_expiry": {"name": "Ada", "expires_on": "31 May 2026", "plan": "Gold", "renew_url": "https://app.example.com/renew"},
+    "appointment_confirmation": {
+        "name": "Ada",
+        "starts_at": "Tue 5 May, 14:30",
+        "location": "12 High St",
+        "provider": "Dr. Rivera",
+    },
+    "appointment_reminder": {
+        "name": "Ada",
+        "starts_at": "Tue 5 May, 14:30",
+        "manage_url": "https://app.example.com/a/9",
+    },
+    "membership_expiry": {
+        "name": "Ada",
+        "expires_on": "31 May 2026",
+        "plan": "Gold",
+        "renew_url": "https://app.example.com/renew",
+    },
 }
 
 # One value per template that must appear in every rendering of it.
 CHARACTERISTIC = {
-    "welcome": "Welcome", "password_reset": "https://app.example.com/reset?t=abc", "payment_receipt": "R-2026-0042",
-    "job_application": "Data Engineer", "appointment_confirmation": "Tue 5 May, 14:30",
-    "appointment_reminder": "Tue 5 May, 14:30", "membership_expiry": "31 May 2026",
+    "welcome": "Welcome",
+    "password_reset": "https://app.example.com/reset?t=abc",
+    "payment_receipt": "R-2026-0042",
+    "job_application": "Data Engineer",
+    "appointment_confirmation": "Tue 5 May, 14:30",
+    "appointment_reminder": "Tue 5 May, 14:30",
+    "membership_expiry": "31 May 2026",
 }
 
 
@@ -105,4 +132,9 @@ def test_unknown_template_names_the_known_ones():
 
 
 def test_validate_fills_absent_optionals_with_none():
-    assert validate("welcome", {"name": "Ada"}) == {"name": "Ada", "login_url": None, "product_name": None, "support_email": None}
+    assert validate("welcome", {"name": "Ada"}) == {
+        "name": "Ada",
+        "login_url": None,
+        "product_name": None,
+        "support_email": None,
+    }

@@ -24,8 +24,9 @@ from service.errors import PermanentError, TransientError
 from testkit.webhook_receiver import Reply, WebhookReceiver
 
 LOOPBACK = ["127.0.0.1"]
-BODY = event_body("job.succeeded", {"id": "job_1", "kind": "document", "status": "succeeded"},
-                  datetime(2026, 5, 3, 12, 0, tzinfo=UTC))
+BODY = event_body(
+    "job.succeeded", {"id": "job_1", "kind": "document", "status": "succeeded"}, datetime(2026, 5, 3, 12, 0, tzinfo=UTC)
+)
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +42,9 @@ def receiver(secret):
 
 
 def test_signature_matches_the_published_standard_webhooks_vector():
-    signature = sign("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, b'{"test": 2432232314}')
+    signature = sign(
+        "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, b'{"test": 2432232314}'
+    )
     assert signature == "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
 
 
@@ -68,12 +71,17 @@ def test_verify_rejects_tampering_wrong_secrets_and_stale_timestamps(secret):
 
 
 def test_event_body_is_the_contract_shape():
-    assert json.loads(BODY) == {"type": "job.succeeded", "timestamp": "2026-05-03T12:00:00+00:00",
-                                "data": {"id": "job_1", "kind": "document", "status": "succeeded"}}
+    assert json.loads(BODY) == {
+        "type": "job.succeeded",
+        "timestamp": "2026-05-03T12:00:00+00:00",
+        "data": {"id": "job_1", "kind": "document", "status": "succeeded"},
+    }
 
 
 async def test_delivery_is_signed_and_verified_by_the_receiver(receiver, secret):
-    status = await send_webhook(f"{receiver.url}/hooks/ok", BODY, webhook_id="msg_ok", secrets=secret, allowed_hosts=LOOPBACK)
+    status = await send_webhook(
+        f"{receiver.url}/hooks/ok", BODY, webhook_id="msg_ok", secrets=secret, allowed_hosts=LOOPBACK
+    )
     [received] = receiver.at("hooks/ok")
     assert status == 200 and received.verified and received.body == BODY
     assert received.headers["webhook-id"] == "msg_ok" and received.headers["content-type"] == "application/json"
@@ -83,9 +91,16 @@ async def test_delivery_is_signed_and_verified_by_the_receiver(receiver, secret)
 async def test_a_retry_keeps_the_webhook_id_and_signs_afresh(receiver, secret):
     receiver.script("hooks/flaky", Reply(500))
     with pytest.raises(TransientError) as caught:
-        await send_webhook(f"{receiver.url}/hooks/flaky", BODY, webhook_id="msg_retry", secrets=secret, allowed_hosts=LOOPBACK)
+        await send_webhook(
+            f"{receiver.url}/hooks/flaky", BODY, webhook_id="msg_retry", secrets=secret, allowed_hosts=LOOPBACK
+        )
     assert caught.value.type == "delivery_failed" and "500" in caught.value.message
-    assert await send_webhook(f"{receiver.url}/hooks/flaky", BODY, webhook_id="msg_retry", secrets=secret, allowed_hosts=LOOPBACK) == 200
+    assert (
+        await send_webhook(
+            f"{receiver.url}/hooks/flaky", BODY, webhook_id="msg_retry", secrets=secret, allowed_hosts=LOOPBACK
+        )
+        == 200
+    )
     first, second = receiver.at("hooks/flaky")
     assert first.verified and second.verified
     assert first.headers["webhook-id"] == second.headers["webhook-id"] == "msg_retry"
@@ -96,13 +111,21 @@ async def test_rotation_signs_with_both_secrets_so_either_receiver_verifies(secr
     old_receiver, new_receiver = WebhookReceiver(secret).start(), WebhookReceiver(new_secret).start()
     try:
         for server in (old_receiver, new_receiver):
-            await send_webhook(f"{server.url}/rotating", BODY, webhook_id="msg_rot", secrets=[secret, new_secret], allowed_hosts=LOOPBACK)
+            await send_webhook(
+                f"{server.url}/rotating",
+                BODY,
+                webhook_id="msg_rot",
+                secrets=[secret, new_secret],
+                allowed_hosts=LOOPBACK,
+            )
         [at_old], [at_new] = old_receiver.at("rotating"), new_receiver.at("rotating")
         assert at_old.verified and at_new.verified
         assert len(at_old.headers["webhook-signature"].split()) == 2
         # A receiver holding only a retired secret refuses what is signed with the new one alone.
         with pytest.raises(TransientError) as caught:
-            await send_webhook(f"{old_receiver.url}/rotated", BODY, webhook_id="msg_new", secrets=new_secret, allowed_hosts=LOOPBACK)
+            await send_webhook(
+                f"{old_receiver.url}/rotated", BODY, webhook_id="msg_new", secrets=new_secret, allowed_hosts=LOOPBACK
+            )
         assert "401" in caught.value.message and not old_receiver.at("rotated")[0].verified
     finally:
         old_receiver.stop()
@@ -112,7 +135,9 @@ async def test_rotation_signs_with_both_secrets_so_either_receiver_verifies(secr
 async def test_redirects_are_failures_and_never_followed(receiver, secret):
     receiver.script("hooks/moved", Reply(302, {"Location": "/hooks/elsewhere"}))
     with pytest.raises(TransientError) as caught:
-        await send_webhook(f"{receiver.url}/hooks/moved", BODY, webhook_id="msg_302", secrets=secret, allowed_hosts=LOOPBACK)
+        await send_webhook(
+            f"{receiver.url}/hooks/moved", BODY, webhook_id="msg_302", secrets=secret, allowed_hosts=LOOPBACK
+        )
     assert caught.value.type == "delivery_failed" and "/hooks/elsewhere" in caught.value.message
     assert receiver.at("hooks/elsewhere") == []
 
@@ -120,28 +145,41 @@ async def test_redirects_are_failures_and_never_followed(receiver, secret):
 async def test_410_gone_stops_retrying(receiver, secret):
     receiver.script("hooks/gone", Reply(410))
     with pytest.raises(PermanentError) as caught:
-        await send_webhook(f"{receiver.url}/hooks/gone", BODY, webhook_id="msg_410", secrets=secret, allowed_hosts=LOOPBACK)
+        await send_webhook(
+            f"{receiver.url}/hooks/gone", BODY, webhook_id="msg_410", secrets=secret, allowed_hosts=LOOPBACK
+        )
     assert caught.value.type == "endpoint_gone"
 
 
 async def test_429_slows_down_with_retry_after(receiver, secret):
     receiver.script("hooks/busy", Reply(429, {"Retry-After": "120"}))
     with pytest.raises(TransientError) as caught:
-        await send_webhook(f"{receiver.url}/hooks/busy", BODY, webhook_id="msg_429", secrets=secret, allowed_hosts=LOOPBACK)
+        await send_webhook(
+            f"{receiver.url}/hooks/busy", BODY, webhook_id="msg_429", secrets=secret, allowed_hosts=LOOPBACK
+        )
     assert caught.value.type == "rate_limited" and caught.value.retry_after == 120
 
 
 async def test_a_slow_endpoint_times_out_as_transient(receiver, secret):
     receiver.script("hooks/slow", Reply(200, delay=3))
     with pytest.raises(TransientError) as caught:
-        await send_webhook(f"{receiver.url}/hooks/slow", BODY, webhook_id="msg_slow", secrets=secret, allowed_hosts=LOOPBACK, timeout=0.5)
+        await send_webhook(
+            f"{receiver.url}/hooks/slow",
+            BODY,
+            webhook_id="msg_slow",
+            secrets=secret,
+            allowed_hosts=LOOPBACK,
+            timeout=0.5,
+        )
     assert caught.value.type == "delivery_failed" and "0.5s" in caught.value.message
 
 
 async def test_a_shared_guarded_client_can_be_passed_in(receiver, secret):
     async with guarded_client(LOOPBACK, timeout=5) as client:
         for n in range(2):
-            await send_webhook(f"{receiver.url}/hooks/pooled", BODY, webhook_id=f"msg_pool_{n}", secrets=secret, client=client)
+            await send_webhook(
+                f"{receiver.url}/hooks/pooled", BODY, webhook_id=f"msg_pool_{n}", secrets=secret, client=client
+            )
     assert [item.verified for item in receiver.at("hooks/pooled")] == [True, True]
 
 
@@ -158,5 +196,7 @@ def test_retry_schedule_follows_standard_webhooks_with_jitter():
     for delay, nominal in zip(delays, DEFAULT_SCHEDULE, strict=False):  # the last delay is None: given up
         assert nominal * 0.9 <= delay <= nominal * 1.1
     assert len({round(d / n, 6) for d, n in zip(delays, DEFAULT_SCHEDULE, strict=False)}) > 1  # jittered, not scaled
-    assert next_retry_delay(2, ["1", "2", "3"], random.Random(1)) == next_retry_delay(2, ["1", "2", "3"], random.Random(1))
+    assert next_retry_delay(2, ["1", "2", "3"], random.Random(1)) == next_retry_delay(
+        2, ["1", "2", "3"], random.Random(1)
+    )
     assert next_retry_delay(4, ["1", "2", "3"]) is None

@@ -87,8 +87,10 @@ async def test_a_job_that_fails_for_good_is_logged_as_a_warning(isolated, capfd)
 
 
 def test_console_logs_have_no_colours_when_not_a_terminal():
-    script = ("from service.config import Settings; from service.logs import configure_logging; import structlog; "
-              "configure_logging(Settings(log_json=False)); structlog.get_logger('t').warning('plain', n=1)")
+    script = (
+        "from service.config import Settings; from service.logs import configure_logging; import structlog; "
+        "configure_logging(Settings(log_json=False)); structlog.get_logger('t').warning('plain', n=1)"
+    )
     ended = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert "plain" in ended.stderr and "n=1" in ended.stderr, ended.stderr
     assert "\x1b[" not in ended.stderr

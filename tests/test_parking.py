@@ -55,8 +55,9 @@ async def test_a_running_job_is_parked_until_its_in_progress_key_expires(api, se
             score = await until(parked_score)
             expires_at = time.time() * 1000 + await redis.pttl(in_progress_key_prefix + job_id)
             assert abs(score - expires_at) < 2000  # due again exactly when arq would rerun it
-            [state] = await monitoring.queue_states(redis, settings, workers=[{"jobs": [job_id]}],
-                                                    names=[settings.queue_name])
+            [state] = await monitoring.queue_states(
+                redis, settings, workers=[{"jobs": [job_id]}], names=[settings.queue_name]
+            )
             assert (state.queued, state.running, state.scheduled) == (0, 1, 0)
         await until(lambda: _absent(redis, settings.queue_name, job_id))
     finally:

@@ -24,8 +24,10 @@ def test_one_range_or_the_whole_file(header, expected):
     assert byte_range(header, 1000) == expected
 
 
-@pytest.mark.parametrize(("header", "size"), [("bytes=1000-", 1000), ("bytes=1000-2000", 1000), ("bytes=-0", 1000),
-                                              ("bytes=0-", 0), ("bytes=-5", 0)])
+@pytest.mark.parametrize(
+    ("header", "size"),
+    [("bytes=1000-", 1000), ("bytes=1000-2000", 1000), ("bytes=-0", 1000), ("bytes=0-", 0), ("bytes=-5", 0)],
+)
 def test_a_range_outside_the_file_is_416_with_its_size(header, size):
     with pytest.raises(Problem) as excinfo:
         byte_range(header, size)

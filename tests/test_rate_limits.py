@@ -51,13 +51,16 @@ async def failure_budget(redis_server):
     await redis.aclose()
 
 
-async def test_failed_authentications_are_throttled_per_address(database_url, redis_server, tmp_path, tenant,
-                                                                failure_budget):
+async def test_failed_authentications_are_throttled_per_address(
+    database_url, redis_server, tmp_path, tenant, failure_budget
+):
     settings = make_settings(database_url, redis_server.url, tmp_path, auth_failures_per_minute=3)
     async with ApiServer(settings) as one, ApiServer(settings) as two:
         async with client(one.url) as a, client(two.url) as b:
-            answers = [await (a if n % 2 else b).get("/v1/jobs", headers={"Authorization": f"Bearer cvk_guess-{n}"})
-                       for n in range(5)]
+            answers = [
+                await (a if n % 2 else b).get("/v1/jobs", headers={"Authorization": f"Bearer cvk_guess-{n}"})
+                for n in range(5)
+            ]
             again = await a.get("/v1/jobs", headers={"Authorization": "Bearer cvk_guess-0"})
     assert [answer.status_code for answer in answers] == [401, 401, 401, 429, 429]  # shared by both processes
     for limited in (answers[3], answers[4], again):

@@ -33,8 +33,9 @@ async def test_jobs_accepted_while_redis_is_down_run_when_it_is_back(api, settin
 
 async def test_flushall_mid_run_loses_nothing(api, settings, tenant, redis_server):
     async with client(api.url, tenant[1]) as http:
-        ids = [(await http.post("/v1/documents", files=multipart_file(text_pdf(f"{n}")))).json()["id"]
-               for n in range(10)]
+        ids = [
+            (await http.post("/v1/documents", files=multipart_file(text_pdf(f"{n}")))).json()["id"] for n in range(10)
+        ]
         async with redis.from_url(redis_server.url) as r:
             await r.flushall()
         async with running_worker(settings, [counting_pipeline()]):
@@ -71,4 +72,3 @@ async def test_dead_workers_job_resumes_elsewhere_from_its_checkpoint(api, setti
     assert done["status"] == "succeeded"
     assert calls == {"first": 1, "second": 2}  # the finished stage did not run again
     assert done["attempts"] == 2
-

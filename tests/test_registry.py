@@ -19,13 +19,22 @@ def test_every_built_in_kind_is_registered_with_its_rules():
     specs = registry.specs(load_settings())
     assert set(specs) == {"document", "video", "notification", "callback", "export"}
     assert {name: spec.tries for name, spec in specs.items()} == {
-        "document": 5, "video": 3, "notification": 10, "callback": 10, "export": 3}
+        "document": 5,
+        "video": 3,
+        "notification": 10,
+        "callback": 10,
+        "export": 3,
+    }
     assert [pipeline.kind for pipeline in registry.pipelines(load_settings())] == list(specs)
 
 
 def test_settings_decide_what_the_deployment_owns():
-    settings = load_settings(video_timeout_seconds=42, webhook_retry_schedule="1,2,3,4,5,6,7,8,9,10,11,12",
-                             kind_queues="export=conveyor:slow", queue_name="main")
+    settings = load_settings(
+        video_timeout_seconds=42,
+        webhook_retry_schedule="1,2,3,4,5,6,7,8,9,10,11,12",
+        kind_queues="export=conveyor:slow",
+        queue_name="main",
+    )
     specs = registry.specs(settings)
     assert specs["video"].timeout == 42
     [video] = [pipeline for pipeline in registry.pipelines(settings) if pipeline.kind == "video"]
@@ -65,8 +74,9 @@ class _Slots:
 
 async def test_what_a_kinds_jobs_share_is_made_once_a_process_and_closed_with_it():
     kind = Pipeline("greet", (Stage("greet", _nothing),), shared=_Slots)
-    resources = Resources(settings=load_settings(), db=None, redis=None, storage=None, http=None, webhooks=None,
-                          limiter=None, kinds={})
+    resources = Resources(
+        settings=load_settings(), db=None, redis=None, storage=None, http=None, webhooks=None, limiter=None, kinds={}
+    )
     first = resources.open_shared(kind)
     assert resources.open_shared(kind.configured(load_settings())) is first and _Slots.made == 1
     assert resources.open_shared(Pipeline("plain", ())) is None  # a kind that shares nothing

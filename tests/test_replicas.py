@@ -71,7 +71,9 @@ def replica_url(cluster) -> str:
 @pytest.fixture
 def settings(primary_url, cluster, redis_server, tmp_path):
     return make_settings(
-        primary_url, redis_server.url, tmp_path / "storage",
+        primary_url,
+        redis_server.url,
+        tmp_path / "storage",
         queue_name=f"conveyor-test-{os.urandom(4).hex()}",
         database_url_read=[replica_url(cluster)],
         region="eu-west",
@@ -128,9 +130,15 @@ async def test_reads_go_to_the_replica_and_writes_to_the_primary(db, cluster):
         assert not await conn.fetchval("SELECT pg_is_in_recovery()")
     primary, replica = await db.check()
     assert primary["role"] == "primary" and primary["reachable"] is True
-    assert replica == {"role": "replica", "name": replica_url(cluster).replace(PASSWORD, "***").split("?")[0],
-                       "region": "eu-west", "reachable": True, "lag_bytes": replica["lag_bytes"], "lagging": False,
-                       "quarantined": False}
+    assert replica == {
+        "role": "replica",
+        "name": replica_url(cluster).replace(PASSWORD, "***").split("?")[0],
+        "region": "eu-west",
+        "reachable": True,
+        "lag_bytes": replica["lag_bytes"],
+        "lagging": False,
+        "quarantined": False,
+    }
 
 
 async def test_a_write_inside_read_fails_loudly(db, settings):
@@ -143,8 +151,10 @@ async def test_a_write_inside_read_fails_loudly(db, settings):
     primary_only = Database(settings.model_copy(update={"database_url_read": []}))
     await primary_only.open()
     try:
-        for statement in ("INSERT INTO tenants (name) VALUES ('written-in-a-read')",
-                          "SELECT id FROM tenants LIMIT 1 FOR UPDATE"):
+        for statement in (
+            "INSERT INTO tenants (name) VALUES ('written-in-a-read')",
+            "SELECT id FROM tenants LIMIT 1 FOR UPDATE",
+        ):
             with pytest.raises(asyncpg.ReadOnlySQLTransactionError):
                 async with primary_only.read() as conn:
                     assert not await conn.fetchval("SELECT pg_is_in_recovery()")
@@ -234,8 +244,11 @@ async def test_read_your_writes_while_the_replica_lags(lag, db, settings, cluste
     async with db.read() as conn:
         assert await conn.fetchval("SELECT pg_is_in_recovery()")
         assert await conn.fetchval("SELECT count(*) FROM jobs WHERE tenant_id = $1", tenant_id) < 500
-    async with ApiServer(settings) as api, client(api.url, key) as http, \
-            running_worker(settings, [Pipeline("document", (Stage("store", _quick),), timeout=30)]):
+    async with (
+        ApiServer(settings) as api,
+        client(api.url, key) as http,
+        running_worker(settings, [Pipeline("document", (Stage("store", _quick),), timeout=30)]),
+    ):
         await asyncio.gather(*(_create_and_poll_through_api(http) for _ in range(3)))
 
 
@@ -272,12 +285,16 @@ async def test_uploads_that_share_an_insert_each_read_their_own_job(settings, db
         )
         assert [response.status_code for response in created] == [202] * 20
         async with db.transaction() as conn:
-            rows = await conn.fetch("SELECT id, xmin::text::bigint AS xid FROM jobs WHERE id = ANY($1::uuid[])",
-                                    [response.json()["id"] for response in created])
+            rows = await conn.fetch(
+                "SELECT id, xmin::text::bigint AS xid FROM jobs WHERE id = ANY($1::uuid[])",
+                [response.json()["id"] for response in created],
+            )
         assert len(rows) == 20 and len({row["xid"] for row in rows}) < 20  # some shared a transaction
         for response in created:
             token = consistency.parse_lsn(response.headers[consistency.HEADER])
-            polled = await http.get(response.headers["location"], headers={consistency.HEADER: consistency.format_lsn(token)})
+            polled = await http.get(
+                response.headers["location"], headers={consistency.HEADER: consistency.format_lsn(token)}
+            )
             assert polled.status_code == 200 and polled.json()["id"] == response.json()["id"]
     assert fallbacks("stale") >= stale + 20  # the replica could serve none of them
 
@@ -325,8 +342,9 @@ async def test_a_lagging_replica_is_quarantined_until_it_catches_up(settings, cl
         assert await served_by_replica(db)
         await cluster.pause_replay()
         async with db.transaction() as conn:
-            await conn.execute("SELECT pg_logical_emit_message(false, 'conveyor-test', repeat('x', $1::int))",
-                               lag_limit * 2)
+            await conn.execute(
+                "SELECT pg_logical_emit_message(false, 'conveyor-test', repeat('x', $1::int))", lag_limit * 2
+            )
         _, replica = await db.check()
         assert replica["lagging"] is True and replica["lag_bytes"] > lag_limit and replica["reachable"] is True
         assert not await served_by_replica(db)
@@ -353,8 +371,12 @@ def test_replica_urls_carry_their_region(settings):
 def test_reads_prefer_replicas_of_their_own_region(settings):
     from service.replicas import ReplicaSet
 
-    urls = ["postgresql://us-1/c?region=us-east", "postgresql://eu-1/c?region=eu-west",
-            "postgresql://any-1/c", "postgresql://eu-2/c?region=eu-west"]
+    urls = [
+        "postgresql://us-1/c?region=us-east",
+        "postgresql://eu-1/c?region=eu-west",
+        "postgresql://any-1/c",
+        "postgresql://eu-2/c?region=eu-west",
+    ]
     replicas = ReplicaSet(settings.model_copy(update={"database_url_read": urls, "region": "eu-west"}))
     for replica in replicas.replicas:
         replica.healthy = True

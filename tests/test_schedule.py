@@ -54,9 +54,14 @@ def test_every_job_is_scheduled_once_and_off_leaves_it_out():
 @pytest.fixture
 def settings(database_url, redis_server, tmp_path):
     """Notification jobs go to a queue no test worker serves: they are only counted here."""
-    return make_settings(database_url, redis_server.url, tmp_path / "storage",
-                         queue_name=f"conveyor-test-{time.time_ns()}",
-                         kind_queues=f"notification={NOTIFICATION_QUEUE}", smtp_url="smtp://127.0.0.1:2525")
+    return make_settings(
+        database_url,
+        redis_server.url,
+        tmp_path / "storage",
+        queue_name=f"conveyor-test-{time.time_ns()}",
+        kind_queues=f"notification={NOTIFICATION_QUEUE}",
+        smtp_url="smtp://127.0.0.1:2525",
+    )
 
 
 def _ago(**delta) -> str:
@@ -64,8 +69,14 @@ def _ago(**delta) -> str:
 
 
 async def _remind(http, due_at: str, **fields) -> dict:
-    body = {"due_at": due_at, "channel": "email", "to": "ada@example.com", "template": "welcome",
-            "data": {"name": "Ada"}, **fields}
+    body = {
+        "due_at": due_at,
+        "channel": "email",
+        "to": "ada@example.com",
+        "template": "welcome",
+        "data": {"name": "Ada"},
+        **fields,
+    }
     response = await http.post("/v1/reminders", json=body)
     assert response.status_code == 201, response.text
     return response.json()
@@ -81,26 +92,49 @@ async def _notification_jobs(database_url: str, tenant_id) -> list[dict]:
         )
     finally:
         await conn.close()
-    return [{"id": row["id"], "queue": row["queue"], "max_tries": row["max_tries"], "payload": json.loads(row["payload"]),
-             "metadata": json.loads(row["metadata"])} for row in rows]
+    return [
+        {
+            "id": row["id"],
+            "queue": row["queue"],
+            "max_tries": row["max_tries"],
+            "payload": json.loads(row["payload"]),
+            "metadata": json.loads(row["metadata"]),
+        }
+        for row in rows
+    ]
 
 
 async def test_reminders_are_checked_when_created(api, tenant):
     async with client(api.url, tenant[1]) as http:
-        template = await http.post("/v1/reminders", json={"due_at": _ago(), "channel": "email", "to": "a@b.c",
-                                                          "template": "nope", "data": {}})
-        data = await http.post("/v1/reminders", json={"due_at": _ago(), "channel": "email", "to": "a@b.c",
-                                                      "template": "welcome", "data": {}})
-        naive = await http.post("/v1/reminders", json={"due_at": "2030-01-01T00:00:00", "channel": "sms",
-                                                       "to": "+15550100", "template": "welcome"})
-        hook = await http.post("/v1/reminders", json={"due_at": _ago(), "channel": "webhook",
-                                                      "to": ["https://ok.example/x", "ftp://x"], "template": "t"})
-        nobody = await http.post("/v1/reminders", json={"due_at": _ago(), "channel": "email", "to": [],
-                                                        "template": "welcome", "data": {"name": "A"}})
+        template = await http.post(
+            "/v1/reminders", json={"due_at": _ago(), "channel": "email", "to": "a@b.c", "template": "nope", "data": {}}
+        )
+        data = await http.post(
+            "/v1/reminders",
+            json={"due_at": _ago(), "channel": "email", "to": "a@b.c", "template": "welcome", "data": {}},
+        )
+        naive = await http.post(
+            "/v1/reminders",
+            json={"due_at": "2030-01-01T00:00:00", "channel": "sms", "to": "+15550100", "template": "welcome"},
+        )
+        hook = await http.post(
+            "/v1/reminders",
+            json={"due_at": _ago(), "channel": "webhook", "to": ["https://ok.example/x", "ftp://x"], "template": "t"},
+        )
+        nobody = await http.post(
+            "/v1/reminders",
+            json={"due_at": _ago(), "channel": "email", "to": [], "template": "welcome", "data": {"name": "A"}},
+        )
         created = await _remind(http, "2030-01-01T09:00:00+02:00", to=["a@example.com", "b@example.com"])
         fetched = await http.get(f"/v1/reminders/{created['id']}")
         missing = await http.get("/v1/reminders/not-an-id")
-    assert [r.json()["field"] for r in (template, data, naive, hook, nobody)] == ["data", "data", "due_at", "to[1]", "to"]
+    assert [r.json()["field"] for r in (template, data, naive, hook, nobody)] == [
+        "data",
+        "data",
+        "due_at",
+        "to[1]",
+        "to",
+    ]
     assert all(r.status_code == 422 and r.headers["content-type"] == PROBLEM for r in (template, data, naive, hook))
     assert created["to"] == ["a@example.com", "b@example.com"] and created["job_id"] is None
     assert fetched.json() == created
@@ -108,14 +142,22 @@ async def test_reminders_are_checked_when_created(api, tenant):
 
 
 async def test_a_retried_reminder_with_its_idempotency_key_is_scheduled_once(api, tenant):
-    body = {"due_at": "2030-01-01T09:00:00Z", "channel": "email", "to": "a@example.com", "template": "welcome",
-            "data": {"name": "A"}}
+    body = {
+        "due_at": "2030-01-01T09:00:00Z",
+        "channel": "email",
+        "to": "a@example.com",
+        "template": "welcome",
+        "data": {"name": "A"},
+    }
     async with client(api.url, tenant[1]) as http:
         first = await http.post("/v1/reminders", json=body, headers={"Idempotency-Key": "remind-1"})
         again = await http.post("/v1/reminders", json=body, headers={"Idempotency-Key": "remind-1"})
-        changed = await http.post("/v1/reminders", json={**body, "to": "b@example.com"},
-                                  headers={"Idempotency-Key": "remind-1"})
-        bad = await http.post("/v1/reminders", json={**body, "template": "nope"}, headers={"Idempotency-Key": "remind-2"})
+        changed = await http.post(
+            "/v1/reminders", json={**body, "to": "b@example.com"}, headers={"Idempotency-Key": "remind-1"}
+        )
+        bad = await http.post(
+            "/v1/reminders", json={**body, "template": "nope"}, headers={"Idempotency-Key": "remind-2"}
+        )
         fixed = await http.post("/v1/reminders", json=body, headers={"Idempotency-Key": "remind-2"})
     assert first.status_code == again.status_code == 201
     assert again.json() == first.json() and again.headers["location"] == first.headers["location"]
@@ -140,23 +182,28 @@ async def test_due_reminders_become_one_job_each_even_when_run_twice_at_once(api
     by_id = {str(job["id"]): job for job in jobs}
     for reminder in due:
         job = by_id[after[reminder["id"]]["job_id"]]
-        assert job["payload"] == {"channel": "email", "to": ["ada@example.com"], "template": "welcome",
-                                  "data": reminder["data"]}
+        assert job["payload"] == {
+            "channel": "email",
+            "to": ["ada@example.com"],
+            "template": "welcome",
+            "data": reminder["data"],
+        }
         assert job["queue"] == NOTIFICATION_QUEUE
     assert after[later["id"]]["job_id"] is None
     async with redis.from_url(settings.redis_url) as r:
         assert await r.zcard(NOTIFICATION_QUEUE) >= 7  # handed to arq, not only recorded
 
 
-async def test_a_scheduled_notification_follows_the_same_rules_as_one_from_the_api(api, settings, database_url,
-                                                                                   tenant):
+async def test_a_scheduled_notification_follows_the_same_rules_as_one_from_the_api(api, settings, database_url, tenant):
     """Tries and queue are the notification kind's, whoever creates the job (the scheduler
     used to give 5 tries where the API gave 10)."""
     tenant_id, key = tenant
     async with client(api.url, key) as http:
         await _remind(http, _ago(minutes=1))
-        sent = await http.post("/v1/notifications", json={"channel": "email", "to": "ada@example.com",
-                                                          "template": "welcome", "data": {"name": "Ada"}})
+        sent = await http.post(
+            "/v1/notifications",
+            json={"channel": "email", "to": "ada@example.com", "template": "welcome", "data": {"name": "Ada"}},
+        )
         assert sent.status_code == 202, sent.text
         async with open_resources(settings) as resources:
             assert await send_due_reminders(resources) == 1
@@ -174,10 +221,24 @@ async def test_two_workers_run_each_tick_once(api, database_url, redis_server, t
     """Two workers carry the same schedule (reminders every second, nothing else); every
     tick runs on one of them, and each reminder becomes exactly one job."""
     tenant_id, key = tenant
-    quiet = {name: "off" for name in ("schedule_memberships", "schedule_cleanup",
-                                      "schedule_aggregate_hourly", "schedule_aggregate_daily")}
-    settings = make_settings(database_url, redis_server.url, tmp_path / "storage", queue_name=f"two-{time.time_ns()}",
-                             kind_queues=f"notification={NOTIFICATION_QUEUE}", schedule_reminders="every 1s", **quiet)
+    quiet = {
+        name: "off"
+        for name in (
+            "schedule_memberships",
+            "schedule_cleanup",
+            "schedule_aggregate_hourly",
+            "schedule_aggregate_daily",
+        )
+    }
+    settings = make_settings(
+        database_url,
+        redis_server.url,
+        tmp_path / "storage",
+        queue_name=f"two-{time.time_ns()}",
+        kind_queues=f"notification={NOTIFICATION_QUEUE}",
+        schedule_reminders="every 1s",
+        **quiet,
+    )
     started_ms = int(time.time() * 1000)
     async with client(api.url, key) as http:
         reminders = [await _remind(http, _ago(seconds=n)) for n in range(5)]
@@ -192,8 +253,9 @@ async def test_two_workers_run_each_tick_once(api, database_url, redis_server, t
         runs = first.dispatcher.complete + second.dispatcher.complete
         failed = first.dispatcher.failed + second.dispatcher.failed
     async with redis.from_url(redis_server.url) as r:
-        ticks = [k async for k in r.scan_iter("arq:result:reminders:*")
-                 if int(k.decode().rsplit(":", 1)[1]) >= started_ms]
+        ticks = [
+            k async for k in r.scan_iter("arq:result:reminders:*") if int(k.decode().rsplit(":", 1)[1]) >= started_ms
+        ]
     assert failed == 0
     assert len(ticks) >= 3
     assert runs == len(ticks)  # no tick ran on both workers
@@ -206,33 +268,58 @@ async def test_expiring_memberships_are_emailed_once_per_expiry(api, settings, d
     soon = (datetime.now(UTC) + timedelta(days=3)).replace(microsecond=0)
     later = soon + timedelta(days=60)
     async with client(api.url, key) as http:
-        created = await http.put("/v1/memberships/m-1", json={"email": "ada@example.com", "expires_at": soon.isoformat(),
-                                                              "data": {"name": "Ada", "plan": "Gold"}})
-        await http.put("/v1/memberships/m-2", json={"email": "bob@example.com", "expires_at": later.isoformat(),
-                                                    "data": {"name": "Bob"}})
+        created = await http.put(
+            "/v1/memberships/m-1",
+            json={"email": "ada@example.com", "expires_at": soon.isoformat(), "data": {"name": "Ada", "plan": "Gold"}},
+        )
+        await http.put(
+            "/v1/memberships/m-2",
+            json={"email": "bob@example.com", "expires_at": later.isoformat(), "data": {"name": "Bob"}},
+        )
         no_name = await http.put("/v1/memberships/m-3", json={"email": "c@example.com", "expires_at": soon.isoformat()})
-        bad_email = await http.put("/v1/memberships/m-3", json={"email": "nope", "expires_at": soon.isoformat(),
-                                                                "data": {"name": "C"}})
+        bad_email = await http.put(
+            "/v1/memberships/m-3", json={"email": "nope", "expires_at": soon.isoformat(), "data": {"name": "C"}}
+        )
         async with open_resources(settings) as resources:
-            assert sum(await asyncio.gather(notify_expiring_memberships(resources),
-                                            notify_expiring_memberships(resources))) == 1
-            same = await http.put("/v1/memberships/m-1", json={"email": "ada@example.com",
-                                                               "expires_at": soon.isoformat(),
-                                                               "data": {"name": "Ada", "plan": "Gold"}})
+            assert (
+                sum(
+                    await asyncio.gather(notify_expiring_memberships(resources), notify_expiring_memberships(resources))
+                )
+                == 1
+            )
+            same = await http.put(
+                "/v1/memberships/m-1",
+                json={
+                    "email": "ada@example.com",
+                    "expires_at": soon.isoformat(),
+                    "data": {"name": "Ada", "plan": "Gold"},
+                },
+            )
             assert await notify_expiring_memberships(resources) == 0
             renewed = soon + timedelta(days=1)
-            moved = await http.put("/v1/memberships/m-1", json={"email": "ada@example.com",
-                                                                "expires_at": renewed.isoformat(),
-                                                                "data": {"name": "Ada"}})
+            moved = await http.put(
+                "/v1/memberships/m-1",
+                json={"email": "ada@example.com", "expires_at": renewed.isoformat(), "data": {"name": "Ada"}},
+            )
             assert await notify_expiring_memberships(resources) == 1
     assert created.status_code == 201 and same.status_code == 200 and same.json()["notified_at"]
     assert moved.json()["notified_at"] is None
     assert no_name.status_code == 422 and no_name.json()["field"] == "data"
     assert bad_email.status_code == 422 and bad_email.json()["field"] == "email"
-    jobs = sorted(await _notification_jobs(database_url, tenant_id), key=lambda job: job["payload"]["data"]["expires_on"])
+    jobs = sorted(
+        await _notification_jobs(database_url, tenant_id), key=lambda job: job["payload"]["data"]["expires_on"]
+    )
     assert [job["payload"] for job in jobs] == [
-        {"channel": "email", "to": ["ada@example.com"], "template": "membership_expiry",
-         "data": {"name": "Ada", "plan": "Gold", "expires_on": soon.date().isoformat()}},
-        {"channel": "email", "to": ["ada@example.com"], "template": "membership_expiry",
-         "data": {"name": "Ada", "expires_on": renewed.date().isoformat()}},
+        {
+            "channel": "email",
+            "to": ["ada@example.com"],
+            "template": "membership_expiry",
+            "data": {"name": "Ada", "plan": "Gold", "expires_on": soon.date().isoformat()},
+        },
+        {
+            "channel": "email",
+            "to": ["ada@example.com"],
+            "template": "membership_expiry",
+            "data": {"name": "Ada", "expires_on": renewed.date().isoformat()},
+        },
     ]

@@ -39,7 +39,7 @@ async def test_streamed_write_multipart_and_read_back(storage, tmp_path):
     payload = os.urandom(PART_SIZE * 2 + 12345)  # three parts on S3
     writer = storage.writer("t/a/original")
     for start in range(0, len(payload), 1 << 20):
-        await writer.write(payload[start:start + (1 << 20)])
+        await writer.write(payload[start : start + (1 << 20)])
     assert await writer.commit() == len(payload)
     assert await storage.size("t/a/original") == len(payload)
     target = tmp_path / "copy"
@@ -60,7 +60,7 @@ async def test_reads_a_span_of_an_object(storage):
     await writer.commit()
     for offset, length in ((0, 10), (5, (1 << 20) + 3), (len(payload) - 7, 7), (len(payload) - 7, None), (123, None)):
         got = b"".join([chunk async for chunk in storage.read("t/r/720p.mp4", offset, length)])
-        assert got == payload[offset:None if length is None else offset + length], (offset, length)
+        assert got == payload[offset : None if length is None else offset + length], (offset, length)
 
 
 async def test_aborted_write_leaves_nothing(storage):
@@ -90,8 +90,13 @@ def test_file_keys_cannot_escape_the_root(tmp_path):
 
 
 async def test_delete_prefix_removes_only_what_it_names(storage):
-    keys = ["tenants/t/jobs/a/original", "tenants/t/jobs/a/renditions/720p.mp4", "tenants/t/jobs/ab/original",
-            "tenants/t/jobs/b/original", "tenants/u/jobs/a/original"]
+    keys = [
+        "tenants/t/jobs/a/original",
+        "tenants/t/jobs/a/renditions/720p.mp4",
+        "tenants/t/jobs/ab/original",
+        "tenants/t/jobs/b/original",
+        "tenants/u/jobs/a/original",
+    ]
     for key in keys:
         writer = storage.writer(key)
         await writer.write(key.encode())

@@ -41,15 +41,21 @@ async def test_a_timeout_stops_the_tool_and_says_so():
 
 async def test_a_tool_that_ignores_sigterm_is_killed_after_the_grace(monkeypatch):
     monkeypatch.setattr(subprocesses, "KILL_GRACE_SECONDS", 0.2)
-    stubborn = [sys.executable, "-c", "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
-                                      "print('ready', flush=True); time.sleep(30)"]
+    stubborn = [
+        sys.executable,
+        "-c",
+        "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+        "print('ready', flush=True); time.sleep(30)",
+    ]
     ready = asyncio.Event()
     task = asyncio.create_task(run_tool(stubborn, on_line=lambda line: ready.set()))
     await asyncio.wait_for(ready.wait(), 10)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert [child for child in psutil.Process().children(recursive=True) if "SIG_IGN" in " ".join(child.cmdline())] == []
+    assert [
+        child for child in psutil.Process().children(recursive=True) if "SIG_IGN" in " ".join(child.cmdline())
+    ] == []
 
 
 async def test_output_is_bounded_and_the_tail_of_stderr_kept(monkeypatch):

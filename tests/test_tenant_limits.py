@@ -19,8 +19,9 @@ pytestmark = pytest.mark.timeout(120)
 
 
 async def test_queued_job_quota_is_429_per_tenant(database_url, redis_server, tmp_path):
-    settings = make_settings(database_url, redis_server.url, tmp_path / "storage", tenant_max_queued_jobs=3,
-                             queue_name="limits-quota")
+    settings = make_settings(
+        database_url, redis_server.url, tmp_path / "storage", tenant_max_queued_jobs=3, queue_name="limits-quota"
+    )
     (_, greedy), (_, other) = await new_tenant(settings), await new_tenant(settings)
     async with ApiServer(settings) as api, client(api.url, greedy) as http, client(api.url, other) as polite:
         accepted = await submit_many(http, 3, concurrency=1)
@@ -40,8 +41,9 @@ async def _brief(run):
 
 
 async def test_a_flooding_tenant_does_not_starve_another(database_url, redis_server, tmp_path):
-    settings = make_settings(database_url, redis_server.url, tmp_path / "storage", queue_name="limits-fair",
-                             worker_max_jobs=2)
+    settings = make_settings(
+        database_url, redis_server.url, tmp_path / "storage", queue_name="limits-fair", worker_max_jobs=2
+    )
     (_, flood_key), (_, small_key) = await new_tenant(settings), await new_tenant(settings)
     async with ApiServer(settings) as api, client(api.url, flood_key) as flood, client(api.url, small_key) as small:
         backlog = await submit_many(flood, 200)

@@ -37,8 +37,13 @@ def _routes_with_ids() -> list[tuple[str, str]]:
 
 async def test_another_tenants_reminder_is_404(api, settings):
     (_, owner_key), (_, intruder_key) = await new_tenant(settings), await new_tenant(settings)
-    reminder = {"due_at": "2030-01-01T09:00:00+00:00", "channel": "webhook",
-                "to": ["https://example.com/hook"], "template": "reminder.due", "data": {}}
+    reminder = {
+        "due_at": "2030-01-01T09:00:00+00:00",
+        "channel": "webhook",
+        "to": ["https://example.com/hook"],
+        "template": "reminder.due",
+        "data": {},
+    }
     async with client(api.url, owner_key) as owner, client(api.url, intruder_key) as intruder:
         created = await owner.post("/v1/reminders", json=reminder)
         assert created.status_code == 201, created.text

@@ -168,7 +168,9 @@ async def test_a_trick_stored_as_an_accepted_video_fails_in_the_worker(
     async with client(api.url, tenant[1]) as http:
         for media_type, source in sources.items():
             for name, trick in tricks(targets).items():
-                response = await http.post("/v1/videos", files=multipart_file(source.read_bytes(), source.name, "video/mp4"))
+                response = await http.post(
+                    "/v1/videos", files=multipart_file(source.read_bytes(), source.name, "video/mp4")
+                )
                 assert response.status_code == 202, response.text
                 job_id = response.json()["id"]
                 await storage.upload(input_key(tenant[0], job_id), beside_targets(targets, "trick", trick), media_type)

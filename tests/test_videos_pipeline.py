@@ -64,12 +64,16 @@ async def check_ranges(http: httpx.AsyncClient, url: str, whole: bytes) -> None:
     range past the end is 416 naming the size."""
     size = len(whole)
     assert (await http.get(url)).headers["accept-ranges"] == "bytes"
-    for header, first, last in (("bytes=0-99", 0, 99), ("bytes=1000-", 1000, size - 1),
-                                ("bytes=-500", size - 500, size - 1), (f"bytes=10-{size + 50}", 10, size - 1)):
+    for header, first, last in (
+        ("bytes=0-99", 0, 99),
+        ("bytes=1000-", 1000, size - 1),
+        ("bytes=-500", size - 500, size - 1),
+        (f"bytes=10-{size + 50}", 10, size - 1),
+    ):
         response = await http.get(url, headers={"Range": header})
         assert response.status_code == 206, (header, response.text)
         assert response.headers["content-range"] == f"bytes {first}-{last}/{size}"
-        assert response.content == whole[first:last + 1]
+        assert response.content == whole[first : last + 1]
     beyond = await http.get(url, headers={"Range": f"bytes={size}-"})
     assert beyond.status_code == 416 and beyond.headers["content-type"] == PROBLEM
     assert beyond.headers["content-range"] == f"bytes */{size}"
@@ -119,10 +123,15 @@ async def test_upload_becomes_renditions_and_a_thumbnail_served_by_the_api(
         assert listed[0]["result"]["renditions"][0]["url"] == rendition["url"]
 
     assert [(stage["name"], stage["status"]) for stage in done["stages"]] == [
-        ("probe", "succeeded"), ("transcode", "succeeded")]
+        ("probe", "succeeded"),
+        ("transcode", "succeeded"),
+    ]
     assert done["progress"] == 1
-    seen = [(event["stage"], event["progress"]) for event in await job_events(settings, job["id"])
-            if "progress" in event and "stage" in event]
+    seen = [
+        (event["stage"], event["progress"])
+        for event in await job_events(settings, job["id"])
+        if "progress" in event and "stage" in event
+    ]
     assert [progress for _, progress in seen] == sorted(progress for _, progress in seen)  # never backwards
     assert any(stage == "transcode" and 0.05 <= progress < 1 for stage, progress in seen)  # ffmpeg's own progress
     assert leftover_temp_files(worker_settings) == []
@@ -146,7 +155,9 @@ async def test_renditions_on_s3_come_with_presigned_urls(
     assert done["status"] == "succeeded", done
     result = done["result"]
     assert [(r["name"], r["width"], r["height"]) for r in result["renditions"]] == [
-        ("360p", 640, 360), ("240p", 426, 240)]
+        ("360p", 640, 360),
+        ("240p", 426, 240),
+    ]
     assert result["skipped"] == []
     async with httpx.AsyncClient() as anyone:  # presigned: no API key needed
         for rendition in result["renditions"]:
@@ -185,8 +196,10 @@ async def test_bad_inputs_are_refused_precisely(api, worker_settings, tenant, vi
         truncated = (await post_video(http, video_sources.truncated)).json()
         audio_only = (await post_video(http, video_sources.audio_only)).json()
         async with running_worker(worker_settings, [video_pipeline(worker_settings)]):
-            ended = {name: await wait_for_job(http, job["id"]) for name, job in
-                     (("truncated", truncated), ("audio_only", audio_only))}
+            ended = {
+                name: await wait_for_job(http, job["id"])
+                for name, job in (("truncated", truncated), ("audio_only", audio_only))
+            }
     assert not_video.status_code == 415 and not_video.headers["content-type"] == PROBLEM
     assert junk_renditions.status_code == 422 and junk_renditions.headers["content-type"] == PROBLEM
     assert "renditions" in junk_renditions.json()["detail"] and "'huge'" in junk_renditions.json()["detail"]
@@ -195,7 +208,9 @@ async def test_bad_inputs_are_refused_precisely(api, worker_settings, tenant, vi
     assert ended["audio_only"]["error"] == {"type": "no_video_stream", "message": "the file has no video stream"}
     for job in ended.values():  # refused before any CPU went to transcoding
         assert [(stage["name"], stage["status"]) for stage in job["stages"]] == [
-            ("probe", "failed"), ("transcode", "skipped")]
+            ("probe", "failed"),
+            ("transcode", "skipped"),
+        ]
     assert leftover_temp_files(worker_settings) == []
 
 
@@ -257,8 +272,11 @@ async def test_timeout_kills_ffmpeg_and_fails_with_the_reason(api, worker_settin
 
 def made_outputs(storage_dir: Path) -> dict[str, int]:
     """Finished outputs in file storage, by name, with their inode (a re-upload replaces it)."""
-    return {path.name: path.stat().st_ino for path in storage_dir.rglob("*")
-            if path.suffix in (".mp4", ".jpg") and ".partial" not in path.name}
+    return {
+        path.name: path.stat().st_ino
+        for path in storage_dir.rglob("*")
+        if path.suffix in (".mp4", ".jpg") and ".partial" not in path.name
+    }
 
 
 async def transcoded_outputs(settings, job_id: str) -> set[str]:
@@ -277,8 +295,23 @@ async def test_a_crashed_workers_job_resumes_without_redoing_uploaded_renditions
     api, settings, tenant, video_sources: VideoSources, tmp_path
 ):
     source = tmp_path / "twelve_seconds.mp4"
-    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-stream_loop", "3", "-i", str(video_sources.landscape),
-                    "-c", "copy", str(source)], check=True, timeout=60)
+    subprocess.run(
+        [
+            "ffmpeg",
+            "-nostdin",
+            "-v",
+            "error",
+            "-stream_loop",
+            "3",
+            "-i",
+            str(video_sources.landscape),
+            "-c",
+            "copy",
+            str(source),
+        ],
+        check=True,
+        timeout=60,
+    )
     one_at_a_time = settings.model_copy(update={"transcode_concurrency": 1, "work_dir": str(tmp_path / "work")})
     storage_dir = tmp_path / "storage"
     async with client(api.url, tenant[1]) as http:
@@ -288,8 +321,7 @@ async def test_a_crashed_workers_job_resumes_without_redoing_uploaded_renditions
             await asyncio.sleep(0.05)
         resources = doomed.worker.ctx["resources"]
         await doomed.crash()
-        at_crash = {name: inode for name, inode in made_outputs(storage_dir).items()
-                    if Path(name).stem in checkpointed}
+        at_crash = {name: inode for name, inode in made_outputs(storage_dir).items() if Path(name).stem in checkpointed}
         # The process died: its ffmpegs and uploads died with it (crash() cancels an
         # in-process worker's job tasks, which would otherwise live on in this event loop).
         assert tool_children() == []
@@ -318,7 +350,7 @@ async def video_body(head: bytes, filler: int):
     yield b'--b\r\nContent-Disposition: form-data; name="file"; filename="big.mp4"\r\n\r\n' + head
     for _ in range(filler // len(chunk)):
         yield chunk
-    yield chunk[:filler % len(chunk)]
+    yield chunk[: filler % len(chunk)]
     yield b'\r\n--b\r\nContent-Disposition: form-data; name="renditions"\r\n\r\n480p\r\n--b--\r\n'
 
 
@@ -334,8 +366,13 @@ async def test_the_api_streams_a_2_gib_video_with_bounded_memory(
     """
     port = free_port()
     storage = tmp_path / "storage"
-    env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": redis_server.url,
-           "STORAGE_URL": f"file://{storage}", "LOG_LEVEL": "WARNING"}
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_server.url,
+        "STORAGE_URL": f"file://{storage}",
+        "LOG_LEVEL": "WARNING",
+    }
     process = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "service.app:app", "--host", "127.0.0.1", "--port", str(port),
          "--log-level", "warning"], cwd=REPO, env=env,
@@ -349,8 +386,11 @@ async def test_the_api_streams_a_2_gib_video_with_bounded_memory(
         async def upload(filler: int) -> httpx.Response:
             async with client(f"http://127.0.0.1:{port}", tenant[1]) as http:
                 http.timeout = httpx.Timeout(120)
-                return await http.post("/v1/videos", content=video_body(head, filler),
-                                       headers={"Content-Type": "multipart/form-data; boundary=b"})
+                return await http.post(
+                    "/v1/videos",
+                    content=video_body(head, filler),
+                    headers={"Content-Type": "multipart/form-data; boundary=b"},
+                )
 
         async def watch() -> None:
             nonlocal peak

@@ -41,8 +41,12 @@ def settings_for(database: str, redis_url: str, concurrency: int, storage_dir: s
     because the harness keeps worker output in files; one tenant enqueues everything, so its
     quota of queued jobs is lifted; the liveness settings are the defaults)."""
     return load_settings(
-        database_url=database, redis_url=redis_url, storage_url=f"file://{storage_dir}",
-        worker_max_jobs=concurrency, log_level="WARNING", tenant_max_queued_jobs=1_000_000,
+        database_url=database,
+        redis_url=redis_url,
+        storage_url=f"file://{storage_dir}",
+        worker_max_jobs=concurrency,
+        log_level="WARNING",
+        tenant_max_queued_jobs=1_000_000,
     )
 
 
@@ -77,7 +81,12 @@ class ConveyorRunner(Runner):
     async def enqueue(self, job: JobSpec, enqueued_at: float) -> None:
         submission = Submission(fingerprint="", payload={"args": job.args(enqueued_at)})
         created, backlog = await record_job(
-            self.inserts, self.backlog, self.settings, self.tenant_id, ledger.new_job_id(), submission,
+            self.inserts,
+            self.backlog,
+            self.settings,
+            self.tenant_id,
+            ledger.new_job_id(),
+            submission,
             kind=self.kind,
         )
         await hand_off(self.enqueuer, created, backlog=backlog)

@@ -65,15 +65,14 @@ def _cell(samples: list[Sample], cap_s: float) -> str:
         return Spread.of(measured).format(seconds)
     capped = [sample for sample in samples if sample.seconds is None]
     recovered = min(sample.recovered for sample in capped)
-    return (
-        f">{cap_s:.0f} s (capped in {len(capped)}/{len(samples)} runs; "
-        f"{recovered}/{capped[0].jobs} running again)"
-    )
+    return f">{cap_s:.0f} s (capped in {len(capped)}/{len(samples)} runs; {recovered}/{capped[0].jobs} running again)"
 
 
 async def run(context: BenchContext) -> Section:
     conveyor = conveyor_runner()
-    runners = [runner for runner in ([conveyor] if conveyor else []) + peer_runners(context.peers) if runner.crash_benchmark]
+    runners = [
+        runner for runner in ([conveyor] if conveyor else []) + peer_runners(context.peers) if runner.crash_benchmark
+    ]
     table = Table(
         f"Crash recovery: kill -9 a worker holding {context.crash_jobs} jobs, seconds until all run again "
         f"on another worker, median (min–max) of {context.repeat}, cap {context.crash_cap_s:.0f} s",

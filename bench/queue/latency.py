@@ -58,8 +58,9 @@ async def run(context: BenchContext) -> Section:
     conveyor = conveyor_runner()
     if conveyor is None:
         raise RuntimeError("the latency benchmark needs Conveyor's runner (bench/queue/conveyor.py)")
-    peak = Spread.of([(await measure(conveyor, context, Workload.NOOP)).processing_per_s
-                      for _ in range(context.repeat)]).median
+    peak = Spread.of(
+        [(await measure(conveyor, context, Workload.NOOP)).processing_per_s for _ in range(context.repeat)]
+    ).median
     offered = peak / 2
     count = max(1, round(offered * context.latency_seconds))
     context.progress(f"latency: Conveyor peaks at {peak:,.0f} jobs/s; offering {offered:,.0f} jobs/s")
@@ -74,8 +75,9 @@ async def run(context: BenchContext) -> Section:
                 failures[runner_class.name] = str(error).splitlines()[0]
                 continue
             samples[runner_class.name].append(measured)
-            context.progress(f"latency {turn + 1}/{context.repeat} {runner_class.name}: "
-                             f"p99 {percentile(measured, 99):.1f} ms")
+            context.progress(
+                f"latency {turn + 1}/{context.repeat} {runner_class.name}: p99 {percentile(measured, 99):.1f} ms"
+            )
     table = Table(
         f"Enqueue → start latency, ms: {count:,} no-op jobs offered at {offered:,.0f}/s (half of Conveyor's "
         f"peak of {peak:,.0f}/s) over {context.latency_seconds:g} s, concurrency {context.concurrency}, "
@@ -89,14 +91,19 @@ async def run(context: BenchContext) -> Section:
             continue
         cells = [Spread.of([percentile(run, percent) for run in runs]).format(_ms) for percent in PERCENTILES]
         table.rows.append([runner_class.name, *cells, Spread.of([max(run) for run in runs]).format(_ms)])
-    return context.section("latency", "Enqueue-to-start latency at half of peak", [table], [
-        "Start is when the job function begins, recorded by the job itself; enqueue is when the client "
-        "sent it. Peak is Conveyor's processing rate on the no-op workload in this run.",
-        "Conveyor enqueues through the API's own path (ledger row, then arq) and its worker polls every "
-        "WORKER_POLL_DELAY (0.02 s by default); tuned arq polls every 0.05 s; SAQ's workers wait on "
-        "the queue with a blocking Redis call (BLMOVE) instead of polling.",
-        *(runner.note for runner in runners if runner.note),
-    ])
+    return context.section(
+        "latency",
+        "Enqueue-to-start latency at half of peak",
+        [table],
+        [
+            "Start is when the job function begins, recorded by the job itself; enqueue is when the client "
+            "sent it. Peak is Conveyor's processing rate on the no-op workload in this run.",
+            "Conveyor enqueues through the API's own path (ledger row, then arq) and its worker polls every "
+            "WORKER_POLL_DELAY (0.02 s by default); tuned arq polls every 0.05 s; SAQ's workers wait on "
+            "the queue with a blocking Redis call (BLMOVE) instead of polling.",
+            *(runner.note for runner in runners if runner.note),
+        ],
+    )
 
 
 def _ms(value: float) -> str:

@@ -117,14 +117,16 @@ def _table(workload: Workload, runners: list[type[Runner]], results: Results, co
         def spread(field: str) -> Spread:
             return Spread.of([getattr(sample, field) for sample in samples])  # noqa: B023 (used in this iteration)
 
-        table.rows.append([
-            runner_class.name,
-            f"{samples[0].jobs:,}",
-            spread("enqueue_per_s").format(rate),
-            spread("processing_per_s").format(rate),
-            spread("latency_p50_s").format(seconds),
-            spread("latency_p99_s").format(seconds),
-        ])
+        table.rows.append(
+            [
+                runner_class.name,
+                f"{samples[0].jobs:,}",
+                spread("enqueue_per_s").format(rate),
+                spread("processing_per_s").format(rate),
+                spread("latency_p50_s").format(seconds),
+                spread("latency_p99_s").format(seconds),
+            ]
+        )
     return table
 
 

@@ -44,7 +44,10 @@ async def aggregate(db: Database, first_day: date, last_day: date) -> dict[str, 
             SELECT (SELECT count(*) FROM fresh) AS counts, (SELECT count(*) FROM written) AS written,
                    (SELECT count(*) FROM removed) AS removed
             """,
-            day_start(first_day), day_start(last_day + timedelta(days=1)), first_day, last_day,
+            day_start(first_day),
+            day_start(last_day + timedelta(days=1)),
+            first_day,
+            last_day,
             timeout=STATEMENT_TIMEOUT,
         )
     assert row is not None  # a SELECT without FROM: always one row

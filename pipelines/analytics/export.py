@@ -103,8 +103,9 @@ async def write_csv(run: JobRun) -> dict:
 
     try:
         async with run.resources.db.read() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
-            async for record in conn.cursor(dataset.query, run.job["tenant_id"], *bounds(dataset, payload),
-                                            prefetch=FLUSH_ROWS):
+            async for record in conn.cursor(
+                dataset.query, run.job["tenant_id"], *bounds(dataset, payload), prefetch=FLUSH_ROWS
+            ):
                 rows.writerow([cell(value) for value in record.values()])
                 count += 1
                 if count % FLUSH_ROWS == 0:

@@ -64,8 +64,12 @@ class ForkServer:
         async with self._starting:
             if self._server is None or not self._server.alive:
                 process = await asyncio.create_subprocess_exec(
-                    sys.executable, "-m", "pipelines.documents.fork_server", self._target,
-                    stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+                    sys.executable,
+                    "-m",
+                    "pipelines.documents.fork_server",
+                    self._target,
+                    stdin=asyncio.subprocess.PIPE,
+                    stdout=asyncio.subprocess.PIPE,
                     env={**os.environ, "PYTHONPATH": _pythonpath()},
                     # Its own session, as tools get: a Ctrl-C or a SIGTERM sent to the worker's
                     # process group is the worker's to handle (it dies with the worker anyway).
@@ -177,8 +181,9 @@ class _Server:
             while self._waiting:
                 reply = self._waiting.popleft()
                 if not reply.done():
-                    reply.set_exception(TransientError("the document reader's fork server died",
-                                                       type="reader_unavailable"))
+                    reply.set_exception(
+                        TransientError("the document reader's fork server died", type="reader_unavailable")
+                    )
         with contextlib.suppress(ProcessLookupError):  # its output closed: make sure it is gone
             self.process.kill()
 

@@ -162,16 +162,22 @@ class PageReaders:
         try:
             async with asyncio.timeout(timeout):
                 reply = await reader.ask(request)
-            keep = (reader.reads < self.reads_per_reader and reply["resident"] <= self.max_resident_bytes
-                    and reply.get("error", {}).get("type") not in RETIRING)
+            keep = (
+                reader.reads < self.reads_per_reader
+                and reply["resident"] <= self.max_resident_bytes
+                and reply.get("error", {}).get("type") not in RETIRING
+            )
             return reply
         except TimeoutError:
-            raise PermanentError(f"reading the document took longer than {timeout:g}s",
-                                 type="document_too_complex") from None
+            raise PermanentError(
+                f"reading the document took longer than {timeout:g}s", type="document_too_complex"
+            ) from None
         except _ReaderGone as gone:
             if gone.why is not None or reader.reads == 1:
-                raise PermanentError(f"the document could not be read: the reader {await reader.fate(gone.why)}",
-                                     type="unreadable_document") from None
+                raise PermanentError(
+                    f"the document could not be read: the reader {await reader.fate(gone.why)}",
+                    type="unreadable_document",
+                ) from None
         finally:
             if keep:
                 self._idle.append(reader)

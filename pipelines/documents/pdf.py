@@ -69,8 +69,9 @@ def _read_text(pdf: pypdfium2.PdfDocument, index: int, budget: TextBudget, limit
     finally:
         page.close()
     kept, truncated = budget.take(text)
-    return Page(number=number, text=kept, needs_ocr=not has_meaningful_text(text, limits.min_text_chars),
-                truncated=truncated)
+    return Page(
+        number=number, text=kept, needs_ocr=not has_meaningful_text(text, limits.min_text_chars), truncated=truncated
+    )
 
 
 def _render_scans(pdf: pypdfium2.PdfDocument, pages: list[Page], workdir: Path, limits: PageLimits) -> list[Page]:

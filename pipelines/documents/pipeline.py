@@ -64,8 +64,10 @@ class DocumentWorkspace:
         if self._pages is None:
             settings = self.run.settings
             limits = PageLimits(
-                max_pages=settings.max_document_pages, max_ocr_pixels=settings.max_document_ocr_pixels,
-                max_page_chars=settings.max_page_text_chars, max_text_chars=settings.max_document_text_chars,
+                max_pages=settings.max_document_pages,
+                max_ocr_pixels=settings.max_document_ocr_pixels,
+                max_page_chars=settings.max_page_text_chars,
+                max_text_chars=settings.max_document_text_chars,
                 render=settings.ocr_provider != "textract",
             )
             original = await self.original()  # page images go beside it, as page-NNNN.png
@@ -144,8 +146,13 @@ async def ocr(run: JobRun) -> dict:
     else:
         texts, warnings = await _tesseract(run, numbers), []
     texts, truncated = page_limited(numbers, texts, run.settings)
-    return {"engine": run.settings.ocr_provider, "pages": numbers, "texts": texts, "truncated_pages": truncated,
-            "warnings": warnings}
+    return {
+        "engine": run.settings.ocr_provider,
+        "pages": numbers,
+        "texts": texts,
+        "truncated_pages": truncated,
+        "warnings": warnings,
+    }
 
 
 async def _tesseract(run: JobRun, numbers: list[int]) -> list[str]:

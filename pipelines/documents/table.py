@@ -31,16 +31,22 @@ async def record_original(conn: asyncpg.Connection, job: Mapping, original: Mapp
         VALUES ($1, $2, $3, $4, $5, $6, $7)
         ON CONFLICT (job_id) DO UPDATE SET content_type = $3, size = $4, sha256 = $5
         """,
-        job["id"], job["tenant_id"], original["content_type"], original["size"], original["sha256"],
-        searchable_metadata(job["metadata"] or {}), job["created_at"],
+        job["id"],
+        job["tenant_id"],
+        original["content_type"],
+        original["size"],
+        original["sha256"],
+        searchable_metadata(job["metadata"] or {}),
+        job["created_at"],
     )
 
 
 def searchable_metadata(metadata: Mapping) -> dict:
     """The metadata with scalar values as text, since `metadata.KEY=value` in a query string
     is text: `{"post": 7}` is found by `metadata.post=7`. One `@>` then matches every key."""
-    return {key: value if isinstance(value, (str, dict, list)) else json.dumps(value)
-            for key, value in metadata.items()}
+    return {
+        key: value if isinstance(value, (str, dict, list)) else json.dumps(value) for key, value in metadata.items()
+    }
 
 
 async def record_extraction(conn: asyncpg.Connection, job_id: uuid.UUID, pages: list[str], fields: Mapping) -> None:
@@ -52,7 +58,12 @@ async def record_extraction(conn: asyncpg.Connection, job_id: uuid.UUID, pages: 
                              extracted_at = now()
         WHERE job_id = $1
         """,
-        job_id, len(pages), pages, full_text(pages), dict(fields), email.lower() if email else None,
+        job_id,
+        len(pages),
+        pages,
+        full_text(pages),
+        dict(fields),
+        email.lower() if email else None,
         fields.get("name"),
     )
 
@@ -75,7 +86,9 @@ async def page_text(
         FROM jobs j LEFT JOIN documents d ON d.job_id = j.id AND d.tenant_id = j.tenant_id
         WHERE j.id = $1 AND j.tenant_id = $2
         """,
-        job_id, tenant_id, number,
+        job_id,
+        tenant_id,
+        number,
     )
 
 
@@ -120,7 +133,7 @@ async def search(
     return await conn.fetch(
         f"""
         SELECT {qualified(VIEW_COLUMNS, "j")} FROM documents d JOIN jobs j ON j.id = d.job_id
-        WHERE {' AND '.join(conditions)}
+        WHERE {" AND ".join(conditions)}
         ORDER BY {created} DESC, {row_id} DESC LIMIT {arg(limit)}
         """,
         *args,

@@ -46,12 +46,21 @@ class DocumentTools:
             topic, role = settings.textract_sns_topic_arn, settings.textract_sns_role_arn
             if settings.textract_sqs_queue_url and topic and role:  # the three go together (Settings)
                 channel = {"SNSTopicArn": topic, "RoleArn": role}
-                notices = TextractNotices(session, redis, settings.textract_sqs_queue_url,
-                                          endpoint_url=settings.sqs_endpoint_url, region_name=settings.region)
+                notices = TextractNotices(
+                    session,
+                    redis,
+                    settings.textract_sqs_queue_url,
+                    endpoint_url=settings.sqs_endpoint_url,
+                    region_name=settings.region,
+                )
             textract = TextractOCR(
-                session, endpoint_url=settings.textract_endpoint_url, region_name=settings.region,
-                poll_interval=settings.textract_poll_interval, max_poll_interval=settings.textract_max_poll_interval,
-                notification_channel=channel, notices=notices,
+                session,
+                endpoint_url=settings.textract_endpoint_url,
+                region_name=settings.region,
+                poll_interval=settings.textract_poll_interval,
+                max_poll_interval=settings.textract_max_poll_interval,
+                notification_channel=channel,
+                notices=notices,
             )
         return cls(
             tesseract=TesseractOCR(concurrency=cores),

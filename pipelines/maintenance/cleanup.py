@@ -43,13 +43,15 @@ async def count_old_jobs(db: Database, older_than_days: int, tenant_id: uuid.UUI
     async with db.read() as conn:
         rows = await conn.fetch(
             f"SELECT status, count(*) FROM jobs WHERE {OLD_FINISHED} GROUP BY status ORDER BY status",
-            older_than_days, tenant_id,
+            older_than_days,
+            tenant_id,
         )
     return {row["status"]: row["count"] for row in rows}
 
 
-async def delete_finished_jobs(db: Database, storage: Storage, *, older_than_days: int, batch_size: int,
-                               tenant_id: uuid.UUID | None = None) -> int:
+async def delete_finished_jobs(
+    db: Database, storage: Storage, *, older_than_days: int, batch_size: int, tenant_id: uuid.UUID | None = None
+) -> int:
     """Delete jobs finished more than `older_than_days` ago (of one tenant, or all), with
     their stages, files and results' files; how many went."""
     deleted = 0
@@ -57,7 +59,9 @@ async def delete_finished_jobs(db: Database, storage: Storage, *, older_than_day
         async with db.read() as conn:
             jobs = await conn.fetch(
                 f"SELECT id, tenant_id, result FROM jobs WHERE {OLD_FINISHED} ORDER BY finished_at LIMIT $3",
-                older_than_days, tenant_id, batch_size,
+                older_than_days,
+                tenant_id,
+                batch_size,
             )
         for job in jobs:
             await storage.delete_prefix(job_prefix(job["tenant_id"], job["id"]))
@@ -67,7 +71,9 @@ async def delete_finished_jobs(db: Database, storage: Storage, *, older_than_day
             # A job retried meanwhile has no finished_at any more: it stays.
             status = await conn.execute(
                 f"DELETE FROM jobs WHERE {OLD_FINISHED} AND id = ANY($3::uuid[])",
-                older_than_days, tenant_id, [job["id"] for job in jobs],
+                older_than_days,
+                tenant_id,
+                [job["id"] for job in jobs],
             )
         deleted += int(status.split()[-1])
         if len(jobs) < batch_size:
@@ -77,8 +83,12 @@ async def delete_finished_jobs(db: Database, storage: Storage, *, older_than_day
 async def delete_old_jobs(resources: Resources) -> int:
     """The retention sweep: every tenant's jobs past JOB_RETENTION_DAYS."""
     settings = resources.settings
-    return await delete_finished_jobs(resources.db, resources.storage, older_than_days=settings.job_retention_days,
-                                      batch_size=settings.cleanup_batch_size)
+    return await delete_finished_jobs(
+        resources.db,
+        resources.storage,
+        older_than_days=settings.job_retention_days,
+        batch_size=settings.cleanup_batch_size,
+    )
 
 
 async def _delete_in_batches(resources: Resources, statement: str, *args) -> int:

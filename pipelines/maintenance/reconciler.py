@@ -94,11 +94,13 @@ async def _hand_back(resources: Resources, job, held: bool) -> None:
             UPDATE jobs SET status = 'queued', worker_id = NULL, stage = NULL, updated_at = now()
             WHERE id = $1 AND attempts = $2 AND status = 'running'
             """,
-            job["id"], job["attempts"],
+            job["id"],
+            job["attempts"],
         )
     if held:
         await queue.release(resources.redis, job_id=job_id, queue=job["queue"], priority=job["priority"])
     if not await resources.redis.exists(job_key_prefix + job_id):
-        await queue.enqueue(resources.redis, job_id=job_id, kind=job["kind"], queue=job["queue"],
-                            priority=job["priority"])
+        await queue.enqueue(
+            resources.redis, job_id=job_id, kind=job["kind"], queue=job["queue"], priority=job["priority"]
+        )
     log.warning("handed a dead worker's job back to the queue", job_id=job_id, worker=job["worker_id"])

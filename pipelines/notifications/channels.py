@@ -64,8 +64,16 @@ class Sender(Protocol):
     worker's HTTP client, for providers reached over HTTP. Raises PermanentError or
     TransientError. Webhooks carry an event, not a template, and are sent apart."""
 
-    def __call__(self, settings: Settings, *, to: str, template: str, data: dict[str, Any], key: str,
-                 client: httpx.AsyncClient | None = None) -> Awaitable[Delivery]: ...
+    def __call__(
+        self,
+        settings: Settings,
+        *,
+        to: str,
+        template: str,
+        data: dict[str, Any],
+        key: str,
+        client: httpx.AsyncClient | None = None,
+    ) -> Awaitable[Delivery]: ...
 
 
 def _missing(settings: Settings, provider: str) -> list[str]:

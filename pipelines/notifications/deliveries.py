@@ -32,8 +32,12 @@ class Recorded:
 
 def _recorded(channel: str, row: asyncpg.Record) -> Recorded:
     if row["status"] == "sent":
-        delivery = Delivery(channel=channel, provider=row["provider"] or "", recipient=row["recipient"],  # type: ignore[arg-type]
-                            message_id=row["provider_message_id"] or "")
+        delivery = Delivery(
+            channel=channel,  # type: ignore[arg-type]  # the column holds only the channels' names
+            provider=row["provider"] or "",
+            recipient=row["recipient"],
+            message_id=row["provider_message_id"] or "",
+        )
         return Recorded("sent", delivery, None)
     error = row["last_error"] or {}
     return Recorded("failed", None, PermanentError(error.get("message", "failed earlier"), type=error.get("type")))
@@ -49,7 +53,8 @@ async def ended(db: Database, job_id: uuid.UUID, channel: str) -> dict[str, Reco
             WHERE job_id = $1 AND channel = $2
               AND (status = 'sent' OR (status = 'failed' AND NOT coalesce((last_error->>'retryable')::boolean, false)))
             """,
-            job_id, channel,
+            job_id,
+            channel,
         )
     return {row["recipient"]: _recorded(channel, row) for row in rows}
 
@@ -77,7 +82,9 @@ async def claim(db: Database, job_id: uuid.UUID, attempt: int, channel: str, rec
                 WHERE d.status = 'pending' OR (d.status = 'failed' AND coalesce((d.last_error->>'retryable')::boolean, false))
             RETURNING status
             """,
-            job_id, channel, recipient,
+            job_id,
+            channel,
+            recipient,
         )
         if row is not None:
             return None
@@ -86,7 +93,9 @@ async def claim(db: Database, job_id: uuid.UUID, attempt: int, channel: str, rec
             SELECT recipient, status, provider, provider_message_id, last_error FROM deliveries
             WHERE job_id = $1 AND channel = $2 AND recipient = $3
             """,
-            job_id, channel, recipient,
+            job_id,
+            channel,
+            recipient,
         )
     assert existing is not None  # the insert above found it there
     return _recorded(channel, existing)
@@ -101,11 +110,17 @@ async def mark_sent(db: Database, job_id: uuid.UUID, delivery: Delivery) -> None
                                   sent_at = now(), updated_at = now()
             WHERE job_id = $1 AND channel = $2 AND recipient = $3
             """,
-            job_id, delivery.channel, delivery.recipient, delivery.provider, delivery.message_id,
+            job_id,
+            delivery.channel,
+            delivery.recipient,
+            delivery.provider,
+            delivery.message_id,
         )
 
 
-async def mark_error(db: Database, job_id: uuid.UUID, channel: str, recipient: str, error: JobError, *, final: bool) -> None:
+async def mark_error(
+    db: Database, job_id: uuid.UUID, channel: str, recipient: str, error: JobError, *, final: bool
+) -> None:
     """Record a failed try: `failed` for good when `final`, else still `pending` for a retry."""
     async with db.transaction() as conn:
         await conn.execute(
@@ -113,5 +128,9 @@ async def mark_error(db: Database, job_id: uuid.UUID, channel: str, recipient: s
             UPDATE deliveries SET status = CASE WHEN $5 THEN 'failed' ELSE status END, last_error = $4, updated_at = now()
             WHERE job_id = $1 AND channel = $2 AND recipient = $3 AND status = 'pending'
             """,
-            job_id, channel, recipient, {**error.as_dict(), "retryable": error.retryable}, final,
+            job_id,
+            channel,
+            recipient,
+            {**error.as_dict(), "retryable": error.retryable},
+            final,
         )

@@ -48,7 +48,9 @@ class SmtpServer:
         """`smtp://host:port` (STARTTLS when offered) or `smtps://user:pass@host` (TLS)."""
         parts = urlsplit(url)
         if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
-            raise PermanentError("SMTP_URL must be smtp://host:port or smtps://user:pass@host", type="channel_not_configured")
+            raise PermanentError(
+                "SMTP_URL must be smtp://host:port or smtps://user:pass@host", type="channel_not_configured"
+            )
         implicit_tls = parts.scheme == "smtps"
         return cls(
             hostname=parts.hostname,
@@ -110,7 +112,11 @@ def _smtp_error(exc: aiosmtplib.SMTPException, server: SmtpServer) -> Exception:
 
 
 async def send_message(
-    message: EmailMessage, server: SmtpServer, *, tls_context: ssl.SSLContext | None = None, timeout: float = SMTP_TIMEOUT
+    message: EmailMessage,
+    server: SmtpServer,
+    *,
+    tls_context: ssl.SSLContext | None = None,
+    timeout: float = SMTP_TIMEOUT,
 ) -> None:
     """Hand one message to the server; 5xx → PermanentError, 4xx or no answer → TransientError."""
     try:
@@ -128,7 +134,9 @@ async def send_message(
     except aiosmtplib.SMTPException as exc:
         raise _smtp_error(exc, server) from None
     except OSError as exc:
-        raise TransientError(f"cannot reach SMTP server {server.hostname}:{server.port}: {exc}", type="smtp_unavailable") from None
+        raise TransientError(
+            f"cannot reach SMTP server {server.hostname}:{server.port}: {exc}", type="smtp_unavailable"
+        ) from None
 
 
 def deliver_to_sink(message: EmailMessage, directory: Path) -> Path:

@@ -78,7 +78,9 @@ async def deliver_once(run: JobRun, channel: str, recipient: str, send: Send, *,
         await deliveries.mark_sent(db, run.job_id, delivery)
         return delivery
     except DependencyUnavailable as exc:
-        raise TransientError(f"the delivery log ({exc.dependency}) is unavailable", type="dependency_unavailable") from exc
+        raise TransientError(
+            f"the delivery log ({exc.dependency}) is unavailable", type="dependency_unavailable"
+        ) from exc
 
 
 def _webhook_sender(run: JobRun, body: bytes, secrets: list[str], webhook_id: Callable[[str], str]) -> Send:
@@ -86,8 +88,14 @@ def _webhook_sender(run: JobRun, body: bytes, secrets: list[str], webhook_id: Ca
 
     async def send(url: str) -> Delivery:
         message_id = webhook_id(url)
-        await send_webhook(url, body, webhook_id=message_id, secrets=secrets, client=resources.webhooks,
-                           timeout=resources.settings.webhook_timeout)
+        await send_webhook(
+            url,
+            body,
+            webhook_id=message_id,
+            secrets=secrets,
+            client=resources.webhooks,
+            timeout=resources.settings.webhook_timeout,
+        )
         return Delivery(channel="webhook", provider="http", recipient=url, message_id=message_id)
 
     return send
@@ -133,8 +141,9 @@ async def _fan_out(run: JobRun, channel: str, recipients: list[str], send_one: S
     """bulk.fan_out, with a lost ownership or a dead database surfacing as themselves (the
     runner knows what to do with them) rather than inside an ExceptionGroup."""
     try:
-        return await fan_out(recipients, send_one, channel=channel, limiter=run.resources.limiter,
-                             concurrency=BULK_CONCURRENCY)
+        return await fan_out(
+            recipients, send_one, channel=channel, limiter=run.resources.limiter, concurrency=BULK_CONCURRENCY
+        )
     except ExceptionGroup as group:
         known, unknown = group.split((Fenced, DependencyUnavailable))
         if known is not None and unknown is None:
@@ -147,7 +156,9 @@ def _all_failed(errors: list[JobError]) -> PermanentError:
         return PermanentError(errors[0].message, type=errors[0].type)
     types = {error.type for error in errors}
     kind = types.pop() if len(types) == 1 else "delivery_failed"
-    return PermanentError(f"none of the {len(errors)} recipients could be reached; first: {errors[0].message}", type=kind)
+    return PermanentError(
+        f"none of the {len(errors)} recipients could be reached; first: {errors[0].message}", type=kind
+    )
 
 
 async def notify(run: JobRun) -> dict:
@@ -175,14 +186,17 @@ async def notify(run: JobRun) -> dict:
 
     todo = [recipient for recipient in recipients if recipient not in ended]
     outcomes = {outcome.recipient: outcome for outcome in await _fan_out(run, channel, todo, send_one)}
-    transient = [outcome.error for outcome in outcomes.values() if outcome.error is not None and outcome.error.retryable]
+    transient = [
+        outcome.error for outcome in outcomes.values() if outcome.error is not None and outcome.error.retryable
+    ]
     if transient and not final:
         first = transient[0]
         hints = [error.retry_after for error in transient if isinstance(error, TransientError) and error.retry_after]
         wait = max([delay or 0.0, *hints]) or None
         raise TransientError(
             f"{len(transient)} of {len(recipients)} recipients not reached yet (retrying only those): {first.message}",
-            type=first.type, retry_after=wait,
+            type=first.type,
+            retry_after=wait,
         )
     results = [(recipient, ended.get(recipient) or outcomes[recipient]) for recipient in recipients]
     errors = [result.error for _, result in results if result.error is not None]
@@ -222,6 +236,9 @@ def notification_tries(settings: Settings) -> int:
 
 
 NOTIFICATION_PIPELINE = Pipeline(
-    "notification", (Stage("deliver", notify),), timeout=NOTIFICATION_TIMEOUT, tries=notification_tries,
+    "notification",
+    (Stage("deliver", notify),),
+    timeout=NOTIFICATION_TIMEOUT,
+    tries=notification_tries,
 )
 CALLBACK_PIPELINE = Pipeline(callbacks.KIND, (Stage("deliver", call_back),), timeout=CALLBACK_TIMEOUT, tries=10)

@@ -34,7 +34,9 @@ def _data_strings(template: str, data: dict[str, Any]) -> dict[str, str]:
 
 def _fcm_error(response: httpx.Response) -> PermanentError | TransientError:
     error = json_body(response).get("error") or {}
-    codes = {error.get("status")} | {detail.get("errorCode") for detail in error.get("details", []) if isinstance(detail, dict)}
+    codes = {error.get("status")} | {
+        detail.get("errorCode") for detail in error.get("details", []) if isinstance(detail, dict)
+    }
     detail = f"{error.get('message', response.reason_phrase)} ({', '.join(sorted(c for c in codes if c))})"
     if response.status_code == 429 or response.status_code >= 500:
         return unavailable(response, "FCM", detail)
@@ -46,7 +48,12 @@ def _fcm_error(response: httpx.Response) -> PermanentError | TransientError:
 
 
 async def send_fcm(
-    settings: Settings, *, to: str, message: RenderedShort, data: dict[str, str], client: httpx.AsyncClient | None = None
+    settings: Settings,
+    *,
+    to: str,
+    message: RenderedShort,
+    data: dict[str, str],
+    client: httpx.AsyncClient | None = None,
 ) -> Delivery:
     token = secret_value(settings.fcm_access_token)
     response = await post(
@@ -110,7 +117,9 @@ async def send_onesignal(
     if response.status_code in (401, 403):
         raise auth_failed(response, "OneSignal", detail)
     if response.status_code != 200:
-        raise PermanentError(f"OneSignal refused the message ({response.status_code}): {detail}", type="destination_refused")
+        raise PermanentError(
+            f"OneSignal refused the message ({response.status_code}): {detail}", type="destination_refused"
+        )
     if not body.get("id"):  # 200 with no id: nobody to send to
         raise PermanentError(f"OneSignal sent nothing: {detail}", type="invalid_recipient")
     return Delivery(channel="push", provider="onesignal", recipient=to, message_id=body["id"])

@@ -213,5 +213,6 @@ def guarded_client(
     # every connection it opens (httpcore 1.x, pinned).
     pool = transport._pool
     pool._network_backend = GuardedBackend(AllowList(allowed_hosts), pool._network_backend, resolver)
-    return httpx.AsyncClient(transport=transport, timeout=timeout, follow_redirects=False, trust_env=False,
-                             headers=outbound.HEADERS)
+    return httpx.AsyncClient(
+        transport=transport, timeout=timeout, follow_redirects=False, trust_env=False, headers=outbound.HEADERS
+    )

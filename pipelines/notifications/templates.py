@@ -245,4 +245,6 @@ def render_email(template: str, data: Any) -> RenderedEmail:
 
 def render_short(template: str, data: Any) -> RenderedShort:
     context, title = _prepare(template, data)
-    return RenderedShort(title=title, body=_one_line(_environment.get_template(f"{template}.short.txt").render(context)))
+    return RenderedShort(
+        title=title, body=_one_line(_environment.get_template(f"{template}.short.txt").render(context))
+    )

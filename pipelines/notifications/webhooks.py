@@ -62,7 +62,9 @@ def sign(secrets: str | Sequence[str], webhook_id: str, timestamp: int, body: by
     return " ".join(_signature(secret, webhook_id, timestamp, body) for secret in keys)
 
 
-def signed_headers(secrets: str | Sequence[str], webhook_id: str, body: bytes, timestamp: int | None = None) -> dict[str, str]:
+def signed_headers(
+    secrets: str | Sequence[str], webhook_id: str, body: bytes, timestamp: int | None = None
+) -> dict[str, str]:
     timestamp = int(time.time()) if timestamp is None else timestamp
     return {
         "webhook-id": webhook_id,
@@ -89,7 +91,9 @@ def verify(
     `headers` must look names up case-insensitively (Starlette's, httpx's and Django's do;
     for a plain dict, pass lower-case names).
     """
-    webhook_id, timestamp, signatures = (headers.get(name) for name in ("webhook-id", "webhook-timestamp", "webhook-signature"))
+    webhook_id, timestamp, signatures = (
+        headers.get(name) for name in ("webhook-id", "webhook-timestamp", "webhook-signature")
+    )
     if not (webhook_id and timestamp and signatures):
         raise InvalidSignature("missing webhook-id, webhook-timestamp or webhook-signature")
     try:
@@ -109,7 +113,9 @@ def event_body(event_type: str, data: Mapping[str, Any], timestamp: datetime) ->
     return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def next_retry_delay(attempt: int, schedule: Sequence[float | str] = DEFAULT_SCHEDULE, rng: random.Random | None = None) -> float | None:
+def next_retry_delay(
+    attempt: int, schedule: Sequence[float | str] = DEFAULT_SCHEDULE, rng: random.Random | None = None
+) -> float | None:
     """Seconds to wait after failed attempt number `attempt` (1-based), or None: give up.
 
     The first delivery is immediate; failure 1 waits schedule[0], failure 2 schedule[1], …
@@ -158,8 +164,12 @@ async def send_webhook(
     if status == 410:
         raise PermanentError(f"{url} answered 410 Gone: the endpoint is disabled", type="endpoint_gone")
     if status == 429:
-        raise TransientError(f"{url} asked us to slow down (429)", type="rate_limited", retry_after=retry_after(response))
+        raise TransientError(
+            f"{url} asked us to slow down (429)", type="rate_limited", retry_after=retry_after(response)
+        )
     if 300 <= status < 400:
         where = response.headers.get("location", "elsewhere")
-        raise TransientError(f"{url} redirected ({status}) to {where}; redirects are not followed", type="delivery_failed")
+        raise TransientError(
+            f"{url} redirected ({status}) to {where}; redirects are not followed", type="delivery_failed"
+        )
     raise TransientError(f"{url} answered {status}", type="delivery_failed", retry_after=retry_after(response))

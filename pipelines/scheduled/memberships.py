@@ -34,12 +34,18 @@ async def notify_expiring_memberships(resources: Resources, batch: int = BATCH) 
             WHERE notified_at IS NULL AND expires_at > now() AND expires_at <= now() + make_interval(days => $1)
             ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED
             """,
-            notice_days, limit,
+            notice_days,
+            limit,
         )
         jobs = [
             await create_notification(
-                conn, resources.kinds, tenant_id=row["tenant_id"], channel="email", to=[row["email"]],
-                template=EXPIRY_TEMPLATE, data=template_data(row["data"], row["expires_at"]),
+                conn,
+                resources.kinds,
+                tenant_id=row["tenant_id"],
+                channel="email",
+                to=[row["email"]],
+                template=EXPIRY_TEMPLATE,
+                data=template_data(row["data"], row["expires_at"]),
                 metadata={"member": row["member"], "expires_at": row["expires_at"].isoformat()},
             )
             for row in expiring
@@ -50,7 +56,8 @@ async def notify_expiring_memberships(resources: Resources, batch: int = BATCH) 
             FROM unnest($1::uuid[], $2::text[]) AS sent(tenant_id, member)
             WHERE (m.tenant_id, m.member) = (sent.tenant_id, sent.member)
             """,
-            [row["tenant_id"] for row in expiring], [row["member"] for row in expiring],
+            [row["tenant_id"] for row in expiring],
+            [row["member"] for row in expiring],
         )
         return jobs
 

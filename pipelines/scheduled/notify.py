@@ -38,8 +38,12 @@ async def create_notification(
     metadata: dict,
 ) -> asyncpg.Record:
     """A notification job, with the same tries and queue as one the API creates."""
-    job = jobs.new_job(kinds[NOTIFICATION_PIPELINE.kind], tenant_id, metadata=metadata,
-                       payload={"channel": channel, "to": to, "template": template, "data": data})
+    job = jobs.new_job(
+        kinds[NOTIFICATION_PIPELINE.kind],
+        tenant_id,
+        metadata=metadata,
+        payload={"channel": channel, "to": to, "template": template, "data": data},
+    )
     row = await jobs.create(conn, job)
     assert row is not None  # without `once`, the new row always comes back
     return row

@@ -27,8 +27,13 @@ async def send_due_reminders(resources: Resources, batch: int = BATCH) -> int:
         )
         jobs = [
             await create_notification(
-                conn, resources.kinds, tenant_id=row["tenant_id"], channel=row["channel"],
-                to=list(row["recipients"]), template=row["template"], data=row["data"],
+                conn,
+                resources.kinds,
+                tenant_id=row["tenant_id"],
+                channel=row["channel"],
+                to=list(row["recipients"]),
+                template=row["template"],
+                data=row["data"],
                 metadata={"reminder_id": str(row["id"])},
             )
             for row in due
@@ -38,7 +43,8 @@ async def send_due_reminders(resources: Resources, batch: int = BATCH) -> int:
             UPDATE reminders r SET job_id = sent.job_id
             FROM unnest($1::uuid[], $2::uuid[]) AS sent(id, job_id) WHERE r.id = sent.id
             """,
-            [row["id"] for row in due], [job["id"] for job in jobs],
+            [row["id"] for row in due],
+            [job["id"] for job in jobs],
         )
         return jobs
 

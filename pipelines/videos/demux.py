@@ -34,8 +34,9 @@ def demuxer_for(media_type: str | None) -> str:
     try:
         return DEMUXERS[media_type or ""]
     except KeyError:
-        raise PermanentError(f"the upload was not accepted as a video container ({media_type})",
-                             type="unsupported_container") from None
+        raise PermanentError(
+            f"the upload was not accepted as a video container ({media_type})", type="unsupported_container"
+        ) from None
 
 
 def demuxer_of(format_name: str) -> str:

@@ -135,12 +135,22 @@ async def store_output(run: JobRun, output: Output, path: Path) -> dict:
     content_type = "video/mp4" if isinstance(output, Rendition) else "image/jpeg"
     await run.resources.storage.upload(key, path, content_type)
     await asyncio.to_thread(path.unlink)
-    entry = {"name": output.name, "width": measured.width, "height": measured.height,
-             "bytes": measured.bytes, "content_type": content_type, "key": key}
+    entry = {
+        "name": output.name,
+        "width": measured.width,
+        "height": measured.height,
+        "bytes": measured.bytes,
+        "content_type": content_type,
+        "key": key,
+    }
     if isinstance(output, Rendition):
         duration = None if measured.duration is None else round(measured.duration, 3)
-        entry |= {"duration": duration, "video_codec": measured.video_codec,
-                  "audio_codec": measured.audio_codec, "faststart": measured.faststart}
+        entry |= {
+            "duration": duration,
+            "video_codec": measured.video_codec,
+            "audio_codec": measured.audio_codec,
+            "faststart": measured.faststart,
+        }
     return entry
 
 
@@ -169,6 +179,5 @@ VIDEO_PIPELINE = Pipeline(
     timeout=video_timeout,
     tries=3,
     shared=lambda settings, _redis: transcode_slots(settings),  # the host's ffmpeg slots, for every video job
-
     result=video_result,
 )

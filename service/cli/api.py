@@ -26,7 +26,9 @@ def problem_message(response: httpx.Response) -> str:
     except ValueError:
         body = None
     if isinstance(body, dict) and (body.get("detail") or body.get("title")):
-        return f"{response.status_code} {body.get('title') or response.reason_phrase}: {body.get('detail', '')}".rstrip(": ")
+        return f"{response.status_code} {body.get('title') or response.reason_phrase}: {body.get('detail', '')}".rstrip(
+            ": "
+        )
     return f"{response.status_code} {response.reason_phrase}"
 
 
@@ -50,8 +52,11 @@ class Api:
     def __init__(self, url: str, key: str | None, *, timeout: float = 30.0) -> None:
         if not key:
             raise CliError("no API key: pass --key or set CONVEYOR_API_KEY (`conveyor up` prints one)")
-        self.http = httpx.Client(base_url=url.rstrip("/"), headers={"Authorization": f"Bearer {key}"},
-                                 timeout=httpx.Timeout(timeout, connect=5.0))
+        self.http = httpx.Client(
+            base_url=url.rstrip("/"),
+            headers={"Authorization": f"Bearer {key}"},
+            timeout=httpx.Timeout(timeout, connect=5.0),
+        )
 
     def __enter__(self) -> Api:
         return self
@@ -100,8 +105,12 @@ class Api:
         """Show the job's events until a final status comes, the stream fails or time is up."""
         read_timeout = max(min(STREAM_READ_SECONDS, deadline - time.monotonic()), POLL_MIN)
         try:
-            with self.http.stream("GET", f"/v1/jobs/{job['id']}/events", headers={"Accept": "text/event-stream"},
-                                  timeout=httpx.Timeout(read_timeout, connect=5.0)) as response:
+            with self.http.stream(
+                "GET",
+                f"/v1/jobs/{job['id']}/events",
+                headers={"Accept": "text/event-stream"},
+                timeout=httpx.Timeout(read_timeout, connect=5.0),
+            ) as response:
                 if response.status_code != 200:
                     return
                 for event in sse.parse(response.iter_lines()):

@@ -27,7 +27,9 @@ def _tools_line() -> str:
 
 def _channels_lines(settings: Settings) -> list[str]:
     if settings.smtp_url and settings.smtp_url.startswith("file://"):
-        email = f"caught in {urlsplit(settings.smtp_url).path}, not sent (`conveyor mail` lists them; set SMTP_URL to send)"
+        email = (
+            f"caught in {urlsplit(settings.smtp_url).path}, not sent (`conveyor mail` lists them; set SMTP_URL to send)"
+        )
     else:
         email = f"sent through {mask(settings.smtp_url)}" if settings.smtp_url else "off (set SMTP_URL)"
     hosts = ",".join(settings.callback_allowed_hosts) or "none"

@@ -18,9 +18,9 @@ if TYPE_CHECKING:
 app = command_group(
     help="List, inspect, retry, cancel and purge jobs.",
     epilog="Examples:\n\n  conveyor jobs list --status failed\n\n  conveyor jobs show 5f0c1a2b\n\n"
-           "  conveyor jobs retry 5f0c1a2b\n\n  conveyor jobs list --kind video --json | jq '.items[].id'\n\n"
-           "  conveyor jobs purge --older-than 7 --dry-run\n\n"
-           "A job is named by its id or the start of it (at least 4 characters), as lists show it.",
+    "  conveyor jobs retry 5f0c1a2b\n\n  conveyor jobs list --kind video --json | jq '.items[].id'\n\n"
+    "  conveyor jobs purge --older-than 7 --dry-run\n\n"
+    "A job is named by its id or the start of it (at least 4 characters), as lists show it.",
 )
 
 JobId = Annotated[str, typer.Argument(help="The job's id, or its start as lists show it (at least 4 characters).")]
@@ -37,12 +37,19 @@ def _when(value: str | None) -> str:
 
 def jobs_table(jobs: list[dict], *, tenants: bool = False, title: str | None = None) -> Table:
     """Jobs one per row; with `tenants`, whose each is (views across tenants)."""
-    table = new_table("id", *(["tenant"] if tenants else []), "kind", "status", "progress", "stage", "created",
-                      title=title)
+    table = new_table(
+        "id", *(["tenant"] if tenants else []), "kind", "status", "progress", "stage", "created", title=title
+    )
     for job in jobs:
-        table.add_row(short_id(job["id"]), *([job["tenant"]] if tenants else []), job["kind"], job["status"],
-                      f"{100 * float(job.get('progress') or 0):.0f}%", job.get("stage") or "-",
-                      _when(job.get("created_at")))
+        table.add_row(
+            short_id(job["id"]),
+            *([job["tenant"]] if tenants else []),
+            job["kind"],
+            job["status"],
+            f"{100 * float(job.get('progress') or 0):.0f}%",
+            job.get("stage") or "-",
+            _when(job.get("created_at")),
+        )
     return table
 
 
@@ -69,7 +76,9 @@ def _show_job(job: dict, full: bool) -> None:
     if job.get("stages"):
         table = new_table("stage", "status", "started", "finished")
         for stage in job["stages"]:
-            table.add_row(stage["name"], stage["status"], _when(stage.get("started_at")), _when(stage.get("finished_at")))
+            table.add_row(
+                stage["name"], stage["status"], _when(stage.get("started_at")), _when(stage.get("finished_at"))
+            )
         console.print(table)
     for name in ("error", "metadata", "result"):
         if job.get(name):
@@ -99,13 +108,18 @@ def list_jobs(
     status: Annotated[str | None, typer.Option(help="queued, running, succeeded, failed or cancelled.")] = None,
     limit: Annotated[int, typer.Option(min=1, max=200, help="At most this many, newest first.")] = 50,
     cursor: Annotated[str | None, typer.Option(help="Where the previous page ended (its next_cursor).")] = None,
-    url: ApiUrl = DEFAULT_URL, key: ApiKey = None, json_output: Json = False,
+    url: ApiUrl = DEFAULT_URL,
+    key: ApiKey = None,
+    json_output: Json = False,
 ) -> None:
     """List your jobs, newest first."""
     from service.cli.api import Api
 
-    params = {name: value for name, value in
-              {"kind": kind, "status": status, "limit": limit, "cursor": cursor}.items() if value is not None}
+    params = {
+        name: value
+        for name, value in {"kind": kind, "status": status, "limit": limit, "cursor": cursor}.items()
+        if value is not None
+    }
     with Api(url, key) as api:
         page = api.call("GET", "/v1/jobs", params=params).json()
     if json_output:
@@ -118,8 +132,9 @@ def list_jobs(
 
 @app.command()
 @guarded
-def show(job_id: JobId, full: Full = False, url: ApiUrl = DEFAULT_URL, key: ApiKey = None,
-         json_output: Json = False) -> None:
+def show(
+    job_id: JobId, full: Full = False, url: ApiUrl = DEFAULT_URL, key: ApiKey = None, json_output: Json = False
+) -> None:
     """Show one job: status, stages, error or result (long texts cut short unless --full)."""
     from service.cli.api import Api
 

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 app = command_group(
     help="Create, list and revoke API keys.",
     epilog="Examples:\n\n  conveyor keys create --tenant acme\n\n  conveyor keys list --tenant acme --json\n\n"
-           "  conveyor keys revoke --tenant acme cvk_AbCdEfGh",
+    "  conveyor keys revoke --tenant acme cvk_AbCdEfGh",
 )
 
 
@@ -64,8 +64,9 @@ def create(tenant: Tenant, database_url: DatabaseUrl = None, data_dir: DataDir =
 
 @app.command("list")
 @guarded
-def list_keys(tenant: Tenant, database_url: DatabaseUrl = None, data_dir: DataDir = DEFAULT_DATA_DIR,
-              json_output: Json = False) -> None:
+def list_keys(
+    tenant: Tenant, database_url: DatabaseUrl = None, data_dir: DataDir = DEFAULT_DATA_DIR, json_output: Json = False
+) -> None:
     """List TENANT's keys by prefix (the keys themselves are never stored)."""
 
     async def run(url: str) -> list[dict]:
@@ -73,8 +74,9 @@ def list_keys(tenant: Tenant, database_url: DatabaseUrl = None, data_dir: DataDi
 
         async with targets.transaction(url) as conn:
             rows = await tenants.list_api_keys(conn, await _existing_tenant(conn, tenant))
-        return [{name: _iso(value) if isinstance(value, datetime) else value for name, value in row.items()}
-                for row in rows]
+        return [
+            {name: _iso(value) if isinstance(value, datetime) else value for name, value in row.items()} for row in rows
+        ]
 
     with targets.database_url(database_url, data_dir) as url:
         keys = asyncio.run(run(url))
@@ -89,8 +91,12 @@ def list_keys(tenant: Tenant, database_url: DatabaseUrl = None, data_dir: DataDi
 
 @app.command()
 @guarded
-def revoke(tenant: Tenant, prefix: str = typer.Argument(help="The key's prefix as `keys list` shows it."),
-           database_url: DatabaseUrl = None, data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
+def revoke(
+    tenant: Tenant,
+    prefix: str = typer.Argument(help="The key's prefix as `keys list` shows it."),
+    database_url: DatabaseUrl = None,
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+) -> None:
     """Revoke TENANT's key with PREFIX: requests with it get 401 from now on."""
 
     async def run(url: str) -> int:

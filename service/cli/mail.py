@@ -34,11 +34,15 @@ def caught(directory: Path) -> list[dict]:
     for path in directory.glob("*.eml"):
         message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
         body = message.get_body(preferencelist=("plain",))
-        messages.append({
-            "sent_at": datetime.fromtimestamp(path.stat().st_mtime, UTC).isoformat(timespec="seconds"),
-            "to": str(message["To"]), "subject": str(message["Subject"]),
-            "text": body.get_content() if body else "", "file": str(path),
-        })
+        messages.append(
+            {
+                "sent_at": datetime.fromtimestamp(path.stat().st_mtime, UTC).isoformat(timespec="seconds"),
+                "to": str(message["To"]),
+                "subject": str(message["Subject"]),
+                "text": body.get_content() if body else "",
+                "file": str(path),
+            }
+        )
     return sorted(messages, key=lambda message: message["sent_at"], reverse=True)
 
 

@@ -60,8 +60,13 @@ def queues_table(rows: list[dict], title: str | None = None) -> Table:
     """Queues one per row, in the words `queues`, `watch` and the dashboard share."""
     table = new_table(*QUEUE_COLUMNS, title=title, title_justify="left")
     for row in rows:
-        table.add_row(row["name"], str(row["queued"]), str(row["running"]), str(row["scheduled"]),
-                      ago(row["oldest_age"]) if row["queued"] else "-")
+        table.add_row(
+            row["name"],
+            str(row["queued"]),
+            str(row["running"]),
+            str(row["scheduled"]),
+            ago(row["oldest_age"]) if row["queued"] else "-",
+        )
     return table
 
 
@@ -78,16 +83,27 @@ def workers(redis_url: RedisUrl = None, data_dir: DataDir = DEFAULT_DATA_DIR, js
     table = new_table("id", "host", "pid", "queue", "running", "up for", "last beat", "state")
     for worker in found:
         started = worker.get("started_at")
-        table.add_row(worker["id"], worker.get("host", "-"), str(worker.get("pid", "-")), worker.get("queue", "-"),
-                      str(len(worker.get("jobs", []))), ago(time.time() - started) if started else "-",
-                      ago(worker["seen_ago"]) + " ago", "alive" if worker["alive"] else "gone")
+        table.add_row(
+            worker["id"],
+            worker.get("host", "-"),
+            str(worker.get("pid", "-")),
+            worker.get("queue", "-"),
+            str(len(worker.get("jobs", []))),
+            ago(time.time() - started) if started else "-",
+            ago(worker["seen_ago"]) + " ago",
+            "alive" if worker["alive"] else "gone",
+        )
     stdout().print(table)
 
 
 def queues(
-    names: Annotated[list[str] | None, typer.Option("--queue", help="A queue to show (repeatable); "
-                                                    "default: QUEUE_NAME and the KIND_QUEUES targets.")] = None,
-    redis_url: RedisUrl = None, data_dir: DataDir = DEFAULT_DATA_DIR, json_output: Json = False,
+    names: Annotated[
+        list[str] | None,
+        typer.Option("--queue", help="A queue to show (repeatable); default: QUEUE_NAME and the KIND_QUEUES targets."),
+    ] = None,
+    redis_url: RedisUrl = None,
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+    json_output: Json = False,
 ) -> None:
     """Show each queue's backlog: jobs queued, running and scheduled, the oldest one's wait.
 

@@ -28,24 +28,49 @@ def command_group(**options: Any) -> typer.Typer:
 
 Json = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
 Tenant = Annotated[str, typer.Option("--tenant", "-t", help="The tenant's name.", show_default=False)]
-DataDir = Annotated[Path, typer.Option(
-    "--data-dir", envvar=["CONVEYOR_HOME", "CONVEYOR_DATA_DIR"], file_okay=False,
-    help="Where `conveyor up` keeps its embedded PostgreSQL, Redis, files and keys.",
-)]
-DatabaseUrl = Annotated[str | None, typer.Option(
-    "--database-url", envvar="DATABASE_URL", show_default=False,
-    help="PostgreSQL to use; unset means the embedded one in --data-dir.",
-)]
-RedisUrl = Annotated[str | None, typer.Option(
-    "--redis-url", envvar="REDIS_URL", show_default=False,
-    help="Redis to use; unset means the embedded one in --data-dir.",
-)]
+DataDir = Annotated[
+    Path,
+    typer.Option(
+        "--data-dir",
+        envvar=["CONVEYOR_HOME", "CONVEYOR_DATA_DIR"],
+        file_okay=False,
+        help="Where `conveyor up` keeps its embedded PostgreSQL, Redis, files and keys.",
+    ),
+]
+DatabaseUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--database-url",
+        envvar="DATABASE_URL",
+        show_default=False,
+        help="PostgreSQL to use; unset means the embedded one in --data-dir.",
+    ),
+]
+RedisUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--redis-url",
+        envvar="REDIS_URL",
+        show_default=False,
+        help="Redis to use; unset means the embedded one in --data-dir.",
+    ),
+]
 ApiUrl = Annotated[str, typer.Option("--url", envvar="CONVEYOR_URL", help="The Conveyor API.")]
-ApiKey = Annotated[str | None, typer.Option(
-    "--key", envvar="CONVEYOR_API_KEY", show_default=False,
-    help="An API key (`conveyor keys create` or `conveyor up` prints one).",
-)]
-StorageUrl = Annotated[str | None, typer.Option(
-    "--storage-url", envvar="STORAGE_URL", show_default=False,
-    help="Where jobs' files are kept (file:// or s3://); unset means the embedded storage in --data-dir.",
-)]
+ApiKey = Annotated[
+    str | None,
+    typer.Option(
+        "--key",
+        envvar="CONVEYOR_API_KEY",
+        show_default=False,
+        help="An API key (`conveyor keys create` or `conveyor up` prints one).",
+    ),
+]
+StorageUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--storage-url",
+        envvar="STORAGE_URL",
+        show_default=False,
+        help="Where jobs' files are kept (file:// or s3://); unset means the embedded storage in --data-dir.",
+    ),
+]

@@ -84,9 +84,14 @@ def _loaded(module: str, name: str) -> type | None:
 
 
 #: The failures a user can meet, beyond CliError, OSError and TimeoutError: (module, class).
-EXPECTED = (("httpx", "TransportError"), ("asyncpg", "PostgresError"), ("asyncpg", "InterfaceError"),
-            ("redis.exceptions", "RedisError"), ("service.errors", "DependencyUnavailable"),
-            ("service.embedded", "EmbeddedServerError"))
+EXPECTED = (
+    ("httpx", "TransportError"),
+    ("asyncpg", "PostgresError"),
+    ("asyncpg", "InterfaceError"),
+    ("redis.exceptions", "RedisError"),
+    ("service.errors", "DependencyUnavailable"),
+    ("service.embedded", "EmbeddedServerError"),
+)
 
 
 def _expected() -> tuple[type, ...]:

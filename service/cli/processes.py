@@ -57,21 +57,34 @@ def _dispatchers(workers: Sequence[Worker]) -> list[Dispatcher]:
 def _announce_stop(settings: Settings, workers: Sequence[Worker]) -> None:
     running = _running_jobs(workers)
     if running:
-        stderr().print(f"Stopping: waiting up to {settings.worker_shutdown_grace:g}s for {running} running"
-                       f" job{'s' if running != 1 else ''} to finish. Ctrl-C again to stop now"
-                       " (they resume at the next start).", markup=False)
+        stderr().print(
+            f"Stopping: waiting up to {settings.worker_shutdown_grace:g}s for {running} running"
+            f" job{'s' if running != 1 else ''} to finish. Ctrl-C again to stop now"
+            " (they resume at the next start).",
+            markup=False,
+        )
     else:
         stderr().print("Stopping.", markup=False)
 
 
-async def run_together(settings: Settings, pipelines: Sequence[Pipeline], *, host: str, port: int,
-                       on_ready: Callable[[], None]) -> None:
+async def run_together(
+    settings: Settings, pipelines: Sequence[Pipeline], *, host: str, port: int, on_ready: Callable[[], None]
+) -> None:
     """Serve the API on host:port and one worker per queue until SIGINT or SIGTERM."""
-    config = uvicorn.Config(create_app(settings), host=host, port=port, lifespan="on", http=BoundedHttpProtocol,
-                            log_level="warning", access_log=False)
+    config = uvicorn.Config(
+        create_app(settings),
+        host=host,
+        port=port,
+        lifespan="on",
+        http=BoundedHttpProtocol,
+        log_level="warning",
+        access_log=False,
+    )
     server = ApiServer(config)
-    workers = [lifecycle.worker(settings.model_copy(update={"queue_name": name}), pipelines, scheduler=index == 0)
-               for index, name in enumerate(monitoring.queue_names(settings))]
+    workers = [
+        lifecycle.worker(settings.model_copy(update={"queue_name": name}), pipelines, scheduler=index == 0)
+        for index, name in enumerate(monitoring.queue_names(settings))
+    ]
     stopping = asyncio.Event()
 
     def on_signal() -> None:

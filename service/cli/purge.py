@@ -73,8 +73,13 @@ async def _delete(settings: Settings, tenant: str | None, days: int) -> int:
     from pipelines.maintenance.cleanup import delete_finished_jobs
 
     async with _ledger_and_files(settings) as (db, storage):
-        return await delete_finished_jobs(db, storage, older_than_days=days, tenant_id=await _tenant_id(db, tenant),
-                                          batch_size=settings.cleanup_batch_size)
+        return await delete_finished_jobs(
+            db,
+            storage,
+            older_than_days=days,
+            tenant_id=await _tenant_id(db, tenant),
+            batch_size=settings.cleanup_batch_size,
+        )
 
 
 def _jobs(count: int) -> str:
@@ -82,22 +87,36 @@ def _jobs(count: int) -> str:
 
 
 def _describe(counts: dict[str, int]) -> str:
-    """"3 jobs (2 failed, 1 succeeded)"."""
+    """ "3 jobs (2 failed, 1 succeeded)"."""
     by_status = ", ".join(f"{count} {status}" for status, count in counts.items())
     return _jobs(sum(counts.values())) + (f" ({by_status})" if by_status else "")
 
 
 def purge(
-    older_than: Annotated[int | None, typer.Option(
-        "--older-than", min=1, metavar="DAYS", show_default=False,
-        help="Jobs finished more than DAYS days ago (default: JOB_RETENTION_DAYS).",
-    )] = None,
-    tenant: Annotated[str | None, typer.Option(
-        "--tenant", "-t", show_default=False, help="Only this tenant's jobs (default: every tenant's).",
-    )] = None,
+    older_than: Annotated[
+        int | None,
+        typer.Option(
+            "--older-than",
+            min=1,
+            metavar="DAYS",
+            show_default=False,
+            help="Jobs finished more than DAYS days ago (default: JOB_RETENTION_DAYS).",
+        ),
+    ] = None,
+    tenant: Annotated[
+        str | None,
+        typer.Option(
+            "--tenant",
+            "-t",
+            show_default=False,
+            help="Only this tenant's jobs (default: every tenant's).",
+        ),
+    ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Count what would go; delete nothing.")] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Delete without asking.")] = False,
-    database_url: DatabaseUrl = None, storage_url: StorageUrl = None, data_dir: DataDir = DEFAULT_DATA_DIR,
+    database_url: DatabaseUrl = None,
+    storage_url: StorageUrl = None,
+    data_dir: DataDir = DEFAULT_DATA_DIR,
     json_output: Json = False,
 ) -> None:
     """Delete finished jobs older than --older-than days, with their files."""

@@ -33,23 +33,33 @@ def next_count(body: dict) -> str:
 
 
 def stats(
-    first_day: Annotated[datetime | None, typer.Option(
-        "--from", formats=["%Y-%m-%d"], show_default=False, help="First UTC day (default: 29 days before --to)."
-    )] = None,
-    last_day: Annotated[datetime | None, typer.Option(
-        "--to", formats=["%Y-%m-%d"], show_default=False, help="Last UTC day, included (default: today)."
-    )] = None,
+    first_day: Annotated[
+        datetime | None,
+        typer.Option(
+            "--from", formats=["%Y-%m-%d"], show_default=False, help="First UTC day (default: 29 days before --to)."
+        ),
+    ] = None,
+    last_day: Annotated[
+        datetime | None,
+        typer.Option("--to", formats=["%Y-%m-%d"], show_default=False, help="Last UTC day, included (default: today)."),
+    ] = None,
     event_type: Annotated[str | None, typer.Option("--type", help="Only events of this type.")] = None,
-    url: ApiUrl = DEFAULT_URL, key: ApiKey = None, json_output: Json = False,
+    url: ApiUrl = DEFAULT_URL,
+    key: ApiKey = None,
+    json_output: Json = False,
 ) -> None:
     """Show your analytics events counted per UTC day and type."""
     from service.cli.api import Api
 
-    params = {name: value for name, value in {
-        "from": first_day and first_day.date().isoformat(),
-        "to": last_day and last_day.date().isoformat(),
-        "type": event_type,
-    }.items() if value}
+    params = {
+        name: value
+        for name, value in {
+            "from": first_day and first_day.date().isoformat(),
+            "to": last_day and last_day.date().isoformat(),
+            "type": event_type,
+        }.items()
+        if value
+    }
     with Api(url, key) as api:
         body = api.call("GET", "/v1/stats", params=params).json()
     if json_output:
@@ -58,8 +68,13 @@ def stats(
     if not body["items"]:
         stderr().print(f"no events counted from {body['from']} to {body['to']} yet: {next_count(body)}")
         return
-    table = new_table("day", "type", "count", title=f"events {body['from']} … {body['to']}",
-                      caption=f"as of the last aggregation: {next_count(body)}")
+    table = new_table(
+        "day",
+        "type",
+        "count",
+        title=f"events {body['from']} … {body['to']}",
+        caption=f"as of the last aggregation: {next_count(body)}",
+    )
     for item in body["items"]:
         table.add_row(item["day"], item["type"], str(item["count"]))
     table.add_section()

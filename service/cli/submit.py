@@ -50,8 +50,9 @@ def _json_object(text: str | None) -> str | None:
 
 def submit(
     file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True, help="The file to upload.")],
-    wait: Annotated[bool, typer.Option(
-        "--wait", help="Show a progress bar (fed by the job's event stream) until the job ends.")] = False,
+    wait: Annotated[
+        bool, typer.Option("--wait", help="Show a progress bar (fed by the job's event stream) until the job ends.")
+    ] = False,
     url: ApiUrl = DEFAULT_URL,
     key: ApiKey = None,
     renditions: Annotated[str | None, typer.Option(help="Videos: renditions to make, e.g. 720p,480p.")] = None,
@@ -77,8 +78,13 @@ def submit(
     headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
     with Api(url, key) as api:
         with upload_bar(file.stat().st_size) as advance, CountingFile(str(file), advance) as body:
-            job = api.call("POST", path, headers=headers, files={"file": (file.name, body, content_type)},
-                           data={name: value for name, value in fields.items() if value is not None}).json()
+            job = api.call(
+                "POST",
+                path,
+                headers=headers,
+                files={"file": (file.name, body, content_type)},
+                data={name: value for name, value in fields.items() if value is not None},
+            ).json()
         if not json_output:
             typer.echo(job["id"])
         if wait:

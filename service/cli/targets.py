@@ -24,8 +24,9 @@ CONNECT_TIMEOUT = 10.0
 
 
 @contextlib.contextmanager
-def _located(url: str | None, data_dir: Path, variable: str,
-             embedded: Callable[[EmbeddedServers], str]) -> Iterator[str]:
+def _located(
+    url: str | None, data_dir: Path, variable: str, embedded: Callable[[EmbeddedServers], str]
+) -> Iterator[str]:
     if url:
         yield url
         return
@@ -33,8 +34,10 @@ def _located(url: str | None, data_dir: Path, variable: str,
 
     if not has_database(data_dir.expanduser()):
         option = "--" + variable.lower().replace("_", "-")
-        raise CliError(f"{variable} is not set and there is no embedded server in {data_dir}:"
-                       f" set it (or {option}), pass --data-dir, or run `conveyor up` first")
+        raise CliError(
+            f"{variable} is not set and there is no embedded server in {data_dir}:"
+            f" set it (or {option}), pass --data-dir, or run `conveyor up` first"
+        )
     with EmbeddedServers(data_dir) as servers:
         yield embedded(servers)
 

@@ -67,7 +67,9 @@ def up(
     port: Annotated[int, typer.Option(min=1, max=65535, help="The API's port.")] = 8000,
     host: Annotated[str, typer.Option(help="The address the API listens on.")] = "127.0.0.1",
     data_dir: DataDir = DEFAULT_DATA_DIR,
-    new_key: Annotated[bool, typer.Option("--new-key", help="Make a new API key instead of reusing the kept one.")] = False,
+    new_key: Annotated[
+        bool, typer.Option("--new-key", help="Make a new API key instead of reusing the kept one.")
+    ] = False,
 ) -> None:
     """Run the API, a worker and the scheduler in one process, on embedded defaults.
 
@@ -97,8 +99,15 @@ def up(
             upgrade(settings.database_url)
             key = asyncio.run(api_key(settings.database_url, servers.data_dir, new=new_key))
             probe_tools()
-            asyncio.run(run_together(settings, pipelines(settings), host=host, port=port,
-                                     on_ready=lambda: announce(settings, url, key, servers.data_dir)))
+            asyncio.run(
+                run_together(
+                    settings,
+                    pipelines(settings),
+                    host=host,
+                    port=port,
+                    on_ready=lambda: announce(settings, url, key, servers.data_dir),
+                )
+            )
     finally:
         with signals_held():
             servers.close()

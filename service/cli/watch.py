@@ -76,21 +76,34 @@ async def snapshot(sources: Sources, tenant: str | None) -> dict:
 
 
 def _workers(workers: list[dict]) -> Table:
-    table = new_table("worker", "queue", "running", "up for", "last beat", title=f"Workers: {len(workers)} alive",
-                      title_justify="left")
+    table = new_table(
+        "worker",
+        "queue",
+        "running",
+        "up for",
+        "last beat",
+        title=f"Workers: {len(workers)} alive",
+        title_justify="left",
+    )
     for worker in workers:
         jobs = worker["jobs"]
-        table.add_row(worker["id"], worker["queue"] or "-",
-                      ", ".join(short_id(job) for job in jobs) if jobs else "idle",
-                      ago(worker["up_seconds"]), ago(worker["heartbeat_age"]) + " ago")
+        table.add_row(
+            worker["id"],
+            worker["queue"] or "-",
+            ", ".join(short_id(job) for job in jobs) if jobs else "idle",
+            ago(worker["up_seconds"]),
+            ago(worker["heartbeat_age"]) + " ago",
+        )
     return table
 
 
 def _hour(hour: dict) -> Text:
     from rich.text import Text
 
-    return Text(f"Last hour: {hour['finished']} finished, {hour['failed']} failed ({hour['failure_rate']:.0%}),"
-                f" {hour['cancelled']} cancelled, {hour['per_minute']}/min")
+    return Text(
+        f"Last hour: {hour['finished']} finished, {hour['failed']} failed ({hour['failure_rate']:.0%}),"
+        f" {hour['cancelled']} cancelled, {hour['per_minute']}/min"
+    )
 
 
 def render(view: dict, *, recent: int = RECENT_SHOWN) -> RenderableType:
@@ -99,8 +112,12 @@ def render(view: dict, *, recent: int = RECENT_SHOWN) -> RenderableType:
 
     tenant = view["filters"].get("tenant")
     title = f"Recent jobs of {tenant}" if tenant else "Recent jobs, all tenants"
-    return Group(queues_table(view["queues"], title="Queues"), _workers(view["workers"]), _hour(view["hour"]),
-                 jobs_table(view["recent"][:recent], tenants=True, title=title))
+    return Group(
+        queues_table(view["queues"], title="Queues"),
+        _workers(view["workers"]),
+        _hour(view["hour"]),
+        jobs_table(view["recent"][:recent], tenants=True, title=title),
+    )
 
 
 async def _once(settings: Settings, tenant: str | None) -> dict:
@@ -120,11 +137,19 @@ async def _live(settings: Settings, tenant: str | None, interval: float) -> None
 
 def watch(
     interval: Annotated[float, typer.Option(min=0.5, help="Seconds between refreshes.")] = 2.0,
-    tenant: Annotated[str | None, typer.Option(
-        "--tenant", "-t", show_default=False, help="Only this tenant's recent jobs (default: every tenant's).",
-    )] = None,
+    tenant: Annotated[
+        str | None,
+        typer.Option(
+            "--tenant",
+            "-t",
+            show_default=False,
+            help="Only this tenant's recent jobs (default: every tenant's).",
+        ),
+    ] = None,
     once: Annotated[bool, typer.Option("--once", help="Print one frame and exit.")] = False,
-    database_url: DatabaseUrl = None, redis_url: RedisUrl = None, data_dir: DataDir = DEFAULT_DATA_DIR,
+    database_url: DatabaseUrl = None,
+    redis_url: RedisUrl = None,
+    data_dir: DataDir = DEFAULT_DATA_DIR,
     json_output: Annotated[bool, typer.Option("--json", help="Print one snapshot as JSON and exit.")] = False,
 ) -> None:
     """Watch queues, live workers and recent jobs, refreshing until Ctrl-C.

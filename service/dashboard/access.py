@@ -66,8 +66,15 @@ def _served_over_https(request: Request) -> bool:
 async def start_session(request: Request, response: Response) -> None:
     async with request.app.state.db.write() as conn:
         token = await admin_sessions.start(conn, admin_key(request))
-    response.set_cookie(COOKIE, token, max_age=admin_sessions.SESSION_SECONDS, path="/dashboard", httponly=True,
-                        samesite="strict", secure=_served_over_https(request))
+    response.set_cookie(
+        COOKIE,
+        token,
+        max_age=admin_sessions.SESSION_SECONDS,
+        path="/dashboard",
+        httponly=True,
+        samesite="strict",
+        secure=_served_over_https(request),
+    )
 
 
 async def end_session(request: Request, response: Response) -> None:

@@ -49,8 +49,10 @@ def _worker(state: dict, now: float) -> dict:
 
 def _job_summary(row) -> dict:
     view = job_view(row)
-    return {key: view[key] for key in ("id", "kind", "status", "progress", "stage", "attempts", "error",
-                                       "created_at", "finished_at")} | {"tenant": row["tenant"]}
+    return {
+        key: view[key]
+        for key in ("id", "kind", "status", "progress", "stage", "attempts", "error", "created_at", "finished_at")
+    } | {"tenant": row["tenant"]}
 
 
 async def _jobs(conn, *, status: str | None, kind: str | None, tenant: str | None) -> list[dict]:
@@ -63,7 +65,10 @@ async def _jobs(conn, *, status: str | None, kind: str | None, tenant: str | Non
               AND ($3::text IS NULL OR t.name = $3)
         ORDER BY j.created_at DESC, j.id DESC LIMIT $4
         """,
-        status, kind, tenant, JOB_LIST_LIMIT,
+        status,
+        kind,
+        tenant,
+        JOB_LIST_LIMIT,
     )
     return [_job_summary(row) for row in rows]
 
@@ -76,7 +81,7 @@ async def job_tenant(state, job_id: uuid.UUID) -> uuid.UUID | None:
 async def job_detail(state, job_id: uuid.UUID) -> dict | None:
     async with state.db.read(follow=(f"job:{job_id}",)) as conn:
         row = await conn.fetchrow(
-            f"""SELECT {', '.join('j.' + column.strip() for column in ledger.JOB_COLUMNS.split(','))},
+            f"""SELECT {", ".join("j." + column.strip() for column in ledger.JOB_COLUMNS.split(","))},
                        t.name AS tenant
                 FROM jobs j JOIN tenants t ON t.id = j.tenant_id WHERE j.id = $1""",
             job_id,
@@ -84,8 +89,12 @@ async def job_detail(state, job_id: uuid.UUID) -> dict | None:
         if row is None:
             return None
         stages = (await ledger.get_stages(conn, [job_id])).get(job_id, [])
-    return job_view(row, stages) | {"tenant": row["tenant"], "queue": row["queue"], "worker_id": row["worker_id"],
-                                    "media": media(job_id, row["result"])}
+    return job_view(row, stages) | {
+        "tenant": row["tenant"],
+        "queue": row["queue"],
+        "worker_id": row["worker_id"],
+        "media": media(job_id, row["result"]),
+    }
 
 
 async def job_result(state, job_id: uuid.UUID) -> dict | None:
@@ -110,7 +119,15 @@ def media(job_id: uuid.UUID, result: object) -> dict | None:
             return None
         return f"/dashboard/jobs/{job_id}/files/{quote(file_name(entry['key']))}"
 
-    renditions = [{"name": str(entry.get("name", "")), "width": entry.get("width"), "height": entry.get("height"),
-                   "bytes": entry.get("bytes"), "url": link(entry)}
-                  for entry in result["renditions"] if link(entry)]
+    renditions = [
+        {
+            "name": str(entry.get("name", "")),
+            "width": entry.get("width"),
+            "height": entry.get("height"),
+            "bytes": entry.get("bytes"),
+            "url": link(entry),
+        }
+        for entry in result["renditions"]
+        if link(entry)
+    ]
     return {"thumbnail": link(result.get("thumbnail")), "renditions": renditions}

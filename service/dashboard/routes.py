@@ -35,7 +35,8 @@ def _filters(request: Request) -> dict:
     if status is not None and status not in jobs.STATUSES:
         raise Problem(400, f"status must be one of {', '.join(jobs.STATUSES)}", type="bad-request")
     return {name: (params.get(name) or None) and params[name][:MAX_FILTER_CHARS] for name in ("kind", "tenant")} | {
-        "status": status}
+        "status": status
+    }
 
 
 def _page(request: Request, name: str, context: dict, status_code: int = 200) -> Response:
@@ -78,8 +79,11 @@ async def logout_everywhere(request: Request) -> Response:
 async def overview_page(request: Request) -> Response:
     if not await access.is_admin(request):
         return _to_login()
-    return _page(request, "overview.html", {"data": await data.overview(request.app.state, **_filters(request)),
-                                            "statuses": jobs.STATUSES})
+    return _page(
+        request,
+        "overview.html",
+        {"data": await data.overview(request.app.state, **_filters(request)), "statuses": jobs.STATUSES},
+    )
 
 
 async def overview_json(request: Request) -> JSONResponse:
@@ -129,17 +133,20 @@ def _action(steer):
 
 
 def mount() -> Mount:
-    return Mount("/dashboard", routes=[
-        Route("/", overview_page, methods=["GET"]),
-        Route("/login", login_page, methods=["GET"]),
-        Route("/login", login, methods=["POST"]),
-        Route("/logout", logout, methods=["POST"]),
-        Route("/logout-everywhere", logout_everywhere, methods=["POST"]),
-        Route("/jobs/{job_id}", job_page, methods=["GET"]),
-        Route("/jobs/{job_id}/files/{name}", job_file, methods=["GET"]),
-        Route("/api/overview", overview_json, methods=["GET"]),
-        Route("/api/jobs/{job_id}", job_json, methods=["GET"]),
-        Route("/api/jobs/{job_id}/retry", _action(jobs.retry), methods=["POST"]),
-        Route("/api/jobs/{job_id}/cancel", _action(jobs.cancel), methods=["POST"]),
-        Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
-    ])
+    return Mount(
+        "/dashboard",
+        routes=[
+            Route("/", overview_page, methods=["GET"]),
+            Route("/login", login_page, methods=["GET"]),
+            Route("/login", login, methods=["POST"]),
+            Route("/logout", logout, methods=["POST"]),
+            Route("/logout-everywhere", logout_everywhere, methods=["POST"]),
+            Route("/jobs/{job_id}", job_page, methods=["GET"]),
+            Route("/jobs/{job_id}/files/{name}", job_file, methods=["GET"]),
+            Route("/api/overview", overview_json, methods=["GET"]),
+            Route("/api/jobs/{job_id}", job_json, methods=["GET"]),
+            Route("/api/jobs/{job_id}/retry", _action(jobs.retry), methods=["POST"]),
+            Route("/api/jobs/{job_id}/cancel", _action(jobs.cancel), methods=["POST"]),
+            Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
+        ],
+    )

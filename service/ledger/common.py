@@ -36,7 +36,6 @@ def parse_job_id(value: str) -> uuid.UUID | None:
         return None
 
 
-
 def settle_stages(ended: str, *, keep: str = "false") -> str:
     """SQL updating the unfinished stages of the jobs in the relation `ended` (`id`, `status`)
     that end failed or cancelled: a stage that had started takes the job's status, one that
@@ -47,4 +46,3 @@ def settle_stages(ended: str, *, keep: str = "false") -> str:
         FROM {ended} WHERE s.job_id = {ended}.id AND s.status IN ('queued', 'running')
               AND {ended}.status IN ('failed', 'cancelled') AND NOT ({keep})
     """
-

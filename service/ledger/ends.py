@@ -59,11 +59,16 @@ async def requeue(
                         progress = coalesce($4, progress)
         WHERE id = $1 AND attempts = $2 AND status = 'running' RETURNING 1
         """,
-        job_id, attempt, error, progress,
+        job_id,
+        attempt,
+        error,
+        progress,
     )
 
 
-async def cancel_running(conn: asyncpg.Connection, job_id: uuid.UUID, attempt: int | None = None) -> asyncpg.Record | None:
+async def cancel_running(
+    conn: asyncpg.Connection, job_id: uuid.UUID, attempt: int | None = None
+) -> asyncpg.Record | None:
     """End a job whose cancel was requested (by its own attempt, or the reconciler's)."""
     return await conn.fetchrow(
         f"""
@@ -75,7 +80,8 @@ async def cancel_running(conn: asyncpg.Connection, job_id: uuid.UUID, attempt: i
         ), stages AS ({settle_stages("ended")})
         SELECT * FROM ended
         """,
-        job_id, attempt,
+        job_id,
+        attempt,
     )
 
 
@@ -87,7 +93,8 @@ async def stale_jobs(conn: asyncpg.Connection, older_than_seconds: float, limit:
         WHERE status IN ('queued', 'running') AND updated_at < now() - make_interval(secs => $1)
         ORDER BY updated_at LIMIT $2
         """,
-        older_than_seconds, limit,
+        older_than_seconds,
+        limit,
     )
 
 

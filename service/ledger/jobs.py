@@ -35,10 +35,17 @@ async def create_jobs(
     """Insert jobs in one statement (committed together); their rows by id. With `once`,
     jobs whose id is already recorded are skipped (and absent from the rows)."""
     columns = [
-        [job.job_id for job in jobs], [job.tenant_id for job in jobs], [job.kind for job in jobs],
-        [job.queue for job in jobs], [job.priority for job in jobs], [job.max_tries for job in jobs],
-        [job.payload or {} for job in jobs], [job.metadata or {} for job in jobs],
-        [job.callback_url for job in jobs], [job.run_at for job in jobs], [job.traceparent for job in jobs],
+        [job.job_id for job in jobs],
+        [job.tenant_id for job in jobs],
+        [job.kind for job in jobs],
+        [job.queue for job in jobs],
+        [job.priority for job in jobs],
+        [job.max_tries for job in jobs],
+        [job.payload or {} for job in jobs],
+        [job.metadata or {} for job in jobs],
+        [job.callback_url for job in jobs],
+        [job.run_at for job in jobs],
+        [job.traceparent for job in jobs],
     ]
     rows = await conn.fetch(
         f"""
@@ -61,9 +68,7 @@ async def create_job(conn: asyncpg.Connection, **job) -> asyncpg.Record:
 
 
 async def get_job(conn: asyncpg.Connection, tenant_id: uuid.UUID, job_id: uuid.UUID) -> asyncpg.Record | None:
-    return await conn.fetchrow(
-        f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1 AND tenant_id = $2", job_id, tenant_id
-    )
+    return await conn.fetchrow(f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1 AND tenant_id = $2", job_id, tenant_id)
 
 
 async def get_stages(conn: asyncpg.Connection, job_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, list]:
@@ -123,7 +128,7 @@ async def list_jobs(
     args.append(limit)
     return await conn.fetch(
         f"""
-        SELECT {columns} FROM jobs WHERE {' AND '.join(conditions)}
+        SELECT {columns} FROM jobs WHERE {" AND ".join(conditions)}
         ORDER BY created_at DESC, id DESC LIMIT ${len(args)}
         """,
         *args,
@@ -146,7 +151,8 @@ async def request_cancel(conn: asyncpg.Connection, tenant_id: uuid.UUID, job_id:
         ), stages AS ({settle_stages("ended")})
         SELECT * FROM ended
         """,
-        job_id, tenant_id,
+        job_id,
+        tenant_id,
     )
 
 
@@ -163,7 +169,9 @@ async def retry_job(
         WHERE id = $1 AND tenant_id = $2 AND status IN ('failed', 'cancelled')
         RETURNING {JOB_COLUMNS}
         """,
-        job_id, tenant_id, extra_tries,
+        job_id,
+        tenant_id,
+        extra_tries,
     )
     if row is not None:
         await conn.execute(
@@ -174,4 +182,3 @@ async def retry_job(
             job_id,
         )
     return row
-

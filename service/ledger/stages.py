@@ -41,7 +41,9 @@ async def claim_many(
         )
         SELECT * FROM claimed
         """,
-        list(job_ids), worker_id, list(stage_names),
+        list(job_ids),
+        worker_id,
+        list(stage_names),
     )
     return {row["id"]: row for row in rows}
 
@@ -55,9 +57,7 @@ async def claim(
 
 async def finished_stages(conn: asyncpg.Connection, job_id: uuid.UUID) -> dict[str, dict]:
     """Checkpoints of every stage a previous attempt finished (or partly did), by name."""
-    rows = await conn.fetch(
-        "SELECT name, status, checkpoint FROM job_stages WHERE job_id = $1", job_id
-    )
+    rows = await conn.fetch("SELECT name, status, checkpoint FROM job_stages WHERE job_id = $1", job_id)
     return {row["name"]: {"status": row["status"], "checkpoint": row["checkpoint"]} for row in rows}
 
 
@@ -125,7 +125,9 @@ async def finish_stage(
     check_owned(await finish_stages(conn, [end]), end)
 
 
-async def save_checkpoint(conn: asyncpg.Connection, job_id: uuid.UUID, attempt: int, name: str, checkpoint: dict) -> None:
+async def save_checkpoint(
+    conn: asyncpg.Connection, job_id: uuid.UUID, attempt: int, name: str, checkpoint: dict
+) -> None:
     """Partial progress of a running stage (a Textract JobId, renditions uploaded so far)."""
     await fetch_fenced(
         conn,
@@ -134,7 +136,10 @@ async def save_checkpoint(conn: asyncpg.Connection, job_id: uuid.UUID, attempt: 
         FROM jobs j WHERE j.id = s.job_id AND s.job_id = $1 AND j.attempts = $2 AND j.status = 'running' AND s.name = $3
         RETURNING 1
         """,
-        job_id, attempt, name, checkpoint,
+        job_id,
+        attempt,
+        name,
+        checkpoint,
     )
 
 
@@ -145,6 +150,7 @@ async def set_progress(conn: asyncpg.Connection, job_id: uuid.UUID, attempt: int
         UPDATE jobs SET progress = greatest(progress, $3), updated_at = now()
         WHERE id = $1 AND attempts = $2 AND status = 'running' RETURNING 1
         """,
-        job_id, attempt, progress,
+        job_id,
+        attempt,
+        progress,
     )
-

@@ -49,8 +49,9 @@ class JobEnd:
 
 def as_records(writes: Sequence[StageStart | StageEnd | JobEnd]) -> list[dict]:
     """Writes as one jsonb array, unpacked by `jsonb_to_recordset` (a JSON null is NULL)."""
-    return [{**{name: getattr(write, name) for name in write.__slots__}, "job_id": str(write.job_id)} for write in writes]
-
+    return [
+        {**{name: getattr(write, name) for name in write.__slots__}, "job_id": str(write.job_id)} for write in writes
+    ]
 
 
 async def fetch_fenced(conn: asyncpg.Connection, query: str, *args) -> None:
@@ -66,4 +67,3 @@ def fenced(write: StageStart | StageEnd | JobEnd) -> Fenced:
 def check_owned(owned: Collection[uuid.UUID], write: StageStart | StageEnd | JobEnd) -> None:
     if write.job_id not in owned:
         raise fenced(write)
-

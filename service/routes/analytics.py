@@ -82,7 +82,10 @@ async def ingest_events(request: Request) -> JSONResponse:
         return 202, {"accepted": len(records)}, {}
 
     return await idempotency.answer_once(
-        request, tenant.id, idempotency.fingerprint("events", batch.model_dump(mode="json")), ingest,
+        request,
+        tenant.id,
+        idempotency.fingerprint("events", batch.model_dump(mode="json")),
+        ingest,
         track=(f"tenant:{tenant.id}",),
     )
 
@@ -115,14 +118,19 @@ async def get_stats(request: Request) -> JSONResponse:
             WHERE tenant_id = $1 AND day BETWEEN $2 AND $3 AND ($4::text IS NULL OR type = $4)
             ORDER BY day, type
             """,
-            tenant.id, first_day, last_day, event_type,
+            tenant.id,
+            first_day,
+            last_day,
+            event_type,
         )
-    return JSONResponse({
-        "from": first_day.isoformat(),
-        "to": last_day.isoformat(),
-        "items": [{"day": row["day"].isoformat(), "type": row["type"], "count": row["count"]} for row in rows],
-        "next_aggregation_at": next_aggregation(request.app.state.settings),
-    })
+    return JSONResponse(
+        {
+            "from": first_day.isoformat(),
+            "to": last_day.isoformat(),
+            "items": [{"day": row["day"].isoformat(), "type": row["type"], "count": row["count"]} for row in rows],
+            "next_aggregation_at": next_aggregation(request.app.state.settings),
+        }
+    )
 
 
 def next_aggregation(settings: Settings) -> str | None:
@@ -169,51 +177,112 @@ _JSON_ERRORS = {
     **COMMON_ERRORS,
 }
 OPENAPI_PATHS = {
-    "/v1/events": {"post": {
-        "summary": f"Record a batch of 1 to {MAX_EVENTS} analytics events (once per Idempotency-Key)",
-        "parameters": [IDEMPOTENCY_KEY],
-        "requestBody": {"required": True, "content": {"application/json": {"schema": {
-            "type": "object", "required": ["events"], "additionalProperties": False,
-            "properties": {"events": {"type": "array", "minItems": 1, "maxItems": MAX_EVENTS, "items": _EVENT}},
-        }}}},
-        "responses": {
-            "202": {"description": "Stored", "content": {"application/json": {"schema": {
-                "type": "object", "required": ["accepted"], "properties": {"accepted": {"type": "integer"}},
-            }}}},
-            **_JSON_ERRORS,
-        },
-    }},
-    "/v1/stats": {"get": {
-        "summary": "Event counts per UTC day and type (as of the last hourly aggregation)",
-        "parameters": [
-            {"name": "from", "in": "query", "schema": _DAY, "description": "default: 29 days before `to`"},
-            {"name": "to", "in": "query", "schema": _DAY, "description": "default: today (UTC); included"},
-            {"name": "type", "in": "query", "schema": {"type": "string"}},
-        ],
-        "responses": {
-            "200": {"description": f"Counts; the range spans at most {MAX_RANGE_DAYS} days",
-                    "content": {"application/json": {"schema": {
-                        "type": "object", "required": ["from", "to", "items", "next_aggregation_at"],
-                        "properties": {"from": _DAY, "to": _DAY, "items": {"type": "array", "items": {
-                            "type": "object", "required": ["day", "type", "count"],
-                            "properties": {"day": _DAY, "type": {"type": "string"}, "count": {"type": "integer"}},
-                        }}, "next_aggregation_at": {**TIME, "description":
-                            "when events are next counted (null: aggregation is off)"}},
-                    }}}},
-            **COMMON_ERRORS,
-        },
-    }},
-    "/v1/exports": {"post": {
-        "summary": "Export events, daily counts or jobs over whole UTC days as CSV (a job of kind `export`)",
-        "parameters": [IDEMPOTENCY_KEY],
-        "requestBody": {"required": True, "content": {"application/json": {"schema": {
-            "type": "object", "required": ["dataset", "from", "to"], "additionalProperties": False,
-            "properties": {"dataset": {"type": "string", "enum": list(DATASETS)}, "from": _DAY, "to": _DAY},
-        }}}},
-        "responses": {
-            "202": json_body("Job", "Accepted; the result holds `rows`, `bytes`, `key` and `name` of the CSV"),
-            "409": problem("The same Idempotency-Key is still being accepted"),
-            **_JSON_ERRORS,
-        },
-    }},
+    "/v1/events": {
+        "post": {
+            "summary": f"Record a batch of 1 to {MAX_EVENTS} analytics events (once per Idempotency-Key)",
+            "parameters": [IDEMPOTENCY_KEY],
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "required": ["events"],
+                            "additionalProperties": False,
+                            "properties": {
+                                "events": {"type": "array", "minItems": 1, "maxItems": MAX_EVENTS, "items": _EVENT}
+                            },
+                        }
+                    }
+                },
+            },
+            "responses": {
+                "202": {
+                    "description": "Stored",
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["accepted"],
+                                "properties": {"accepted": {"type": "integer"}},
+                            }
+                        }
+                    },
+                },
+                **_JSON_ERRORS,
+            },
+        }
+    },
+    "/v1/stats": {
+        "get": {
+            "summary": "Event counts per UTC day and type (as of the last hourly aggregation)",
+            "parameters": [
+                {"name": "from", "in": "query", "schema": _DAY, "description": "default: 29 days before `to`"},
+                {"name": "to", "in": "query", "schema": _DAY, "description": "default: today (UTC); included"},
+                {"name": "type", "in": "query", "schema": {"type": "string"}},
+            ],
+            "responses": {
+                "200": {
+                    "description": f"Counts; the range spans at most {MAX_RANGE_DAYS} days",
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["from", "to", "items", "next_aggregation_at"],
+                                "properties": {
+                                    "from": _DAY,
+                                    "to": _DAY,
+                                    "items": {
+                                        "type": "array",
+                                        "items": {
+                                            "type": "object",
+                                            "required": ["day", "type", "count"],
+                                            "properties": {
+                                                "day": _DAY,
+                                                "type": {"type": "string"},
+                                                "count": {"type": "integer"},
+                                            },
+                                        },
+                                    },
+                                    "next_aggregation_at": {
+                                        **TIME,
+                                        "description": "when events are next counted (null: aggregation is off)",
+                                    },
+                                },
+                            }
+                        }
+                    },
+                },
+                **COMMON_ERRORS,
+            },
+        }
+    },
+    "/v1/exports": {
+        "post": {
+            "summary": "Export events, daily counts or jobs over whole UTC days as CSV (a job of kind `export`)",
+            "parameters": [IDEMPOTENCY_KEY],
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "required": ["dataset", "from", "to"],
+                            "additionalProperties": False,
+                            "properties": {
+                                "dataset": {"type": "string", "enum": list(DATASETS)},
+                                "from": _DAY,
+                                "to": _DAY,
+                            },
+                        }
+                    }
+                },
+            },
+            "responses": {
+                "202": json_body("Job", "Accepted; the result holds `rows`, `bytes`, `key` and `name` of the CSV"),
+                "409": problem("The same Idempotency-Key is still being accepted"),
+                **_JSON_ERRORS,
+            },
+        }
+    },
 }

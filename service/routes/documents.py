@@ -30,8 +30,9 @@ from service.validation import check_storable
 
 
 async def create_document(request: Request) -> Response:
-    return await submit_upload(request, kind=kind_spec(request, "document"), accept=DOCUMENT_TYPES,
-                               check_callback=check_callback_url)
+    return await submit_upload(
+        request, kind=kind_spec(request, "document"), accept=DOCUMENT_TYPES, check_callback=check_callback_url
+    )
 
 
 METADATA_PREFIX = "metadata."
@@ -46,8 +47,9 @@ def search_filters(request: Request) -> documents.DocumentFilters:
         if name.startswith(METADATA_PREFIX) and len(name) > len(METADATA_PREFIX):
             metadata[name.removeprefix(METADATA_PREFIX)] = value
         elif name not in SEARCH_PARAMETERS:
-            raise Problem(400, f"unknown parameter {name!r}: filter with email, status or metadata.KEY",
-                          type="bad-request")
+            raise Problem(
+                400, f"unknown parameter {name!r}: filter with email, status or metadata.KEY", type="bad-request"
+            )
     email = request.query_params.get("email")
     if email is not None and not 0 < len(email) <= MAX_EMAIL_LENGTH:
         raise Problem(400, f"email must be 1 to {MAX_EMAIL_LENGTH} characters", type="bad-request")
@@ -81,8 +83,15 @@ async def get_text(request: Request) -> JSONResponse:
     if row["text"] is None:
         raise Problem(404, f"no page {number}: the document has {row['page_count']}", type="no-such-page")
     pages = row["page_count"]
-    return JSONResponse({"page": number, "pages": pages, "text": row["text"], "truncated": row["truncated"],
-                         "next_page": number + 1 if number < pages else None})
+    return JSONResponse(
+        {
+            "page": number,
+            "pages": pages,
+            "text": row["text"],
+            "truncated": row["truncated"],
+            "next_page": number + 1 if number < pages else None,
+        }
+    )
 
 
 def _no_text(row) -> Problem:
@@ -94,27 +103,43 @@ def _no_text(row) -> Problem:
 
 
 OPENAPI_PATHS = {
-    "/v1/jobs/{job_id}/text": {"get": {
-        "summary": "A document's text, one page at a time (the Job's result.text is only its start)",
-        "parameters": [JOB_ID, {"name": "page", "in": "query",
-                                "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE_NUMBER}}],
-        "responses": {
-            "200": json_body("PageText", "The page's text as kept, and whether it was cut"),
-            "404": problem("Unknown job (or another tenant's), no such page, or a job without text"),
-            "409": problem("The document's text is not read yet"),
-            **COMMON_ERRORS,
-        },
-    }},
+    "/v1/jobs/{job_id}/text": {
+        "get": {
+            "summary": "A document's text, one page at a time (the Job's result.text is only its start)",
+            "parameters": [
+                JOB_ID,
+                {
+                    "name": "page",
+                    "in": "query",
+                    "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE_NUMBER},
+                },
+            ],
+            "responses": {
+                "200": json_body("PageText", "The page's text as kept, and whether it was cut"),
+                "404": problem("Unknown job (or another tenant's), no such page, or a job without text"),
+                "409": problem("The document's text is not read yet"),
+                **COMMON_ERRORS,
+            },
+        }
+    },
     "/v1/documents": {
         "post": upload_operation("Submit a document (PDF, PNG, JPEG, TIFF) to read", {}),
         "get": {
             "summary": "Search the tenant's documents by extracted email, status and metadata, newest first",
             "parameters": [
-                {"name": "email", "in": "query", "schema": {"type": "string", "maxLength": MAX_EMAIL_LENGTH},
-                 "description": "the extracted email address (case-insensitive)"},
-                {"name": "metadata.KEY", "in": "query", "schema": {"type": "string"},
-                 "description": "metadata KEY equals the value (as a string, number or boolean); repeatable "
-                                "with other keys"},
+                {
+                    "name": "email",
+                    "in": "query",
+                    "schema": {"type": "string", "maxLength": MAX_EMAIL_LENGTH},
+                    "description": "the extracted email address (case-insensitive)",
+                },
+                {
+                    "name": "metadata.KEY",
+                    "in": "query",
+                    "schema": {"type": "string"},
+                    "description": "metadata KEY equals the value (as a string, number or boolean); repeatable "
+                    "with other keys",
+                },
                 *PAGE_PARAMETERS,
             ],
             "responses": {"200": json_body("JobList", "A page of document jobs"), **COMMON_ERRORS},

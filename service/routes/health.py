@@ -55,10 +55,17 @@ async def _workers(request: Request) -> dict:
     except (TimeoutError, RedisError, OSError) as exc:  # Redis down: failed by its own check
         return {"status": "warn", "output": f"worker heartbeats unreadable ({type(exc).__name__})"}
     if not workers:
-        return {"status": "warn", "observedValue": 0,
-                "output": "no worker has a fresh heartbeat: jobs are accepted but wait for one"}
-    return {"status": "pass", "observedValue": len(workers), "observedUnit": "workers",
-            "time": datetime.fromtimestamp(max(worker["seen_at"] for worker in workers), UTC).isoformat()}
+        return {
+            "status": "warn",
+            "observedValue": 0,
+            "output": "no worker has a fresh heartbeat: jobs are accepted but wait for one",
+        }
+    return {
+        "status": "pass",
+        "observedValue": len(workers),
+        "observedUnit": "workers",
+        "time": datetime.fromtimestamp(max(worker["seen_at"] for worker in workers), UTC).isoformat(),
+    }
 
 
 async def _databases(request: Request) -> list[dict]:
@@ -80,25 +87,41 @@ def _statuses_only(checks: dict[str, list[dict]]) -> dict[str, list[dict]]:
 
 async def readyz(request: Request) -> JSONResponse:
     databases, redis, storage, workers, tools = await asyncio.gather(
-        _databases(request), _redis(request), _storage(request), _workers(request),
+        _databases(request),
+        _redis(request),
+        _storage(request),
+        _workers(request),
         asyncio.to_thread(probe_tools),  # probed once per process, then cached
     )
-    checks = {"database": databases, "redis": [redis], "storage": [storage], "workers": [workers],
-              "tools": [{"componentId": name, **check} for name, check in tools.items()]}
+    checks = {
+        "database": databases,
+        "redis": [redis],
+        "storage": [storage],
+        "workers": [workers],
+        "tools": [{"componentId": name, **check} for name, check in tools.items()],
+    }
     statuses = {check["status"] for entries in checks.values() for check in entries}
     overall = "fail" if "fail" in statuses else "warn" if "warn" in statuses else "pass"
     headers = {"Retry-After": "5"} if overall == "fail" else {}
     if not holds_admin_key(request):
         checks = _statuses_only(checks)
-    return JSONResponse({"status": overall, "checks": checks}, status_code=503 if overall == "fail" else 200,
-                        media_type=HEALTH_JSON, headers=headers)
+    return JSONResponse(
+        {"status": overall, "checks": checks},
+        status_code=503 if overall == "fail" else 200,
+        media_type=HEALTH_JSON,
+        headers=headers,
+    )
 
 
 _HEALTH = {"description": "Health", "content": {HEALTH_JSON: {"schema": {"$ref": "#/components/schemas/Health"}}}}
 OPENAPI_PATHS = {
     "/livez": {"get": {"summary": "The process answers", "security": [], "responses": {"200": _HEALTH}}},
-    "/readyz": {"get": {"summary": "Primary, replicas, Redis and storage answer; a worker heartbeat is fresh and ffmpeg, ffprobe and tesseract are installed (warn if not)",
-                        "description": "Anonymous callers get each check's status only; the details need the admin key.",
-                        "security": [],
-                        "responses": {"200": _HEALTH, "503": _HEALTH}}},
+    "/readyz": {
+        "get": {
+            "summary": "Primary, replicas, Redis and storage answer; a worker heartbeat is fresh and ffmpeg, ffprobe and tesseract are installed (warn if not)",
+            "description": "Anonymous callers get each check's status only; the details need the admin key.",
+            "security": [],
+            "responses": {"200": _HEALTH, "503": _HEALTH},
+        }
+    },
 }

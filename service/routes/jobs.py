@@ -113,8 +113,11 @@ def id_prefix_param(request: Request) -> tuple[uuid.UUID, uuid.UUID] | None:
     valid = MIN_ID_PREFIX <= len(digits) <= 32 and set(digits) <= HEX_DIGITS
     if valid and ("-" not in text or str(uuid.UUID(lowest)).startswith(text)):
         return uuid.UUID(lowest), uuid.UUID(digits.ljust(32, "f"))
-    raise Problem(400, f"id_prefix must be the start of a job id: {MIN_ID_PREFIX} to 32 hex digits, "
-                       "with or without its dashes", type="bad-request")
+    raise Problem(
+        400,
+        f"id_prefix must be the start of a job id: {MIN_ID_PREFIX} to 32 hex digits, with or without its dashes",
+        type="bad-request",
+    )
 
 
 async def list_jobs(request: Request) -> JSONResponse:
@@ -125,8 +128,9 @@ async def list_jobs(request: Request) -> JSONResponse:
     ids = id_prefix_param(request)
     limit, after = page_params(request)
     async with request.app.state.db.read(follow=(f"tenant:{tenant.id}",), min_lsn=requested_lsn(request)) as conn:
-        rows = await ledger.list_jobs(conn, tenant.id, kind=kind, status=status, limit=limit + 1, after=after,
-                                      ids=ids, columns=VIEW_COLUMNS)
+        rows = await ledger.list_jobs(
+            conn, tenant.id, kind=kind, status=status, limit=limit + 1, after=after, ids=ids, columns=VIEW_COLUMNS
+        )
         return await job_page(request, conn, rows, limit)
 
 
@@ -144,7 +148,9 @@ async def _cancel_in(conn, state, tenant_id: uuid.UUID, job_id: uuid.UUID) -> tu
     callback it recorded if the job ended here. Raises 404 or 409 as a Problem."""
     row = await ledger.request_cancel(conn, tenant_id, job_id)
     if row is None:
-        raise await _missing_or_conflict(conn, tenant_id, job_id, "the job has already ended ({status})", "job-finished")
+        raise await _missing_or_conflict(
+            conn, tenant_id, job_id, "the job has already ended ({status})", "job-finished"
+        )
     callback = None
     if row["status"] == "cancelled":
         callback = await callbacks.record(conn, row, state.kinds)
@@ -166,16 +172,26 @@ async def _retry_in(conn, tenant_id: uuid.UUID, job_id: uuid.UUID):
     """The ledger side of a retry, in `conn`'s transaction. Raises 404 or 409 as a Problem."""
     row = await ledger.retry_job(conn, tenant_id, job_id, RETRY_EXTRA_TRIES)
     if row is None:
-        raise await _missing_or_conflict(conn, tenant_id, job_id, "only failed or cancelled jobs can be retried "
-                                         "(this one is {status})", "job-not-retryable")
+        raise await _missing_or_conflict(
+            conn,
+            tenant_id,
+            job_id,
+            "only failed or cancelled jobs can be retried (this one is {status})",
+            "job-not-retryable",
+        )
     return row
 
 
 async def _after_retry(state, row) -> None:
     """Once committed: back on arq's queue, and said on the job's event stream."""
-    await queue.enqueue(state.redis, job_id=str(row["id"]), kind=row["kind"], queue=row["queue"], priority=row["priority"])
-    await events.publish(state.redis, row["id"], {"type": "status", "status": "queued", "job_id": str(row["id"]),
-                                                  "progress": round(float(row["progress"]), 4)})
+    await queue.enqueue(
+        state.redis, job_id=str(row["id"]), kind=row["kind"], queue=row["queue"], priority=row["priority"]
+    )
+    await events.publish(
+        state.redis,
+        row["id"],
+        {"type": "status", "status": "queued", "job_id": str(row["id"]), "progress": round(float(row["progress"]), 4)},
+    )
 
 
 async def cancel(state, tenant_id: uuid.UUID, job_id: uuid.UUID):
@@ -205,8 +221,9 @@ async def _once(request: Request, tenant_id: uuid.UUID, job_id: uuid.UUID, actio
         done.append(await inside(conn))
         return answer(done[0])
 
-    response = await idempotency.answer_once(request, tenant_id, idempotency.fingerprint(action, str(job_id)), act,
-                                             track=follow(tenant_id, job_id))
+    response = await idempotency.answer_once(
+        request, tenant_id, idempotency.fingerprint(action, str(job_id)), act, track=follow(tenant_id, job_id)
+    )
     if done:
         await after(done[0])
     return response
@@ -218,7 +235,10 @@ async def cancel_job(request: Request) -> JSONResponse:
     tenant = await authenticate(request)
     state, job_id = request.app.state, path_job_id(request)
     return await _once(
-        request, tenant.id, job_id, "cancel",
+        request,
+        tenant.id,
+        job_id,
+        "cancel",
         inside=lambda conn: _cancel_in(conn, state, tenant.id, job_id),
         answer=lambda done: (202, job_view(done[0]), {}),
         after=lambda done: _after_cancel(state, *done),
@@ -231,7 +251,10 @@ async def retry_job(request: Request) -> JSONResponse:
     tenant = await authenticate(request)
     state, job_id = request.app.state, path_job_id(request)
     return await _once(
-        request, tenant.id, job_id, "retry",
+        request,
+        tenant.id,
+        job_id,
+        "retry",
         inside=lambda conn: _retry_in(conn, tenant.id, job_id),
         answer=lambda row: (202, job_view(row), {"Location": job_location(job_id)}),
         after=lambda row: _after_retry(state, row),
@@ -245,42 +268,75 @@ PAGE_PARAMETERS = [
     {"name": "cursor", "in": "query", "schema": {"type": "string"}},
 ]
 OPENAPI_PATHS = {
-    "/v1/jobs": {"get": {
-        "summary": "List the tenant's jobs, newest first",
-        "parameters": [
-            {"name": "kind", "in": "query", "schema": {"type": "string"}},
-            {"name": "id_prefix", "in": "query", "description":
-                f"Only jobs whose id starts so: {MIN_ID_PREFIX} to 32 hex digits, with or without the id's dashes",
-             "schema": {"type": "string", "minLength": MIN_ID_PREFIX, "maxLength": 36, "pattern": "^[0-9a-fA-F-]+$"}},
-            *PAGE_PARAMETERS,
-        ],
-        "responses": {"200": json_body("JobList", "A page of jobs"), **COMMON_ERRORS},
-    }},
-    "/v1/jobs/{job_id}": {"get": {
-        "summary": "A job's status, progress, stages and result",
-        "parameters": [JOB_ID],
-        "responses": {"200": json_body("Job", "The job (Retry-After while unfinished)"), **_JOB_RESPONSES},
-    }},
-    "/v1/jobs/{job_id}/files/{name}": {"get": {
-        "summary": "Download a file the job's result lists (renditions, thumbnail, exports) on file:// storage",
-        "parameters": [JOB_ID, {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}},
-                       {"name": "Range", "in": "header", "required": False, "schema": {"type": "string"},
-                        "description": "one byte range: bytes=first-last, bytes=first- or bytes=-suffix"}],
-        "responses": {"200": {"description": "The file", "content": {"application/octet-stream": {}}},
-                      "206": {"description": "The byte range asked for (Content-Range)",
-                              "content": {"application/octet-stream": {}}},
-                      "416": problem("The range starts past the end (Content-Range: bytes */size)"),
-                      **_JOB_RESPONSES},
-    }},
-    "/v1/jobs/{job_id}/cancel": {"post": {
-        "summary": "Cancel a queued or running job",
-        "parameters": [JOB_ID],
-        "responses": {"202": json_body("Job", "Cancelling"), "409": problem("Already ended"), **_JOB_RESPONSES},
-    }},
-    "/v1/jobs/{job_id}/retry": {"post": {
-        "summary": "Run a failed or cancelled job again",
-        "parameters": [JOB_ID],
-        "responses": {"202": json_body("Job", "Queued again"), "409": problem("Not failed or cancelled"),
-                      **_JOB_RESPONSES},
-    }},
+    "/v1/jobs": {
+        "get": {
+            "summary": "List the tenant's jobs, newest first",
+            "parameters": [
+                {"name": "kind", "in": "query", "schema": {"type": "string"}},
+                {
+                    "name": "id_prefix",
+                    "in": "query",
+                    "description": f"Only jobs whose id starts so: {MIN_ID_PREFIX} to 32 hex digits, with or without the id's dashes",
+                    "schema": {
+                        "type": "string",
+                        "minLength": MIN_ID_PREFIX,
+                        "maxLength": 36,
+                        "pattern": "^[0-9a-fA-F-]+$",
+                    },
+                },
+                *PAGE_PARAMETERS,
+            ],
+            "responses": {"200": json_body("JobList", "A page of jobs"), **COMMON_ERRORS},
+        }
+    },
+    "/v1/jobs/{job_id}": {
+        "get": {
+            "summary": "A job's status, progress, stages and result",
+            "parameters": [JOB_ID],
+            "responses": {"200": json_body("Job", "The job (Retry-After while unfinished)"), **_JOB_RESPONSES},
+        }
+    },
+    "/v1/jobs/{job_id}/files/{name}": {
+        "get": {
+            "summary": "Download a file the job's result lists (renditions, thumbnail, exports) on file:// storage",
+            "parameters": [
+                JOB_ID,
+                {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}},
+                {
+                    "name": "Range",
+                    "in": "header",
+                    "required": False,
+                    "schema": {"type": "string"},
+                    "description": "one byte range: bytes=first-last, bytes=first- or bytes=-suffix",
+                },
+            ],
+            "responses": {
+                "200": {"description": "The file", "content": {"application/octet-stream": {}}},
+                "206": {
+                    "description": "The byte range asked for (Content-Range)",
+                    "content": {"application/octet-stream": {}},
+                },
+                "416": problem("The range starts past the end (Content-Range: bytes */size)"),
+                **_JOB_RESPONSES,
+            },
+        }
+    },
+    "/v1/jobs/{job_id}/cancel": {
+        "post": {
+            "summary": "Cancel a queued or running job",
+            "parameters": [JOB_ID],
+            "responses": {"202": json_body("Job", "Cancelling"), "409": problem("Already ended"), **_JOB_RESPONSES},
+        }
+    },
+    "/v1/jobs/{job_id}/retry": {
+        "post": {
+            "summary": "Run a failed or cancelled job again",
+            "parameters": [JOB_ID],
+            "responses": {
+                "202": json_body("Job", "Queued again"),
+                "409": problem("Not failed or cancelled"),
+                **_JOB_RESPONSES,
+            },
+        }
+    },
 }

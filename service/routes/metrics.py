@@ -15,9 +15,11 @@ async def metrics(request: Request) -> Response:
 
 
 OPENAPI_PATHS = {
-    "/metrics": {"get": {
-        "summary": "Prometheus metrics (text exposition format)",
-        "security": [],
-        "responses": {"200": {"description": "Metrics", "content": {"text/plain": {"schema": {"type": "string"}}}}},
-    }},
+    "/metrics": {
+        "get": {
+            "summary": "Prometheus metrics (text exposition format)",
+            "security": [],
+            "responses": {"200": {"description": "Metrics", "content": {"text/plain": {"schema": {"type": "string"}}}}},
+        }
+    },
 }

@@ -71,8 +71,12 @@ def parse_content(channel: str, template: Any, data: Any) -> dict[str, Any]:
             raise invalid("data", f"larger than {MAX_WEBHOOK_DATA_BYTES} bytes")
         return data
     if not isinstance(template, str) or template not in TEMPLATES:
-        raise refused("template", PermanentError(
-            f"unknown template {template!r}; known: {', '.join(sorted(TEMPLATES))}", type="unknown_template"))
+        raise refused(
+            "template",
+            PermanentError(
+                f"unknown template {template!r}; known: {', '.join(sorted(TEMPLATES))}", type="unknown_template"
+            ),
+        )
     try:
         validate(template, data)
     except PermanentError as error:
@@ -121,48 +125,84 @@ async def create_notification(request: Request) -> Response:
         metadata = parse_metadata(body.get("metadata"))
         if channel == "webhook":
             await check_destinations([("to", url) for url in recipients], settings.callback_allowed_hosts)
-        payload = {"channel": channel, "to": recipients, "template": body["template"], "data": data,
-                   "send_at": send_at.isoformat() if send_at else None}
+        payload = {
+            "channel": channel,
+            "to": recipients,
+            "template": body["template"],
+            "data": data,
+            "send_at": send_at.isoformat() if send_at else None,
+        }
         # One recipient is a transactional message someone is waiting for: ahead of bulk.
         priority = queue.PRIORITIES["high" if len(recipients) == 1 else "normal"]
-        return JobSpec(fingerprint=idempotency.fingerprint("notifications", {**payload, "metadata": metadata}),
-                       payload=payload, metadata=metadata, run_at=send_at, priority=priority)
+        return JobSpec(
+            fingerprint=idempotency.fingerprint("notifications", {**payload, "metadata": metadata}),
+            payload=payload,
+            metadata=metadata,
+            run_at=send_at,
+            priority=priority,
+        )
 
     return await submit(request, tenant, read, kind=kind_spec(request, "notification"))
 
 
 OPENAPI_PATHS = {
-    "/v1/notifications": {"post": {
-        "summary": "Send a templated email, SMS or push, or a signed webhook, to one or many recipients",
-        "parameters": [IDEMPOTENCY_KEY],
-        "requestBody": {"required": True, "content": {"application/json": {"schema": {
-            "type": "object",
-            "required": ["channel", "to", "template"],
-            "additionalProperties": False,
-            "properties": {
-                "channel": {"type": "string", "enum": list(CHANNELS)},
-                "to": {
-                    "description": "email address, E.164 phone number, device token or subscription id "
-                                   "(`external_id:<id>` for a OneSignal alias), or webhook URL",
-                    "oneOf": [{"type": "string"},
-                              {"type": "array", "items": {"type": "string"}, "minItems": 1, "maxItems": MAX_RECIPIENTS}],
+    "/v1/notifications": {
+        "post": {
+            "summary": "Send a templated email, SMS or push, or a signed webhook, to one or many recipients",
+            "parameters": [IDEMPOTENCY_KEY],
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "required": ["channel", "to", "template"],
+                            "additionalProperties": False,
+                            "properties": {
+                                "channel": {"type": "string", "enum": list(CHANNELS)},
+                                "to": {
+                                    "description": "email address, E.164 phone number, device token or subscription id "
+                                    "(`external_id:<id>` for a OneSignal alias), or webhook URL",
+                                    "oneOf": [
+                                        {"type": "string"},
+                                        {
+                                            "type": "array",
+                                            "items": {"type": "string"},
+                                            "minItems": 1,
+                                            "maxItems": MAX_RECIPIENTS,
+                                        },
+                                    ],
+                                },
+                                "template": {
+                                    "type": "string",
+                                    "description": f"one of {', '.join(TEMPLATES)}; for webhooks, the event type",
+                                },
+                                "data": {
+                                    "type": "object",
+                                    "description": "the template's fields; for webhooks, the event's data",
+                                },
+                                "send_at": {
+                                    "type": "string",
+                                    "format": "date-time",
+                                    "description": "deliver at this time (with a UTC offset); cancellable until then",
+                                },
+                                "metadata": {"type": "object"},
+                            },
+                        }
+                    }
                 },
-                "template": {"type": "string",
-                             "description": f"one of {', '.join(TEMPLATES)}; for webhooks, the event type"},
-                "data": {"type": "object", "description": "the template's fields; for webhooks, the event's data"},
-                "send_at": {"type": "string", "format": "date-time",
-                            "description": "deliver at this time (with a UTC offset); cancellable until then"},
-                "metadata": {"type": "object"},
             },
-        }}}},
-        "responses": {
-            "202": json_body("Job", "Accepted: the notification job is recorded"),
-            "409": problem("The same Idempotency-Key is still being accepted"),
-            "413": problem("Body too large"),
-            "415": problem("Not application/json"),
-            "422": problem("Invalid fields, channel not configured, refused destination, "
-                           "or Idempotency-Key reused with another request"),
-            **COMMON_ERRORS,
-        },
-    }},
+            "responses": {
+                "202": json_body("Job", "Accepted: the notification job is recorded"),
+                "409": problem("The same Idempotency-Key is still being accepted"),
+                "413": problem("Body too large"),
+                "415": problem("Not application/json"),
+                "422": problem(
+                    "Invalid fields, channel not configured, refused destination, "
+                    "or Idempotency-Key reused with another request"
+                ),
+                **COMMON_ERRORS,
+            },
+        }
+    },
 }

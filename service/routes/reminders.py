@@ -89,8 +89,9 @@ async def create_reminder(request: Request) -> JSONResponse:
     for index, recipient in enumerate(reminder.to):
         _checked(f"to[{index}]", check_recipient, reminder.channel, recipient)
     if reminder.channel == "webhook":
-        await check_destinations([(f"to[{index}]", url) for index, url in enumerate(reminder.to)],
-                                 settings.callback_allowed_hosts)
+        await check_destinations(
+            [(f"to[{index}]", url) for index, url in enumerate(reminder.to)], settings.callback_allowed_hosts
+        )
     else:
         _checked("data", validate, reminder.template, reminder.data)
 
@@ -100,12 +101,20 @@ async def create_reminder(request: Request) -> JSONResponse:
             INSERT INTO reminders (tenant_id, due_at, channel, recipients, template, data)
             VALUES ($1, $2, $3, $4, $5, $6) RETURNING {REMINDER_COLUMNS}
             """,
-            tenant.id, reminder.due_at, reminder.channel, reminder.to, reminder.template, reminder.data,
+            tenant.id,
+            reminder.due_at,
+            reminder.channel,
+            reminder.to,
+            reminder.template,
+            reminder.data,
         )
         return 201, _reminder_view(row), {"Location": f"/v1/reminders/{row['id']}"}
 
     return await idempotency.answer_once(
-        request, tenant.id, idempotency.fingerprint("reminders", reminder.model_dump(mode="json")), schedule,
+        request,
+        tenant.id,
+        idempotency.fingerprint("reminders", reminder.model_dump(mode="json")),
+        schedule,
         track=(f"tenant:{tenant.id}",),
     )
 
@@ -140,7 +149,11 @@ async def put_membership(request: Request) -> JSONResponse:
                 notified_at = CASE WHEN m.expires_at = excluded.expires_at THEN m.notified_at END
             RETURNING member, email, data, expires_at, notified_at, xmax = 0 AS created
             """,
-            tenant.id, member, membership.email, membership.data, membership.expires_at,
+            tenant.id,
+            member,
+            membership.email,
+            membership.data,
+            membership.expires_at,
         )
     return JSONResponse(_membership_view(row), status_code=201 if row["created"] else 200)
 
@@ -160,8 +173,12 @@ _TIME = {"type": "string", "format": "date-time"}
 _REMINDER_FIELDS = {
     "due_at": {**_TIME, "description": "with an offset"},
     "channel": {"type": "string", "enum": ["email", "sms", "push", "webhook"]},
-    "to": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}, "minItems": 1,
-                                          "maxItems": MAX_RECIPIENTS}]},
+    "to": {
+        "oneOf": [
+            {"type": "string"},
+            {"type": "array", "items": {"type": "string"}, "minItems": 1, "maxItems": MAX_RECIPIENTS},
+        ]
+    },
     "template": {"type": "string"},
     "data": {"type": "object", "description": "the template's fields"},
 }
@@ -186,35 +203,69 @@ def _json(schema: dict, description: str) -> dict:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
-_ERRORS = {"413": problem("Body too large"), "415": problem("Not application/json"),
-           "422": problem("Invalid fields"), **COMMON_ERRORS}
+_ERRORS = {
+    "413": problem("Body too large"),
+    "415": problem("Not application/json"),
+    "422": problem("Invalid fields"),
+    **COMMON_ERRORS,
+}
 OPENAPI_PATHS = {
-    "/v1/reminders": {"post": {
-        "summary": "Send a notification when it is due (checked every 5 minutes by default)",
-        "parameters": [IDEMPOTENCY_KEY],
-        "requestBody": {"required": True, "content": {"application/json": {"schema": {
-            "type": "object", "required": ["due_at", "channel", "to", "template"], "additionalProperties": False,
-            "properties": _REMINDER_FIELDS,
-        }}}},
-        "responses": {"201": _json(_REMINDER, "Scheduled"), **_ERRORS},
-    }},
-    "/v1/reminders/{reminder_id}": {"get": {
-        "summary": "A reminder, and the notification job it became once due",
-        "parameters": [{"name": "reminder_id", "in": "path", "required": True, "schema": {"type": "string"}}],
-        "responses": {"200": _json(_REMINDER, "The reminder"), "404": problem("Unknown reminder"), **COMMON_ERRORS},
-    }},
-    "/v1/memberships/{member}": {"put": {
-        "summary": "Create or update a membership; a membership_expiry email goes out days before it expires",
-        "parameters": [{"name": "member", "in": "path", "required": True,
-                        "schema": {"type": "string", "minLength": 1, "maxLength": 200}}],
-        "requestBody": {"required": True, "content": {"application/json": {"schema": {
-            "type": "object", "required": ["email", "expires_at"], "additionalProperties": False,
-            "properties": _MEMBERSHIP_FIELDS,
-        }}}},
-        "responses": {
-            "201": _json({"type": "object"}, "Created"),
-            "200": _json({"type": "object"}, "Updated (a changed expiry will be notified again)"),
-            **_ERRORS,
-        },
-    }},
+    "/v1/reminders": {
+        "post": {
+            "summary": "Send a notification when it is due (checked every 5 minutes by default)",
+            "parameters": [IDEMPOTENCY_KEY],
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "required": ["due_at", "channel", "to", "template"],
+                            "additionalProperties": False,
+                            "properties": _REMINDER_FIELDS,
+                        }
+                    }
+                },
+            },
+            "responses": {"201": _json(_REMINDER, "Scheduled"), **_ERRORS},
+        }
+    },
+    "/v1/reminders/{reminder_id}": {
+        "get": {
+            "summary": "A reminder, and the notification job it became once due",
+            "parameters": [{"name": "reminder_id", "in": "path", "required": True, "schema": {"type": "string"}}],
+            "responses": {"200": _json(_REMINDER, "The reminder"), "404": problem("Unknown reminder"), **COMMON_ERRORS},
+        }
+    },
+    "/v1/memberships/{member}": {
+        "put": {
+            "summary": "Create or update a membership; a membership_expiry email goes out days before it expires",
+            "parameters": [
+                {
+                    "name": "member",
+                    "in": "path",
+                    "required": True,
+                    "schema": {"type": "string", "minLength": 1, "maxLength": 200},
+                }
+            ],
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "required": ["email", "expires_at"],
+                            "additionalProperties": False,
+                            "properties": _MEMBERSHIP_FIELDS,
+                        }
+                    }
+                },
+            },
+            "responses": {
+                "201": _json({"type": "object"}, "Created"),
+                "200": _json({"type": "object"}, "Updated (a changed expiry will be notified again)"),
+                **_ERRORS,
+            },
+        }
+    },
 }

@@ -57,8 +57,9 @@ async def create_token(request: Request) -> JSONResponse:
     await _job(request, tenant.id, job_id)
     token, expires = (await token_signer(request)).sign(str(job_id), str(tenant.id), ttl=TOKEN_TTL_SECONDS)
     expires_at = datetime.fromtimestamp(expires, UTC).isoformat().replace("+00:00", "Z")
-    return JSONResponse({"token": token, "expires_at": expires_at}, status_code=201,
-                        headers={"Cache-Control": "no-store"})
+    return JSONResponse(
+        {"token": token, "expires_at": expires_at}, status_code=201, headers={"Cache-Control": "no-store"}
+    )
 
 
 async def _job(request: Request, tenant_id: uuid.UUID, job_id: uuid.UUID):
@@ -88,8 +89,9 @@ def _last_event_id(request: Request) -> str | None:
     if not value:
         return None
     if not EVENT_ID.match(value):
-        raise Problem(400, "Last-Event-ID must be an id this stream sent (like 1712345678901-0)",
-                      type="bad-last-event-id")
+        raise Problem(
+            400, "Last-Event-ID must be an id this stream sent (like 1712345678901-0)", type="bad-last-event-id"
+        )
     return value
 
 
@@ -100,8 +102,9 @@ async def job_events(request: Request) -> EventSourceResponse:
     row = await _job(request, tenant_id, job_id)
     relay = EventRelay(request.app.state, tenant_id, row, last_id)
     ping = request.app.state.settings.event_stream_keepalive_seconds
-    return EventSourceResponse(relay.events(), ping=ping,
-                               headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+    return EventSourceResponse(
+        relay.events(), ping=ping, headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+    )
 
 
 def _final(event: dict) -> bool:
@@ -111,8 +114,13 @@ def _final(event: dict) -> bool:
 def _snapshot(row) -> ServerSentEvent:
     """The job as the ledger has it, for a client with no history to replay (no id:
     it is not a stream entry, so it does not move the client's Last-Event-ID)."""
-    data = {"type": "status", "job_id": str(row["id"]), "status": row["status"], "stage": row["stage"],
-            "progress": round(float(row["progress"]), 4)}
+    data = {
+        "type": "status",
+        "job_id": str(row["id"]),
+        "status": row["status"],
+        "stage": row["stage"],
+        "progress": round(float(row["progress"]), 4),
+    }
     if row["error"]:
         data["error"] = row["error"]
     return ServerSentEvent(data=json.dumps(data), event="status")
@@ -135,7 +143,7 @@ class EventRelay:
     async def _read(self, block_ms: int | None) -> list[tuple[str, dict]]:
         answer = await self.state.redis.xread({self.key: self.cursor}, count=READ_COUNT, block=block_ms)
         entries = []
-        for entry_id, fields in (answer[0][1] if answer else ()):
+        for entry_id, fields in answer[0][1] if answer else ():
             entry_id = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
             entries.append((entry_id, json.loads(fields[b"data"])))
         return entries
@@ -194,23 +202,48 @@ class EventRelay:
 
 _RESPONSES = {"404": problem("Unknown job, or another tenant's"), **COMMON_ERRORS}
 OPENAPI_PATHS = {
-    "/v1/jobs/{job_id}/events": {"get": {
-        "summary": "The job's status, stage and progress changes as Server-Sent Events, ending with the job",
-        "description": "Authenticate with the API key, or with `?token=` from POST …/events/token (browsers). "
-                       "Send Last-Event-ID to resume after the last event seen.",
-        "parameters": [JOB_ID,
-                       {"name": "token", "in": "query", "required": False, "schema": {"type": "string"}},
-                       {"name": "Last-Event-ID", "in": "header", "required": False, "schema": {"type": "string"}}],
-        "responses": {"200": {"description": "An event stream (events `status`, `stage`, `progress`; JSON data)",
-                              "content": {"text/event-stream": {"schema": {"type": "string"}}}},
-                      "403": problem("The token is for another job"), **_RESPONSES},
-    }},
-    "/v1/jobs/{job_id}/events/token": {"post": {
-        "summary": "A short-lived token that opens this job's event stream (for EventSource)",
-        "parameters": [JOB_ID],
-        "responses": {"201": {"description": "The token", "content": {"application/json": {"schema": {
-            "type": "object", "required": ["token", "expires_at"],
-            "properties": {"token": {"type": "string"}, "expires_at": {"type": "string", "format": "date-time"}},
-        }}}}, **_RESPONSES},
-    }},
+    "/v1/jobs/{job_id}/events": {
+        "get": {
+            "summary": "The job's status, stage and progress changes as Server-Sent Events, ending with the job",
+            "description": "Authenticate with the API key, or with `?token=` from POST …/events/token (browsers). "
+            "Send Last-Event-ID to resume after the last event seen.",
+            "parameters": [
+                JOB_ID,
+                {"name": "token", "in": "query", "required": False, "schema": {"type": "string"}},
+                {"name": "Last-Event-ID", "in": "header", "required": False, "schema": {"type": "string"}},
+            ],
+            "responses": {
+                "200": {
+                    "description": "An event stream (events `status`, `stage`, `progress`; JSON data)",
+                    "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                },
+                "403": problem("The token is for another job"),
+                **_RESPONSES,
+            },
+        }
+    },
+    "/v1/jobs/{job_id}/events/token": {
+        "post": {
+            "summary": "A short-lived token that opens this job's event stream (for EventSource)",
+            "parameters": [JOB_ID],
+            "responses": {
+                "201": {
+                    "description": "The token",
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["token", "expires_at"],
+                                "properties": {
+                                    "token": {"type": "string"},
+                                    "expires_at": {"type": "string", "format": "date-time"},
+                                },
+                            }
+                        }
+                    },
+                },
+                **_RESPONSES,
+            },
+        }
+    },
 }

@@ -25,14 +25,19 @@ def video_fields(fields: dict[str, str]) -> dict:
 
 async def create_video(request: Request) -> Response:
     return await submit_upload(
-        request, kind=kind_spec(request, "video"), accept=VIDEO_TYPES, check_callback=check_callback_url,
+        request,
+        kind=kind_spec(request, "video"),
+        accept=VIDEO_TYPES,
+        check_callback=check_callback_url,
         parse_fields=video_fields,
     )
 
 
 OPENAPI_PATHS = {
-    "/v1/videos": {"post": upload_operation(
-        "Submit a video (MP4, MOV, WebM, MKV) to transcode into renditions and a thumbnail",
-        {"renditions": {"type": "string", "description": "heights, e.g. 720p,480p (default)"}},
-    )},
+    "/v1/videos": {
+        "post": upload_operation(
+            "Submit a video (MP4, MOV, WebM, MKV) to transcode into renditions and a thumbnail",
+            {"renditions": {"type": "string", "description": "heights, e.g. 720p,480p (default)"}},
+        )
+    },
 }

@@ -21,8 +21,18 @@ _IMAGE_SIGNATURES = (
     (b"MM\x00+", TIFF),
 )
 
-__all__ = ["DOCUMENT_TYPES", "JPEG", "PDF", "PNG", "SNIFF_BYTES", "TIFF", "VIDEO_TYPES", "sniff", "sniff_document",
-           "sniff_video"]
+__all__ = [
+    "DOCUMENT_TYPES",
+    "JPEG",
+    "PDF",
+    "PNG",
+    "SNIFF_BYTES",
+    "TIFF",
+    "VIDEO_TYPES",
+    "sniff",
+    "sniff_document",
+    "sniff_video",
+]
 
 
 def sniff_document(head: bytes) -> str | None:

@@ -22,13 +22,46 @@ WEBM = "video/webm"
 MATROSKA = "video/x-matroska"
 
 _NOT_VIDEO_BRANDS = {
-    b"M4A ", b"M4B ", b"M4P ", b"F4A ", b"F4B ",  # audio
-    b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1", b"avif", b"avis",  # images
-    b"crx ", b"jp2 ", b"jpx ",  # camera raw, JPEG 2000
+    b"M4A ",
+    b"M4B ",
+    b"M4P ",
+    b"F4A ",
+    b"F4B ",  # audio
+    b"heic",
+    b"heix",
+    b"heim",
+    b"heis",
+    b"hevc",
+    b"hevx",
+    b"mif1",
+    b"msf1",
+    b"avif",
+    b"avis",  # images
+    b"crx ",
+    b"jp2 ",
+    b"jpx ",  # camera raw, JPEG 2000
 }
 _TOP_LEVEL_BOXES = {
-    b"ftyp", b"moov", b"mdat", b"free", b"skip", b"wide", b"pnot", b"PICT", b"uuid", b"meta", b"udta",
-    b"moof", b"mfra", b"sidx", b"ssix", b"styp", b"prft", b"emsg", b"pdin", b"meco",
+    b"ftyp",
+    b"moov",
+    b"mdat",
+    b"free",
+    b"skip",
+    b"wide",
+    b"pnot",
+    b"PICT",
+    b"uuid",
+    b"meta",
+    b"udta",
+    b"moof",
+    b"mfra",
+    b"sidx",
+    b"ssix",
+    b"styp",
+    b"prft",
+    b"emsg",
+    b"pdin",
+    b"meco",
 }
 _MEDIA_BOXES = {b"moov", b"mdat", b"moof"}
 """The only boxes a file may end inside of (an upload cut short is damaged, not hostile)."""
@@ -38,15 +71,29 @@ _QUICKTIME_FIRST = {b"moov", b"mdat", b"wide", b"free", b"skip", b"pnot"}
 _EBML_MAGIC = b"\x1a\x45\xdf\xa3"
 _EBML_DOCTYPE = 0x4282
 _EBML_HEADER_ELEMENTS = {
-    0x4286, 0x42F7, 0x42F2, 0x42F3,  # EBML version, read version, max ID length, max size length
-    _EBML_DOCTYPE, 0x4287, 0x4285, 0x4281,  # DocType, its versions, DocTypeExtension
-    0xEC, 0xBF,  # Void, CRC-32
+    0x4286,
+    0x42F7,
+    0x42F2,
+    0x42F3,  # EBML version, read version, max ID length, max size length
+    _EBML_DOCTYPE,
+    0x4287,
+    0x4285,
+    0x4281,  # DocType, its versions, DocTypeExtension
+    0xEC,
+    0xBF,  # Void, CRC-32
 }
 _MATROSKA_SEGMENT = 0x18538067
 _MATROSKA_TOP_LEVEL = {
-    0x114D9B74, 0x1549A966, 0x1654AE6B, 0x1F43B675,  # SeekHead, Info, Tracks, Cluster
-    0x1C53BB6B, 0x1043A770, 0x1254C367, 0x1941A469,  # Cues, Chapters, Tags, Attachments
-    0xEC, 0xBF,  # Void, CRC-32
+    0x114D9B74,
+    0x1549A966,
+    0x1654AE6B,
+    0x1F43B675,  # SeekHead, Info, Tracks, Cluster
+    0x1C53BB6B,
+    0x1043A770,
+    0x1254C367,
+    0x1941A469,  # Cues, Chapters, Tags, Attachments
+    0xEC,
+    0xBF,  # Void, CRC-32
 }
 _LONGEST_ELEMENT_HEADER = 12
 """A 4-byte ID and an 8-byte size: fewer bytes left than this may just be cut off."""

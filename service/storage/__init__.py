@@ -23,8 +23,16 @@ from service.storage.files import FileStorage
 from service.storage.s3 import S3Storage
 
 __all__ = [
-    "CHUNK_SIZE", "PART_SIZE", "FileStorage", "ObjectNotFound", "ObjectWriter", "S3Storage", "Storage",
-    "job_prefix", "open_storage", "tenant_prefix",
+    "CHUNK_SIZE",
+    "PART_SIZE",
+    "FileStorage",
+    "ObjectNotFound",
+    "ObjectWriter",
+    "S3Storage",
+    "Storage",
+    "job_prefix",
+    "open_storage",
+    "tenant_prefix",
 ]
 
 

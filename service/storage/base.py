@@ -49,4 +49,3 @@ def check_prefix(prefix: str) -> None:
     """An empty prefix would mean everything: never what a caller means to delete."""
     if not prefix.strip("/"):
         raise ValueError("refusing to delete with an empty prefix")
-

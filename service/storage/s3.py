@@ -57,8 +57,12 @@ class S3Storage:
 
     async def open(self) -> None:
         session = aioboto3.Session()
-        config = AioConfig(connect_timeout=5, read_timeout=60, retries={"mode": "standard", "max_attempts": 3},
-                        max_pool_connections=S3_CONNECTIONS)
+        config = AioConfig(
+            connect_timeout=5,
+            read_timeout=60,
+            retries={"mode": "standard", "max_attempts": 3},
+            max_pool_connections=S3_CONNECTIONS,
+        )
         self._client = await self._stack.enter_async_context(
             session.client("s3", endpoint_url=self.endpoint_url, config=config)
         )
@@ -140,7 +144,9 @@ class S3Storage:
                 objects: list[ObjectIdentifierTypeDef] = [{"Key": item["Key"]} for item in page.get("Contents", ())]
                 if not objects:
                     continue
-                answer = await self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": objects, "Quiet": True})
+                answer = await self.client.delete_objects(
+                    Bucket=self.bucket, Delete={"Objects": objects, "Quiet": True}
+                )
                 if answer.get("Errors"):
                     error = answer["Errors"][0]
                     raise DependencyUnavailable("storage", f"could not delete {error['Key']}: {error['Code']}")

@@ -18,7 +18,6 @@ QUEUE = "bench"
 SLEEP_FRACTION = 10
 
 
-
 def bench_job(index: int, enqueued_at: float, sleep_s: float, hold: bool) -> None:
     perform_sync(SyncRecorder(get_current_job().connection), index, enqueued_at, sleep_s, hold)
 

@@ -55,8 +55,13 @@ def extractor_for(settings: Settings, redis: Redis | None) -> Extractor:
     options: dict[str, Any] = {
         "api_key": settings.llm_api_key.get_secret_value() if settings.llm_api_key else None,
         "timeout": settings.llm_timeout,
-        "limiter": RateLimiter(redis, {settings.llm_provider: Rate.per_minute(settings.llm_rate_per_minute)},
-                               prefix=LLM_RATE_PREFIX, max_wait=30.0, error_type="llm_rate_limited"),
+        "limiter": RateLimiter(
+            redis,
+            {settings.llm_provider: Rate.per_minute(settings.llm_rate_per_minute)},
+            prefix=LLM_RATE_PREFIX,
+            max_wait=30.0,
+            error_type="llm_rate_limited",
+        ),
     }
     if settings.llm_base_url:
         options["base_url"] = settings.llm_base_url

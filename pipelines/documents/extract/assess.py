@@ -47,7 +47,11 @@ class Extraction:
     """How much the document reads like a résumé, 0..1."""
 
     def result(self) -> dict:
-        return {"fields": self.fields.model_dump(), "field_confidence": self.confidence, "resume_confidence": self.resume}
+        return {
+            "fields": self.fields.model_dump(),
+            "field_confidence": self.confidence,
+            "resume_confidence": self.resume,
+        }
 
 
 def assess(text: str, fields: ResumeFields) -> Extraction:

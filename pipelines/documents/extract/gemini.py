@@ -19,7 +19,9 @@ REFUSALS = {"SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "
 class GeminiExtractor(LLMExtractor):
     provider = "gemini"
 
-    def __init__(self, *, api_key: str | None, base_url: str = DEFAULT_BASE_URL, model: str = DEFAULT_MODEL, **options: Any):
+    def __init__(
+        self, *, api_key: str | None, base_url: str = DEFAULT_BASE_URL, model: str = DEFAULT_MODEL, **options: Any
+    ):
         headers = {"x-goog-api-key": api_key} if api_key else {}
         super().__init__(base_url=base_url, model=model.removeprefix("models/"), headers=headers, **options)
 

@@ -111,7 +111,9 @@ class LLMExtractor(abc.ABC):
                 reply = self.reply(answer)
                 if reply.truncated:
                     if retried_length:
-                        raise PermanentError(f"{self.provider} answer exceeded {max_tokens} tokens", type="llm_output_truncated")
+                        raise PermanentError(
+                            f"{self.provider} answer exceeded {max_tokens} tokens", type="llm_output_truncated"
+                        )
                     retried_length, max_tokens = True, max_tokens * 4
                     continue
                 return ResumeFields.model_validate_json(reply.content)
@@ -141,7 +143,9 @@ class LLMExtractor(abc.ABC):
                 if response.is_success:
                     with contextlib.suppress(ValueError):
                         return response.json()
-                    failure = TransientError(f"{self.provider} answered with a body that is not JSON", type="llm_unavailable")
+                    failure = TransientError(
+                        f"{self.provider} answered with a body that is not JSON", type="llm_unavailable"
+                    )
                 else:
                     failure = self._failure(response)
             attempt += 1

@@ -20,7 +20,9 @@ DEFAULT_MODEL = "gpt-4o-mini"
 class OpenAIExtractor(LLMExtractor):
     provider = "openai"
 
-    def __init__(self, *, api_key: str | None, base_url: str = DEFAULT_BASE_URL, model: str = DEFAULT_MODEL, **options: Any):
+    def __init__(
+        self, *, api_key: str | None, base_url: str = DEFAULT_BASE_URL, model: str = DEFAULT_MODEL, **options: Any
+    ):
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         super().__init__(base_url=base_url, model=model, headers=headers, **options)
 

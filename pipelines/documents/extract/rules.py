@@ -30,9 +30,12 @@ EMAIL = re.compile(
 runs of letters); OCR may put a space on either side of the "@" (`email` takes it out)."""
 DEBRIS = frozenset(".,:;'’\"`~|»«-")
 """What OCR scatters at the ends of lines, apart from the words ("Summary .", ". Samantha Lee :")."""
-LINK = re.compile(r"(?:https?://|www\.)[^\s<>\"'|·]+|\b(?:linkedin\.com|github\.com|gitlab\.com)/[^\s<>\"'|·]+", re.IGNORECASE)
+LINK = re.compile(
+    r"(?:https?://|www\.)[^\s<>\"'|·]+|\b(?:linkedin\.com|github\.com|gitlab\.com)/[^\s<>\"'|·]+", re.IGNORECASE
+)
 LABEL = re.compile(
-    r"^[ \t]*(name|location|address|based in|city|anschrift|adresse|wohnort)[ \t]*[:\-–][ \t]*(\S.*)$", re.IGNORECASE | re.MULTILINE
+    r"^[ \t]*(name|location|address|based in|city|anschrift|adresse|wohnort)[ \t]*[:\-–][ \t]*(\S.*)$",
+    re.IGNORECASE | re.MULTILINE,
 )
 LOCATION_LABELS = ("location", "based in", "city", "address", "anschrift", "adresse", "wohnort")
 BRACKETS = {")": "(", "]": "[", "}": "{"}
@@ -40,17 +43,53 @@ BRACKETS = {")": "(", "]": "[", "}": "{"}
 SEPARATORS = re.compile(r"\s*[|·•]\s*|\s{3,}")
 
 SUMMARY_HEADINGS = (
-    "summary", "professional summary", "career summary", "profile", "professional profile", "personal profile",
-    "about me", "about", "objective", "career objective", "personal statement",
+    "summary",
+    "professional summary",
+    "career summary",
+    "profile",
+    "professional profile",
+    "personal profile",
+    "about me",
+    "about",
+    "objective",
+    "career objective",
+    "personal statement",
 )
 SKILL_HEADINGS = (
-    "skills", "technical skills", "key skills", "core skills", "personal skills", "skills summary", "skills & tools",
-    "skills and tools", "core competencies", "competencies", "tech stack", "technologies", "areas of expertise",
+    "skills",
+    "technical skills",
+    "key skills",
+    "core skills",
+    "personal skills",
+    "skills summary",
+    "skills & tools",
+    "skills and tools",
+    "core competencies",
+    "competencies",
+    "tech stack",
+    "technologies",
+    "areas of expertise",
 )
 OTHER_HEADINGS = (
-    "experience", "work experience", "professional experience", "employment", "employment history", "work history",
-    "education", "education and training", "projects", "languages", "certifications", "interests", "references",
-    "contact", "personal information", "publications", "awards", "volunteering", "hobbies",
+    "experience",
+    "work experience",
+    "professional experience",
+    "employment",
+    "employment history",
+    "work history",
+    "education",
+    "education and training",
+    "projects",
+    "languages",
+    "certifications",
+    "interests",
+    "references",
+    "contact",
+    "personal information",
+    "publications",
+    "awards",
+    "volunteering",
+    "hobbies",
 )
 HEADING = re.compile(
     rf"^\s*({'|'.join(sorted(map(re.escape, SUMMARY_HEADINGS + SKILL_HEADINGS + OTHER_HEADINGS), key=len, reverse=True))})"
@@ -59,18 +98,114 @@ HEADING = re.compile(
 )
 """A heading is the whole line, or the line up to a colon: "Summary of changes" is not one."""
 
-NAME_PARTICLES = {"van", "der", "den", "de", "von", "da", "del", "della", "di", "la", "le", "du", "dos", "das", "bin", "y"}
+NAME_PARTICLES = {
+    "van",
+    "der",
+    "den",
+    "de",
+    "von",
+    "da",
+    "del",
+    "della",
+    "di",
+    "la",
+    "le",
+    "du",
+    "dos",
+    "das",
+    "bin",
+    "y",
+}
 CREDENTIALS = re.compile(r"^(?:[A-Z]{2,5}|Ph\.?D\.?|M\.?D\.?|Jr\.?|Sr\.?|I{2,3}|MSc|BSc|MBA|RN)$")
 NOT_NAME_WORDS = {
     # what the first lines of résumés and other documents say that is not a name
-    "curriculum", "vitae", "resume", "résumé", "cv", "page", "contact", "profile", "summary", "invoice", "manual",
-    "user", "guide", "datasheet", "report", "minutes", "meeting", "notes", "letter", "dear", "release", "immediate",
-    "for", "the", "and", "of", "to", "in", "on", "at", "with", "by", "an", "a", "my", "your", "our", "new", "from",
-    "senior", "junior", "lead", "principal", "chief", "head", "engineer", "developer", "manager", "designer",
-    "scientist", "analyst", "consultant", "director", "specialist", "assistant", "officer", "administrator",
-    "architect", "nurse", "teacher", "accountant", "software", "data", "product", "project", "marketing", "sales",
-    "full-stack", "frontend", "backend", "stack", "web", "research", "operating", "instructions", "department",
-    "university", "company", "inc", "ltd", "gmbh", "llc", "corp", "information", "personal", "system", "service",
+    "curriculum",
+    "vitae",
+    "resume",
+    "résumé",
+    "cv",
+    "page",
+    "contact",
+    "profile",
+    "summary",
+    "invoice",
+    "manual",
+    "user",
+    "guide",
+    "datasheet",
+    "report",
+    "minutes",
+    "meeting",
+    "notes",
+    "letter",
+    "dear",
+    "release",
+    "immediate",
+    "for",
+    "the",
+    "and",
+    "of",
+    "to",
+    "in",
+    "on",
+    "at",
+    "with",
+    "by",
+    "an",
+    "a",
+    "my",
+    "your",
+    "our",
+    "new",
+    "from",
+    "senior",
+    "junior",
+    "lead",
+    "principal",
+    "chief",
+    "head",
+    "engineer",
+    "developer",
+    "manager",
+    "designer",
+    "scientist",
+    "analyst",
+    "consultant",
+    "director",
+    "specialist",
+    "assistant",
+    "officer",
+    "administrator",
+    "architect",
+    "nurse",
+    "teacher",
+    "accountant",
+    "software",
+    "data",
+    "product",
+    "project",
+    "marketing",
+    "sales",
+    "full-stack",
+    "frontend",
+    "backend",
+    "stack",
+    "web",
+    "research",
+    "operating",
+    "instructions",
+    "department",
+    "university",
+    "company",
+    "inc",
+    "ltd",
+    "gmbh",
+    "llc",
+    "corp",
+    "information",
+    "personal",
+    "system",
+    "service",
 }
 MAX_SUMMARY = 600
 MAX_SECTION_LINES = 60
@@ -93,8 +228,7 @@ def extract_fields(text: str) -> ResumeFields:
         name=name,
         email=_first([email(found) for found in EMAIL.findall(text)]),
         phone=_phone(lines),
-        location=next((labels[key] for key in LOCATION_LABELS if key in labels), None)
-        or _location(header),
+        location=next((labels[key] for key in LOCATION_LABELS if key in labels), None) or _location(header),
         links=[clean_link(link) for link in LINK.findall(text)],
         skills=_skills(text, lines, name),
         summary=_summary(lines),
@@ -180,12 +314,14 @@ def _name(header: list[str]) -> str | None:
             continue
         candidate = _without_credentials(_before_contact_details(line))
         if candidate and looks_like_name(candidate) and candidate.casefold() not in vocabulary().canonical:
-            return " ".join(_capitalised(word) if word.isupper() and len(word) > 2 else word for word in candidate.split())
+            return " ".join(
+                _capitalised(word) if word.isupper() and len(word) > 2 else word for word in candidate.split()
+            )
     return None
 
 
 def _capitalised(word: str) -> str:
-    """"O'CONNOR" → "O'Connor", "ANNE-MARIE" → "Anne-Marie"."""
+    """ "O'CONNOR" → "O'Connor", "ANNE-MARIE" → "Anne-Marie"."""
     return re.sub(r"(^|['’-])(\w)", lambda match: match.group(1) + match.group(2).upper(), word.lower())
 
 
@@ -206,11 +342,13 @@ def _without_credentials(text: str) -> str:
 
 REGION_CODE = re.compile(r" [A-Z]{2,3}$")
 """A state or province after a city: "Sydney NSW", "Toronto, ON"."""
-PLACE = re.compile(r"^[A-ZÀ-Þ][\w'’.-]*(?: [A-ZÀ-Þ][\w'’.-]*){0,2}(?:,? [A-Z]{2,3}|, [A-ZÀ-Þ][\w'’.-]*(?: [A-ZÀ-Þ][\w'’.-]*){0,2})?$")
+PLACE = re.compile(
+    r"^[A-ZÀ-Þ][\w'’.-]*(?: [A-ZÀ-Þ][\w'’.-]*){0,2}(?:,? [A-Z]{2,3}|, [A-ZÀ-Þ][\w'’.-]*(?: [A-ZÀ-Þ][\w'’.-]*){0,2})?$"
+)
 
 
 def _location(header: list[str]) -> str | None:
-    """"City, Region" alone on a header line, or any place-like part of a contact line."""
+    """ "City, Region" alone on a header line, or any place-like part of a contact line."""
     for line in header:
         parts = SEPARATORS.split(line)
         contact = len(parts) > 1 and any(EMAIL.search(part) or find_phones(part) for part in parts)
@@ -272,7 +410,7 @@ def _unwrapped(lines: list[str]) -> list[str]:
 
 
 def _without_label(line: str) -> str:
-    """"Languages: Python, Go" → "Python, Go" (a sub-heading inside a skills section)."""
+    """ "Languages: Python, Go" → "Python, Go" (a sub-heading inside a skills section)."""
     label, colon, items = line.partition(":")
     return items if colon and len(label.split()) <= 3 else line
 

@@ -25,7 +25,9 @@ class Vocabulary:
 
     def find(self, text: str) -> list[str]:
         """The skills mentioned in `text`, in order of appearance, in their usual spelling."""
-        matches = sorted((m for pattern in self.patterns for m in pattern.finditer(text)), key=lambda m: (m.start(), -m.end()))
+        matches = sorted(
+            (m for pattern in self.patterns for m in pattern.finditer(text)), key=lambda m: (m.start(), -m.end())
+        )
         found, end = [], 0
         for match in matches:
             if match.start() >= end:  # "SQL Server" is one skill, not also "SQL"

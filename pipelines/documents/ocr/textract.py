@@ -113,9 +113,11 @@ class TextractOCR:
         its connection pool costs tens of milliseconds of CPU, more than a poll."""
         async with self._opening:
             if self._client is None:
-                self._client = await self._stack.enter_async_context(self.session.client(
-                    "textract", endpoint_url=self.endpoint_url, region_name=self.region_name, config=self._config
-                ))
+                self._client = await self._stack.enter_async_context(
+                    self.session.client(
+                        "textract", endpoint_url=self.endpoint_url, region_name=self.region_name, config=self._config
+                    )
+                )
         return self._client
 
     async def aclose(self) -> None:
@@ -173,7 +175,9 @@ class TextractOCR:
                     f"Textract failed: {response.get('StatusMessage') or 'no reason given'}", type="textract_failed"
                 )
             if time.time() >= deadline:
-                raise PermanentError(f"Textract job {job_id} was still {status} at the deadline", type="textract_timeout")
+                raise PermanentError(
+                    f"Textract job {job_id} was still {status} at the deadline", type="textract_timeout"
+                )
 
     async def _call(self, operation: Any, **params: Any) -> dict[str, Any]:
         """One Textract call, retried with backoff while throttled or unreachable."""

@@ -56,8 +56,13 @@ class TextractNotices:
     """One worker process's reader of the notice queue, and its waiters."""
 
     def __init__(
-        self, session: aioboto3.Session, redis: Redis, queue_url: str, *,
-        endpoint_url: str | None = None, region_name: str | None = None,
+        self,
+        session: aioboto3.Session,
+        redis: Redis,
+        queue_url: str,
+        *,
+        endpoint_url: str | None = None,
+        region_name: str | None = None,
     ) -> None:
         self.session = session
         self.redis = redis
@@ -94,10 +99,14 @@ class TextractNotices:
         await self._stack.aclose()
 
     async def _receive_forever(self) -> None:
-        sqs = await self._stack.enter_async_context(self.session.client(
-            "sqs", endpoint_url=self.endpoint_url, region_name=self.region_name,
-            config=AioConfig(read_timeout=RECEIVE_WAIT + 10, retries={"mode": "standard"}),
-        ))
+        sqs = await self._stack.enter_async_context(
+            self.session.client(
+                "sqs",
+                endpoint_url=self.endpoint_url,
+                region_name=self.region_name,
+                config=AioConfig(read_timeout=RECEIVE_WAIT + 10, retries={"mode": "standard"}),
+            )
+        )
         while True:
             try:
                 await self._receive(sqs)
@@ -110,7 +119,9 @@ class TextractNotices:
 
     async def _receive(self, sqs: Any) -> None:
         """One long poll: record each notice's status, then delete what was received."""
-        answer = await sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=RECEIVE_WAIT)
+        answer = await sqs.receive_message(
+            QueueUrl=self.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=RECEIVE_WAIT
+        )
         messages = answer.get("Messages", [])
         if not messages:
             return
