@@ -105,6 +105,11 @@ def problem(description: str) -> dict:
     }
 
 
+def json_request(schema: dict) -> dict:
+    """A required JSON request body of this schema."""
+    return {"required": True, "content": {"application/json": {"schema": schema}}}
+
+
 def json_body(schema_name: str, description: str) -> dict:
     return {
         "description": description,

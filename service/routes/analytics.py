@@ -19,7 +19,7 @@ from starlette.responses import JSONResponse, Response
 from service import idempotency
 from service.auth import authenticate
 from service.config import Settings, next_tick
-from service.openapi import COMMON_ERRORS, IDEMPOTENCY_KEY, TIME, json_body, problem
+from service.openapi import COMMON_ERRORS, IDEMPOTENCY_KEY, TIME, json_body, json_request, problem
 from service.problems import Problem
 from service.submissions import JobSpec, kind_spec, submit
 from service.validation import Moment, StrictModel, invalid, parse_json, read_json_body
@@ -181,21 +181,14 @@ OPENAPI_PATHS = {
         "post": {
             "summary": f"Record a batch of 1 to {MAX_EVENTS} analytics events (once per Idempotency-Key)",
             "parameters": [IDEMPOTENCY_KEY],
-            "requestBody": {
-                "required": True,
-                "content": {
-                    "application/json": {
-                        "schema": {
-                            "type": "object",
-                            "required": ["events"],
-                            "additionalProperties": False,
-                            "properties": {
-                                "events": {"type": "array", "minItems": 1, "maxItems": MAX_EVENTS, "items": _EVENT}
-                            },
-                        }
-                    }
-                },
-            },
+            "requestBody": json_request(
+                {
+                    "type": "object",
+                    "required": ["events"],
+                    "additionalProperties": False,
+                    "properties": {"events": {"type": "array", "minItems": 1, "maxItems": MAX_EVENTS, "items": _EVENT}},
+                }
+            ),
             "responses": {
                 "202": {
                     "description": "Stored",
@@ -261,23 +254,18 @@ OPENAPI_PATHS = {
         "post": {
             "summary": "Export events, daily counts or jobs over whole UTC days as CSV (a job of kind `export`)",
             "parameters": [IDEMPOTENCY_KEY],
-            "requestBody": {
-                "required": True,
-                "content": {
-                    "application/json": {
-                        "schema": {
-                            "type": "object",
-                            "required": ["dataset", "from", "to"],
-                            "additionalProperties": False,
-                            "properties": {
-                                "dataset": {"type": "string", "enum": list(DATASETS)},
-                                "from": _DAY,
-                                "to": _DAY,
-                            },
-                        }
-                    }
-                },
-            },
+            "requestBody": json_request(
+                {
+                    "type": "object",
+                    "required": ["dataset", "from", "to"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "dataset": {"type": "string", "enum": list(DATASETS)},
+                        "from": _DAY,
+                        "to": _DAY,
+                    },
+                }
+            ),
             "responses": {
                 "202": json_body("Job", "Accepted; the result holds `rows`, `bytes`, `key` and `name` of the CSV"),
                 "409": problem("The same Idempotency-Key is still being accepted"),

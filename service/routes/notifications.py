@@ -26,7 +26,7 @@ from pipelines.notifications.templates import TEMPLATES, validate
 from service import idempotency, queue
 from service.auth import authenticate
 from service.errors import PermanentError
-from service.openapi import COMMON_ERRORS, IDEMPOTENCY_KEY, json_body, problem
+from service.openapi import COMMON_ERRORS, IDEMPOTENCY_KEY, json_body, json_request, problem
 from service.routes.destinations import check_destinations
 from service.submissions import JobSpec, kind_spec, submit
 from service.validation import invalid, parse_json_object, parse_metadata, read_json_body, refused, utc_moment
@@ -150,48 +150,43 @@ OPENAPI_PATHS = {
         "post": {
             "summary": "Send a templated email, SMS or push, or a signed webhook, to one or many recipients",
             "parameters": [IDEMPOTENCY_KEY],
-            "requestBody": {
-                "required": True,
-                "content": {
-                    "application/json": {
-                        "schema": {
+            "requestBody": json_request(
+                {
+                    "type": "object",
+                    "required": ["channel", "to", "template"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "channel": {"type": "string", "enum": list(CHANNELS)},
+                        "to": {
+                            "description": "email address, E.164 phone number, device token or subscription id "
+                            "(`external_id:<id>` for a OneSignal alias), or webhook URL",
+                            "oneOf": [
+                                {"type": "string"},
+                                {
+                                    "type": "array",
+                                    "items": {"type": "string"},
+                                    "minItems": 1,
+                                    "maxItems": MAX_RECIPIENTS,
+                                },
+                            ],
+                        },
+                        "template": {
+                            "type": "string",
+                            "description": f"one of {', '.join(TEMPLATES)}; for webhooks, the event type",
+                        },
+                        "data": {
                             "type": "object",
-                            "required": ["channel", "to", "template"],
-                            "additionalProperties": False,
-                            "properties": {
-                                "channel": {"type": "string", "enum": list(CHANNELS)},
-                                "to": {
-                                    "description": "email address, E.164 phone number, device token or subscription id "
-                                    "(`external_id:<id>` for a OneSignal alias), or webhook URL",
-                                    "oneOf": [
-                                        {"type": "string"},
-                                        {
-                                            "type": "array",
-                                            "items": {"type": "string"},
-                                            "minItems": 1,
-                                            "maxItems": MAX_RECIPIENTS,
-                                        },
-                                    ],
-                                },
-                                "template": {
-                                    "type": "string",
-                                    "description": f"one of {', '.join(TEMPLATES)}; for webhooks, the event type",
-                                },
-                                "data": {
-                                    "type": "object",
-                                    "description": "the template's fields; for webhooks, the event's data",
-                                },
-                                "send_at": {
-                                    "type": "string",
-                                    "format": "date-time",
-                                    "description": "deliver at this time (with a UTC offset); cancellable until then",
-                                },
-                                "metadata": {"type": "object"},
-                            },
-                        }
-                    }
-                },
-            },
+                            "description": "the template's fields; for webhooks, the event's data",
+                        },
+                        "send_at": {
+                            "type": "string",
+                            "format": "date-time",
+                            "description": "deliver at this time (with a UTC offset); cancellable until then",
+                        },
+                        "metadata": {"type": "object"},
+                    },
+                }
+            ),
             "responses": {
                 "202": json_body("Job", "Accepted: the notification job is recorded"),
                 "409": problem("The same Idempotency-Key is still being accepted"),

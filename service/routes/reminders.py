@@ -23,7 +23,7 @@ from pipelines.scheduled.memberships import EXPIRY_TEMPLATE, template_data
 from service import idempotency, ledger
 from service.auth import authenticate
 from service.errors import PermanentError
-from service.openapi import COMMON_ERRORS, IDEMPOTENCY_KEY, problem
+from service.openapi import COMMON_ERRORS, IDEMPOTENCY_KEY, json_request, problem
 from service.problems import Problem
 from service.routes.destinations import check_destinations
 from service.validation import Moment, StrictModel, invalid, parse_json, read_json_body, refused
@@ -214,19 +214,14 @@ OPENAPI_PATHS = {
         "post": {
             "summary": "Send a notification when it is due (checked every 5 minutes by default)",
             "parameters": [IDEMPOTENCY_KEY],
-            "requestBody": {
-                "required": True,
-                "content": {
-                    "application/json": {
-                        "schema": {
-                            "type": "object",
-                            "required": ["due_at", "channel", "to", "template"],
-                            "additionalProperties": False,
-                            "properties": _REMINDER_FIELDS,
-                        }
-                    }
-                },
-            },
+            "requestBody": json_request(
+                {
+                    "type": "object",
+                    "required": ["due_at", "channel", "to", "template"],
+                    "additionalProperties": False,
+                    "properties": _REMINDER_FIELDS,
+                }
+            ),
             "responses": {"201": _json(_REMINDER, "Scheduled"), **_ERRORS},
         }
     },
@@ -248,19 +243,14 @@ OPENAPI_PATHS = {
                     "schema": {"type": "string", "minLength": 1, "maxLength": 200},
                 }
             ],
-            "requestBody": {
-                "required": True,
-                "content": {
-                    "application/json": {
-                        "schema": {
-                            "type": "object",
-                            "required": ["email", "expires_at"],
-                            "additionalProperties": False,
-                            "properties": _MEMBERSHIP_FIELDS,
-                        }
-                    }
-                },
-            },
+            "requestBody": json_request(
+                {
+                    "type": "object",
+                    "required": ["email", "expires_at"],
+                    "additionalProperties": False,
+                    "properties": _MEMBERSHIP_FIELDS,
+                }
+            ),
             "responses": {
                 "201": _json({"type": "object"}, "Created"),
                 "200": _json({"type": "object"}, "Updated (a changed expiry will be notified again)"),
