@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ import psutil
 
 from service.config import load_settings
 from testkit.net import free_port
+from testkit.processes import api_command
 
 from . import api_load as load
 from .context import BenchContext
@@ -57,19 +57,7 @@ class ApiProcess:
     async def __aenter__(self) -> ApiProcess:
         with self.log_path.open("ab") as log:
             self.process = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "service.app:app",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                "--workers",
-                str(self.workers),
-                "--log-level",
-                "warning",
-                "--no-access-log",
+                *api_command(self.port, "--workers", str(self.workers), "--log-level", "warning", "--no-access-log"),
                 cwd=REPO_ROOT,
                 env=self.env,
                 stdout=log,

@@ -45,6 +45,7 @@ from testkit import postgres
 from testkit.documents import scanned_pdf
 from testkit.llm_servers import API_KEY
 from testkit.net import free_port, wait_for_port
+from testkit.processes import api_command
 from testkit.redis_server import RedisServer
 from testkit.s3_server import CREDENTIALS
 from testkit.service import new_tenant
@@ -135,21 +136,7 @@ class Stack:
         port = free_port()
         self.api_url = f"http://127.0.0.1:{port}"
         self.processes.append(
-            spawn(
-                [
-                    sys.executable,
-                    "-m",
-                    "uvicorn",
-                    "service.app:app",
-                    "--port",
-                    str(port),
-                    "--log-level",
-                    "warning",
-                    "--workers",
-                    str(self.api_processes),
-                ],
-                self.env,
-            )
+            spawn(api_command(port, "--log-level", "warning", "--workers", str(self.api_processes)), self.env)
         )
         wait_for_port(port, timeout=30)
         self.named["API"] = psutil.Process(self.processes[-1].pid)

@@ -124,6 +124,24 @@ class WorkerProcess(Process):
         return [sys.executable, "-m", "arq", self.settings_path]
 
 
+def api_command(port: int, *options: str) -> list[str]:
+    """`uvicorn service.app:app` as deployed (request heads bounded) on 127.0.0.1:`port`;
+    the tests and the benchmarks start the API with it, so both run what users run."""
+    return [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "service.app:app",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--http",
+        "service.request_heads:BoundedHttpProtocol",
+        *options,
+    ]
+
+
 class ApiProcess(Process):
     """`uvicorn service.app:app` as the contract documents it, on a free port."""
 
@@ -137,22 +155,7 @@ class ApiProcess(Process):
         return f"http://127.0.0.1:{self.port}"
 
     def command(self) -> list[str]:
-        return [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "service.app:app",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(self.port),
-            "--http",
-            "service.request_heads:BoundedHttpProtocol",
-            "--timeout-graceful-shutdown",
-            str(self.grace_seconds),
-            "--log-level",
-            "warning",
-        ]
+        return api_command(self.port, "--timeout-graceful-shutdown", str(self.grace_seconds), "--log-level", "warning")
 
     def start(self) -> ApiProcess:
         super().start()
