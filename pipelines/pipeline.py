@@ -61,6 +61,7 @@ class Pipeline:
     timeout: Configurable[float] = 600.0  # one attempt, in seconds
     tries: Configurable[int] = 5
     queue: str | None = None  # None: the deployment's queue (`KIND_QUEUES` may route it elsewhere)
+    concurrency: int | None = None  # at most this many running jobs per concurrency key
     shared: Shared | None = None  # its jobs see the value as `run.shared`
     result: Callable[[dict[str, dict]], dict] = last_output
     workspace: Workspace | None = None
@@ -89,6 +90,7 @@ class Pipeline:
             tries=_value(self.tries, settings),
             timeout=_value(self.timeout, settings),
             queue=settings.queue_for(self.kind, default=self.queue),
+            concurrency=self.concurrency,
         )
 
     def progress_before(self, index: int) -> float:

@@ -28,6 +28,7 @@ class KindSpec:
     tries: int
     timeout: float
     queue: str
+    concurrency: int | None = None  # at most this many running jobs per concurrency key
 
 
 #: The specs of every known kind, by name.
@@ -45,20 +46,26 @@ def new_job(
     run_at: datetime | None = None,
     priority: int = queue.PRIORITIES["normal"],
     traceparent: str | None = None,
+    max_tries: int | None = None,
+    timeout: float | None = None,
+    concurrency_key: str | None = None,
 ) -> ledger.NewJob:
-    """A job of `kind` to record, tried as often as the kind says, on the kind's queue."""
+    """A job of `kind` to record, on the kind's queue, tried as often as the kind says
+    unless the job asks otherwise (`max_tries`, `timeout`)."""
     return ledger.NewJob(
         job_id=job_id or ledger.new_job_id(),
         tenant_id=tenant_id,
         kind=kind.name,
         queue=kind.queue,
         priority=priority,
-        max_tries=kind.tries,
+        max_tries=max_tries or kind.tries,
         payload=payload,
         metadata=metadata,
         callback_url=callback_url,
         run_at=run_at,
         traceparent=traceparent,
+        timeout=timeout,
+        concurrency_key=concurrency_key,
     )
 
 

@@ -27,6 +27,8 @@ class NewJob:
     callback_url: str | None = None
     run_at: datetime | None = None
     traceparent: str | None = None
+    timeout: float | None = None  # one attempt's limit, when the job asks for other than its kind's
+    concurrency_key: str | None = None
 
 
 async def create_jobs(
@@ -46,13 +48,16 @@ async def create_jobs(
         [job.callback_url for job in jobs],
         [job.run_at for job in jobs],
         [job.traceparent for job in jobs],
+        [job.timeout for job in jobs],
+        [job.concurrency_key for job in jobs],
     ]
     rows = await conn.fetch(
         f"""
         INSERT INTO jobs (id, tenant_id, kind, queue, priority, max_tries, payload, metadata,
-                          callback_url, run_at, traceparent)
+                          callback_url, run_at, traceparent, timeout, concurrency_key)
         SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::smallint[], $6::int[],
-                             $7::jsonb[], $8::jsonb[], $9::text[], $10::timestamptz[], $11::text[])
+                             $7::jsonb[], $8::jsonb[], $9::text[], $10::timestamptz[], $11::text[],
+                             $12::float8[], $13::text[])
         {"ON CONFLICT (id) DO NOTHING" if once else ""}
         RETURNING {JOB_COLUMNS}
         """,
