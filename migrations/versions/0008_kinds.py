@@ -3,6 +3,8 @@ ask of its kind beyond the defaults: its own attempt timeout and a concurrency k
 
 The API never imports a kind's code (an API host may lack its dependencies): it reads a
 kind's description and input schema from `kinds`, which every worker rewrites at start.
+`endpoint` names the route that creates a kind's jobs when it is not `POST /v1/jobs`
+(a document or a video comes with an upload).
 
 Revision ID: 0008_kinds
 Revises: 0007_service_secrets
@@ -29,6 +31,7 @@ def upgrade() -> None:
             timeout double precision NOT NULL CHECK (timeout > 0),
             queue text NOT NULL,
             concurrency integer CHECK (concurrency >= 1),
+            endpoint text,
             version text NOT NULL,
             published_by text NOT NULL,
             published_at timestamptz NOT NULL DEFAULT now()
