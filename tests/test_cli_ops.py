@@ -12,8 +12,8 @@ import pytest
 from pydantic import SecretStr
 from typer.testing import CliRunner
 
+from conveyor.kinds import Pipeline, Stage
 from pipelines.analytics.aggregate import aggregate
-from pipelines.pipeline import Pipeline, Stage
 from service import ledger, queue
 from service.cli import app, sse
 from service.cli.api import apply_event
@@ -76,12 +76,12 @@ async def _submit_and_wait(settings, tenant, tmp_path, **options):
 def two_stage_pipeline(events_asked: asyncio.Event) -> Pipeline:
     """Its job starts moving once the CLI asked for its events, so they come live."""
 
-    async def store(run):
+    async def store(run, input):
         await events_asked.wait()
         await run.progress(0.5)
         return {}
 
-    async def read(run):
+    async def read(run, input):
         await run.progress(0.5)
         return {"read": True}
 
@@ -289,7 +289,7 @@ async def test_watch_once_shows_the_queue_a_live_worker_and_recent_jobs(api, set
     name = f"watch-{uuid.uuid4().hex[:8]}"
     _, key = await new_tenant(settings, name)
 
-    async def hold(run):
+    async def hold(run, input):
         await held.wait()
         return {}
 
