@@ -28,13 +28,15 @@ WIDE = {"COLUMNS": "200"}  # so rich does not fold ids in tables
 
 
 class RequestLog:
-    """ASGI middleware in front of the real app: notes each request; with `refuse_events`,
-    answers event streams with 502, as a proxy that does not pass them on would."""
+    """ASGI middleware in front of the real app: notes each request and the status of each
+    answer; with `refuse_events`, answers event streams with 502, as a proxy that does not
+    pass them on would."""
 
     def __init__(self, app, *, refuse_events: bool = False) -> None:
         self.app = app
         self.refuse_events = refuse_events
         self.requests: list[tuple[str, str]] = []
+        self.answers: list[tuple[str, str, int]] = []
         self.events_asked = asyncio.Event()
 
     async def __call__(self, scope, receive, send) -> None:
@@ -48,6 +50,14 @@ class RequestLog:
                 )
                 await send({"type": "http.response.body", "body": b"bad gateway"})
                 return
+
+            async def noting(message) -> None:
+                if message["type"] == "http.response.start":
+                    self.answers.append((scope["method"], scope["path"], message["status"]))
+                await send(message)
+
+            await self.app(scope, receive, noting)
+            return
         await self.app(scope, receive, send)
 
     def count(self, method: str, path: str) -> int:
