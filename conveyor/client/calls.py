@@ -64,11 +64,13 @@ class JobFilter(TypedDict, total=False):
 
 
 class ListFilter(TypedDict, total=False):
-    kind: str
-    status: str
-    limit: int
-    cursor: str
-    id_prefix: str  # the start of a job id
+    """Which of your jobs `jobs` lists; None leaves a filter out."""
+
+    kind: str | None
+    status: str | None
+    limit: int | None
+    cursor: str | None  # where the previous page ended (its next_cursor)
+    id_prefix: str | None  # the start of a job id
 
 
 @dataclass(frozen=True)
