@@ -15,7 +15,7 @@ from email.utils import format_datetime
 import httpx
 import pytest
 
-from conveyor.client import ApiError, AsyncClient, Client, Event, Job, UnsupportedFile
+from conveyor.client import ApiError, AsyncClient, Client, Event, Job, UnsupportedFile, calls
 from conveyor.client.content import DOCUMENTS, VIDEOS, upload_target
 from conveyor.client.errors import retry_after_seconds
 from conveyor.client.models import apply_event
@@ -136,6 +136,8 @@ async def test_events_resume_after_a_dropped_stream(settings, tenant, tmp_path):
 async def test_cancel_retry_and_a_failed_wait(api, settings, tenant, tmp_path):
     async with AsyncClient(api.url, tenant[1]) as conveyor:
         job = await conveyor.upload(pdf_file(tmp_path), idempotency_key=f"cancel-{uuid.uuid4()}")
+        with pytest.raises(TimeoutError, match=f"job {job.id} is still queued after 1s"):
+            await conveyor.wait(job.id, timeout=1)  # no worker yet
         with pytest.raises(ApiError) as not_retryable:
             await conveyor.retry(job.id)
         cancelled = await conveyor.cancel(job.id)
@@ -262,6 +264,26 @@ def test_a_stage_event_moves_the_stage_not_the_job_status():
     ended = apply_event(staged, Event("status", {"type": "status", "status": "failed", "error": {"type": "x"}}))
     assert ended.status == "failed" and ended.error is not None and ended.error.type == "x"
     assert ended.finished and not staged.finished
+
+
+def test_job_bodies_follow_the_contract():
+    """What submit and submit_many send (POST /v1/jobs and /v1/jobs/batch are the jobs API's)."""
+    run_at = datetime(2030, 1, 2, 3, 4, tzinfo=UTC)
+    one = calls.submit("greet", {"name": "Ada"}, {"priority": "high", "run_at": run_at, "idempotency_key": "k-1"})
+    assert (one.method, one.path, dict(one.headers)) == ("POST", "/v1/jobs", {"Idempotency-Key": "k-1"})
+    assert one.json == {"kind": "greet", "input": {"name": "Ada"}, "priority": "high", "run_at": run_at.isoformat()}
+    batch = calls.submit_many([{"kind": "greet", "input": {}, "concurrency_key": "acme"}], "b-1")
+    assert batch.path == "/v1/jobs/batch" and batch.headers == {"Idempotency-Key": "b-1"}
+    assert batch.json == {"jobs": [{"kind": "greet", "input": {}, "concurrency_key": "acme"}]}
+    bulk = calls.bulk("retry", {"kind": "greet", "created_after": run_at, "dry_run": True})
+    assert (bulk.path, bulk.json) == (
+        "/v1/jobs/retry",
+        {"kind": "greet", "created_after": run_at.isoformat(), "dry_run": True},
+    )
+    with pytest.raises(TypeError, match=r"unknown option.*prority"):
+        calls.submit("greet", {}, {"prority": "high"})
+    with pytest.raises(TypeError, match="whole batch"):
+        calls.submit_many([{"kind": "greet", "input": {}, "idempotency_key": "k"}], None)
 
 
 def test_upload_target_reads_magic_numbers(tmp_path):
