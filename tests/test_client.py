@@ -15,7 +15,7 @@ from email.utils import format_datetime
 import httpx
 import pytest
 
-from conveyor.client import ApiError, AsyncClient, Client, Event, Job, UnsupportedFile, calls
+from conveyor.client import ApiError, AsyncClient, Client, Event, Job, Kind, UnsupportedFile, calls
 from conveyor.client.content import DOCUMENTS, VIDEOS, upload_target
 from conveyor.client.errors import retry_after_seconds
 from conveyor.client.models import apply_event
@@ -284,6 +284,18 @@ def test_job_bodies_follow_the_contract():
         calls.submit("greet", {}, {"prority": "high"})
     with pytest.raises(TypeError, match="whole batch"):
         calls.submit_many([{"kind": "greet", "input": {}, "idempotency_key": "k"}], None)
+
+
+def test_a_kind_keeps_what_it_does_not_know():
+    described = {"kind": "greet", "input_schema": {"type": "object"}, "stages": ["greet"], "tries": 3, "new": 1}
+    kind = Kind.from_dict(described)
+    assert (kind.kind, kind.stages, kind.tries, kind.concurrency, kind.extra) == (
+        "greet",
+        ["greet"],
+        3,
+        None,
+        {"new": 1},
+    )
 
 
 def test_upload_target_reads_magic_numbers(tmp_path):

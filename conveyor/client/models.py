@@ -181,6 +181,8 @@ class Kind:
 
     kind: str
     input_schema: dict[str, Any] = field(default_factory=dict)
+    description: str | None = None
+    stages: list[str] = field(default_factory=list)
     tries: int | None = None
     timeout: float | None = None
     queue: str | None = None
