@@ -16,9 +16,17 @@ import asyncpg
 import psycopg
 import pytest
 import redis.asyncio as redis
+from sqlalchemy import create_engine
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
+from sqlalchemy.orm import Session
 
-from conveyor.client.transaction import enqueue, enqueue_psycopg, enqueue_sqlalchemy_async
+from conveyor.client.transaction import (
+    enqueue,
+    enqueue_psycopg,
+    enqueue_psycopg_async,
+    enqueue_sqlalchemy,
+    enqueue_sqlalchemy_async,
+)
 from pipelines.notifications.pipeline import NOTIFICATION_PIPELINE
 from service.config import Settings
 from service.database import sqlalchemy_url
@@ -145,11 +153,20 @@ async def workers(app_settings, acme, tmp_path_factory):
         yield running
 
 
+@pytest.fixture(scope="module", autouse=True)
+async def bookings(app_settings):
+    """The app's own table, beside the ledger."""
+    conn = await asyncpg.connect(app_settings.database_url)
+    try:
+        await conn.execute("CREATE TABLE IF NOT EXISTS bookings (id serial PRIMARY KEY, guest text NOT NULL)")
+    finally:
+        await conn.close()
+
+
 @pytest.fixture
 async def app_conn(app_settings):
     """The app's own connection to the same database."""
     conn = await asyncpg.connect(app_settings.database_url)
-    await conn.execute("CREATE TABLE IF NOT EXISTS bookings (id serial PRIMARY KEY, guest text NOT NULL)")
     yield conn
     await conn.close()
 
@@ -227,7 +244,9 @@ async def test_a_job_committed_while_nobody_listened_is_started_by_the_reconcile
     database_url = postgres.database_url(name)
     try:
         await upgrade_async(database_url)
-        settings = worker_settings(database_url, redis_server.url, tmp_path / "storage", reconcile_after_seconds=1.0)
+        # Redis database 1: the reconciler's tick lock is not contended by the module's workers.
+        redis_url = redis_server.url.removesuffix("/0") + "/1"
+        settings = worker_settings(database_url, redis_url, tmp_path / "storage", reconcile_after_seconds=1.0)
         await publish_kinds(settings)
         tenant_id, _ = await new_tenant(settings, "quiet")
         server = WebhookReceiver(await tenant_secret(settings, tenant_id)).start()
@@ -235,7 +254,7 @@ async def test_a_job_committed_while_nobody_listened_is_started_by_the_reconcile
         try:
             async with conn.transaction():
                 job_id = await enqueue(conn, tenant="quiet", kind="notification", input=webhook(server, "missed"))
-            async with redis.from_url(redis_server.url) as client:
+            async with redis.from_url(redis_url) as client:
                 assert not await client.exists(f"arq:job:{job_id}")
             async with Workers(settings, tmp_path, count=1) as workers:
                 job = await ended(settings, job_id, workers)
@@ -274,6 +293,31 @@ async def test_psycopg_connection_enqueues_in_its_transaction(app_settings, acme
     job = await ended(app_settings, job_id, workers)
     assert job["status"] == "succeeded"
     assert len(receiver.at("psycopg")) == 1
+
+
+async def test_psycopg_async_connection_enqueues_in_its_transaction(app_settings, acme, receiver, workers):
+    async with await psycopg.AsyncConnection.connect(app_settings.database_url) as conn, conn.transaction():
+        job_id = await enqueue_psycopg_async(
+            conn, tenant=acme[1], kind="notification", input=webhook(receiver, "psycopg-async")
+        )
+    assert (await ended(app_settings, job_id, workers))["status"] == "succeeded"
+    assert len(receiver.at("psycopg-async")) == 1
+
+
+async def test_sqlalchemy_sync_session_enqueues_in_its_transaction(app_settings, acme, receiver, workers):
+    def in_a_transaction() -> uuid.UUID:
+        engine = create_engine(sqlalchemy_url(app_settings.database_url).replace("+asyncpg", "+psycopg"))
+        try:
+            with Session(engine) as session, session.begin():
+                return enqueue_sqlalchemy(
+                    session, tenant=acme[1], kind="notification", input=webhook(receiver, "sqlalchemy-sync")
+                )
+        finally:
+            engine.dispose()
+
+    job_id = await asyncio.to_thread(in_a_transaction)
+    assert (await ended(app_settings, job_id, workers))["status"] == "succeeded"
+    assert len(receiver.at("sqlalchemy-sync")) == 1
 
 
 @pytest.mark.parametrize(
