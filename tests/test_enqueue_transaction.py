@@ -32,6 +32,7 @@ from service.config import Settings
 from service.database import sqlalchemy_url
 from service.migrate import upgrade_async
 from testkit import postgres
+from testkit import replica as replica_support
 from testkit.chaos import job_rows, wait_until_ended
 from testkit.notifications import tenant_secret
 from testkit.processes import WorkerProcess, settings_env
@@ -265,6 +266,48 @@ async def test_a_job_committed_while_nobody_listened_is_started_by_the_reconcile
         await postgres.drop_database(name)
     assert job["status"] == "succeeded"
     assert len(server.at("missed")) == 1
+
+
+@pytest.mark.skipif(not replica_support.available(), reason="needs PG 15 binaries and root")
+async def test_after_a_failover_the_listener_listens_on_the_promoted_primary(redis_server, tmp_path):
+    """DATABASE_URL lists both hosts; the primary dies and its standby is promoted: the
+    listener finds the new primary, and a job committed there starts."""
+    pair = replica_support.StreamingReplica()
+    pair.start()
+    try:
+        conn = await asyncpg.connect(pair.primary.url())
+        try:
+            await conn.execute("CREATE DATABASE conveyor")
+        finally:
+            await conn.close()
+        await upgrade_async(pair.primary.url("conveyor"))
+        both = f"postgresql://postgres@127.0.0.1:{pair.primary.port},127.0.0.1:{pair.replica.port}/conveyor"
+        redis_url = redis_server.url.removesuffix("/0") + "/2"
+        settings = worker_settings(both, redis_url, tmp_path / "storage")
+        await publish_kinds(settings)
+        tenant_id, _ = await new_tenant(settings, "failover")
+        server = WebhookReceiver(await tenant_secret(settings, tenant_id)).start()
+        await pair.caught_up()
+        promoted = pair.replica.url("conveyor")
+        try:
+            async with Workers(settings, tmp_path, count=1) as workers:
+                pair.fail_over()
+                await until(lambda: listener_pids(promoted), timeout=60)
+                conn = await asyncpg.connect(promoted)
+                try:
+                    async with conn.transaction():
+                        job_id = await enqueue(
+                            conn, tenant="failover", kind="notification", input=webhook(server, "failover")
+                        )
+                finally:
+                    await conn.close()
+                job = await ended(settings, job_id, workers, timeout=60)
+        finally:
+            server.stop()
+    finally:
+        pair.stop()
+    assert job["status"] == "succeeded"
+    assert len(server.at("failover")) == 1
 
 
 async def test_sqlalchemy_async_session_enqueues_in_its_transaction(app_settings, acme, receiver, workers):
