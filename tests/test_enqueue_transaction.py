@@ -10,7 +10,10 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import subprocess
+import sys
 import uuid
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import psycopg
@@ -361,6 +364,38 @@ async def test_sqlalchemy_sync_session_enqueues_in_its_transaction(app_settings,
     job_id = await asyncio.to_thread(in_a_transaction)
     assert (await ended(app_settings, job_id, workers))["status"] == "succeeded"
     assert len(receiver.at("sqlalchemy-sync")) == 1
+
+
+async def test_options_are_recorded_on_the_job(app_settings, acme, app_conn):
+    await publish_kinds(app_settings)
+    run_at = datetime.now(UTC).replace(microsecond=0) + timedelta(hours=1)
+    options = {
+        "priority": "low",
+        "run_at": run_at,
+        "max_tries": 3,
+        "timeout": 12.5,
+        "callback_url": "https://app.example/hooks/done",
+        "metadata": {"booking": 42},
+        "concurrency_key": "guest-7",
+    }
+    transaction = app_conn.transaction()
+    await transaction.start()
+    try:  # the row as the transaction sees it; rolled back after
+        job_id = await enqueue(app_conn, tenant=acme[1], kind="notification", input={"x": 1}, **options)
+        row = await app_conn.fetchrow("SELECT * FROM jobs WHERE id = $1", job_id)
+    finally:
+        await transaction.rollback()
+    assert (row["tenant_id"], row["status"], row["attempts"]) == (acme[0], "queued", 0)
+    assert (row["priority"], row["run_at"], row["max_tries"], row["timeout"]) == (0, run_at, 3, 12.5)
+    assert (row["callback_url"], row["concurrency_key"]) == ("https://app.example/hooks/done", "guest-7")
+    assert json.loads(row["metadata"]) == {"booking": 42}
+
+
+def test_the_helpers_import_no_database_driver():
+    """An app has one driver: importing the helpers must not need the others."""
+    code = "import sys, conveyor.client.transaction; print(sorted({'asyncpg', 'psycopg', 'sqlalchemy'} & set(sys.modules)))"
+    imported = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert imported.strip() == "[]"
 
 
 @pytest.mark.parametrize(
