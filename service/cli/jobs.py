@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 
@@ -113,21 +113,16 @@ def list_jobs(
     json_output: Json = False,
 ) -> None:
     """List your jobs, newest first."""
-    from service.cli.api import Api
+    from service.cli.api import connect
 
-    params = {
-        name: value
-        for name, value in {"kind": kind, "status": status, "limit": limit, "cursor": cursor}.items()
-        if value is not None
-    }
-    with Api(url, key) as api:
-        page = api.call("GET", "/v1/jobs", params=params).json()
+    with connect(url, key) as api:
+        page = api.jobs(kind=kind, status=status, limit=limit, cursor=cursor)
     if json_output:
-        emit_json(page)
+        emit_json(page.to_dict())
         return
-    stdout().print(jobs_table(page["items"]))
-    if page.get("next_cursor"):
-        stderr().print(f"more: --cursor {page['next_cursor']}")
+    stdout().print(jobs_table([job.to_dict() for job in page.items]))
+    if page.next_cursor:
+        stderr().print(f"more: --cursor {page.next_cursor}")
 
 
 @app.command()
@@ -136,25 +131,26 @@ def show(
     job_id: JobId, full: Full = False, url: ApiUrl = DEFAULT_URL, key: ApiKey = None, json_output: Json = False
 ) -> None:
     """Show one job: status, stages, error or result (long texts cut short unless --full)."""
-    from service.cli.api import Api
+    from service.cli.api import connect, job_id_of
 
-    with Api(url, key) as api:
-        job = api.job(api.job_id(job_id)).json()
+    with connect(url, key) as api:
+        job = api.get(job_id_of(api, job_id)).to_dict()
     if json_output:
         emit_json(job)
     else:
         _show_job(job, full)
 
 
-def _steer(action: str, job_id: str, url: str, key: str | None, json_output: bool) -> None:
-    from service.cli.api import Api
+def _steer(action: Literal["cancel", "retry"], job_id: str, url: str, key: str | None, json_output: bool) -> None:
+    from service.cli.api import connect, job_id_of
 
-    with Api(url, key) as api:
-        job = api.call("POST", f"/v1/jobs/{api.job_id(job_id)}/{action}").json()
+    with connect(url, key) as api:
+        steer = api.cancel if action == "cancel" else api.retry
+        job = steer(job_id_of(api, job_id))
     if json_output:
-        emit_json(job)
+        emit_json(job.to_dict())
     else:
-        typer.echo(f"{job['id']} {job['status']}")
+        typer.echo(f"{job.id} {job.status}")
 
 
 @app.command()
