@@ -13,20 +13,28 @@ from __future__ import annotations
 from service.cli import dashboard, jobs, keys, mail, ops, purge, samples, secrets, stats, submit, up, watch, webhooks
 from service.cli.options import CommandGroup
 
+jobs.app.add_command(purge.purge)
+
 app = CommandGroup(
     name="conveyor",
     help="Conveyor: background work for Python web apps (documents, videos, notifications, analytics).",
     epilog="Start with `conveyor up`, then `conveyor submit FILE --wait`. Every command has --help.",
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 120, "show_default": True},
+    commands=[
+        up.up,
+        submit.submit,
+        ops.workers,
+        ops.queues,
+        watch.watch,
+        stats.stats,
+        mail.command,
+        samples.command,
+        keys.app,
+        webhooks.app,
+        jobs.app,
+        secrets.app,
+        dashboard.app,
+    ],
 )
-
-jobs.app.add_command(purge.purge)
-for command in (up.up, submit.submit, ops.workers, ops.queues, watch.watch, stats.stats, mail.command, samples.command):
-    app.add_command(command)
-app.add_command(keys.app, "keys")
-app.add_command(webhooks.app, "webhooks")
-app.add_command(jobs.app, "jobs")
-app.add_command(secrets.app, "secrets")
-app.add_command(dashboard.app, "dashboard")
 
 __all__ = ["app"]

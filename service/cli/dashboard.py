@@ -11,6 +11,7 @@ from service.cli.options import CommandGroup, data_dir_option, database_url_opti
 from service.cli.output import guarded
 
 app = CommandGroup(
+    name="dashboard",
     help="Dashboard sessions.",
     epilog="Example:\n\n  conveyor dashboard logout-everywhere",
 )

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from rich.table import Table
 
 app = CommandGroup(
+    name="jobs",
     help="List, inspect, retry, cancel and purge jobs.",
     epilog="Examples:\n\n  conveyor jobs list --status failed\n\n  conveyor jobs show 5f0c1a2b\n\n"
     "  conveyor jobs retry 5f0c1a2b\n\n  conveyor jobs list --kind video --json | jq '.items[].id'\n\n"

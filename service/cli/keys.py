@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from service.tenants import Tenant as TenantRow
 
 app = CommandGroup(
+    name="keys",
     help="Create, list and revoke API keys.",
     epilog="Examples:\n\n  conveyor keys create --tenant acme\n\n  conveyor keys list --tenant acme --json\n\n"
     "  conveyor keys revoke --tenant acme cvk_AbCdEfGh",

@@ -11,6 +11,7 @@ from service.cli.options import CommandGroup, data_dir_option, database_url_opti
 from service.cli.output import guarded
 
 app = CommandGroup(
+    name="secrets",
     help="The secret event-stream tokens are signed with.",
     epilog="Example:\n\n  conveyor secrets rotate",
 )

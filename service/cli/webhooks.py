@@ -11,6 +11,7 @@ from service.cli.options import CommandGroup, data_dir_option, database_url_opti
 from service.cli.output import guarded
 
 app = CommandGroup(
+    name="webhooks",
     help="Webhook signing secrets.",
     epilog="Example:\n\n  conveyor webhooks secret --tenant acme",
 )
