@@ -11,7 +11,7 @@ import uuid
 from datetime import datetime
 
 import redis.asyncio as redis
-from typer.testing import CliRunner
+from click.testing import CliRunner
 
 from conveyor.kinds import Pipeline, Stage
 from service.cli import app

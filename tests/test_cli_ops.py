@@ -9,8 +9,8 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from click.testing import CliRunner
 from pydantic import SecretStr
-from typer.testing import CliRunner
 
 from conveyor.kinds import Pipeline, Stage
 from pipelines.analytics.aggregate import aggregate

@@ -1,8 +1,10 @@
 """`conveyor` starts fast: loading the CLI, drawing any command's help and parsing its
 arguments import none of the heavy libraries its commands use when they run (they cost
-seconds together: the AWS SDK, alembic and SQLAlchemy, the ASGI app, rich's markdown…).
+seconds together: the AWS SDK, alembic and SQLAlchemy, the ASGI app, pydantic, rich…).
 
-Measured by what a fresh interpreter has imported, not by a clock, so load cannot make it flaky.
+Each command is checked in a fresh interpreter of its own, as a user's shell runs it, and
+measured by what that interpreter has imported, not by a clock, so load cannot make it
+flaky (bench/RESULTS.md has the times).
 """
 
 import json
@@ -10,7 +12,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import click
 import pytest
+
+from service.cli import app
 
 pytestmark = pytest.mark.integration
 
@@ -31,6 +36,7 @@ HEAVY = (
     "uvicorn",
     "starlette",
     "httpx",
+    "pydantic",  # typer 0.29 built a pydantic TypeAdapter per parameter: 0.2 s a command
     "pydantic_settings",
     "jinja2",
     "opentelemetry",
@@ -39,8 +45,10 @@ HEAVY = (
     "PIL",
     "pypdfium2",
     "psutil",
+    "rich",  # help is drawn by click; rich only when a command prints
     "markdown_it",
     "pygments",
+    "asyncio",  # 30 ms: imported by the commands that run a coroutine, when they run
     "pipelines",
     "service.config",
     "service.embedded",
@@ -48,60 +56,75 @@ HEAVY = (
 )
 
 # Arguments each command parses (without running): one realistic set per command.
-PARSED = [
-    ["jobs", "show", "5f0c1a2b", "--full", "--url", "http://127.0.0.1:9", "--key", "cvk_x"],
-    ["jobs", "list", "--status", "failed", "--limit", "5", "--json"],
-    ["jobs", "purge", "--older-than", "7", "--dry-run", "--database-url", "postgresql://h/db"],
-    ["stats", "--from", "2024-05-01", "--to", "2024-05-31", "--type", "signup"],
-    ["queues", "--queue", "conveyor:video", "--redis-url", "redis://h:6379/0"],
-    ["watch", "--interval", "5", "--once"],
-    ["keys", "revoke", "--tenant", "acme", "cvk_AbCdEfGh"],
-    ["up", "--port", "9000"],
-]
+PARSED = {
+    "up": ["--port", "9000", "--host", "0.0.0.0", "--data-dir", "/tmp/conveyor", "--new-key"],
+    "submit": ["service/samples/resume.pdf", "--wait", "--metadata", '{"post": 7}', "--timeout", "60", "--json"],
+    "workers": ["--redis-url", "redis://h:6379/0", "--json"],
+    "queues": ["--queue", "conveyor:video", "--queue", "conveyor", "--redis-url", "redis://h:6379/0"],
+    "watch": ["--interval", "5", "--once", "--tenant", "acme"],
+    "stats": ["--from", "2024-05-01", "--to", "2024-05-31", "--type", "signup"],
+    "mail": ["--data-dir", "/tmp/conveyor", "--json"],
+    "samples": ["--copy", "/tmp/conveyor-samples"],
+    "keys create": ["--tenant", "acme", "--database-url", "postgresql://h/db"],
+    "keys list": ["-t", "acme", "--json"],
+    "keys revoke": ["--tenant", "acme", "cvk_AbCdEfGh"],
+    "webhooks secret": ["--tenant", "acme", "--data-dir", "/tmp/conveyor"],
+    "jobs list": ["--status", "failed", "--limit", "5", "--json"],
+    "jobs show": ["5f0c1a2b", "--full", "--url", "http://127.0.0.1:9", "--key", "cvk_x"],
+    "jobs retry": ["5f0c1a2b", "--json"],
+    "jobs cancel": ["5f0c1a2b"],
+    "jobs purge": ["--older-than", "7", "--dry-run", "--database-url", "postgresql://h/db"],
+    "secrets rotate": ["--database-url", "postgresql://h/db"],
+    "dashboard logout-everywhere": ["--database-url", "postgresql://h/db"],
+}
 
+# Draws the help of `conveyor PATH…`, then parses `conveyor PATH… ARGS` as a run would, level
+# by level down to the command, without running it; prints the modules it took.
 PROBE = """
 import contextlib, io, json, sys
-from typer.main import get_command
 from service.cli import app
 
-root = get_command(app)
+path, args = json.loads(sys.argv[1])
+with contextlib.redirect_stdout(io.StringIO()):
+    assert app.main([*path, "--help"], prog_name="conveyor", standalone_mode=False) == 0
+if args is not None:
+    command, context = app, app.make_context("conveyor", [*path, *args])
+    for depth, name in enumerate(path):
+        command = command.commands[name]
+        context = command.make_context(name, [*path[depth + 1 :], *args], parent=context)
+print(json.dumps(sorted(sys.modules)))
+"""
 
-def walk(command, path=()):
+
+def walk(command: click.Command, path: tuple[str, ...] = ()):
     yield path, command
     for name, sub in getattr(command, "commands", {}).items():
         yield from walk(sub, (*path, name))
 
-commands = [" ".join(path) for path, _ in walk(root)]
-for path, _ in walk(root):
-    with contextlib.redirect_stdout(io.StringIO()):
-        assert root.main([*path, "--help"], prog_name="conveyor", standalone_mode=False) == 0, path
-for args in json.loads(sys.argv[1]):
-    command, rest = root, args
-    while rest and rest[0] in getattr(command, "commands", {}):
-        command, rest = command.commands[rest[0]], rest[1:]
-    command.make_context(command.name, rest)
-print(json.dumps({"commands": commands, "modules": sorted(sys.modules)}))
-"""
+
+COMMANDS = {" ".join(path): path for path, command in walk(app) if not isinstance(command, click.Group)}
+GROUPS = {" ".join(path): path for path, command in walk(app) if isinstance(command, click.Group)}
 
 
-def test_help_and_parsing_of_every_command_import_nothing_heavy():
+def heavy_imports(path: tuple[str, ...], args: list[str] | None) -> list[str]:
     probe = subprocess.run(
-        [sys.executable, "-c", PROBE, json.dumps(PARSED)], cwd=ROOT, capture_output=True, text=True, timeout=60
+        [sys.executable, "-c", PROBE, json.dumps([path, args])], cwd=ROOT, capture_output=True, text=True, timeout=60
     )
     assert probe.returncode == 0, probe.stderr
-    seen = json.loads(probe.stdout)
-    assert {
-        "up",
-        "submit",
-        "queues",
-        "watch",
-        "stats",
-        "jobs show",
-        "jobs purge",
-        "keys create",
-        "webhooks secret",
-    } <= set(seen["commands"])
-    heavy = [
-        name for name in HEAVY if any(module == name or module.startswith(name + ".") for module in seen["modules"])
-    ]
-    assert heavy == [], f"imported while only parsing: {heavy}"
+    modules = json.loads(probe.stdout)
+    return [name for name in HEAVY if any(module == name or module.startswith(name + ".") for module in modules)]
+
+
+def test_every_command_has_arguments_to_parse():
+    assert set(COMMANDS) == set(PARSED)
+    assert {"", "keys", "webhooks", "jobs", "secrets", "dashboard"} <= set(GROUPS)
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_help_and_parsing_of_a_command_import_nothing_heavy(command):
+    assert heavy_imports(COMMANDS[command], PARSED[command]) == [], f"imported by `conveyor {command}`"
+
+
+@pytest.mark.parametrize("group", sorted(GROUPS))
+def test_help_of_a_command_group_imports_nothing_heavy(group):
+    assert heavy_imports(GROUPS[group], None) == [], f"imported by `conveyor {group} --help`"

@@ -209,7 +209,7 @@ async def _overview_status(http, cookie: str) -> int:
 async def test_sessions_end_on_the_server_one_or_all(dashboard):
     """A copied cookie dies with the session it belongs to: at log-out, at "log out
     everywhere" (from the page or the CLI), as when the admin key changes."""
-    from typer.testing import CliRunner
+    from click.testing import CliRunner
 
     from service.cli import app as cli
 

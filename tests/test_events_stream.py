@@ -6,8 +6,8 @@ import hmac
 import uuid
 
 import pytest
+from click.testing import CliRunner
 from redis.asyncio import Redis
-from typer.testing import CliRunner
 
 from conveyor.kinds import Pipeline, Stage
 from service import events, queue

@@ -2,24 +2,29 @@
 
 from __future__ import annotations
 
-import asyncio
+from pathlib import Path
 
-import typer
+import click
 
 from service.cli import targets
-from service.cli.options import DEFAULT_DATA_DIR, DatabaseUrl, DataDir, command_group
+from service.cli.options import CommandGroup, data_dir_option, database_url_option
 from service.cli.output import guarded
 
-app = command_group(
+app = CommandGroup(
+    name="dashboard",
     help="Dashboard sessions.",
     epilog="Example:\n\n  conveyor dashboard logout-everywhere",
 )
 
 
 @app.command("logout-everywhere")
+@database_url_option
+@data_dir_option
 @guarded
-def logout_everywhere(database_url: DatabaseUrl = None, data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
+def logout_everywhere(database_url: str | None, data_dir: Path) -> None:
     """End every dashboard session: each browser must log in again with the admin key."""
+
+    import asyncio
 
     async def run(url: str) -> int:
         from service import admin_sessions
@@ -29,4 +34,4 @@ def logout_everywhere(database_url: DatabaseUrl = None, data_dir: DataDir = DEFA
 
     with targets.database_url(database_url, data_dir) as url:
         ended = asyncio.run(run(url))
-    typer.echo(f"{ended} dashboard session(s) ended")
+    click.echo(f"{ended} dashboard session(s) ended")

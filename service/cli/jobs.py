@@ -4,18 +4,19 @@
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import typer
+import click
 
-from service.cli.options import DEFAULT_URL, ApiKey, ApiUrl, Json, command_group
+from service.cli.options import CommandGroup, json_option, key_option, url_option
 from service.cli.output import emit_json, guarded, new_table, short_id, stderr, stdout
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
     from rich.table import Table
 
-app = command_group(
+app = CommandGroup(
+    name="jobs",
     help="List, inspect, retry, cancel and purge jobs.",
     epilog="Examples:\n\n  conveyor jobs list --status failed\n\n  conveyor jobs show 5f0c1a2b\n\n"
     "  conveyor jobs retry 5f0c1a2b\n\n  conveyor jobs list --kind video --json | jq '.items[].id'\n\n"
@@ -23,8 +24,7 @@ app = command_group(
     "A job is named by its id or the start of it (at least 4 characters), as lists show it.",
 )
 
-JobId = Annotated[str, typer.Argument(help="The job's id, or its start as lists show it (at least 4 characters).")]
-Full = Annotated[bool, typer.Option("--full", help="Show long texts and lists whole, not their start.")]
+job_id_argument = click.argument("job_id", help="The job's id, or its start as lists show it (at least 4 characters).")
 
 SHOWN_LINES = 8  # of a long text
 SHOWN_CHARS = 600
@@ -102,15 +102,16 @@ def _fields(value: Any) -> RenderableType:
 
 
 @app.command("list")
+@click.option("--kind", help="Only jobs of this kind (document, video, …).")
+@click.option("--status", help="queued, running, succeeded, failed or cancelled.")
+@click.option("--limit", type=click.IntRange(1, 200), default=50, help="At most this many, newest first.")
+@click.option("--cursor", help="Where the previous page ended (its next_cursor).")
+@url_option
+@key_option
+@json_option
 @guarded
 def list_jobs(
-    kind: Annotated[str | None, typer.Option(help="Only jobs of this kind (document, video, …).")] = None,
-    status: Annotated[str | None, typer.Option(help="queued, running, succeeded, failed or cancelled.")] = None,
-    limit: Annotated[int, typer.Option(min=1, max=200, help="At most this many, newest first.")] = 50,
-    cursor: Annotated[str | None, typer.Option(help="Where the previous page ended (its next_cursor).")] = None,
-    url: ApiUrl = DEFAULT_URL,
-    key: ApiKey = None,
-    json_output: Json = False,
+    kind: str | None, status: str | None, limit: int, cursor: str | None, url: str, key: str | None, json_output: bool
 ) -> None:
     """List your jobs, newest first."""
     from service.cli.api import connect
@@ -126,10 +127,13 @@ def list_jobs(
 
 
 @app.command()
+@job_id_argument
+@click.option("--full", is_flag=True, help="Show long texts and lists whole, not their start.")
+@url_option
+@key_option
+@json_option
 @guarded
-def show(
-    job_id: JobId, full: Full = False, url: ApiUrl = DEFAULT_URL, key: ApiKey = None, json_output: Json = False
-) -> None:
+def show(job_id: str, full: bool, url: str, key: str | None, json_output: bool) -> None:
     """Show one job: status, stages, error or result (long texts cut short unless --full)."""
     from service.cli.api import connect, job_id_of
 
@@ -150,18 +154,26 @@ def _steer(action: Literal["cancel", "retry"], job_id: str, url: str, key: str |
     if json_output:
         emit_json(job.to_dict())
     else:
-        typer.echo(f"{job.id} {job.status}")
+        click.echo(f"{job.id} {job.status}")
 
 
 @app.command()
+@job_id_argument
+@url_option
+@key_option
+@json_option
 @guarded
-def retry(job_id: JobId, url: ApiUrl = DEFAULT_URL, key: ApiKey = None, json_output: Json = False) -> None:
+def retry(job_id: str, url: str, key: str | None, json_output: bool) -> None:
     """Run a failed or cancelled job again."""
     _steer("retry", job_id, url, key, json_output)
 
 
 @app.command()
+@job_id_argument
+@url_option
+@key_option
+@json_option
 @guarded
-def cancel(job_id: JobId, url: ApiUrl = DEFAULT_URL, key: ApiKey = None, json_output: Json = False) -> None:
+def cancel(job_id: str, url: str, key: str | None, json_output: bool) -> None:
     """Cancel a job; it ends `cancelled` (a running one at its next checkpoint)."""
     _steer("cancel", job_id, url, key, json_output)

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING
 
-import typer
+import click
 
 from service.cli import targets
-from service.cli.options import DEFAULT_DATA_DIR, DatabaseUrl, DataDir, Json, Tenant, command_group
+from service.cli.options import CommandGroup, data_dir_option, database_url_option, json_option, tenant_option
 from service.cli.output import CliError, emit_json, guarded, new_table, stdout
 
 if TYPE_CHECKING:
@@ -17,7 +17,8 @@ if TYPE_CHECKING:
 
     from service.tenants import Tenant as TenantRow
 
-app = command_group(
+app = CommandGroup(
+    name="keys",
     help="Create, list and revoke API keys.",
     epilog="Examples:\n\n  conveyor keys create --tenant acme\n\n  conveyor keys list --tenant acme --json\n\n"
     "  conveyor keys revoke --tenant acme cvk_AbCdEfGh",
@@ -46,12 +47,17 @@ async def _existing_tenant(conn: asyncpg.Connection, name: str) -> TenantRow:
 
 
 @app.command()
+@tenant_option
+@database_url_option
+@data_dir_option
 @guarded
-def create(tenant: Tenant, database_url: DatabaseUrl = None, data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
+def create(tenant: str, database_url: str | None, data_dir: Path) -> None:
     """Create a new API key for TENANT (creating the tenant if new).
 
     The key is shown once, alone on the last line of stdout: only its hash is stored.
     """
+
+    import asyncio
 
     async def run(url: str) -> str:
         async with targets.transaction(url) as conn:
@@ -59,15 +65,19 @@ def create(tenant: Tenant, database_url: DatabaseUrl = None, data_dir: DataDir =
 
     with targets.database_url(database_url, data_dir) as url:
         key = asyncio.run(run(url))
-    typer.echo(key)
+    click.echo(key)
 
 
 @app.command("list")
+@tenant_option
+@database_url_option
+@data_dir_option
+@json_option
 @guarded
-def list_keys(
-    tenant: Tenant, database_url: DatabaseUrl = None, data_dir: DataDir = DEFAULT_DATA_DIR, json_output: Json = False
-) -> None:
+def list_keys(tenant: str, database_url: str | None, data_dir: Path, json_output: bool) -> None:
     """List TENANT's keys by prefix (the keys themselves are never stored)."""
+
+    import asyncio
 
     async def run(url: str) -> list[dict]:
         from service import tenants
@@ -90,14 +100,15 @@ def list_keys(
 
 
 @app.command()
+@tenant_option
+@click.argument("prefix", help="The key's prefix as `keys list` shows it.")
+@database_url_option
+@data_dir_option
 @guarded
-def revoke(
-    tenant: Tenant,
-    prefix: str = typer.Argument(help="The key's prefix as `keys list` shows it."),
-    database_url: DatabaseUrl = None,
-    data_dir: DataDir = DEFAULT_DATA_DIR,
-) -> None:
+def revoke(tenant: str, prefix: str, database_url: str | None, data_dir: Path) -> None:
     """Revoke TENANT's key with PREFIX: requests with it get 401 from now on."""
+
+    import asyncio
 
     async def run(url: str) -> int:
         from service import tenants
@@ -109,4 +120,4 @@ def revoke(
         revoked = asyncio.run(run(url))
     if not revoked:
         raise CliError(f"tenant {tenant!r} has no active key with prefix {prefix[:12]!r}")
-    typer.echo(f"revoked {prefix[:12]}")
+    click.echo(f"revoked {prefix[:12]}")

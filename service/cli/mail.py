@@ -6,12 +6,12 @@ data directory instead of sending it; this lists them, newest first.
 
 from __future__ import annotations
 
-import email
-import email.policy
 from datetime import UTC, datetime
 from pathlib import Path
 
-from service.cli.options import DEFAULT_DATA_DIR, DataDir, Json
+import click
+
+from service.cli.options import data_dir_option, json_option
 from service.cli.output import CliError, emit_json, guarded, new_table, stdout
 
 MAIL_DIR = "mail"
@@ -30,6 +30,9 @@ def sink_url(data_dir: Path) -> str:
 
 def caught(directory: Path) -> list[dict]:
     """The messages in the sink, newest first."""
+    import email
+    import email.policy
+
     messages = []
     for path in directory.glob("*.eml"):
         message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
@@ -46,8 +49,11 @@ def caught(directory: Path) -> list[dict]:
     return sorted(messages, key=lambda message: message["sent_at"], reverse=True)
 
 
+@click.command("mail", epilog=EXAMPLES)
+@data_dir_option
+@json_option
 @guarded
-def command(data_dir: DataDir = DEFAULT_DATA_DIR, json_output: Json = False) -> None:
+def command(data_dir: Path, json_output: bool) -> None:
     """List the emails `conveyor up` caught instead of sending (it runs without SMTP_URL)."""
     directory = data_dir.expanduser() / MAIL_DIR
     if not directory.is_dir():

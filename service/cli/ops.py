@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
-from typing import TYPE_CHECKING, Annotated
+from pathlib import Path
+from typing import TYPE_CHECKING
 
-import typer
+import click
 
 from service.cli import targets
-from service.cli.options import DEFAULT_DATA_DIR, DataDir, Json, RedisUrl
+from service.cli.options import data_dir_option, json_option, redis_url_option
 from service.cli.output import ago, emit_json, guarded, new_table, stdout
 
 if TYPE_CHECKING:
@@ -70,11 +70,18 @@ def queues_table(rows: list[dict], title: str | None = None) -> Table:
     return table
 
 
-def workers(redis_url: RedisUrl = None, data_dir: DataDir = DEFAULT_DATA_DIR, json_output: Json = False) -> None:
+@click.command()
+@redis_url_option
+@data_dir_option
+@json_option
+@guarded
+def workers(redis_url: str | None, data_dir: Path, json_output: bool) -> None:
     """List the workers and what they run, from their heartbeats in Redis.
 
     Example: conveyor workers --json
     """
+    import asyncio
+
     with targets.redis_url(redis_url, data_dir) as url:
         found = asyncio.run(read_workers(url))
     if json_output:
@@ -96,15 +103,18 @@ def workers(redis_url: RedisUrl = None, data_dir: DataDir = DEFAULT_DATA_DIR, js
     stdout().print(table)
 
 
-def queues(
-    names: Annotated[
-        list[str] | None,
-        typer.Option("--queue", help="A queue to show (repeatable); default: QUEUE_NAME and the KIND_QUEUES targets."),
-    ] = None,
-    redis_url: RedisUrl = None,
-    data_dir: DataDir = DEFAULT_DATA_DIR,
-    json_output: Json = False,
-) -> None:
+@click.command()
+@click.option(
+    "--queue",
+    "names",
+    multiple=True,
+    help="A queue to show (repeatable); default: QUEUE_NAME and the KIND_QUEUES targets.",
+)
+@redis_url_option
+@data_dir_option
+@json_option
+@guarded
+def queues(names: tuple[str, ...], redis_url: str | None, data_dir: Path, json_output: bool) -> None:
     """Show each queue's backlog: jobs queued, running and scheduled, the oldest one's wait.
 
     Queued: due now, waiting for a worker. Scheduled: queued for later (a send_at, a
@@ -112,18 +122,16 @@ def queues(
 
     Example: conveyor queues --queue conveyor:video --json
     """
+    import asyncio
+
     from service import monitoring
     from service.config import load_settings
 
     settings = load_settings()
-    names = names or monitoring.queue_names(settings)
+    shown = list(names) or monitoring.queue_names(settings)
     with targets.redis_url(redis_url, data_dir) as url:
-        rows = asyncio.run(read_queues(url, settings, names))
+        rows = asyncio.run(read_queues(url, settings, shown))
     if json_output:
         emit_json(rows)
         return
     stdout().print(queues_table(rows))
-
-
-workers_command = guarded(workers)
-queues_command = guarded(queues)

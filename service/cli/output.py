@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import typer
+import click
 
 if TYPE_CHECKING:  # rich is drawn on when there is something to draw
     from rich.console import Console
@@ -73,7 +73,7 @@ def short_id(job_id: str) -> str:
 
 
 def emit_json(data: Any) -> None:
-    typer.echo(json.dumps(data, indent=2, default=str))
+    click.echo(json.dumps(data, indent=2, default=str))
 
 
 def _loaded(module: str, name: str) -> type | None:
@@ -135,8 +135,8 @@ def guarded(command: F) -> F:
             from rich.markup import escape
 
             stderr().print(f"[bold red]error:[/] {escape(_message(exc))}")
-            raise typer.Exit(exc.code if isinstance(exc, CliError) else FAILED) from None
+            raise click.exceptions.Exit(exc.code if isinstance(exc, CliError) else FAILED) from None
         except KeyboardInterrupt:
-            raise typer.Exit(130) from None
+            raise click.exceptions.Exit(130) from None
 
     return run  # type: ignore[return-value]

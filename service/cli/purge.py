@@ -3,16 +3,16 @@ the nightly retention sweep (an operator command: straight to the database and s
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Annotated
+from pathlib import Path
+from typing import TYPE_CHECKING
 
-import typer
+import click
 
 from service.cli import targets
-from service.cli.options import DEFAULT_DATA_DIR, DatabaseUrl, DataDir, Json, StorageUrl
+from service.cli.options import data_dir_option, database_url_option, json_option, storage_url_option
 from service.cli.output import CliError, emit_json, guarded
 
 if TYPE_CHECKING:
@@ -92,34 +92,34 @@ def _describe(counts: dict[str, int]) -> str:
     return _jobs(sum(counts.values())) + (f" ({by_status})" if by_status else "")
 
 
+@click.command("purge", epilog=EXAMPLES)
+@click.option(
+    "--older-than",
+    type=click.IntRange(min=1),
+    metavar="DAYS",
+    help="Jobs finished more than DAYS days ago (default: JOB_RETENTION_DAYS).",
+)
+@click.option("--tenant", "-t", help="Only this tenant's jobs (default: every tenant's).")
+@click.option("--dry-run", is_flag=True, help="Count what would go; delete nothing.")
+@click.option("--yes", "-y", is_flag=True, help="Delete without asking.")
+@database_url_option
+@storage_url_option
+@data_dir_option
+@json_option
+@guarded
 def purge(
-    older_than: Annotated[
-        int | None,
-        typer.Option(
-            "--older-than",
-            min=1,
-            metavar="DAYS",
-            show_default=False,
-            help="Jobs finished more than DAYS days ago (default: JOB_RETENTION_DAYS).",
-        ),
-    ] = None,
-    tenant: Annotated[
-        str | None,
-        typer.Option(
-            "--tenant",
-            "-t",
-            show_default=False,
-            help="Only this tenant's jobs (default: every tenant's).",
-        ),
-    ] = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Count what would go; delete nothing.")] = False,
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Delete without asking.")] = False,
-    database_url: DatabaseUrl = None,
-    storage_url: StorageUrl = None,
-    data_dir: DataDir = DEFAULT_DATA_DIR,
-    json_output: Json = False,
+    older_than: int | None,
+    tenant: str | None,
+    dry_run: bool,
+    yes: bool,
+    database_url: str | None,
+    storage_url: str | None,
+    data_dir: Path,
+    json_output: bool,
 ) -> None:
     """Delete finished jobs older than --older-than days, with their files."""
+    import asyncio
+
     from service.config import load_settings
 
     with targets.database_url(database_url, data_dir) as db_url, targets.storage_url(storage_url, data_dir) as files:
@@ -132,14 +132,11 @@ def purge(
         which = f"{scope} finished more than {days} days ago"
         if counts and not dry_run:
             if not yes:
-                typer.confirm(f"Delete {_describe(counts)} {which}, with their files?", abort=True, err=True)
+                click.confirm(f"Delete {_describe(counts)} {which}, with their files?", abort=True, err=True)
             deleted = report["deleted"] = asyncio.run(_delete(settings, tenant, days))
     if json_output:
         emit_json(report)
     elif dry_run:
-        typer.echo(f"would delete {_describe(counts)} {which}")
+        click.echo(f"would delete {_describe(counts)} {which}")
     else:
-        typer.echo(f"deleted {_jobs(deleted)} {which}")
-
-
-command = guarded(purge)
+        click.echo(f"deleted {_jobs(deleted)} {which}")

@@ -5,9 +5,8 @@ from __future__ import annotations
 import shutil
 from importlib import resources
 from pathlib import Path
-from typing import Annotated
 
-import typer
+import click
 
 from service.cli.output import guarded
 
@@ -23,14 +22,14 @@ def samples_dir() -> Path:
     return Path(str(resources.files("service") / "samples"))
 
 
+@click.command("samples", epilog=EXAMPLES)
+@click.option("--copy", type=click.Path(file_okay=False, path_type=Path), help="Copy the samples into this directory.")
 @guarded
-def command(
-    copy: Annotated[Path | None, typer.Option(help="Copy the samples into this directory.", file_okay=False)] = None,
-) -> None:
+def command(copy: Path | None) -> None:
     """Print the directory of the sample files (resume.pdf, scan.png, clip.mp4), or copy them."""
     if copy is None:
-        typer.echo(samples_dir())
+        click.echo(samples_dir())
         return
     copy.mkdir(parents=True, exist_ok=True)
     for sample in sorted(samples_dir().iterdir()):
-        typer.echo(shutil.copy(sample, copy))
+        click.echo(shutil.copy(sample, copy))

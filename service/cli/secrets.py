@@ -2,28 +2,33 @@
 
 from __future__ import annotations
 
-import asyncio
+from pathlib import Path
 
-import typer
+import click
 
 from service.cli import targets
-from service.cli.options import DEFAULT_DATA_DIR, DatabaseUrl, DataDir, command_group
+from service.cli.options import CommandGroup, data_dir_option, database_url_option
 from service.cli.output import guarded
 
-app = command_group(
+app = CommandGroup(
+    name="secrets",
     help="The secret event-stream tokens are signed with.",
     epilog="Example:\n\n  conveyor secrets rotate",
 )
 
 
 @app.command()
+@database_url_option
+@data_dir_option
 @guarded
-def rotate(database_url: DatabaseUrl = None, data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
+def rotate(database_url: str | None, data_dir: Path) -> None:
     """Make a new signing secret; the previous one stays valid for tokens already given out.
 
     Every API process signs with the new secret within seconds. Rotate twice to refuse
     every token signed before (they expire within minutes anyway).
     """
+
+    import asyncio
 
     async def run(url: str) -> None:
         from service import signing
@@ -33,4 +38,4 @@ def rotate(database_url: DatabaseUrl = None, data_dir: DataDir = DEFAULT_DATA_DI
 
     with targets.database_url(database_url, data_dir) as url:
         asyncio.run(run(url))
-    typer.echo("rotated: new tokens are signed with a new secret; the previous one still verifies")
+    click.echo("rotated: new tokens are signed with a new secret; the previous one still verifies")

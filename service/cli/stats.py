@@ -4,11 +4,10 @@ the next one counts what came since."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated
 
-import typer
+import click
 
-from service.cli.options import DEFAULT_URL, ApiKey, ApiUrl, Json
+from service.cli.options import json_option, key_option, url_option
 from service.cli.output import ago, emit_json, guarded, new_table, stderr, stdout
 
 EXAMPLES = """Examples:
@@ -22,6 +21,8 @@ EXAMPLES = """Examples:
 Counts are per UTC day and are as fresh as the last aggregation (hourly by default):
 events sent since are counted at the next one, which the output names."""
 
+DAY = click.DateTime(formats=["%Y-%m-%d"])
+
 
 def next_count(body: dict) -> str:
     """When the API says events are next counted, said for a person."""
@@ -32,21 +33,23 @@ def next_count(body: dict) -> str:
     return f"events are counted next at {at:%Y-%m-%d %H:%M} UTC (in {ago(wait)})"
 
 
+@click.command(epilog=EXAMPLES)
+@click.option(
+    "--from", "first_day", type=DAY, metavar="YYYY-MM-DD", help="First UTC day (default: 29 days before --to)."
+)
+@click.option("--to", "last_day", type=DAY, metavar="YYYY-MM-DD", help="Last UTC day, included (default: today).")
+@click.option("--type", "event_type", help="Only events of this type.")
+@url_option
+@key_option
+@json_option
+@guarded
 def stats(
-    first_day: Annotated[
-        datetime | None,
-        typer.Option(
-            "--from", formats=["%Y-%m-%d"], show_default=False, help="First UTC day (default: 29 days before --to)."
-        ),
-    ] = None,
-    last_day: Annotated[
-        datetime | None,
-        typer.Option("--to", formats=["%Y-%m-%d"], show_default=False, help="Last UTC day, included (default: today)."),
-    ] = None,
-    event_type: Annotated[str | None, typer.Option("--type", help="Only events of this type.")] = None,
-    url: ApiUrl = DEFAULT_URL,
-    key: ApiKey = None,
-    json_output: Json = False,
+    first_day: datetime | None,
+    last_day: datetime | None,
+    event_type: str | None,
+    url: str,
+    key: str | None,
+    json_output: bool,
 ) -> None:
     """Show your analytics events counted per UTC day and type."""
     from service.cli.api import connect
@@ -80,6 +83,3 @@ def stats(
     table.add_section()
     table.add_row("total", "", str(sum(item["count"] for item in body["items"])))
     stdout().print(table)
-
-
-command = guarded(stats)

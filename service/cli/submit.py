@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
 
-import typer
+import click
 
-from service.cli.options import DEFAULT_URL, ApiKey, ApiUrl, Json
+from service.cli.options import json_option, key_option, url_option
 from service.cli.output import FAILED, TIMED_OUT, CliError, emit_json, guarded, stderr
 
 EXAMPLES = """Examples:
@@ -33,19 +32,31 @@ def _json_object(text: str) -> dict:
     return value
 
 
+@click.command(epilog=EXAMPLES)
+@click.argument(
+    "file", type=click.Path(exists=True, dir_okay=False, readable=True, path_type=Path), help="The file to upload."
+)
+@click.option("--wait", is_flag=True, help="Show a progress bar (fed by the job's event stream) until the job ends.")
+@url_option
+@key_option
+@click.option("--renditions", help="Videos: renditions to make, e.g. 720p,480p.")
+@click.option("--metadata", help="A JSON object kept with the job.")
+@click.option("--callback-url", help="URL to notify when the job ends.")
+@click.option("--idempotency-key", help="Send twice, get one job.")
+@click.option("--timeout", type=click.FloatRange(min=1), default=3600.0, help="Seconds --wait waits at most.")
+@json_option
+@guarded
 def submit(
-    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True, help="The file to upload.")],
-    wait: Annotated[
-        bool, typer.Option("--wait", help="Show a progress bar (fed by the job's event stream) until the job ends.")
-    ] = False,
-    url: ApiUrl = DEFAULT_URL,
-    key: ApiKey = None,
-    renditions: Annotated[str | None, typer.Option(help="Videos: renditions to make, e.g. 720p,480p.")] = None,
-    metadata: Annotated[str | None, typer.Option(help="A JSON object kept with the job.")] = None,
-    callback_url: Annotated[str | None, typer.Option(help="URL to notify when the job ends.")] = None,
-    idempotency_key: Annotated[str | None, typer.Option(help="Send twice, get one job.")] = None,
-    timeout: Annotated[float, typer.Option(min=1, help="Seconds --wait waits at most.")] = 3600.0,
-    json_output: Json = False,
+    file: Path,
+    wait: bool,
+    url: str,
+    key: str | None,
+    renditions: str | None,
+    metadata: str | None,
+    callback_url: str | None,
+    idempotency_key: str | None,
+    timeout: float,
+    json_output: bool,
 ) -> None:
     """Upload FILE (a document or a video, told apart by its bytes) and print the job id.
 
@@ -77,7 +88,7 @@ def submit(
         except UnsupportedFile as exc:
             raise CliError(str(exc), code=2) from None
         if not json_output:
-            typer.echo(job.id)
+            click.echo(job.id)
         if wait:
             with job_bar(job) as show:
                 try:
@@ -93,6 +104,3 @@ def submit(
         raise CliError(f"job {job.id} {job.status}{detail}", code=FAILED)
     if wait:
         stderr().print(f"job {job.id} succeeded")
-
-
-command = guarded(submit)

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import signal
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Annotated
+from pathlib import Path
 
-import typer
+import click
 
-from service.cli.options import DEFAULT_DATA_DIR, DataDir
-from service.cli.output import CliError, stdout
+from service.cli.options import data_dir_option
+from service.cli.output import CliError, guarded, stdout
 
 EXAMPLES = """Examples:
 
@@ -63,14 +62,13 @@ def ensure_port_free(host: str, port: int) -> None:
             raise CliError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
 
 
-def up(
-    port: Annotated[int, typer.Option(min=1, max=65535, help="The API's port.")] = 8000,
-    host: Annotated[str, typer.Option(help="The address the API listens on.")] = "127.0.0.1",
-    data_dir: DataDir = DEFAULT_DATA_DIR,
-    new_key: Annotated[
-        bool, typer.Option("--new-key", help="Make a new API key instead of reusing the kept one.")
-    ] = False,
-) -> None:
+@click.command(epilog=EXAMPLES)
+@click.option("--port", type=click.IntRange(1, 65535), default=8000, help="The API's port.")
+@click.option("--host", default="127.0.0.1", help="The address the API listens on.")
+@data_dir_option
+@click.option("--new-key", is_flag=True, help="Make a new API key instead of reusing the kept one.")
+@guarded
+def up(port: int, host: str, data_dir: Path, new_key: bool) -> None:
     """Run the API, a worker and the scheduler in one process, on embedded defaults.
 
     Nothing to install beyond the Python package: PostgreSQL and Redis run embedded,
@@ -78,6 +76,8 @@ def up(
     It checks PostgreSQL, Redis, storage (stopping if one does not answer) and the tools
     jobs run (ffmpeg, ffprobe, tesseract: reported if missing) before it says it is up.
     """
+    import asyncio
+
     from pipelines.registry import KindsNotLoaded, pipelines
     from pipelines.system_tools import probe_tools
     from service.cli.banner import announce

@@ -7,18 +7,18 @@ printed (`--once`) or tested as text.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated
+from pathlib import Path
+from typing import TYPE_CHECKING
 
-import typer
+import click
 
 from service.cli import targets
 from service.cli.jobs import jobs_table, short_id
 from service.cli.ops import queues_table
-from service.cli.options import DEFAULT_DATA_DIR, DatabaseUrl, DataDir, RedisUrl
+from service.cli.options import data_dir_option, database_url_option, redis_url_option
 from service.cli.output import ago, emit_json, guarded, new_table, stdout
 
 if TYPE_CHECKING:
@@ -126,6 +126,8 @@ async def _once(settings: Settings, tenant: str | None) -> dict:
 
 
 async def _live(settings: Settings, tenant: str | None, interval: float) -> None:
+    import asyncio
+
     from rich.live import Live
 
     async with open_sources(settings) as sources:
@@ -135,28 +137,31 @@ async def _live(settings: Settings, tenant: str | None, interval: float) -> None
                 live.update(render(await snapshot(sources, tenant)), refresh=True)
 
 
+@click.command(epilog=EXAMPLES)
+@click.option("--interval", type=click.FloatRange(min=0.5), default=2.0, help="Seconds between refreshes.")
+@click.option("--tenant", "-t", help="Only this tenant's recent jobs (default: every tenant's).")
+@click.option("--once", is_flag=True, help="Print one frame and exit.")
+@database_url_option
+@redis_url_option
+@data_dir_option
+@click.option("--json", "json_output", is_flag=True, help="Print one snapshot as JSON and exit.")
+@guarded
 def watch(
-    interval: Annotated[float, typer.Option(min=0.5, help="Seconds between refreshes.")] = 2.0,
-    tenant: Annotated[
-        str | None,
-        typer.Option(
-            "--tenant",
-            "-t",
-            show_default=False,
-            help="Only this tenant's recent jobs (default: every tenant's).",
-        ),
-    ] = None,
-    once: Annotated[bool, typer.Option("--once", help="Print one frame and exit.")] = False,
-    database_url: DatabaseUrl = None,
-    redis_url: RedisUrl = None,
-    data_dir: DataDir = DEFAULT_DATA_DIR,
-    json_output: Annotated[bool, typer.Option("--json", help="Print one snapshot as JSON and exit.")] = False,
+    interval: float,
+    tenant: str | None,
+    once: bool,
+    database_url: str | None,
+    redis_url: str | None,
+    data_dir: Path,
+    json_output: bool,
 ) -> None:
     """Watch queues, live workers and recent jobs, refreshing until Ctrl-C.
 
     Queues in the words of `conveyor queues` and the dashboard (queued, running,
     scheduled, oldest queued), workers with the jobs they run, jobs by their short ids.
     """
+    import asyncio
+
     from service.config import load_settings
 
     with targets.database_url(database_url, data_dir) as db_url, targets.redis_url(redis_url, data_dir) as r_url:
@@ -167,6 +172,3 @@ def watch(
             return
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(_live(settings, tenant, interval))
-
-
-command = guarded(watch)

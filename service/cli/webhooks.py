@@ -2,28 +2,34 @@
 
 from __future__ import annotations
 
-import asyncio
+from pathlib import Path
 
-import typer
+import click
 
 from service.cli import targets
-from service.cli.options import DEFAULT_DATA_DIR, DatabaseUrl, DataDir, Tenant, command_group
+from service.cli.options import CommandGroup, data_dir_option, database_url_option, tenant_option
 from service.cli.output import guarded
 
-app = command_group(
+app = CommandGroup(
+    name="webhooks",
     help="Webhook signing secrets.",
     epilog="Example:\n\n  conveyor webhooks secret --tenant acme",
 )
 
 
 @app.command()
+@tenant_option
+@database_url_option
+@data_dir_option
 @guarded
-def secret(tenant: Tenant, database_url: DatabaseUrl = None, data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
+def secret(tenant: str, database_url: str | None, data_dir: Path) -> None:
     """Print TENANT's webhook signing secret (whsec_…), creating it (and the tenant) if none.
 
     Verify deliveries with it per Standard Webhooks (webhook-id, webhook-timestamp,
     webhook-signature headers).
     """
+
+    import asyncio
 
     async def run(url: str) -> str:
         from service import tenants
@@ -33,4 +39,4 @@ def secret(tenant: Tenant, database_url: DatabaseUrl = None, data_dir: DataDir =
             return (await tenants.webhook_secrets(conn, found.id))[0]
 
     with targets.database_url(database_url, data_dir) as url:
-        typer.echo(asyncio.run(run(url)))
+        click.echo(asyncio.run(run(url)))
