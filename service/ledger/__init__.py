@@ -6,7 +6,7 @@ fenced by the attempt number it claimed, so a worker that was presumed dead and 
 back can never overwrite what a newer attempt wrote (`Fenced`).
 
 The API's side is in `jobs`, a running attempt's in `stages` (its writes, as values, in
-`writes`), an attempt's end in `ends`; what they share in `common`.
+`writes`), an attempt's end in `ends`, the kinds workers publish in `kinds`; what they share in `common`.
 """
 
 from service.ledger.common import (
@@ -32,6 +32,7 @@ from service.ledger.jobs import (
     request_cancel,
     retry_job,
 )
+from service.ledger.kinds import KindDescription, list_kinds, publish
 from service.ledger.stages import (
     claim,
     claim_many,
@@ -51,6 +52,7 @@ __all__ = [
     "UNFINISHED",
     "Fenced",
     "JobEnd",
+    "KindDescription",
     "NewJob",
     "StageEnd",
     "StageStart",
@@ -70,8 +72,10 @@ __all__ = [
     "get_job",
     "get_stages",
     "list_jobs",
+    "list_kinds",
     "new_job_id",
     "parse_job_id",
+    "publish",
     "qualified",
     "request_cancel",
     "requeue",
