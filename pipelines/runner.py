@@ -66,6 +66,12 @@ class JobRun:
         return self.job["payload"]
 
     @property
+    def timeout(self) -> float:
+        """This attempt's limit in seconds: the job's own (`POST /v1/jobs` caps it at its
+        kind's), else its kind's."""
+        return self.job["timeout"] or self.pipeline.attempt_timeout
+
+    @property
     def shared(self):
         """What this kind's jobs share in this worker process (its pipeline's `shared`)."""
         return self.resources.open_shared(self.pipeline)
@@ -254,12 +260,12 @@ async def _execute(resources: Resources, pipeline: Pipeline, parsed: uuid.UUID, 
 
 
 async def _attempt(run: JobRun, job_id: str, job_try: int) -> None:
-    resources, pipeline = run.resources, run.pipeline
+    resources = run.resources
     await run.publish("status", status="running", attempt=run.attempt)
     task = asyncio.create_task(run.run_stages())
     resources.running[job_id] = task
     try:
-        async with asyncio.timeout(pipeline.attempt_timeout):
+        async with asyncio.timeout(run.timeout):
             result = await task
     except asyncio.CancelledError:
         current = asyncio.current_task()
@@ -271,7 +277,7 @@ async def _attempt(run: JobRun, job_id: str, job_try: int) -> None:
         await _finish(
             run,
             "failed",
-            error={"type": "timeout", "message": f"the job ran longer than {pipeline.attempt_timeout:g} s"},
+            error={"type": "timeout", "message": f"the job ran longer than {run.timeout:g} s"},
         )
     except ledger.Fenced:
         run.log.warning("fenced off: a newer attempt owns this job")
