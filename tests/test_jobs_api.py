@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field
 from pipelines.pipeline import Pipeline, Stage
 from service import ledger, queue
 from service.database import Database
-from testkit.service import client, running_worker, wait_for_job
+from testkit.service import client, publish_kinds, running_worker, wait_for_job
 
 PARIS_WINTER = timezone(timedelta(hours=1))
 
@@ -32,16 +32,6 @@ def greeting_kind(name: str, **rules) -> ledger.KindDescription:
         stages=("greet",),
         **{"tries": 3, "timeout": 30.0, "queue": "unused", **rules},
     )
-
-
-async def publish(settings, *kinds: ledger.KindDescription, by: str = "worker-1") -> None:
-    db = Database(settings)
-    await db.open()
-    try:
-        async with db.transaction() as conn:
-            await ledger.publish(conn, kinds, by)
-    finally:
-        await db.close()
 
 
 async def kind_rows(settings, names: list[str]) -> dict[str, dict]:
@@ -75,7 +65,7 @@ def unique(prefix: str) -> str:
 async def greet(settings) -> str:
     """A published kind `greet_…` with Greeting input, 3 tries, 30 s, on the test's queue."""
     name = unique("greet")
-    await publish(settings, greeting_kind(name, queue=settings.queue_name))
+    await publish_kinds(settings, greeting_kind(name, queue=settings.queue_name))
     return name
 
 
@@ -91,13 +81,13 @@ async def _sleep(run):
 async def test_publishing_the_same_description_again_writes_nothing(settings):
     name = unique("publish")
     kind = greeting_kind(name)
-    await publish(settings, kind, by="worker-1")
+    await publish_kinds(settings, kind, by="worker-1")
     first = (await kind_rows(settings, [name]))[name]
-    await publish(settings, kind, by="worker-2")
+    await publish_kinds(settings, kind, by="worker-2")
     again = (await kind_rows(settings, [name]))[name]
     assert again == first  # same version: no write, still worker-1's
     changed = greeting_kind(name, tries=7)
-    await publish(settings, changed, by="worker-3")  # the last worker to start wins
+    await publish_kinds(settings, changed, by="worker-3")  # the last worker to start wins
     last = (await kind_rows(settings, [name]))[name]
     assert (last["tries"], last["published_by"], last["version"]) == (7, "worker-3", changed.version)
     assert last["version"] != first["version"]
@@ -106,7 +96,7 @@ async def test_publishing_the_same_description_again_writes_nothing(settings):
 
 async def test_kinds_are_listed_with_their_schema(api, settings, tenant):
     name = unique("listed")
-    await publish(settings, greeting_kind(name, concurrency=2))
+    await publish_kinds(settings, greeting_kind(name, concurrency=2))
     async with client(api.url, tenant[1]) as http:
         response = await http.get("/v1/kinds")
     assert response.status_code == 200
@@ -166,7 +156,7 @@ async def test_a_job_kind_published_a_moment_ago_is_accepted(api, settings, tena
     async with client(api.url, tenant[1]) as http:
         assert (await http.post("/v1/jobs", json={"kind": greet, "input": {"name": "Ada"}})).status_code == 202
         late = unique("late")
-        await publish(settings, greeting_kind(late))
+        await publish_kinds(settings, greeting_kind(late))
         response = await http.post("/v1/jobs", json={"kind": late, "input": {"name": "Ada"}})
     assert response.status_code == 202, response.text
 
@@ -195,7 +185,7 @@ async def test_input_failing_the_schema_is_a_422_naming_each_field(api, settings
 
 async def test_a_kind_created_through_another_route_points_there(api, settings, tenant):
     name = unique("upload")
-    await publish(settings, greeting_kind(name, endpoint="/v1/documents"))
+    await publish_kinds(settings, greeting_kind(name, endpoint="/v1/documents"))
     async with client(api.url, tenant[1]) as http:
         response = await http.post("/v1/jobs", json={"kind": name, "input": {"name": "Ada"}})
         unknown = await http.post("/v1/jobs", json={"kind": "nope", "input": {}})
@@ -250,7 +240,7 @@ async def test_the_same_idempotency_key_gives_the_same_job(api, tenant, greet):
 
 async def test_a_jobs_own_timeout_ends_its_attempt(api, settings, tenant):
     name = unique("sleepy")
-    await publish(settings, greeting_kind(name, queue=settings.queue_name, tries=1))
+    await publish_kinds(settings, greeting_kind(name, queue=settings.queue_name, tries=1))
     pipeline = Pipeline(name, (Stage("greet", _sleep),), timeout=30, tries=1)
     async with client(api.url, tenant[1]) as http, running_worker(settings, [pipeline]):
         response = await http.post(
