@@ -27,6 +27,7 @@ from service.request_heads import HeadLimitMiddleware
 from service.request_observer import RequestObserver
 from service.routes import (
     analytics,
+    bulk,
     documents,
     health,
     jobs,
@@ -40,7 +41,7 @@ from service.routes import (
 from service.signing import SigningKeys
 from service.storage import open_storage
 
-ROUTE_MODULES = (health, metrics, documents, videos, notifications, jobs, kinds, stream, analytics, reminders)
+ROUTE_MODULES = (health, metrics, documents, videos, notifications, jobs, kinds, bulk, stream, analytics, reminders)
 
 
 def routes() -> list[Route]:
@@ -62,6 +63,8 @@ def routes() -> list[Route]:
         Route("/v1/jobs", jobs.list_jobs, methods=["GET"]),
         Route("/v1/jobs", kinds.create_job, methods=["POST"]),
         Route("/v1/jobs/batch", kinds.create_jobs, methods=["POST"]),
+        Route("/v1/jobs/retry", bulk.retry_jobs, methods=["POST"]),
+        Route("/v1/jobs/cancel", bulk.cancel_jobs, methods=["POST"]),
         Route("/v1/jobs/{job_id}", jobs.get_job, methods=["GET"]),
         Route("/v1/jobs/{job_id}/files/{name}", jobs.get_job_file, methods=["GET"]),
         Route("/v1/jobs/{job_id}/text", documents.get_text, methods=["GET"]),

@@ -14,7 +14,9 @@ from pydantic import BaseModel, Field
 from pipelines.pipeline import Pipeline, Stage
 from service import ledger, queue
 from service.database import Database
-from testkit.service import client, publish_kinds, running_worker, wait_for_job
+from service.errors import PermanentError
+from service.routes import bulk
+from testkit.service import client, new_tenant, publish_kinds, running_worker, wait_for_job
 
 PARIS_WINTER = timezone(timedelta(hours=1))
 
@@ -302,3 +304,55 @@ async def test_the_openapi_document_describes_the_jobs_api(api):
         paths = (await http.get("/openapi.json")).json()["paths"]
     assert {"get", "post"} <= set(paths["/v1/jobs"])
     assert "post" in paths["/v1/jobs/batch"] and "get" in paths["/v1/kinds"]
+
+
+async def _greet_or_fail(run):
+    if run.payload["name"].startswith("fail"):
+        raise PermanentError("refused", type=run.payload["name"].removeprefix("fail-"))
+    return {}
+
+
+async def test_bulk_cancel_and_retry_walk_the_filter_in_chunks(api, settings, tenant, greet, monkeypatch):
+    monkeypatch.setattr(bulk, "CHUNK", 2)  # the in-process API: five jobs make three chunks
+    body = {"kind": greet, "input": {"name": "Ada"}}
+    async with client(api.url, tenant[1]) as http:
+        ids = [(await http.post("/v1/jobs", json=body)).json()["id"] for _ in range(5)]
+        async with client(api.url, (await new_tenant(settings))[1]) as theirs:
+            their_job = (await theirs.post("/v1/jobs", json=body)).json()["id"]
+        dry = await http.post("/v1/jobs/cancel", json={"kind": greet, "dry_run": True})
+        assert dry.json() == {"matched": 5, "changed": 0}
+        assert {row["status"] for row in (await job_rows(settings, ids)).values()} == {"queued"}
+        cancelled = await http.post("/v1/jobs/cancel", json={"kind": greet})
+        assert cancelled.status_code == 200 and cancelled.json() == {"matched": 5, "changed": 5}
+        rows = await job_rows(settings, [*ids, their_job])
+        assert [rows[job]["status"] for job in ids] == ["cancelled"] * 5
+        assert rows[their_job]["status"] == "queued"  # another tenant's job is not touched
+        again = await http.post("/v1/jobs/cancel", json={"kind": greet})
+        assert again.json() == {"matched": 0, "changed": 0}
+        wrong = await http.post("/v1/jobs/retry", json={"status": "queued"})
+        assert wrong.status_code == 422 and wrong.json()["field"] == "status"
+        pipeline = Pipeline(greet, (Stage("greet", _greet),), timeout=30)
+        async with running_worker(settings, [pipeline]):
+            retried = await http.post("/v1/jobs/retry", json={"kind": greet, "status": "cancelled"})
+            assert retried.json() == {"matched": 5, "changed": 5}
+            for job in ids:
+                assert (await wait_for_job(http, job))["status"] == "succeeded"
+
+
+async def test_bulk_retry_picks_failed_jobs_by_error_type_and_age(api, settings, tenant, greet):
+    names = ["fail-boom", "fail-boom", "fail-other", "Ada"]
+    pipeline = Pipeline(greet, (Stage("greet", _greet_or_fail),), timeout=30, tries=1)
+    async with client(api.url, tenant[1]) as http:
+        async with running_worker(settings, [pipeline]):
+            ids = [
+                (await http.post("/v1/jobs", json={"kind": greet, "input": {"name": name}})).json()["id"]
+                for name in names
+            ]
+            ended = [await wait_for_job(http, job) for job in ids]
+        assert [job["status"] for job in ended] == ["failed", "failed", "failed", "succeeded"]
+        old = await http.post("/v1/jobs/retry", json={"kind": greet, "created_before": "2020-01-01T00:00:00Z"})
+        assert old.json() == {"matched": 0, "changed": 0}
+        boom = await http.post("/v1/jobs/retry", json={"kind": greet, "error_type": "boom"})
+        assert boom.json() == {"matched": 2, "changed": 2}
+    rows = await job_rows(settings, ids)
+    assert [rows[job]["status"] for job in ids] == ["queued", "queued", "failed", "succeeded"]
