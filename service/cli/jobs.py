@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from service.cli.options import DEFAULT_URL, ApiKey, ApiUrl, Json, command_group
-from service.cli.output import emit_json, guarded, new_table, short_id, stderr, stdout
+from service.cli.output import CliError, emit_json, guarded, new_table, short_id, stderr, stdout
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -18,7 +18,8 @@ if TYPE_CHECKING:
 app = command_group(
     help="List, inspect, retry, cancel and purge jobs.",
     epilog="Examples:\n\n  conveyor jobs list --status failed\n\n  conveyor jobs show 5f0c1a2b\n\n"
-    "  conveyor jobs retry 5f0c1a2b\n\n  conveyor jobs list --kind video --json | jq '.items[].id'\n\n"
+    "  conveyor jobs retry 5f0c1a2b\n\n  conveyor jobs retry --kind greet --status failed --dry-run\n\n"
+    "  conveyor jobs list --kind video --json | jq '.items[].id'\n\n"
     "  conveyor jobs purge --older-than 7 --dry-run\n\n"
     "A job is named by its id or the start of it (at least 4 characters), as lists show it.",
 )
@@ -157,15 +158,80 @@ def _steer(action: str, job_id: str, url: str, key: str | None, json_output: boo
         typer.echo(f"{job['id']} {job['status']}")
 
 
-@app.command()
-@guarded
-def retry(job_id: JobId, url: ApiUrl = DEFAULT_URL, key: ApiKey = None, json_output: Json = False) -> None:
-    """Run a failed or cancelled job again."""
-    _steer("retry", job_id, url, key, json_output)
+MaybeJobId = Annotated[
+    str | None,
+    typer.Argument(help="The job's id or its start; or none, to act on every job the filter options match."),
+]
+Kind = Annotated[str | None, typer.Option(help="Every job of this kind.")]
+Status = Annotated[str | None, typer.Option(help="Every job with this status.")]
+ErrorType = Annotated[str | None, typer.Option("--error-type", help="Every failed job with this error type.")]
+After = Annotated[str | None, typer.Option("--created-after", help="Created after (ISO 8601 with an offset).")]
+Before = Annotated[str | None, typer.Option("--created-before", help="Created before (ISO 8601 with an offset).")]
+DryRun = Annotated[bool, typer.Option("--dry-run", help="Count the jobs the filter matches, change none.")]
+
+
+def _steer_one_or_many(action: str, job_id: str | None, where: dict, dry_run: bool, url, key, json_output) -> None:
+    """One job by its id, or every job `where` matches (`POST /v1/jobs/{action}`)."""
+    from service.cli.api import Api
+
+    filters = {name: value for name, value in where.items() if value is not None}
+    if job_id is not None:
+        if filters or dry_run:
+            raise CliError("give a job id or filter options, not both")
+        _steer(action, job_id, url, key, json_output)
+        return
+    if not filters:
+        raise CliError(f"give a job id, or filter options (--kind, --status, …) to {action} many")
+    with Api(url, key) as api:
+        counts = api.call("POST", f"/v1/jobs/{action}", json={**filters, "dry_run": dry_run}).json()
+    done = {"retry": "retried", "cancel": "cancelled"}[action]
+    if json_output:
+        emit_json(counts)
+    elif dry_run:
+        typer.echo(f"{counts['matched']} jobs would be {done}")
+    else:
+        typer.echo(f"{counts['matched']} matched, {counts['changed']} {done}")
 
 
 @app.command()
 @guarded
-def cancel(job_id: JobId, url: ApiUrl = DEFAULT_URL, key: ApiKey = None, json_output: Json = False) -> None:
-    """Cancel a job; it ends `cancelled` (a running one at its next checkpoint)."""
-    _steer("cancel", job_id, url, key, json_output)
+def retry(
+    job_id: MaybeJobId = None,
+    kind: Kind = None,
+    status: Status = None,
+    error_type: ErrorType = None,
+    created_after: After = None,
+    created_before: Before = None,
+    dry_run: DryRun = False,
+    url: ApiUrl = DEFAULT_URL,
+    key: ApiKey = None,
+    json_output: Json = False,
+) -> None:
+    """Run a failed or cancelled job again, or every one the filter options match."""
+    where = {
+        "kind": kind,
+        "status": status,
+        "error_type": error_type,
+        "created_after": created_after,
+        "created_before": created_before,
+    }
+    _steer_one_or_many("retry", job_id, where, dry_run, url, key, json_output)
+
+
+@app.command()
+@guarded
+def cancel(
+    job_id: MaybeJobId = None,
+    kind: Kind = None,
+    status: Status = None,
+    created_after: After = None,
+    created_before: Before = None,
+    dry_run: DryRun = False,
+    url: ApiUrl = DEFAULT_URL,
+    key: ApiKey = None,
+    json_output: Json = False,
+) -> None:
+    """Cancel a job, or every queued or running one the filter options match; a cancelled job
+    ends `cancelled` (a running one at its next checkpoint)."""
+    where = {"kind": kind, "status": status, "created_after": created_after, "created_before": created_before}
+    _steer_one_or_many("cancel", job_id, where, dry_run, url, key, json_output)
