@@ -65,17 +65,22 @@ async def bulk(request: Request, action: BulkAction) -> JSONResponse:
     if body.dry_run:
         async with state.db.read(follow=(f"tenant:{tenant.id}",)) as conn:
             return JSONResponse({"matched": await ledger.count_jobs(conn, tenant.id, where), "changed": 0})
+    matched, changed = await act_on(state, tenant.id, action, where)
+    return JSONResponse({"matched": matched, "changed": changed})
+
+
+async def act_on(state, tenant_id: uuid.UUID, action: BulkAction, where: ledger.JobFilter) -> tuple[int, int]:
+    """`action` on every job of the tenant `where` matches, chunk by chunk: (matched, changed)."""
     matched = changed = 0
     after = None
     while True:
         async with state.db.write() as conn:  # the primary: the chunk is acted on at once
-            found = await ledger.find_jobs(conn, tenant.id, where, limit=CHUNK, after=after)
+            found = await ledger.find_jobs(conn, tenant_id, where, limit=CHUNK, after=after)
         if not found:
-            break
+            return matched, changed
         matched += len(found)
-        changed += await action.apply(state, tenant.id, [row["id"] for row in found])
+        changed += await action.apply(state, tenant_id, [row["id"] for row in found])
         after = (found[-1]["created_at"], found[-1]["id"])
-    return JSONResponse({"matched": matched, "changed": changed})
 
 
 async def retry_jobs(request: Request) -> JSONResponse:
