@@ -284,6 +284,7 @@ async def test_a_batch_with_one_bad_body_creates_nothing(api, settings, tenant, 
     assert bad_input.json()["index"] == 2 and bad_input.json()["field"] == "jobs[2].input.name"
     assert bad_kind.status_code == 422 and bad_kind.json()["index"] == 1 and greet in bad_kind.json()["known"]
     assert bad_shape.status_code == 422 and bad_shape.json()["field"] == "jobs[1].input"
+    assert bad_shape.json()["index"] == 1
     assert too_many.status_code == 422 and empty.status_code == 422
     assert after == before  # all or nothing
 

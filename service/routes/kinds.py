@@ -10,6 +10,7 @@ A batch is judged whole before anything is recorded: one bad body names its inde
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -45,6 +46,7 @@ MAX_TRIES = 100
 MAX_RUN_AHEAD = timedelta(days=366)
 MAX_KEY_LENGTH = 200
 MAX_MESSAGE_LENGTH = 200
+BODY_INDEX = re.compile(r"jobs\[(\d+)\]")
 
 
 class JobBody(StrictModel):
@@ -184,7 +186,16 @@ async def create_jobs(request: Request) -> Response:
     """All or nothing: every body is judged before any job is recorded."""
     tenant = await authenticate(request)
     settings = request.app.state.settings
-    batch = parse_json(BatchBody, await read_json_body(request, MAX_BATCH_BYTES))
+    raw = await read_json_body(request, MAX_BATCH_BYTES)
+    try:
+        batch = parse_json(BatchBody, raw)
+    except Problem as problem:
+        named = BODY_INDEX.match(str(problem.extensions.get("field", "")))
+        if named is None:
+            raise
+        raise Problem(
+            problem.status, problem.detail, type=problem.type, index=int(named[1]), **problem.extensions
+        ) from None
     now = datetime.now(UTC)
     specs = []
     for index, body in enumerate(batch.jobs):
