@@ -5,10 +5,12 @@ Kinds are set up as workers set them up, with `ledger.publish`; the kinds that r
 pipelines of the same names in an in-process worker."""
 
 import asyncio
+import dataclasses
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+import redis.asyncio as redis
 from pydantic import BaseModel, Field
 
 from pipelines.pipeline import Pipeline, Stage
@@ -16,7 +18,7 @@ from service import ledger, queue
 from service.database import Database
 from service.errors import PermanentError
 from service.routes import bulk
-from testkit.service import client, new_tenant, publish_kinds, running_worker, wait_for_job
+from testkit.service import ApiServer, client, new_tenant, publish_kinds, running_worker, until, wait_for_job
 
 PARIS_WINTER = timezone(timedelta(hours=1))
 
@@ -357,3 +359,44 @@ async def test_bulk_retry_picks_failed_jobs_by_error_type_and_age(api, settings,
         assert boom.json() == {"matched": 2, "changed": 2}
     rows = await job_rows(settings, ids)
     assert [rows[job]["status"] for job in ids] == ["queued", "queued", "failed", "succeeded"]
+
+
+async def test_a_batch_of_a_thousand_is_one_hand_off_to_the_queue(api, settings, tenant, greet):
+    bodies = [{"kind": greet, "input": {"name": f"n{index}"}} for index in range(1000)]
+    async with client(api.url, tenant[1]) as http:
+        response = await http.post("/v1/jobs/batch", json={"jobs": bodies})
+    assert response.status_code == 202, response.text
+    items = response.json()["items"]
+    assert len(items) == 1000 and len({item["id"] for item in items}) == 1000
+    r = redis.Redis.from_url(settings.redis_url)
+    try:
+        queued = await r.zrange(settings.queue_name, 0, -1)
+    finally:
+        await r.aclose()
+    assert {job.decode() for job in queued} == {item["id"] for item in items}
+
+
+async def test_a_batch_past_the_tenants_quota_creates_nothing(settings, tenant, greet):
+    limited = settings.model_copy(update={"tenant_max_queued_jobs": 3})
+    body = {"kind": greet, "input": {"name": "Ada"}}
+    async with ApiServer(limited) as api, client(api.url, tenant[1]) as http:
+        refused = await http.post("/v1/jobs/batch", json={"jobs": [body] * 4})
+        accepted = await http.post("/v1/jobs/batch", json={"jobs": [body] * 3})
+        listed = (await http.get("/v1/jobs", params={"kind": greet})).json()["items"]
+    assert refused.status_code == 429 and refused.json()["type"].endswith("/quota-exceeded")
+    assert accepted.status_code == 202 and len(listed) == 3
+
+
+async def test_a_republished_schema_is_used_within_seconds(api, settings, tenant, greet):
+    async with client(api.url, tenant[1]) as http:
+        assert (await http.post("/v1/jobs", json={"kind": greet, "input": {"name": "Ada"}})).status_code == 202
+        stricter = {**Greeting.model_json_schema(), "required": ["name", "times"]}
+        await publish_kinds(
+            settings, dataclasses.replace(greeting_kind(greet, queue=settings.queue_name), input_schema=stricter)
+        )
+
+        async def refused() -> bool:
+            response = await http.post("/v1/jobs", json={"kind": greet, "input": {"name": "Ada"}})
+            return response.status_code == 422 and response.json()["field"] == "input.times"
+
+        await until(refused)
