@@ -1,22 +1,27 @@
 """The worker entry point: `arq worker.WorkerSettings`.
 
-Wiring only: the pipelines (pipelines/registry.py) become arq functions, the schedule
-(pipelines/schedule.py) becomes cron jobs, and the process-wide resources, with the
-dispatcher that claims and runs the jobs (pipelines/dispatch.py), are opened and closed by
-the hooks in pipelines/lifecycle.py. Everything is configured from the
-environment (service/config.py).
+Wiring only: the kinds (pipelines/registry.py: the built-in ones and those of the
+modules in `CONVEYOR_KINDS`; a module that cannot be loaded stops the worker here, named)
+become arq functions, the schedule (pipelines/schedule.py) becomes cron jobs, and the
+process-wide resources, with the dispatcher that claims and runs the jobs
+(pipelines/dispatch.py), are opened and closed by the hooks in pipelines/lifecycle.py.
+Everything is configured from the environment (service/config.py).
 """
 
+import sys
 from datetime import UTC
 
 from pipelines import lifecycle, schedule
-from pipelines.registry import pipelines
+from pipelines.registry import KindsNotLoaded, pipelines
 from service.config import get_settings
 from service.queue import deserialize, redis_settings, serialize
 
 lifecycle.use_uvloop()
 _settings = get_settings()
-_pipelines = pipelines(_settings)
+try:
+    _pipelines = pipelines(_settings)  # the built-in kinds and those of CONVEYOR_KINDS
+except KindsNotLoaded as exc:
+    sys.exit(f"conveyor worker: {exc}")
 _startup, _shutdown = lifecycle.hooks(_settings, _pipelines)
 
 

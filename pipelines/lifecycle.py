@@ -18,13 +18,13 @@ import httpx
 import uvloop
 from arq.worker import Function, Worker, func
 
+from conveyor.kinds import Pipeline
 from pipelines import registry
 from pipelines.dispatch import Dispatcher
 from pipelines.maintenance import liveness
 from pipelines.maintenance.reconciler import reconcile_forever
 from pipelines.notifications.channels import RATES_PREFIX, configured_rates
 from pipelines.notifications.ssrf import guarded_client
-from pipelines.pipeline import Pipeline
 from pipelines.resources import Resources
 from pipelines.runner import execute
 from pipelines.schedule import cron_jobs
@@ -48,13 +48,13 @@ def functions(pipelines: Iterable[Pipeline]) -> list[Function]:
         async def run(ctx: dict, job_id: str) -> None:
             await execute(ctx["resources"], pipeline, job_id, ctx["job_try"], ctx["score"])
 
-        run.__qualname__ = f"run_{pipeline.kind}"
+        run.__qualname__ = f"run_{pipeline.name}"
         return run
 
     return [
         func(
             task(pipeline),
-            name=pipeline.kind,
+            name=pipeline.name,
             timeout=pipeline.attempt_timeout + TIMEOUT_MARGIN,
             max_tries=ARQ_MAX_TRIES,
             keep_result=0,
@@ -117,7 +117,7 @@ def hooks(
     workers, would starve the very thing that frees them. At shutdown running jobs get
     `grace` seconds (`WORKER_SHUTDOWN_GRACE`) before they are handed back to the queue."""
     pipelines = tuple(pipeline.configured(settings) for pipeline in pipelines)
-    kinds = frozenset(pipeline.kind for pipeline in pipelines)
+    kinds = frozenset(pipeline.name for pipeline in pipelines)
     runnable = [*functions(pipelines), *(cron_jobs(settings) if scheduler else ())]
 
     async def startup(ctx: dict) -> None:

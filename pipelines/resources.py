@@ -24,7 +24,7 @@ from service.ratelimit import RateLimiter
 from service.storage import Storage
 
 if TYPE_CHECKING:
-    from pipelines.pipeline import Pipeline
+    from conveyor.kinds import Pipeline
 
 
 def new_worker_id() -> str:
@@ -69,9 +69,9 @@ class Resources:
     def open_shared(self, pipeline: Pipeline) -> Any:
         """What the jobs of `pipeline`'s kind share in this process (its `shared`), made once:
         at start for the kinds the worker runs, else when first asked."""
-        if pipeline.kind not in self.shared and pipeline.shared is not None:
-            self.shared[pipeline.kind] = pipeline.shared(self.settings, self.redis)
-        return self.shared.get(pipeline.kind)
+        if pipeline.name not in self.shared and pipeline.shared is not None:
+            self.shared[pipeline.name] = pipeline.shared(self.settings, self.redis)
+        return self.shared.get(pipeline.name)
 
     async def close_shared(self) -> None:
         for value in self.shared.values():

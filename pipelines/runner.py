@@ -2,14 +2,17 @@
 
 Every ledger write is fenced by the attempt number this run claimed: if the job was
 handed to another worker meanwhile (this one was presumed dead), `Fenced` stops this run
-without touching what the newer attempt wrote. Transient failures go back to arq as a
-`Retry` with exponential backoff and jitter; other failures end the job `failed`.
+without touching what the newer attempt wrote. `JobRun` is the `conveyor.Context` its
+stages are handed. Transient failures, `conveyor.Retry` and unforeseen exceptions go back
+to arq as a `Retry` with exponential backoff and jitter until the job's tries are used;
+`conveyor.Fail` and other permanent errors end the job `failed` at once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import random
 import shutil
 import time
@@ -20,12 +23,14 @@ from typing import Any
 import structlog
 from arq import Retry
 from opentelemetry.trace import SpanKind, Status, StatusCode
+from pydantic import BaseModel, ValidationError
 from structlog.contextvars import bound_contextvars
 
-from pipelines.pipeline import Pipeline, Skip, Stage
+from conveyor import outcomes
+from conveyor.kinds import Pipeline, Stage
 from pipelines.resources import Resources
 from service import callbacks, error_reports, events, ledger, metrics, tracing
-from service.errors import UNEXPECTED_ERROR, DependencyUnavailable, JobError, TransientError
+from service.errors import DependencyUnavailable, JobError, PermanentError, TransientError
 from service.file_modes import make_scratch_dir
 
 log = structlog.get_logger("conveyor.runner")
@@ -41,6 +46,39 @@ def backoff(attempt: int, hint: float | None = None) -> float:
     return max(delay, hint or 0.0, 0.5)
 
 
+class Crashed(TransientError):
+    """Something no one foresaw was raised (in `where`): retried like a transient failure,
+    and shown to the tenant by its class only (its text, paths and reprs stay in the logs)."""
+
+    type = "exception"
+
+    def __init__(self, where: str, exc: BaseException) -> None:
+        super().__init__(f"{where} raised {type(exc).__name__}; the details are in the worker's logs")
+
+
+def storable(stage: str, output: Any) -> Any:
+    """A stage's return value as the ledger keeps it (a pydantic model becomes its JSON
+    form); a value JSON cannot hold fails the job, naming the stage and the type."""
+    if output is None:
+        return {}
+    if isinstance(output, BaseModel):
+        return output.model_dump(mode="json")
+    try:
+        json.dumps(output, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise PermanentError(
+            f"the stage {stage!r} returned a value JSON cannot hold ({exc})", type="result_not_json"
+        ) from None
+    return output
+
+
+def invalid_input(error: ValidationError) -> PermanentError:
+    fields = "; ".join(
+        f"{'.'.join(str(part) for part in detail['loc']) or 'input'}: {detail['msg']}" for detail in error.errors()
+    )
+    return PermanentError(f"the input does not match the kind's model: {fields}", type="invalid_input")
+
+
 class JobRun:
     """One attempt at one job, as its stages see it."""
 
@@ -50,7 +88,7 @@ class JobRun:
         self.job = job
         self.job_id: uuid.UUID = job["id"]
         self.attempt = attempt
-        self.outputs: dict[str, dict] = {}
+        self.outputs: dict[str, Any] = {}
         self.saved: dict | None = None  # the running stage's partial checkpoint, if any
         self.stage: Stage | None = None
         self.last_stage_end: ledger.StageEnd | None = None  # written with the job's end
@@ -72,6 +110,14 @@ class JobRun:
         return self.job["timeout"] or self.pipeline.attempt_timeout
 
     @property
+    def tenant(self) -> str:
+        return self.job["tenant"]
+
+    @property
+    def metadata(self) -> dict:
+        return self.job["metadata"]
+
+    @property
     def shared(self):
         """What this kind's jobs share in this worker process (its pipeline's `shared`)."""
         return self.resources.open_shared(self.pipeline)
@@ -87,17 +133,18 @@ class JobRun:
             self._workdir = make_scratch_dir(self.settings.work_dir, prefix=f"conveyor-{self.job_id}-")
         return self._workdir
 
-    async def checkpoint(self, data: dict) -> None:
-        """Save the running stage's partial progress, so a re-run picks it up."""
+    async def save(self, data: dict) -> None:
+        """Save the running stage's partial progress, so a re-run picks it up (`saved`)."""
         assert self.stage is not None  # called by a running stage
         async with self.resources.db.write() as conn:  # one statement: no BEGIN/COMMIT round trips
             await ledger.save_checkpoint(conn, self.job_id, self.attempt, self.stage.name, data)
         self.saved = data
 
-    async def progress(self, fraction: float) -> None:
-        """How far the running stage is (0..1); written at most every PROGRESS_INTERVAL."""
+    async def progress(self, fraction: float, message: str | None = None) -> None:
+        """How far the running stage is (0..1), with what it is doing for the event stream;
+        written at most every PROGRESS_INTERVAL, unless a message comes with it."""
         now = time.monotonic()
-        if now - self._last_progress < PROGRESS_INTERVAL and fraction < 1:
+        if now - self._last_progress < PROGRESS_INTERVAL and fraction < 1 and message is None:
             return
         self._last_progress = now
         assert self.stage is not None  # called by a running stage
@@ -106,7 +153,9 @@ class JobRun:
         ) * min(max(fraction, 0.0), 1.0)
         async with self.resources.db.write() as conn:
             await ledger.set_progress(conn, self.job_id, self.attempt, overall)
-        await self.publish("progress", progress=round(overall, 4), stage=self.stage.name)
+        await self.publish(
+            "progress", progress=round(overall, 4), stage=self.stage.name, **({"message": message} if message else {})
+        )
 
     async def publish(self, type: str, **data) -> None:
         await self.resources.events.publish(self.job_id, {"type": type, "job_id": str(self.job_id), **data})
@@ -119,7 +168,11 @@ class JobRun:
                 # In a thread, and completed even if this task is cancelled again meanwhile.
                 await asyncio.shield(asyncio.to_thread(shutil.rmtree, self._workdir, ignore_errors=True))
 
-    async def _run_stages(self) -> dict:
+    async def _run_stages(self) -> Any:
+        try:
+            input = self.pipeline.parse_input(self.payload)
+        except ValidationError as exc:
+            raise invalid_input(exc) from None
         previous = await self._previous_stages()
         workspace = self.pipeline.workspace(self) if self.pipeline.workspace else contextlib.nullcontext()
         async with workspace as self.workspace:
@@ -129,7 +182,7 @@ class JobRun:
                 if prior.get("status") in ("succeeded", "skipped"):
                     self.outputs[stage.name] = prior.get("checkpoint") or {}
                     continue
-                self.outputs[stage.name] = await self._run_stage(index, stage, prior.get("checkpoint"))
+                self.outputs[stage.name] = await self._run_stage(index, stage, input, prior.get("checkpoint"))
             self.settled = 1.0
         return self.pipeline.result(self.outputs)
 
@@ -140,7 +193,7 @@ class JobRun:
         async with self.resources.db.read(follow=(f"job:{self.job_id}",)) as conn:
             return await ledger.finished_stages(conn, self.job_id)
 
-    async def _run_stage(self, index: int, stage: Stage, saved: dict | None) -> dict:
+    async def _run_stage(self, index: int, stage: Stage, input: Any, saved: dict | None) -> Any:
         with (
             bound_contextvars(stage=stage.name),
             tracing.span(f"stage {stage.name}", attributes={"conveyor.stage": stage.name}) as span,
@@ -148,7 +201,7 @@ class JobRun:
             started = time.perf_counter()
             status = "failed"
             try:
-                output, status = await self._run_stage_once(index, stage, saved)
+                output, status = await self._run_stage_once(index, stage, input, saved)
                 return output
             except asyncio.CancelledError:
                 status = "cancelled"
@@ -158,7 +211,7 @@ class JobRun:
                 if status == "failed":
                     span.set_status(Status(StatusCode.ERROR))
 
-    async def _run_stage_once(self, index: int, stage: Stage, saved: dict | None) -> tuple[dict, str]:
+    async def _run_stage_once(self, index: int, stage: Stage, input: Any, saved: dict | None) -> tuple[Any, str]:
         self.stage, self._stage_index, self.saved = stage, index, saved
         start = self.pipeline.progress_before(index)
         if index > 0 or self.attempt > 1:  # a first attempt's claim started its first stage
@@ -166,12 +219,18 @@ class JobRun:
         await self.publish("stage", stage=stage.name, status="running", progress=round(start, 4))
         self.log.info("stage started")
         try:
-            output, status = (await stage.run(self) or {}), "succeeded"
-        except Skip as skip:
+            output, status = storable(stage.name, await stage.run(self, input)), "succeeded"
+        except outcomes.Skip as skip:
             output, status = {"skipped": skip.reason}, "skipped"
-        except BaseException as exc:
+        except (JobError, DependencyUnavailable, ledger.Fenced, asyncio.CancelledError) as exc:
             await self._record_stage_failure(stage, exc)
             raise
+        except Exception as exc:
+            self.log.exception("stage crashed")
+            error_reports.report(exc)
+            crashed = Crashed(f"the stage {stage.name!r}", exc)
+            await self._record_stage_failure(stage, crashed)
+            raise crashed from exc
         end = start + self.pipeline.progress_share(index)
         ending = ledger.StageEnd(self.job_id, self.attempt, stage.name, status, checkpoint=output, progress=end)
         self.log.info("stage finished", status=status)
@@ -198,7 +257,8 @@ class JobRun:
         elif isinstance(exc, JobError):
             status, error = ("queued" if exc.retryable else "failed"), exc.as_dict()
         else:
-            status, error = "failed", dict(UNEXPECTED_ERROR)
+            assert isinstance(exc, DependencyUnavailable)  # the only other kind let through
+            status, error = "queued", exc.as_dict()
         try:
             async with self.resources.db.transaction() as conn:
                 await ledger.finish_stage(conn, self.job_id, self.attempt, stage.name, status, error=error)
@@ -285,10 +345,10 @@ async def _attempt(run: JobRun, job_id: str, job_try: int) -> None:
         await _retry_or_fail(run, exc, job_try)
     except JobError as exc:
         await _finish(run, "failed", error=exc.as_dict())
-    except Exception as exc:
+    except Exception as exc:  # outside the stages: the kind's workspace or result
         run.log.exception("pipeline crashed")
         error_reports.report(exc)
-        await _finish(run, "failed", error=dict(UNEXPECTED_ERROR))
+        await _retry_or_fail(run, Crashed(f"the kind {run.pipeline.name!r}", exc), job_try)
     else:
         await _finish(run, "succeeded", result=result)
     finally:
@@ -303,7 +363,8 @@ async def _retry_or_fail(run: JobRun, exc: TransientError | DependencyUnavailabl
         error["message"] += f" (gave up after {run.attempt} tries)"
         await _finish(run, "failed", error=error)
         return
-    delay = backoff(run.attempt, hint)
+    exact = isinstance(exc, outcomes.Retry) and exc.exact  # the stage said when
+    delay = hint if exact and hint is not None else backoff(run.attempt, hint)
     run.log.warning(
         "transient failure; retrying", error=error, retry_in=round(delay, 1), cause=str(exc.__cause__ or exc)
     )

@@ -89,7 +89,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         observability.setup(settings, "conveyor-api")
         state = app.state
         state.settings = settings
-        state.kinds = registry.specs(settings)
+        state.kinds = registry.built_in_specs(settings)
         state.redis = queue.connect(settings.redis_url)
         state.db = Database(settings, redis=state.redis)
         state.backlog = Backlog(state.redis, state.db)

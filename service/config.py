@@ -175,6 +175,7 @@ class Settings(BaseSettings):
     notification_rates: CommaList = Field(default_factory=list)
 
     # -- queue and worker ----------------------------------------------------------------
+    conveyor_kinds: CommaList = Field(default_factory=list)  # the app's modules declaring kinds, e.g. "myapp.jobs"
     queue_name: str = "conveyor"
     kind_queues: CommaList = Field(default_factory=list)  # e.g. "video=conveyor:video"
     worker_max_jobs: int = Field(default=500, gt=0)
@@ -221,6 +222,7 @@ class Settings(BaseSettings):
     @field_validator(
         "database_url_read",
         "callback_allowed_hosts",
+        "conveyor_kinds",
         "kind_queues",
         "webhook_retry_schedule",
         "notification_rates",

@@ -9,9 +9,9 @@ in a job's `error.type` or a problem's `type`) and a message written for the ten
 - `DependencyUnavailable`: one of our own dependencies (PostgreSQL, Redis, storage) is
   down: a job is retried; the API answers 503 with `Retry-After`.
 
-An exception that is not one of these, or a dependency of ours being down, is shown to the
-tenant as one of the fixed errors below; its own text (paths, hosts, reprs with addresses)
-stays in the logs. The HTTP layer maps these to problem+json in one place
+An exception that is not one of these is shown to the tenant by its class only (type
+`exception`, see pipelines/runner.py), and a dependency of ours being down by the
+dependency's name; their own text (paths, hosts, reprs with addresses) stays in the logs. The HTTP layer maps these to problem+json in one place
 (`service/problems.py`); this module imports nothing, so every layer may use it.
 """
 
@@ -69,9 +69,3 @@ class DependencyUnavailable(ConveyorError):
 
     def as_dict(self) -> dict[str, str]:
         return {"type": self.type, "message": f"{self.dependency} is unavailable; the job is retried"}
-
-
-UNEXPECTED_ERROR = {
-    "type": "internal_error",
-    "message": "the job stopped on an unexpected error; the details are in the service's logs",
-}

@@ -19,38 +19,24 @@ import hashlib
 import json
 import os
 
-import httpx
-
 import worker
+from conveyor.kinds import Pipeline, Stage
 from pipelines import lifecycle, registry, schedule
-from pipelines.pipeline import Pipeline, Stage
-from service.errors import PermanentError, TransientError
+from service.errors import PermanentError
 from service.storage import ObjectNotFound
+from testkit.stage_counter import report_stage
 
 STAGE_SECONDS = float(os.environ.get("CHAOS_STAGE_SECONDS", "0.1"))
 COUNTER_URL = os.environ.get("CHAOS_COUNTER_URL")
 GATE_FILE = os.environ.get("CHAOS_GATE_FILE")
-REPORT_TRIES = 5  # a link that just came back may drop the first connection attempts
 
 
 async def _report(run, stage: str) -> None:
-    if not COUNTER_URL:
-        return
-    body = {"job": str(run.job_id), "stage": stage, "attempt": run.attempt, "worker": run.resources.worker_id}
-    for attempt in range(REPORT_TRIES):
-        try:
-            response = await run.resources.http.post(f"{COUNTER_URL}/stages", json=body)
-            response.raise_for_status()
-            return
-        except httpx.ConnectError as exc:  # nothing was sent: trying again cannot duplicate
-            if attempt == REPORT_TRIES - 1:
-                raise TransientError(f"stage counter: {type(exc).__name__}") from exc
-            await asyncio.sleep(0.5)
-        except httpx.HTTPError as exc:
-            raise TransientError(f"stage counter: {type(exc).__name__}") from exc
+    if COUNTER_URL:
+        await report_stage(run, COUNTER_URL, stage)
 
 
-async def fetch(run) -> dict:
+async def fetch(run, input) -> dict:
     expected = run.payload["input"]
     digest, size = hashlib.sha256(), 0
     try:
@@ -66,7 +52,7 @@ async def fetch(run) -> dict:
     return {"bytes": size}
 
 
-async def work(run) -> dict:
+async def work(run, input) -> dict:
     await asyncio.sleep(STAGE_SECONDS)
     while GATE_FILE and not os.path.exists(GATE_FILE):
         await asyncio.sleep(0.1)
@@ -74,7 +60,7 @@ async def work(run) -> dict:
     return {"attempt": run.attempt}
 
 
-async def publish(run) -> dict:
+async def publish(run, input) -> dict:
     key = f"tenants/{run.job['tenant_id']}/jobs/{run.job_id}/result.json"
     writer = run.resources.storage.writer(key, "application/json")
     await writer.write(json.dumps({"job": str(run.job_id), "attempt": run.attempt}).encode())
@@ -91,7 +77,7 @@ DOCUMENT = Pipeline(
     timeout=120,
     result=lambda outputs: {**outputs["publish"], "bytes": outputs["fetch"]["bytes"]},
 )
-PIPELINES = (DOCUMENT, *(pipeline for pipeline in registry.pipelines(worker._settings) if pipeline.kind == "callback"))
+PIPELINES = (DOCUMENT, *(pipeline for pipeline in registry.pipelines(worker._settings) if pipeline.name == "callback"))
 
 
 # A dict, not a subclass: arq reads the settings class's own __dict__, not inherited ones.

@@ -9,16 +9,17 @@ from __future__ import annotations
 
 import os
 
+import conveyor
 import worker
 from pipelines import lifecycle
-from pipelines.pipeline import Pipeline, Stage
 
 
-async def _nothing(run) -> dict:
+@conveyor.job(os.environ["TEST_KIND"], timeout=30)
+async def run(ctx: conveyor.Context, input: dict) -> dict:
     return {}
 
 
-PIPELINES = (Pipeline(os.environ["TEST_KIND"], (Stage("run", _nothing),), timeout=30),)
+PIPELINES = (run.configured(worker._settings),)
 
 # A dict, not a subclass: arq reads the settings class's own __dict__, not inherited ones.
 WorkerSettings = {

@@ -13,9 +13,9 @@ import httpx
 import uvicorn
 from arq.worker import Worker
 
+from conveyor.kinds import Pipeline
 from pipelines import lifecycle
 from pipelines.dispatch import Dispatcher
-from pipelines.pipeline import Pipeline
 from service import ledger
 from service.app import create_app
 from service.config import Settings, load_settings

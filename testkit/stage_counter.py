@@ -8,15 +8,37 @@ record with the ledger to prove that a finished stage never ran again.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from dataclasses import dataclass
 
+import httpx
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from service.errors import TransientError
+
 from .served_app import Served, ServedApp
+
+REPORT_TRIES = 5  # a link that just came back may drop the first connection attempts
+
+
+async def report_stage(ctx, url: str, stage: str) -> None:
+    """Tell the counter at `url` that `stage` of the context's job is about to return."""
+    body = {"job": str(ctx.job_id), "stage": stage, "attempt": ctx.attempt, "worker": ctx.resources.worker_id}
+    for attempt in range(REPORT_TRIES):
+        try:
+            response = await ctx.resources.http.post(f"{url}/stages", json=body)
+            response.raise_for_status()
+            return
+        except httpx.ConnectError as exc:  # nothing was sent: trying again cannot duplicate
+            if attempt == REPORT_TRIES - 1:
+                raise TransientError(f"stage counter: {type(exc).__name__}") from exc
+            await asyncio.sleep(0.5)
+        except httpx.HTTPError as exc:
+            raise TransientError(f"stage counter: {type(exc).__name__}") from exc
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@
 import asyncio
 import uuid
 
-from pipelines.pipeline import Pipeline, Stage
+from conveyor.kinds import Pipeline, Stage
 from service import ledger
 from service.database import Database
 from testkit.files import multipart_file, text_pdf
@@ -12,12 +12,12 @@ from testkit.service import client, new_tenant, running_worker, until, wait_for_
 PROBLEM = "application/problem+json"
 
 
-async def _read_input(run):
+async def _read_input(run, input):
     size = await run.resources.storage.size(run.payload["input"]["key"])
     return {"size": size}
 
 
-async def _slow(run):
+async def _slow(run, input):
     for step in range(50):
         await run.progress(step / 50)
         await asyncio.sleep(0.1)
@@ -237,7 +237,7 @@ async def test_cancel_queued_and_running(api, settings, tenant):
 async def test_failed_job_is_recorded_and_retried(api, settings, tenant):
     attempts = []
 
-    async def flaky(run):
+    async def flaky(run, input):
         attempts.append(run.attempt)
         if len(attempts) == 1:
             from service.errors import PermanentError
@@ -265,7 +265,7 @@ def _statuses(job) -> list[str]:
     return [stage["status"] for stage in job["stages"]]
 
 
-async def _done_then_fails(run):
+async def _done_then_fails(run, input):
     """Reaches 100% of its own share, then fails: transiently or for good (as the job's
     metadata says), and succeeds once retried by hand."""
     await run.progress(1.0)
@@ -317,7 +317,7 @@ async def test_requeued_and_cancelled_jobs_show_what_was_done(api, settings, ten
 
 
 async def test_repeated_cancel_and_retry_with_an_idempotency_key_get_the_first_answer(api, settings, tenant):
-    async def fail_once(run):
+    async def fail_once(run, input):
         if run.attempt == 1:
             from service.errors import PermanentError
 

@@ -7,8 +7,8 @@ from importlib.metadata import version
 
 import pytest
 
+from conveyor.kinds import Pipeline, Stage
 from pipelines.notifications.pipeline import CALLBACK_PIPELINE
-from pipelines.pipeline import Pipeline, Stage
 from service.callbacks import callback_job_id
 from service.errors import PermanentError
 from testkit.notifications import local_settings, receiver, secret  # noqa: F401 (fixtures)
@@ -22,7 +22,7 @@ def settings(database_url, redis_server, tmp_path):
     return local_settings(database_url, redis_server.url, tmp_path / "storage")
 
 
-async def _refuse(run):
+async def _refuse(run, input):
     raise PermanentError("the parser choked", type="corrupt_pdf")
 
 

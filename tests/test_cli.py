@@ -13,7 +13,7 @@ from datetime import datetime
 import redis.asyncio as redis
 from typer.testing import CliRunner
 
-from pipelines.pipeline import Pipeline, Stage
+from conveyor.kinds import Pipeline, Stage
 from service.cli import app
 from service.errors import PermanentError
 from service.heartbeats import live_workers
@@ -41,11 +41,11 @@ def assert_no_traceback(result) -> None:
     assert result.exception is None or isinstance(result.exception, SystemExit)
 
 
-async def _size(run):
+async def _size(run, input):
     return {"size": await run.resources.storage.size(run.payload["input"]["key"])}
 
 
-async def _refuse(run):
+async def _refuse(run, input):
     raise PermanentError("this PDF is not a resume", type="not_a_resume")
 
 
@@ -245,7 +245,7 @@ async def test_job_ids_round_trip_from_lists_to_jobs_show(api, settings, tenant)
         assert_no_traceback(result)
 
 
-async def _long_result(run):
+async def _long_result(run, input):
     return {"text": LONG_TEXT, "pages": 40, "skills": [f"skill {n}" for n in range(50)]}
 
 

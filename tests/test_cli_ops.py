@@ -12,11 +12,10 @@ import pytest
 from pydantic import SecretStr
 from typer.testing import CliRunner
 
+from conveyor.kinds import Pipeline, Stage
 from pipelines.analytics.aggregate import aggregate
-from pipelines.pipeline import Pipeline, Stage
 from service import ledger, queue
-from service.cli import app, sse
-from service.cli.api import apply_event
+from service.cli import app
 from service.database import Database
 from service.heartbeats import live_workers
 from service.storage import job_prefix, open_storage
@@ -28,13 +27,15 @@ WIDE = {"COLUMNS": "200"}  # so rich does not fold ids in tables
 
 
 class RequestLog:
-    """ASGI middleware in front of the real app: notes each request; with `refuse_events`,
-    answers event streams with 502, as a proxy that does not pass them on would."""
+    """ASGI middleware in front of the real app: notes each request and the status of each
+    answer; with `refuse_events`, answers event streams with 502, as a proxy that does not
+    pass them on would."""
 
     def __init__(self, app, *, refuse_events: bool = False) -> None:
         self.app = app
         self.refuse_events = refuse_events
         self.requests: list[tuple[str, str]] = []
+        self.answers: list[tuple[str, str, int]] = []
         self.events_asked = asyncio.Event()
 
     async def __call__(self, scope, receive, send) -> None:
@@ -48,6 +49,14 @@ class RequestLog:
                 )
                 await send({"type": "http.response.body", "body": b"bad gateway"})
                 return
+
+            async def noting(message) -> None:
+                if message["type"] == "http.response.start":
+                    self.answers.append((scope["method"], scope["path"], message["status"]))
+                await send(message)
+
+            await self.app(scope, receive, noting)
+            return
         await self.app(scope, receive, send)
 
     def count(self, method: str, path: str) -> int:
@@ -76,12 +85,12 @@ async def _submit_and_wait(settings, tenant, tmp_path, **options):
 def two_stage_pipeline(events_asked: asyncio.Event) -> Pipeline:
     """Its job starts moving once the CLI asked for its events, so they come live."""
 
-    async def store(run):
+    async def store(run, input):
         await events_asked.wait()
         await run.progress(0.5)
         return {}
 
-    async def read(run):
+    async def read(run, input):
         await run.progress(0.5)
         return {"read": True}
 
@@ -99,38 +108,6 @@ async def test_submit_wait_polls_when_the_stream_is_refused(settings, tenant, tm
     job_id, log = await _submit_and_wait(settings, tenant, tmp_path, refuse_events=True)
     assert log.count("GET", f"/v1/jobs/{job_id}/events") == 1  # tried once, then polled to the end
     assert log.count("GET", f"/v1/jobs/{job_id}") >= 1
-
-
-def test_sse_parse_follows_the_event_stream_format():
-    lines = [
-        ": ping",
-        "event: status",
-        "id: 1-0",
-        'data: {"status": "running"}',
-        "",
-        "data: one",
-        "data:two",
-        "",
-        "event: without-data",
-        "",
-        "retry: 10",
-        "id: 2-0",
-        "data: x",
-        "",
-    ]
-    assert list(sse.parse(lines)) == [
-        sse.Event("status", '{"status": "running"}', "1-0"),
-        sse.Event("message", "one\ntwo", "1-0"),  # the last id carries over
-        sse.Event("message", "x", "2-0"),
-    ]
-
-
-def test_a_stage_event_moves_the_stage_not_the_job_status():
-    job = {"id": "j", "kind": "document", "status": "running", "stage": "store", "progress": 0.1}
-    staged = apply_event(job, {"type": "stage", "stage": "read", "status": "succeeded", "progress": 0.5})
-    assert staged == {**job, "stage": "read", "progress": 0.5}
-    ended = apply_event(staged, {"type": "status", "status": "failed", "error": {"type": "x"}})
-    assert ended == {**staged, "status": "failed", "error": {"type": "x"}}
 
 
 async def test_stats_shows_the_aggregated_counts(api, settings, tenant):
@@ -289,7 +266,7 @@ async def test_watch_once_shows_the_queue_a_live_worker_and_recent_jobs(api, set
     name = f"watch-{uuid.uuid4().hex[:8]}"
     _, key = await new_tenant(settings, name)
 
-    async def hold(run):
+    async def hold(run, input):
         await held.wait()
         return {}
 

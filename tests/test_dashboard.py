@@ -12,8 +12,8 @@ import pytest
 from playwright.async_api import async_playwright, expect
 from pydantic import SecretStr
 
+from conveyor.kinds import Pipeline, Stage
 from pipelines import registry
-from pipelines.pipeline import Pipeline, Stage
 from service.errors import JobError
 from testkit.files import multipart_file, text_pdf
 from testkit.service import ADMIN_KEY, ApiServer, client, new_tenant, running_worker, wait_for_job
@@ -31,14 +31,14 @@ CHROMIUM_ARGS = [
 SCREENSHOTS = os.environ.get("DASHBOARD_SCREENSHOTS")  # a directory: save screenshots there (docs/)
 
 
-async def _first_try_fails(run):
+async def _first_try_fails(run, input):
     await run.progress(0.5)
     if run.attempt == 1 and run.job["metadata"].get("flaky"):
         raise JobError("the first attempt of this job always fails", type="flaky")
     return {"attempt": run.attempt}
 
 
-async def _slow(run):
+async def _slow(run, input):
     while run.job["metadata"].get("slow"):
         await asyncio.sleep(0.05)
     return {}
@@ -314,7 +314,7 @@ async def test_a_video_job_shows_its_thumbnail_and_renditions(dashboard, browser
         check=True,
         timeout=60,
     )
-    [video] = [pipeline for pipeline in registry.pipelines(settings) if pipeline.kind == "video"]
+    [video] = [pipeline for pipeline in registry.pipelines(settings) if pipeline.name == "video"]
     async with client(api.url, tenant[1]) as http, running_worker(settings, [video]):
         response = await http.post(
             "/v1/videos", files={"file": ("clip.mp4", source.read_bytes(), "video/mp4")}, data={"renditions": "144p"}

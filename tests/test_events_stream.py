@@ -9,7 +9,7 @@ import pytest
 from redis.asyncio import Redis
 from typer.testing import CliRunner
 
-from pipelines.pipeline import Pipeline, Stage
+from conveyor.kinds import Pipeline, Stage
 from service import events, queue
 from service.cli import app as cli
 from service.database import Database
@@ -20,12 +20,12 @@ from testkit.service import ApiServer, client, new_tenant, running_worker, until
 from testkit.sse import read_stream
 
 
-async def _step(run):
+async def _step(run, input):
     await run.progress(1.0)
     return {}
 
 
-async def _until_cancelled(run):
+async def _until_cancelled(run, input):
     while True:
         await asyncio.sleep(0.05)
 

@@ -33,7 +33,7 @@ pytestmark = pytest.mark.timeout(150)
 JOBS = 100
 KILLS = 5
 KILL_EVERY = 2.0
-CALLBACKS = "callback" in {pipeline.kind for pipeline in registry.pipelines(Settings())}
+CALLBACKS = "callback" in {pipeline.name for pipeline in registry.pipelines(Settings())}
 
 
 async def _secret(database_url, tenant_id) -> str:

@@ -1,8 +1,8 @@
 """Jobs of kinds declared in Python, over HTTP: `GET /v1/kinds`, `POST /v1/jobs`, the batch,
 and bulk retry and cancel, against a real PostgreSQL, Redis, uvicorn and worker.
 
-Kinds are set up as workers set them up, with `ledger.publish`; the kinds that run are
-pipelines of the same names in an in-process worker."""
+Kinds are described to the API as workers describe them, with `ledger.publish`; the kinds
+that run are declared with `conveyor.job` under the same names, in an in-process worker."""
 
 import asyncio
 import dataclasses
@@ -13,10 +13,9 @@ import pytest
 import redis.asyncio as redis
 from pydantic import BaseModel, Field
 
-from pipelines.pipeline import Pipeline, Stage
+import conveyor
 from service import ledger, queue
 from service.database import Database
-from service.errors import PermanentError
 from service.routes import bulk
 from testkit.service import ApiServer, client, new_tenant, publish_kinds, running_worker, until, wait_for_job
 
@@ -73,13 +72,25 @@ async def greet(settings) -> str:
     return name
 
 
-async def _greet(run):
-    return {"text": f"Hello, {run.payload['name']}" * run.payload.get("times", 1)}
+def greeter(name: str, **rules) -> conveyor.Pipeline:
+    """The kind `greeting_kind` describes, as an app declares it."""
+
+    @conveyor.job(name, input=Greeting, timeout=30, **rules)
+    async def greet(ctx: conveyor.Context, input: Greeting) -> dict:
+        if input.name.startswith("fail-"):
+            raise conveyor.Fail(input.name.removeprefix("fail-"), "refused")
+        return {"text": f"Hello, {input.name}" * input.times}
+
+    return greet
 
 
-async def _sleep(run):
-    await asyncio.sleep(30)
-    return {}
+def sleeper(name: str) -> conveyor.Pipeline:
+    @conveyor.job(name, input=Greeting, timeout=30, tries=1)
+    async def greet(ctx: conveyor.Context, input: Greeting) -> dict:
+        await asyncio.sleep(30)
+        return {}
+
+    return greet
 
 
 async def test_publishing_the_same_description_again_writes_nothing(settings):
@@ -127,8 +138,7 @@ async def test_a_job_is_accepted_with_its_options_and_runs(api, settings, tenant
         "metadata": {"order": 7},
         "concurrency_key": "account-1",
     }
-    pipeline = Pipeline(greet, (Stage("greet", _greet),), timeout=30)
-    async with client(api.url, tenant[1]) as http, running_worker(settings, [pipeline]):
+    async with client(api.url, tenant[1]) as http, running_worker(settings, [greeter(greet)]):
         response = await http.post("/v1/jobs", json=body)
         assert response.status_code == 202, response.text
         job = response.json()
@@ -245,8 +255,7 @@ async def test_the_same_idempotency_key_gives_the_same_job(api, tenant, greet):
 async def test_a_jobs_own_timeout_ends_its_attempt(api, settings, tenant):
     name = unique("sleepy")
     await publish_kinds(settings, greeting_kind(name, queue=settings.queue_name, tries=1))
-    pipeline = Pipeline(name, (Stage("greet", _sleep),), timeout=30, tries=1)
-    async with client(api.url, tenant[1]) as http, running_worker(settings, [pipeline]):
+    async with client(api.url, tenant[1]) as http, running_worker(settings, [sleeper(name)]):
         response = await http.post(
             "/v1/jobs", json={"kind": name, "input": {"name": "Ada"}, "timeout": 0.5, "max_tries": 1}
         )
@@ -259,8 +268,7 @@ async def test_a_jobs_own_timeout_ends_its_attempt(api, settings, tenant):
 async def test_a_batch_is_accepted_in_order_in_one_go(api, settings, tenant, greet):
     bodies = [{"kind": greet, "input": {"name": f"n{index}"}} for index in range(5)]
     bodies[2]["priority"] = "low"
-    pipeline = Pipeline(greet, (Stage("greet", _greet),), timeout=30)
-    async with client(api.url, tenant[1]) as http, running_worker(settings, [pipeline]):
+    async with client(api.url, tenant[1]) as http, running_worker(settings, [greeter(greet)]):
         response = await http.post("/v1/jobs/batch", json={"jobs": bodies})
         assert response.status_code == 202, response.text
         items = response.json()["items"]
@@ -309,12 +317,6 @@ async def test_the_openapi_document_describes_the_jobs_api(api):
     assert "post" in paths["/v1/jobs/batch"] and "get" in paths["/v1/kinds"]
 
 
-async def _greet_or_fail(run):
-    if run.payload["name"].startswith("fail"):
-        raise PermanentError("refused", type=run.payload["name"].removeprefix("fail-"))
-    return {}
-
-
 async def test_bulk_cancel_and_retry_walk_the_filter_in_chunks(api, settings, tenant, greet, monkeypatch):
     monkeypatch.setattr(bulk, "CHUNK", 2)  # the in-process API: five jobs make three chunks
     body = {"kind": greet, "input": {"name": "Ada"}}
@@ -334,8 +336,7 @@ async def test_bulk_cancel_and_retry_walk_the_filter_in_chunks(api, settings, te
         assert again.json() == {"matched": 0, "changed": 0}
         wrong = await http.post("/v1/jobs/retry", json={"status": "queued"})
         assert wrong.status_code == 422 and wrong.json()["field"] == "status"
-        pipeline = Pipeline(greet, (Stage("greet", _greet),), timeout=30)
-        async with running_worker(settings, [pipeline]):
+        async with running_worker(settings, [greeter(greet)]):
             retried = await http.post("/v1/jobs/retry", json={"kind": greet, "status": "cancelled"})
             assert retried.json() == {"matched": 5, "changed": 5}
             for job in ids:
@@ -344,9 +345,8 @@ async def test_bulk_cancel_and_retry_walk_the_filter_in_chunks(api, settings, te
 
 async def test_bulk_retry_picks_failed_jobs_by_error_type_and_age(api, settings, tenant, greet):
     names = ["fail-boom", "fail-boom", "fail-other", "Ada"]
-    pipeline = Pipeline(greet, (Stage("greet", _greet_or_fail),), timeout=30, tries=1)
     async with client(api.url, tenant[1]) as http:
-        async with running_worker(settings, [pipeline]):
+        async with running_worker(settings, [greeter(greet, tries=1)]):
             ids = [
                 (await http.post("/v1/jobs", json={"kind": greet, "input": {"name": name}})).json()["id"]
                 for name in names

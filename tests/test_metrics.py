@@ -12,7 +12,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from pipelines.pipeline import Pipeline, Stage
+from conveyor.kinds import Pipeline, Stage
 from service.errors import JobError
 from service.metrics import record_provider_call
 from testkit.files import multipart_file, text_pdf
@@ -22,7 +22,7 @@ from testkit.service import client, make_settings, running_worker, wait_for_job
 pytestmark = pytest.mark.integration
 
 
-async def _maybe_fail(run):
+async def _maybe_fail(run, input):
     if run.job["metadata"].get("fail"):
         raise JobError("this one was meant to fail", type="bad_input")
     return {}

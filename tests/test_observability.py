@@ -9,7 +9,7 @@ import pytest
 import sentry_sdk
 from pydantic import SecretStr
 
-from pipelines.pipeline import Pipeline, Stage
+from conveyor.kinds import Pipeline, Stage
 from service import tracing
 from testkit.files import multipart_file, text_pdf
 from testkit.service import ApiServer, client, new_tenant, running_worker, wait_for_job
@@ -21,11 +21,11 @@ CALLER_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 CALLER_TRACEPARENT = f"00-{CALLER_TRACE}-00f067aa0ba902b7-01"
 
 
-async def _ok(run):
+async def _ok(run, input):
     return {}
 
 
-async def _crash(run):
+async def _crash(run, input):
     raise RuntimeError("the stage fell over")
 
 
@@ -73,7 +73,7 @@ async def test_logs_carry_the_job_context(isolated, capfd):
 async def test_a_job_that_fails_for_good_is_logged_as_a_warning(isolated, capfd):
     settings = isolated(log_json=True, log_level="WARNING")
     _, key = await new_tenant(settings)
-    crashing = Pipeline("document", (Stage("store", _crash),), timeout=30)
+    crashing = Pipeline("document", (Stage("store", _crash),), timeout=30, tries=1)
     async with ApiServer(settings) as api, client(api.url, key) as http, running_worker(settings, [crashing]):
         job_id = await upload(http)
         assert (await wait_for_job(http, job_id))["status"] == "failed"
@@ -81,7 +81,7 @@ async def test_a_job_that_fails_for_good_is_logged_as_a_warning(isolated, capfd)
     failed = [line for line in lines if line.get("event") == "job failed" and line.get("job_id") == job_id]
     assert len(failed) == 1
     assert failed[0]["level"] == "warning" and failed[0]["kind"] == "document"
-    assert failed[0]["error_type"] == "internal_error"
+    assert failed[0]["error_type"] == "exception"
     cause = [line for line in lines if line.get("job_id") == job_id and "the stage fell over" in json.dumps(line)]
     assert cause, "the exception's own text stays in the logs (the job's error is written for the tenant)"
 
@@ -122,15 +122,15 @@ async def test_sentry_gets_crashes_with_job_and_tenant_tags(isolated, receiver):
     tenant_id, key = await new_tenant(settings)
     try:
         async with ApiServer(settings) as api, client(api.url, key) as http:
-            async with running_worker(settings, [Pipeline("document", (Stage("store", _crash),), timeout=30)]):
+            async with running_worker(settings, [Pipeline("document", (Stage("store", _crash),), timeout=30, tries=1)]):
                 job_id = await upload(http)
                 failed = await wait_for_job(http, job_id)
             # leaving the worker flushed its reports
     finally:
         sentry_sdk.init(dsn=None)
-    assert failed["status"] == "failed" and failed["error"]["type"] == "internal_error"
+    assert failed["status"] == "failed" and failed["error"]["type"] == "exception"
     events = [event for event in receiver.events() if event.get("tags", {}).get("job_id") == job_id]
-    assert len(events) == 1, receiver.sentry_items
+    assert len(events) == failed["attempts"], receiver.sentry_items  # one report a crash: each try crashed
     event = events[0]
     assert event["tags"]["tenant"] == str(tenant_id) and event["tags"]["kind"] == "document"
     assert event["exception"]["values"][-1]["type"] == "RuntimeError"

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 
 from arq.constants import in_progress_key_prefix
 
-from pipelines.pipeline import Pipeline, Stage
+from conveyor.kinds import Pipeline, Stage
 from service import monitoring, queue
 from service.errors import TransientError
 from testkit.files import multipart_file, text_pdf
@@ -29,7 +29,7 @@ async def _held_job(api, key: str, worker_settings) -> AsyncIterator[str]:
     """A job running until the block ends, then awaited to success."""
     started, release = asyncio.Event(), asyncio.Event()
 
-    async def hold(run):
+    async def hold(run, input):
         started.set()
         await release.wait()
         return {}
@@ -84,7 +84,7 @@ async def _absent(redis, name: str, job_id: str) -> bool:
 async def test_a_retried_job_is_due_after_its_backoff_not_its_park(api, settings, tenant):
     attempts = []
 
-    async def flaky(run):
+    async def flaky(run, input):
         attempts.append(time.monotonic())
         if len(attempts) == 1:
             await asyncio.sleep(0.5)  # long enough to be parked

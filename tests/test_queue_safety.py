@@ -5,7 +5,7 @@ import pickle
 
 import redis.asyncio as redis
 
-from pipelines.pipeline import Pipeline, Stage
+from conveyor.kinds import Pipeline, Stage
 from testkit.files import multipart_file, text_pdf
 from testkit.service import client, running_worker, until, wait_for_job
 
@@ -15,7 +15,7 @@ class Exploit:
         return (exec, ("import pathlib; pathlib.Path('/tmp/conveyor-pwned').write_text('x')",))
 
 
-async def _ok(run):
+async def _ok(run, input):
     return {"ok": True}
 
 

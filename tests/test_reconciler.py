@@ -4,12 +4,12 @@ import asyncio
 
 import redis.asyncio as redis
 
-from pipelines.pipeline import Pipeline, Stage
+from conveyor.kinds import Pipeline, Stage
 from testkit.files import multipart_file, text_pdf
 from testkit.service import client, running_worker, until, wait_for_job
 
 
-async def _count(run):
+async def _count(run, input):
     run.resources.settings.__dict__.setdefault("_runs", []).append(str(run.job_id))
     return {"ok": True}
 
@@ -51,11 +51,11 @@ async def test_dead_workers_job_resumes_elsewhere_from_its_checkpoint(api, setti
     calls = {"first": 0, "second": 0}
     hold = asyncio.Event()
 
-    async def first(run):
+    async def first(run, input):
         calls["first"] += 1
         return {"done": True}
 
-    async def second(run):
+    async def second(run, input):
         calls["second"] += 1
         if calls["second"] == 1:
             await hold.wait()  # the first worker hangs here until it "dies"

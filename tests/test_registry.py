@@ -4,14 +4,14 @@ import uuid
 
 import pytest
 
+from conveyor.kinds import Pipeline, Stage
 from pipelines import registry
-from pipelines.pipeline import Pipeline, Stage
 from pipelines.resources import Resources
 from service import jobs
 from service.config import load_settings
 
 
-async def _nothing(run) -> dict:
+async def _nothing(run, input) -> dict:
     return {}
 
 
@@ -25,7 +25,7 @@ def test_every_built_in_kind_is_registered_with_its_rules():
         "callback": 10,
         "export": 3,
     }
-    assert [pipeline.kind for pipeline in registry.pipelines(load_settings())] == list(specs)
+    assert [pipeline.name for pipeline in registry.pipelines(load_settings())] == list(specs)
 
 
 def test_settings_decide_what_the_deployment_owns():
@@ -37,7 +37,7 @@ def test_settings_decide_what_the_deployment_owns():
     )
     specs = registry.specs(settings)
     assert specs["video"].timeout == 42
-    [video] = [pipeline for pipeline in registry.pipelines(settings) if pipeline.kind == "video"]
+    [video] = [pipeline for pipeline in registry.pipelines(settings) if pipeline.name == "video"]
     assert video.timeout == 42  # what the worker's arq function and the runner enforce
     assert specs["notification"].tries == 13  # the first try and one per webhook retry delay
     assert specs["export"].queue == "conveyor:slow" and specs["document"].queue == "main"

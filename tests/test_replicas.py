@@ -14,7 +14,7 @@ import asyncpg
 import pytest
 from prometheus_client import REGISTRY
 
-from pipelines.pipeline import Pipeline, Stage
+from conveyor.kinds import Pipeline, Stage
 from service import consistency, ledger, queue
 from service.database import Database
 from service.replicas import parse_replica_url
@@ -203,7 +203,7 @@ async def test_each_replica_is_checked_not_any(settings, primary_url, cluster, t
         await redis.aclose()
 
 
-async def _quick(run):
+async def _quick(run, input):
     return {"bytes": await run.resources.storage.size(run.payload["input"]["key"])}
 
 

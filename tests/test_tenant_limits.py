@@ -7,7 +7,7 @@ import asyncio
 import pytest
 from redis.asyncio import Redis
 
-from pipelines.pipeline import Pipeline, Stage
+from conveyor.kinds import Pipeline, Stage
 from service import ledger
 from service.backlog import COUNT_TTL_MS, PREFIX, Backlog
 from service.database import Database
@@ -35,7 +35,7 @@ async def test_queued_job_quota_is_429_per_tenant(database_url, redis_server, tm
     assert originals == sorted([*accepted, unaffected.json()["id"]])  # the refused upload left nothing
 
 
-async def _brief(run):
+async def _brief(run, input):
     await asyncio.sleep(0.05)
     return {}
 

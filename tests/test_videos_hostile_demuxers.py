@@ -61,7 +61,7 @@ def beside_targets(targets: Targets, name: str, data: bytes) -> Path:
 
 
 def video_pipeline(settings):
-    [video] = [pipeline for pipeline in registry.pipelines(settings) if pipeline.kind == "video"]
+    [video] = [pipeline for pipeline in registry.pipelines(settings) if pipeline.name == "video"]
     return video
 
 

@@ -17,8 +17,8 @@ import pytest
 from PIL import Image
 from redis.asyncio import Redis
 
+from conveyor.kinds import Pipeline, Stage
 from pipelines import registry
-from pipelines.pipeline import Pipeline, Stage
 from pipelines.videos import measure
 from service import events
 from service.config import Settings
@@ -39,7 +39,7 @@ def worker_settings(settings, tmp_path):
 
 def video_pipeline(settings) -> Pipeline:
     """The video pipeline as the worker builds it from its settings."""
-    [video] = [pipeline for pipeline in registry.pipelines(settings) if pipeline.kind == "video"]
+    [video] = [pipeline for pipeline in registry.pipelines(settings) if pipeline.name == "video"]
     return video
 
 
@@ -232,7 +232,7 @@ async def _wait_for_ffmpeg(http: httpx.AsyncClient, job_id: str) -> None:
 
 
 def quick_document_pipeline() -> Pipeline:
-    async def read_size(run) -> dict:
+    async def read_size(run, input) -> dict:
         return {"bytes": await run.resources.storage.size(run.payload["input"]["key"])}
 
     return Pipeline("document", (Stage("store", read_size),), timeout=30)

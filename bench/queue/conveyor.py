@@ -13,8 +13,8 @@ import sys
 import tempfile
 from typing import Any
 
+from conveyor.kinds import Pipeline, Stage
 from pipelines import lifecycle
-from pipelines.pipeline import Pipeline, Stage
 from service import ledger, queue
 from service.backlog import Backlog
 from service.config import Settings, load_settings
@@ -96,7 +96,7 @@ class ConveyorRunner(Runner):
 
 
 def bench_pipeline(recorder: AsyncRecorder | None) -> Pipeline:
-    async def run(job) -> dict:
+    async def run(job, input) -> dict:
         await perform(recorder, *job.payload["args"])
         return {}
 

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
+from conveyor.kinds import Pipeline, Stage
 from pipelines.analytics.aggregate import day_start
-from pipelines.pipeline import Pipeline, Stage
 from pipelines.runner import JobRun
 from service.storage import tenant_prefix
 
@@ -86,7 +86,7 @@ def bounds(dataset: Dataset, payload: dict) -> tuple[Any, Any]:
     return day_start(first_day), day_start(last_day + timedelta(days=1))
 
 
-async def write_csv(run: JobRun) -> dict:
+async def write_csv(run: JobRun, input: dict) -> dict:
     payload = run.payload
     dataset = DATASETS[payload["dataset"]]
     key = export_key(run.job["tenant_id"], run.job_id)
@@ -119,4 +119,11 @@ async def write_csv(run: JobRun) -> dict:
     return {"rows": count, "bytes": size, "key": key, "name": name, "content_type": CONTENT_TYPE}
 
 
-EXPORT_PIPELINE = Pipeline(KIND, (Stage("export", write_csv),), timeout=1800.0, tries=3)
+EXPORT_PIPELINE = Pipeline(
+    KIND,
+    (Stage("export", write_csv),),
+    timeout=1800.0,
+    tries=3,
+    description="Write a tenant's analytics (events or daily counts) for a date range as CSV.",
+    endpoint="/v1/exports",
+)

@@ -26,13 +26,14 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
+from conveyor.kinds import Pipeline, Stage
+from conveyor.outcomes import Skip
 from pipelines.documents import table
 from pipelines.documents.extract import ResumeFields, extract_document
 from pipelines.documents.ocr.textract import request_token_for
 from pipelines.documents.pages import DocumentPages, PageLimits
 from pipelines.documents.text import document_text, page_limited, store_text, text_result
 from pipelines.documents.tools import DocumentTools
-from pipelines.pipeline import Pipeline, Skip, Stage
 from service.errors import PermanentError
 from service.file_modes import private_opener
 from service.storage import ObjectNotFound, S3Storage
@@ -115,7 +116,7 @@ async def workspace(run: JobRun) -> AsyncIterator[DocumentWorkspace]:
 # -- the stages -----------------------------------------------------------------------------
 
 
-async def store(run: JobRun) -> dict:
+async def store(run: JobRun, input: dict) -> dict:
     expected = run.payload["input"]
     limit = run.settings.max_document_bytes
     if expected["size"] > limit:
@@ -127,7 +128,7 @@ async def store(run: JobRun) -> dict:
     return original
 
 
-async def read_text(run: JobRun) -> dict:
+async def read_text(run: JobRun, input: dict) -> dict:
     document = await run.workspace.pages()
     return {
         "content_type": document.mime,
@@ -137,7 +138,7 @@ async def read_text(run: JobRun) -> dict:
     }
 
 
-async def ocr(run: JobRun) -> dict:
+async def ocr(run: JobRun, input: dict) -> dict:
     numbers = run.outputs["text"]["ocr_pages"]
     if not numbers:
         raise Skip("every page has a text layer")
@@ -180,19 +181,19 @@ async def _textract(run: JobRun, numbers: list[int]) -> tuple[list[str], list[st
         bucket, key = storage.location(run.payload["input"]["key"])
         textract_job = await textract.start(bucket, key, request_token_for(str(run.job_id), generation))
         deadline = time.time() + run.settings.textract_poll_deadline
-        await run.checkpoint({"textract_run": generation, "textract_job_id": textract_job, "deadline": deadline})
+        await run.save({"textract_run": generation, "textract_job_id": textract_job, "deadline": deadline})
     else:
         deadline = saved["deadline"]
     try:
         result = await textract.collect(textract_job, deadline=deadline)
     except PermanentError as exc:
         if exc.type in TEXTRACT_RESTART_ERRORS:  # a retry of the job must start a new Textract job
-            await run.checkpoint({"textract_run": generation + 1})
+            await run.save({"textract_run": generation + 1})
         raise
     return [result.pages[number - 1] if number <= len(result.pages) else "" for number in numbers], result.warnings
 
 
-async def extract(run: JobRun) -> dict:
+async def extract(run: JobRun, input: dict) -> dict:
     text = document_text(run.outputs, run.settings).text
     if not text.strip():
         raise Skip("the document has no text")
@@ -200,7 +201,7 @@ async def extract(run: JobRun) -> dict:
     return extraction.result()
 
 
-async def persist(run: JobRun) -> dict:
+async def persist(run: JobRun, input: dict) -> dict:
     """The text where it is read whole (table and file); the part of the result it makes."""
     document = document_text(run.outputs, run.settings)
     text_file = await store_text(run, document.text)
@@ -244,4 +245,6 @@ DOCUMENT_PIPELINE = Pipeline(
     shared=DocumentTools.open,
     result=document_result,
     workspace=workspace,
+    description="Read a PDF or an image: its text (OCR'd where there is no text layer), pages and fields.",
+    endpoint="/v1/documents",
 )

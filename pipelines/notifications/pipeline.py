@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from pipelines.pipeline import Pipeline, Stage
+from conveyor.kinds import Pipeline, Stage
 from service import callbacks
 from service.config import Settings
 from service.errors import DependencyUnavailable, JobError, PermanentError, TransientError
@@ -161,7 +161,7 @@ def _all_failed(errors: list[JobError]) -> PermanentError:
     )
 
 
-async def notify(run: JobRun) -> dict:
+async def notify(run: JobRun, input: dict) -> dict:
     """The `deliver` stage of a notification: every recipient, concurrently, once."""
     channel, recipients = run.payload["channel"], run.payload["to"]
     send = await _sender(run, channel)
@@ -210,7 +210,7 @@ async def notify(run: JobRun) -> dict:
     }
 
 
-async def call_back(run: JobRun) -> dict:
+async def call_back(run: JobRun, input: dict) -> dict:
     """The `deliver` stage of a callback: one signed POST to the job's callback_url.
 
     `webhook-id` is the callback job's id, the same on every retry; the body is the
@@ -240,5 +240,14 @@ NOTIFICATION_PIPELINE = Pipeline(
     (Stage("deliver", notify),),
     timeout=NOTIFICATION_TIMEOUT,
     tries=notification_tries,
+    description="Send an email, SMS, push or signed webhook from a template to one recipient or many.",
+    endpoint="/v1/notifications",
 )
-CALLBACK_PIPELINE = Pipeline(callbacks.KIND, (Stage("deliver", call_back),), timeout=CALLBACK_TIMEOUT, tries=10)
+CALLBACK_PIPELINE = Pipeline(
+    callbacks.KIND,
+    (Stage("deliver", call_back),),
+    timeout=CALLBACK_TIMEOUT,
+    tries=10,
+    description="Deliver the signed callback of a job that ended to its callback_url.",
+    endpoint="callback_url",  # made by the service when a job with a callback_url ends
+)

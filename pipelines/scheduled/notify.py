@@ -39,7 +39,7 @@ async def create_notification(
 ) -> asyncpg.Record:
     """A notification job, with the same tries and queue as one the API creates."""
     job = jobs.new_job(
-        kinds[NOTIFICATION_PIPELINE.kind],
+        kinds[NOTIFICATION_PIPELINE.name],
         tenant_id,
         metadata=metadata,
         payload={"channel": channel, "to": to, "template": template, "data": data},

@@ -20,7 +20,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pipelines.pipeline import Pipeline, Stage
+from conveyor.kinds import Pipeline, Stage
 from pipelines.videos.plan import (
     DEFAULT_RENDITIONS,
     Output,
@@ -64,7 +64,7 @@ async def fetch_source(run: JobRun) -> Path:
 # -- probe --------------------------------------------------------------------------------
 
 
-async def probe_stage(run: JobRun) -> dict:
+async def probe_stage(run: JobRun, input: dict) -> dict:
     source = await fetch_source(run)
     info = await probe(source, run.payload["input"].get("content_type"))
     check_limits(info, run.settings)
@@ -104,7 +104,7 @@ def plan_from_json(data: dict) -> RenditionPlan:
 # -- transcode ----------------------------------------------------------------------------
 
 
-async def transcode_stage(run: JobRun) -> dict:
+async def transcode_stage(run: JobRun, input: dict) -> dict:
     plan = plan_from_json(run.outputs["probe"]["plan"])
     finished: dict[str, dict] = dict((run.saved or {}).get("outputs", {}))
     if all(output.name in finished for output in plan.outputs):
@@ -118,7 +118,7 @@ async def transcode_stage(run: JobRun) -> dict:
         entry = await store_output(run, output, path)
         async with lock:  # checkpoints are whole dicts: never let an older one land last
             finished[output.name] = entry
-            await run.checkpoint({"outputs": dict(finished)})
+            await run.save({"outputs": dict(finished)})
 
     await transcode_all(
         source, plan, out_dir,
@@ -180,4 +180,6 @@ VIDEO_PIPELINE = Pipeline(
     tries=3,
     shared=lambda settings, _redis: transcode_slots(settings),  # the host's ffmpeg slots, for every video job
     result=video_result,
+    description="Transcode a video to the renditions asked for (H.264/AAC MP4) and take a thumbnail.",
+    endpoint="/v1/videos",
 )

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 
@@ -114,21 +114,16 @@ def list_jobs(
     json_output: Json = False,
 ) -> None:
     """List your jobs, newest first."""
-    from service.cli.api import Api
+    from service.cli.api import connect
 
-    params = {
-        name: value
-        for name, value in {"kind": kind, "status": status, "limit": limit, "cursor": cursor}.items()
-        if value is not None
-    }
-    with Api(url, key) as api:
-        page = api.call("GET", "/v1/jobs", params=params).json()
+    with connect(url, key) as api:
+        page = api.jobs(kind=kind, status=status, limit=limit, cursor=cursor)
     if json_output:
-        emit_json(page)
+        emit_json(page.to_dict())
         return
-    stdout().print(jobs_table(page["items"]))
-    if page.get("next_cursor"):
-        stderr().print(f"more: --cursor {page['next_cursor']}")
+    stdout().print(jobs_table([job.to_dict() for job in page.items]))
+    if page.next_cursor:
+        stderr().print(f"more: --cursor {page.next_cursor}")
 
 
 @app.command()
@@ -137,25 +132,26 @@ def show(
     job_id: JobId, full: Full = False, url: ApiUrl = DEFAULT_URL, key: ApiKey = None, json_output: Json = False
 ) -> None:
     """Show one job: status, stages, error or result (long texts cut short unless --full)."""
-    from service.cli.api import Api
+    from service.cli.api import connect, job_id_of
 
-    with Api(url, key) as api:
-        job = api.job(api.job_id(job_id)).json()
+    with connect(url, key) as api:
+        job = api.get(job_id_of(api, job_id)).to_dict()
     if json_output:
         emit_json(job)
     else:
         _show_job(job, full)
 
 
-def _steer(action: str, job_id: str, url: str, key: str | None, json_output: bool) -> None:
-    from service.cli.api import Api
+def _steer(action: Literal["cancel", "retry"], job_id: str, url: str, key: str | None, json_output: bool) -> None:
+    from service.cli.api import connect, job_id_of
 
-    with Api(url, key) as api:
-        job = api.call("POST", f"/v1/jobs/{api.job_id(job_id)}/{action}").json()
+    with connect(url, key) as api:
+        steer = api.cancel if action == "cancel" else api.retry
+        job = steer(job_id_of(api, job_id))
     if json_output:
-        emit_json(job)
+        emit_json(job.to_dict())
     else:
-        typer.echo(f"{job['id']} {job['status']}")
+        typer.echo(f"{job.id} {job.status}")
 
 
 MaybeJobId = Annotated[
@@ -170,9 +166,11 @@ Before = Annotated[str | None, typer.Option("--created-before", help="Created be
 DryRun = Annotated[bool, typer.Option("--dry-run", help="Count the jobs the filter matches, change none.")]
 
 
-def _steer_one_or_many(action: str, job_id: str | None, where: dict, dry_run: bool, url, key, json_output) -> None:
+def _steer_one_or_many(
+    action: Literal["cancel", "retry"], job_id: str | None, where: dict, dry_run: bool, url, key, json_output
+) -> None:
     """One job by its id, or every job `where` matches (`POST /v1/jobs/{action}`)."""
-    from service.cli.api import Api
+    from service.cli.api import connect
 
     filters = {name: value for name, value in where.items() if value is not None}
     if job_id is not None:
@@ -182,15 +180,16 @@ def _steer_one_or_many(action: str, job_id: str | None, where: dict, dry_run: bo
         return
     if not filters:
         raise CliError(f"give a job id, or filter options (--kind, --status, …) to {action} many")
-    with Api(url, key) as api:
-        counts = api.call("POST", f"/v1/jobs/{action}", json={**filters, "dry_run": dry_run}).json()
+    with connect(url, key) as api:
+        steer = api.cancel_jobs if action == "cancel" else api.retry_jobs
+        counts = steer(**filters, dry_run=dry_run)
     done = {"retry": "retried", "cancel": "cancelled"}[action]
     if json_output:
-        emit_json(counts)
+        emit_json({"matched": counts.matched, "changed": counts.changed})
     elif dry_run:
-        typer.echo(f"{counts['matched']} jobs would be {done}")
+        typer.echo(f"{counts.matched} jobs would be {done}")
     else:
-        typer.echo(f"{counts['matched']} matched, {counts['changed']} {done}")
+        typer.echo(f"{counts.matched} matched, {counts.changed} {done}")
 
 
 @app.command()

@@ -85,6 +85,7 @@ def _loaded(module: str, name: str) -> type | None:
 
 #: The failures a user can meet, beyond CliError, OSError and TimeoutError: (module, class).
 EXPECTED = (
+    ("conveyor.client", "ApiError"),
     ("httpx", "TransportError"),
     ("asyncpg", "PostgresError"),
     ("asyncpg", "InterfaceError"),

@@ -19,9 +19,9 @@ from collections.abc import Callable, Iterator, Sequence
 import uvicorn
 from arq.worker import Worker
 
+from conveyor.kinds import Pipeline
 from pipelines import lifecycle
 from pipelines.dispatch import Dispatcher
-from pipelines.pipeline import Pipeline
 from service import monitoring
 from service.app import create_app
 from service.cli.output import CliError, stderr

@@ -49,7 +49,7 @@ def stats(
     json_output: Json = False,
 ) -> None:
     """Show your analytics events counted per UTC day and type."""
-    from service.cli.api import Api
+    from service.cli.api import connect
 
     params = {
         name: value
@@ -60,8 +60,8 @@ def stats(
         }.items()
         if value
     }
-    with Api(url, key) as api:
-        body = api.call("GET", "/v1/stats", params=params).json()
+    with connect(url, key) as api:
+        body = api.request("GET", "/v1/stats", params=params)
     if json_output:
         emit_json(body)
         return

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from service.cli.options import DEFAULT_URL, ApiKey, ApiUrl, Json
-from service.cli.output import FAILED, CliError, emit_json, guarded, stderr
+from service.cli.output import FAILED, TIMED_OUT, CliError, emit_json, guarded, stderr
 
 EXAMPLES = """Examples:
 
@@ -23,29 +23,14 @@ Exit status with --wait: 0 if the job succeeded, 1 if it failed or was cancelled
 (the error is printed), 124 if --timeout passed first."""
 
 
-def endpoint_for(path: Path) -> tuple[str, str]:
-    """(API path, MIME type) for the file, judged from its first bytes as the API does."""
-    from service.sniffing import DOCUMENT_TYPES, SNIFF_BYTES, VIDEO_TYPES, sniff
-
-    with path.open("rb") as file:
-        content_type = sniff(file.read(SNIFF_BYTES))
-    if content_type in DOCUMENT_TYPES:
-        return "/v1/documents", content_type
-    if content_type in VIDEO_TYPES:
-        return "/v1/videos", content_type
-    raise CliError(f"{path} is not a PDF, PNG, JPEG, TIFF, MP4, MOV, WebM or MKV file", code=2)
-
-
-def _json_object(text: str | None) -> str | None:
-    if text is None:
-        return None
+def _json_object(text: str) -> dict:
     try:
         value = json.loads(text)
     except ValueError as exc:
         raise CliError(f"--metadata is not JSON: {exc}", code=2) from None
     if not isinstance(value, dict):
         raise CliError("--metadata must be a JSON object", code=2)
-    return text
+    return value
 
 
 def submit(
@@ -66,38 +51,48 @@ def submit(
 
     The file is streamed from disk, never read into memory.
     """
-    from service.cli.api import Api
-    from service.cli.progress import CountingFile, job_bar, upload_bar
+    from conveyor.client import UnsupportedFile
+    from conveyor.client.calls import UploadOptions
+    from conveyor.client.content import VIDEOS, upload_target
+    from service.cli.api import connect
+    from service.cli.progress import job_bar, upload_bar
 
-    path, content_type = endpoint_for(file)
-    fields = {"metadata": _json_object(metadata), "callback_url": callback_url}
+    options: UploadOptions = {}
+    if metadata is not None:
+        options["metadata"] = _json_object(metadata)
+    if callback_url is not None:
+        options["callback_url"] = callback_url
+    if idempotency_key is not None:
+        options["idempotency_key"] = idempotency_key
     if renditions is not None:
-        if path != "/v1/videos":
+        target = upload_target(file)
+        if target is not None and target[0] != VIDEOS:
             raise CliError("--renditions applies to videos only", code=2)
-        fields["renditions"] = renditions
-    headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
-    with Api(url, key) as api:
-        with upload_bar(file.stat().st_size) as advance, CountingFile(str(file), advance) as body:
-            job = api.call(
-                "POST",
-                path,
-                headers=headers,
-                files={"file": (file.name, body, content_type)},
-                data={name: value for name, value in fields.items() if value is not None},
-            ).json()
+        options["renditions"] = renditions
+    with connect(url, key) as api:
+        try:
+            with upload_bar(file.stat().st_size) as advance:
+                options["progress"] = advance
+                job = api.upload(file, **options)
+        except UnsupportedFile as exc:
+            raise CliError(str(exc), code=2) from None
         if not json_output:
-            typer.echo(job["id"])
+            typer.echo(job.id)
         if wait:
             with job_bar(job) as show:
-                job = api.follow(job, show, timeout=timeout)
+                try:
+                    for state in api.follow(job, timeout=timeout):
+                        show(state)
+                        job = state
+                except TimeoutError as exc:
+                    raise CliError(str(exc), code=TIMED_OUT) from None
         if json_output:
-            emit_json(job)
-    if wait and job["status"] != "succeeded":
-        error = job.get("error") or {}
-        detail = f": {error.get('type')}: {error.get('message')}" if error else ""
-        raise CliError(f"job {job['id']} {job['status']}{detail}", code=FAILED)
+            emit_json(job.to_dict())
+    if wait and not job.succeeded:
+        detail = f": {job.error.type}: {job.error.message}" if job.error else ""
+        raise CliError(f"job {job.id} {job.status}{detail}", code=FAILED)
     if wait:
-        stderr().print(f"job {job['id']} succeeded")
+        stderr().print(f"job {job.id} succeeded")
 
 
 command = guarded(submit)

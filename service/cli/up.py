@@ -78,7 +78,7 @@ def up(
     It checks PostgreSQL, Redis, storage (stopping if one does not answer) and the tools
     jobs run (ffmpeg, ffprobe, tesseract: reported if missing) before it says it is up.
     """
-    from pipelines.registry import pipelines
+    from pipelines.registry import KindsNotLoaded, pipelines
     from pipelines.system_tools import probe_tools
     from service.cli.banner import announce
     from service.cli.local import api_key, local_settings
@@ -95,6 +95,10 @@ def up(
         with sigterm_as_interrupt():
             environment = load_settings()
             settings = local_settings(embedded_settings(environment, servers), servers.data_dir, host=host)
+            try:
+                kinds = pipelines(settings)  # the built-in kinds and those of CONVEYOR_KINDS
+            except KindsNotLoaded as exc:
+                raise CliError(str(exc)) from None
             asyncio.run(check_dependencies(settings, environment.model_fields_set))
             upgrade(settings.database_url)
             key = asyncio.run(api_key(settings.database_url, servers.data_dir, new=new_key))
@@ -102,7 +106,7 @@ def up(
             asyncio.run(
                 run_together(
                     settings,
-                    pipelines(settings),
+                    kinds,
                     host=host,
                     port=port,
                     on_ready=lambda: announce(settings, url, key, servers.data_dir),

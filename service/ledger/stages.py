@@ -19,7 +19,8 @@ async def claim_many(
     make sure its stage rows exist; one statement, so atomic without a transaction. A
     first attempt also starts its first stage (what `start_stage` would write next).
 
-    Jobs missing from the answer have nothing to run: unknown, finished or cancelled.
+    Jobs missing from the answer have nothing to run: unknown, finished or cancelled. Each
+    row also carries its tenant's name (`tenant`), which the job's stages are shown.
     """
     rows = await conn.fetch(
         f"""
@@ -28,7 +29,7 @@ async def claim_many(
                             started_at = coalesce(started_at, now()), updated_at = now(),
                             stage = CASE WHEN attempts = 0 THEN ($3::text[])[1] ELSE stage END
             WHERE id = ANY($1::uuid[]) AND status IN ('queued', 'running') AND NOT cancel_requested
-            RETURNING {JOB_COLUMNS}
+            RETURNING {JOB_COLUMNS}, (SELECT name FROM tenants WHERE tenants.id = jobs.tenant_id) AS tenant
         ), stages AS (
             INSERT INTO job_stages (job_id, name, position, status, attempt, started_at)
             SELECT claimed.id, s.name, s.position - 1,
