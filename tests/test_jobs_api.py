@@ -14,6 +14,7 @@ import redis.asyncio as redis
 from pydantic import BaseModel, Field
 
 import conveyor
+from conveyor.client import ApiError, AsyncClient
 from service import ledger, queue
 from service.database import Database
 from service.routes import bulk
@@ -400,3 +401,19 @@ async def test_a_republished_schema_is_used_within_seconds(api, settings, tenant
             return response.status_code == 422 and response.json()["field"] == "input.times"
 
         await until(refused)
+
+
+async def test_the_python_client_speaks_the_jobs_api(api, settings, tenant, greet):
+    async with AsyncClient(api.url, tenant[1]) as conveyor_api:
+        [kind] = [kind for kind in await conveyor_api.kinds() if kind.kind == greet]
+        assert kind.stages == ["greet"] and kind.input_schema == Greeting.model_json_schema()
+        one = await conveyor_api.submit(greet, {"name": "Ada"}, priority="high", metadata={"order": 7})
+        many = await conveyor_api.submit_many([{"kind": greet, "input": {"name": name}} for name in ("Bob", "Cy")])
+        assert one.kind == greet and one.metadata == {"order": 7} and len(many) == 2
+        with pytest.raises(ApiError) as refused:
+            await conveyor_api.submit(greet, {"times": 0})
+        assert refused.value.status == 422 and "input.name" in refused.value.detail
+        counted = await conveyor_api.cancel_jobs(kind=greet, dry_run=True)
+        assert (counted.matched, counted.changed) == (3, 0)
+        cancelled = await conveyor_api.cancel_jobs(kind=greet)
+        assert (cancelled.matched, cancelled.changed) == (3, 3)
