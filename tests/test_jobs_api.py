@@ -417,3 +417,15 @@ async def test_the_python_client_speaks_the_jobs_api(api, settings, tenant, gree
         assert (counted.matched, counted.changed) == (3, 0)
         cancelled = await conveyor_api.cancel_jobs(kind=greet)
         assert (cancelled.matched, cancelled.changed) == (3, 3)
+
+
+async def test_a_jobs_own_max_tries_ends_it_sooner_than_its_kinds(api, settings, tenant, greet):
+    @conveyor.job(greet, input=Greeting, timeout=30, tries=5)
+    async def greet_badly(ctx: conveyor.Context, input: Greeting) -> dict:
+        raise RuntimeError("always")
+
+    async with client(api.url, tenant[1]) as http, running_worker(settings, [greet_badly]):
+        response = await http.post("/v1/jobs", json={"kind": greet, "input": {"name": "Ada"}, "max_tries": 1})
+        assert response.status_code == 202, response.text
+        done = await wait_for_job(http, response.json()["id"])
+    assert (done["status"], done["attempts"]) == ("failed", 1)
