@@ -117,9 +117,10 @@ class Pipeline:
         return self.input.model_json_schema() if self.input is not None else dict(ANY_OBJECT)
 
     def parse_input(self, payload: Any) -> Any:
-        """The stages' `input`: the payload parsed with the kind's model (pydantic's
+        """The stages' `input`: the payload parsed with the kind's model as the JSON it was
+        sent as (so a strict model takes ISO dates as the API did; pydantic's
         ValidationError if it does not fit), or the payload itself."""
-        return self.input.model_validate(payload) if self.input is not None else payload
+        return self.input.model_validate_json(json.dumps(payload)) if self.input is not None else payload
 
     def description_of(self, settings: Settings) -> dict[str, Any]:
         """What workers publish to the ledger for the API; `version` names this exact text."""

@@ -22,6 +22,7 @@ from conveyor.kinds import Pipeline
 from pipelines import registry
 from pipelines.dispatch import Dispatcher
 from pipelines.maintenance import liveness
+from pipelines.maintenance.listener import Listener
 from pipelines.maintenance.reconciler import reconcile_forever
 from pipelines.notifications.channels import RATES_PREFIX, configured_rates
 from pipelines.notifications.ssrf import guarded_client
@@ -115,7 +116,8 @@ def hooks(
     kinds of `pipelines`. The reconciler runs beside the jobs, not as a cron job: a cron
     job waits in the queue behind every due job, so a backlog, or jobs still held by dead
     workers, would starve the very thing that frees them. At shutdown running jobs get
-    `grace` seconds (`WORKER_SHUTDOWN_GRACE`) before they are handed back to the queue."""
+    `grace` seconds (`WORKER_SHUTDOWN_GRACE`) before they are handed back to the queue.
+    Every worker listens for jobs enqueued inside apps' transactions (`Listener`)."""
     pipelines = tuple(pipeline.configured(settings) for pipeline in pipelines)
     kinds = frozenset(pipeline.name for pipeline in pipelines)
     runnable = [*functions(pipelines), *(cron_jobs(settings) if scheduler else ())]
@@ -129,6 +131,7 @@ def hooks(
         ctx["background"] = [
             asyncio.create_task(liveness.heartbeat_forever(resources)),
             asyncio.create_task(liveness.listen_for_cancels(resources)),
+            asyncio.create_task(Listener(resources).listen_forever()),
         ]
         if scheduler:
             ctx["background"].append(asyncio.create_task(reconcile_forever(resources, kinds)))

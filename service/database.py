@@ -18,6 +18,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import structlog
+from asyncpg.connect_utils import SessionAttribute
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
@@ -27,6 +28,7 @@ from service.errors import DependencyUnavailable
 from service.metrics import DB_READ_FALLBACKS, DB_READS
 from service.pools import (
     CONNECTION_ERRORS,
+    UNUSABLE,
     SessionUnavailable,
     as_connection,
     close_pool,
@@ -87,6 +89,22 @@ class Database:
             return await create_pool(s.database_url, s.primary_pool)
         except CONNECTION_ERRORS as exc:
             raise DependencyUnavailable("database", f"{self.address.name}: {exc}") from exc
+
+    async def dedicated(self, application_name: str) -> asyncpg.Connection:
+        """A connection of its own to the primary, outside the pool, for session state a
+        pooled connection must not keep (LISTEN). With several hosts in DATABASE_URL it is
+        the one that is primary now: after a failover, the promoted one."""
+        s = self.settings
+        try:
+            return await asyncpg.connect(
+                s.database_url,
+                timeout=s.db_connect_timeout,
+                command_timeout=s.db_statement_timeout,
+                target_session_attrs=SessionAttribute.primary,
+                server_settings={"application_name": application_name},
+            )
+        except UNUSABLE as exc:
+            raise DependencyUnavailable("database", f"{self.address.name}: {type(exc).__name__}") from exc
 
     async def close(self) -> None:
         await self.replicas.close()

@@ -39,9 +39,14 @@ class JobError(ConveyorError):
 
 
 class PermanentError(JobError):
-    """Bad input or a refusal that retrying cannot fix (corrupt file, invalid recipient)."""
+    """Bad input or a refusal that retrying cannot fix (corrupt file, invalid recipient);
+    `field` names the part of a request it judges (`to[2]`), when it judges one."""
 
     type = "invalid_input"
+
+    def __init__(self, message: str, *, type: str | None = None, field: str | None = None) -> None:
+        super().__init__(message, type=type)
+        self.field = field
 
 
 class TransientError(JobError):

@@ -10,7 +10,7 @@ and `new_job` reads tries and queue from it and nowhere else.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -79,11 +79,24 @@ async def create(conn: asyncpg.Connection, job: ledger.NewJob, *, once: bool = F
 async def enqueue(redis, job: asyncpg.Record) -> None:
     """Hand a recorded job to arq once its transaction committed; if Redis is down the
     reconciler does it later (the ledger, not Redis, says the job exists)."""
-    await queue.enqueue(
+    await enqueue_many(redis, [job])
+
+
+async def enqueue_many(redis, jobs: Sequence[asyncpg.Record]) -> bool:
+    """`enqueue` for several recorded jobs in one round trip to Redis; False if Redis was
+    unreachable (the reconciler hands them over later). Handing over a job arq already
+    holds does nothing (arq's job id is the ledger id): several processes may hand over
+    the same job and it still runs once."""
+    return await queue.enqueue_many(
         redis,
-        job_id=str(job["id"]),
-        kind=job["kind"],
-        queue=job["queue"],
-        priority=job["priority"],
-        run_at=job["run_at"],
+        [
+            {
+                "job_id": str(job["id"]),
+                "kind": job["kind"],
+                "queue": job["queue"],
+                "priority": job["priority"],
+                "run_at": job["run_at"],
+            }
+            for job in jobs
+        ],
     )

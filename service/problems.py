@@ -90,7 +90,7 @@ async def handle_unavailable(request: Request, exc: Exception) -> JSONResponse:
 
 async def handle_refusal(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, PermanentError)
-    return problem_response(request, refusal(exc))
+    return problem_response(request, refusal(exc, exc.field))
 
 
 async def handle_transient(request: Request, exc: Exception) -> JSONResponse:

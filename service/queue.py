@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -174,7 +174,14 @@ async def enqueue(redis: ArqRedis, **job) -> bool:
     """Put a ledger job on its arq queue (`handoff`'s arguments). False if Redis is
     unreachable: the job stays `queued` in the ledger and the reconciler enqueues it once
     Redis is back."""
-    return (await _enqueue_many(redis.register_script(ENQUEUE), [handoff(**job)]))[0]
+    return await enqueue_many(redis, [job])
+
+
+async def enqueue_many(redis: ArqRedis, jobs: Sequence[Mapping[str, Any]]) -> bool:
+    """`enqueue` for several jobs (each `handoff`'s arguments) in one round trip."""
+    if not jobs:
+        return True
+    return all(await _enqueue_many(redis.register_script(ENQUEUE), [handoff(**job) for job in jobs]))
 
 
 class Enqueuer:

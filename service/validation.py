@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -12,6 +11,7 @@ from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Valid
 from starlette.requests import Request
 
 from service.errors import PermanentError
+from service.moments import utc_moment
 from service.problems import Problem, refusal
 
 MAX_REPORTED_ERRORS = 20
@@ -40,15 +40,6 @@ def invalid(field: str, detail: str) -> Problem:
 def refused(field: str, error: PermanentError) -> Problem:
     """A 422 on `field` carrying a pipeline's own error (`invalid-url`, `destination-refused`, …)."""
     return refusal(error, field)
-
-
-def utc_moment(moment: datetime) -> datetime:
-    """An aware datetime in UTC; a ValueError (so a 422) when UTC has no such date, as
-    year 1 at +14:00 or year 9999 at -14:00, which Python and the database cannot hold."""
-    try:
-        return moment.astimezone(UTC)
-    except OverflowError:
-        raise ValueError("outside the years 1 to 9999 once converted to UTC") from None
 
 
 #: A date-time field of a JSON body: ISO 8601 with an offset, representable in UTC.

@@ -168,6 +168,11 @@ class StreamingReplica:
     def stop_replica(self) -> None:
         self.replica.stop()
 
+    def fail_over(self) -> None:
+        """The primary dies (an immediate stop) and the standby is promoted in its place."""
+        self.primary.stop()
+        _as_postgres(BIN / "pg_ctl", "-D", self.replica.dir, "-w", "-t", "60", "promote")
+
     def start_replica(self) -> None:
         self.replica.start()
 

@@ -17,7 +17,10 @@ import io
 import json
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
 
 from conveyor.kinds import Pipeline, Stage
 from pipelines.analytics.aggregate import day_start
@@ -27,6 +30,36 @@ from service.storage import tenant_prefix
 KIND = "export"
 FLUSH_ROWS = 2000
 CONTENT_TYPE = "text/csv; charset=utf-8"
+MAX_RANGE_DAYS = 366
+
+
+def range_error(first_day: date, last_day: date) -> str | None:
+    """Why whole UTC days `from`..`to` (both included) are not a range we serve, if they are not."""
+    if last_day < first_day:
+        return "to must not be before from"
+    if (last_day - first_day).days >= MAX_RANGE_DAYS:
+        return f"the range may span at most {MAX_RANGE_DAYS} days"
+    return None
+
+
+class ExportInput(BaseModel):
+    """What to export: a dataset over whole UTC days `from`..`to`, both included."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    dataset: Literal["events", "stats", "jobs"]
+    first_day: date = Field(alias="from")
+    last_day: date = Field(alias="to")
+
+    @field_validator("last_day")
+    @classmethod
+    def _served_range(cls, last_day: date, info: ValidationInfo) -> date:
+        first_day = info.data.get("first_day")
+        if first_day is not None and (error := range_error(first_day, last_day)):
+            raise PydanticCustomError("export_range", error)
+        if last_day == date.max:  # the export runs to the end of `to`, which is in year 10000
+            raise PydanticCustomError("export_range", f"must be before {date.max.isoformat()}")
+        return last_day
 
 
 @dataclass(frozen=True)
@@ -79,16 +112,14 @@ def cell(value: Any) -> Any:
     return value
 
 
-def bounds(dataset: Dataset, payload: dict) -> tuple[Any, Any]:
-    first_day, last_day = date.fromisoformat(payload["from"]), date.fromisoformat(payload["to"])
+def bounds(dataset: Dataset, export: ExportInput) -> tuple[Any, Any]:
     if dataset.by_day:
-        return first_day, last_day
-    return day_start(first_day), day_start(last_day + timedelta(days=1))
+        return export.first_day, export.last_day
+    return day_start(export.first_day), day_start(export.last_day + timedelta(days=1))
 
 
-async def write_csv(run: JobRun, input: dict) -> dict:
-    payload = run.payload
-    dataset = DATASETS[payload["dataset"]]
+async def write_csv(run: JobRun, input: ExportInput) -> dict:
+    dataset = DATASETS[input.dataset]
     key = export_key(run.job["tenant_id"], run.job_id)
     writer = run.resources.storage.writer(key, CONTENT_TYPE)
     buffer = io.StringIO()
@@ -104,7 +135,7 @@ async def write_csv(run: JobRun, input: dict) -> dict:
     try:
         async with run.resources.db.read() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
             async for record in conn.cursor(
-                dataset.query, run.job["tenant_id"], *bounds(dataset, payload), prefetch=FLUSH_ROWS
+                dataset.query, run.job["tenant_id"], *bounds(dataset, input), prefetch=FLUSH_ROWS
             ):
                 rows.writerow([cell(value) for value in record.values()])
                 count += 1
@@ -115,13 +146,14 @@ async def write_csv(run: JobRun, input: dict) -> dict:
     except BaseException:
         await writer.abort()
         raise
-    name = f"{payload['dataset']}-{payload['from']}-{payload['to']}.csv"
+    name = f"{input.dataset}-{input.first_day}-{input.last_day}.csv"
     return {"rows": count, "bytes": size, "key": key, "name": name, "content_type": CONTENT_TYPE}
 
 
 EXPORT_PIPELINE = Pipeline(
     KIND,
     (Stage("export", write_csv),),
+    input=ExportInput,
     timeout=1800.0,
     tries=3,
     description="Write a tenant's analytics (events or daily counts) for a date range as CSV.",

@@ -10,12 +10,13 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import UTC, date, datetime, timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import Field, StringConstraints, field_validator
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from pipelines.analytics.export import MAX_RANGE_DAYS, ExportInput, range_error
 from service import idempotency
 from service.auth import authenticate
 from service.config import Settings, next_tick
@@ -28,7 +29,6 @@ MAX_EVENTS = 1000
 MAX_PROPERTIES_BYTES = 8 * 1024
 MAX_BODY_BYTES = MAX_EVENTS * (MAX_PROPERTIES_BYTES + 1024)
 MAX_FUTURE = timedelta(hours=24)
-MAX_RANGE_DAYS = 366
 DEFAULT_RANGE_DAYS = 30
 EVENT_COLUMNS = ("tenant_id", "type", "user_id", "properties", "ts")
 DATASETS = ("events", "stats", "jobs")
@@ -50,21 +50,6 @@ class EventIn(StrictModel):
 
 class EventBatch(StrictModel):
     events: list[EventIn] = Field(min_length=1, max_length=MAX_EVENTS)
-
-
-class ExportRequest(StrictModel):
-    dataset: Literal["events", "stats", "jobs"]
-    first_day: date = Field(alias="from")
-    last_day: date = Field(alias="to")
-
-
-def range_error(first_day: date, last_day: date) -> str | None:
-    """Why whole UTC days `from`..`to` (both included) are not a range we serve, if they are not."""
-    if last_day < first_day:
-        return "to must not be before from"
-    if (last_day - first_day).days >= MAX_RANGE_DAYS:
-        return f"the range may span at most {MAX_RANGE_DAYS} days"
-    return None
 
 
 async def ingest_events(request: Request) -> JSONResponse:
@@ -147,12 +132,7 @@ async def create_export(request: Request) -> Response:
     body = await read_json_body(request, 4096)
 
     async def read(job_id: uuid.UUID) -> JobSpec:
-        export = parse_json(ExportRequest, body)
-        if error := range_error(export.first_day, export.last_day):
-            raise invalid("to", error)
-        if export.last_day == date.max:  # the export runs to the end of `to`, which is in year 10000
-            raise invalid("to", f"must be before {date.max.isoformat()}")
-        payload = {"dataset": export.dataset, "from": export.first_day.isoformat(), "to": export.last_day.isoformat()}
+        payload = parse_json(ExportInput, body).model_dump(mode="json", by_alias=True)
         return JobSpec(fingerprint=idempotency.fingerprint("exports", payload), payload=payload)
 
     return await submit(request, tenant, read, kind=kind_spec(request, "export"))
