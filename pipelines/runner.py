@@ -105,9 +105,9 @@ class JobRun:
 
     @property
     def timeout(self) -> float:
-        """This attempt's limit in seconds: the job's own (`POST /v1/jobs` caps it at its
-        kind's), else its kind's."""
-        return self.job["timeout"] or self.pipeline.attempt_timeout
+        """This attempt's limit in seconds: the job's own, which may only shorten its kind's
+        (the worker's arq function and in-progress key are sized for the kind's)."""
+        return min(self.job["timeout"] or self.pipeline.attempt_timeout, self.pipeline.attempt_timeout)
 
     @property
     def tenant(self) -> str:

@@ -42,7 +42,7 @@ from service.validation import (
 MAX_BODY_BYTES = 1024 * 1024
 MAX_BATCH = 1000
 MAX_BATCH_BYTES = 16 * 1024 * 1024
-MAX_TRIES = 100
+MAX_TRIES = 1000  # as conveyor_enqueue (migrations/versions/0009)
 MAX_RUN_AHEAD = timedelta(days=366)
 MAX_KEY_LENGTH = 200
 MAX_MESSAGE_LENGTH = 200
