@@ -34,7 +34,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from service.batching import Batcher
-from service.queue import wake_key
+from service.queue import due_ranges, rescheduled, wake_key
 
 log = structlog.get_logger("conveyor.dispatch")
 
@@ -46,25 +46,29 @@ RETRY_KEY_TTL_S = 88_400
 #: Seconds to wait before claiming again after Redis failed.
 REDIS_BACKOFF_S = 1.0
 
-# Up to ARGV[2] due jobs whose in-progress key is free: each gets that key (for ARGV[3] ms),
-# its try counter bumped, and comes back as id, score, try, job (false if the job expired).
+# Up to ARGV[1] due jobs whose in-progress key is free, the score ranges ARGV[5..] names
+# (`service.queue.due_ranges`: one per priority, highest first) taken in turn: each gets
+# that key (for ARGV[2] ms), its try counter bumped, and comes back as id, score, try, job
+# (false if the job expired). ARGV[3] bounds how many ids one range reads.
 CLAIM = """
-local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'WITHSCORES', 'LIMIT', 0, ARGV[4])
-local slots = tonumber(ARGV[2])
+local slots = tonumber(ARGV[1])
 local claimed = {}
-for i = 1, #due, 2 do
-  local id = due[i]
-  local running = 'arq:in-progress:' .. id
-  if redis.call('EXISTS', running) == 0 then
-    redis.call('PSETEX', running, ARGV[3], '1')
-    local retry = 'arq:retry:' .. id
-    local try = redis.call('INCR', retry)
-    redis.call('EXPIRE', retry, ARGV[5])
-    claimed[#claimed + 1] = id
-    claimed[#claimed + 1] = due[i + 1]
-    claimed[#claimed + 1] = try
-    claimed[#claimed + 1] = redis.call('GET', 'arq:job:' .. id)
-    if #claimed >= slots * 4 then break end
+for r = 5, #ARGV, 2 do
+  local due = redis.call('ZRANGEBYSCORE', KEYS[1], ARGV[r], ARGV[r + 1], 'WITHSCORES', 'LIMIT', 0, ARGV[3])
+  for i = 1, #due, 2 do
+    local id = due[i]
+    local running = 'arq:in-progress:' .. id
+    if redis.call('EXISTS', running) == 0 then
+      redis.call('PSETEX', running, ARGV[2], '1')
+      local retry = 'arq:retry:' .. id
+      local try = redis.call('INCR', retry)
+      redis.call('EXPIRE', retry, ARGV[4])
+      claimed[#claimed + 1] = id
+      claimed[#claimed + 1] = due[i + 1]
+      claimed[#claimed + 1] = try
+      claimed[#claimed + 1] = redis.call('GET', 'arq:job:' .. id)
+      if #claimed >= slots * 4 then return claimed end
+    end
   end
 end
 return claimed
@@ -239,7 +243,13 @@ class Dispatcher:
     async def claim(self, slots: int) -> list[Claimed]:
         reply = await self._claim(
             keys=[self.queue],
-            args=[_now_ms(), slots, self.in_progress_ms, self.read_limit, RETRY_KEY_TTL_S],
+            args=[
+                slots,
+                self.in_progress_ms,
+                self.read_limit,
+                RETRY_KEY_TTL_S,
+                *(bound for due in due_ranges(_now_ms()) for bound in due),
+            ],
         )
         return [
             Claimed(_text(reply[i]), int(float(reply[i + 1])), int(reply[i + 2]), reply[i + 3])
@@ -287,7 +297,7 @@ class Dispatcher:
                 result, success = await function.coroutine(ctx, *args, **kwargs), True
         except Retry as retry:
             self.retried += 1
-            return Ending(job.job_id, at=_now_ms() + (retry.defer_score or 0))
+            return Ending(job.job_id, at=rescheduled(job.score, _now_ms() + (retry.defer_score or 0)))
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # as arq: a job's failure ends that job, never the worker

@@ -104,6 +104,12 @@ class JobRun:
         return self.job["payload"]
 
     @property
+    def timeout(self) -> float:
+        """This attempt's limit in seconds: the job's own, which may only shorten its kind's
+        (the worker's arq function and in-progress key are sized for the kind's)."""
+        return min(self.job["timeout"] or self.pipeline.attempt_timeout, self.pipeline.attempt_timeout)
+
+    @property
     def tenant(self) -> str:
         return self.job["tenant"]
 
@@ -314,12 +320,12 @@ async def _execute(resources: Resources, pipeline: Pipeline, parsed: uuid.UUID, 
 
 
 async def _attempt(run: JobRun, job_id: str, job_try: int) -> None:
-    resources, pipeline = run.resources, run.pipeline
+    resources = run.resources
     await run.publish("status", status="running", attempt=run.attempt)
     task = asyncio.create_task(run.run_stages())
     resources.running[job_id] = task
     try:
-        async with asyncio.timeout(pipeline.attempt_timeout):
+        async with asyncio.timeout(run.timeout):
             result = await task
     except asyncio.CancelledError:
         current = asyncio.current_task()
@@ -331,7 +337,7 @@ async def _attempt(run: JobRun, job_id: str, job_try: int) -> None:
         await _finish(
             run,
             "failed",
-            error={"type": "timeout", "message": f"the job ran longer than {pipeline.attempt_timeout:g} s"},
+            error={"type": "timeout", "message": f"the job ran longer than {run.timeout:g} s"},
         )
     except ledger.Fenced:
         run.log.warning("fenced off: a newer attempt owns this job")
@@ -342,7 +348,7 @@ async def _attempt(run: JobRun, job_id: str, job_try: int) -> None:
     except Exception as exc:  # outside the stages: the kind's workspace or result
         run.log.exception("pipeline crashed")
         error_reports.report(exc)
-        await _retry_or_fail(run, Crashed(f"the kind {pipeline.name!r}", exc), job_try)
+        await _retry_or_fail(run, Crashed(f"the kind {run.pipeline.name!r}", exc), job_try)
     else:
         await _finish(run, "succeeded", result=result)
     finally:

@@ -19,21 +19,37 @@ from service.consistency_token import ConsistencyMiddleware
 from service.dashboard import routes as dashboard
 from service.database import Database
 from service.job_inserts import JobInserts
+from service.kind_catalog import KindCatalog
 from service.problems import EXCEPTION_HANDLERS
 from service.ratelimit import TokenBucket
 from service.ratelimit_middleware import BUCKET_PREFIX, RateLimitMiddleware
 from service.request_heads import HeadLimitMiddleware
 from service.request_observer import RequestObserver
-from service.routes import analytics, documents, health, jobs, metrics, notifications, reminders, stream, videos
+from service.routes import (
+    analytics,
+    bulk,
+    documents,
+    health,
+    jobs,
+    kinds,
+    metrics,
+    notifications,
+    reminders,
+    stream,
+    videos,
+)
 from service.signing import SigningKeys
 from service.storage import open_storage
 
-ROUTE_MODULES = (health, metrics, documents, videos, notifications, jobs, stream, analytics, reminders)
+ROUTE_MODULES = (health, metrics, documents, videos, notifications, jobs, kinds, bulk, stream, analytics, reminders)
 
 
 def routes() -> list[Route]:
     """The public API, every route of which /openapi.json documents."""
-    paths = {path: spec for module in ROUTE_MODULES for path, spec in module.OPENAPI_PATHS.items()}
+    paths: dict[str, dict] = {}
+    for module in ROUTE_MODULES:
+        for path, operations in module.OPENAPI_PATHS.items():
+            paths.setdefault(path, {}).update(operations)  # a path's methods may live in two modules
     return [
         Route("/openapi.json", openapi.endpoint(paths), methods=["GET"]),
         Route("/livez", health.livez, methods=["GET"]),
@@ -43,7 +59,12 @@ def routes() -> list[Route]:
         Route("/v1/documents", documents.search_documents, methods=["GET"]),
         Route("/v1/videos", videos.create_video, methods=["POST"]),
         Route("/v1/notifications", notifications.create_notification, methods=["POST"]),
+        Route("/v1/kinds", kinds.list_kinds, methods=["GET"]),
         Route("/v1/jobs", jobs.list_jobs, methods=["GET"]),
+        Route("/v1/jobs", kinds.create_job, methods=["POST"]),
+        Route("/v1/jobs/batch", kinds.create_jobs, methods=["POST"]),
+        Route("/v1/jobs/retry", bulk.retry_jobs, methods=["POST"]),
+        Route("/v1/jobs/cancel", bulk.cancel_jobs, methods=["POST"]),
         Route("/v1/jobs/{job_id}", jobs.get_job, methods=["GET"]),
         Route("/v1/jobs/{job_id}/files/{name}", jobs.get_job_file, methods=["GET"]),
         Route("/v1/jobs/{job_id}/text", documents.get_text, methods=["GET"]),
@@ -74,6 +95,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         state.backlog = Backlog(state.redis, state.db)
         state.enqueuer = queue.Enqueuer(state.redis)
         state.inserts = JobInserts(state.db)
+        state.kind_catalog = KindCatalog(state.db)
         state.rate_limits = TokenBucket(state.redis, BUCKET_PREFIX)
         state.keys = KeyRing(state.db, TokenBucket(state.redis, FAILURES_PREFIX), settings.auth_failures_per_minute)
         state.signing_keys = SigningKeys(state.db)

@@ -58,8 +58,17 @@ for i = 1, #KEYS do
 end
 return before
 """
+# ADMIT for ARGV[4] jobs at once (a batch): all of them under the quota, or none counted.
+ADMIT_BATCH = """
+if ARGV[3] ~= '' then redis.call('set', KEYS[1], ARGV[3], 'px', ARGV[2], 'nx') end
+local queued = redis.call('get', KEYS[1])
+if not queued then return -1 end
+queued = tonumber(queued)
+if queued + tonumber(ARGV[4]) <= tonumber(ARGV[1]) then redis.call('incrby', KEYS[1], ARGV[4]) end
+return queued
+"""
 WITHDRAW = """
-if redis.call('exists', KEYS[1]) == 1 then redis.call('decr', KEYS[1]) end
+if redis.call('exists', KEYS[1]) == 1 then redis.call('decrby', KEYS[1], ARGV[1]) end
 """
 
 
@@ -74,6 +83,7 @@ class Backlog:
         self.db = db
         self._admit = redis.register_script(ADMIT)
         self._admit_many = redis.register_script(ADMIT_MANY)
+        self._admit_batch = redis.register_script(ADMIT_BATCH)
         self._withdraw = redis.register_script(WITHDRAW)
         self._admissions: Batcher[_Admission, int] = Batcher(self._count_many, key=lambda admission: admission)
         self._counting: dict[uuid.UUID, asyncio.Future[int]] = {}
@@ -90,6 +100,20 @@ class Backlog:
             log.warning("tenant backlog unknown (Redis): not ordered or limited", error=type(exc).__name__)
             return 0
         return before if before < quota else None
+
+    async def admit_batch(self, tenant_id: uuid.UUID, quota: int, count: int) -> int | None:
+        """`admit` for `count` jobs submitted together: all of them, or None (nothing counted)
+        if they would take the tenant past `quota`."""
+        key = f"{PREFIX}{tenant_id}"
+        try:
+            before = await self._admit_batch(keys=[key], args=[quota, COUNT_TTL_MS, "", count])
+            if before < 0:
+                queued = await asyncio.shield(self._ledger_count(tenant_id, quota))
+                before = await self._admit_batch(keys=[key], args=[quota, COUNT_TTL_MS, queued, count])
+        except (RedisError, OSError) as exc:
+            log.warning("tenant backlog unknown (Redis): not ordered or limited", error=type(exc).__name__)
+            return 0
+        return before if before + count <= quota else None
 
     def _ledger_count(self, tenant_id: uuid.UUID, quota: int) -> asyncio.Future[int]:
         """The tenant's queued jobs in the ledger, counted once for all the admissions that
@@ -112,10 +136,10 @@ class Backlog:
             args=[COUNT_TTL_MS, *(admission.quota for admission in admissions)],
         )
 
-    async def withdraw(self, tenant_id: uuid.UUID) -> None:
-        """An admitted job that was not recorded after all."""
+    async def withdraw(self, tenant_id: uuid.UUID, count: int = 1) -> None:
+        """Admitted jobs (`count`) that were not recorded after all."""
         try:
-            await self._withdraw(keys=[f"{PREFIX}{tenant_id}"])
+            await self._withdraw(keys=[f"{PREFIX}{tenant_id}"], args=[count])
         except (RedisError, OSError):
             pass  # the count expires soon anyway
 

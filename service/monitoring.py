@@ -27,6 +27,7 @@ from redis.exceptions import RedisError
 from service.batching import Batcher
 from service.config import Settings
 from service.heartbeats import live_workers
+from service.queue import due_ranges
 
 FINISHED_KEY = "conveyor:finished:"  # + epoch minute: a hash of "kind:status" -> count
 FINISHED_KEEP_SECONDS = 2 * 3600
@@ -67,25 +68,39 @@ async def queue_state(redis: Redis, name: str, running_ids: set[str]) -> QueueSt
     them (pipelines/parking.py), scheduled for later once it has, so both counts leave them out."""
     now = time.time()
     now_ms = int(now * 1000)
+    ranges = due_ranges(now_ms)
     running = sorted(running_ids)
     async with redis.pipeline(transaction=False) as pipe:
-        pipe.zcount(name, "-inf", now_ms)
-        pipe.zcount(name, f"({now_ms}", "+inf")
+        pipe.zcard(name)
+        for low, high in ranges:
+            pipe.zcount(name, low, high)
         if running:
             pipe.zmscore(name, running)
-        due, later, *scores = await pipe.execute()
-    running_scores = [score for score in (scores[0] if scores else []) if score is not None]
-    running_due = sum(1 for score in running_scores if score <= now_ms)
+        total, *counts = await pipe.execute()
+    due = sum(counts[: len(ranges)])
+    scores = counts[len(ranges)] if running else []
+    running_scores = [score for score in scores if score is not None]
+    running_due = sum(1 for score in running_scores if any(low <= score <= high for low, high in ranges))
     queued = max(due - running_due, 0)
-    scheduled = max(later - (len(running_scores) - running_due), 0)
+    scheduled = max(total - due - (len(running_scores) - running_due), 0)
     oldest_age = 0.0
     if queued:
-        head = await redis.zrangebyscore(name, "-inf", now_ms, start=0, num=running_due + 1)
-        head_ids = [raw.decode() if isinstance(raw, bytes) else raw for raw in head]
-        first_queued = next((job_id for job_id in head_ids if job_id not in running_ids), None)
-        enqueued = await _enqueue_time(redis, first_queued) if first_queued else None
-        oldest_age = max(now - enqueued, 0.0) if enqueued else 0.0
+        enqueued = [await _enqueue_time(redis, job_id) for job_id in await _heads(redis, name, ranges, running_ids)]
+        known = [moment for moment in enqueued if moment]
+        oldest_age = max(now - min(known), 0.0) if known else 0.0
     return QueueState(name, queued, len(running), scheduled, round(oldest_age, 3))
+
+
+async def _heads(redis: Redis, name: str, ranges: Sequence[tuple[int, int]], running_ids: set[str]) -> list[str]:
+    """The first waiting (not running) job of each priority's due jobs."""
+    heads = []
+    for low, high in ranges:
+        ids = await redis.zrangebyscore(name, low, high, start=0, num=len(running_ids) + 1)
+        texts = [raw.decode() if isinstance(raw, bytes) else raw for raw in ids]
+        first = next((job_id for job_id in texts if job_id not in running_ids), None)
+        if first is not None:
+            heads.append(first)
+    return heads
 
 
 async def queue_states(

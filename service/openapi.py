@@ -79,6 +79,11 @@ SCHEMAS = {
             "next_cursor": {"type": ["string", "null"]},
         },
     },
+    "JobItems": {
+        "type": "object",
+        "required": ["items"],
+        "properties": {"items": {"type": "array", "items": {"$ref": "#/components/schemas/Job"}}},
+    },
     "PageText": {
         "type": "object",
         "required": ["page", "pages", "text", "truncated", "next_page"],

@@ -3,13 +3,18 @@
 arq only ever carries a ledger id: the job itself lives in PostgreSQL. Payloads are JSON,
 never pickle, so whoever can write to Redis cannot run code in a worker. arq serves one
 queue per worker and has no priorities, so priority is folded into the score arq sorts
-its queue by: a higher priority counts as having been enqueued `PRIORITY_STEP` earlier.
+its queue by: each priority has its own band of scores, `BAND_MS` wide (wider than every
+moment in milliseconds until 2109), `normal`'s being arq's own (a score is the moment a
+job is due). A `high` job is due at `moment - BAND_MS`, a `low` one at `moment + BAND_MS`;
+the dispatcher claims the due jobs of each band in turn (`due_ranges`), so a waiting high
+job starts before every waiting normal job, however long that one has waited, and a
+deferred job still waits for its time, then joins its band's due jobs.
 
-Fairness across tenants is folded in the same way: a job counts as enqueued
+Fairness across tenants is folded into the moment: a job counts as enqueued
 `BACKLOG_STEP` later for every job its tenant already has queued, so one tenant's flood
-cannot make another tenant's new job wait for the whole flood. The penalty stays below
-one priority step, and every immediate score stays in the past, so it only reorders
-jobs that are due, never delays a job while workers are idle.
+cannot make another tenant's new job wait for the whole flood. Jobs due now are dated
+`IMMEDIATE_LEAD_MS` back and the penalty stays below that, so every immediate score
+stays in the past: it only reorders jobs that are due, never delays a job while workers are idle.
 """
 
 from __future__ import annotations
@@ -36,9 +41,10 @@ from service.batching import Batcher
 log = logging.getLogger("conveyor.queue")
 
 PRIORITIES = {"low": 0, "normal": 1, "high": 2}
-PRIORITY_STEP_MS = 10 * 60 * 1000
+BAND_MS = 2**42
+IMMEDIATE_LEAD_MS = 10 * 60 * 1000
 BACKLOG_STEP_MS = 1000
-MAX_BACKLOG_PENALTY_MS = PRIORITY_STEP_MS - 1000
+MAX_BACKLOG_PENALTY_MS = IMMEDIATE_LEAD_MS - 1000
 
 # arq's main loop catches nothing: one failed heartbeat or poll while Redis is unreachable
 # (a restart, a failover, a network partition) would end the worker and every job it holds.
@@ -150,11 +156,12 @@ def handoff(
 ) -> Handoff:
     """A ledger job for its arq queue, behind `backlog` (its tenant's queued jobs)."""
     now = _ms(datetime.now(UTC))
-    score = _ms(run_at) if run_at is not None else _due_score(now, priority, backlog)
+    due = _ms(run_at) if run_at is not None else _immediately(now, backlog)
+    score = in_band(priority, due)
     job = serialize_job(kind, (job_id,), {}, None, now, serializer=serialize)
     return Handoff(
         (job_key_prefix + job_id, result_key_prefix + job_id, queue, wake_key(queue)),
-        (max(score - now, 0) + expires_extra_ms, job, score, job_id, "1" if score <= now else "0"),
+        (max(due - now, 0) + expires_extra_ms, job, score, job_id, "1" if due <= now else "0"),
     )
 
 
@@ -181,13 +188,17 @@ class Enqueuer:
     """`enqueue` for the API's hot path: the hand-offs of concurrent requests share one script."""
 
     def __init__(self, redis: ArqRedis) -> None:
-        script = redis.register_script(ENQUEUE)
+        self._script = redis.register_script(ENQUEUE)
         self._batcher: Batcher[Handoff, bool] = Batcher(
-            lambda handoffs: _enqueue_many(script, handoffs), key=lambda handoff: handoff.keys[0]
+            lambda handoffs: _enqueue_many(self._script, handoffs), key=lambda handoff: handoff.keys[0]
         )
 
     async def enqueue(self, **job) -> bool:
         return await self._batcher.submit(handoff(**job))
+
+    async def enqueue_many(self, jobs: Sequence[dict[str, Any]]) -> bool:
+        """Jobs submitted together (`handoff`'s arguments each), in one script call."""
+        return all(await _enqueue_many(self._script, [handoff(**job) for job in jobs]))
 
 
 async def _enqueue_many(script: AsyncScript, handoffs: Sequence[Handoff]) -> list[bool]:
@@ -204,9 +215,30 @@ async def _enqueue_many(script: AsyncScript, handoffs: Sequence[Handoff]) -> lis
     return [True] * len(handoffs)
 
 
-def _due_score(now: int, priority: int, backlog: int = 0) -> int:
-    penalty = min(backlog * BACKLOG_STEP_MS, MAX_BACKLOG_PENALTY_MS)
-    return now - (priority + 1) * PRIORITY_STEP_MS + penalty
+def _immediately(now: int, backlog: int = 0) -> int:
+    """The moment a job due now is dated, behind `backlog` jobs of its tenant."""
+    return now - IMMEDIATE_LEAD_MS + min(backlog * BACKLOG_STEP_MS, MAX_BACKLOG_PENALTY_MS)
+
+
+def _offset(priority: int) -> int:
+    return (PRIORITIES["normal"] - priority) * BAND_MS
+
+
+def in_band(priority: int, moment_ms: int) -> int:
+    """The score of a job of `priority` due at `moment_ms`."""
+    return moment_ms + _offset(priority)
+
+
+def rescheduled(score: float, moment_ms: int) -> int:
+    """The score of a job now scored `score` (in its priority's band) once it is due again
+    at `moment_ms` (a retry's backoff): it keeps its band."""
+    return moment_ms + int(score // BAND_MS) * BAND_MS
+
+
+def due_ranges(now_ms: int) -> list[tuple[int, int]]:
+    """The scores of the jobs due at `now_ms`, one range per priority, highest first: the
+    order the dispatcher claims them in. Scores below a band's range are another band's."""
+    return [(_offset(priority), now_ms + _offset(priority)) for priority in sorted(PRIORITIES.values(), reverse=True)]
 
 
 async def release(redis: ArqRedis, *, job_id: str, queue: str, priority: int = PRIORITIES["normal"]) -> None:
@@ -215,7 +247,7 @@ async def release(redis: ArqRedis, *, job_id: str, queue: str, priority: int = P
     due score back. A job no longer on the queue is left to `enqueue`."""
     async with redis.pipeline(transaction=True) as pipe:
         pipe.delete(in_progress_key_prefix + job_id)
-        pipe.zadd(queue, {job_id: _due_score(_ms(datetime.now(UTC)), priority)}, xx=True)
+        pipe.zadd(queue, {job_id: in_band(priority, _immediately(_ms(datetime.now(UTC))))}, xx=True)
         await pipe.execute()
 
 

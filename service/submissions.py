@@ -8,7 +8,7 @@ is down at that point the job is still accepted: the reconciler enqueues it late
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -41,6 +41,10 @@ class JobSpec:
     run_at: datetime | None = None
     priority: int = queue.PRIORITIES["normal"]
     discard: Callable[[], Awaitable[None]] | None = None  # undo stored input if not accepted
+    kind: KindSpec | None = None  # when the request names its kind (POST /v1/jobs)
+    max_tries: int | None = None  # the job's own, over its kind's
+    timeout: float | None = None
+    concurrency_key: str | None = None
 
 
 Reader = Callable[[uuid.UUID], Awaitable[JobSpec]]
@@ -61,8 +65,9 @@ def kind_spec(request: Request, name: str) -> KindSpec:
     return request.app.state.kinds[name]
 
 
-async def submit(request: Request, tenant: Tenant, read: Reader, *, kind: KindSpec) -> JSONResponse:
-    """Accept a job of `kind`: read the request (`read`), record the job, hand it to arq."""
+async def submit(request: Request, tenant: Tenant, read: Reader, *, kind: KindSpec | None = None) -> JSONResponse:
+    """Accept a job of `kind` (or of the kind the request names, `JobSpec.kind`): read the
+    request (`read`), record the job, hand it to arq."""
     state = request.app.state
     key = request.headers.get("idempotency-key")
     prior = None
@@ -81,6 +86,8 @@ async def submit(request: Request, tenant: Tenant, read: Reader, *, kind: KindSp
             if created is None:
                 raise Problem(422, "the job this Idempotency-Key created no longer exists", type="idempotency-mismatch")
             return accepted(created, replayed=True)
+        kind = spec.kind or kind
+        assert kind is not None, "a job's kind comes from the route or the request"
         created, queued_before = await record_job(
             state.inserts,
             state.backlog,
@@ -98,7 +105,7 @@ async def submit(request: Request, tenant: Tenant, read: Reader, *, kind: KindSp
                 await spec.discard()
         if key is not None and prior is None and created is None:
             await idempotency.release(state.db, tenant.id, key)
-    with tracing.span("enqueue", attributes={"conveyor.queue": created["queue"], "conveyor.kind": kind.name}):
+    with tracing.span("enqueue", attributes={"conveyor.queue": created["queue"], "conveyor.kind": created["kind"]}):
         await hand_off(state.enqueuer, created, backlog=queued_before)
     return accepted(created)
 
@@ -125,23 +132,8 @@ async def record_job(
     quota = settings.tenant_max_queued_jobs
     queued_before = await backlog.admit(tenant_id, quota)
     if queued_before is None:
-        raise Problem(
-            429,
-            f"this tenant already has {quota} queued jobs; retry when some have run",
-            type="quota-exceeded",
-            headers={"Retry-After": "30"},
-        )
-    job = new_job(
-        kind,
-        tenant_id,
-        job_id=job_id,
-        priority=spec.priority,
-        payload=spec.payload,
-        metadata=spec.metadata,
-        callback_url=spec.callback_url,
-        run_at=spec.run_at,
-        traceparent=traceparent,
-    )
+        raise over_quota(quota)
+    job = spec_job(spec, kind, tenant_id, job_id=job_id, traceparent=traceparent)
     try:
         if idempotency_key is None:
             created = await inserts.insert(job)
@@ -155,17 +147,91 @@ async def record_job(
     return created, queued_before
 
 
+def over_quota(quota: int) -> Problem:
+    return Problem(
+        429,
+        f"this tenant already has {quota} queued jobs; retry when some have run",
+        type="quota-exceeded",
+        headers={"Retry-After": "30"},
+    )
+
+
+def spec_job(
+    spec: JobSpec,
+    kind: KindSpec,
+    tenant_id: uuid.UUID,
+    *,
+    job_id: uuid.UUID | None = None,
+    traceparent: str | None = None,
+) -> ledger.NewJob:
+    """The ledger job a route's `spec` describes."""
+    return new_job(
+        kind,
+        tenant_id,
+        job_id=job_id,
+        priority=spec.priority,
+        payload=spec.payload,
+        metadata=spec.metadata,
+        callback_url=spec.callback_url,
+        run_at=spec.run_at,
+        traceparent=traceparent,
+        max_tries=spec.max_tries,
+        timeout=spec.timeout,
+        concurrency_key=spec.concurrency_key,
+    )
+
+
+async def submit_many(request: Request, tenant: Tenant, specs: Sequence[JobSpec], fingerprint: str) -> JSONResponse:
+    """Accept jobs submitted together, all or nothing: one admission to the tenant's quota,
+    one INSERT, one hand-off to arq; `202 {items: [Job…]}` in their order. An
+    Idempotency-Key keeps the answer, so a replay gets the same jobs and creates none."""
+    state = request.app.state
+    quota = state.settings.tenant_max_queued_jobs
+    queued_before = await state.backlog.admit_batch(tenant.id, quota, len(specs))
+    if queued_before is None:
+        raise over_quota(quota)
+    traceparent = tracing.traceparent_for_job(request.headers.get("traceparent"))
+    jobs = []
+    for spec in specs:
+        assert spec.kind is not None, "a batch's jobs name their kinds"
+        jobs.append(spec_job(spec, spec.kind, tenant.id, traceparent=traceparent))
+    created: list[asyncpg.Record] = []
+
+    async def record(conn: asyncpg.Connection) -> idempotency.Answer:
+        rows = await ledger.create_jobs(conn, jobs)
+        created.extend(rows[job.job_id] for job in jobs)
+        return 202, {"items": [job_view(row) for row in created]}, {}
+
+    try:
+        response = await idempotency.answer_once(
+            request, tenant.id, fingerprint, record, track=(f"tenant:{tenant.id}",)
+        )
+    finally:
+        if not created:  # refused, failed, or a replay: none of them counts as queued
+            await state.backlog.withdraw(tenant.id, len(specs))
+    with tracing.span("enqueue", attributes={"conveyor.jobs": len(created)}):
+        await state.enqueuer.enqueue_many(
+            [handoff_args(row, backlog=queued_before + index) for index, row in enumerate(created)]
+        )
+    return response
+
+
+def handoff_args(job: asyncpg.Record, *, backlog: int = 0) -> dict:
+    """`service.queue.handoff`'s arguments for a recorded job."""
+    return {
+        "job_id": str(job["id"]),
+        "kind": job["kind"],
+        "queue": job["queue"],
+        "priority": job["priority"],
+        "run_at": job["run_at"],
+        "backlog": backlog,
+    }
+
+
 async def hand_off(enqueuer: queue.Enqueuer, job: asyncpg.Record, *, backlog: int = 0) -> bool:
     """Give a recorded job to arq (behind `backlog` queued jobs of its tenant, for fairness);
     if Redis is down the reconciler does it later."""
-    return await enqueuer.enqueue(
-        job_id=str(job["id"]),
-        kind=job["kind"],
-        queue=job["queue"],
-        priority=job["priority"],
-        run_at=job["run_at"],
-        backlog=backlog,
-    )
+    return await enqueuer.enqueue(**handoff_args(job, backlog=backlog))
 
 
 def input_key(tenant_id: uuid.UUID, job_id: uuid.UUID) -> str:

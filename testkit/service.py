@@ -16,6 +16,7 @@ from arq.worker import Worker
 from conveyor.kinds import Pipeline
 from pipelines import lifecycle
 from pipelines.dispatch import Dispatcher
+from service import ledger
 from service.app import create_app
 from service.config import Settings, load_settings
 from service.database import Database
@@ -115,6 +116,17 @@ class InProcessWorker:
 
 def running_worker(settings: Settings, pipelines: Iterable[Pipeline], **overrides) -> InProcessWorker:
     return InProcessWorker(settings, pipelines, **overrides)
+
+
+async def publish_kinds(settings: Settings, *kinds: ledger.KindDescription, by: str = "test-worker") -> None:
+    """Publish kinds as a starting worker does (the API accepts jobs of published kinds)."""
+    db = Database(settings)
+    await db.open()
+    try:
+        async with db.transaction() as conn:
+            await ledger.publish(conn, kinds, by)
+    finally:
+        await db.close()
 
 
 async def new_tenant(settings: Settings, name: str | None = None) -> tuple[uuid.UUID, str]:

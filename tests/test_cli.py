@@ -268,3 +268,22 @@ async def test_jobs_show_cuts_a_long_result_short_unless_full(api, settings, ten
     assert "--full to see all" not in full.stdout
     as_json = await conveyor("jobs", "show", job_id, "--json", **env)
     assert json.loads(as_json.stdout)["result"]["text"] == LONG_TEXT
+
+
+async def test_jobs_retry_and_cancel_by_filter(api, tenant):
+    env = {"CONVEYOR_URL": api.url, "CONVEYOR_API_KEY": tenant[1]}
+    async with client(api.url, tenant[1]) as http:
+        ids = [(await http.post("/v1/documents", files=multipart_file(text_pdf("q")))).json()["id"] for _ in range(2)]
+
+    counted = await conveyor("jobs", "cancel", "--kind", "document", "--dry-run", **env)
+    assert counted.exit_code == 0 and counted.stdout.strip() == "2 jobs would be cancelled"
+    cancelled = await conveyor("jobs", "cancel", "--kind", "document", "--status", "queued", **env)
+    assert cancelled.exit_code == 0 and cancelled.stdout.strip() == "2 matched, 2 cancelled"
+    retried = await conveyor("jobs", "retry", "--kind", "document", "--json", **env)
+    assert retried.exit_code == 0 and json.loads(retried.stdout) == {"matched": 2, "changed": 2}
+    refused = await conveyor("jobs", "retry", "--status", "queued", **env)
+    assert refused.exit_code == 1 and "422" in refused.stderr and "status" in refused.stderr
+    both = await conveyor("jobs", "cancel", ids[0], "--kind", "document", **env)
+    assert both.exit_code == 1 and "not both" in both.stderr
+    neither = await conveyor("jobs", "cancel", **env)
+    assert neither.exit_code == 1 and "filter options" in neither.stderr

@@ -71,7 +71,7 @@ PARSED = {
     "webhooks secret": ["--tenant", "acme", "--data-dir", "/tmp/conveyor"],
     "jobs list": ["--status", "failed", "--limit", "5", "--json"],
     "jobs show": ["5f0c1a2b", "--full", "--url", "http://127.0.0.1:9", "--key", "cvk_x"],
-    "jobs retry": ["5f0c1a2b", "--json"],
+    "jobs retry": ["--kind", "greet", "--status", "failed", "--error-type", "timeout", "--dry-run", "--json"],
     "jobs cancel": ["5f0c1a2b"],
     "jobs purge": ["--older-than", "7", "--dry-run", "--database-url", "postgresql://h/db"],
     "secrets rotate": ["--database-url", "postgresql://h/db"],

@@ -16,7 +16,7 @@ from conveyor.kinds import Pipeline, Stage
 from pipelines import registry
 from service.errors import JobError
 from testkit.files import multipart_file, text_pdf
-from testkit.service import ADMIN_KEY, ApiServer, client, running_worker, wait_for_job
+from testkit.service import ADMIN_KEY, ApiServer, client, new_tenant, running_worker, wait_for_job
 
 CHROMIUM_ARGS = [
     "--headless",
@@ -353,4 +353,26 @@ async def test_pages_fit_a_phone(dashboard, browser, tenant):
         await page.wait_for_load_state("networkidle")
         width = await page.evaluate("document.documentElement.scrollWidth")
         assert width <= PHONE["width"], (path, width)
+    assert problems == []
+
+
+async def test_retry_all_failed_jobs_the_filters_match(dashboard, browser):
+    api, settings = dashboard
+    name = f"bulk-{os.urandom(4).hex()}"
+    _, key = await new_tenant(settings, name)
+    _, other_key = await new_tenant(settings)
+    async with client(api.url, key) as http, client(api.url, other_key) as other:
+        mine = [await submit(http, flaky=True) for _ in range(2)]
+        theirs = await submit(other, flaky=True)
+        async with running_worker(settings, [pipeline()]):
+            for job_id in mine:
+                assert (await wait_for_job(http, job_id))["status"] == "failed"
+            assert (await wait_for_job(other, theirs))["status"] == "failed"
+            page, problems = await open_page(browser, api.url)
+            await page.goto(f"/dashboard/?tenant={name}&kind=document")
+            await page.click("#retry-failed")
+            await expect(page.locator("#retry-failed-result")).to_have_text("2 of 2 retried")
+            for job_id in mine:
+                assert (await wait_for_job(http, job_id))["status"] == "succeeded"
+        assert (await other.get(f"/v1/jobs/{theirs}")).json()["status"] == "failed"  # another tenant's
     assert problems == []

@@ -100,7 +100,7 @@ def bench_pipeline(recorder: AsyncRecorder | None) -> Pipeline:
         await perform(recorder, *job.payload["args"])
         return {}
 
-    return Pipeline(kind=KIND, stages=(Stage("perform", run),), timeout=PIPELINE_TIMEOUT_S)
+    return Pipeline(name=KIND, stages=(Stage("perform", run),), timeout=PIPELINE_TIMEOUT_S)
 
 
 def run_worker(redis_url: str, concurrency: int, database: str, storage_dir: str) -> None:

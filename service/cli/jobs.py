@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import click
 
 from service.cli.options import CommandGroup, json_option, key_option, url_option
-from service.cli.output import emit_json, guarded, new_table, short_id, stderr, stdout
+from service.cli.output import CliError, emit_json, guarded, new_table, short_id, stderr, stdout
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -19,7 +19,8 @@ app = CommandGroup(
     name="jobs",
     help="List, inspect, retry, cancel and purge jobs.",
     epilog="Examples:\n\n  conveyor jobs list --status failed\n\n  conveyor jobs show 5f0c1a2b\n\n"
-    "  conveyor jobs retry 5f0c1a2b\n\n  conveyor jobs list --kind video --json | jq '.items[].id'\n\n"
+    "  conveyor jobs retry 5f0c1a2b\n\n  conveyor jobs retry --kind greet --status failed --dry-run\n\n"
+    "  conveyor jobs list --kind video --json | jq '.items[].id'\n\n"
     "  conveyor jobs purge --older-than 7 --dry-run\n\n"
     "A job is named by its id or the start of it (at least 4 characters), as lists show it.",
 )
@@ -157,23 +158,102 @@ def _steer(action: Literal["cancel", "retry"], job_id: str, url: str, key: str |
         click.echo(f"{job.id} {job.status}")
 
 
+maybe_job_id_argument = click.argument(
+    "job_id",
+    required=False,
+    help="The job's id or its start; or none, to act on every job the filter options match.",
+)
+kind_option = click.option("--kind", help="Every job of this kind.")
+status_option = click.option("--status", help="Every job with this status.")
+created_after_option = click.option("--created-after", help="Created after (ISO 8601 with an offset).")
+created_before_option = click.option("--created-before", help="Created before (ISO 8601 with an offset).")
+dry_run_option = click.option("--dry-run", is_flag=True, help="Count the jobs the filter matches, change none.")
+
+
+def _steer_one_or_many(
+    action: Literal["cancel", "retry"], job_id: str | None, where: dict, dry_run: bool, url, key, json_output
+) -> None:
+    """One job by its id, or every job `where` matches (`POST /v1/jobs/{action}`)."""
+    from service.cli.api import connect
+
+    filters = {name: value for name, value in where.items() if value is not None}
+    if job_id is not None:
+        if filters or dry_run:
+            raise CliError("give a job id or filter options, not both")
+        _steer(action, job_id, url, key, json_output)
+        return
+    if not filters:
+        raise CliError(f"give a job id, or filter options (--kind, --status, …) to {action} many")
+    with connect(url, key) as api:
+        steer = api.cancel_jobs if action == "cancel" else api.retry_jobs
+        counts = steer(**filters, dry_run=dry_run)
+    done = {"retry": "retried", "cancel": "cancelled"}[action]
+    if json_output:
+        emit_json({"matched": counts.matched, "changed": counts.changed})
+    elif dry_run:
+        click.echo(f"{counts.matched} jobs would be {done}")
+    else:
+        click.echo(f"{counts.matched} matched, {counts.changed} {done}")
+
+
 @app.command()
-@job_id_argument
+@maybe_job_id_argument
+@kind_option
+@status_option
+@click.option("--error-type", help="Every failed job with this error type.")
+@created_after_option
+@created_before_option
+@dry_run_option
 @url_option
 @key_option
 @json_option
 @guarded
-def retry(job_id: str, url: str, key: str | None, json_output: bool) -> None:
-    """Run a failed or cancelled job again."""
-    _steer("retry", job_id, url, key, json_output)
+def retry(
+    job_id: str | None,
+    kind: str | None,
+    status: str | None,
+    error_type: str | None,
+    created_after: str | None,
+    created_before: str | None,
+    dry_run: bool,
+    url: str,
+    key: str | None,
+    json_output: bool,
+) -> None:
+    """Run a failed or cancelled job again, or every one the filter options match."""
+    where = {
+        "kind": kind,
+        "status": status,
+        "error_type": error_type,
+        "created_after": created_after,
+        "created_before": created_before,
+    }
+    _steer_one_or_many("retry", job_id, where, dry_run, url, key, json_output)
 
 
 @app.command()
-@job_id_argument
+@maybe_job_id_argument
+@kind_option
+@status_option
+@created_after_option
+@created_before_option
+@dry_run_option
 @url_option
 @key_option
 @json_option
 @guarded
-def cancel(job_id: str, url: str, key: str | None, json_output: bool) -> None:
-    """Cancel a job; it ends `cancelled` (a running one at its next checkpoint)."""
-    _steer("cancel", job_id, url, key, json_output)
+def cancel(
+    job_id: str | None,
+    kind: str | None,
+    status: str | None,
+    created_after: str | None,
+    created_before: str | None,
+    dry_run: bool,
+    url: str,
+    key: str | None,
+    json_output: bool,
+) -> None:
+    """Cancel a job, or every queued or running one the filter options match; a cancelled job
+    ends `cancelled` (a running one at its next checkpoint)."""
+    where = {"kind": kind, "status": status, "created_after": created_after, "created_before": created_before}
+    _steer_one_or_many("cancel", job_id, where, dry_run, url, key, json_output)

@@ -73,6 +73,13 @@ async def _jobs(conn, *, status: str | None, kind: str | None, tenant: str | Non
     return [_job_summary(row) for row in rows]
 
 
+async def tenant_ids(state, name: str | None) -> list[uuid.UUID]:
+    """The tenant named so, or every tenant."""
+    async with state.db.read() as conn:
+        rows = await conn.fetch("SELECT id FROM tenants WHERE $1::text IS NULL OR name = $1 ORDER BY id", name)
+    return [row["id"] for row in rows]
+
+
 async def job_tenant(state, job_id: uuid.UUID) -> uuid.UUID | None:
     async with state.db.read(follow=(f"job:{job_id}",)) as conn:
         return await conn.fetchval("SELECT tenant_id FROM jobs WHERE id = $1", job_id)

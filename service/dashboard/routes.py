@@ -11,10 +11,11 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
+from service import ledger
 from service.dashboard import access, data
 from service.files import file_response, link_files
 from service.problems import Problem
-from service.routes import jobs
+from service.routes import bulk, jobs
 from service.views import job_view
 
 HERE = Path(__file__).parent
@@ -132,6 +133,19 @@ def _action(steer):
     return act
 
 
+async def retry_failed(request: Request) -> JSONResponse:
+    """Retry every failed job the overview's filters (kind, tenant) match, tenant by tenant,
+    as `POST /v1/jobs/retry` does for one tenant: {matched, changed}."""
+    await access.require_action(request)
+    filters = _filters(request)
+    where = ledger.JobFilter(statuses=("failed",), kind=filters["kind"])
+    matched = changed = 0
+    for tenant_id in await data.tenant_ids(request.app.state, filters["tenant"]):
+        counts = await bulk.act_on(request.app.state, tenant_id, bulk.RETRY, where)
+        matched, changed = matched + counts[0], changed + counts[1]
+    return JSONResponse({"matched": matched, "changed": changed}, headers=SECURITY_HEADERS)
+
+
 def mount() -> Mount:
     return Mount(
         "/dashboard",
@@ -145,6 +159,7 @@ def mount() -> Mount:
             Route("/jobs/{job_id}/files/{name}", job_file, methods=["GET"]),
             Route("/api/overview", overview_json, methods=["GET"]),
             Route("/api/jobs/{job_id}", job_json, methods=["GET"]),
+            Route("/api/jobs/retry-failed", retry_failed, methods=["POST"]),
             Route("/api/jobs/{job_id}/retry", _action(jobs.retry), methods=["POST"]),
             Route("/api/jobs/{job_id}/cancel", _action(jobs.cancel), methods=["POST"]),
             Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),

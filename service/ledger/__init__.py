@@ -6,7 +6,7 @@ fenced by the attempt number it claimed, so a worker that was presumed dead and 
 back can never overwrite what a newer attempt wrote (`Fenced`).
 
 The API's side is in `jobs`, a running attempt's in `stages` (its writes, as values, in
-`writes`), an attempt's end in `ends`; what they share in `common`.
+`writes`), an attempt's end in `ends`, the kinds workers publish in `kinds`; what they share in `common`.
 """
 
 from service.ledger.common import (
@@ -21,17 +21,23 @@ from service.ledger.common import (
 )
 from service.ledger.ends import cancel_running, finish_job, finish_jobs, requeue, stale_jobs, touch
 from service.ledger.jobs import (
+    JobFilter,
     NewJob,
+    count_jobs,
     create_job,
     create_jobs,
     decode_cursor,
     encode_cursor,
+    find_jobs,
     get_job,
     get_stages,
     list_jobs,
     request_cancel,
+    request_cancels,
     retry_job,
+    retry_jobs,
 )
+from service.ledger.kinds import KindDescription, list_kinds, publish
 from service.ledger.stages import (
     claim,
     claim_many,
@@ -51,17 +57,21 @@ __all__ = [
     "UNFINISHED",
     "Fenced",
     "JobEnd",
+    "JobFilter",
+    "KindDescription",
     "NewJob",
     "StageEnd",
     "StageStart",
     "cancel_running",
     "claim",
     "claim_many",
+    "count_jobs",
     "create_job",
     "create_jobs",
     "decode_cursor",
     "encode_cursor",
     "fenced",
+    "find_jobs",
     "finish_job",
     "finish_jobs",
     "finish_stage",
@@ -70,12 +80,16 @@ __all__ = [
     "get_job",
     "get_stages",
     "list_jobs",
+    "list_kinds",
     "new_job_id",
     "parse_job_id",
+    "publish",
     "qualified",
     "request_cancel",
+    "request_cancels",
     "requeue",
     "retry_job",
+    "retry_jobs",
     "save_checkpoint",
     "set_progress",
     "settle_stages",

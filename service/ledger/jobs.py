@@ -140,9 +140,72 @@ async def list_jobs(
     )
 
 
+@dataclass(frozen=True, slots=True)
+class JobFilter:
+    """Which of a tenant's jobs a bulk action is about; None matches anything."""
+
+    statuses: Sequence[str]
+    kind: str | None = None
+    error_type: str | None = None
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+
+
+def _filter_conditions(tenant_id: uuid.UUID, where: JobFilter) -> tuple[list[str], list]:
+    conditions = ["tenant_id = $1", "status = ANY($2::text[])"]
+    args: list = [tenant_id, list(where.statuses)]
+    for condition, value in (
+        ("kind = ${}", where.kind),
+        ("error->>'type' = ${}", where.error_type),
+        ("created_at > ${}", where.created_after),
+        ("created_at < ${}", where.created_before),
+    ):
+        if value is not None:
+            args.append(value)
+            conditions.append(condition.format(len(args)))
+    return conditions, args
+
+
+async def count_jobs(conn: asyncpg.Connection, tenant_id: uuid.UUID, where: JobFilter) -> int:
+    conditions, args = _filter_conditions(tenant_id, where)
+    return await conn.fetchval(f"SELECT count(*) FROM jobs WHERE {' AND '.join(conditions)}", *args)
+
+
+async def find_jobs(
+    conn: asyncpg.Connection,
+    tenant_id: uuid.UUID,
+    where: JobFilter,
+    *,
+    limit: int,
+    after: tuple[datetime, uuid.UUID] | None = None,
+) -> list[asyncpg.Record]:
+    """Up to `limit` of the jobs `where` matches (id, created_at), newest first, after the
+    position `after` (keyset, as `list_jobs`): a bulk action walks them chunk by chunk."""
+    conditions, args = _filter_conditions(tenant_id, where)
+    if after is not None:
+        args.extend(after)
+        conditions.append(f"(created_at, id) < (${len(args) - 1}, ${len(args)})")
+    args.append(limit)
+    return await conn.fetch(
+        f"""
+        SELECT id, created_at FROM jobs WHERE {" AND ".join(conditions)}
+        ORDER BY created_at DESC, id DESC LIMIT ${len(args)}
+        """,
+        *args,
+    )
+
+
 async def request_cancel(conn: asyncpg.Connection, tenant_id: uuid.UUID, job_id: uuid.UUID) -> asyncpg.Record | None:
     """A queued job ends `cancelled` now; a running one is flagged and stopped by its worker."""
-    return await conn.fetchrow(
+    rows = await request_cancels(conn, tenant_id, [job_id])
+    return rows[0] if rows else None
+
+
+async def request_cancels(
+    conn: asyncpg.Connection, tenant_id: uuid.UUID, job_ids: Sequence[uuid.UUID]
+) -> list[asyncpg.Record]:
+    """`request_cancel` for many jobs in one statement; the rows of those it applied to."""
+    return await conn.fetch(
         f"""
         WITH ended AS (
             UPDATE jobs SET
@@ -151,12 +214,12 @@ async def request_cancel(conn: asyncpg.Connection, tenant_id: uuid.UUID, job_id:
                 finished_at = CASE WHEN status = 'queued' THEN now() ELSE finished_at END,
                 stage = CASE WHEN status = 'queued' THEN NULL ELSE stage END,
                 updated_at = now()
-            WHERE id = $1 AND tenant_id = $2 AND status IN ('queued', 'running')
+            WHERE id = ANY($1::uuid[]) AND tenant_id = $2 AND status IN ('queued', 'running')
             RETURNING {JOB_COLUMNS}
         ), stages AS ({settle_stages("ended")})
         SELECT * FROM ended
         """,
-        job_id,
+        list(job_ids),
         tenant_id,
     )
 
@@ -166,24 +229,33 @@ async def retry_job(
 ) -> asyncpg.Record | None:
     """A failed or cancelled job is queued again; finished stages keep their checkpoints, and
     stages skipped because the job ended before them (never started) run this time."""
-    row = await conn.fetchrow(
+    rows = await retry_jobs(conn, tenant_id, [job_id], extra_tries)
+    return rows[0] if rows else None
+
+
+async def retry_jobs(
+    conn: asyncpg.Connection, tenant_id: uuid.UUID, job_ids: Sequence[uuid.UUID], extra_tries: int
+) -> list[asyncpg.Record]:
+    """`retry_job` for many jobs; the rows of those it applied to."""
+    rows = await conn.fetch(
         f"""
         UPDATE jobs SET status = 'queued', cancel_requested = false, error = NULL, result = NULL,
                         finished_at = NULL, stage = NULL, worker_id = NULL,
                         max_tries = attempts + $3, updated_at = now()
-        WHERE id = $1 AND tenant_id = $2 AND status IN ('failed', 'cancelled')
+        WHERE id = ANY($1::uuid[]) AND tenant_id = $2 AND status IN ('failed', 'cancelled')
         RETURNING {JOB_COLUMNS}
         """,
-        job_id,
+        list(job_ids),
         tenant_id,
         extra_tries,
     )
-    if row is not None:
+    if rows:
         await conn.execute(
             """
             UPDATE job_stages SET status = 'queued', error = NULL, started_at = NULL, finished_at = NULL
-            WHERE job_id = $1 AND (status NOT IN ('succeeded', 'skipped') OR (status = 'skipped' AND started_at IS NULL))
+            WHERE job_id = ANY($1::uuid[])
+              AND (status NOT IN ('succeeded', 'skipped') OR (status = 'skipped' AND started_at IS NULL))
             """,
-            job_id,
+            [row["id"] for row in rows],
         )
-    return row
+    return rows

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, StreamingResponse
@@ -13,6 +14,7 @@ from service.consistency_token import requested_lsn
 from service.files import file_response, link_files
 from service.openapi import COMMON_ERRORS, JOB_ID, STATUS, json_body, problem
 from service.problems import Problem
+from service.submissions import handoff_args
 from service.validation import check_storable
 from service.views import VIEW_COLUMNS, job_location, job_view
 
@@ -151,10 +153,12 @@ async def _cancel_in(conn, state, tenant_id: uuid.UUID, job_id: uuid.UUID) -> tu
         raise await _missing_or_conflict(
             conn, tenant_id, job_id, "the job has already ended ({status})", "job-finished"
         )
-    callback = None
-    if row["status"] == "cancelled":
-        callback = await callbacks.record(conn, row, state.kinds)
-    return row, callback
+    return row, await _cancel_callback(conn, state, row)
+
+
+async def _cancel_callback(conn, state, row):
+    """The callback a job that ended cancelled here has to get (recorded in `conn`'s transaction), or None."""
+    return await callbacks.record(conn, row, state.kinds) if row["status"] == "cancelled" else None
 
 
 async def _after_cancel(state, row, callback) -> None:
@@ -182,16 +186,20 @@ async def _retry_in(conn, tenant_id: uuid.UUID, job_id: uuid.UUID):
     return row
 
 
-async def _after_retry(state, row) -> None:
-    """Once committed: back on arq's queue, and said on the job's event stream."""
-    await queue.enqueue(
-        state.redis, job_id=str(row["id"]), kind=row["kind"], queue=row["queue"], priority=row["priority"]
-    )
-    await events.publish(
-        state.redis,
-        row["id"],
-        {"type": "status", "status": "queued", "job_id": str(row["id"]), "progress": round(float(row["progress"]), 4)},
-    )
+async def _after_retry(state, rows) -> None:
+    """Once committed: back on arq's queue (due now, in one hand-off), and said on each job's event stream."""
+    await state.enqueuer.enqueue_many([{**handoff_args(row), "run_at": None} for row in rows])
+    for row in rows:
+        await events.publish(
+            state.redis,
+            row["id"],
+            {
+                "type": "status",
+                "status": "queued",
+                "job_id": str(row["id"]),
+                "progress": round(float(row["progress"]), 4),
+            },
+        )
 
 
 async def cancel(state, tenant_id: uuid.UUID, job_id: uuid.UUID):
@@ -207,8 +215,28 @@ async def retry(state, tenant_id: uuid.UUID, job_id: uuid.UUID):
     """Queue a failed or cancelled job again (the dashboard's way). Raises 404 or 409 as a Problem."""
     async with state.db.transaction(track=follow(tenant_id, job_id)) as conn:
         row = await _retry_in(conn, tenant_id, job_id)
-    await _after_retry(state, row)
+    await _after_retry(state, [row])
     return row
+
+
+async def cancel_many(state, tenant_id: uuid.UUID, job_ids: Sequence[uuid.UUID]) -> int:
+    """`cancel` for many jobs in one transaction; how many it applied to (those still
+    queued or running)."""
+    async with state.db.transaction(track=(f"tenant:{tenant_id}",)) as conn:
+        rows = await ledger.request_cancels(conn, tenant_id, job_ids)
+        ended = [(row, await _cancel_callback(conn, state, row)) for row in rows]
+    for row, callback in ended:
+        await _after_cancel(state, row, callback)
+    return len(rows)
+
+
+async def retry_many(state, tenant_id: uuid.UUID, job_ids: Sequence[uuid.UUID]) -> int:
+    """`retry` for many jobs in one transaction; how many it applied to (those still
+    failed or cancelled)."""
+    async with state.db.transaction(track=(f"tenant:{tenant_id}",)) as conn:
+        rows = await ledger.retry_jobs(conn, tenant_id, job_ids, RETRY_EXTRA_TRIES)
+    await _after_retry(state, rows)
+    return len(rows)
 
 
 async def _once(request: Request, tenant_id: uuid.UUID, job_id: uuid.UUID, action: str, inside, answer, after):
@@ -257,7 +285,7 @@ async def retry_job(request: Request) -> JSONResponse:
         "retry",
         inside=lambda conn: _retry_in(conn, tenant.id, job_id),
         answer=lambda row: (202, job_view(row), {"Location": job_location(job_id)}),
-        after=lambda row: _after_retry(state, row),
+        after=lambda row: _after_retry(state, [row]),
     )
 
 

@@ -143,10 +143,27 @@ function setUpJobActions(jobId, refresh) {
   }
 }
 
+function setUpRetryFailed(refresh) {
+  const button = document.getElementById("retry-failed");
+  button.addEventListener("click", async () => {
+    button.disabled = true;
+    const answer = await fetchJson(`/dashboard/api/jobs/retry-failed${window.location.search}`, {
+      method: "POST",
+      headers: { Accept: "application/json", "X-Conveyor-Dashboard": "1" },
+    });
+    if (answer) {
+      setText("retry-failed-result", answer.ok ? `${answer.body.changed} of ${answer.body.matched} retried` : answer.body.detail);
+    }
+    button.disabled = false;
+    refresh();
+  });
+}
+
 document.addEventListener("DOMContentLoaded", () => {
   const page = document.body.dataset.page;
   if (page === "overview") {
-    poll(`/dashboard/api/overview${window.location.search}`, renderOverview);
+    const refresh = poll(`/dashboard/api/overview${window.location.search}`, renderOverview);
+    setUpRetryFailed(refresh);
   } else if (page === "job") {
     const jobId = document.body.dataset.jobId;
     const url = `/dashboard/api/jobs/${jobId}`;
