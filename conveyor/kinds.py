@@ -11,7 +11,6 @@ ledger, so the API validates jobs without importing a kind's code.
 
 from __future__ import annotations
 
-import hashlib
 import inspect
 import json
 from collections.abc import Awaitable, Callable
@@ -23,6 +22,7 @@ from pydantic import BaseModel
 
 from service.config import Settings
 from service.jobs import KindSpec
+from service.ledger import KindDescription
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -122,22 +122,20 @@ class Pipeline:
         ValidationError if it does not fit), or the payload itself."""
         return self.input.model_validate_json(json.dumps(payload)) if self.input is not None else payload
 
-    def description_of(self, settings: Settings) -> dict[str, Any]:
-        """What workers publish to the ledger for the API; `version` names this exact text."""
+    def describe(self, settings: Settings) -> KindDescription:
+        """What workers publish to the ledger for the API, which never imports this code."""
         spec = self.spec(settings)
-        described = {
-            "name": self.name,
-            "description": self.description,
-            "input_schema": self.input_schema(),
-            "stages": list(self.stage_names),
-            "tries": spec.tries,
-            "timeout": spec.timeout,
-            "queue": spec.queue,
-            "concurrency": spec.concurrency,
-            "endpoint": self.endpoint,
-        }
-        digest = hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()[:16]
-        return described | {"version": digest}
+        return KindDescription(
+            name=self.name,
+            description=self.description,
+            input_schema=self.input_schema(),
+            stages=self.stage_names,
+            tries=spec.tries,
+            timeout=spec.timeout,
+            queue=spec.queue,
+            concurrency=spec.concurrency,
+            endpoint=self.endpoint,
+        )
 
     def progress_before(self, index: int) -> float:
         total = sum(stage.weight for stage in self.stages) or 1.0

@@ -29,7 +29,7 @@ from pipelines.notifications.ssrf import guarded_client
 from pipelines.resources import Resources
 from pipelines.runner import execute
 from pipelines.schedule import cron_jobs
-from service import metrics, observability, outbound
+from service import ledger, metrics, observability, outbound
 from service.config import Settings
 from service.database import Database
 from service.queue import deserialize, redis_settings, serialize
@@ -88,6 +88,14 @@ async def open_resources(settings: Settings, redis, pipelines: Iterable[Pipeline
     return resources
 
 
+async def publish_kinds(resources: Resources, pipelines: Iterable[Pipeline]) -> None:
+    """Describe the kinds this worker runs in the ledger, for the API, which never imports
+    their code: the worker that started last wins (service/ledger/kinds.py)."""
+    described = [pipeline.describe(resources.settings) for pipeline in pipelines]
+    async with resources.db.write() as conn:
+        await ledger.publish(conn, described, published_by=resources.worker_id)
+
+
 async def close_resources(resources: Resources) -> None:
     await resources.events.aclose()  # what the last jobs published, before Redis goes
     await resources.parking.aclose()
@@ -128,6 +136,7 @@ def hooks(
             ctx["metrics_server"] = metrics.serve_worker_metrics(settings.metrics_port)
         resources = await open_resources(settings, ctx["redis"], pipelines)
         ctx["resources"] = resources
+        await publish_kinds(resources, pipelines)
         ctx["background"] = [
             asyncio.create_task(liveness.heartbeat_forever(resources)),
             asyncio.create_task(liveness.listen_for_cancels(resources)),

@@ -9,6 +9,9 @@ import subprocess
 import sys
 import uuid
 
+import pytest
+
+from conveyor.client import ApiError, AsyncClient
 from conveyor.kinds import Pipeline
 from pipelines import registry
 from service import jobs, queue
@@ -55,6 +58,29 @@ async def test_a_one_function_kind_runs_with_its_model_progress_and_context(api,
     assert done["result"]["metadata"] == {"ref": 7} and done["result"]["tenant"].startswith("tenant-")
     assert [stage["name"] for stage in done["stages"]] == ["greet"]
     assert '"message": "halfway"' in events or '"message":"halfway"' in events
+
+
+async def test_workers_publish_their_kinds_and_the_api_takes_jobs_of_them(api, settings, tenant):
+    """The API never imports the kinds' module: it learns them from what the worker published."""
+    async with AsyncClient(api.url, tenant[1]) as conveyor, running_worker(settings, sample_pipelines(settings)):
+        kinds = {kind.kind: kind for kind in await until(conveyor.kinds)}  # once the worker has started
+        job = await conveyor.submit("greet", {"name": "Grace"}, priority="high", metadata={"ref": 1})
+        done = await conveyor.wait(job.id, timeout=60)
+        with pytest.raises(ApiError) as invalid:
+            await conveyor.submit("greet", {"name": 42})
+        with pytest.raises(ApiError) as upload_kind:
+            await conveyor.submit("document", {})
+        with pytest.raises(ApiError) as internal_kind:
+            await conveyor.submit("callback", {"job_id": job.id, "kind": "greet", "status": "succeeded"})
+    assert {"document", "video", "notification", "callback", "export", "greet", "sync_account"} <= set(kinds)
+    greet = kinds["greet"]
+    assert greet.description == "Say hello to someone." and greet.stages == ["greet"]
+    assert greet.input_schema["required"] == ["name"] and greet.tries == 3
+    assert kinds["sync_account"].stages == ["fetch", "load"]
+    assert done.succeeded and done.result["text"] == "Hello, Grace"
+    assert invalid.value.status == 422 and "name" in invalid.value.detail
+    assert upload_kind.value.status == 422 and "/v1/documents" in upload_kind.value.detail
+    assert internal_kind.value.status == 422
 
 
 async def test_stages_hand_their_outputs_on_and_the_last_one_is_the_result(api, settings, tenant):
