@@ -30,9 +30,10 @@ LOCK_KEY = "conveyor:reconciler:tick"
 
 
 async def reconcile_forever(resources: Resources, known_kinds: frozenset[str]) -> None:
-    """Each tick, one worker of those serving these kinds reconciles; the lock expires
-    before the next tick."""
-    lock = f"{LOCK_KEY}:{','.join(sorted(known_kinds))}"
+    """Each tick, one worker of those serving these kinds on this queue reconciles; the
+    lock expires before the next tick. Deployments sharing a Redis have queues of their
+    own, so the queue is in the lock's name: each deployment's ledger gets reconciled."""
+    lock = f"{LOCK_KEY}:{resources.settings.queue_name}:{','.join(sorted(known_kinds))}"
     while True:
         await asyncio.sleep(INTERVAL)
         try:
