@@ -10,6 +10,8 @@ importing a kind's code. The API reads what workers publish (`descriptions`).
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 import traceback
 from collections.abc import Iterable, Sequence
 
@@ -68,7 +70,10 @@ def declared_in(module_name: str) -> list[Pipeline]:
 
 
 def registry(settings: Settings, *, built_in: Sequence[Pipeline] = BUILT_IN) -> Registry:
-    """The built-in kinds and those of the modules in CONVEYOR_KINDS."""
+    """The built-in kinds and those of the modules in CONVEYOR_KINDS, which are looked for
+    in the working directory too, as `arq` and `uvicorn` look for theirs."""
+    if settings.conveyor_kinds and os.getcwd() not in sys.path:
+        sys.path.append(os.getcwd())
     kinds = Registry(built_in)
     for module_name in settings.conveyor_kinds:
         for kind in declared_in(module_name):
