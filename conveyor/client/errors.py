@@ -68,8 +68,8 @@ class EventStreamError(ConnectionError):
 
 def retry_after_seconds(response: httpx.Response) -> float | None:
     """The answer's `Retry-After` in seconds (it may be a number or an HTTP date), or None."""
-    value = response.headers.get("retry-after")
-    if value is None:
+    value = response.headers.get("retry-after", "").strip()
+    if not value:
         return None
     try:
         return max(float(value), 0.0)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import email.utils
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -11,6 +9,7 @@ from typing import Any
 import httpx
 from pydantic import SecretStr
 
+from conveyor.client.errors import retry_after_seconds as retry_after
 from service import outbound
 from service.errors import PermanentError, TransientError
 
@@ -19,22 +18,6 @@ PROVIDER_TIMEOUT = httpx.Timeout(15.0, connect=5.0)
 
 def secret_value(secret: SecretStr | None) -> str:
     return secret.get_secret_value() if secret else ""
-
-
-def retry_after(response: httpx.Response) -> float | None:
-    """The provider's `Retry-After` (seconds or an HTTP date) in seconds, if it sent one."""
-    value = response.headers.get("retry-after", "").strip()
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
 
 
 def json_body(response: httpx.Response) -> Any:

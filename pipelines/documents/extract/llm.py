@@ -14,7 +14,6 @@ from __future__ import annotations
 import abc
 import asyncio
 import contextlib
-import email.utils
 import random
 import time
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from typing import Any
 import httpx
 from pydantic import ValidationError
 
+from conveyor.client.errors import retry_after_seconds
 from pipelines.documents.extract.schema import ResumeFields
 from service import outbound
 from service.errors import JobError, PermanentError, TransientError
@@ -88,14 +88,7 @@ class LLMExtractor(abc.ABC):
         if "retry-after-ms" in response.headers:
             with contextlib.suppress(ValueError):
                 return max(0.0, float(response.headers["retry-after-ms"]) / 1000)
-        value = response.headers.get("retry-after")
-        if value is None:
-            return None
-        with contextlib.suppress(ValueError):
-            return max(0.0, float(value))
-        with contextlib.suppress(TypeError, ValueError):
-            return max(0.0, email.utils.parsedate_to_datetime(value).timestamp() - time.time())
-        return None
+        return retry_after_seconds(response)
 
     # -- the common work ----------------------------------------------------------------------
 
