@@ -376,3 +376,28 @@ async def test_retry_all_failed_jobs_the_filters_match(dashboard, browser):
                 assert (await wait_for_job(http, job_id))["status"] == "succeeded"
         assert (await other.get(f"/v1/jobs/{theirs}")).json()["status"] == "failed"  # another tenant's
     assert problems == []
+
+
+async def test_cancel_every_unfinished_job_the_filters_match_after_confirming_the_count(dashboard, browser):
+    api, settings = dashboard
+    name = f"bulk-{os.urandom(4).hex()}"
+    _, key = await new_tenant(settings, name)
+    _, other_key = await new_tenant(settings)
+    async with client(api.url, key) as http, client(api.url, other_key) as other:
+        mine = [await submit(http) for _ in range(3)]  # queued: no worker runs
+        theirs = await submit(other)
+        page, problems = await open_page(browser, api.url)
+        await page.goto(f"/dashboard/?tenant={name}&kind=document")
+        asked: list[str] = []
+
+        async def confirm(dialog) -> None:
+            asked.append(dialog.message)
+            await dialog.accept()
+
+        page.on("dialog", confirm)
+        await page.click("#cancel-unfinished")
+        await expect(page.locator("#cancel-unfinished-result")).to_have_text("3 of 3 cancelled")
+        assert [(await wait_for_job(http, job_id))["status"] for job_id in mine] == ["cancelled"] * 3
+        assert (await other.get(f"/v1/jobs/{theirs}")).json()["status"] == "queued"  # another tenant's
+    assert asked == ["Cancel 3 jobs?"]  # counted by a dry run first
+    assert problems == []
