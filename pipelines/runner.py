@@ -17,19 +17,22 @@ import random
 import shutil
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import structlog
 from arq import Retry
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from pydantic import BaseModel, ValidationError
+from redis.exceptions import RedisError
 from structlog.contextvars import bound_contextvars
 
 from conveyor import outcomes
 from conveyor.kinds import Pipeline, Stage
+from pipelines.dispatch import PutBack
 from pipelines.resources import Resources
-from service import callbacks, error_reports, events, ledger, metrics, tracing
+from service import callbacks, concurrency, error_reports, events, ledger, metrics, tracing
 from service.errors import DependencyUnavailable, JobError, PermanentError, TransientError
 from service.file_modes import make_scratch_dir
 
@@ -266,40 +269,84 @@ class JobRun:
             pass
 
 
-async def execute(resources: Resources, pipeline: Pipeline, job_id: str, job_try: int, score: int) -> None:
-    """The body of every arq function: one attempt at the ledger job `job_id`, which arq
-    dequeued with `score`. The job is parked out of arq's poll window while it runs
-    (pipelines/parking.py) and unparked if it goes back to arq unfinished."""
-    parsed = ledger.parse_job_id(job_id)
+@dataclass(frozen=True, slots=True)
+class Dequeued:
+    """A job as arq's queue handed it over: its ledger id, arq's try counter, its score
+    (priority band and due moment) and when it was enqueued (ms)."""
+
+    job_id: str
+    job_try: int
+    score: int
+    enqueued_ms: int
+
+
+async def execute(resources: Resources, pipeline: Pipeline, dequeued: Dequeued) -> None:
+    """The body of every arq function: one attempt at the ledger job arq dequeued. The job
+    is parked out of arq's poll window while it runs (pipelines/parking.py) and unparked if
+    it goes back to arq unfinished."""
+    parsed = ledger.parse_job_id(dequeued.job_id)
     if parsed is None:
-        log.error("rejected a job with a malformed id", job_id=job_id[:100])
+        log.error("rejected a job with a malformed id", job_id=dequeued.job_id[:100])
         return
-    parked = resources.parking.park(job_id)
+    parked = resources.parking.park(dequeued.job_id)
     try:
-        await _execute(resources, pipeline, parsed, job_id, job_try)
+        await _execute(resources, pipeline, parsed, dequeued)
+    except PutBack:
+        raise  # waiting in its key's line: its score is the line's
     except BaseException:
-        await parked.unpark(score)
+        await parked.unpark(dequeued.score)
         raise
     finally:
         parked.ended()
 
 
-async def _execute(resources: Resources, pipeline: Pipeline, parsed: uuid.UUID, job_id: str, job_try: int) -> None:
+async def _execute(resources: Resources, pipeline: Pipeline, parsed: uuid.UUID, dequeued: Dequeued) -> None:
     try:
-        job = await resources.ledger.claim(parsed, pipeline.stage_names)
+        job = await resources.ledger.claim(parsed, pipeline.stage_names, pipeline.concurrency)
     except DependencyUnavailable as exc:
-        raise Retry(defer=backoff(job_try)) from exc
-    if job is not None and job["attempts"] > job["max_tries"]:
+        raise Retry(defer=backoff(dequeued.job_try)) from exc
+    if isinstance(job, ledger.Waiting):
+        await _wait_in_line(resources, job, dequeued)
+    if job is None:
+        await _cancel_if_requested(resources, parsed)
+        return
+    key = job["concurrency_key"] if pipeline.concurrency else None
+    try:
+        await _claimed(resources, pipeline, job, dequeued)
+    finally:
+        if key is not None:  # its place is free: the next in its key's line may start
+            await asyncio.shield(resources.lines.promote(job["kind"], key))
+
+
+async def _wait_in_line(resources: Resources, waiting: ledger.Waiting, dequeued: Dequeued) -> NoReturn:
+    """No free place under the job's key: it joins the key's line and leaves its slot. Had
+    the last holder ended between the claim and now, nobody would call the line: so it is
+    called here if a place is free by now."""
+    try:
+        await resources.lines.wait(
+            dequeued.job_id, waiting.kind, waiting.key, score=dequeued.score, enqueued_ms=dequeued.enqueued_ms
+        )
+    except (RedisError, OSError) as exc:
+        raise Retry(defer=concurrency.BACKSTOP_S) from exc
+    with contextlib.suppress(DependencyUnavailable):  # the backstop calls it then
+        async with resources.db.write() as conn:  # the primary: a replica may lag the last end
+            room = await ledger.has_room(conn, waiting)
+        if room:
+            await resources.lines.promote(waiting.kind, waiting.key)
+    raise PutBack
+
+
+async def _claimed(resources: Resources, pipeline: Pipeline, job, dequeued: Dequeued) -> None:
+    """Run an attempt the ledger has just granted."""
+    if job["attempts"] > job["max_tries"]:
         error = {
             "type": "max_tries_exceeded",
             "message": f"gave up after {job['max_tries']} tries (the worker running it kept dying)",
         }
         await _finish(JobRun(resources, pipeline, job, job["attempts"]), "failed", error=error)
         return
-    if job is None:
-        await _cancel_if_requested(resources, parsed)
-        return
     run = JobRun(resources, pipeline, job, job["attempts"])
+    job_id = dequeued.job_id
     tags = {"job_id": job_id, "tenant": str(job["tenant_id"]), "kind": job["kind"]}
     with (
         bound_contextvars(**tags, attempt=run.attempt),
@@ -314,7 +361,7 @@ async def _execute(resources: Resources, pipeline: Pipeline, parsed: uuid.UUID, 
         metrics.job_started(job)
         try:
             with bound_contextvars(**({"trace_id": tracing.trace_id()} if tracing.enabled() else {})):
-                await _attempt(run, job_id, job_try)
+                await _attempt(run, job_id, dequeued.job_try)
         finally:
             metrics.attempt_ended(job["kind"])
 
