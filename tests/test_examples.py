@@ -8,20 +8,31 @@ from __future__ import annotations
 
 import os
 import uuid
-from datetime import timedelta
+from datetime import date, timedelta
 
 import asyncpg
 import httpx
 import pytest
+from sqlalchemy import Engine, create_engine, insert, select
 
-from conveyor.client import ApiError, AsyncClient
+from conveyor.client import ApiError, AsyncClient, Client
 from examples.booking import app as booking_app
-from testkit.example_providers import ExampleProviders
+from examples.jobboard import app as jobboard_app
+from examples.jobboard.tables import employers, follows, postings, users
+from testkit.example_providers import DECLINED, ExampleProviders
 from testkit.processes import ApiProcess, WorkerProcess, settings_env
 from testkit.service import make_settings, new_tenant, until
 
-KINDS = "examples.booking.jobs"
-EXAMPLE_KINDS = {"review_request", "sync_business_profile", "send_campaign"}
+KINDS = "examples.booking.jobs,examples.jobboard.jobs"
+EXAMPLE_KINDS = {
+    *("review_request", "sync_business_profile", "send_campaign"),
+    *("follower_push", "sync_employer", "renew_membership"),
+}
+
+
+def sqlalchemy_url(url: str) -> str:
+    """The database's URL as SQLAlchemy takes it with psycopg 3, as the job board does."""
+    return url.replace("postgresql://", "postgresql+psycopg://", 1)
 
 
 @pytest.fixture(scope="module")
@@ -56,6 +67,10 @@ async def conveyor_url(example_settings, conveyor_tenant, providers, tmp_path_fa
         booking_database_url=example_settings.database_url,
         mail_api_url=providers.api("mail"),
         profile_api_url=providers.api("profiles"),
+        jobboard_database_url=sqlalchemy_url(example_settings.database_url),
+        push_api_url=providers.api("push"),
+        ats_api_url=providers.api("ats"),
+        payments_api_url=providers.api("payments"),
     )
     api = ApiProcess(settings_env(example_settings), logs / "api.log").start()
     worker = WorkerProcess(worker_env, logs / "worker.log", settings_path="worker.WorkerSettings").start()
@@ -76,6 +91,12 @@ async def conveyor_url(example_settings, conveyor_tenant, providers, tmp_path_fa
 @pytest.fixture(scope="module")
 async def conveyor(conveyor_url, conveyor_tenant):
     async with AsyncClient(conveyor_url, conveyor_tenant[1]) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def conveyor_sync(conveyor_url, conveyor_tenant):
+    with Client(conveyor_url, conveyor_tenant[1]) as client:
         yield client
 
 
@@ -128,9 +149,7 @@ async def test_a_checkout_sends_its_review_request_from_its_own_transaction(book
     job = await conveyor.wait(response.json()["review_request"], timeout=60)
     assert job.succeeded, job
     assert job.kind == "review_request" and job.result["stay_id"] == stay_id
-    [mail] = [
-        sent for sent in providers.received("/mail/messages") if sent.idempotency_key == f"review-request-{stay_id}"
-    ]
+    [mail] = providers.received("/mail/messages", f"review-request-{stay_id}")
     assert mail.body == {"to": "ada@example.com", "template": "review-request", "data": {"hotel": "Hotel Ada"}}
     assert job.result["message"].startswith("mail-")
     assert again.status_code == 404  # checked out once: one review request
@@ -184,3 +203,108 @@ async def test_a_campaign_goes_out_under_its_hotels_concurrency_key(booking, boo
     assert kinds["send_campaign"].concurrency == 1
     key = await booking_db.fetchval("SELECT concurrency_key FROM jobs WHERE id = $1", uuid.UUID(job.id))
     assert key == f"hotel-{hotel_id}"
+
+
+# The job board (Flask), moved from RQ.
+
+
+@pytest.fixture(scope="module")
+def jobboard_config(example_settings, conveyor_url, conveyor_tenant) -> jobboard_app.Config:
+    name, key = conveyor_tenant
+    return jobboard_app.Config(sqlalchemy_url(example_settings.database_url), name, conveyor_url, key)
+
+
+@pytest.fixture(scope="module")
+def jobboard(jobboard_config):
+    """The board's Flask app (its tables made)."""
+    return jobboard_app.create_app(jobboard_config)
+
+
+@pytest.fixture(scope="module")
+def jobboard_db(jobboard, jobboard_config):
+    engine = create_engine(jobboard_config.database_url)
+    yield engine
+    engine.dispose()
+
+
+def new_user(db: Engine, name: str) -> int:
+    with db.begin() as conn:
+        return conn.execute(insert(users).values(name=name).returning(users.c.id)).scalar_one()
+
+
+def new_employer(db: Engine, customer: str, paid_through: date = date(2026, 5, 1)) -> int:
+    values = {"name": "Initech", "ats_board": "initech", "plan_cents": 9900}
+    with db.begin() as conn:
+        row = insert(employers).values(**values, customer=customer, paid_through=paid_through)
+        return conn.execute(row.returning(employers.c.id)).scalar_one()
+
+
+def test_a_follow_pushes_the_news_from_its_own_transaction(jobboard, jobboard_db, conveyor_sync, providers):
+    ada, grace = new_user(jobboard_db, "Ada"), new_user(jobboard_db, "Grace")
+    first = jobboard.test_client().post(f"/users/{ada}/followers", json={"follower_id": grace})
+    again = jobboard.test_client().post(f"/users/{ada}/followers", json={"follower_id": grace})
+
+    assert first.status_code == 200, first.text
+    job = conveyor_sync.wait(first.json["push"], timeout=60)
+    assert job.succeeded, job
+    assert job.kind == "follower_push" and job.result["user_id"] == ada
+    [push] = providers.received("/push/notifications", job.id)
+    assert push.body == {"user": str(ada), "title": "New follower", "body": "Grace follows you now"}
+    assert job.result["notification"].startswith("push-")
+    assert again.json == {"push": None}  # following twice: one follow, one push
+
+
+def test_a_follow_rolled_back_leaves_no_push(jobboard_db, jobboard_config, conveyor_sync):
+    ada, grace = new_user(jobboard_db, "Ada"), new_user(jobboard_db, "Grace")
+    with jobboard_db.connect() as conn, conn.begin() as transaction:
+        job_id = jobboard_app.add_follower(conn, jobboard_config.tenant, ada, grace)
+        transaction.rollback()  # whatever else the request did failed
+
+    assert job_id is not None
+    with pytest.raises(ApiError) as missing:
+        conveyor_sync.get(str(job_id))
+    assert missing.value.status == 404
+    with jobboard_db.connect() as conn:
+        assert conn.execute(select(follows).where(follows.c.followed_id == ada)).first() is None
+
+
+def test_the_nightly_sync_publishes_each_employers_postings_stage_by_stage(jobboard, jobboard_db, conveyor_sync):
+    employer_id = new_employer(jobboard_db, "cus_initech")
+    run = jobboard.test_cli_runner().invoke(args=["sync-employers"])
+
+    assert run.exit_code == 0, run.output
+    jobs = [conveyor_sync.wait(job_id, timeout=60) for job_id in run.output.split()]
+    assert all(job.succeeded for job in jobs), [job for job in jobs if not job.succeeded]
+    [ours] = [job for job in jobs if job.result["employer_id"] == employer_id]
+    assert [(stage.name, stage.status) for stage in ours.stages] == [
+        ("fetch_postings", "succeeded"),
+        ("publish", "succeeded"),
+    ]
+    assert ours.result == {"employer_id": employer_id, "published": 2}
+    with jobboard_db.connect() as conn:
+        titles = conn.execute(select(postings.c.title).where(postings.c.employer_id == employer_id)).scalars()
+        assert sorted(titles) == ["Backend engineer", "Product designer"]
+
+
+def test_a_renewal_runs_under_its_employers_concurrency_key(jobboard, jobboard_db, conveyor_sync, providers):
+    paying, declined = new_employer(jobboard_db, "cus_initech"), new_employer(jobboard_db, DECLINED)
+    first = jobboard.test_client().post(f"/employers/{paying}/renew")
+    second = jobboard.test_client().post(f"/employers/{paying}/renew")
+    refused = jobboard.test_client().post(f"/employers/{declined}/renew")
+
+    assert first.status_code == 202, first.text
+    assert second.json["job"] == first.json["job"]  # its idempotency key: one renewal a month
+    job = conveyor_sync.wait(first.json["job"], timeout=60)
+    assert job.succeeded, job
+    assert job.result["employer_id"] == paying and job.result["paid_through"] == "2026-05-31"
+    [charge] = providers.received("/payments/charges", f"renewal-{paying}-2026-05-01")
+    assert charge.body == {"customer": "cus_initech", "amount": 9900, "currency": "eur"}
+    with jobboard_db.connect() as conn:
+        row = select(employers.c.paid_through).where(employers.c.id == paying)
+        assert conn.execute(row).scalar_one() == date(2026, 5, 31)
+        key = conn.exec_driver_sql("SELECT concurrency_key FROM jobs WHERE id = %s", (uuid.UUID(job.id),)).scalar()
+    assert key == f"employer-{paying}"
+
+    failed = conveyor_sync.wait(refused.json["job"], timeout=60)
+    assert failed.status == "failed" and failed.attempts == 1  # conveyor.Fail: not tried again
+    assert failed.error is not None and failed.error.type == "card_declined"
