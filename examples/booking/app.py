@@ -55,7 +55,8 @@ class Config:
 
 async def check_out(conn: asyncpg.Connection, config: Config, stay_id: int) -> uuid.UUID | None:
     """Check a guest out and schedule their review request, in the caller's transaction:
-    the request exists if and only if the checkout commits. None: no such stay in."""
+    the request exists if and only if the checkout commits. None: no such stay, or it
+    was checked out already."""
     stay = await conn.fetchrow(
         """
         UPDATE booking_stays s SET checked_out_at = now() FROM booking_hotels h
@@ -80,7 +81,7 @@ async def checkout(request: Request) -> JSONResponse:
     async with state.db.acquire() as conn, conn.transaction():
         job_id = await check_out(conn, state.config, request.path_params["stay_id"])
     if job_id is None:
-        return JSONResponse({"error": "no such stay in the hotel"}, status_code=404)
+        return JSONResponse({"error": "no such stay, or it was checked out already"}, status_code=404)
     return JSONResponse({"review_request": str(job_id)})
 
 
