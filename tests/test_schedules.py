@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -276,3 +277,21 @@ async def test_workers_racing_for_a_tick_make_one_job(api, settings, owner, ledg
     fired = await asyncio.gather(*(fire() for _ in range(RACERS)))
     assert len([job for job in fired if job is not None]) == 1
     assert len(await jobs_per_tick(ledger_db, made["id"])) == 1
+
+
+async def test_a_schedule_whose_kind_is_gone_can_still_be_paused(api, settings, owner, ledger_db):
+    kind = replace(sample_kinds.noop.describe(settings), name=f"gone_{uuid.uuid4().hex[:8]}")
+    await publish_kinds(settings, kind)
+    async with client(api.url, owner[1]) as http:
+        made = await create(http, {**NOOP_EVERY_SECOND, "kind": kind.name, "every": 3600})
+        async with ledger_db.transaction() as conn:  # its workers are gone for good
+            await conn.execute("DELETE FROM kinds WHERE name = $1", kind.name)
+
+        async def unknown() -> bool:
+            return kind.name not in [item["kind"] for item in (await http.get("/v1/kinds")).json()["items"]]
+
+        await until(unknown)
+        paused = await http.patch(f"/v1/schedules/{made['id']}", json={"paused": True})
+        renamed = await http.patch(f"/v1/schedules/{made['id']}", json={"input": {"again": True}})
+    assert paused.status_code == 200 and paused.json()["paused"] is True
+    assert renamed.status_code == 422 and renamed.json()["field"] == "kind"

@@ -73,14 +73,17 @@ class SchedulePatch(StrictModel):
         return given
 
 
-async def judge(request: Request, fields: dict[str, Any]) -> Cadence:
-    """The schedule's cadence, once its kind, input and cadence are found valid; a 422 naming the field."""
+async def judge(request: Request, fields: dict[str, Any], *, job: bool = True) -> Cadence:
+    """The schedule's cadence, once it is found valid, and with `job` its kind and input
+    (left alone by a change that touches neither: a schedule whose kind no worker publishes
+    any more can still be paused); a 422 naming the field."""
     cadence = Cadence(cron=fields["cron"], every=fields["every"], timezone=fields["timezone"])
     try:
         schedule_times.check(cadence)
     except InvalidCadence as exc:
         raise invalid(exc.field, exc.message) from None
-    check_input(await find_kind(request, fields["kind"]), fields["input"])
+    if job:
+        check_input(await find_kind(request, fields["kind"]), fields["input"])
     return cadence
 
 
@@ -170,7 +173,7 @@ async def update_schedule(request: Request) -> JSONResponse:
         if current is None:
             raise _not_found()
         fields = {name: current[name] for name in schedules.FIELDS} | changes
-        cadence = await judge(request, fields)
+        cadence = await judge(request, fields, job="kind" in changes or "input" in changes)
         restarts = any(fields[name] != current[name] for name in CADENCE_FIELDS) or (
             current["paused"] and not fields["paused"]
         )
