@@ -21,7 +21,7 @@ from starlette.responses import JSONResponse, Response
 
 from service import idempotency, ledger, schedule_times, schedules
 from service.auth import authenticate
-from service.openapi import COMMON_ERRORS, IDEMPOTENCY_KEY, json_request, problem
+from service.openapi import COMMON_ERRORS, IDEMPOTENCY_KEY, json_answer, json_request, problem
 from service.problems import Problem
 from service.routes.kinds import check_input, find_kind
 from service.schedule_times import MAX_EVERY, Cadence, InvalidCadence
@@ -234,10 +234,6 @@ _SCHEDULE = {
 _ID = {"name": "schedule_id", "in": "path", "required": True, "schema": {"type": "string", "format": "uuid"}}
 
 
-def _json(schema: dict, description: str) -> dict:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
-
-
 _ERRORS = {
     "413": problem("Body too large"),
     "415": problem("Not application/json"),
@@ -257,12 +253,12 @@ OPENAPI_PATHS = {
                     "properties": _FIELDS,
                 }
             ),
-            "responses": {"201": _json(_SCHEDULE, "Created"), **_ERRORS},
+            "responses": {"201": json_answer(_SCHEDULE, "Created"), **_ERRORS},
         },
         "get": {
             "summary": "The tenant's schedules",
             "responses": {
-                "200": _json(
+                "200": json_answer(
                     {
                         "type": "object",
                         "required": ["items"],
@@ -278,7 +274,11 @@ OPENAPI_PATHS = {
         "get": {
             "summary": "A schedule, its next ticks and its last outcome",
             "parameters": [_ID],
-            "responses": {"200": _json(_SCHEDULE, "The schedule"), "404": problem("Unknown schedule"), **COMMON_ERRORS},
+            "responses": {
+                "200": json_answer(_SCHEDULE, "The schedule"),
+                "404": problem("Unknown schedule"),
+                **COMMON_ERRORS,
+            },
         },
         "patch": {
             "summary": "Change any field of a schedule; pause or resume it",
@@ -286,7 +286,7 @@ OPENAPI_PATHS = {
             "requestBody": json_request(
                 {"type": "object", "additionalProperties": False, "minProperties": 1, "properties": _FIELDS}
             ),
-            "responses": {"200": _json(_SCHEDULE, "Changed"), "404": problem("Unknown schedule"), **_ERRORS},
+            "responses": {"200": json_answer(_SCHEDULE, "Changed"), "404": problem("Unknown schedule"), **_ERRORS},
         },
         "delete": {
             "summary": "Delete a schedule (its jobs stay)",
