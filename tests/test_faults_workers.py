@@ -45,18 +45,19 @@ async def _secret(database_url, tenant_id) -> str:
 
 
 async def _kill_busy_workers(pool: WorkerPool, settings) -> list[int]:
-    """Every KILL_EVERY seconds, kill -9 a worker that is running a job; restart it."""
+    """Once the workers have started running jobs (a loaded machine starts them slowly),
+    every KILL_EVERY seconds kill -9 a worker that is running a job; restart it."""
+    await wait_until_busy(settings.database_url, settings.queue_name, timeout=60, explain=pool.logs)
     killed = []
     for _ in range(KILLS):
-        await asyncio.sleep(KILL_EVERY)
         busy = await busy_worker_pids(settings.database_url, settings.queue_name)
         victims = [worker for worker in pool.workers if worker.alive and worker.pid in busy]
-        if not victims:
-            continue
-        victim = random.choice(victims)
-        victim.kill()
-        killed.append(victim.pid)
-        pool.supervise()
+        if victims:
+            victim = random.choice(victims)
+            victim.kill()
+            killed.append(victim.pid)
+            pool.supervise()
+        await asyncio.sleep(KILL_EVERY)
     return killed
 
 
