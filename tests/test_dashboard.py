@@ -16,8 +16,9 @@ from pydantic import SecretStr
 from conveyor.kinds import Pipeline, Stage
 from pipelines import registry
 from service.errors import JobError
+from testkit import sample_kinds
 from testkit.files import multipart_file, text_pdf
-from testkit.service import ADMIN_KEY, ApiServer, client, new_tenant, running_worker, wait_for_job
+from testkit.service import ADMIN_KEY, ApiServer, client, new_tenant, publish_kinds, running_worker, wait_for_job
 
 CHROMIUM_ARGS = [
     "--headless",
@@ -406,4 +407,25 @@ async def test_cancel_every_unfinished_job_the_filters_match_after_confirming_th
         assert [(await wait_for_job(http, job_id))["status"] for job_id in mine] == ["cancelled"] * 3
         assert (await other.get(f"/v1/jobs/{theirs}")).json()["status"] == "queued"  # another tenant's
     assert asked == ["Cancel 3 jobs?"]  # counted by a dry run first
+    assert problems == []
+
+
+async def test_schedules_show_their_cadence_next_run_and_pause_live(dashboard, browser):
+    api, settings = dashboard
+    await publish_kinds(settings, sample_kinds.greet.describe(settings))
+    name = f"sched-{os.urandom(4).hex()}"
+    _, key = await new_tenant(settings, name)
+    async with client(api.url, key) as http:
+        body = {"name": "nightly greeting", "kind": "greet", "input": {"name": "Ada"}, "cron": "30 2 * * *"}
+        response = await http.post("/v1/schedules", json={**body, "timezone": "America/New_York"})
+        assert response.status_code == 201, response.text
+        schedule = response.json()
+        page, problems = await open_page(browser, api.url)
+        await page.goto(f"/dashboard/?tenant={name}")
+        row = page.locator(f'#schedules tr[data-schedule="{schedule["id"]}"]')
+        await expect(row).to_contain_text("nightly greeting")
+        await expect(row).to_contain_text("cron 30 2 * * * (America/New_York)")
+        await expect(row.locator(".next-run time")).to_have_attribute("datetime", re.compile(r"^\d{4}-"))
+        assert (await http.patch(f"/v1/schedules/{schedule['id']}", json={"paused": True})).status_code == 200
+        await expect(row.locator(".next-run")).to_have_text("paused")  # the overview is polled
     assert problems == []

@@ -23,6 +23,7 @@ async def overview(state, *, status: str | None, kind: str | None, tenant: str |
         recent = await _jobs(conn, status=status, kind=kind, tenant=tenant)
         failed = await _jobs(conn, status="failed", kind=kind, tenant=tenant)
         kinds = [row["kind"] for row in await conn.fetch("SELECT DISTINCT kind FROM jobs ORDER BY kind LIMIT 50")]
+        schedules = await _schedules(conn, kind=kind, tenant=tenant)
     now = time.time()
     return {
         "queues": [asdict(queue) for queue in queues],
@@ -30,6 +31,7 @@ async def overview(state, *, status: str | None, kind: str | None, tenant: str |
         "hour": hour,
         "recent": recent,
         "failed": failed,
+        "schedules": schedules,
         "kinds": kinds,
         "filters": {"status": status, "kind": kind, "tenant": tenant},
     }
@@ -71,6 +73,42 @@ async def _jobs(conn, *, status: str | None, kind: str | None, tenant: str | Non
         JOB_LIST_LIMIT,
     )
     return [_job_summary(row) for row in rows]
+
+
+async def _schedules(conn, *, kind: str | None, tenant: str | None) -> list[dict]:
+    """The users' schedules (`/v1/schedules`) the filters match, the soonest first, with
+    their cadence and how their last tick went."""
+    rows = await conn.fetch(
+        """
+        SELECT s.id, s.name, s.kind, s.cron, s.every, s.timezone, s.paused, s.next_run_at, s.last_run_at,
+               j.status AS last_status, t.name AS tenant
+        FROM schedules s JOIN tenants t ON t.id = s.tenant_id LEFT JOIN jobs j ON j.id = s.last_job_id
+        WHERE ($1::text IS NULL OR s.kind = $1) AND ($2::text IS NULL OR t.name = $2)
+        ORDER BY s.paused, s.next_run_at, s.id LIMIT $3
+        """,
+        kind,
+        tenant,
+        JOB_LIST_LIMIT,
+    )
+    return [
+        {
+            "id": str(row["id"]),
+            "tenant": row["tenant"],
+            "name": row["name"],
+            "kind": row["kind"],
+            "cadence": f"cron {row['cron']}" if row["cron"] else f"every {row['every']:g} s",
+            "timezone": row["timezone"],
+            "paused": row["paused"],
+            "next_run_at": None if row["paused"] else _iso(row["next_run_at"]),
+            "last_run_at": _iso(row["last_run_at"]),
+            "last_status": row["last_status"],
+        }
+        for row in rows
+    ]
+
+
+def _iso(moment) -> str | None:
+    return moment.isoformat() if moment is not None else None
 
 
 async def tenant_ids(state, name: str | None) -> list[uuid.UUID]:

@@ -51,6 +51,13 @@ function workerRow(worker) {
     el("td", {}, `${seconds(worker.heartbeat_age)} ago`), el("td", {}, `${worker.up_seconds} s`), jobs);
 }
 
+function scheduleRow(schedule) {
+  return el("tr", { "data-schedule": schedule.id }, el("td", {}, schedule.name), el("td", {}, schedule.tenant),
+    el("td", {}, schedule.kind), el("td", {}, `${schedule.cadence} (${schedule.timezone})`),
+    el("td", { class: "next-run" }, schedule.paused ? "paused" : when(schedule.next_run_at)),
+    el("td", {}, when(schedule.last_run_at)), el("td", {}, schedule.last_status || ""));
+}
+
 function renderOverview(data) {
   setText("hour-finished", data.hour.finished);
   setText("hour-per-minute", data.hour.per_minute);
@@ -62,6 +69,7 @@ function renderOverview(data) {
   fillRows(document.querySelector("#workers tbody"), data.workers, workerRow, "No worker has a fresh heartbeat", 5);
   fillRows(document.querySelector("#recent tbody"), data.recent, jobRow, "No jobs", 8);
   fillRows(document.querySelector("#failed tbody"), data.failed, (job) => jobRow(job, true), "No jobs", 9);
+  fillRows(document.querySelector("#schedules tbody"), data.schedules, scheduleRow, "No schedules", 7);
 }
 
 function stageItem(stage) {
