@@ -23,8 +23,13 @@ PARAM = re.compile(r"{(\w+)(:\w+)?}")
 
 
 # Routes whose id is not a job's: each has its own wall test below (or in its module's tests:
-# a job's files in tests/test_videos_pipeline.py).
-OTHER_IDS = {"/v1/jobs/{job_id}/files/{name}", "/v1/reminders/{reminder_id}", "/v1/memberships/{member}"}
+# a job's files in tests/test_videos_pipeline.py, schedules in tests/test_schedules.py).
+OTHER_IDS = {
+    "/v1/jobs/{job_id}/files/{name}",
+    "/v1/reminders/{reminder_id}",
+    "/v1/memberships/{member}",
+    "/v1/schedules/{schedule_id}",
+}
 
 
 def _routes_with_ids() -> list[tuple[str, str]]:
