@@ -228,6 +228,11 @@ async def test_a_tenants_template_is_its_own_and_overrides_a_built_in_for_it_onl
         await http.put("/v1/templates/receipt", json=RECEIPT)
         unseen = await other_http.get("/v1/templates/receipt")
         unlisted = await other_http.get("/v1/templates")
+        unpreviewed = await other_http.post("/v1/templates/receipt/preview", json={"data": {}})
+        undeleted = await other_http.delete("/v1/templates/receipt")
+        own_put = await other_http.put("/v1/templates/receipt", json={"channel": "sms", "text": "theirs"})
+        await other_http.delete("/v1/templates/receipt")
+        kept = await http.get("/v1/templates/receipt")
         unusable = await other_http.post(
             "/v1/notifications", json={"channel": "email", "to": theirs, "template": "receipt", "data": {}}
         )
@@ -239,7 +244,9 @@ async def test_a_tenants_template_is_its_own_and_overrides_a_built_in_for_it_onl
         own["Subject"] == "Hey Ada, glad you came" and not own.is_multipart() and own.get_content().strip() == "Hi Ada!"
     )
     assert builtin["Subject"] == "Welcome, Ada" and "text/html" in parts(builtin)
-    assert unseen.status_code == 404 and unlisted.json() == {"items": []}
+    assert unseen.status_code == unpreviewed.status_code == undeleted.status_code == 404
+    assert unlisted.json() == {"items": []} and own_put.status_code == 201
+    assert kept.json()["channel"] == "email" and kept.json()["subject"] == RECEIPT["subject"]
     assert problem_of(unusable)["type"] == "unknown-template"
 
 
@@ -296,3 +303,17 @@ async def test_the_openapi_document_describes_templates(api):
         paths = (await http.get("/openapi.json")).json()["paths"]
     assert set(paths["/v1/templates/{name}"]) == {"put", "get", "delete"}
     assert "post" in paths["/v1/templates/{name}/preview"] and "get" in paths["/v1/templates"]
+
+
+async def test_a_reminder_may_name_a_tenants_template(api, tenant):
+    reminder = {"due_at": "2030-01-01T09:00:00Z", "channel": "email", "to": "a@example.com", "template": "receipt"}
+    async with client(api.url, tenant[1]) as http:
+        await http.put("/v1/templates/receipt", json=RECEIPT)
+        lacking = problem_of(await http.post("/v1/reminders", json={**reminder, "data": {"name": "Ada"}}))
+        stored = await http.post(
+            "/v1/reminders", json={**reminder, "data": {"name": "Ada", "order_id": "A-1", "items": [], "x": 1}}
+        )
+    assert (lacking["field"], lacking["type"]) == ("data", "invalid-template-data") and "'order_id'" in lacking[
+        "detail"
+    ]
+    assert stored.status_code == 201, stored.text
