@@ -10,7 +10,10 @@ from service.sandbox import RENDER_TIMEOUT
 from service.templating import MAX_OUTPUT
 from testkit.notifications import local_settings
 from testkit.service import ApiServer, client, new_tenant, running_worker, wait_for_job
+from testkit.twilio_server import TwilioServer
 from tests.test_notifications_email import parts, plain_smtp  # noqa: F401 (fixture)
+from tests.test_notifications_pipeline import channel_settings, phone
+from tests.test_notifications_push import fcm  # noqa: F401 (fixture)
 
 PIPELINES = (NOTIFICATION_PIPELINE, CALLBACK_PIPELINE)
 RECEIPT = {
@@ -21,10 +24,17 @@ RECEIPT = {
 }
 
 
+@pytest.fixture(scope="module")
+def twilio():
+    server = TwilioServer().start()
+    yield server
+    server.stop()
+
+
 @pytest.fixture
-def settings(database_url, redis_server, tmp_path, plain_smtp):
+def settings(database_url, redis_server, tmp_path, plain_smtp, twilio, fcm):
     return local_settings(
-        database_url, redis_server.url, tmp_path / "storage", smtp_url=plain_smtp[1], smtp_from="no-reply@acme.example"
+        database_url, redis_server.url, tmp_path / "storage", **channel_settings(plain_smtp, twilio, fcm)
     )
 
 
@@ -317,3 +327,25 @@ async def test_a_reminder_may_name_a_tenants_template(api, tenant):
         "detail"
     ]
     assert stored.status_code == 201, stored.text
+
+
+async def test_sms_and_push_render_a_tenants_template(api, settings, tenant, twilio, fcm):
+    ada, grace, token = phone(), phone(), f"device-{uuid.uuid4().hex}"
+    async with client(api.url, tenant[1]) as http, running_worker(settings, PIPELINES):
+        await http.put("/v1/templates/code", json={"channel": "sms", "text": "{{ name }}, your code is {{ code }}"})
+        await http.put(
+            "/v1/templates/ping", json={"channel": "push", "subject": "Hi {{ name }}", "text": "{{ n }} new"}
+        )
+        await delivered(
+            http,
+            channel="sms",
+            to=[{"to": ada, "data": {"name": "Ada"}}, {"to": grace, "data": {"name": "Grace", "code": "2"}}],
+            template="code",
+            data={"code": "1"},
+        )
+        await delivered(http, channel="push", to=token, template="ping", data={"name": "Ada", "n": 3})
+    bodies = {message["to"]: message["body"] for message in twilio.messages if message["to"] in (ada, grace)}
+    assert bodies == {ada: "Ada, your code is 1", grace: "Grace, your code is 2"}
+    [push] = [message for message in fcm.messages if message["token"] == token]
+    assert (push["notification"]["title"], push["notification"]["body"]) == ("Hi Ada", "3 new")
+    assert push["data"] == {"template": "ping", "name": "Ada", "n": "3"}
