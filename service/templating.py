@@ -31,6 +31,7 @@ from service.errors import PermanentError
 MAX_SOURCE = 64 * 1024  # characters of one part's source
 MAX_OUTPUT = 100_000  # characters one rendered part may have
 PARTS = ("subject", "text", "html")
+CONTEXT = getattr(jinja2.pass_context(lambda context: None), "jinja_pass_arg", None)  # what Jinja never folds
 
 
 class SyntaxProblem(PermanentError):
@@ -44,11 +45,15 @@ class SyntaxProblem(PermanentError):
 
 
 def _unfoldable(filter: Callable) -> Callable:
-    """`filter` asking for the context (which it ignores): Jinja then never runs it at compile time."""
+    """`filter` asking for the context, so Jinja never runs it at compile time; what the
+    filter itself asks for (the eval context, the environment) it is still given."""
+    wants = getattr(filter, "jinja_pass_arg", None)
 
     @jinja2.pass_context
     @functools.wraps(filter)
     def call(context: jinja2.runtime.Context, *args: Any, **kwargs: Any) -> Any:
+        if wants is not None:
+            args = ({"eval_context": context.eval_ctx, "environment": context.environment}[wants.name], *args)
         return filter(*args, **kwargs)
 
     return call
@@ -67,7 +72,7 @@ class Sandbox(ImmutableSandboxedEnvironment):
             keep_trailing_newline=True,
         )
         self.filters = {
-            name: filter if getattr(filter, "jinja_pass_arg", None) else _unfoldable(filter)
+            name: filter if getattr(filter, "jinja_pass_arg", None) is CONTEXT else _unfoldable(filter)
             for name, filter in self.filters.items()
         }
 
