@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import resource
 import sys
 import weakref
@@ -23,6 +24,8 @@ from service.templating import MAX_OUTPUT, RenderProblem, Source, render_part
 
 MAX_MEMORY = 512 * 1024 * 1024
 RENDER_TIMEOUT = 2.0
+# The child gets none of the service's settings (secrets, URLs): only what starts Python.
+CHILD_ENVIRONMENT = ("PATH", "PYTHONPATH", "LANG", "LC_ALL")
 # An answer is three parts of MAX_OUTPUT characters, each up to 6 bytes once JSON-escaped.
 MAX_ANSWER_BYTES = 3 * 6 * MAX_OUTPUT + 4096
 
@@ -63,6 +66,7 @@ class Renderer:
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
                 limit=MAX_ANSWER_BYTES,
+                env={name: os.environ[name] for name in CHILD_ENVIRONMENT if name in os.environ},
             )
         return self._child
 
