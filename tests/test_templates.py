@@ -94,6 +94,16 @@ async def test_invalid_bodies_are_422s_naming_the_field(api, tenant, body, field
     assert (problem["field"], problem["type"]) == (field, kind)
 
 
+async def test_a_name_is_letters_digits_and_dot_dash_underscore(api, tenant):
+    async with client(api.url, tenant[1]) as http:
+        for name in ("abc%0A", "-abc", "a%20b", "x" * 101):
+            problem = problem_of(await http.put(f"/v1/templates/{name}", json={"channel": "sms", "text": "x"}))
+            assert problem["field"] == "name", name
+        assert (
+            await http.put("/v1/templates/Order.shipped_v-2", json={"channel": "sms", "text": "x"})
+        ).status_code == 201
+
+
 async def test_a_syntax_error_is_a_422_with_line_and_column(api, tenant):
     text = "Dear {{ name }},\n{% if vip %}Gold{% endfi %}"
     async with client(api.url, tenant[1]) as http:

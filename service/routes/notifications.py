@@ -41,7 +41,7 @@ async def create_notification(request: Request) -> Response:
             raise invalid(unknown[0], f"unknown field; the fields are {', '.join(REQUEST_FIELDS)}")
         template, channel = body.get("template"), body.get("channel")
         custom = None
-        if isinstance(template, str) and channel != "webhook" and NAME.match(template):
+        if isinstance(template, str) and channel != "webhook" and NAME.fullmatch(template):
             custom = await find_template(request, tenant.id, template)
         notification = parse_notification(body, settings, datetime.now(UTC), custom)
         metadata = parse_metadata(body.get("metadata"))

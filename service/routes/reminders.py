@@ -95,7 +95,9 @@ async def create_reminder(request: Request) -> JSONResponse:
             [(f"to[{index}]", url) for index, url in enumerate(reminder.to)], settings.callback_allowed_hosts
         )
     else:
-        custom = await find_template(request, tenant.id, reminder.template) if NAME.match(reminder.template) else None
+        custom = (
+            await find_template(request, tenant.id, reminder.template) if NAME.fullmatch(reminder.template) else None
+        )
         try:
             parse_content(reminder.channel, reminder.template, reminder.data, custom=custom)
         except PermanentError as exc:

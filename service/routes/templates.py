@@ -58,7 +58,7 @@ def template_view(template: TenantTemplate) -> dict:
 
 def _name(request: Request) -> str:
     name = request.path_params["name"]
-    if not NAME.match(name):
+    if not NAME.fullmatch(name):
         raise invalid("name", "1 to 100 letters, digits and . _ - (starting with a letter or digit)")
     return name
 
