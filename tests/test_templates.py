@@ -359,3 +359,16 @@ async def test_sms_and_push_render_a_tenants_template(api, settings, tenant, twi
     [push] = [message for message in fcm.messages if message["token"] == token]
     assert (push["notification"]["title"], push["notification"]["body"]) == ("Hi Ada", "3 new")
     assert push["data"] == {"template": "ping", "name": "Ada", "n": "3"}
+
+
+async def test_a_template_that_cannot_render_fails_each_delivery(api, settings, tenant):
+    endless = "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}{{ name }}"
+    recipients = [address(f"r{index}") for index in range(3)]
+    async with client(api.url, tenant[1]) as http, running_worker(settings, PIPELINES):
+        await http.put("/v1/templates/endless", json={"channel": "email", "subject": "x", "text": endless})
+        response = await http.post(
+            "/v1/notifications",
+            json={"channel": "email", "to": recipients, "template": "endless", "data": {"name": "Ada"}},
+        )
+        done = await wait_for_job(http, response.json()["id"], timeout=60)
+    assert done["status"] == "failed" and done["error"]["type"] == "template_too_slow"

@@ -146,10 +146,20 @@ async def _sender(run: JobRun, channel: str) -> Send:
 
     sender = SENDERS[channel]
     custom = await _tenant_template(run, channel, template)
+    too_slow: list[PermanentError] = []  # too slow for one recipient is too slow for all: fail them at once
 
     async def send(recipient: str) -> Delivery:
         data = recipient_data(payload, recipient)
-        rendered = await render_tenant(custom, data) if custom is not None else None
+        rendered = None
+        if custom is not None:
+            if too_slow:
+                raise too_slow[0]
+            try:
+                rendered = await render_tenant(custom, data)
+            except PermanentError as error:
+                if error.type == "template_too_slow":
+                    too_slow.append(error)
+                raise
         return await sender(
             settings, to=recipient, template=template, data=data, key=key(recipient), client=http, rendered=rendered
         )
