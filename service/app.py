@@ -37,6 +37,7 @@ from service.routes import (
     reminders,
     schedules,
     stream,
+    templates,
     videos,
 )
 from service.signing import SigningKeys
@@ -48,6 +49,7 @@ ROUTE_MODULES = (
     documents,
     videos,
     notifications,
+    templates,
     jobs,
     kinds,
     bulk,
@@ -73,6 +75,11 @@ def routes() -> list[Route]:
         Route("/v1/documents", documents.search_documents, methods=["GET"]),
         Route("/v1/videos", videos.create_video, methods=["POST"]),
         Route("/v1/notifications", notifications.create_notification, methods=["POST"]),
+        Route("/v1/templates", templates.list_templates, methods=["GET"]),
+        Route("/v1/templates/{name}", templates.put_template, methods=["PUT"]),
+        Route("/v1/templates/{name}", templates.get_template, methods=["GET"]),
+        Route("/v1/templates/{name}", templates.delete_template, methods=["DELETE"]),
+        Route("/v1/templates/{name}/preview", templates.preview_template, methods=["POST"]),
         Route("/v1/kinds", kinds.list_kinds, methods=["GET"]),
         Route("/v1/jobs", jobs.list_jobs, methods=["GET"]),
         Route("/v1/jobs", kinds.create_job, methods=["POST"]),

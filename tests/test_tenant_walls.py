@@ -23,12 +23,15 @@ PARAM = re.compile(r"{(\w+)(:\w+)?}")
 
 
 # Routes whose id is not a job's: each has its own wall test below (or in its module's tests:
-# a job's files in tests/test_videos_pipeline.py, schedules in tests/test_schedules.py).
+# a job's files in tests/test_videos_pipeline.py, schedules in tests/test_schedules.py,
+# templates in tests/test_templates.py).
 OTHER_IDS = {
     "/v1/jobs/{job_id}/files/{name}",
     "/v1/reminders/{reminder_id}",
     "/v1/memberships/{member}",
     "/v1/schedules/{schedule_id}",
+    "/v1/templates/{name}",
+    "/v1/templates/{name}/preview",
 }
 
 

@@ -17,6 +17,8 @@ from service.ratelimit import Rate
 if TYPE_CHECKING:
     import httpx
 
+    from .templates import Rendered
+
 Channel = Literal["email", "sms", "push", "webhook"]
 CHANNELS: tuple[Channel, ...] = ("email", "sms", "push", "webhook")
 
@@ -60,8 +62,9 @@ class Delivery:
 
 class Sender(Protocol):
     """How every templated channel (email, SMS, push) sends: render `template` with `data`
-    for one recipient and hand it to the provider once per delivery `key`; `client` is the
-    worker's HTTP client, for providers reached over HTTP. Raises PermanentError or
+    for one recipient (unless the message comes `rendered`, from a tenant's own template)
+    and hand it to the provider once per delivery `key`; `client` is the worker's HTTP
+    client, for providers reached over HTTP. Raises PermanentError or
     TransientError. Webhooks carry an event, not a template, and are sent apart."""
 
     def __call__(
@@ -73,6 +76,7 @@ class Sender(Protocol):
         data: dict[str, Any],
         key: str,
         client: httpx.AsyncClient | None = None,
+        rendered: Rendered | None = None,
     ) -> Awaitable[Delivery]: ...
 
 

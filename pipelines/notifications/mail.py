@@ -30,7 +30,7 @@ from service.config import Settings
 from service.errors import PermanentError, TransientError
 
 from .channels import Delivery, require_channel
-from .templates import RenderedEmail, render_email
+from .templates import Rendered, RenderedEmail, render_email
 
 SMTP_TIMEOUT = 30.0
 
@@ -91,7 +91,8 @@ def build_message(rendered: RenderedEmail, *, sender: str, to: str, delivery_key
     message["Message-ID"] = message_id(delivery_key, sender_address.domain)
     message["Auto-Submitted"] = "auto-generated"  # RFC 3834: no vacation auto-replies
     message.set_content(rendered.text)
-    message.add_alternative(rendered.html, subtype="html")
+    if rendered.html is not None:
+        message.add_alternative(rendered.html, subtype="html")
     return message
 
 
@@ -158,13 +159,16 @@ async def send_email(
     data: dict[str, Any],
     key: str,
     client: httpx.AsyncClient | None = None,
+    rendered: Rendered | None = None,
     tls_context: ssl.SSLContext | None = None,
 ) -> Delivery:
-    """Render `template` with `data` and send it to `to`; `key` identifies this delivery.
-    (`client` is the `Sender` protocol's HTTP client: SMTP has no use for it.)"""
+    """Render `template` with `data` (unless it comes `rendered`) and send it to `to`; `key`
+    identifies this delivery. (`client` is the `Sender` protocol's HTTP client: SMTP has no use for it.)"""
     require_channel(settings, "email")
     assert settings.smtp_url  # require_channel checked it
-    message = build_message(render_email(template, data), sender=settings.smtp_from, to=to, delivery_key=key)
+    if not isinstance(rendered, RenderedEmail):
+        rendered = render_email(template, data)
+    message = build_message(rendered, sender=settings.smtp_from, to=to, delivery_key=key)
     if settings.smtp_url.startswith("file://"):
         await asyncio.to_thread(deliver_to_sink, message, Path(urlsplit(settings.smtp_url).path))
         return Delivery(channel="email", provider="sink", recipient=to, message_id=message["Message-ID"])

@@ -22,15 +22,18 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from conveyor.kinds import Pipeline, Stage
-from service import callbacks
+from service import callbacks, tenant_templates
 from service.config import Settings
 from service.errors import DependencyUnavailable, JobError, PermanentError, TransientError
 from service.ledger import Fenced
+from service.tenant_templates import TenantTemplate
 from service.tenants import webhook_secrets
 
 from . import SENDERS, deliveries
 from .bulk import Outcome, fan_out
 from .channels import Delivery
+from .input import recipient_data
+from .templates import render_tenant
 from .webhooks import event_body, next_retry_delay, send_webhook
 
 if TYPE_CHECKING:
@@ -83,14 +86,17 @@ async def deliver_once(run: JobRun, channel: str, recipient: str, send: Send, *,
         ) from exc
 
 
-def _webhook_sender(run: JobRun, body: bytes, secrets: list[str], webhook_id: Callable[[str], str]) -> Send:
+def _webhook_sender(
+    run: JobRun, body: Callable[[str], bytes], secrets: list[str], webhook_id: Callable[[str], str]
+) -> Send:
+    """Each URL gets `body(url)`, signed with every live secret."""
     resources = run.resources
 
     async def send(url: str) -> Delivery:
         message_id = webhook_id(url)
         await send_webhook(
             url,
-            body,
+            body(url),
             webhook_id=message_id,
             secrets=secrets,
             client=resources.webhooks,
@@ -111,21 +117,52 @@ def _sent_at(run: JobRun) -> datetime:
     return run.job["run_at"] or run.job["created_at"]
 
 
+async def _tenant_template(run: JobRun, channel: str, name: str) -> TenantTemplate | None:
+    """The tenant's own template `name` (which wins over a built-in), if it has one."""
+    async with run.resources.db.transaction() as conn:
+        custom = await tenant_templates.find(conn, run.job["tenant_id"], name)
+    if custom is not None and custom.channel != channel:
+        raise PermanentError(f"template {name!r} is now for {custom.channel}, not {channel}", type="template_channel")
+    return custom
+
+
 async def _sender(run: JobRun, channel: str) -> Send:
+    """How this job sends to one recipient: its message made of the recipient's own data
+    merged over the request's."""
     payload, settings, http = run.payload, run.settings, run.resources.http
-    template, data = payload["template"], payload["data"]
+    template = payload["template"]
 
     def key(recipient: str) -> str:
         return delivery_key(run.job_id, channel, recipient)
 
     if channel == "webhook":
-        body = event_body(template, data, _sent_at(run))
-        return _webhook_sender(run, body, await _tenant_secrets(run), lambda url: f"msg_{key(url)}")
+        sent_at = _sent_at(run)
+        return _webhook_sender(
+            run,
+            lambda url: event_body(template, recipient_data(payload, url), sent_at),
+            await _tenant_secrets(run),
+            lambda url: f"msg_{key(url)}",
+        )
 
     sender = SENDERS[channel]
+    custom = await _tenant_template(run, channel, template)
+    too_slow: list[PermanentError] = []  # too slow for one recipient is too slow for all: fail them at once
 
     async def send(recipient: str) -> Delivery:
-        return await sender(settings, to=recipient, template=template, data=data, key=key(recipient), client=http)
+        data = recipient_data(payload, recipient)
+        rendered = None
+        if custom is not None:
+            if too_slow:
+                raise too_slow[0]
+            try:
+                rendered = await render_tenant(custom, data)
+            except PermanentError as error:
+                if error.type == "template_too_slow":
+                    too_slow.append(error)
+                raise
+        return await sender(
+            settings, to=recipient, template=template, data=data, key=key(recipient), client=http, rendered=rendered
+        )
 
     return send
 
@@ -219,7 +256,7 @@ async def call_back(run: JobRun, input: dict) -> dict:
     payload, url = run.payload, run.job["callback_url"]
     data = {"id": payload["job_id"], "kind": payload["kind"], "status": payload["status"]}
     body = event_body(payload["type"], data, run.job["created_at"])
-    send = _webhook_sender(run, body, await _tenant_secrets(run), lambda _url: str(run.job_id))
+    send = _webhook_sender(run, lambda _url: body, await _tenant_secrets(run), lambda _url: str(run.job_id))
     delay = retry_delay(run)
     try:
         delivery = await deliver_once(run, "webhook", url, send, final=delay is None)

@@ -17,7 +17,7 @@ from service.errors import PermanentError, TransientError
 
 from .channels import Delivery, push_provider, require_channel
 from .provider_http import auth_failed, json_body, post, secret_value, unavailable
-from .templates import RenderedShort, render_short, validate
+from .templates import Rendered, RenderedShort, render_short, validate
 
 ALIAS_PREFIX = "external_id:"
 IDEMPOTENCY_NAMESPACE = uuid.UUID("6b1f4d1e-8f0c-4f7a-9a43-7d1c2b7e5a10")
@@ -25,9 +25,8 @@ FCM_RECIPIENT_ERRORS = {"UNREGISTERED", "SENDER_ID_MISMATCH"}
 FCM_AUTH_ERRORS = {"THIRD_PARTY_AUTH_ERROR", "UNAUTHENTICATED", "PERMISSION_DENIED"}
 
 
-def _data_strings(template: str, data: dict[str, Any]) -> dict[str, str]:
+def _data_strings(template: str, fields: dict[str, Any]) -> dict[str, str]:
     """The message's `data` map: FCM takes only string values, so scalars only, as text."""
-    fields = validate(template, data)
     strings = {name: str(value) for name, value in fields.items() if isinstance(value, (str, int, float))}
     return {"template": template, **strings}
 
@@ -133,13 +132,17 @@ async def send_push(
     data: dict[str, Any],
     key: str,
     client: httpx.AsyncClient | None = None,
+    rendered: Rendered | None = None,
 ) -> Delivery:
-    """Send the template's title and short text to one device token (FCM) or subscription."""
+    """Send the template's title and short text (or the `rendered` ones) to one device token
+    (FCM) or subscription; the data map carries what the template was given."""
     require_channel(settings, "push")
     if not to or len(to) > 4096:
         raise PermanentError("a push recipient is a device token or subscription id", type="invalid_recipient")
-    message = render_short(template, data)
-    payload = _data_strings(template, data)
+    if isinstance(rendered, RenderedShort):
+        message, payload = rendered, _data_strings(template, data)
+    else:
+        message, payload = render_short(template, data), _data_strings(template, validate(template, data))
     if push_provider(settings) == "fcm":
         return await send_fcm(settings, to=to, message=message, data=payload, client=client)
     return await send_onesignal(settings, to=to, message=message, data=payload, key=key, client=client)

@@ -12,7 +12,7 @@ from service.errors import PermanentError, TransientError
 
 from .channels import Delivery, require_channel
 from .provider_http import auth_failed, json_body, post, secret_value, unavailable
-from .templates import render_short
+from .templates import Rendered, RenderedShort, render_short
 
 E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 IDEMPOTENCY_HEADER = "I-Twilio-Idempotency-Token"
@@ -41,12 +41,14 @@ async def send_sms(
     data: dict[str, Any],
     key: str,
     client: httpx.AsyncClient | None = None,
+    rendered: Rendered | None = None,
 ) -> Delivery:
-    """Send the template's short text to `to` (E.164); `key` makes a resend the same message."""
+    """Send the template's short text (or the `rendered` one) to `to` (E.164); `key` makes a
+    resend the same message."""
     require_channel(settings, "sms")
     if not E164.match(to):
         raise PermanentError(f"{to!r} is not an E.164 phone number (+ and 7-15 digits)", type="invalid_recipient")
-    body = render_short(template, data).body
+    body = (rendered if isinstance(rendered, RenderedShort) else render_short(template, data)).body
     sid = settings.twilio_account_sid or ""
     token = secret_value(settings.twilio_auth_token)
     response = await post(

@@ -5,6 +5,9 @@ The registry (`TEMPLATES`) is the documentation of each template's `data`: the A
 failed job later. Rendering goes through Jinja2 with `StrictUndefined` (a typo in a
 template fails loudly) and autoescaping for `.html` files only, so hostile `data` cannot
 inject markup into the HTML part while the plain-text part stays readable.
+
+A tenant's own template (`service.tenant_templates`) is rendered apart, in the sandbox
+(`render_tenant`), and wins over a built-in of the same name for that tenant.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ from urllib.parse import urlsplit
 import jinja2
 
 from service.errors import PermanentError
+from service.sandbox import renderer
+from service.tenant_templates import TenantTemplate
 
 FieldKind = Literal["text", "url", "number", "items"]
 MAX_TEXT_LENGTH = 2000
@@ -150,7 +155,7 @@ _environment = jinja2.Environment(
 class RenderedEmail:
     subject: str
     text: str
-    html: str
+    html: str | None  # None: plain text only
 
 
 @dataclass(frozen=True)
@@ -159,6 +164,9 @@ class RenderedShort:
 
     title: str
     body: str
+
+
+Rendered = RenderedEmail | RenderedShort
 
 
 def _invalid(message: str) -> PermanentError:
@@ -199,7 +207,8 @@ def _check_value(name: str, spec: Field, value: Any) -> None:
 
 
 def validate(template: str, data: Any) -> dict[str, Any]:
-    """Check `data` against the template's fields; return it with absent optionals as None.
+    """Check `data` against the template's fields; return them, absent optionals as None.
+    Keys the template does not use are left out (one context may serve several templates).
 
     Raises PermanentError `unknown_template` or `invalid_template_data` (the API's 422).
     """
@@ -207,15 +216,12 @@ def validate(template: str, data: Any) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise _invalid("data must be a JSON object")
     fields = spec.all_fields
-    unknown = sorted(set(data) - set(fields))
-    if unknown:
-        raise _invalid(f"template {template!r} does not use {', '.join(map(repr, unknown))}")
     missing = [name for name, f in fields.items() if f.required and data.get(name) in (None, "")]
     if missing:
         raise _invalid(f"template {template!r} needs {', '.join(map(repr, missing))}")
-    for name, value in data.items():
-        if value is not None:
-            _check_value(name, fields[name], value)
+    for name, spec_field in fields.items():
+        if data.get(name) is not None:
+            _check_value(name, spec_field, data[name])
     return {name: data.get(name) for name in fields}
 
 
@@ -248,3 +254,12 @@ def render_short(template: str, data: Any) -> RenderedShort:
     return RenderedShort(
         title=title, body=_one_line(_environment.get_template(f"{template}.short.txt").render(context))
     )
+
+
+async def render_tenant(template: TenantTemplate, data: dict[str, Any]) -> Rendered:
+    """A tenant's own template rendered in the sandbox: an email, or an SMS or push message
+    (its subject the push title)."""
+    parts = await renderer().render(template.source, data)
+    if template.channel == "email":
+        return RenderedEmail(subject=parts.get("subject", ""), text=parts["text"], html=parts.get("html"))
+    return RenderedShort(title=parts.get("subject", ""), body=parts["text"].strip())

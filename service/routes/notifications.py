@@ -2,8 +2,9 @@
 
 The kind judges its own input (pipelines/notifications/input.py), each problem a 422
 naming its field; here are what any job has (metadata, Idempotency-Key) and where a
-webhook may point (SSRF, resolved now). One recipient is a transactional message someone
-is waiting for: it goes ahead of bulk.
+webhook may point (SSRF, resolved now), and which template the name means: the tenant's
+own if it has one (`/v1/templates`), else the built-in. One recipient is a transactional
+message someone is waiting for: it goes ahead of bulk.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from service import idempotency, queue
 from service.auth import authenticate
 from service.openapi import COMMON_ERRORS, IDEMPOTENCY_KEY, json_body, json_request, problem
 from service.routes.destinations import check_destinations
+from service.routes.templates import NAME, find_template
 from service.submissions import JobSpec, kind_spec, submit
 from service.validation import invalid, parse_json_object, parse_metadata, read_json_body
 
@@ -37,7 +39,11 @@ async def create_notification(request: Request) -> Response:
         unknown = sorted(set(body) - set(REQUEST_FIELDS))
         if unknown:
             raise invalid(unknown[0], f"unknown field; the fields are {', '.join(REQUEST_FIELDS)}")
-        notification = parse_notification(body, settings, datetime.now(UTC))
+        template, channel = body.get("template"), body.get("channel")
+        custom = None
+        if isinstance(template, str) and channel != "webhook" and NAME.fullmatch(template):
+            custom = await find_template(request, tenant.id, template)
+        notification = parse_notification(body, settings, datetime.now(UTC), custom)
         metadata = parse_metadata(body.get("metadata"))
         if notification.channel == "webhook":
             await check_destinations([("to", url) for url in notification.to], settings.callback_allowed_hosts)
@@ -67,12 +73,23 @@ OPENAPI_PATHS = {
                         "channel": {"type": "string", "enum": list(CHANNELS)},
                         "to": {
                             "description": "email address, E.164 phone number, device token or subscription id "
-                            "(`external_id:<id>` for a OneSignal alias), or webhook URL",
+                            "(`external_id:<id>` for a OneSignal alias), or webhook URL; in a list, a recipient "
+                            "may be `{to, data}`, its own data merged over the request's",
                             "oneOf": [
                                 {"type": "string"},
                                 {
                                     "type": "array",
-                                    "items": {"type": "string"},
+                                    "items": {
+                                        "oneOf": [
+                                            {"type": "string"},
+                                            {
+                                                "type": "object",
+                                                "required": ["to"],
+                                                "additionalProperties": False,
+                                                "properties": {"to": {"type": "string"}, "data": {"type": "object"}},
+                                            },
+                                        ]
+                                    },
                                     "minItems": 1,
                                     "maxItems": MAX_RECIPIENTS,
                                 },
@@ -80,11 +97,13 @@ OPENAPI_PATHS = {
                         },
                         "template": {
                             "type": "string",
-                            "description": f"one of {', '.join(TEMPLATES)}; for webhooks, the event type",
+                            "description": f"one of the tenant's templates (`/v1/templates`) or a built-in: "
+                            f"{', '.join(TEMPLATES)}; for webhooks, the event type",
                         },
                         "data": {
                             "type": "object",
-                            "description": "the template's fields; for webhooks, the event's data",
+                            "description": "the template's variables (more are allowed); for webhooks, "
+                            "the event's data",
                         },
                         "send_at": {
                             "type": "string",

@@ -3,9 +3,9 @@
 Neither is a job yet. The reminders cron (every 5 minutes) turns each due reminder into
 one notification job; the memberships cron (daily) sends one `membership_expiry` email
 per membership expiring within MEMBERSHIP_NOTICE_DAYS. A reminder's channel (configured
-on this server), recipients, webhook destinations (SSRF), template and data are checked
-here, as a notification's are, so a bad reminder is a 422 today rather than a failed job
-next month.
+on this server), recipients, webhook destinations (SSRF), template (the tenant's own or a
+built-in) and data are checked here, as a notification's are, so a bad reminder is a 422
+today rather than a failed job next month.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from pipelines.notifications import require_channel, validate
+from pipelines.notifications.input import parse_content
 from pipelines.notifications.recipients import check_recipient
 from pipelines.scheduled.memberships import EXPIRY_TEMPLATE, template_data
 from service import idempotency, ledger
@@ -26,6 +27,7 @@ from service.errors import PermanentError
 from service.openapi import COMMON_ERRORS, IDEMPOTENCY_KEY, json_answer, json_request, problem
 from service.problems import Problem
 from service.routes.destinations import check_destinations
+from service.routes.templates import NAME, find_template
 from service.validation import Moment, StrictModel, invalid, parse_json, read_json_body, refused
 
 MAX_BODY_BYTES = 64 * 1024
@@ -93,7 +95,13 @@ async def create_reminder(request: Request) -> JSONResponse:
             [(f"to[{index}]", url) for index, url in enumerate(reminder.to)], settings.callback_allowed_hosts
         )
     else:
-        _checked("data", validate, reminder.template, reminder.data)
+        custom = (
+            await find_template(request, tenant.id, reminder.template) if NAME.fullmatch(reminder.template) else None
+        )
+        try:
+            parse_content(reminder.channel, reminder.template, reminder.data, custom=custom)
+        except PermanentError as exc:
+            raise refused("data", exc) from None
 
     async def schedule(conn) -> idempotency.Answer:
         row = await conn.fetchrow(
