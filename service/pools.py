@@ -10,6 +10,7 @@ from typing import cast
 
 import anyio
 import asyncpg
+from asyncpg.connect_utils import SessionAttribute
 from asyncpg.pool import PoolConnectionProxy
 
 from service.config import PoolSettings
@@ -59,8 +60,12 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
     rolls back a transaction left open."""
 
 
-async def create_pool(url: str, settings: PoolSettings) -> asyncpg.Pool:
-    """A pool growing to `size + overflow` connections, recycled when idle.
+async def create_pool(
+    url: str, settings: PoolSettings, target_session_attrs: SessionAttribute | None = None
+) -> asyncpg.Pool:
+    """A pool growing to `size + overflow` connections, recycled when idle; each new
+    connection goes to the first of the URL's hosts that is what `target_session_attrs`
+    asks for (asyncpg's default, or the URL's own, when None).
 
     Every query is bounded twice: by the server (`statement_timeout`) and by the client
     (`command_timeout`), which still fires when the server is frozen and cannot answer.
@@ -74,6 +79,7 @@ async def create_pool(url: str, settings: PoolSettings) -> asyncpg.Pool:
         command_timeout=settings.statement_timeout,
         init=_init_connection,
         reset=_keep_session,
+        target_session_attrs=target_session_attrs,
         server_settings={
             "application_name": "conveyor",
             "statement_timeout": str(int(settings.statement_timeout * 1000)),

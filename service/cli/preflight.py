@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 
 import asyncpg
 
-from service import queue
+from service import pgurl, queue
 from service.cli.output import CliError
 from service.config import Settings, mask
 from service.storage import open_storage
@@ -17,7 +17,8 @@ CHECK_TIMEOUT = 5.0
 
 
 async def _database(settings: Settings) -> None:
-    conn = await asyncpg.connect(settings.database_url, timeout=CHECK_TIMEOUT)
+    url = settings.database_url
+    conn = await asyncpg.connect(url, timeout=CHECK_TIMEOUT, target_session_attrs=pgurl.primary_session(url))
     await conn.close()
 
 

@@ -59,9 +59,11 @@ async def transaction(url: str) -> AsyncIterator[asyncpg.Connection]:
     """One connection in one transaction: an admin command is one unit of work."""
     import asyncpg
 
+    from service import pgurl
+
     try:
-        conn = await asyncpg.connect(url, timeout=CONNECT_TIMEOUT)
-    except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
+        conn = await asyncpg.connect(url, timeout=CONNECT_TIMEOUT, target_session_attrs=pgurl.primary_session(url))
+    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InternalClientError) as exc:
         raise CliError(f"cannot connect to the database: {exc}") from exc
     try:
         async with conn.transaction():

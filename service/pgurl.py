@@ -1,0 +1,52 @@
+"""A PostgreSQL URL in libpq's form, with one host or several (`postgresql://h1:5432,h2:5432/db`).
+
+urllib's `.port` and SQLAlchemy's URL parser take one host only, so nothing parses such a
+URL further than its list of hosts: asyncpg connects with the URL as given, trying the
+hosts in order and keeping the first that is what the connection needs. For the primary
+that is a server taking writes (`read-write`, unless the URL's `target_session_attrs` says
+otherwise): after a failover new connections land on the promoted standby by themselves,
+and while no host takes writes connecting fails like a database that is down (a 503).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING
+from urllib.parse import parse_qs, urlsplit
+
+if TYPE_CHECKING:
+    from asyncpg.connect_utils import SessionAttribute
+
+DEFAULT_PORT = 5432
+HOST = re.compile(r"(?P<name>\[[^\]]*\]|[^:]*)(?::(?P<port>\d*))?")  # `host`, `host:port`, `[::1]:port`
+
+
+def hosts(url: str) -> list[str]:
+    """Each `host:port` the URL names, in order, with PostgreSQL's port where it has none."""
+    netloc = urlsplit(url).netloc.rpartition("@")[2]
+    return [_with_port(host) for host in netloc.split(",")]
+
+
+def _with_port(host: str) -> str:
+    match = HOST.fullmatch(host)
+    name, port = (match["name"], match["port"]) if match else (host, None)
+    return f"{name or 'localhost'}:{port or DEFAULT_PORT}"
+
+
+def label(url: str) -> str:
+    """`host:port/database` (`h1:5432,h2:5432/database` for several hosts): the metrics label."""
+    return ",".join(hosts(url)) + urlsplit(url).path
+
+
+def primary_session(url: str) -> SessionAttribute:
+    """The `target_session_attrs` a connection to the primary asks for: the URL's own, else
+    `read-write`, so that with several hosts it never lands on a standby. ValueError names
+    the choices when the URL's is none of them."""
+    from asyncpg.connect_utils import SessionAttribute  # here: settings check URLs without loading asyncpg
+
+    value = parse_qs(urlsplit(url).query).get("target_session_attrs", [SessionAttribute.read_write.value])[-1]
+    try:
+        return SessionAttribute(value)
+    except ValueError:
+        choices = ", ".join(attribute.value for attribute in SessionAttribute)
+        raise ValueError(f"target_session_attrs must be one of {choices}, not {value!r}") from None
