@@ -1,0 +1,114 @@
+"""A PostgreSQL primary failover with DATABASE_URL naming both hosts in libpq's form.
+
+A primary and a synchronous streaming standby (PG 15) on two ports; migrations, the API
+and a worker all run on `postgresql://…:P,…:S/conveyor?target_session_attrs=read-write`.
+The primary dies (an immediate stop): while no host takes writes every request answers
+503 with Retry-After, never 500; once the standby is promoted the same API process and
+worker, left alone, take and run jobs there, and every job answered 202 before is there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+import asyncpg
+import httpx
+import pytest
+
+from pipelines import registry
+from service.migrate import upgrade_async
+from testkit import replica as replica_support
+from testkit.service import ApiServer, client, make_settings, new_tenant, running_worker, until, wait_for_job
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(not replica_support.available(), reason="needs PG 15 binaries and root"),
+]
+
+
+@pytest.fixture
+def pair():
+    cluster = replica_support.StreamingReplica()
+    cluster.start()
+    yield cluster
+    cluster.stop()
+
+
+async def synchronous_standby(pair: replica_support.StreamingReplica) -> None:
+    """Commits on the primary wait for the standby (the durability mode docs/operations.md
+    asks for), and the database the service uses exists."""
+    conn = await asyncpg.connect(pair.primary.url(), timeout=5)
+    try:
+        await conn.execute("ALTER SYSTEM SET synchronous_standby_names = '*'")
+        await conn.execute("SELECT pg_reload_conf()")
+        await until(lambda: conn.fetchval("SELECT sync_state = 'sync' FROM pg_stat_replication"), timeout=30)
+        await conn.execute("CREATE DATABASE conveyor")
+    finally:
+        await conn.close()
+
+
+def greeting(http: httpx.AsyncClient, name: str):
+    return http.post("/v1/jobs", json={"kind": "greet", "input": {"name": name}})
+
+
+async def test_the_service_follows_a_promoted_standby_without_a_500(pair, redis_server, tmp_path):
+    await synchronous_standby(pair)
+    url = (
+        f"postgresql://postgres@127.0.0.1:{pair.primary.port},127.0.0.1:{pair.replica.port}/conveyor"
+        "?target_session_attrs=read-write"
+    )
+    await upgrade_async(url)  # alembic on the two-host URL
+    settings = make_settings(
+        url,
+        redis_server.url,
+        tmp_path / "storage",
+        queue_name=f"conveyor-test-{os.urandom(4).hex()}",
+        conveyor_kinds=["testkit.sample_kinds"],
+    )
+    _, key = await new_tenant(settings)
+    async with (
+        running_worker(settings, registry.pipelines(settings)),
+        ApiServer(settings) as api,
+        client(api.url, key) as http,
+    ):
+        await until(lambda: _has_greet(http), timeout=30)
+        before = [await greeting(http, f"before-{n}") for n in range(5)]
+        assert [answer.status_code for answer in before] == [202] * 5
+
+        await asyncio.to_thread(pair.primary.stop)  # no host takes writes now
+        during = [await greeting(http, f"during-{n}") for n in range(3)]
+        during.append(await http.get(f"/v1/jobs/{before[0].json()['id']}"))
+        assert [answer.status_code for answer in during] == [503] * 4, [answer.text for answer in during]
+        assert all(int(answer.headers["retry-after"]) > 0 for answer in during)
+
+        await asyncio.to_thread(pair.promote)
+        statuses: list[int] = []
+
+        async def accepted() -> httpx.Response | None:
+            answer = await greeting(http, "after")
+            statuses.append(answer.status_code)
+            return answer if answer.status_code == 202 else None
+
+        after = [await until(accepted, timeout=30), *[await greeting(http, f"after-{n}") for n in range(4)]]
+        assert set(statuses) <= {202, 503}, statuses
+        assert [answer.status_code for answer in after] == [202] * 5
+
+        ended = [await wait_for_job(http, answer.json()["id"]) for answer in (*before, *after)]
+    assert [job["status"] for job in ended] == ["succeeded"] * 10, ended
+    promoted = await asyncpg.connect(pair.replica.url("conveyor"), timeout=5)
+    try:
+        assert not await promoted.fetchval("SELECT pg_is_in_recovery()")
+        ran_there = await promoted.fetchval(
+            "SELECT count(*) FROM jobs WHERE id = ANY($1::uuid[]) AND status = 'succeeded'",
+            [job["id"] for job in ended],
+        )
+    finally:
+        await promoted.close()
+    assert ran_there == 10
+
+
+async def _has_greet(http: httpx.AsyncClient) -> bool:
+    """The worker has published its kinds: the API takes jobs of them."""
+    answer = await http.get("/v1/kinds")
+    return answer.status_code == 200 and any(kind["kind"] == "greet" for kind in answer.json()["items"])
