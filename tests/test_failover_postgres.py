@@ -5,18 +5,23 @@ and a worker all run on `postgresql://…:P,…:S/conveyor?target_session_attrs=
 The primary dies (an immediate stop): while no host takes writes every request answers
 503 with Retry-After, never 500; once the standby is promoted the same API process and
 worker, left alone, take and run jobs there, and every job answered 202 before is there.
+The CLI and `conveyor up`'s checks refuse cleanly during the outage and work after it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
+import sys
 
 import asyncpg
 import httpx
 import pytest
 
 from pipelines import registry
+from service.cli.output import CliError
+from service.cli.preflight import check_dependencies
 from service.migrate import upgrade_async
 from testkit import replica as replica_support
 from testkit.service import ApiServer, client, make_settings, new_tenant, running_worker, until, wait_for_job
@@ -81,6 +86,10 @@ async def test_the_service_follows_a_promoted_standby_without_a_500(pair, redis_
         during.append(await http.get(f"/v1/jobs/{before[0].json()['id']}"))
         assert [answer.status_code for answer in during] == [503] * 4, [answer.text for answer in during]
         assert all(int(answer.headers["retry-after"]) > 0 for answer in during)
+        with pytest.raises(CliError, match="DATABASE_URL"):
+            await check_dependencies(settings, {"database_url"})
+        refused = await create_key(url, "during")
+        assert refused.returncode != 0 and "Traceback" not in refused.stderr, refused.stderr
 
         await asyncio.to_thread(pair.promote)
         statuses: list[int] = []
@@ -93,6 +102,9 @@ async def test_the_service_follows_a_promoted_standby_without_a_500(pair, redis_
         after = [await until(accepted, timeout=30), *[await greeting(http, f"after-{n}") for n in range(4)]]
         assert set(statuses) <= {202, 503}, statuses
         assert [answer.status_code for answer in after] == [202] * 5
+        await check_dependencies(settings, {"database_url"})  # `conveyor up` would start
+        created = await create_key(url, "after")
+        assert created.returncode == 0, created.stderr
 
         ended = [await wait_for_job(http, answer.json()["id"]) for answer in (*before, *after)]
     assert [job["status"] for job in ended] == ["succeeded"] * 10, ended
@@ -106,6 +118,18 @@ async def test_the_service_follows_a_promoted_standby_without_a_500(pair, redis_
     finally:
         await promoted.close()
     assert ran_there == 10
+
+
+async def create_key(database_url: str, tenant: str) -> subprocess.CompletedProcess:
+    """`conveyor keys create` in a process of its own, on `database_url`."""
+    return await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "service.cli", "keys", "create", "--tenant", tenant],
+        env={**os.environ, "DATABASE_URL": database_url},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 async def _has_greet(http: httpx.AsyncClient) -> bool:
