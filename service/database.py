@@ -24,7 +24,7 @@ import structlog
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from service import consistency, pgurl
+from service import consistency
 from service.config import Settings
 from service.errors import DependencyUnavailable
 from service.metrics import DB_READ_FALLBACKS, DB_READS
@@ -34,6 +34,7 @@ from service.pools import (
     SessionUnavailable,
     as_connection,
     close_pool,
+    connect_primary,
     create_pool,
     read_only_session,
 )
@@ -82,7 +83,7 @@ class Database:
     async def _connect(self) -> asyncpg.Pool:
         s = self.settings
         try:
-            return await create_pool(s.database_url, s.primary_pool, pgurl.primary_session(s.database_url))
+            return await create_pool(s.database_url, s.primary_pool, primary=True)
         except CONNECTION_ERRORS as exc:
             raise DependencyUnavailable("database", f"{self.address.name}: {exc}") from exc
 
@@ -92,11 +93,10 @@ class Database:
         the one that is primary now: after a failover, the promoted one."""
         s = self.settings
         try:
-            return await asyncpg.connect(
+            return await connect_primary(
                 s.database_url,
                 timeout=s.db_connect_timeout,
                 command_timeout=s.db_statement_timeout,
-                target_session_attrs=pgurl.primary_session(s.database_url),
                 server_settings={"application_name": application_name},
             )
         except UNUSABLE as exc:

@@ -5,12 +5,11 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-import asyncpg
 from alembic import command
 from alembic.config import Config
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from service import pgurl
+from service.pools import connect_primary
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -21,7 +20,7 @@ def engine(url: str) -> AsyncEngine:
     hosts (`postgresql://h1:5432,h2:5432/db`), and they go to the primary."""
     return create_async_engine(
         "postgresql+asyncpg://",
-        async_creator=lambda: asyncpg.connect(url, target_session_attrs=pgurl.primary_session(url)),
+        async_creator=lambda: connect_primary(url),
     )
 
 

@@ -23,14 +23,22 @@ HOST = re.compile(r"(?P<name>\[[^\]]*\]|[^:]*)(?::(?P<port>\d*))?")  # `host`, `
 
 def hosts(url: str) -> list[str]:
     """Each `host:port` the URL names, in order, with PostgreSQL's port where it has none."""
+    return [f"{name}:{port}" for name, port in _named(url)]
+
+
+def addresses(url: str) -> list[tuple[str, int]]:
+    """Each host the URL names and its port, as asyncpg takes them (IPv6 without brackets)."""
+    return [(name.removeprefix("[").removesuffix("]"), port) for name, port in _named(url)]
+
+
+def _named(url: str) -> list[tuple[str, int]]:
     netloc = urlsplit(url).netloc.rpartition("@")[2]
-    return [_with_port(host) for host in netloc.split(",")]
-
-
-def _with_port(host: str) -> str:
-    match = HOST.fullmatch(host)
-    name, port = (match["name"], match["port"]) if match else (host, None)
-    return f"{name or 'localhost'}:{port or DEFAULT_PORT}"
+    named = []
+    for host in netloc.split(","):
+        match = HOST.fullmatch(host)
+        name, port = (match["name"], match["port"]) if match else (host, None)
+        named.append((name or "localhost", int(port or DEFAULT_PORT)))
+    return named
 
 
 def label(url: str) -> str:

@@ -53,16 +53,21 @@ async def synchronous_standby(pair: replica_support.StreamingReplica) -> None:
         await conn.close()
 
 
+def two_hosts(pair: replica_support.StreamingReplica) -> str:
+    """DATABASE_URL naming the primary, then its standby, in libpq's form."""
+    return (
+        f"postgresql://postgres@127.0.0.1:{pair.primary.port},127.0.0.1:{pair.replica.port}/conveyor"
+        "?target_session_attrs=read-write"
+    )
+
+
 def greeting(http: httpx.AsyncClient, name: str):
     return http.post("/v1/jobs", json={"kind": "greet", "input": {"name": name}})
 
 
 async def test_the_service_follows_a_promoted_standby_without_a_500(pair, redis_server, tmp_path):
     await synchronous_standby(pair)
-    url = (
-        f"postgresql://postgres@127.0.0.1:{pair.primary.port},127.0.0.1:{pair.replica.port}/conveyor"
-        "?target_session_attrs=read-write"
-    )
+    url = two_hosts(pair)
     await upgrade_async(url)  # alembic on the two-host URL
     settings = make_settings(
         url,
@@ -118,6 +123,38 @@ async def test_the_service_follows_a_promoted_standby_without_a_500(pair, redis_
     finally:
         await promoted.close()
     assert ran_there == 10
+
+
+async def test_a_frozen_primary_does_not_hide_the_promoted_standby(pair, redis_server, tmp_path):
+    """The old primary still accepts connections but never answers (frozen, or cut off):
+    each host gets its share of the connect timeout, so the promoted standby after it is
+    found, and requests answer 202 again instead of waiting on the first host forever."""
+    await synchronous_standby(pair)
+    settings = make_settings(
+        two_hosts(pair),
+        redis_server.url,
+        tmp_path / "storage",
+        queue_name=f"conveyor-test-{os.urandom(4).hex()}",
+        conveyor_kinds=["testkit.sample_kinds"],
+        db_connect_timeout=2.0,
+        db_statement_timeout=1.0,
+    )
+    await upgrade_async(settings.database_url)
+    _, key = await new_tenant(settings)
+    async with running_worker(settings, registry.pipelines(settings)), ApiServer(settings) as api:
+        async with client(api.url, key) as http:
+            await until(lambda: _has_greet(http), timeout=30)
+            assert (await greeting(http, "before")).status_code == 202
+            pair.primary.freeze()
+            await asyncio.to_thread(pair.promote)
+            statuses: list[int] = []
+
+            async def accepted() -> bool:
+                statuses.append((await greeting(http, "after")).status_code)
+                return statuses[-1] == 202
+
+            await until(accepted, timeout=60)
+    assert set(statuses) <= {202, 503}, statuses
 
 
 async def create_key(database_url: str, tenant: str) -> subprocess.CompletedProcess:

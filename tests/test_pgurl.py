@@ -18,6 +18,7 @@ def test_every_host_is_named_with_its_port():
     assert pgurl.hosts(TWO_HOSTS) == ["db-a:5432", "db-b:6432"]
     assert pgurl.hosts("postgresql://db-a,[::1]:6000,[fe80::1]/x") == ["db-a:5432", "[::1]:6000", "[fe80::1]:5432"]
     assert pgurl.hosts("postgresql:///conveyor") == ["localhost:5432"]
+    assert pgurl.addresses("postgresql://u@db-a,[::1]:6000/x") == [("db-a", 5432), ("::1", 6000)]
 
 
 def test_the_address_of_several_hosts_has_a_label_and_a_masked_name():

@@ -59,10 +59,10 @@ async def transaction(url: str) -> AsyncIterator[asyncpg.Connection]:
     """One connection in one transaction: an admin command is one unit of work."""
     import asyncpg
 
-    from service import pgurl
+    from service.pools import connect_primary
 
     try:
-        conn = await asyncpg.connect(url, timeout=CONNECT_TIMEOUT, target_session_attrs=pgurl.primary_session(url))
+        conn = await connect_primary(url, timeout=CONNECT_TIMEOUT)
     except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InternalClientError) as exc:
         raise CliError(f"cannot connect to the database: {exc}") from exc
     try:
