@@ -1,8 +1,9 @@
 """A PostgreSQL URL in libpq's form, with one host or several (`postgresql://h1:5432,h2:5432/db`).
 
 urllib's `.port` and SQLAlchemy's URL parser take one host only, so nothing parses such a
-URL further than its list of hosts: asyncpg connects with the URL as given, trying the
-hosts in order and keeping the first that is what the connection needs. For the primary
+URL further than its list of hosts: asyncpg connects with the URL as given, the hosts
+tried in order (`service.pools.connect_primary`) and the first that is what the
+connection needs kept. For the primary
 that is a server taking writes (`read-write`, unless the URL's `target_session_attrs` says
 otherwise): after a failover new connections land on the promoted standby by themselves,
 and while no host takes writes connecting fails like a database that is down (a 503).
