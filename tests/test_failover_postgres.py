@@ -22,6 +22,7 @@ import pytest
 from pipelines import registry
 from service.cli.output import CliError
 from service.cli.preflight import check_dependencies
+from service.config import Settings
 from service.migrate import upgrade_async
 from testkit import replica as replica_support
 from testkit.service import ApiServer, client, make_settings, new_tenant, running_worker, until, wait_for_job
@@ -53,11 +54,19 @@ async def synchronous_standby(pair: replica_support.StreamingReplica) -> None:
         await conn.close()
 
 
-def two_hosts(pair: replica_support.StreamingReplica) -> str:
-    """DATABASE_URL naming the primary, then its standby, in libpq's form."""
-    return (
+async def migrated(pair: replica_support.StreamingReplica, redis_server, tmp_path, **overrides) -> Settings:
+    """Settings whose DATABASE_URL names the primary, then its synchronous standby, in
+    libpq's form, migrated by alembic through that URL; workers run testkit.sample_kinds."""
+    await synchronous_standby(pair)
+    url = (
         f"postgresql://postgres@127.0.0.1:{pair.primary.port},127.0.0.1:{pair.replica.port}/conveyor"
         "?target_session_attrs=read-write"
+    )
+    await upgrade_async(url)
+    queue_name = f"conveyor-test-{os.urandom(4).hex()}"
+    kinds = ["testkit.sample_kinds"]
+    return make_settings(
+        url, redis_server.url, tmp_path / "storage", queue_name=queue_name, conveyor_kinds=kinds, **overrides
     )
 
 
@@ -66,16 +75,8 @@ def greeting(http: httpx.AsyncClient, name: str):
 
 
 async def test_the_service_follows_a_promoted_standby_without_a_500(pair, redis_server, tmp_path):
-    await synchronous_standby(pair)
-    url = two_hosts(pair)
-    await upgrade_async(url)  # alembic on the two-host URL
-    settings = make_settings(
-        url,
-        redis_server.url,
-        tmp_path / "storage",
-        queue_name=f"conveyor-test-{os.urandom(4).hex()}",
-        conveyor_kinds=["testkit.sample_kinds"],
-    )
+    settings = await migrated(pair, redis_server, tmp_path)
+    url = settings.database_url
     _, key = await new_tenant(settings)
     async with (
         running_worker(settings, registry.pipelines(settings)),
@@ -129,17 +130,7 @@ async def test_a_frozen_primary_does_not_hide_the_promoted_standby(pair, redis_s
     """The old primary still accepts connections but never answers (frozen, or cut off):
     each host gets its share of the connect timeout, so the promoted standby after it is
     found, and requests answer 202 again instead of waiting on the first host forever."""
-    await synchronous_standby(pair)
-    settings = make_settings(
-        two_hosts(pair),
-        redis_server.url,
-        tmp_path / "storage",
-        queue_name=f"conveyor-test-{os.urandom(4).hex()}",
-        conveyor_kinds=["testkit.sample_kinds"],
-        db_connect_timeout=2.0,
-        db_statement_timeout=1.0,
-    )
-    await upgrade_async(settings.database_url)
+    settings = await migrated(pair, redis_server, tmp_path, db_connect_timeout=2.0, db_statement_timeout=1.0)
     _, key = await new_tenant(settings)
     async with running_worker(settings, registry.pipelines(settings)), ApiServer(settings) as api:
         async with client(api.url, key) as http:
