@@ -4,10 +4,9 @@ import asyncio
 from logging.config import fileConfig
 
 from alembic import context
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from service.config import get_settings
-from service.database import sqlalchemy_url
+from service.migrate import engine
 
 config = context.config
 if config.config_file_name is not None and config.attributes.get("configure_logger", True):
@@ -25,15 +24,15 @@ def run_migrations(connection) -> None:
 
 
 async def run_async_migrations() -> None:
-    engine = create_async_engine(sqlalchemy_url(database_url()))
-    async with engine.connect() as connection:
+    migrating = engine(database_url())
+    async with migrating.connect() as connection:
         await connection.run_sync(run_migrations)
         await connection.commit()
-    await engine.dispose()
+    await migrating.dispose()
 
 
 if context.is_offline_mode():
-    context.configure(url=sqlalchemy_url(database_url()), literal_binds=True)
+    context.configure(dialect_name="postgresql", literal_binds=True)
     with context.begin_transaction():
         context.run_migrations()
 else:

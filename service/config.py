@@ -18,6 +18,8 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from service import pgurl
+
 MiB = 1024 * 1024
 GiB = 1024 * MiB
 MIN_ADMIN_KEY_CHARS = 32
@@ -298,6 +300,7 @@ class Settings(BaseSettings):
     def _postgres_url(cls, value: str) -> str:
         if urlsplit(value).scheme not in ("postgresql", "postgres"):
             raise ValueError("must be a postgresql:// URL")
+        pgurl.primary_session(value)  # a bad target_session_attrs stops the process at start, not each request
         return value
 
     @field_validator("database_url_read")

@@ -7,6 +7,10 @@ reader must see (read-your-writes with LSNs): writers name what they touched
 (`track=("job:…", "tenant:…")`), readers name what they follow (`follow=…`), and the
 write positions are shared through Redis (`service.consistency`). With no replica
 configured every read uses the primary and nothing is tracked.
+
+`DATABASE_URL` may name several hosts (service/pgurl.py): every new connection to the
+primary goes to the host that takes writes now, so once a failover has broken the old
+primary's connections the pool refills on the promoted standby, with no restart.
 """
 
 from __future__ import annotations
@@ -14,11 +18,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import structlog
-from asyncpg.connect_utils import SessionAttribute
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
@@ -32,6 +34,7 @@ from service.pools import (
     SessionUnavailable,
     as_connection,
     close_pool,
+    connect_primary,
     create_pool,
     read_only_session,
 )
@@ -43,12 +46,6 @@ REDIS_ERRORS = (RedisError, OSError, asyncio.TimeoutError)
 # The insert position, not the write position: with asynchronous commit the commit record
 # may still sit in WAL buffers, past what pg_current_wal_lsn() reports.
 WRITE_POSITION = "SELECT pg_current_wal_insert_lsn()"
-
-
-def sqlalchemy_url(url: str) -> str:
-    """The same database as a SQLAlchemy URL on the asyncpg driver (for alembic)."""
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(scheme="postgresql+asyncpg"))
 
 
 class Database:
@@ -86,7 +83,7 @@ class Database:
     async def _connect(self) -> asyncpg.Pool:
         s = self.settings
         try:
-            return await create_pool(s.database_url, s.primary_pool)
+            return await create_pool(s.database_url, s.primary_pool, primary=True)
         except CONNECTION_ERRORS as exc:
             raise DependencyUnavailable("database", f"{self.address.name}: {exc}") from exc
 
@@ -96,11 +93,10 @@ class Database:
         the one that is primary now: after a failover, the promoted one."""
         s = self.settings
         try:
-            return await asyncpg.connect(
+            return await connect_primary(
                 s.database_url,
                 timeout=s.db_connect_timeout,
                 command_timeout=s.db_statement_timeout,
-                target_session_attrs=SessionAttribute.primary,
                 server_settings={"application_name": application_name},
             )
         except UNUSABLE as exc:

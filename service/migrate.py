@@ -7,8 +7,21 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from service.pools import connect_primary
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def engine(url: str) -> AsyncEngine:
+    """An engine on asyncpg for the migrations, whose connections asyncpg opens from `url`
+    as the service does: SQLAlchemy never parses the URL, which it could not with several
+    hosts (`postgresql://h1:5432,h2:5432/db`), and they go to the primary."""
+    return create_async_engine(
+        "postgresql+asyncpg://",
+        async_creator=lambda: connect_primary(url),
+    )
 
 
 def alembic_config(url: str) -> Config:

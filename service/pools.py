@@ -6,12 +6,13 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import cast
+from typing import Any, cast
 
 import anyio
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
+from service import pgurl
 from service.config import PoolSettings
 
 CONNECTION_ERRORS = (
@@ -28,6 +29,30 @@ CONNECTION_ERRORS = (
 # cannot serve a unit of work either.
 UNUSABLE = (*CONNECTION_ERRORS, asyncpg.PostgresError)
 WARM_CONNECTIONS = 2  # opened at start; the rest on demand, so a process starts fast
+# A host that cannot serve now: the next one in the URL is tried.
+NEXT_HOST = (OSError, asyncio.TimeoutError, asyncpg.CannotConnectNowError, asyncpg.TargetServerAttributeNotMatched)
+
+
+async def connect_primary(dsn: str | None = None, *, timeout: float = 60.0, **options: Any) -> asyncpg.Connection:
+    """A connection to the host of `dsn` that takes writes now (`pgurl.primary_session`).
+
+    With several hosts each is tried in turn with its share of `timeout`: asyncpg's own
+    timeout spans them all, so a host that accepts and never answers (a primary frozen or
+    cut off) would use it up, and the promoted standby after it would never be tried.
+    """
+    assert dsn is not None, "the primary is named by its URL"  # optional only as asyncpg's pools call it
+    options["target_session_attrs"] = pgurl.primary_session(dsn)
+    addresses = pgurl.addresses(dsn)
+    if len(addresses) == 1:  # one host, or a socket directory in the query: asyncpg reads it
+        return await asyncpg.connect(dsn, timeout=timeout, **options)
+    failure: BaseException | None = None
+    for host, port in addresses:
+        try:
+            return await asyncpg.connect(dsn, host=host, port=port, timeout=timeout / len(addresses), **options)
+        except NEXT_HOST as exc:
+            failure = exc
+    assert failure is not None
+    raise failure
 
 
 def _encode_jsonb(value: object) -> bytes:
@@ -59,8 +84,9 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
     rolls back a transaction left open."""
 
 
-async def create_pool(url: str, settings: PoolSettings) -> asyncpg.Pool:
-    """A pool growing to `size + overflow` connections, recycled when idle.
+async def create_pool(url: str, settings: PoolSettings, *, primary: bool = False) -> asyncpg.Pool:
+    """A pool growing to `size + overflow` connections, recycled when idle; on the primary
+    (`primary`) each new connection goes to the host that takes writes then.
 
     Every query is bounded twice: by the server (`statement_timeout`) and by the client
     (`command_timeout`), which still fires when the server is frozen and cannot answer.
@@ -74,6 +100,7 @@ async def create_pool(url: str, settings: PoolSettings) -> asyncpg.Pool:
         command_timeout=settings.statement_timeout,
         init=_init_connection,
         reset=_keep_session,
+        connect=connect_primary if primary else None,
         server_settings={
             "application_name": "conveyor",
             "statement_timeout": str(int(settings.statement_timeout * 1000)),

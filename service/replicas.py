@@ -23,6 +23,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import asyncpg
 import structlog
 
+from service import pgurl
 from service.config import Settings, mask
 from service.metrics import DB_REPLICA_HEALTHY, DB_REPLICA_LAG_BYTES
 from service.pools import (
@@ -56,9 +57,8 @@ class DatabaseAddress:
 
     @property
     def label(self) -> str:
-        """`host:port/database`, the metrics label."""
-        parts = urlsplit(self.url)
-        return f"{parts.hostname}:{parts.port or 5432}{parts.path}"
+        """`host:port/database` (every host, when the URL names several), the metrics label."""
+        return pgurl.label(self.url)
 
 
 def parse_replica_url(value: str) -> DatabaseAddress:

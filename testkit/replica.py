@@ -171,6 +171,10 @@ class StreamingReplica:
     def fail_over(self) -> None:
         """The primary dies (an immediate stop) and the standby is promoted in its place."""
         self.primary.stop()
+        self.promote()
+
+    def promote(self) -> None:
+        """The standby leaves recovery and takes writes (`pg_ctl promote`)."""
         _as_postgres(BIN / "pg_ctl", "-D", self.replica.dir, "-w", "-t", "60", "promote")
 
     def start_replica(self) -> None:

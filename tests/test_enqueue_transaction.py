@@ -35,7 +35,6 @@ from conveyor.client.transaction import (
 )
 from pipelines import registry
 from service.config import Settings
-from service.database import sqlalchemy_url
 from service.migrate import upgrade_async
 from testkit import postgres, sample_kinds
 from testkit import replica as replica_support
@@ -49,6 +48,11 @@ pytestmark = pytest.mark.integration
 LISTENER = "conveyor-listener"  # the application_name of the workers' listening connections
 NOT_RECONCILED = 3600.0
 KINDS = "testkit.sample_kinds"
+
+
+def sqlalchemy_url(url: str, driver: str) -> str:
+    """The database's URL as an app's SQLAlchemy takes it, on `driver`."""
+    return url.replace("postgresql://", f"postgresql+{driver}://", 1)
 
 
 def worker_settings(database_url: str, redis_url: str, storage_dir, **overrides) -> Settings:
@@ -298,7 +302,7 @@ async def test_after_a_failover_the_listener_listens_on_the_promoted_primary(red
 
 
 async def test_sqlalchemy_async_session_enqueues_in_its_transaction(app_settings, acme, counter, workers):
-    engine = create_async_engine(sqlalchemy_url(app_settings.database_url))
+    engine = create_async_engine(sqlalchemy_url(app_settings.database_url, "asyncpg"))
     try:
         async with AsyncSession(engine) as session, session.begin():
             job_id = await enqueue_sqlalchemy_async(
@@ -336,7 +340,7 @@ async def test_psycopg_async_connection_enqueues_in_its_transaction(app_settings
 
 async def test_sqlalchemy_sync_session_enqueues_in_its_transaction(app_settings, acme, counter, workers):
     def in_a_transaction() -> uuid.UUID:
-        engine = create_engine(sqlalchemy_url(app_settings.database_url).replace("+asyncpg", "+psycopg"))
+        engine = create_engine(sqlalchemy_url(app_settings.database_url, "psycopg"))
         try:
             with Session(engine) as session, session.begin():
                 return enqueue_sqlalchemy(

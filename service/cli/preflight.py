@@ -6,18 +6,17 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 
-import asyncpg
-
 from service import queue
 from service.cli.output import CliError
 from service.config import Settings, mask
+from service.pools import connect_primary
 from service.storage import open_storage
 
 CHECK_TIMEOUT = 5.0
 
 
 async def _database(settings: Settings) -> None:
-    conn = await asyncpg.connect(settings.database_url, timeout=CHECK_TIMEOUT)
+    conn = await connect_primary(settings.database_url, timeout=CHECK_TIMEOUT)
     await conn.close()
 
 

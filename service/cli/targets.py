@@ -59,9 +59,11 @@ async def transaction(url: str) -> AsyncIterator[asyncpg.Connection]:
     """One connection in one transaction: an admin command is one unit of work."""
     import asyncpg
 
+    from service.pools import connect_primary
+
     try:
-        conn = await asyncpg.connect(url, timeout=CONNECT_TIMEOUT)
-    except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
+        conn = await connect_primary(url, timeout=CONNECT_TIMEOUT)
+    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InternalClientError) as exc:
         raise CliError(f"cannot connect to the database: {exc}") from exc
     try:
         async with conn.transaction():
