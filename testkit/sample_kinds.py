@@ -6,7 +6,8 @@ Each kind shows one part of the contract: a one-function kind with a model and p
 wait on a gate file (`sync_account`), `conveyor.Retry` (`patient`), `conveyor.Fail`
 (`refuse`), an unforeseen exception (`crash`), a result JSON cannot hold (`timestamp`),
 partial progress kept with `ctx.save` (`resumable`), a stage that sees its cancellation
-(`hold`) and a no-op (`noop`, the benchmark's).
+(`hold`), and the jobs benchmark's no-op (`noop`) with its twin limited to one job a
+concurrency key at a time (`noop_keyed`).
 """
 
 from __future__ import annotations
@@ -110,4 +111,10 @@ async def hold(ctx: conveyor.Context, input: dict) -> dict:
 @conveyor.job("noop", timeout=30)
 async def noop(ctx: conveyor.Context, input: dict) -> dict:
     """Do nothing: what a queue costs by itself."""
+    return {}
+
+
+@conveyor.job("noop_keyed", timeout=30, concurrency=1)
+async def noop_keyed(ctx: conveyor.Context, input: dict) -> dict:
+    """Do nothing, one job a concurrency key at a time: what the key's limit costs."""
     return {}
