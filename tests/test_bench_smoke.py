@@ -107,6 +107,28 @@ def test_api_benchmark_reports_peak_and_paced_uploads_polls_and_rss(tmp_path: Pa
     assert "at a steady load" in results.read_text()
 
 
+@pytest.mark.integration
+def test_jobs_benchmark_submits_over_http_beside_a_peer_and_prints_both_ratios(tmp_path: Path) -> None:
+    results = tmp_path / "R.md"
+    lines = run_bench("jobs", "--quick", "--jobs", "20", "--peers", "saq", "--latency-seconds", "1", results=results)
+
+    names = ("Conveyor, one by one", "Conveyor, batches of 20", "Conveyor, batches, 20 keys", "SAQ")
+    rows = {name: line for line in lines for name in names if line.startswith(f"│ {name} ")}
+    assert rows.keys() == set(names), "\n".join(lines)
+    for line in rows.values():
+        jobs, submitted, processing = (cell.strip().replace(",", "") for cell in line.strip("│").split("│")[1:])
+        assert jobs == "20" and float(submitted) > 0 and float(processing) > 0, line
+    latency = next(line for line in lines if re.match(r"│ \d", line))  # offered/s, start p50, p99, max, 202 p50, p99
+    offered, p50, p99, worst, *_ = (float(cell.strip().replace(",", "")) for cell in latency.strip("│").split("│"))
+    assert offered > 0 and 0 <= p50 <= p99 <= worst, latency
+    assert re.fullmatch(r"jobs: conveyor/best_peer = \d+\.\d\d", lines[-2]), lines[-2]
+    assert re.fullmatch(r"jobs: keyed/unkeyed = \d+\.\d\d", lines[-1]), lines[-1]
+
+    written = results.read_text()
+    assert "<!-- bench:jobs:start -->" in written and "python -m bench jobs --quick --jobs 20" in written
+    assert "| SAQ | 20 |" in written and "Load average at end" in written
+
+
 def test_summary_reads_what_jobs_recorded() -> None:
     records = [Finished.parse(f"{100 + i} {100.5 + i} {101 + i}".encode()) for i in range(10)]
 
