@@ -277,7 +277,8 @@ async def run(context: BenchContext) -> tuple[Section, list[str]]:
             f"worker process (`arq worker.WorkerSettings`, `CONVEYOR_KINDS={KINDS_MODULE}`), a fresh database each "
             f"run; the no-op kinds are `{KIND}` and `{KEYED_KIND}` (concurrency 1), declared with `conveyor.job`. "
             "h2load sends the requests, each connection its next when the last is answered: one by one, POST "
-            f"/v1/jobs from {CLIENTS} connections; in batches, POST /v1/jobs/batch from {batch.clients}. The keyed "
+            f"/v1/jobs from {CLIENTS} connections; in batches, POST /v1/jobs/batch from {batch.clients}. The latency "
+            "run offers one-by-one jobs evenly spaced instead, as the API benchmark's steady load does. The keyed "
             f"batches are of `{KEYED_KIND}`, the jobs of each batch spread over {keys:,} concurrency keys in turn.",
             f"The peers enqueue with their own clients, one job a call: the async ones {ENQUEUE_IN_FLIGHT} at a time, "
             "Celery's and RQ's in a plain loop.",
