@@ -15,6 +15,7 @@ import asyncio
 import os
 import tempfile
 import time
+from collections import defaultdict
 from collections.abc import Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
@@ -41,11 +42,12 @@ ENDED = ("succeeded", "failed", "cancelled")
 
 @dataclass(frozen=True, slots=True)
 class Ran:
-    """One job's times in the ledger, seconds since the epoch."""
+    """One job's times in the ledger, seconds since the epoch, and its concurrency key."""
 
     created_at: float
     started_at: float
     finished_at: float
+    concurrency_key: str | None
 
 
 class Deployment:
@@ -126,6 +128,22 @@ class Deployment:
     async def ran(self) -> list[Ran]:
         rows = await self.ledger.fetch(
             "SELECT extract(epoch FROM created_at)::float8, extract(epoch FROM started_at)::float8, "
-            "extract(epoch FROM finished_at)::float8 FROM jobs WHERE finished_at IS NOT NULL"
+            "extract(epoch FROM finished_at)::float8, concurrency_key FROM jobs WHERE finished_at IS NOT NULL"
         )
         return [Ran(*row) for row in rows]
+
+
+def most_at_once(ran: Sequence[Ran]) -> int:
+    """The most jobs of one concurrency key that ran at the same time, by their ledger times
+    (a job that ended as another started does not overlap it); 0 without keys."""
+    by_key: dict[str, list[tuple[float, int]]] = defaultdict(list)
+    for job in ran:
+        if job.concurrency_key is not None:
+            by_key[job.concurrency_key] += [(job.started_at, 1), (job.finished_at, -1)]
+    most = 0
+    for edges in by_key.values():
+        running = 0
+        for _, change in sorted(edges):
+            running += change
+            most = max(most, running)
+    return most

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from . import api_load
 from .api import CLIENTS
 from .context import BenchContext
-from .deployment import API_PROCESSES, Deployment, Ran
+from .deployment import API_PROCESSES, Deployment, Ran, most_at_once
 from .queue.runner import ENQUEUE_IN_FLIGHT, Runner, peer_runners, round_robin
 from .queue.throughput import FINISH_TIMEOUT_BASE_S, FINISH_TIMEOUT_PER_JOB_S, measure
 from .queue.workload import Workload
@@ -82,6 +82,8 @@ class Rates:
     jobs: int
     submitted_per_s: float
     processing_per_s: float
+    #: The most jobs of one concurrency key that ran at once (0: no keys).
+    most_at_once: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +107,7 @@ class Measured:
             jobs=len(self.ran),
             submitted_per_s=accepted.per_second * submission.per_request,
             processing_per_s=len(self.ran) / (last_end - first_sent),
+            most_at_once=most_at_once(self.ran),
         )
 
     def latencies(self, submission: Submission) -> Latencies:
@@ -289,7 +292,20 @@ async def run(context: BenchContext) -> tuple[Section, list[str]]:
             "the worker); 202 is request → answer as h2load saw it.",
             "`jobs: conveyor/best_peer` is batched processing over the best peer's (medians); `jobs: keyed/unkeyed` "
             "is the keyed batches' processing over the unkeyed ones'.",
+            *key_note(keyed, results),
             "Per-key rate limit and tenant queue quota lifted for the run (one API key sends everything).",
         ],
     )
     return section, ratio_lines(batched, keyed, peers, results)
+
+
+def key_note(keyed: Row, results: Results) -> list[str]:
+    """Whether the keyed runs kept to their limit of 1, as the ledger's times show it."""
+    samples = results.samples.get(keyed)
+    if not samples:
+        return []
+    most = max(sample.most_at_once for sample in samples)
+    return [
+        f"Keyed runs: at most {most} job(s) of one key ran at the same time, by the ledger's `started_at` and "
+        "`finished_at` (the kind's limit is 1)."
+    ]

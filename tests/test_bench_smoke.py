@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.deployment import Ran, most_at_once
 from bench.queue.recorder import Finished
 from bench.queue.throughput import summarize
 from bench.report import Section, Spread, Table, write_section
@@ -127,6 +128,7 @@ def test_jobs_benchmark_submits_over_http_beside_a_peer_and_prints_both_ratios(t
     written = results.read_text()
     assert "<!-- bench:jobs:start -->" in written and "python -m bench jobs --quick --jobs 20" in written
     assert "| SAQ | 20 |" in written and "Load average at end" in written
+    assert re.search(r"Keyed runs: at most \d+ job\(s\) of one key ran at the same time", written), written
 
 
 def test_summary_reads_what_jobs_recorded() -> None:
@@ -138,6 +140,19 @@ def test_summary_reads_what_jobs_recorded() -> None:
     assert sample.enqueue_per_s == 5.0
     assert sample.processing_per_s == pytest.approx(10 / 10)
     assert sample.latency_p50_s == pytest.approx(1.0) and sample.latency_p99_s == pytest.approx(1.0)
+
+
+def test_the_most_jobs_of_one_key_at_once_come_from_their_ledger_times() -> None:
+    ran = [
+        Ran(0, 1, 2, "a"),
+        Ran(0, 2, 3, "a"),  # starts as the first ends: not at once
+        Ran(0, 2.5, 4, "a"),
+        Ran(0, 0, 9, "b"),
+        Ran(0, 0, 9, None),  # jobs without a key are not limited
+    ]
+
+    assert most_at_once(ran) == 2
+    assert most_at_once(ran[3:]) == 1 and most_at_once([]) == 0
 
 
 def test_spread_formats_median_and_range() -> None:
