@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from . import api_load
 from .api import CLIENTS
@@ -29,7 +29,7 @@ from .deployment import API_PROCESSES, Deployment, Ran, most_at_once
 from .queue.runner import ENQUEUE_IN_FLIGHT, Runner, peer_runners, round_robin
 from .queue.throughput import FINISH_TIMEOUT_BASE_S, FINISH_TIMEOUT_PER_JOB_S, measure
 from .queue.workload import Workload
-from .report import Section, Spread, Table, percentile, rate
+from .report import Section, Spread, Table, milliseconds, percentile, rate
 
 KINDS_MODULE = "testkit.sample_kinds"
 KIND, KEYED_KIND = "noop", "noop_keyed"
@@ -191,24 +191,32 @@ async def collect(rows: list[Row], context: BenchContext) -> Results:
     return results
 
 
-async def latencies(context: BenchContext, peak: float) -> tuple[float, int, list[Latencies], str | None]:
-    """Submit → start of one-by-one jobs offered at half of `peak` for the run's latency
-    seconds, once a repetition: (offered rate, jobs, each run's latencies, a failure)."""
+@dataclass
+class Steady:
+    """The latency runs: one-by-one jobs offered at a steady rate, once a repetition."""
+
+    offered: float
+    count: int
+    runs: list[Latencies] = field(default_factory=list)
+    failure: str | None = None
+
+
+async def steady(context: BenchContext, peak: float) -> Steady:
+    """Submit → start of one-by-one jobs offered at half of `peak` for the run's latency seconds."""
     offered = peak / 2
-    count = max(1, round(offered * context.latency_seconds))
-    submission = one_by_one(count)
-    runs, failure = [], None
+    result = Steady(offered, max(1, round(offered * context.latency_seconds)))
+    submission = one_by_one(result.count)
     for turn in range(context.repeat):
         label = f"jobs latency {turn + 1}/{context.repeat} at {offered:,.0f}/s"
         try:
             measured = await submit_and_run(context, "jobs latency", submission, offered)
         except (RuntimeError, TimeoutError) as error:
-            failure = str(error).splitlines()[0]
-            context.progress(f"{label}: FAILED {failure}")
+            result.failure = str(error).splitlines()[0]
+            context.progress(f"{label}: FAILED {result.failure}")
             continue
-        runs.append(measured.latencies(submission))
-        context.progress(f"{label}: p99 {percentile(runs[-1].start_ms, 99):.1f} ms")
-    return offered, count, runs, failure
+        result.runs.append(measured.latencies(submission))
+        context.progress(f"{label}: p99 {percentile(result.runs[-1].start_ms, 99):.1f} ms")
+    return result
 
 
 def rates_table(rows: list[Row], results: Results, context: BenchContext) -> Table:
@@ -228,26 +236,30 @@ def rates_table(rows: list[Row], results: Results, context: BenchContext) -> Tab
     return table
 
 
-def latency_table(
-    offered: float, count: int, runs: list[Latencies], failure: str | None, context: BenchContext
-) -> Table:
+def latency_table(measured: Steady, context: BenchContext) -> Table:
     table = Table(
-        f"Conveyor, submit → start, ms: {count:,} jobs offered one by one at {offered:,.0f}/s (half of the one-by-one "
-        f"peak) over {context.latency_seconds:g} s, median (min–max) of {context.repeat}",
+        f"Conveyor, submit → start, ms: {measured.count:,} jobs offered one by one at {measured.offered:,.0f}/s (half "
+        f"of the one-by-one peak) over {context.latency_seconds:g} s, median (min–max) of {context.repeat}",
         ["Offered jobs/s", *(f"start p{percent}" for percent in PERCENTILES), "start max", "202 p50", "202 p99"],
     )
+    runs = measured.runs
     if not runs:
-        table.rows.append([rate(offered), f"failed: {failure or 'no one-by-one peak'}", "", "", "", ""])
+        table.rows.append([rate(measured.offered), f"failed: {measured.failure}", "", "", "", ""])
         return table
-    starts = [Spread.of([percentile(run.start_ms, percent) for run in runs]).format(_ms) for percent in PERCENTILES]
-    worst = Spread.of([max(run.start_ms) for run in runs]).format(_ms)
-    answers = [Spread.of([getattr(run.answers, p) * 1000 for run in runs]).format(_ms) for p in ("p50", "p99")]
-    table.rows.append([rate(offered), *starts, worst, *answers])
+
+    def spread(values: list[float]) -> str:
+        return Spread.of(values).format(milliseconds)
+
+    table.rows.append(
+        [
+            rate(measured.offered),
+            *(spread([percentile(run.start_ms, percent) for run in runs]) for percent in PERCENTILES),
+            spread([max(run.start_ms) for run in runs]),
+            spread([run.answers.p50 * 1000 for run in runs]),
+            spread([run.answers.p99 * 1000 for run in runs]),
+        ]
+    )
     return table
-
-
-def _ms(value: float) -> str:
-    return f"{value:,.1f}"
 
 
 def ratio_lines(batched: Row, keyed: Row, peers: list[Row], results: Results) -> list[str]:
@@ -270,11 +282,11 @@ async def run(context: BenchContext) -> tuple[Section, list[str]]:
     rows = [single, batched, keyed, *peers]
     results = await collect(rows, context)
     peak = results.processing(single)
-    offered, latency_count, runs, failure = await latencies(context, peak) if peak else (0.0, 0, [], None)
+    latency = await steady(context, peak) if peak else Steady(0.0, 0, failure="no one-by-one peak")
     section = context.section(
         "jobs",
         "Jobs of an app's own kind over HTTP",
-        [rates_table(rows, results, context), latency_table(offered, latency_count, runs, failure, context)],
+        [rates_table(rows, results, context), latency_table(latency, context)],
         [
             f"Conveyor: the API as deployed (`uvicorn service.app:app`, {API_PROCESSES} processes: one a core) and one "
             f"worker process (`arq worker.WorkerSettings`, `CONVEYOR_KINDS={KINDS_MODULE}`), a fresh database each "
