@@ -134,6 +134,11 @@ class Ending:
 JobFunction = Function | CronJob
 
 
+class PutBack(Exception):
+    """Raised by a job that did not run and has put itself back on the queue (a job waiting
+    for its concurrency key's place): the dispatcher ends nothing and counts nothing."""
+
+
 class Dispatcher:
     """Runs up to `max_jobs` of `queue`'s due jobs at once with `functions`."""
 
@@ -259,6 +264,8 @@ class Dispatcher:
     async def _run(self, job: Claimed) -> None:
         try:
             ending = await self._outcome(job)
+        except PutBack:
+            return
         except asyncio.CancelledError:
             if not self._stopping:
                 raise
@@ -298,7 +305,7 @@ class Dispatcher:
         except Retry as retry:
             self.retried += 1
             return Ending(job.job_id, at=rescheduled(job.score, _now_ms() + (retry.defer_score or 0)))
-        except asyncio.CancelledError:
+        except (asyncio.CancelledError, PutBack):
             raise
         except Exception as exc:  # as arq: a job's failure ends that job, never the worker
             log.exception("job failed", job_id=job.job_id, function=name)

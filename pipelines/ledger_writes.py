@@ -11,8 +11,9 @@ batch's answer gets `Fenced`, exactly as the one-job statements raise it.
 
 from __future__ import annotations
 
+import functools
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import asyncpg
 
@@ -37,23 +38,35 @@ class LedgerWrites:
     def __init__(self, db: Database, worker_id: str) -> None:
         self.db = db
         self.worker_id = worker_id
-        self._claims: dict[tuple[str, ...], Batcher[uuid.UUID, asyncpg.Record | None]] = {}
+        self._claims: dict[
+            tuple[tuple[str, ...], int | None], Batcher[uuid.UUID, asyncpg.Record | ledger.Waiting | None]
+        ] = {}
         self._stage_starts = Batcher(self._start_stages, key=_job, split_on=SPLIT_ON)
         self._stage_ends = Batcher(self._finish_stages, key=_job, split_on=SPLIT_ON)
         self._job_ends = Batcher(self._finish_jobs, key=_job, split_on=SPLIT_ON)
 
-    async def claim(self, job_id: uuid.UUID, stage_names: tuple[str, ...]) -> asyncpg.Record | None:
-        """`ledger.claim` for this worker; None when there is nothing to run."""
-        batcher = self._claims.get(stage_names)
+    async def claim(
+        self, job_id: uuid.UUID, stage_names: tuple[str, ...], limit: int | None = None
+    ) -> asyncpg.Record | ledger.Waiting | None:
+        """`ledger.claim` for this worker; None when there is nothing to run. For a kind with
+        a concurrency `limit`, a job whose key has no free place is `ledger.Waiting`."""
+        batcher = self._claims.get((stage_names, limit))
         if batcher is None:
-
-            async def claim_many(job_ids: Sequence[uuid.UUID]) -> list[asyncpg.Record | None]:
-                async with self.db.write(track=_tracked(job_ids)) as conn:
-                    rows = await ledger.claim_many(conn, job_ids, self.worker_id, stage_names)
-                return [rows.get(job_id) for job_id in job_ids]
-
-            batcher = self._claims[stage_names] = Batcher(claim_many, key=lambda job_id: job_id, split_on=SPLIT_ON)
+            batcher = self._claims[(stage_names, limit)] = Batcher(
+                functools.partial(self._claim_many, stage_names, limit), key=lambda job_id: job_id, split_on=SPLIT_ON
+            )
         return await batcher.submit(job_id)
+
+    async def _claim_many(
+        self, stage_names: tuple[str, ...], limit: int | None, job_ids: Sequence[uuid.UUID]
+    ) -> list[asyncpg.Record | ledger.Waiting | None]:
+        async with self.db.write(track=_tracked(job_ids)) as conn:
+            rows: Mapping[uuid.UUID, asyncpg.Record | ledger.Waiting]
+            if limit is None:
+                rows = await ledger.claim_many(conn, job_ids, self.worker_id, stage_names)
+            else:
+                rows = await ledger.claim_within_limit(conn, job_ids, self.worker_id, stage_names, limit)
+        return [rows.get(job_id) for job_id in job_ids]
 
     async def start_stage(self, start: ledger.StageStart) -> None:
         await self._stage_starts.submit(start)

@@ -27,7 +27,7 @@ from pipelines.maintenance.reconciler import reconcile_forever
 from pipelines.notifications.channels import RATES_PREFIX, configured_rates
 from pipelines.notifications.ssrf import guarded_client
 from pipelines.resources import Resources
-from pipelines.runner import execute
+from pipelines.runner import Dequeued, execute
 from pipelines.schedule import cron_jobs
 from service import ledger, metrics, observability, outbound
 from service.config import Settings
@@ -47,7 +47,8 @@ def functions(pipelines: Iterable[Pipeline]) -> list[Function]:
 
     def task(pipeline: Pipeline):
         async def run(ctx: dict, job_id: str) -> None:
-            await execute(ctx["resources"], pipeline, job_id, ctx["job_try"], ctx["score"])
+            dequeued = Dequeued(job_id, ctx["job_try"], ctx["score"], int(ctx["enqueue_time"].timestamp() * 1000))
+            await execute(ctx["resources"], pipeline, dequeued)
 
         run.__qualname__ = f"run_{pipeline.name}"
         return run

@@ -15,6 +15,7 @@ from arq.connections import ArqRedis
 
 from pipelines.ledger_writes import LedgerWrites
 from pipelines.parking import Parking
+from service.concurrency import Lines
 from service.config import Settings
 from service.database import Database
 from service.events import Publisher
@@ -55,6 +56,11 @@ class Resources:
     def parking(self) -> Parking:
         """This worker's running jobs, parked out of arq's poll window."""
         return Parking(self.redis, self.settings.queue_name, after=self.settings.worker_park_after)
+
+    @functools.cached_property
+    def lines(self) -> Lines:
+        """The lines of jobs waiting for a place under their concurrency key."""
+        return Lines(self.redis, self.settings.queue_name)
 
     @functools.cached_property
     def events(self) -> Publisher:

@@ -2,8 +2,9 @@
 
 Every ledger write is fenced by the attempt number this run claimed: if the job was
 handed to another worker meanwhile (this one was presumed dead), `Fenced` stops this run
-without touching what the newer attempt wrote. `JobRun` is the `conveyor.Context` its
-stages are handed. Transient failures, `conveyor.Retry` and unforeseen exceptions go back
+without touching what the newer attempt wrote. The stages run in a `JobRun`
+(pipelines/job_run.py). A job of a kind with a concurrency limit whose key has no free
+place does not start: it waits in its key's line (service/concurrency.py). Transient failures, `conveyor.Retry` and unforeseen exceptions go back
 to arq as a `Retry` with exponential backoff and jitter until the job's tries are used;
 `conveyor.Fail` and other permanent errors end the job `failed` at once.
 """
@@ -12,30 +13,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import random
-import shutil
-import time
 import uuid
-from pathlib import Path
-from typing import Any
+from dataclasses import dataclass
+from typing import NoReturn
 
 import structlog
 from arq import Retry
-from opentelemetry.trace import SpanKind, Status, StatusCode
-from pydantic import BaseModel, ValidationError
+from opentelemetry.trace import SpanKind
+from redis.exceptions import RedisError
 from structlog.contextvars import bound_contextvars
 
 from conveyor import outcomes
-from conveyor.kinds import Pipeline, Stage
+from conveyor.kinds import Pipeline
+from pipelines.dispatch import PutBack
+from pipelines.job_run import Crashed, JobRun
 from pipelines.resources import Resources
-from service import callbacks, error_reports, events, ledger, metrics, tracing
-from service.errors import DependencyUnavailable, JobError, PermanentError, TransientError
-from service.file_modes import make_scratch_dir
+from service import callbacks, concurrency, error_reports, events, ledger, metrics, tracing
+from service.errors import DependencyUnavailable, JobError, TransientError
 
 log = structlog.get_logger("conveyor.runner")
 
-PROGRESS_INTERVAL = 0.5  # seconds between two progress writes of one job
 BACKOFF_BASE = 2.0
 BACKOFF_CAP = 300.0
 
@@ -46,260 +44,84 @@ def backoff(attempt: int, hint: float | None = None) -> float:
     return max(delay, hint or 0.0, 0.5)
 
 
-class Crashed(TransientError):
-    """Something no one foresaw was raised (in `where`): retried like a transient failure,
-    and shown to the tenant by its class only (its text, paths and reprs stay in the logs)."""
+@dataclass(frozen=True, slots=True)
+class Dequeued:
+    """A job as arq's queue handed it over: its ledger id, arq's try counter, its score
+    (priority band and due moment) and when it was enqueued (ms)."""
 
-    type = "exception"
-
-    def __init__(self, where: str, exc: BaseException) -> None:
-        super().__init__(f"{where} raised {type(exc).__name__}; the details are in the worker's logs")
-
-
-def storable(stage: str, output: Any) -> Any:
-    """A stage's return value as the ledger keeps it (a pydantic model becomes its JSON
-    form); a value JSON cannot hold fails the job, naming the stage and the type."""
-    if output is None:
-        return {}
-    if isinstance(output, BaseModel):
-        return output.model_dump(mode="json")
-    try:
-        json.dumps(output, allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise PermanentError(
-            f"the stage {stage!r} returned a value JSON cannot hold ({exc})", type="result_not_json"
-        ) from None
-    return output
+    job_id: str
+    job_try: int
+    score: int
+    enqueued_ms: int
 
 
-def invalid_input(error: ValidationError) -> PermanentError:
-    fields = "; ".join(
-        f"{'.'.join(str(part) for part in detail['loc']) or 'input'}: {detail['msg']}" for detail in error.errors()
-    )
-    return PermanentError(f"the input does not match the kind's model: {fields}", type="invalid_input")
-
-
-class JobRun:
-    """One attempt at one job, as its stages see it."""
-
-    def __init__(self, resources: Resources, pipeline: Pipeline, job, attempt: int) -> None:
-        self.resources = resources
-        self.pipeline = pipeline
-        self.job = job
-        self.job_id: uuid.UUID = job["id"]
-        self.attempt = attempt
-        self.outputs: dict[str, Any] = {}
-        self.saved: dict | None = None  # the running stage's partial checkpoint, if any
-        self.stage: Stage | None = None
-        self.last_stage_end: ledger.StageEnd | None = None  # written with the job's end
-        self.workspace: Any = None  # what the pipeline's `workspace` gave this attempt
-        self._stage_index = 0
-        self.settled: float | None = None  # what the finished stages make of the progress, once known
-        self._last_progress = 0.0
-        self._workdir: Path | None = None
-        self.log = log  # job_id, tenant, kind, attempt and stage are bound in the context by `execute`
-
-    @property
-    def payload(self) -> dict:
-        return self.job["payload"]
-
-    @property
-    def timeout(self) -> float:
-        """This attempt's limit in seconds: the job's own, which may only shorten its kind's
-        (the worker's arq function and in-progress key are sized for the kind's)."""
-        return min(self.job["timeout"] or self.pipeline.attempt_timeout, self.pipeline.attempt_timeout)
-
-    @property
-    def tenant(self) -> str:
-        return self.job["tenant"]
-
-    @property
-    def metadata(self) -> dict:
-        return self.job["metadata"]
-
-    @property
-    def shared(self):
-        """What this kind's jobs share in this worker process (its pipeline's `shared`)."""
-        return self.resources.open_shared(self.pipeline)
-
-    @property
-    def settings(self):
-        return self.resources.settings
-
-    def workdir(self) -> Path:
-        """This attempt's private scratch directory, made on first use and removed when the
-        attempt ends however it ends (success, failure, timeout, cancel, shutdown)."""
-        if self._workdir is None:
-            self._workdir = make_scratch_dir(self.settings.work_dir, prefix=f"conveyor-{self.job_id}-")
-        return self._workdir
-
-    async def save(self, data: dict) -> None:
-        """Save the running stage's partial progress, so a re-run picks it up (`saved`)."""
-        assert self.stage is not None  # called by a running stage
-        async with self.resources.db.write() as conn:  # one statement: no BEGIN/COMMIT round trips
-            await ledger.save_checkpoint(conn, self.job_id, self.attempt, self.stage.name, data)
-        self.saved = data
-
-    async def progress(self, fraction: float, message: str | None = None) -> None:
-        """How far the running stage is (0..1), with what it is doing for the event stream;
-        written at most every PROGRESS_INTERVAL, unless a message comes with it."""
-        now = time.monotonic()
-        if now - self._last_progress < PROGRESS_INTERVAL and fraction < 1 and message is None:
-            return
-        self._last_progress = now
-        assert self.stage is not None  # called by a running stage
-        overall = self.pipeline.progress_before(self._stage_index) + self.pipeline.progress_share(
-            self._stage_index
-        ) * min(max(fraction, 0.0), 1.0)
-        async with self.resources.db.write() as conn:
-            await ledger.set_progress(conn, self.job_id, self.attempt, overall)
-        await self.publish(
-            "progress", progress=round(overall, 4), stage=self.stage.name, **({"message": message} if message else {})
-        )
-
-    async def publish(self, type: str, **data) -> None:
-        await self.resources.events.publish(self.job_id, {"type": type, "job_id": str(self.job_id), **data})
-
-    async def run_stages(self) -> dict:
-        try:
-            return await self._run_stages()
-        finally:
-            if self._workdir is not None:
-                # In a thread, and completed even if this task is cancelled again meanwhile.
-                await asyncio.shield(asyncio.to_thread(shutil.rmtree, self._workdir, ignore_errors=True))
-
-    async def _run_stages(self) -> Any:
-        try:
-            input = self.pipeline.parse_input(self.payload)
-        except ValidationError as exc:
-            raise invalid_input(exc) from None
-        previous = await self._previous_stages()
-        workspace = self.pipeline.workspace(self) if self.pipeline.workspace else contextlib.nullcontext()
-        async with workspace as self.workspace:
-            for index, stage in enumerate(self.pipeline.stages):
-                self.settled = self.pipeline.progress_before(index)
-                prior = previous.get(stage.name, {})
-                if prior.get("status") in ("succeeded", "skipped"):
-                    self.outputs[stage.name] = prior.get("checkpoint") or {}
-                    continue
-                self.outputs[stage.name] = await self._run_stage(index, stage, input, prior.get("checkpoint"))
-            self.settled = 1.0
-        return self.pipeline.result(self.outputs)
-
-    async def _previous_stages(self) -> dict[str, dict]:
-        """What earlier attempts left; the first attempt's claim has just made its stage rows."""
-        if self.attempt == 1:
-            return {}
-        async with self.resources.db.read(follow=(f"job:{self.job_id}",)) as conn:
-            return await ledger.finished_stages(conn, self.job_id)
-
-    async def _run_stage(self, index: int, stage: Stage, input: Any, saved: dict | None) -> Any:
-        with (
-            bound_contextvars(stage=stage.name),
-            tracing.span(f"stage {stage.name}", attributes={"conveyor.stage": stage.name}) as span,
-        ):
-            started = time.perf_counter()
-            status = "failed"
-            try:
-                output, status = await self._run_stage_once(index, stage, input, saved)
-                return output
-            except asyncio.CancelledError:
-                status = "cancelled"
-                raise
-            finally:
-                metrics.stage_finished(self.job["kind"], stage.name, status, time.perf_counter() - started)
-                if status == "failed":
-                    span.set_status(Status(StatusCode.ERROR))
-
-    async def _run_stage_once(self, index: int, stage: Stage, input: Any, saved: dict | None) -> tuple[Any, str]:
-        self.stage, self._stage_index, self.saved = stage, index, saved
-        start = self.pipeline.progress_before(index)
-        if index > 0 or self.attempt > 1:  # a first attempt's claim started its first stage
-            await self.resources.ledger.start_stage(ledger.StageStart(self.job_id, self.attempt, stage.name, start))
-        await self.publish("stage", stage=stage.name, status="running", progress=round(start, 4))
-        self.log.info("stage started")
-        try:
-            output, status = storable(stage.name, await stage.run(self, input)), "succeeded"
-        except outcomes.Skip as skip:
-            output, status = {"skipped": skip.reason}, "skipped"
-        except (JobError, DependencyUnavailable, ledger.Fenced, asyncio.CancelledError) as exc:
-            await self._record_stage_failure(stage, exc)
-            raise
-        except Exception as exc:
-            self.log.exception("stage crashed")
-            error_reports.report(exc)
-            crashed = Crashed(f"the stage {stage.name!r}", exc)
-            await self._record_stage_failure(stage, crashed)
-            raise crashed from exc
-        end = start + self.pipeline.progress_share(index)
-        ending = ledger.StageEnd(self.job_id, self.attempt, stage.name, status, checkpoint=output, progress=end)
-        self.log.info("stage finished", status=status)
-        if index == len(self.pipeline.stages) - 1:
-            self.last_stage_end = ending  # one write with the job's end, then its event
-            return output, status
-        await self.resources.ledger.finish_stage(ending)
-        await self.publish_stage_end(ending)
-        return output, status
-
-    async def publish_stage_end(self, ending: ledger.StageEnd) -> None:
-        await self.publish(
-            "stage",
-            stage=ending.name,
-            status=ending.status,
-            progress=None if ending.progress is None else round(ending.progress, 4),
-        )
-
-    async def _record_stage_failure(self, stage: Stage, exc: BaseException) -> None:
-        if isinstance(exc, ledger.Fenced):
-            return
-        if isinstance(exc, asyncio.CancelledError):
-            status, error = "cancelled", None
-        elif isinstance(exc, JobError):
-            status, error = ("queued" if exc.retryable else "failed"), exc.as_dict()
-        else:
-            assert isinstance(exc, DependencyUnavailable)  # the only other kind let through
-            status, error = "queued", exc.as_dict()
-        try:
-            async with self.resources.db.transaction() as conn:
-                await ledger.finish_stage(conn, self.job_id, self.attempt, stage.name, status, error=error)
-        except (ledger.Fenced, DependencyUnavailable):
-            pass
-
-
-async def execute(resources: Resources, pipeline: Pipeline, job_id: str, job_try: int, score: int) -> None:
-    """The body of every arq function: one attempt at the ledger job `job_id`, which arq
-    dequeued with `score`. The job is parked out of arq's poll window while it runs
-    (pipelines/parking.py) and unparked if it goes back to arq unfinished."""
-    parsed = ledger.parse_job_id(job_id)
+async def execute(resources: Resources, pipeline: Pipeline, dequeued: Dequeued) -> None:
+    """The body of every arq function: one attempt at the ledger job arq dequeued. The job
+    is parked out of arq's poll window while it runs (pipelines/parking.py) and unparked if
+    it goes back to arq unfinished."""
+    parsed = ledger.parse_job_id(dequeued.job_id)
     if parsed is None:
-        log.error("rejected a job with a malformed id", job_id=job_id[:100])
+        log.error("rejected a job with a malformed id", job_id=dequeued.job_id[:100])
         return
-    parked = resources.parking.park(job_id)
+    parked = resources.parking.park(dequeued.job_id)
     try:
-        await _execute(resources, pipeline, parsed, job_id, job_try)
+        await _execute(resources, pipeline, parsed, dequeued)
+    except PutBack:
+        raise  # waiting in its key's line: its score is the line's
     except BaseException:
-        await parked.unpark(score)
+        await parked.unpark(dequeued.score)
         raise
     finally:
         parked.ended()
 
 
-async def _execute(resources: Resources, pipeline: Pipeline, parsed: uuid.UUID, job_id: str, job_try: int) -> None:
+async def _execute(resources: Resources, pipeline: Pipeline, parsed: uuid.UUID, dequeued: Dequeued) -> None:
     try:
-        job = await resources.ledger.claim(parsed, pipeline.stage_names)
+        job = await resources.ledger.claim(parsed, pipeline.stage_names, pipeline.concurrency)
     except DependencyUnavailable as exc:
-        raise Retry(defer=backoff(job_try)) from exc
-    if job is not None and job["attempts"] > job["max_tries"]:
+        raise Retry(defer=backoff(dequeued.job_try)) from exc
+    if isinstance(job, ledger.Waiting):
+        await _wait_in_line(resources, job, dequeued)
+    if job is None:
+        await _cancel_if_requested(resources, parsed)
+        return
+    key = job["concurrency_key"] if pipeline.concurrency else None
+    try:
+        await _claimed(resources, pipeline, job, dequeued)
+    finally:
+        if key is not None:  # its place is free: the next in its key's line may start
+            await asyncio.shield(resources.lines.promote(job["kind"], key))
+
+
+async def _wait_in_line(resources: Resources, waiting: ledger.Waiting, dequeued: Dequeued) -> NoReturn:
+    """No free place under the job's key: it joins the key's line and leaves its slot. Had
+    the last holder ended between the claim and now, nobody would call the line: so it is
+    called here if a place is free by now."""
+    try:
+        await resources.lines.wait(
+            dequeued.job_id, waiting.kind, waiting.key, score=dequeued.score, enqueued_ms=dequeued.enqueued_ms
+        )
+    except (RedisError, OSError) as exc:
+        raise Retry(defer=concurrency.BACKSTOP_S) from exc
+    with contextlib.suppress(DependencyUnavailable):  # the backstop calls it then
+        async with resources.db.write() as conn:  # the primary: a replica may lag the last end
+            room = await ledger.has_room(conn, waiting)
+        if room:
+            await resources.lines.promote(waiting.kind, waiting.key)
+    raise PutBack
+
+
+async def _claimed(resources: Resources, pipeline: Pipeline, job, dequeued: Dequeued) -> None:
+    """Run an attempt the ledger has just granted."""
+    if job["attempts"] > job["max_tries"]:
         error = {
             "type": "max_tries_exceeded",
             "message": f"gave up after {job['max_tries']} tries (the worker running it kept dying)",
         }
         await _finish(JobRun(resources, pipeline, job, job["attempts"]), "failed", error=error)
         return
-    if job is None:
-        await _cancel_if_requested(resources, parsed)
-        return
     run = JobRun(resources, pipeline, job, job["attempts"])
+    job_id = dequeued.job_id
     tags = {"job_id": job_id, "tenant": str(job["tenant_id"]), "kind": job["kind"]}
     with (
         bound_contextvars(**tags, attempt=run.attempt),
@@ -314,7 +136,7 @@ async def _execute(resources: Resources, pipeline: Pipeline, parsed: uuid.UUID, 
         metrics.job_started(job)
         try:
             with bound_contextvars(**({"trace_id": tracing.trace_id()} if tracing.enabled() else {})):
-                await _attempt(run, job_id, job_try)
+                await _attempt(run, job_id, dequeued.job_try)
         finally:
             metrics.attempt_ended(job["kind"])
 

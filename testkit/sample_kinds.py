@@ -6,7 +6,8 @@ Each kind shows one part of the contract: a one-function kind with a model and p
 wait on a gate file (`sync_account`), `conveyor.Retry` (`patient`), `conveyor.Fail`
 (`refuse`), an unforeseen exception (`crash`), a result JSON cannot hold (`timestamp`),
 partial progress kept with `ctx.save` (`resumable`), a stage that sees its cancellation
-(`hold`), and the jobs benchmark's no-op (`noop`) with its twin limited to one job a
+(`hold`), a kind limited per concurrency key that tallies its running jobs in Redis
+(`pair`), and the jobs benchmark's no-op (`noop`) with its twin limited to one job a
 concurrency key at a time (`noop_keyed`).
 """
 
@@ -17,9 +18,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from pydantic import BaseModel
+from redis.asyncio import Redis
 
 import conveyor
 from testkit.stage_counter import report_stage
+
+
+async def until_exists(gate: str | None) -> None:
+    """Wait until the file `gate` exists (at once without one)."""
+    while gate and not await asyncio.to_thread(Path(gate).exists):
+        await asyncio.sleep(0.05)
 
 
 class Greeting(BaseModel):
@@ -52,8 +60,7 @@ async def fetch(ctx: conveyor.Context, input: SyncInput) -> dict:
 
 @sync.stage
 async def load(ctx: conveyor.Context, input: SyncInput) -> dict:
-    while input.gate and not await asyncio.to_thread(Path(input.gate).exists):
-        await asyncio.sleep(0.05)
+    await until_exists(input.gate)
     if input.counter_url:
         await report_stage(ctx, input.counter_url, "load")
     return {"loaded": len(ctx.outputs["fetch"]["rows"]), "attempt": ctx.attempt}
@@ -106,6 +113,31 @@ async def hold(ctx: conveyor.Context, input: dict) -> dict:
         await asyncio.to_thread(Path(input["marker"]).write_text, "cancelled")
         raise
     return {}
+
+
+class Turn(BaseModel):
+    redis_url: str
+    tally: str  # the Redis keys its key's tally is kept in
+    gate: str | None = None  # it runs until this file exists
+    fail: bool = False
+
+
+@conveyor.job("pair", input=Turn, concurrency=2, timeout=60)
+async def pair(ctx: conveyor.Context, input: Turn) -> dict:
+    """Two at a time per concurrency key: each notes how many ran as it started."""
+    redis = Redis.from_url(input.redis_url)
+    try:
+        running = await redis.incr(f"{input.tally}:running")
+        await redis.rpush(f"{input.tally}:started", f"{ctx.job_id} {running}")
+        try:
+            await until_exists(input.gate)
+        finally:
+            await redis.decr(f"{input.tally}:running")
+    finally:
+        await redis.aclose()
+    if input.fail:
+        raise conveyor.Fail("told_to", "the test asked it to fail")
+    return {"running": running}
 
 
 @conveyor.job("noop", timeout=30)

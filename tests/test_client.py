@@ -90,6 +90,15 @@ async def test_wait_polls_when_the_stream_is_refused(settings, tenant, tmp_path)
     assert refused.value.status == 502 and refused.value.detail == "bad gateway"
 
 
+async def test_wait_gives_up_at_its_timeout_while_the_stream_keeps_pinging(settings, tenant, tmp_path):
+    """A job nobody runs, followed over a stream the API keeps alive with pings."""
+    pinging = settings.model_copy(update={"event_stream_keepalive_seconds": 0.1})
+    async with ApiServer(pinging) as server, AsyncClient(server.url, tenant[1]) as conveyor:
+        job = await conveyor.upload(pdf_file(tmp_path))
+        with pytest.raises(TimeoutError, match="still queued after 1s"):
+            await asyncio.wait_for(conveyor.wait(job.id, timeout=1), 30)  # not an endless wait
+
+
 class CutFirstStream(RequestLog):
     """Ends the first event stream right after its first event with an id, as a dropped
     connection would; notes the Last-Event-ID each stream request carried."""

@@ -2,6 +2,7 @@
 updates, retry and cancel from the page, and no console errors."""
 
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -356,12 +357,20 @@ async def test_pages_fit_a_phone(dashboard, browser, tenant):
     assert problems == []
 
 
-async def test_retry_all_failed_jobs_the_filters_match(dashboard, browser):
-    api, settings = dashboard
+@contextlib.asynccontextmanager
+async def two_tenants(api, settings):
+    """A named tenant's API client and another tenant's: a bulk action filtered by the
+    first must leave the second's jobs alone."""
     name = f"bulk-{os.urandom(4).hex()}"
     _, key = await new_tenant(settings, name)
     _, other_key = await new_tenant(settings)
     async with client(api.url, key) as http, client(api.url, other_key) as other:
+        yield name, http, other
+
+
+async def test_retry_all_failed_jobs_the_filters_match(dashboard, browser):
+    api, settings = dashboard
+    async with two_tenants(api, settings) as (name, http, other):
         mine = [await submit(http, flaky=True) for _ in range(2)]
         theirs = await submit(other, flaky=True)
         async with running_worker(settings, [pipeline()]):
@@ -375,4 +384,26 @@ async def test_retry_all_failed_jobs_the_filters_match(dashboard, browser):
             for job_id in mine:
                 assert (await wait_for_job(http, job_id))["status"] == "succeeded"
         assert (await other.get(f"/v1/jobs/{theirs}")).json()["status"] == "failed"  # another tenant's
+    assert problems == []
+
+
+async def test_cancel_every_unfinished_job_the_filters_match_after_confirming_the_count(dashboard, browser):
+    api, settings = dashboard
+    async with two_tenants(api, settings) as (name, http, other):
+        mine = [await submit(http) for _ in range(3)]  # queued: no worker runs
+        theirs = await submit(other)
+        page, problems = await open_page(browser, api.url)
+        await page.goto(f"/dashboard/?tenant={name}&kind=document")
+        asked: list[str] = []
+
+        async def confirm(dialog) -> None:
+            asked.append(dialog.message)
+            await dialog.accept()
+
+        page.on("dialog", confirm)
+        await page.click("#cancel-unfinished")
+        await expect(page.locator("#cancel-unfinished-result")).to_have_text("3 of 3 cancelled")
+        assert [(await wait_for_job(http, job_id))["status"] for job_id in mine] == ["cancelled"] * 3
+        assert (await other.get(f"/v1/jobs/{theirs}")).json()["status"] == "queued"  # another tenant's
+    assert asked == ["Cancel 3 jobs?"]  # counted by a dry run first
     assert problems == []

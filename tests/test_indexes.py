@@ -131,7 +131,7 @@ async def test_list_jobs_uses_its_index(loaded_url, filters, index):
 
 
 async def test_reconciler_scan_uses_the_partial_index(loaded_url):
-    capture = await _captured(ledger.stale_jobs, 10.0)
+    capture = await _captured(ledger.stale_jobs, 10.0, ["document", "video"])
     _assert_index(await _explain(loaded_url, capture.query, capture.args), "ix_jobs_unfinished_updated")
 
 

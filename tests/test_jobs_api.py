@@ -38,26 +38,24 @@ def greeting_kind(name: str, **rules) -> ledger.KindDescription:
     )
 
 
-async def kind_rows(settings, names: list[str]) -> dict[str, dict]:
+async def _rows(settings, query: str, keys: list[str]) -> list[dict]:
     db = Database(settings)
     await db.open()
     try:
         async with db.read() as conn:
-            rows = await conn.fetch("SELECT * FROM kinds WHERE name = ANY($1)", names)
+            return [dict(row) for row in await conn.fetch(query, keys)]
     finally:
         await db.close()
-    return {row["name"]: dict(row) for row in rows}
+
+
+async def kind_rows(settings, names: list[str]) -> dict[str, dict]:
+    rows = await _rows(settings, "SELECT * FROM kinds WHERE name = ANY($1)", names)
+    return {row["name"]: row for row in rows}
 
 
 async def job_rows(settings, ids: list[str]) -> dict[str, dict]:
-    db = Database(settings)
-    await db.open()
-    try:
-        async with db.read() as conn:
-            rows = await conn.fetch("SELECT * FROM jobs WHERE id = ANY($1::uuid[])", ids)
-    finally:
-        await db.close()
-    return {str(row["id"]): dict(row) for row in rows}
+    rows = await _rows(settings, "SELECT * FROM jobs WHERE id = ANY($1::uuid[])", ids)
+    return {str(row["id"]): row for row in rows}
 
 
 def unique(prefix: str) -> str:

@@ -8,7 +8,7 @@ module only performs its steps the asyncio way.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar, Unpack, cast
 
@@ -48,7 +48,7 @@ class AsyncClient:
     async def submit(self, kind: str, input: Any, **options: Unpack[JobOptions]) -> Job:
         return await self._request(calls.submit(kind, input, options))
 
-    async def submit_many(self, jobs: list[Mapping[str, Any]], *, idempotency_key: str | None = None) -> list[Job]:
+    async def submit_many(self, jobs: Sequence[Mapping[str, Any]], *, idempotency_key: str | None = None) -> list[Job]:
         return await self._request(calls.submit_many(jobs, idempotency_key))
 
     async def upload(self, path: str | Path, **options: Unpack[UploadOptions]) -> Job:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -167,7 +167,7 @@ def submit(kind: str, input: Any, options: Mapping[str, Any]) -> Call[Job]:
     return Call("POST", "/v1/jobs", _job, json=body, headers=headers)
 
 
-def submit_many(jobs: list[Mapping[str, Any]], idempotency_key: str | None) -> Call[list[Job]]:
+def submit_many(jobs: Sequence[Mapping[str, Any]], idempotency_key: str | None) -> Call[list[Job]]:
     bodies = []
     for job in jobs:
         if "idempotency_key" in job:

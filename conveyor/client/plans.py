@@ -150,15 +150,14 @@ def event_stream(
             parser = EventParser(position.last_id)
             while (line := (yield ReadLine())) is not None:
                 raw = parser.feed(line)
-                if raw is None:
-                    continue
-                fruitful = True
-                position.last_id = raw.id
-                data = json.loads(raw.data)
-                if (yield from handle(Event(data.get("type", raw.event), data, raw.id))):
-                    yield Close()
-                    return True
-                if _left(deadline) <= 0:
+                if raw is not None:
+                    fruitful = True
+                    position.last_id = raw.id
+                    data = json.loads(raw.data)
+                    if (yield from handle(Event(data.get("type", raw.event), data, raw.id))):
+                        yield Close()
+                        return True
+                if _left(deadline) <= 0:  # the server's keep-alive pings must not outlast it
                     break
             error: Exception = EventStreamError(f"the event stream of job {job_id} ended before the job did")
         except httpx.TransportError as exc:

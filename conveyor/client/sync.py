@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import collections
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar, Unpack, cast
 
@@ -56,7 +56,7 @@ class Client:
         """`POST /v1/jobs`: a job of `kind` with `input`; options as JobOptions says."""
         return self._request(calls.submit(kind, input, options))
 
-    def submit_many(self, jobs: list[Mapping[str, Any]], *, idempotency_key: str | None = None) -> list[Job]:
+    def submit_many(self, jobs: Sequence[Mapping[str, Any]], *, idempotency_key: str | None = None) -> list[Job]:
         """`POST /v1/jobs/batch`: up to 1,000 `{kind, input, …options}`, all or none; in order."""
         return self._request(calls.submit_many(jobs, idempotency_key))
 

@@ -24,7 +24,7 @@ from pydantic_core import PydanticCustomError
 
 from conveyor.kinds import Pipeline, Stage
 from pipelines.analytics.aggregate import day_start
-from pipelines.runner import JobRun
+from pipelines.job_run import JobRun
 from service.storage import tenant_prefix
 
 KIND = "export"

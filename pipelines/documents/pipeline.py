@@ -39,7 +39,7 @@ from service.file_modes import private_opener
 from service.storage import ObjectNotFound, S3Storage
 
 if TYPE_CHECKING:
-    from pipelines.runner import JobRun
+    from pipelines.job_run import JobRun
 
 TEXTRACT_RESTART_ERRORS = frozenset({"textract_failed", "textract_timeout", "textract_invalid_job"})
 EMPTY_FIELDS = ResumeFields(

@@ -18,7 +18,7 @@ from pipelines.documents.table import full_text
 from service.storage import job_prefix
 
 if TYPE_CHECKING:
-    from pipelines.runner import JobRun
+    from pipelines.job_run import JobRun
     from service.config import Settings
 
 TEXT_FILE = "text.txt"

@@ -48,8 +48,7 @@ async def reconcile(resources: Resources, known_kinds: frozenset[str]) -> dict[s
     counts = {"enqueued": 0, "orphaned": 0, "freed": 0, "alive": 0}
     try:
         async with resources.db.read() as conn:
-            stale = await ledger.stale_jobs(conn, settings.reconcile_after_seconds)
-        stale = [job for job in stale if job["kind"] in known_kinds]
+            stale = await ledger.stale_jobs(conn, settings.reconcile_after_seconds, known_kinds)
         if not stale:
             return counts
         redis = resources.redis

@@ -34,7 +34,7 @@ from .channels import Delivery
 from .webhooks import event_body, next_retry_delay, send_webhook
 
 if TYPE_CHECKING:
-    from pipelines.runner import JobRun
+    from pipelines.job_run import JobRun
 
 Send = Callable[[str], Awaitable[Delivery]]
 

@@ -37,7 +37,7 @@ from service.errors import PermanentError
 from service.storage import ObjectNotFound, job_prefix
 
 if TYPE_CHECKING:
-    from pipelines.runner import JobRun
+    from pipelines.job_run import JobRun
 
 SOURCE_NAME = "source"
 

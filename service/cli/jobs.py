@@ -158,16 +158,33 @@ def _steer(action: Literal["cancel", "retry"], job_id: str, url: str, key: str |
         click.echo(f"{job.id} {job.status}")
 
 
-maybe_job_id_argument = click.argument(
-    "job_id",
-    required=False,
-    help="The job's id or its start; or none, to act on every job the filter options match.",
-)
-kind_option = click.option("--kind", help="Every job of this kind.")
-status_option = click.option("--status", help="Every job with this status.")
-created_after_option = click.option("--created-after", help="Created after (ISO 8601 with an offset).")
-created_before_option = click.option("--created-before", help="Created before (ISO 8601 with an offset).")
-dry_run_option = click.option("--dry-run", is_flag=True, help="Count the jobs the filter matches, change none.")
+def steering(*filters):
+    """The arguments of an action on one job or on every job the filter options match:
+    the common filters, then `filters`, then the dry run and the connection options."""
+    decorators = (
+        click.argument(
+            "job_id",
+            required=False,
+            help="The job's id or its start; or none, to act on every job the filter options match.",
+        ),
+        click.option("--kind", help="Every job of this kind."),
+        click.option("--status", help="Every job with this status."),
+        *filters,
+        click.option("--created-after", help="Created after (ISO 8601 with an offset)."),
+        click.option("--created-before", help="Created before (ISO 8601 with an offset)."),
+        click.option("--dry-run", is_flag=True, help="Count the jobs the filter matches, change none."),
+        url_option,
+        key_option,
+        json_option,
+        guarded,
+    )
+
+    def decorate(function):
+        for decorator in reversed(decorators):
+            function = decorator(function)
+        return function
+
+    return decorate
 
 
 def _steer_one_or_many(
@@ -197,63 +214,17 @@ def _steer_one_or_many(
 
 
 @app.command()
-@maybe_job_id_argument
-@kind_option
-@status_option
-@click.option("--error-type", help="Every failed job with this error type.")
-@created_after_option
-@created_before_option
-@dry_run_option
-@url_option
-@key_option
-@json_option
-@guarded
-def retry(
-    job_id: str | None,
-    kind: str | None,
-    status: str | None,
-    error_type: str | None,
-    created_after: str | None,
-    created_before: str | None,
-    dry_run: bool,
-    url: str,
-    key: str | None,
-    json_output: bool,
-) -> None:
+@steering(click.option("--error-type", help="Every failed job with this error type."))
+def retry(job_id: str | None, dry_run: bool, url: str, key: str | None, json_output: bool, **where: str | None) -> None:
     """Run a failed or cancelled job again, or every one the filter options match."""
-    where = {
-        "kind": kind,
-        "status": status,
-        "error_type": error_type,
-        "created_after": created_after,
-        "created_before": created_before,
-    }
     _steer_one_or_many("retry", job_id, where, dry_run, url, key, json_output)
 
 
 @app.command()
-@maybe_job_id_argument
-@kind_option
-@status_option
-@created_after_option
-@created_before_option
-@dry_run_option
-@url_option
-@key_option
-@json_option
-@guarded
+@steering()
 def cancel(
-    job_id: str | None,
-    kind: str | None,
-    status: str | None,
-    created_after: str | None,
-    created_before: str | None,
-    dry_run: bool,
-    url: str,
-    key: str | None,
-    json_output: bool,
+    job_id: str | None, dry_run: bool, url: str, key: str | None, json_output: bool, **where: str | None
 ) -> None:
     """Cancel a job, or every queued or running one the filter options match; a cancelled job
     ends `cancelled` (a running one at its next checkpoint)."""
-    where = {"kind": kind, "status": status, "created_after": created_after, "created_before": created_before}
     _steer_one_or_many("cancel", job_id, where, dry_run, url, key, json_output)

@@ -80,6 +80,11 @@ async def tenant_ids(state, name: str | None) -> list[uuid.UUID]:
     return [row["id"] for row in rows]
 
 
+async def count_jobs(state, tenant_id: uuid.UUID, where: ledger.JobFilter) -> int:
+    async with state.db.read(follow=(f"tenant:{tenant_id}",)) as conn:
+        return await ledger.count_jobs(conn, tenant_id, where)
+
+
 async def job_tenant(state, job_id: uuid.UUID) -> uuid.UUID | None:
     async with state.db.read(follow=(f"job:{job_id}",)) as conn:
         return await conn.fetchval("SELECT tenant_id FROM jobs WHERE id = $1", job_id)

@@ -133,17 +133,26 @@ def _action(steer):
     return act
 
 
-async def retry_failed(request: Request) -> JSONResponse:
-    """Retry every failed job the overview's filters (kind, tenant) match, tenant by tenant,
-    as `POST /v1/jobs/retry` does for one tenant: {matched, changed}."""
-    await access.require_action(request)
-    filters = _filters(request)
-    where = ledger.JobFilter(statuses=("failed",), kind=filters["kind"])
-    matched = changed = 0
-    for tenant_id in await data.tenant_ids(request.app.state, filters["tenant"]):
-        counts = await bulk.act_on(request.app.state, tenant_id, bulk.RETRY, where)
-        matched, changed = matched + counts[0], changed + counts[1]
-    return JSONResponse({"matched": matched, "changed": changed}, headers=SECURITY_HEADERS)
+def _bulk(action: bulk.BulkAction, statuses: tuple[str, ...]):
+    """`action` on every job in `statuses` the overview's filters (kind, tenant) match,
+    tenant by tenant, as `POST /v1/jobs/retry|cancel` does for one tenant; with
+    `?dry_run=1` it only counts: {matched, changed}."""
+
+    async def act(request: Request) -> JSONResponse:
+        await access.require_action(request)
+        filters = _filters(request)
+        where = ledger.JobFilter(statuses=statuses, kind=filters["kind"])
+        dry_run = request.query_params.get("dry_run") == "1"
+        matched = changed = 0
+        for tenant_id in await data.tenant_ids(request.app.state, filters["tenant"]):
+            if dry_run:
+                matched += await data.count_jobs(request.app.state, tenant_id, where)
+                continue
+            counts = await bulk.act_on(request.app.state, tenant_id, action, where)
+            matched, changed = matched + counts[0], changed + counts[1]
+        return JSONResponse({"matched": matched, "changed": changed}, headers=SECURITY_HEADERS)
+
+    return act
 
 
 def mount() -> Mount:
@@ -159,7 +168,8 @@ def mount() -> Mount:
             Route("/jobs/{job_id}/files/{name}", job_file, methods=["GET"]),
             Route("/api/overview", overview_json, methods=["GET"]),
             Route("/api/jobs/{job_id}", job_json, methods=["GET"]),
-            Route("/api/jobs/retry-failed", retry_failed, methods=["POST"]),
+            Route("/api/jobs/retry-failed", _bulk(bulk.RETRY, ("failed",)), methods=["POST"]),
+            Route("/api/jobs/cancel-unfinished", _bulk(bulk.CANCEL, bulk.CANCEL.statuses), methods=["POST"]),
             Route("/api/jobs/{job_id}/retry", _action(jobs.retry), methods=["POST"]),
             Route("/api/jobs/{job_id}/cancel", _action(jobs.cancel), methods=["POST"]),
             Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),

@@ -6,7 +6,7 @@ fenced by the attempt number it claimed, so a worker that was presumed dead and 
 back can never overwrite what a newer attempt wrote (`Fenced`).
 
 The API's side is in `jobs`, a running attempt's in `stages` (its writes, as values, in
-`writes`), an attempt's end in `ends`, the kinds workers publish in `kinds`; what they share in `common`.
+`writes`), an attempt's end in `ends`, concurrency keys in `concurrency`, the kinds workers publish in `kinds`; what they share in `common`.
 """
 
 from service.ledger.common import (
@@ -19,6 +19,7 @@ from service.ledger.common import (
     qualified,
     settle_stages,
 )
+from service.ledger.concurrency import Waiting, claim_within_limit, has_room
 from service.ledger.ends import cancel_running, finish_job, finish_jobs, requeue, stale_jobs, touch
 from service.ledger.jobs import (
     JobFilter,
@@ -62,9 +63,11 @@ __all__ = [
     "NewJob",
     "StageEnd",
     "StageStart",
+    "Waiting",
     "cancel_running",
     "claim",
     "claim_many",
+    "claim_within_limit",
     "count_jobs",
     "create_job",
     "create_jobs",
@@ -79,6 +82,7 @@ __all__ = [
     "finished_stages",
     "get_job",
     "get_stages",
+    "has_room",
     "list_jobs",
     "list_kinds",
     "new_job_id",

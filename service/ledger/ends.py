@@ -4,7 +4,7 @@ and the reconciler's view of jobs whose worker stopped reporting."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 import asyncpg
 
@@ -85,16 +85,21 @@ async def cancel_running(
     )
 
 
-async def stale_jobs(conn: asyncpg.Connection, older_than_seconds: float, limit: int = 500) -> list[asyncpg.Record]:
-    """Unfinished jobs nobody has touched for a while: candidates for the reconciler."""
+async def stale_jobs(
+    conn: asyncpg.Connection, older_than_seconds: float, kinds: Collection[str], limit: int = 500
+) -> list[asyncpg.Record]:
+    """Unfinished jobs of `kinds` nobody has touched for a while: candidates for the
+    reconciler of the workers that run those kinds (others' jobs must not crowd them out)."""
     return await conn.fetch(
         f"""
         SELECT {JOB_COLUMNS} FROM jobs
         WHERE status IN ('queued', 'running') AND updated_at < now() - make_interval(secs => $1)
+              AND kind = ANY($3::text[])
         ORDER BY updated_at LIMIT $2
         """,
         older_than_seconds,
         limit,
+        list(kinds),
     )
 
 

@@ -127,6 +127,20 @@ async def list_jobs(
     if ids is not None:
         args.extend(ids)
         conditions.append(f"id BETWEEN ${len(args) - 1} AND ${len(args)}")
+    return await _newest_first(conn, columns, conditions, args, after=after, limit=limit)
+
+
+async def _newest_first(
+    conn: asyncpg.Connection,
+    columns: str,
+    conditions: list[str],
+    args: list,
+    *,
+    after: tuple[datetime, uuid.UUID] | None,
+    limit: int,
+) -> list[asyncpg.Record]:
+    """Up to `limit` jobs `conditions` match, newest first, after the keyset position
+    `after` (created_at, id): no gaps or repeats from one page to the next."""
     if after is not None:
         args.extend(after)
         conditions.append(f"(created_at, id) < (${len(args) - 1}, ${len(args)})")
@@ -182,17 +196,7 @@ async def find_jobs(
     """Up to `limit` of the jobs `where` matches (id, created_at), newest first, after the
     position `after` (keyset, as `list_jobs`): a bulk action walks them chunk by chunk."""
     conditions, args = _filter_conditions(tenant_id, where)
-    if after is not None:
-        args.extend(after)
-        conditions.append(f"(created_at, id) < (${len(args) - 1}, ${len(args)})")
-    args.append(limit)
-    return await conn.fetch(
-        f"""
-        SELECT id, created_at FROM jobs WHERE {" AND ".join(conditions)}
-        ORDER BY created_at DESC, id DESC LIMIT ${len(args)}
-        """,
-        *args,
-    )
+    return await _newest_first(conn, "id, created_at", conditions, args, after=after, limit=limit)
 
 
 async def request_cancel(conn: asyncpg.Connection, tenant_id: uuid.UUID, job_id: uuid.UUID) -> asyncpg.Record | None:

@@ -17,8 +17,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from pipelines.documents.extract.names import looks_like_name
 from pipelines.documents.extract.phones import find_phones
-from pipelines.documents.extract.rules import CONTACT_LINES, EMAIL, MAX_CHARS, looks_like_name, sections, tidy_lines
+from pipelines.documents.extract.rules import CONTACT_LINES, EMAIL, MAX_CHARS, sections, tidy_lines
 from pipelines.documents.extract.schema import ResumeFields
 
 AT_SPACES = re.compile(r" ?@ ?")

@@ -12,6 +12,7 @@ import itertools
 import re
 from collections.abc import Iterator
 
+from pipelines.documents.extract.names import NOT_NAME_WORDS, capitalised, looks_like_name, without_credentials
 from pipelines.documents.extract.phones import find_phones
 from pipelines.documents.extract.schema import ResumeFields
 from pipelines.documents.extract.skills import vocabulary
@@ -98,115 +99,6 @@ HEADING = re.compile(
 )
 """A heading is the whole line, or the line up to a colon: "Summary of changes" is not one."""
 
-NAME_PARTICLES = {
-    "van",
-    "der",
-    "den",
-    "de",
-    "von",
-    "da",
-    "del",
-    "della",
-    "di",
-    "la",
-    "le",
-    "du",
-    "dos",
-    "das",
-    "bin",
-    "y",
-}
-CREDENTIALS = re.compile(r"^(?:[A-Z]{2,5}|Ph\.?D\.?|M\.?D\.?|Jr\.?|Sr\.?|I{2,3}|MSc|BSc|MBA|RN)$")
-NOT_NAME_WORDS = {
-    # what the first lines of résumés and other documents say that is not a name
-    "curriculum",
-    "vitae",
-    "resume",
-    "résumé",
-    "cv",
-    "page",
-    "contact",
-    "profile",
-    "summary",
-    "invoice",
-    "manual",
-    "user",
-    "guide",
-    "datasheet",
-    "report",
-    "minutes",
-    "meeting",
-    "notes",
-    "letter",
-    "dear",
-    "release",
-    "immediate",
-    "for",
-    "the",
-    "and",
-    "of",
-    "to",
-    "in",
-    "on",
-    "at",
-    "with",
-    "by",
-    "an",
-    "a",
-    "my",
-    "your",
-    "our",
-    "new",
-    "from",
-    "senior",
-    "junior",
-    "lead",
-    "principal",
-    "chief",
-    "head",
-    "engineer",
-    "developer",
-    "manager",
-    "designer",
-    "scientist",
-    "analyst",
-    "consultant",
-    "director",
-    "specialist",
-    "assistant",
-    "officer",
-    "administrator",
-    "architect",
-    "nurse",
-    "teacher",
-    "accountant",
-    "software",
-    "data",
-    "product",
-    "project",
-    "marketing",
-    "sales",
-    "full-stack",
-    "frontend",
-    "backend",
-    "stack",
-    "web",
-    "research",
-    "operating",
-    "instructions",
-    "department",
-    "university",
-    "company",
-    "inc",
-    "ltd",
-    "gmbh",
-    "llc",
-    "corp",
-    "information",
-    "personal",
-    "system",
-    "service",
-}
 MAX_SUMMARY = 600
 MAX_SECTION_LINES = 60
 """A section runs at most this far (a résumé's are shorter): it bounds the work on long texts."""
@@ -287,42 +179,18 @@ def clean_link(link: str) -> str:
 # -- the name and the place ------------------------------------------------------------------
 
 
-def looks_like_name(text: str) -> bool:
-    """2–4 capitalised words (name particles aside) and nothing else: no sentence, no title, no digits."""
-    words = text.split()
-    if not 2 <= len(words) <= 5 or any(char.isdigit() for char in text) or text.rstrip().endswith((".", ":", "!", "?")):
-        return False
-    capitalised = 0
-    for word in words:
-        if word.casefold() in NOT_NAME_WORDS:
-            return False
-        if word in NAME_PARTICLES:
-            continue
-        if not (word[0].isupper() and all(char.isalpha() or char in "'’-." for char in word)):
-            return False
-        if word.endswith(".") and len(word) > 2:
-            return False
-        capitalised += 1
-    return 2 <= capitalised <= 4 and words[0] not in NAME_PARTICLES
-
-
 def _name(header: list[str]) -> str | None:
     """The first header line that reads like a person's name, perhaps followed by contact
     details ("Jane Doe | jane@x.com") or credentials ("Maria Gonzalez, RN")."""
     for line in header:
         if HEADING.match(line):
             continue
-        candidate = _without_credentials(_before_contact_details(line))
+        candidate = without_credentials(_before_contact_details(line))
         if candidate and looks_like_name(candidate) and candidate.casefold() not in vocabulary().canonical:
             return " ".join(
-                _capitalised(word) if word.isupper() and len(word) > 2 else word for word in candidate.split()
+                capitalised(word) if word.isupper() and len(word) > 2 else word for word in candidate.split()
             )
     return None
-
-
-def _capitalised(word: str) -> str:
-    """ "O'CONNOR" → "O'Connor", "ANNE-MARIE" → "Anne-Marie"."""
-    return re.sub(r"(^|['’-])(\w)", lambda match: match.group(1) + match.group(2).upper(), word.lower())
 
 
 def _before_contact_details(line: str) -> str:
@@ -331,13 +199,6 @@ def _before_contact_details(line: str) -> str:
     if separator := SEPARATORS.search(line):
         cuts.append(separator.start())
     return line[: min(cuts)].rstrip(" |•·,;:–—-") if cuts else line
-
-
-def _without_credentials(text: str) -> str:
-    name, *after = text.split(",")
-    if all(CREDENTIALS.match(part.strip()) for part in after):
-        return name.strip()
-    return ""
 
 
 REGION_CODE = re.compile(r" [A-Z]{2,3}$")
@@ -354,7 +215,7 @@ def _location(header: list[str]) -> str | None:
         contact = len(parts) > 1 and any(EMAIL.search(part) or find_phones(part) for part in parts)
         for part in parts:
             part = part.replace("; ", ", ")  # OCR often reads a comma as a semicolon
-            if "," in part and looks_like_name(_without_credentials(part)):  # "Maria Gonzalez, RN"
+            if "," in part and looks_like_name(without_credentials(part)):  # "Maria Gonzalez, RN"
                 continue
             words = [word.strip(",") for word in part.split()]
             if not PLACE.match(part) or any(word.casefold() in NOT_NAME_WORDS and not word.isupper() for word in words):

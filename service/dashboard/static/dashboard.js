@@ -143,16 +143,30 @@ function setUpJobActions(jobId, refresh) {
   }
 }
 
-function setUpRetryFailed(refresh) {
-  const button = document.getElementById("retry-failed");
-  button.addEventListener("click", async () => {
-    button.disabled = true;
-    const answer = await fetchJson(`/dashboard/api/jobs/retry-failed${window.location.search}`, {
+// A button acting on every job the overview's filters match (`action` is its route); with
+// `confirmVerb`, the jobs are counted first (a dry run) and the count is confirmed.
+function setUpBulkAction(action, pastTense, refresh, confirmVerb) {
+  const button = document.getElementById(action);
+  const post = (dryRun) => {
+    const params = new URLSearchParams(window.location.search);
+    if (dryRun) params.set("dry_run", "1");
+    return fetchJson(`/dashboard/api/jobs/${action}?${params}`, {
       method: "POST",
       headers: { Accept: "application/json", "X-Conveyor-Dashboard": "1" },
     });
+  };
+  button.addEventListener("click", async () => {
+    button.disabled = true;
+    let answer = null;
+    if (confirmVerb) {
+      const count = await post(true);
+      if (count && count.ok && window.confirm(`${confirmVerb} ${count.body.matched} jobs?`)) answer = await post(false);
+      else if (count && !count.ok) answer = count;
+    } else {
+      answer = await post(false);
+    }
     if (answer) {
-      setText("retry-failed-result", answer.ok ? `${answer.body.changed} of ${answer.body.matched} retried` : answer.body.detail);
+      setText(`${action}-result`, answer.ok ? `${answer.body.changed} of ${answer.body.matched} ${pastTense}` : answer.body.detail);
     }
     button.disabled = false;
     refresh();
@@ -163,7 +177,8 @@ document.addEventListener("DOMContentLoaded", () => {
   const page = document.body.dataset.page;
   if (page === "overview") {
     const refresh = poll(`/dashboard/api/overview${window.location.search}`, renderOverview);
-    setUpRetryFailed(refresh);
+    setUpBulkAction("retry-failed", "retried", refresh);
+    setUpBulkAction("cancel-unfinished", "cancelled", refresh, "Cancel");
   } else if (page === "job") {
     const jobId = document.body.dataset.jobId;
     const url = `/dashboard/api/jobs/${jobId}`;
