@@ -24,6 +24,7 @@ from pipelines.dispatch import Dispatcher
 from pipelines.maintenance import liveness
 from pipelines.maintenance.listener import Listener
 from pipelines.maintenance.reconciler import reconcile_forever
+from pipelines.maintenance.schedules import fire_forever
 from pipelines.notifications.channels import RATES_PREFIX, configured_rates
 from pipelines.notifications.ssrf import guarded_client
 from pipelines.resources import Resources
@@ -126,7 +127,8 @@ def hooks(
     job waits in the queue behind every due job, so a backlog, or jobs still held by dead
     workers, would starve the very thing that frees them. At shutdown running jobs get
     `grace` seconds (`WORKER_SHUTDOWN_GRACE`) before they are handed back to the queue.
-    Every worker listens for jobs enqueued inside apps' transactions (`Listener`)."""
+    Every worker listens for jobs enqueued inside apps' transactions (`Listener`); with
+    `scheduler` it also fires the users' schedules of its kinds (pipelines/maintenance/schedules.py)."""
     pipelines = tuple(pipeline.configured(settings) for pipeline in pipelines)
     kinds = frozenset(pipeline.name for pipeline in pipelines)
     runnable = [*functions(pipelines), *(cron_jobs(settings) if scheduler else ())]
@@ -145,6 +147,8 @@ def hooks(
         ]
         if scheduler:
             ctx["background"].append(asyncio.create_task(reconcile_forever(resources, kinds)))
+            specs = {pipeline.name: pipeline.spec(settings) for pipeline in pipelines}
+            ctx["background"].append(asyncio.create_task(fire_forever(resources, specs)))
         ctx["dispatcher"] = Dispatcher(
             ctx["redis"],
             ctx,

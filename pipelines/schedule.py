@@ -23,6 +23,10 @@ liveness key every WORKER_HEARTBEAT_SECONDS in a background task
 reconciler (pipelines/maintenance/reconciler.py) runs every 2 s beside the jobs, one
 worker per tick under a Redis lock: as a cron job it would wait in the queue behind the
 very jobs (a backlog, or jobs held by dead workers) it must free.
+
+The users' own schedules (`/v1/schedules`) are rows of the ledger's `schedules` table,
+fired by another background task (pipelines/maintenance/schedules.py); the six above are
+not among them yet.
 """
 
 from __future__ import annotations

@@ -35,13 +35,27 @@ from service.routes import (
     metrics,
     notifications,
     reminders,
+    schedules,
     stream,
     videos,
 )
 from service.signing import SigningKeys
 from service.storage import open_storage
 
-ROUTE_MODULES = (health, metrics, documents, videos, notifications, jobs, kinds, bulk, stream, analytics, reminders)
+ROUTE_MODULES = (
+    health,
+    metrics,
+    documents,
+    videos,
+    notifications,
+    jobs,
+    kinds,
+    bulk,
+    stream,
+    analytics,
+    reminders,
+    schedules,
+)
 
 
 def routes() -> list[Route]:
@@ -78,6 +92,11 @@ def routes() -> list[Route]:
         Route("/v1/reminders", reminders.create_reminder, methods=["POST"]),
         Route("/v1/reminders/{reminder_id}", reminders.get_reminder, methods=["GET"]),
         Route("/v1/memberships/{member}", reminders.put_membership, methods=["PUT"]),
+        Route("/v1/schedules", schedules.create_schedule, methods=["POST"]),
+        Route("/v1/schedules", schedules.list_schedules, methods=["GET"]),
+        Route("/v1/schedules/{schedule_id}", schedules.get_schedule, methods=["GET"]),
+        Route("/v1/schedules/{schedule_id}", schedules.update_schedule, methods=["PATCH"]),
+        Route("/v1/schedules/{schedule_id}", schedules.delete_schedule, methods=["DELETE"]),
     ]
 
 

@@ -115,6 +115,11 @@ def json_request(schema: dict) -> dict:
     return {"required": True, "content": {"application/json": {"schema": schema}}}
 
 
+def json_answer(schema: dict, description: str) -> dict:
+    """A JSON answer of this schema, written out in place."""
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
 def json_body(schema_name: str, description: str) -> dict:
     return {
         "description": description,

@@ -17,8 +17,9 @@ from conveyor.kinds import Pipeline, Stage
 from service.cli import app
 from service.errors import PermanentError
 from service.heartbeats import live_workers
+from testkit import sample_kinds
 from testkit.files import multipart_file, text_pdf
-from testkit.service import client, running_worker, until, wait_for_job
+from testkit.service import client, publish_kinds, running_worker, until, wait_for_job
 from tests.test_api_jobs import ids_starting, insert_jobs
 
 CLEAN_ENV = {
@@ -190,7 +191,7 @@ async def test_jobs_list_show_cancel_retry(api, tenant):
     retried = await conveyor("jobs", "retry", job_id, "--json", **env)
     assert retried.exit_code == 0 and json.loads(retried.stdout)["status"] == "queued"
     missing = await conveyor("jobs", "show", "00000000-0000-0000-0000-000000000000", **env)
-    assert missing.exit_code == 1 and "404" in missing.stderr
+    assert missing.exit_code == 1 and "no schedules have ids starting with '00000000'" in missing.stderr
 
 
 async def _heartbeat_of(r, worker_id: str) -> bool:
@@ -287,3 +288,25 @@ async def test_jobs_retry_and_cancel_by_filter(api, tenant):
     assert both.exit_code == 1 and "not both" in both.stderr
     neither = await conveyor("jobs", "cancel", **env)
     assert neither.exit_code == 1 and "filter options" in neither.stderr
+
+
+async def test_schedules_list_pause_resume(api, settings, tenant):
+    env = {"CONVEYOR_URL": api.url, "CONVEYOR_API_KEY": tenant[1]}
+    await publish_kinds(settings, sample_kinds.noop.describe(settings))
+    async with client(api.url, tenant[1]) as http:
+        body = {"name": "nightly", "kind": "noop", "input": {}, "cron": "0 3 * * *", "timezone": "Europe/Paris"}
+        made = (await http.post("/v1/schedules", json=body)).json()
+        try:
+            listed = await conveyor("schedules", "list", "--json", **env)
+            table = await conveyor("schedules", "list", **env)
+            paused = await conveyor("schedules", "pause", made["id"][:8], **env)
+            paused_table = await conveyor("schedules", "list", **env)
+            resumed = await conveyor("schedules", "resume", made["id"], "--json", **env)
+            missing = await conveyor("schedules", "pause", "00000000", **env)
+        finally:
+            await http.delete(f"/v1/schedules/{made['id']}")
+    assert [item["id"] for item in json.loads(listed.stdout)["items"]] == [made["id"]]
+    assert table.exit_code == 0 and "nightly" in table.stdout and made["id"][:8] in table.stdout
+    assert paused.exit_code == 0 and paused.stdout.strip() == f"{made['id']} paused" and "paused" in paused_table.stdout
+    assert resumed.exit_code == 0 and json.loads(resumed.stdout)["next_runs"] == made["next_runs"]
+    assert missing.exit_code == 1 and "no schedules have ids starting with '00000000'" in missing.stderr

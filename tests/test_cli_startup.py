@@ -74,6 +74,9 @@ PARSED = {
     "jobs retry": ["--kind", "greet", "--status", "failed", "--error-type", "timeout", "--dry-run", "--json"],
     "jobs cancel": ["5f0c1a2b"],
     "jobs purge": ["--older-than", "7", "--dry-run", "--database-url", "postgresql://h/db"],
+    "schedules list": ["--json", "--url", "http://127.0.0.1:9", "--key", "cvk_x"],
+    "schedules pause": ["5f0c1a2b"],
+    "schedules resume": ["5f0c1a2b", "--json"],
     "secrets rotate": ["--database-url", "postgresql://h/db"],
     "dashboard logout-everywhere": ["--database-url", "postgresql://h/db"],
 }

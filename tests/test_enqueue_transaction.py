@@ -1,6 +1,9 @@
 """conveyor_enqueue inside the app's own transaction: a job exists exactly when the app's
 transaction commits, and real worker processes start it through LISTEN/NOTIFY.
 
+The job is what an app enqueues: one of its own kinds (testkit/sample_kinds.py's
+`sync_account`), whose stages report to a stage counter, so "it ran once" is counted.
+
 The workers here reconcile only jobs an hour old, so a job that starts was handed to arq
 by a worker's listener, not by the reconciler (the backstop has a test of its own).
 """
@@ -30,22 +33,22 @@ from conveyor.client.transaction import (
     enqueue_sqlalchemy,
     enqueue_sqlalchemy_async,
 )
-from pipelines.notifications.pipeline import NOTIFICATION_PIPELINE
+from pipelines import registry
 from service.config import Settings
 from service.database import sqlalchemy_url
 from service.migrate import upgrade_async
-from testkit import postgres
+from testkit import postgres, sample_kinds
 from testkit import replica as replica_support
 from testkit.chaos import job_rows, wait_until_ended
-from testkit.notifications import tenant_secret
 from testkit.processes import WorkerProcess, settings_env
-from testkit.service import make_settings, new_tenant, until
-from testkit.webhook_receiver import WebhookReceiver
+from testkit.service import make_settings, new_tenant, publish_kinds, until
+from testkit.stage_counter import StageCounter
 
 pytestmark = pytest.mark.integration
 
 LISTENER = "conveyor-listener"  # the application_name of the workers' listening connections
 NOT_RECONCILED = 3600.0
+KINDS = "testkit.sample_kinds"
 
 
 def worker_settings(database_url: str, redis_url: str, storage_dir, **overrides) -> Settings:
@@ -58,34 +61,11 @@ def worker_settings(database_url: str, redis_url: str, storage_dir, **overrides)
     return make_settings(database_url, redis_url, storage_dir, **values)
 
 
-async def publish_kinds(settings: Settings) -> None:
-    """The `kinds` rows the workers publish at start (written here until they do): the
-    notification kind on this module's queue, and the document kind, created by an upload."""
-    spec = NOTIFICATION_PIPELINE.spec(settings)
-    conn = await asyncpg.connect(settings.database_url)
-    try:
-        await conn.execute(
-            """
-            INSERT INTO kinds (name, stages, tries, timeout, queue, version, published_by)
-            VALUES ($1, $2, $3, $4, $5, 'test', 'test')
-            ON CONFLICT (name) DO UPDATE SET tries = excluded.tries, timeout = excluded.timeout,
-                                             queue = excluded.queue, endpoint = NULL
-            """,
-            spec.name,
-            list(NOTIFICATION_PIPELINE.stage_names),
-            spec.tries,
-            spec.timeout,
-            spec.queue,
-        )
-        await conn.execute(
-            """
-            INSERT INTO kinds (name, stages, tries, timeout, queue, endpoint, version, published_by)
-            VALUES ('document', '{store}', 5, 1800, 'arq:queue', '/v1/documents', 'test', 'test')
-            ON CONFLICT (name) DO NOTHING
-            """
-        )
-    finally:
-        await conn.close()
+async def publish_sample_kinds(settings: Settings) -> None:
+    """The `kinds` rows the workers publish at start (written here until they do): the app's
+    `sync_account`, and the document kind, created by an upload."""
+    document = next(kind for kind in registry.BUILT_IN if kind.name == "document").describe(settings)
+    await publish_kinds(settings, sample_kinds.sync.describe(settings), document)
 
 
 async def listener_pids(database_url: str) -> set[int]:
@@ -103,7 +83,7 @@ class Workers:
     """Worker processes as deployed (`arq worker.WorkerSettings`), sharing one queue."""
 
     def __init__(self, settings: Settings, log_dir, count: int) -> None:
-        env = settings_env(settings)
+        env = settings_env(settings, conveyor_kinds=KINDS)
         self.settings = settings
         self.processes = [
             WorkerProcess(env, log_dir / f"worker-{n}.log", settings_path="worker.WorkerSettings") for n in range(count)
@@ -144,15 +124,15 @@ async def acme(app_settings) -> tuple[uuid.UUID, str]:
 
 
 @pytest.fixture(scope="module")
-async def receiver(app_settings, acme):
-    server = WebhookReceiver(await tenant_secret(app_settings, acme[0])).start()
+def counter():
+    server = StageCounter().start()
     yield server
     server.stop()
 
 
 @pytest.fixture(scope="module")
 async def workers(app_settings, acme, tmp_path_factory):
-    await publish_kinds(app_settings)
+    await publish_sample_kinds(app_settings)
     async with Workers(app_settings, tmp_path_factory.mktemp("workers"), count=2) as running:
         yield running
 
@@ -175,9 +155,14 @@ async def app_conn(app_settings):
     await conn.close()
 
 
-def webhook(receiver: WebhookReceiver, path: str) -> dict:
-    """A notification job's input: one signed webhook to the receiver's `path`."""
-    return {"channel": "webhook", "to": [f"{receiver.url}/{path}"], "template": "booking.made", "data": {"path": path}}
+def sync(counter: StageCounter, account: str) -> dict:
+    """A `sync_account` job's input: its stages report to `counter`."""
+    return {"account": account, "counter_url": counter.url}
+
+
+def ran_once(counter: StageCounter, job_id: uuid.UUID) -> bool:
+    """Each of the job's two stages ran, and neither ran again."""
+    return [report.stage for report in counter.for_job(str(job_id))] == ["fetch", "load"]
 
 
 async def ended(settings: Settings, job_id: uuid.UUID, workers: Workers, timeout: float = 30) -> asyncpg.Record:
@@ -189,50 +174,49 @@ async def ended(settings: Settings, job_id: uuid.UUID, workers: Workers, timeout
 
 
 async def test_a_committed_job_runs_once_though_every_worker_hears_of_it(
-    app_settings, acme, receiver, workers, app_conn
+    app_settings, acme, counter, workers, app_conn
 ):
     async with app_conn.transaction():
         await app_conn.execute("INSERT INTO bookings (guest) VALUES ('Ada')")
         job_id = await enqueue(
-            app_conn, tenant=acme[1], kind="notification", input=webhook(receiver, "committed"), priority="high"
+            app_conn, tenant=acme[1], kind="sync_account", input=sync(counter, "committed"), priority="high"
         )
     job = await ended(app_settings, job_id, workers)
     assert job["status"] == "succeeded", job
     assert job["attempts"] == 1
-    [delivery] = receiver.at("committed")  # two listeners handed it over; it ran once
-    assert delivery.verified and json.loads(delivery.body)["data"] == {"path": "committed"}
+    assert ran_once(counter, job_id)  # two listeners handed it over; it ran once
     row = await app_conn.fetchrow("SELECT kind, queue, priority, max_tries, payload FROM jobs WHERE id = $1", job_id)
-    assert (row["kind"], row["queue"], row["priority"]) == ("notification", app_settings.queue_name, 2)
-    assert row["max_tries"] == NOTIFICATION_PIPELINE.spec(app_settings).tries
-    assert json.loads(row["payload"]) == webhook(receiver, "committed")
+    assert (row["kind"], row["queue"], row["priority"]) == ("sync_account", app_settings.queue_name, 2)
+    assert row["max_tries"] == sample_kinds.sync.spec(app_settings).tries
+    assert json.loads(row["payload"]) == sync(counter, "committed")
 
 
-async def test_a_rolled_back_job_leaves_nothing(app_settings, acme, receiver, workers, app_conn, redis_server):
+async def test_a_rolled_back_job_leaves_nothing(app_settings, acme, counter, workers, app_conn, redis_server):
     transaction = app_conn.transaction()
     await transaction.start()
     await app_conn.execute("INSERT INTO bookings (guest) VALUES ('Grace')")
-    doomed = await enqueue(app_conn, tenant=acme[1], kind="notification", input=webhook(receiver, "rolled-back"))
+    doomed = await enqueue(app_conn, tenant=acme[1], kind="sync_account", input=sync(counter, "rolled-back"))
     await transaction.rollback()
     # A job committed after it runs: whatever the listeners heard before it, they handled.
     async with app_conn.transaction():
-        later = await enqueue(app_conn, tenant=acme[1], kind="notification", input=webhook(receiver, "after"))
+        later = await enqueue(app_conn, tenant=acme[1], kind="sync_account", input=sync(counter, "after"))
     assert (await ended(app_settings, later, workers))["status"] == "succeeded"
     assert await job_rows(app_settings.database_url, [str(doomed)]) == {}
     assert await app_conn.fetchval("SELECT count(*) FROM bookings WHERE guest = 'Grace'") == 0
     async with redis.from_url(redis_server.url) as client:
         assert await client.keys(f"*{doomed}*") == []
-    assert receiver.at("rolled-back") == []
+    assert counter.for_job(str(doomed)) == []
 
 
-async def test_a_dropped_listener_connection_is_made_again(app_settings, acme, receiver, workers, app_conn):
+async def test_a_dropped_listener_connection_is_made_again(app_settings, acme, counter, workers, app_conn):
     dropped = await listener_pids(app_settings.database_url)
     assert len(dropped) >= 2
     await app_conn.execute("SELECT pg_terminate_backend(pid) FROM unnest($1::int[]) AS pid", list(dropped))
     await until(lambda: _relistened(app_settings, dropped), timeout=30)
     async with app_conn.transaction():
-        job_id = await enqueue(app_conn, tenant=acme[1], kind="notification", input=webhook(receiver, "relistened"))
+        job_id = await enqueue(app_conn, tenant=acme[1], kind="sync_account", input=sync(counter, "relistened"))
     assert (await ended(app_settings, job_id, workers))["status"] == "succeeded"
-    assert len(receiver.at("relistened")) == 1
+    assert ran_once(counter, job_id)
 
 
 async def _relistened(settings: Settings, dropped: set[int]) -> bool:
@@ -251,13 +235,13 @@ async def test_a_job_committed_while_nobody_listened_is_started_by_the_reconcile
         # Redis database 1: the reconciler's tick lock is not contended by the module's workers.
         redis_url = redis_server.url.removesuffix("/0") + "/1"
         settings = worker_settings(database_url, redis_url, tmp_path / "storage", reconcile_after_seconds=1.0)
-        await publish_kinds(settings)
-        tenant_id, _ = await new_tenant(settings, "quiet")
-        server = WebhookReceiver(await tenant_secret(settings, tenant_id)).start()
+        await publish_sample_kinds(settings)
+        await new_tenant(settings, "quiet")
+        server = StageCounter().start()
         conn = await asyncpg.connect(database_url)
         try:
             async with conn.transaction():
-                job_id = await enqueue(conn, tenant="quiet", kind="notification", input=webhook(server, "missed"))
+                job_id = await enqueue(conn, tenant="quiet", kind="sync_account", input=sync(server, "missed"))
             async with redis.from_url(redis_url) as client:
                 assert not await client.exists(f"arq:job:{job_id}")
             async with Workers(settings, tmp_path, count=1) as workers:
@@ -268,7 +252,7 @@ async def test_a_job_committed_while_nobody_listened_is_started_by_the_reconcile
     finally:
         await postgres.drop_database(name)
     assert job["status"] == "succeeded"
-    assert len(server.at("missed")) == 1
+    assert ran_once(server, job_id)
 
 
 @pytest.mark.skipif(not replica_support.available(), reason="needs PG 15 binaries and root")
@@ -287,9 +271,9 @@ async def test_after_a_failover_the_listener_listens_on_the_promoted_primary(red
         both = f"postgresql://postgres@127.0.0.1:{pair.primary.port},127.0.0.1:{pair.replica.port}/conveyor"
         redis_url = redis_server.url.removesuffix("/0") + "/2"
         settings = worker_settings(both, redis_url, tmp_path / "storage")
-        await publish_kinds(settings)
-        tenant_id, _ = await new_tenant(settings, "failover")
-        server = WebhookReceiver(await tenant_secret(settings, tenant_id)).start()
+        await publish_sample_kinds(settings)
+        await new_tenant(settings, "failover")
+        server = StageCounter().start()
         await pair.caught_up()
         promoted = pair.replica.url("conveyor")
         try:
@@ -300,7 +284,7 @@ async def test_after_a_failover_the_listener_listens_on_the_promoted_primary(red
                 try:
                     async with conn.transaction():
                         job_id = await enqueue(
-                            conn, tenant="failover", kind="notification", input=webhook(server, "failover")
+                            conn, tenant="failover", kind="sync_account", input=sync(server, "failover")
                         )
                 finally:
                     await conn.close()
@@ -310,64 +294,64 @@ async def test_after_a_failover_the_listener_listens_on_the_promoted_primary(red
     finally:
         pair.stop()
     assert job["status"] == "succeeded"
-    assert len(server.at("failover")) == 1
+    assert ran_once(server, job_id)
 
 
-async def test_sqlalchemy_async_session_enqueues_in_its_transaction(app_settings, acme, receiver, workers):
+async def test_sqlalchemy_async_session_enqueues_in_its_transaction(app_settings, acme, counter, workers):
     engine = create_async_engine(sqlalchemy_url(app_settings.database_url))
     try:
         async with AsyncSession(engine) as session, session.begin():
             job_id = await enqueue_sqlalchemy_async(
-                session, tenant=acme[1], kind="notification", input=webhook(receiver, "sqlalchemy"), metadata={"a": 1}
+                session, tenant=acme[1], kind="sync_account", input=sync(counter, "sqlalchemy"), metadata={"a": 1}
             )
     finally:
         await engine.dispose()
     job = await ended(app_settings, job_id, workers)
     assert job["status"] == "succeeded"
-    assert len(receiver.at("sqlalchemy")) == 1
+    assert ran_once(counter, job_id)
 
 
-async def test_psycopg_connection_enqueues_in_its_transaction(app_settings, acme, receiver, workers):
+async def test_psycopg_connection_enqueues_in_its_transaction(app_settings, acme, counter, workers):
     def in_a_transaction() -> uuid.UUID:
         with psycopg.connect(app_settings.database_url) as conn, conn.transaction():
             conn.execute("INSERT INTO bookings (guest) VALUES ('Linus')")
             return enqueue_psycopg(
-                conn, tenant=acme[1], kind="notification", input=webhook(receiver, "psycopg"), max_tries=3
+                conn, tenant=acme[1], kind="sync_account", input=sync(counter, "psycopg"), max_tries=3
             )
 
     job_id = await asyncio.to_thread(in_a_transaction)
     job = await ended(app_settings, job_id, workers)
     assert job["status"] == "succeeded"
-    assert len(receiver.at("psycopg")) == 1
+    assert ran_once(counter, job_id)
 
 
-async def test_psycopg_async_connection_enqueues_in_its_transaction(app_settings, acme, receiver, workers):
+async def test_psycopg_async_connection_enqueues_in_its_transaction(app_settings, acme, counter, workers):
     async with await psycopg.AsyncConnection.connect(app_settings.database_url) as conn, conn.transaction():
         job_id = await enqueue_psycopg_async(
-            conn, tenant=acme[1], kind="notification", input=webhook(receiver, "psycopg-async")
+            conn, tenant=acme[1], kind="sync_account", input=sync(counter, "psycopg-async")
         )
     assert (await ended(app_settings, job_id, workers))["status"] == "succeeded"
-    assert len(receiver.at("psycopg-async")) == 1
+    assert ran_once(counter, job_id)
 
 
-async def test_sqlalchemy_sync_session_enqueues_in_its_transaction(app_settings, acme, receiver, workers):
+async def test_sqlalchemy_sync_session_enqueues_in_its_transaction(app_settings, acme, counter, workers):
     def in_a_transaction() -> uuid.UUID:
         engine = create_engine(sqlalchemy_url(app_settings.database_url).replace("+asyncpg", "+psycopg"))
         try:
             with Session(engine) as session, session.begin():
                 return enqueue_sqlalchemy(
-                    session, tenant=acme[1], kind="notification", input=webhook(receiver, "sqlalchemy-sync")
+                    session, tenant=acme[1], kind="sync_account", input=sync(counter, "sqlalchemy-sync")
                 )
         finally:
             engine.dispose()
 
     job_id = await asyncio.to_thread(in_a_transaction)
     assert (await ended(app_settings, job_id, workers))["status"] == "succeeded"
-    assert len(receiver.at("sqlalchemy-sync")) == 1
+    assert ran_once(counter, job_id)
 
 
 async def test_options_are_recorded_on_the_job(app_settings, acme, app_conn):
-    await publish_kinds(app_settings)
+    await publish_sample_kinds(app_settings)
     run_at = datetime.now(UTC).replace(microsecond=0) + timedelta(hours=1)
     options = {
         "priority": "low",
@@ -381,7 +365,7 @@ async def test_options_are_recorded_on_the_job(app_settings, acme, app_conn):
     transaction = app_conn.transaction()
     await transaction.start()
     try:  # the row as the transaction sees it; rolled back after
-        job_id = await enqueue(app_conn, tenant=acme[1], kind="notification", input={"x": 1}, **options)
+        job_id = await enqueue(app_conn, tenant=acme[1], kind="sync_account", input={"account": "x"}, **options)
         row = await app_conn.fetchrow("SELECT * FROM jobs WHERE id = $1", job_id)
     finally:
         await transaction.rollback()
@@ -401,22 +385,22 @@ def test_the_helpers_import_no_database_driver():
 @pytest.mark.parametrize(
     ("call", "message"),
     [
-        ({"tenant": "nobody-here", "kind": "notification"}, "unknown tenant 'nobody-here'"),
+        ({"tenant": "nobody-here", "kind": "sync_account"}, "unknown tenant 'nobody-here'"),
         ({"kind": "nope"}, "unknown kind 'nope'; the known kinds are: "),
         ({"kind": "document"}, "kind 'document' cannot be enqueued here; its jobs are created by /v1/documents"),
-        ({"kind": "notification", "priority": "urgent"}, 'options.priority must be "low", "normal" or "high"'),
-        ({"kind": "notification", "run_at": "tomorrow"}, "options.run_at must be an ISO 8601 date and time"),
-        ({"kind": "notification", "run_at": "2026-05-03T12:00:00"}, "with an offset"),
-        ({"kind": "notification", "run_at": "2026-13-45T12:00:00Z"}, "options.run_at is not a valid moment"),
-        ({"kind": "notification", "max_tries": 0}, "options.max_tries must be a whole number from 1 to 1000"),
-        ({"kind": "notification", "timeout": -1}, "options.timeout must be a number of seconds above 0"),
-        ({"kind": "notification", "callback_url": "ftp://x"}, "options.callback_url must be an absolute http://"),
-        ({"kind": "notification", "metadata": [1]}, "options.metadata must be a JSON object"),
-        ({"kind": "notification", "colour": "red"}, "unknown option(s) colour; the options are priority, run_at"),
+        ({"kind": "sync_account", "priority": "urgent"}, 'options.priority must be "low", "normal" or "high"'),
+        ({"kind": "sync_account", "run_at": "tomorrow"}, "options.run_at must be an ISO 8601 date and time"),
+        ({"kind": "sync_account", "run_at": "2026-05-03T12:00:00"}, "with an offset"),
+        ({"kind": "sync_account", "run_at": "2026-13-45T12:00:00Z"}, "options.run_at is not a valid moment"),
+        ({"kind": "sync_account", "max_tries": 0}, "options.max_tries must be a whole number from 1 to 1000"),
+        ({"kind": "sync_account", "timeout": -1}, "options.timeout must be a number of seconds above 0"),
+        ({"kind": "sync_account", "callback_url": "ftp://x"}, "options.callback_url must be an absolute http://"),
+        ({"kind": "sync_account", "metadata": [1]}, "options.metadata must be a JSON object"),
+        ({"kind": "sync_account", "colour": "red"}, "unknown option(s) colour; the options are priority, run_at"),
     ],
 )
 async def test_bad_calls_raise_in_the_apps_transaction(app_settings, acme, app_conn, call, message):
-    await publish_kinds(app_settings)
+    await publish_sample_kinds(app_settings)
     call = {"tenant": acme[1], "input": {}, **call}
     transaction = app_conn.transaction()
     await transaction.start()

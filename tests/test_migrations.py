@@ -14,6 +14,7 @@ TABLES = {
     "documents",
     "service_secrets",
     "dashboard_sessions",
+    "schedules",
 }
 
 

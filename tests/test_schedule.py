@@ -246,6 +246,8 @@ async def test_two_workers_run_each_tick_once(api, database_url, redis_server, t
             reminders += [await _remind(http, _ago(seconds=-1.5)) for _ in range(3)]  # due while both run
 
             async def three_ticks_and_all_sent() -> bool:
+                if not all("dispatcher" in worker.worker.ctx for worker in (first, second)):
+                    return False  # still starting
                 ran = first.dispatcher.complete + second.dispatcher.complete
                 return ran >= 3 and not await _unsent(http, reminders)
 

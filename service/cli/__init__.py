@@ -10,7 +10,22 @@ fraction of a second (tests/test_cli_startup.py keeps it so).
 
 from __future__ import annotations
 
-from service.cli import dashboard, jobs, keys, mail, ops, purge, samples, secrets, stats, submit, up, watch, webhooks
+from service.cli import (
+    dashboard,
+    jobs,
+    keys,
+    mail,
+    ops,
+    purge,
+    samples,
+    schedules,
+    secrets,
+    stats,
+    submit,
+    up,
+    watch,
+    webhooks,
+)
 from service.cli.options import CommandGroup
 
 jobs.app.add_command(purge.purge)
@@ -32,6 +47,7 @@ app = CommandGroup(
         keys.app,
         webhooks.app,
         jobs.app,
+        schedules.app,
         secrets.app,
         dashboard.app,
     ],

@@ -23,7 +23,7 @@ from pipelines.scheduled.memberships import EXPIRY_TEMPLATE, template_data
 from service import idempotency, ledger
 from service.auth import authenticate
 from service.errors import PermanentError
-from service.openapi import COMMON_ERRORS, IDEMPOTENCY_KEY, json_request, problem
+from service.openapi import COMMON_ERRORS, IDEMPOTENCY_KEY, json_answer, json_request, problem
 from service.problems import Problem
 from service.routes.destinations import check_destinations
 from service.validation import Moment, StrictModel, invalid, parse_json, read_json_body, refused
@@ -199,10 +199,6 @@ _MEMBERSHIP_FIELDS = {
 }
 
 
-def _json(schema: dict, description: str) -> dict:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
-
-
 _ERRORS = {
     "413": problem("Body too large"),
     "415": problem("Not application/json"),
@@ -222,14 +218,18 @@ OPENAPI_PATHS = {
                     "properties": _REMINDER_FIELDS,
                 }
             ),
-            "responses": {"201": _json(_REMINDER, "Scheduled"), **_ERRORS},
+            "responses": {"201": json_answer(_REMINDER, "Scheduled"), **_ERRORS},
         }
     },
     "/v1/reminders/{reminder_id}": {
         "get": {
             "summary": "A reminder, and the notification job it became once due",
             "parameters": [{"name": "reminder_id", "in": "path", "required": True, "schema": {"type": "string"}}],
-            "responses": {"200": _json(_REMINDER, "The reminder"), "404": problem("Unknown reminder"), **COMMON_ERRORS},
+            "responses": {
+                "200": json_answer(_REMINDER, "The reminder"),
+                "404": problem("Unknown reminder"),
+                **COMMON_ERRORS,
+            },
         }
     },
     "/v1/memberships/{member}": {
@@ -252,8 +252,8 @@ OPENAPI_PATHS = {
                 }
             ),
             "responses": {
-                "201": _json({"type": "object"}, "Created"),
-                "200": _json({"type": "object"}, "Updated (a changed expiry will be notified again)"),
+                "201": json_answer({"type": "object"}, "Created"),
+                "200": json_answer({"type": "object"}, "Updated (a changed expiry will be notified again)"),
                 **_ERRORS,
             },
         }
