@@ -1,6 +1,6 @@
 """`python -m bench [NAME…] [--quick]`: run the benchmarks, print tables, update bench/RESULTS.md.
 
-`queue`, `crash`, `latency` and `api` run here and write their sections; `videos`, `documents`,
+`queue`, `crash`, `latency`, `jobs` and `api` run here and write their sections; `videos`, `documents`,
 `replicas`, `extraction` and `cli_startup` are their own commands (`python -m bench.videos`, …), run as subprocesses.
 """
 
@@ -21,7 +21,7 @@ from rich.console import Console
 from testkit import postgres
 from testkit.redis_server import RedisServer
 
-from . import api, machine
+from . import api, jobs, machine
 from .context import BenchContext
 from .queue import crash, latency, throughput
 from .queue.runner import PEERS
@@ -34,7 +34,7 @@ STANDALONE = tuple(
     if (Path(__file__).parent / f"{name}.py").exists()
 )
 #: Run order: the queue benchmark goes last so its ratio is the command's last line.
-BENCHMARKS = (*STANDALONE, "api", "crash", "latency", "queue")
+BENCHMARKS = (*STANDALONE, "api", "crash", "latency", "jobs", "queue")
 #: Tables written to a pipe or file get room for their columns instead of rich's 80.
 PIPED_WIDTH = 150
 FULL = {"jobs": 10_000, "repeat": 3, "crash_cap": 330.0, "api_seconds": 30.0, "latency_seconds": 20.0}
@@ -134,7 +134,7 @@ async def run(args: argparse.Namespace, console: Console, names: list[str]) -> N
                 console.print(f"{label}: {value}", highlight=False)
             try:
                 for name in names:
-                    headline = None
+                    headlines: list[str] = []
                     if name in STANDALONE:
                         await run_standalone(name, args.quick, args.results)
                         continue
@@ -144,12 +144,15 @@ async def run(args: argparse.Namespace, console: Console, names: list[str]) -> N
                         section = await crash.run(context)
                     elif name == "latency":
                         section = await latency.run(context)
+                    elif name == "jobs":
+                        section, headlines = await jobs.run(context)
                     else:
                         section, headline = await throughput.run(context)
+                        headlines = [headline]
                     section.machine = {**section.machine, "Load average at end (1/5/15 min)": machine.load_average()}
                     section.print(console)
                     write_section(section, args.results)
-                    if headline:
+                    for headline in headlines:
                         print(headline, flush=True)
             finally:
                 await redis.aclose()

@@ -94,6 +94,19 @@ class ApiProcess:
             await self.process.wait()
 
 
+def service_env(database_url: str, redis_url: str, storage_dir: str) -> dict[str, str]:
+    """The environment Conveyor's processes are configured from, as in a deployment:
+    warnings only, and `LIMITS` lifted."""
+    return {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
+        "STORAGE_URL": f"file://{storage_dir}",
+        "LOG_LEVEL": "WARNING",
+        **LIMITS,
+    }
+
+
 async def settle() -> None:
     """Start a phase with no dirty pages left by the one before: the kernel writing back the
     gigabytes a peak phase uploaded would otherwise stall the next phase's fsyncs (the paced
@@ -122,14 +135,7 @@ async def measure(context: BenchContext, workers: int, duration: float) -> Measu
     name, url = await migrated_database("conveyor_bench_api")
     try:
         with tempfile.TemporaryDirectory(prefix="conveyor-bench-api-") as storage:
-            env = {
-                **os.environ,
-                "DATABASE_URL": url,
-                "REDIS_URL": context.redis_url,
-                "STORAGE_URL": f"file://{storage}",
-                "LOG_LEVEL": "WARNING",
-                **LIMITS,
-            }
+            env = service_env(url, context.redis_url, storage)
             _, key = await tenant_with_key(load_settings(database_url=url, redis_url=context.redis_url), "bench")
             async with ApiProcess(workers, env, context.log_path(f"api {workers}")) as api:
                 await settle()

@@ -12,6 +12,8 @@ connections, Little's law makes the mean 50 / rate).
 instead (h2load, from nghttp2-client): each connection sends `rate / clients` a second and
 the connections start `1 / rate` apart (in whole milliseconds: h2load's resolution), so
 requests arrive evenly spaced rather than in bursts of `clients`. Its latency is what a client sees while the API carries that rate.
+`h2load(…)` is that load generator for any POST, paced or a closed loop of a fixed number
+of requests, answering with each request's times (the jobs benchmark posts jobs with it).
 """
 
 from __future__ import annotations
@@ -54,25 +56,45 @@ def multipart_document(size: int) -> bytes:
     return head + PDF_HEAD + b"%" * (size - len(PDF_HEAD)) + f"\r\n--{BOUNDARY}--\r\n".encode()
 
 
-async def paced_uploads(url: str, key: str, *, clients: int, rate: float, seconds: float, size: int = 100_000) -> Load:
-    """Uploads offered at `rate` a second, evenly spaced, from `clients` connections."""
-    sent = math.ceil(rate * seconds)
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """One request as h2load logged it."""
+
+    #: When it was sent, seconds since the epoch.
+    sent_at: float
+    status: int
+    #: From sending it to the end of its response.
+    seconds: float
+
+    @property
+    def ended_at(self) -> float:
+        return self.sent_at + self.seconds
+
+
+async def h2load(
+    url: str, key: str, body: bytes, content_type: str, *, clients: int, requests: int, rate: float | None = None
+) -> list[Answer]:
+    """`requests` POSTs of `body` to `url` from `clients` connections: a closed loop (each
+    connection sends its next request when the last is answered), or, with `rate`, offered at
+    `rate` a second, evenly spaced."""
+    clients = min(clients, requests)
+    pacing = []
+    if rate is not None:
+        pacing = [f"--rps={rate / clients:g}", "--rate=1", f"--rate-period={max(1, round(1000 / rate))}ms"]
     with tempfile.TemporaryDirectory(prefix="conveyor-bench-load-") as scratch:
-        body, log = Path(scratch) / "body", Path(scratch) / "requests.tsv"
-        body.write_bytes(multipart_document(size))
+        posted, log = Path(scratch) / "body", Path(scratch) / "requests.tsv"
+        posted.write_bytes(body)
         process = await asyncio.create_subprocess_exec(
             "h2load",
             "--h1",
             f"--clients={clients}",
-            f"--rps={rate / clients:g}",
-            f"--requests={sent}",
-            "--rate=1",
-            f"--rate-period={max(1, round(1000 / rate))}ms",
-            f"--data={body}",
+            f"--requests={requests}",
+            *pacing,
+            f"--data={posted}",
             f"--log-file={log}",
-            f"--header=Content-Type: multipart/form-data; boundary={BOUNDARY}",
+            f"--header=Content-Type: {content_type}",
             f"--header=Authorization: Bearer {key}",
-            f"{url}/v1/documents",
+            url,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
         )
@@ -81,13 +103,33 @@ async def paced_uploads(url: str, key: str, *, clients: int, rate: float, second
             raise RuntimeError(f"h2load failed ({process.returncode}): {output.decode()[-2000:]}")
         # One row a request: start (µs since the epoch), HTTP status, µs until the end of the response.
         rows = [line.split("\t") for line in log.read_text().splitlines() if line]
-    answered = [(int(start), int(status), int(micros)) for start, status, micros, *_ in rows]
-    latencies = [micros / 1e6 for _, status, micros in answered if status == 202]
+    return [Answer(int(start) / 1e6, int(status), int(micros) / 1e6) for start, status, micros, *_ in rows]
+
+
+def accepted_load(answers: list[Answer], sent: int, seconds: float) -> Load:
+    """The `202`s among `answers` (of `sent` requests), over the first request's start to the
+    last answer's end (`seconds` if none was answered)."""
+    latencies = [answer.seconds for answer in answers if answer.status == 202]
     span = seconds
-    if answered:  # from the first request's start to the last answer's end
-        span = (max(start + micros for start, _, micros in answered) - min(start for start, _, _ in answered)) / 1e6
+    if answers:
+        span = max(answer.ended_at for answer in answers) - min(answer.sent_at for answer in answers)
     p50, p99 = (percentile(latencies, 50), percentile(latencies, 99)) if latencies else (math.nan, math.nan)
     return Load(requests=sent, accepted=len(latencies), seconds=max(span, 1e-9), p50=p50, p99=p99)
+
+
+async def paced_uploads(url: str, key: str, *, clients: int, rate: float, seconds: float, size: int = 100_000) -> Load:
+    """Uploads offered at `rate` a second, evenly spaced, from `clients` connections."""
+    sent = math.ceil(rate * seconds)
+    answers = await h2load(
+        f"{url}/v1/documents",
+        key,
+        multipart_document(size),
+        f"multipart/form-data; boundary={BOUNDARY}",
+        clients=clients,
+        requests=sent,
+        rate=rate,
+    )
+    return accepted_load(answers, sent, seconds)
 
 
 async def run(

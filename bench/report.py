@@ -51,6 +51,10 @@ def seconds(value: float) -> str:
     return f"{value:.3f}" if value < 1 else f"{value:.2f}"
 
 
+def milliseconds(value: float) -> str:
+    return f"{value:,.1f}"
+
+
 @dataclass
 class Table:
     title: str

@@ -7,7 +7,8 @@ wait on a gate file (`sync_account`), `conveyor.Retry` (`patient`), `conveyor.Fa
 (`refuse`), an unforeseen exception (`crash`), a result JSON cannot hold (`timestamp`),
 partial progress kept with `ctx.save` (`resumable`), a stage that sees its cancellation
 (`hold`), a kind limited per concurrency key that tallies its running jobs in Redis
-(`pair`) and a no-op (`noop`, the benchmark's).
+(`pair`), and the jobs benchmark's no-op (`noop`) with its twin limited to one job a
+concurrency key at a time (`noop_keyed`).
 """
 
 from __future__ import annotations
@@ -142,4 +143,10 @@ async def pair(ctx: conveyor.Context, input: Turn) -> dict:
 @conveyor.job("noop", timeout=30)
 async def noop(ctx: conveyor.Context, input: dict) -> dict:
     """Do nothing: what a queue costs by itself."""
+    return {}
+
+
+@conveyor.job("noop_keyed", timeout=30, concurrency=1)
+async def noop_keyed(ctx: conveyor.Context, input: dict) -> dict:
+    """Do nothing, one job a concurrency key at a time: what the key's limit costs."""
     return {}

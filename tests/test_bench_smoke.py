@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.deployment import Ran, most_at_once
 from bench.queue.recorder import Finished
 from bench.queue.throughput import summarize
 from bench.report import Section, Spread, Table, write_section
@@ -107,6 +108,31 @@ def test_api_benchmark_reports_peak_and_paced_uploads_polls_and_rss(tmp_path: Pa
     assert "at a steady load" in results.read_text()
 
 
+@pytest.mark.integration
+def test_jobs_benchmark_submits_over_http_beside_a_peer_and_prints_both_ratios(tmp_path: Path) -> None:
+    results = tmp_path / "R.md"
+    lines = run_bench("jobs", "--quick", "--jobs", "20", "--peers", "saq", "--latency-seconds", "1", results=results)
+
+    names = ("Conveyor, one by one", "Conveyor, batches of 20", "Conveyor, batches, 20 keys", "SAQ")
+    rows = {name: line for line in lines for name in names if line.startswith(f"│ {name} ")}
+    assert rows.keys() == set(names), "\n".join(lines)
+    for name, line in rows.items():
+        jobs, submitted, processing = (cell.strip().replace(",", "") for cell in line.strip("│").split("│")[1:])
+        # A peer may run a job twice (SAQ's delivery is at least once): its rows count runs.
+        assert int(jobs) == 20 if name.startswith("Conveyor") else int(jobs) >= 20, line
+        assert float(submitted) > 0 and float(processing) > 0, line
+    latency = next(line for line in lines if re.match(r"│ \d", line))  # offered/s, start p50, p99, max, 202 p50, p99
+    offered, p50, p99, worst, *_ = (float(cell.strip().replace(",", "")) for cell in latency.strip("│").split("│"))
+    assert offered > 0 and 0 <= p50 <= p99 <= worst, latency
+    assert re.fullmatch(r"jobs: conveyor/best_peer = \d+\.\d\d", lines[-2]), lines[-2]
+    assert re.fullmatch(r"jobs: keyed/unkeyed = \d+\.\d\d", lines[-1]), lines[-1]
+
+    written = results.read_text()
+    assert "<!-- bench:jobs:start -->" in written and "python -m bench jobs --quick --jobs 20" in written
+    assert re.search(r"\| SAQ \| 2\d \|", written) and "Load average at end" in written
+    assert re.search(r"Keyed runs: at most \d+ job\(s\) of one key ran at the same time", written), written
+
+
 def test_summary_reads_what_jobs_recorded() -> None:
     records = [Finished.parse(f"{100 + i} {100.5 + i} {101 + i}".encode()) for i in range(10)]
 
@@ -116,6 +142,19 @@ def test_summary_reads_what_jobs_recorded() -> None:
     assert sample.enqueue_per_s == 5.0
     assert sample.processing_per_s == pytest.approx(10 / 10)
     assert sample.latency_p50_s == pytest.approx(1.0) and sample.latency_p99_s == pytest.approx(1.0)
+
+
+def test_the_most_jobs_of_one_key_at_once_come_from_their_ledger_times() -> None:
+    ran = [
+        Ran(0, 1, 2, "a"),
+        Ran(0, 2, 3, "a"),  # starts as the first ends: not at once
+        Ran(0, 2.5, 4, "a"),
+        Ran(0, 0, 9, "b"),
+        Ran(0, 0, 9, None),  # jobs without a key are not limited
+    ]
+
+    assert most_at_once(ran) == 2
+    assert most_at_once(ran[3:]) == 1 and most_at_once([]) == 0
 
 
 def test_spread_formats_median_and_range() -> None:

@@ -14,7 +14,7 @@ import time
 from collections import defaultdict
 
 from ..context import BenchContext
-from ..report import Section, Spread, Table, percentile
+from ..report import Section, Spread, Table, milliseconds, percentile
 from .process import WorkerFailed, WorkerProcess
 from .recorder import FINISHED, Finished
 from .runner import Runner, conveyor_runner, peer_runners, round_robin
@@ -89,8 +89,8 @@ async def run(context: BenchContext) -> Section:
         if not runs:
             table.rows.append([runner_class.name, f"failed: {failures.get(runner_class.name, '?')}", "", "", ""])
             continue
-        cells = [Spread.of([percentile(run, percent) for run in runs]).format(_ms) for percent in PERCENTILES]
-        table.rows.append([runner_class.name, *cells, Spread.of([max(run) for run in runs]).format(_ms)])
+        cells = [Spread.of([percentile(run, percent) for run in runs]).format(milliseconds) for percent in PERCENTILES]
+        table.rows.append([runner_class.name, *cells, Spread.of([max(run) for run in runs]).format(milliseconds)])
     return context.section(
         "latency",
         "Enqueue-to-start latency at half of peak",
@@ -104,7 +104,3 @@ async def run(context: BenchContext) -> Section:
             *(runner.note for runner in runners if runner.note),
         ],
     )
-
-
-def _ms(value: float) -> str:
-    return f"{value:,.1f}"

@@ -24,11 +24,13 @@ class WorkerFailed(RuntimeError):
 
 
 class WorkerProcess:
-    """One worker in its own session, its output kept in `log_path` for post-mortems."""
+    """One worker in its own session, its output kept in `log_path` for post-mortems; its
+    environment is this process's unless `env` is given."""
 
-    def __init__(self, argv: list[str], log_path: Path) -> None:
+    def __init__(self, argv: list[str], log_path: Path, env: dict[str, str] | None = None) -> None:
         self.argv = argv
         self.log_path = log_path
+        self.env = env
         self.process: asyncio.subprocess.Process | None = None
 
     @property
@@ -50,6 +52,7 @@ class WorkerProcess:
                 "-m",
                 *self.argv,
                 cwd=REPO_ROOT,
+                env=self.env,
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=log,
                 stderr=log,

@@ -13,12 +13,13 @@ import importlib
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from typing import ClassVar, Self
+from typing import ClassVar, Self, TypeVar
 
 from .workload import JobSpec, Workload
 
 #: Jobs an async client keeps in flight while enqueueing (SAQ's benchmark uses 20 too).
 ENQUEUE_IN_FLIGHT = 20
+T = TypeVar("T")
 
 
 class Runner(ABC):
@@ -92,10 +93,10 @@ class SyncRunner(Runner):
         await asyncio.to_thread(loop)
 
 
-def round_robin(runners: Sequence[type[Runner]], turn: int) -> list[type[Runner]]:
+def round_robin(systems: Sequence[T], turn: int) -> list[T]:
     """Each repetition starts with the next system, so none always runs first (or last)."""
-    shift = turn % len(runners)
-    return [*runners[shift:], *runners[:shift]]
+    shift = turn % len(systems)
+    return [*systems[shift:], *systems[:shift]]
 
 
 def worker_parser(description: str) -> argparse.ArgumentParser:
