@@ -46,7 +46,7 @@ def test_queue_benchmark_prints_tables_and_the_ratio_line_last(tmp_path: Path) -
 
     written = results.read_text()
     assert "<!-- bench:queue:start -->" in written and "python -m bench queue --quick --jobs 20" in written
-    assert "| SAQ | 20 |" in written
+    assert re.search(r"\| SAQ \| 2\d \|", written)  # its runs: at least once, so 20 or a few more
 
 
 @pytest.mark.integration
