@@ -7,7 +7,8 @@ wait on a gate file (`sync_account`), `conveyor.Retry` (`patient`), `conveyor.Fa
 (`refuse`), an unforeseen exception (`crash`), a result JSON cannot hold (`timestamp`),
 partial progress kept with `ctx.save` (`resumable`), a stage that sees its cancellation
 (`hold`), a kind limited per concurrency key that tallies its running jobs in Redis
-(`pair`) and a no-op (`noop`, the benchmark's).
+(`pair`), a no-op (`noop`, the benchmark's) and a kind that gives back its input (`echo`,
+the workflows').
 """
 
 from __future__ import annotations
@@ -143,3 +144,14 @@ async def pair(ctx: conveyor.Context, input: Turn) -> dict:
 async def noop(ctx: conveyor.Context, input: dict) -> dict:
     """Do nothing: what a queue costs by itself."""
     return {}
+
+
+@conveyor.job("echo", tries=1, timeout=60)
+async def echo(ctx: conveyor.Context, input: dict) -> dict:
+    """Give back the input, once the file `gate` exists (at once without one); fail while
+    the file `fail_unless` does not exist."""
+    await until_exists(input.get("gate"))
+    failing = input.get("fail_unless")
+    if failing and not await asyncio.to_thread(Path(failing).exists):
+        raise conveyor.Fail("told_to", "the test asked it to fail")
+    return input
