@@ -140,13 +140,12 @@ async def jobs_ended(conn: asyncpg.Connection, rows: Iterable[asyncpg.Record], k
             step = await conn.fetchrow(
                 """
                 UPDATE workflow_steps SET remaining = remaining - 1, failed = failed + $3::int
-                WHERE workflow_id = $1 AND name = $2 AND status = 'running' AND remaining > 0 AND $4 = ANY(job_ids)
+                WHERE workflow_id = $1 AND name = $2 AND status = 'running' AND remaining > 0
                 RETURNING *
                 """,
                 workflow_id,
                 row["workflow_step"],
                 int(row["status"] == "failed"),
-                row["id"],
             )
             if step is not None and step["remaining"] == 0:
                 await _end(conn, workflow, step, advance)
