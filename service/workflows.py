@@ -136,6 +136,7 @@ async def jobs_ended(conn: asyncpg.Connection, rows: Iterable[asyncpg.Record], k
     advance = Advance()
     for workflow_id, ended in _by_workflow(row for row in rows if row["status"] in ledger.FINISHED):
         workflow = await _lock(conn, workflow_id)
+        changes = len(advance.events)
         for row in ended:
             step = await conn.fetchrow(
                 """
@@ -149,7 +150,8 @@ async def jobs_ended(conn: asyncpg.Connection, rows: Iterable[asyncpg.Record], k
             )
             if step is not None and step["remaining"] == 0:
                 await _end(conn, workflow, step, advance)
-        await _settle(conn, workflow, kinds, advance)
+        if len(advance.events) > changes:  # a step changed (each change is an event)
+            await _settle(conn, workflow, kinds, advance)
     return advance
 
 
