@@ -207,7 +207,8 @@ async def _retry_or_fail(run: JobRun, exc: TransientError | DependencyUnavailabl
 async def _end(run: JobRun, status: str, *, result=None, error=None):
     """End a job in the ledger, with its last stage's end if that is still to be written:
     combined with other jobs' endings, unless its callback must be recorded in the same
-    transaction, or its workflow must go on in it (service/workflows.py)."""
+    transaction; a workflow's job, with others too, in a transaction that advances its
+    workflow (service/workflows.py)."""
     resources, job, stage = run.resources, run.job, run.last_stage_end
     ending = ledger.JobEnd(
         job["id"],
@@ -220,12 +221,13 @@ async def _end(run: JobRun, status: str, *, result=None, error=None):
         stage_checkpoint=stage.checkpoint if stage else None,
         progress=run.settled,
     )
-    if not callbacks.wanted(job) and job["workflow_id"] is None:
+    if job["workflow_id"] is not None:
+        return await resources.ledger.finish_workflow_job(ending, resources.kinds)
+    if not callbacks.wanted(job):
         return await resources.ledger.finish_job(ending), None, workflows.Advance()
     async with resources.db.transaction(track=(f"job:{job['id']}",)) as conn:
         row = await ledger.finish_job(conn, ending)
-        callback = await callbacks.record(conn, row, resources.kinds)
-        return row, callback, await workflows.jobs_ended(conn, [row], resources.kinds)
+        return row, await callbacks.record(conn, row, resources.kinds), workflows.Advance()
 
 
 async def _finish(run: JobRun, status: str, *, result: dict | None = None, error: dict | None = None) -> None:

@@ -138,18 +138,18 @@ async def jobs_ended(conn: asyncpg.Connection, rows: Iterable[asyncpg.Record], k
         workflow = await _lock(conn, workflow_id)
         changes = len(advance.events)
         for row in ended:
-            step = await conn.fetchrow(
+            remaining = await conn.fetchval(  # not the whole row: a fan-out's job ids are many
                 """
                 UPDATE workflow_steps SET remaining = remaining - 1, failed = failed + $3::int
                 WHERE workflow_id = $1 AND name = $2 AND status = 'running' AND remaining > 0
-                RETURNING *
+                RETURNING remaining
                 """,
                 workflow_id,
                 row["workflow_step"],
                 int(row["status"] == "failed"),
             )
-            if step is not None and step["remaining"] == 0:
-                await _end(conn, workflow, step, advance)
+            if remaining == 0:
+                await _end(conn, workflow, await _step(conn, workflow_id, row["workflow_step"]), advance)
         if len(advance.events) > changes:  # a step changed (each change is an event)
             await _settle(conn, workflow, kinds, advance)
     return advance
