@@ -241,3 +241,22 @@ async def test_a_workflow_that_cannot_run_is_refused_with_422(api, tenant):
     )
     assert "known kinds" in answers["unknown-kind"].json()["detail"]
     assert answers["ref-not-upstream"].json()["field"] == "steps.c.input.x"
+
+
+async def test_a_step_fails_when_its_ref_points_at_nothing_or_its_resolved_input_fails_its_kind(api, settings, tenant):
+    async with client(api.url, tenant[1]) as http, running_worker(settings, sample_pipelines(settings)):
+        await kinds_published(http, settings)
+        created = await submit(
+            http,
+            {
+                "a": {"kind": "echo", "input": {"n": 5}},
+                "missing": {"kind": "echo", "input": {"x": {"$from": "a", "pointer": "/nowhere"}}, "after": ["a"]},
+                "typed": {"kind": "greet", "input": {"name": {"$from": "a", "pointer": "/n"}}, "after": ["a"]},
+            },
+        )
+        done = await finished(http, created["id"])
+        typed = await job(http, done["steps"]["typed"]["jobs"][0])
+    assert done["status"] == "failed", done
+    assert done["steps"]["missing"]["status"] == "failed" and done["steps"]["missing"]["jobs"] == []
+    assert done["steps"]["missing"]["error"]["type"] == "unresolved_ref"
+    assert done["steps"]["typed"]["status"] == "failed" and typed["error"]["type"] == "invalid_input", typed
