@@ -5,7 +5,9 @@ cycles (named), REFs (only into steps upstream of their own), kinds (the known o
 named, as `POST /v1/jobs` does) and each step's input against its kind's schema, but
 for the fields a REF fills in (and a `for_each` step's `item`), known only when the step
 starts; a step whose resolved input fails its kind fails as `invalid_input` when it runs.
-The steps' progress is decided in the ledger (service/workflows.py).
+The first steps' jobs are admitted to the tenant's queued-jobs quota as a batch's are;
+the later steps' jobs, created by workers as steps end, count when the quota is next
+counted from the ledger. The steps' progress is decided in the ledger (service/workflows.py).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from service.routes import jobs as job_routes
 from service.routes.destinations import check_destinations
 from service.routes.kinds import check_input, find_kind
 from service.routes.stream import EventRelay, last_event_id
+from service.submissions import over_quota
 from service.validation import (
     StrictModel,
     field_path,
@@ -162,11 +165,19 @@ async def create_workflow(request: Request) -> JSONResponse:
     callback_url = parse_callback_url(body.callback_url)
     if callback_url:
         await check_destinations([("callback_url", callback_url)], state.settings.callback_allowed_hosts)
-    async with state.db.transaction(track=(f"tenant:{tenant.id}",)) as conn:
-        workflow, advance = await workflows.create(
-            conn, tenant.id, steps, metadata=metadata, callback_url=callback_url, kinds=state.kinds
-        )
-        _, rows = await workflows.get(conn, tenant.id, workflow["id"])
+    roots = sum(1 for step in steps if not step.after)  # the jobs it queues now
+    quota = state.settings.tenant_max_queued_jobs
+    if await state.backlog.admit_batch(tenant.id, quota, roots) is None:
+        raise over_quota(quota)
+    try:
+        async with state.db.transaction(track=(f"tenant:{tenant.id}",)) as conn:
+            workflow, advance = await workflows.create(
+                conn, tenant.id, steps, metadata=metadata, callback_url=callback_url, kinds=state.kinds
+            )
+            _, rows = await workflows.get(conn, tenant.id, workflow["id"])
+    except BaseException:
+        await state.backlog.withdraw(tenant.id, roots)
+        raise
     await advance.publish(state.redis)
     return JSONResponse(workflow_view(workflow, rows), status_code=202, headers={"Location": location(workflow["id"])})
 
