@@ -5,6 +5,7 @@ testkit/sample_kinds.py's `echo` (its result is its input)."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import httpx
@@ -13,6 +14,7 @@ from service.config import Settings
 from service.database import Database
 from testkit.processes import WorkerProcess, settings_env
 from testkit.service import client, running_worker, until
+from testkit.sse import read_stream
 from tests.test_kinds import KINDS, kinds_settings, sample_pipelines
 
 FINISHED = ("succeeded", "failed", "cancelled")
@@ -260,3 +262,25 @@ async def test_a_step_fails_when_its_ref_points_at_nothing_or_its_resolved_input
     assert done["steps"]["missing"]["status"] == "failed" and done["steps"]["missing"]["jobs"] == []
     assert done["steps"]["missing"]["error"]["type"] == "unresolved_ref"
     assert done["steps"]["typed"]["status"] == "failed" and typed["error"]["type"] == "invalid_input", typed
+
+
+async def test_the_event_stream_follows_the_steps_live_and_ends_with_the_workflow(api, settings, tenant, tmp_path):
+    gate = tmp_path / "gate"
+    async with client(api.url, tenant[1]) as http, running_worker(settings, sample_pipelines(settings)):
+        await kinds_published(http, settings)
+        created = await submit(
+            http,
+            {
+                "a": {"kind": "echo", "input": {"gate": str(gate)}},
+                "b": {"kind": "echo", "input": {}, "after": ["a"]},
+            },
+        )
+        reading = asyncio.create_task(read_stream(http, f"/v1/workflows/{created['id']}/events"))
+        await until(lambda: _status_is(http, created["steps"]["a"]["jobs"][0], "running"), timeout=30)
+        gate.touch()
+        stream = await asyncio.wait_for(reading, timeout=60)
+    assert stream.status == 200 and stream.ended
+    changes = [(event["data"].get("step"), event["data"]["status"]) for event in stream.events]
+    assert changes[-1] == (None, "succeeded"), changes
+    assert [change for change in changes if change[0] == "b"] == [("b", "running"), ("b", "succeeded")], changes
+    assert ("a", "succeeded") in changes and changes.index(("a", "succeeded")) < changes.index(("b", "running"))
