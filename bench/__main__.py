@@ -1,7 +1,7 @@
 """`python -m bench [NAME…] [--quick]`: run the benchmarks, print tables, update bench/RESULTS.md.
 
 `queue`, `crash`, `latency`, `jobs` and `api` run here and write their sections; `videos`, `documents`,
-`replicas`, `extraction` and `cli_startup` are their own commands (`python -m bench.videos`, …), run as subprocesses.
+`replicas`, `extraction`, `cli_startup` and `workflows` are their own commands (`python -m bench.videos`, …), run as subprocesses.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from .report import RESULTS_PATH, write_section
 #: Benchmarks with their own command line, run as `python -m bench.NAME [--quick]`.
 STANDALONE = tuple(
     name
-    for name in ("videos", "documents", "replicas", "extraction", "cli_startup")
+    for name in ("videos", "documents", "replicas", "extraction", "cli_startup", "workflows")
     if (Path(__file__).parent / f"{name}.py").exists()
 )
 #: Run order: the queue benchmark goes last so its ratio is the command's last line.

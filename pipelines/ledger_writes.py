@@ -17,9 +17,10 @@ from collections.abc import Mapping, Sequence
 
 import asyncpg
 
-from service import ledger
+from service import callbacks, ledger, workflows
 from service.batching import Batcher
 from service.database import Database
+from service.jobs import Kinds
 
 #: Errors that sink a whole batch because of one of its items (or another worker): retried one by one.
 SPLIT_ON = (asyncpg.PostgresError,)
@@ -34,6 +35,10 @@ def _tracked(job_ids: Sequence[uuid.UUID]) -> tuple[str, ...]:
     return tuple(f"job:{job_id}" for job_id in job_ids)
 
 
+#: A workflow job's end: its row, its callback delivery's, and what it did to workflows.
+WorkflowJobEnd = tuple[asyncpg.Record, asyncpg.Record | None, workflows.Advance]
+
+
 class LedgerWrites:
     def __init__(self, db: Database, worker_id: str) -> None:
         self.db = db
@@ -44,6 +49,9 @@ class LedgerWrites:
         self._stage_starts = Batcher(self._start_stages, key=_job, split_on=SPLIT_ON)
         self._stage_ends = Batcher(self._finish_stages, key=_job, split_on=SPLIT_ON)
         self._job_ends = Batcher(self._finish_jobs, key=_job, split_on=SPLIT_ON)
+        self._workflow_ends: Batcher[tuple[ledger.JobEnd, Kinds], WorkflowJobEnd] = Batcher(
+            self._finish_workflow_jobs, key=lambda item: item[0].job_id, split_on=SPLIT_ON
+        )
 
     async def claim(
         self, job_id: uuid.UUID, stage_names: tuple[str, ...], limit: int | None = None
@@ -78,6 +86,31 @@ class LedgerWrites:
         """The job's row as it ended; a job with a callback must use `ledger.finish_job` in the
         transaction that records the callback instead."""
         return await self._job_ends.submit(end)
+
+    async def finish_workflow_job(self, end: ledger.JobEnd, kinds: Kinds) -> WorkflowJobEnd:
+        """`finish_job` for a job of a workflow: ended with others in one transaction that
+        records their callbacks and advances their workflows (service/workflows.py), so a
+        fan-out's ends share commits as other jobs' do. The job's row, its callback's, and
+        what the batch did to workflows: handed to one of its jobs only, to act on once."""
+        return await self._workflow_ends.submit((end, kinds))
+
+    async def _finish_workflow_jobs(
+        self, items: Sequence[tuple[ledger.JobEnd, Kinds]]
+    ) -> list[WorkflowJobEnd | ledger.Fenced]:
+        ends, kinds = [end for end, _ in items], items[0][1]
+        async with self.db.transaction(track=_tracked([end.job_id for end in ends])) as conn:
+            rows = await ledger.finish_jobs(conn, ends)
+            recorded = {job_id: await callbacks.record(conn, row, kinds) for job_id, row in rows.items()}
+            advance = await workflows.jobs_ended(conn, rows.values(), kinds)
+        answers: list[WorkflowJobEnd | ledger.Fenced] = []
+        for end in ends:
+            row = rows.get(end.job_id)
+            if row is None:
+                answers.append(ledger.fenced(end))
+                continue
+            answers.append((row, recorded[end.job_id], advance))
+            advance = workflows.Advance()
+        return answers
 
     async def _start_stages(self, starts: Sequence[ledger.StageStart]) -> list[ledger.Fenced | None]:
         async with self.db.write() as conn:

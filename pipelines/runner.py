@@ -29,7 +29,7 @@ from conveyor.kinds import Pipeline
 from pipelines.dispatch import PutBack
 from pipelines.job_run import Crashed, JobRun
 from pipelines.resources import Resources
-from service import callbacks, concurrency, error_reports, events, ledger, metrics, tracing
+from service import callbacks, concurrency, error_reports, events, ledger, metrics, tracing, workflows
 from service.errors import DependencyUnavailable, JobError, TransientError
 
 log = structlog.get_logger("conveyor.runner")
@@ -207,7 +207,8 @@ async def _retry_or_fail(run: JobRun, exc: TransientError | DependencyUnavailabl
 async def _end(run: JobRun, status: str, *, result=None, error=None):
     """End a job in the ledger, with its last stage's end if that is still to be written:
     combined with other jobs' endings, unless its callback must be recorded in the same
-    transaction."""
+    transaction; a workflow's job, with others too, in a transaction that advances its
+    workflow (service/workflows.py)."""
     resources, job, stage = run.resources, run.job, run.last_stage_end
     ending = ledger.JobEnd(
         job["id"],
@@ -220,17 +221,19 @@ async def _end(run: JobRun, status: str, *, result=None, error=None):
         stage_checkpoint=stage.checkpoint if stage else None,
         progress=run.settled,
     )
+    if job["workflow_id"] is not None:
+        return await resources.ledger.finish_workflow_job(ending, resources.kinds)
     if not callbacks.wanted(job):
-        return await resources.ledger.finish_job(ending), None
+        return await resources.ledger.finish_job(ending), None, workflows.Advance()
     async with resources.db.transaction(track=(f"job:{job['id']}",)) as conn:
         row = await ledger.finish_job(conn, ending)
-        return row, await callbacks.record(conn, row, resources.kinds)
+        return row, await callbacks.record(conn, row, resources.kinds), workflows.Advance()
 
 
 async def _finish(run: JobRun, status: str, *, result: dict | None = None, error: dict | None = None) -> None:
     resources = run.resources
     try:
-        row, callback = await _end(run, status, result=result, error=error)
+        row, callback, advance = await _end(run, status, result=result, error=error)
     except ledger.Fenced:
         run.log.warning("fenced off at the end: a newer attempt owns this job")
         return
@@ -239,6 +242,7 @@ async def _finish(run: JobRun, status: str, *, result: dict | None = None, error
         # last checkpointed stage and records the ending then.
         raise Retry(defer=backoff(run.attempt)) from exc
     await callbacks.enqueue(resources.redis, callback)
+    await advance.publish(resources.redis)
     _count_finished(resources, row)
     if run.last_stage_end is not None:
         await run.publish_stage_end(run.last_stage_end)
@@ -267,7 +271,9 @@ async def _cancel_if_requested(resources: Resources, job_id: uuid.UUID) -> None:
     async with resources.db.transaction(track=(f"job:{job_id}",)) as conn:
         row = await ledger.cancel_running(conn, job_id)
         callback = await callbacks.record(conn, row, resources.kinds) if row else None
+        advance = await workflows.jobs_ended(conn, [row] if row else [], resources.kinds)
     if row is not None:
         await callbacks.enqueue(resources.redis, callback)
+        await advance.publish(resources.redis)
         _count_finished(resources, row)
         await events.publish(resources.redis, job_id, {"type": "status", "status": "cancelled", "job_id": str(job_id)})

@@ -39,6 +39,7 @@ from service.routes import (
     stream,
     templates,
     videos,
+    workflows,
 )
 from service.signing import SigningKeys
 from service.storage import open_storage
@@ -57,6 +58,7 @@ ROUTE_MODULES = (
     analytics,
     reminders,
     schedules,
+    workflows,
 )
 
 
@@ -93,6 +95,10 @@ def routes() -> list[Route]:
         Route("/v1/jobs/{job_id}/retry", jobs.retry_job, methods=["POST"]),
         Route("/v1/jobs/{job_id}/events", stream.job_events, methods=["GET"]),
         Route("/v1/jobs/{job_id}/events/token", stream.create_token, methods=["POST"]),
+        Route("/v1/workflows", workflows.create_workflow, methods=["POST"]),
+        Route("/v1/workflows/{workflow_id}", workflows.get_workflow, methods=["GET"]),
+        Route("/v1/workflows/{workflow_id}/cancel", workflows.cancel_workflow, methods=["POST"]),
+        Route("/v1/workflows/{workflow_id}/events", workflows.workflow_events, methods=["GET"]),
         Route("/v1/events", analytics.ingest_events, methods=["POST"]),
         Route("/v1/stats", analytics.get_stats, methods=["GET"]),
         Route("/v1/exports", analytics.create_export, methods=["POST"]),

@@ -49,9 +49,11 @@ def new_job(
     max_tries: int | None = None,
     timeout: float | None = None,
     concurrency_key: str | None = None,
+    workflow: tuple[uuid.UUID, str] | None = None,
 ) -> ledger.NewJob:
     """A job of `kind` to record, on the kind's queue, tried as often as the kind says
-    unless the job asks otherwise (`max_tries`, `timeout`)."""
+    unless the job asks otherwise (`max_tries`, `timeout`); `workflow` names the workflow
+    and step it is a job of."""
     return ledger.NewJob(
         job_id=job_id or ledger.new_job_id(),
         tenant_id=tenant_id,
@@ -66,6 +68,8 @@ def new_job(
         traceparent=traceparent,
         timeout=timeout,
         concurrency_key=concurrency_key,
+        workflow_id=workflow[0] if workflow else None,
+        workflow_step=workflow[1] if workflow else None,
     )
 
 

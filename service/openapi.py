@@ -69,6 +69,37 @@ SCHEMAS = {
             "created_at": TIME,
             "updated_at": TIME,
             "finished_at": TIME,
+            "workflow_id": {
+                "type": ["string", "null"],
+                "format": "uuid",
+                "description": "the workflow it is a step's job of",
+            },
+        },
+    },
+    "Workflow": {
+        "type": "object",
+        "required": ["id", "status", "steps", "created_at", "finished_at"],
+        "properties": {
+            "id": {"type": "string", "format": "uuid"},
+            "status": STATUS,
+            "steps": {
+                "type": "object",
+                "additionalProperties": {
+                    "type": "object",
+                    "required": ["status", "jobs"],
+                    "properties": {
+                        "status": {
+                            "type": "string",
+                            "enum": ["waiting", "running", "succeeded", "failed", "cancelled"],
+                        },
+                        "jobs": {"type": "array", "items": {"type": "string", "format": "uuid"}},
+                        "error": {"type": "object"},
+                    },
+                },
+            },
+            "metadata": {"type": "object"},
+            "created_at": TIME,
+            "finished_at": TIME,
         },
     },
     "JobList": {

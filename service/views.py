@@ -7,7 +7,8 @@ from datetime import datetime
 import asyncpg
 
 VIEW_COLUMNS = """
-    id, kind, status, progress, stage, attempts, error, result, metadata, created_at, updated_at, finished_at
+    id, kind, status, progress, stage, attempts, error, result, metadata, created_at, updated_at, finished_at,
+    workflow_id
 """
 """The job columns `job_view` shows: lists read only these (not, say, the jobs' inputs)."""
 
@@ -41,6 +42,7 @@ def job_view(row: asyncpg.Record, stages: list[asyncpg.Record] | None = None) ->
         "created_at": _time(row["created_at"]),
         "updated_at": _time(row["updated_at"]),
         "finished_at": _time(row["finished_at"]),
+        "workflow_id": str(row["workflow_id"]) if row.get("workflow_id") else None,
     }
 
 

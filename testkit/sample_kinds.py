@@ -7,8 +7,9 @@ wait on a gate file (`sync_account`), `conveyor.Retry` (`patient`), `conveyor.Fa
 (`refuse`), an unforeseen exception (`crash`), a result JSON cannot hold (`timestamp`),
 partial progress kept with `ctx.save` (`resumable`), a stage that sees its cancellation
 (`hold`), a kind limited per concurrency key that tallies its running jobs in Redis
-(`pair`), and the jobs benchmark's no-op (`noop`) with its twin limited to one job a
-concurrency key at a time (`noop_keyed`).
+(`pair`), the jobs benchmark's no-op (`noop`) with its twin limited to one job a
+concurrency key at a time (`noop_keyed`), and a kind that gives back its input (`echo`,
+the workflows').
 """
 
 from __future__ import annotations
@@ -150,3 +151,14 @@ async def noop(ctx: conveyor.Context, input: dict) -> dict:
 async def noop_keyed(ctx: conveyor.Context, input: dict) -> dict:
     """Do nothing, one job a concurrency key at a time: what the key's limit costs."""
     return {}
+
+
+@conveyor.job("echo", tries=1, timeout=60)
+async def echo(ctx: conveyor.Context, input: dict) -> dict:
+    """Give back the input, once the file `gate` exists (at once without one); fail while
+    the file `fail_unless` does not exist."""
+    await until_exists(input.get("gate"))
+    failing = input.get("fail_unless")
+    if failing and not await asyncio.to_thread(Path(failing).exists):
+        raise conveyor.Fail("told_to", "the test asked it to fail")
+    return input

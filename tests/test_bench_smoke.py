@@ -275,3 +275,19 @@ def test_replicas_benchmark_reports_overhead_share_and_no_violations(tmp_path: P
     for row in delays:
         share, _, violations = [cell.strip() for cell in row.strip("|").split("|")][1:]
         assert 0 <= float(share.rstrip(" %")) <= 100 and violations == "0", row
+
+
+@pytest.mark.integration
+def test_workflows_benchmark_compares_a_fan_out_with_flat_jobs(tmp_path: Path) -> None:
+    results = tmp_path / "R.md"
+    completed = subprocess.run(
+        [sys.executable, "-m", "bench.workflows", "--jobs", "50", "--results", str(results)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    written = results.read_text()
+    assert "<!-- bench:workflows:start -->" in written and "| POST /v1/jobs/batch (flat) | 50 |" in written
+    assert "| workflow: list → for_each → join | 52 |" in written and "Overhead of the workflow" in written

@@ -15,8 +15,9 @@ from starlette.routing import Route
 
 from service.app import routes
 from service.tenants import Tenant, revoke_api_key
+from testkit import sample_kinds
 from testkit.chaos import submit
-from testkit.service import client, new_tenant
+from testkit.service import client, new_tenant, publish_kinds
 
 pytestmark = pytest.mark.timeout(60)
 PARAM = re.compile(r"{(\w+)(:\w+)?}")
@@ -30,6 +31,9 @@ OTHER_IDS = {
     "/v1/reminders/{reminder_id}",
     "/v1/memberships/{member}",
     "/v1/schedules/{schedule_id}",
+    "/v1/workflows/{workflow_id}",
+    "/v1/workflows/{workflow_id}/cancel",
+    "/v1/workflows/{workflow_id}/events",
     "/v1/templates/{name}",
     "/v1/templates/{name}/preview",
 }
@@ -59,6 +63,19 @@ async def test_another_tenants_reminder_is_404(api, settings):
         assert (await owner.get(path)).status_code == 200
         assert (await intruder.get(path)).status_code == 404
         assert (await intruder.get(f"/v1/reminders/{uuid.uuid4()}")).status_code == 404
+
+
+async def test_another_tenants_workflow_is_404(api, settings):
+    await publish_kinds(settings, sample_kinds.echo.describe(settings))
+    (_, owner_key), (_, intruder_key) = await new_tenant(settings), await new_tenant(settings)
+    async with client(api.url, owner_key) as owner, client(api.url, intruder_key) as intruder:
+        created = await owner.post("/v1/workflows", json={"steps": {"only": {"kind": "echo", "input": {}}}})
+        assert created.status_code == 202, created.text
+        path = f"/v1/workflows/{created.json()['id']}"
+        assert (await owner.get(path)).status_code == 200
+        for method, route in (("GET", path), ("POST", f"{path}/cancel"), ("GET", f"{path}/events")):
+            assert await _status(intruder, method, route) == 404, route
+        assert (await intruder.get(f"/v1/workflows/{uuid.uuid4()}")).status_code == 404
 
 
 def _fill(path: str, job_id: str) -> str:

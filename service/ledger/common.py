@@ -11,7 +11,8 @@ UNFINISHED = ("queued", "running")
 JOB_COLUMNS = """
     id, tenant_id, kind, status, queue, priority, progress, stage, attempts, max_tries,
     cancel_requested, worker_id, payload, metadata, callback_url, error, result,
-    traceparent, run_at, created_at, updated_at, started_at, finished_at, timeout, concurrency_key
+    traceparent, run_at, created_at, updated_at, started_at, finished_at, timeout, concurrency_key,
+    workflow_id, workflow_step
 """
 
 

@@ -29,6 +29,8 @@ class NewJob:
     traceparent: str | None = None
     timeout: float | None = None  # one attempt's limit, when the job asks for other than its kind's
     concurrency_key: str | None = None
+    workflow_id: uuid.UUID | None = None  # a step of this workflow (service/workflows.py)
+    workflow_step: str | None = None
 
 
 async def create_jobs(
@@ -50,14 +52,17 @@ async def create_jobs(
         [job.traceparent for job in jobs],
         [job.timeout for job in jobs],
         [job.concurrency_key for job in jobs],
+        [job.workflow_id for job in jobs],
+        [job.workflow_step for job in jobs],
     ]
     rows = await conn.fetch(
         f"""
         INSERT INTO jobs (id, tenant_id, kind, queue, priority, max_tries, payload, metadata,
-                          callback_url, run_at, traceparent, timeout, concurrency_key)
+                          callback_url, run_at, traceparent, timeout, concurrency_key,
+                          workflow_id, workflow_step)
         SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::smallint[], $6::int[],
                              $7::jsonb[], $8::jsonb[], $9::text[], $10::timestamptz[], $11::text[],
-                             $12::float8[], $13::text[])
+                             $12::float8[], $13::text[], $14::uuid[], $15::text[])
         {"ON CONFLICT (id) DO NOTHING" if once else ""}
         RETURNING {JOB_COLUMNS}
         """,

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from starlette.requests import Request
 from starlette.responses import JSONResponse, StreamingResponse
 
-from service import callbacks, events, idempotency, ledger, queue
+from service import callbacks, events, idempotency, ledger, queue, workflows
 from service.auth import authenticate
 from service.consistency_token import requested_lsn
 from service.files import file_response, link_files
@@ -145,15 +145,16 @@ async def _missing_or_conflict(conn, tenant_id: uuid.UUID, job_id: uuid.UUID, co
     return Problem(409, conflict.format(status=existing["status"]), type=type)
 
 
-async def _cancel_in(conn, state, tenant_id: uuid.UUID, job_id: uuid.UUID) -> tuple[object, object]:
-    """The ledger side of a cancel, in `conn`'s transaction: the job's row, and the
-    callback it recorded if the job ended here. Raises 404 or 409 as a Problem."""
+async def _cancel_in(conn, state, tenant_id: uuid.UUID, job_id: uuid.UUID) -> tuple[object, object, workflows.Advance]:
+    """The ledger side of a cancel, in `conn`'s transaction: the job's row, the callback
+    it recorded if the job ended here, and what its ending did to its workflow. Raises
+    404 or 409 as a Problem."""
     row = await ledger.request_cancel(conn, tenant_id, job_id)
     if row is None:
         raise await _missing_or_conflict(
             conn, tenant_id, job_id, "the job has already ended ({status})", "job-finished"
         )
-    return row, await _cancel_callback(conn, state, row)
+    return row, await _cancel_callback(conn, state, row), await workflows.jobs_ended(conn, [row], state.kinds)
 
 
 async def _cancel_callback(conn, state, row):
@@ -161,9 +162,11 @@ async def _cancel_callback(conn, state, row):
     return await callbacks.record(conn, row, state.kinds) if row["status"] == "cancelled" else None
 
 
-async def _after_cancel(state, row, callback) -> None:
+async def _after_cancel(state, row, callback, advance: workflows.Advance | None = None) -> None:
     """Once committed: a queued job leaves arq, a running one is told to stop."""
     job_id = row["id"]
+    if advance is not None:
+        await advance.publish(state.redis)
     if row["status"] == "cancelled":
         await queue.dequeue(state.redis, job_id=str(job_id), queue=row["queue"])
         await callbacks.enqueue(state.redis, callback)
@@ -172,8 +175,9 @@ async def _after_cancel(state, row, callback) -> None:
         await state.redis.publish(events.CANCEL_CHANNEL, str(job_id))
 
 
-async def _retry_in(conn, tenant_id: uuid.UUID, job_id: uuid.UUID):
-    """The ledger side of a retry, in `conn`'s transaction. Raises 404 or 409 as a Problem."""
+async def _retry_in(conn, state, tenant_id: uuid.UUID, job_id: uuid.UUID):
+    """The ledger side of a retry, in `conn`'s transaction: the job's row and what it did
+    to its workflow. Raises 404 or 409 as a Problem."""
     row = await ledger.retry_job(conn, tenant_id, job_id, RETRY_EXTRA_TRIES)
     if row is None:
         raise await _missing_or_conflict(
@@ -183,11 +187,12 @@ async def _retry_in(conn, tenant_id: uuid.UUID, job_id: uuid.UUID):
             "only failed or cancelled jobs can be retried (this one is {status})",
             "job-not-retryable",
         )
-    return row
+    return row, await workflows.jobs_retried(conn, [row], state.kinds)
 
 
-async def _after_retry(state, rows) -> None:
+async def _after_retry(state, rows, advance: workflows.Advance) -> None:
     """Once committed: back on arq's queue (due now, in one hand-off), and said on each job's event stream."""
+    await advance.publish(state.redis)
     await state.enqueuer.enqueue_many([{**handoff_args(row), "run_at": None} for row in rows])
     for row in rows:
         await events.publish(
@@ -206,16 +211,16 @@ async def cancel(state, tenant_id: uuid.UUID, job_id: uuid.UUID):
     """Cancel a job (the dashboard's way): a queued one ends now, a running one is told to
     stop. Raises 404 or 409 as a Problem."""
     async with state.db.transaction(track=follow(tenant_id, job_id)) as conn:
-        row, callback = await _cancel_in(conn, state, tenant_id, job_id)
-    await _after_cancel(state, row, callback)
+        row, callback, advance = await _cancel_in(conn, state, tenant_id, job_id)
+    await _after_cancel(state, row, callback, advance)
     return row
 
 
 async def retry(state, tenant_id: uuid.UUID, job_id: uuid.UUID):
     """Queue a failed or cancelled job again (the dashboard's way). Raises 404 or 409 as a Problem."""
     async with state.db.transaction(track=follow(tenant_id, job_id)) as conn:
-        row = await _retry_in(conn, tenant_id, job_id)
-    await _after_retry(state, [row])
+        row, advance = await _retry_in(conn, state, tenant_id, job_id)
+    await _after_retry(state, [row], advance)
     return row
 
 
@@ -225,6 +230,8 @@ async def cancel_many(state, tenant_id: uuid.UUID, job_ids: Sequence[uuid.UUID])
     async with state.db.transaction(track=(f"tenant:{tenant_id}",)) as conn:
         rows = await ledger.request_cancels(conn, tenant_id, job_ids)
         ended = [(row, await _cancel_callback(conn, state, row)) for row in rows]
+        advance = await workflows.jobs_ended(conn, rows, state.kinds)
+    await advance.publish(state.redis)
     for row, callback in ended:
         await _after_cancel(state, row, callback)
     return len(rows)
@@ -235,7 +242,8 @@ async def retry_many(state, tenant_id: uuid.UUID, job_ids: Sequence[uuid.UUID]) 
     failed or cancelled)."""
     async with state.db.transaction(track=(f"tenant:{tenant_id}",)) as conn:
         rows = await ledger.retry_jobs(conn, tenant_id, job_ids, RETRY_EXTRA_TRIES)
-    await _after_retry(state, rows)
+        advance = await workflows.jobs_retried(conn, rows, state.kinds)
+    await _after_retry(state, rows, advance)
     return len(rows)
 
 
@@ -283,9 +291,9 @@ async def retry_job(request: Request) -> JSONResponse:
         tenant.id,
         job_id,
         "retry",
-        inside=lambda conn: _retry_in(conn, tenant.id, job_id),
-        answer=lambda row: (202, job_view(row), {"Location": job_location(job_id)}),
-        after=lambda row: _after_retry(state, [row]),
+        inside=lambda conn: _retry_in(conn, state, tenant.id, job_id),
+        answer=lambda done: (202, job_view(done[0]), {"Location": job_location(job_id)}),
+        after=lambda done: _after_retry(state, [done[0]], done[1]),
     )
 
 

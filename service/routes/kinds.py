@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
@@ -115,12 +116,14 @@ async def find_kind(request: Request, name: str) -> PublishedKind:
     return kind
 
 
-def check_input(kind: PublishedKind, value: dict[str, Any]) -> None:
-    """A 422 naming every field of `value` that fails the kind's input schema."""
+def check_input(kind: PublishedKind, value: dict[str, Any], skip: Callable[[str], bool] = lambda field: False) -> None:
+    """A 422 naming every field of `value` that fails the kind's input schema, but those
+    `skip` passes over (a workflow step's fields whose value is known only when it starts)."""
     reported: dict[str, str] = {}
     for error in kind.validator.iter_errors(value):
         for field, message in _failures(error):
-            reported.setdefault(field, message)
+            if not skip(field):
+                reported.setdefault(field, message)
     if reported:
         errors = [{"field": field, "message": message} for field, message in reported.items()][:MAX_REPORTED_ERRORS]
         raise Problem(

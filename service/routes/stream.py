@@ -84,7 +84,7 @@ async def _caller(request: Request, job_id: uuid.UUID) -> uuid.UUID:
     return uuid.UUID(tenant_id)
 
 
-def _last_event_id(request: Request) -> str | None:
+def last_event_id(request: Request) -> str | None:
     value = request.headers.get("last-event-id", "").strip()
     if not value:
         return None
@@ -98,7 +98,7 @@ def _last_event_id(request: Request) -> str | None:
 async def job_events(request: Request) -> EventSourceResponse:
     job_id = path_job_id(request)
     tenant_id = await _caller(request, job_id)
-    last_id = _last_event_id(request)
+    last_id = last_event_id(request)
     row = await _job(request, tenant_id, job_id)
     relay = EventRelay(request.app.state, tenant_id, row, last_id)
     ping = request.app.state.settings.event_stream_keepalive_seconds
@@ -127,6 +127,8 @@ def _snapshot(row) -> ServerSentEvent:
 
 
 class EventRelay:
+    """One stream's events relayed (a job's; a subclass reads another ledger row)."""
+
     def __init__(self, state, tenant_id: uuid.UUID, row, last_id: str | None) -> None:
         self.state = state
         self.tenant_id = tenant_id
@@ -139,6 +141,9 @@ class EventRelay:
     async def _ledger_row(self):
         async with self.state.db.read(follow=follow(self.tenant_id, self.job_id)) as conn:
             return await ledger.get_job(conn, self.tenant_id, self.job_id)
+
+    def _snapshot(self, row) -> ServerSentEvent:
+        return _snapshot(row)
 
     async def _read(self, block_ms: int | None) -> list[tuple[str, dict]]:
         answer = await self.state.redis.xread({self.key: self.cursor}, count=READ_COUNT, block=block_ms)
@@ -171,10 +176,10 @@ class EventRelay:
             yield ServerSentEvent(data=json.dumps(event), event=event.get("type"), id=entry_id)
         if ended:
             if not replayed_final:
-                yield _snapshot(self.row)
+                yield self._snapshot(self.row)
             return
         if not sent_any and not self.resuming:
-            yield _snapshot(self.row)
+            yield self._snapshot(self.row)
         clock = asyncio.get_running_loop().time
         checked_at = clock()
         while True:
@@ -188,7 +193,7 @@ class EventRelay:
                     async for entry_id, event in self._backlog():
                         yield ServerSentEvent(data=json.dumps(event), event=event.get("type"), id=entry_id)
                     if row is not None:
-                        yield _snapshot(row)
+                        yield self._snapshot(row)
                     return
                 continue
             for entry_id, event in entries:
