@@ -9,7 +9,7 @@ import asyncio
 import pytest
 
 from conveyor.client import ApiError, AsyncClient, Client, Workflow
-from testkit.service import client, running_worker
+from testkit.service import client, running_worker, until
 from tests.test_cli_ops import _logged_api
 from tests.test_kinds import sample_pipelines
 from tests.test_workflows import kinds_published
@@ -44,6 +44,31 @@ async def test_the_async_client_submits_waits_on_the_stream_lists_and_cancels(se
     assert [item.id for item in succeeded.items] == [submitted.id]
     assert log.count("GET", f"/v1/workflows/{submitted.id}/events") == 1
     assert log.count("GET", f"/v1/workflows/{submitted.id}") == 2  # before the stream and after its end: no polling
+
+
+async def test_wait_workflow_reads_past_the_ending_of_a_run_retried_since(settings, tenant, tmp_path):
+    gate, allowed = tmp_path / "gate", tmp_path / "allowed"
+    server, log = _logged_api(settings)
+    async with server, running_worker(settings, sample_pipelines(settings)):
+        async with client(server.url, tenant[1]) as http:
+            await kinds_published(http, settings)
+        async with AsyncClient(server.url, tenant[1]) as conveyor:
+            step = {"kind": "echo", "input": {"gate": str(gate), "fail_unless": str(allowed)}}
+            submitted = await conveyor.submit_workflow({"flaky": step})
+            gate.touch()
+            failed = await conveyor.wait_workflow(submitted.id, timeout=60)
+            gate.unlink()  # the retried job waits for it: the workflow runs, its stream holds the ending before
+            await conveyor.retry(failed.steps["flaky"].jobs[0])
+            streams, reads = (log.count("GET", f"/v1/workflows/{submitted.id}{end}") for end in ("/events", ""))
+            waiting = asyncio.create_task(conveyor.wait_workflow(submitted.id, timeout=60))
+            await until(lambda: log.count("GET", f"/v1/workflows/{submitted.id}/events") == streams + 2, timeout=30)
+            allowed.touch()
+            gate.touch()
+            done = await waiting
+    assert failed.status == "failed" and done.succeeded, (failed, done)
+    # the stale ending ends one stream; the next resumes after it and waits: no loop of reads
+    assert log.count("GET", f"/v1/workflows/{submitted.id}/events") == streams + 2
+    assert log.count("GET", f"/v1/workflows/{submitted.id}") == reads + 3
 
 
 async def test_the_sync_client_round_trips_a_workflow_and_raises_api_errors(api, settings, tenant):

@@ -226,6 +226,7 @@ def wait_workflow(start: Workflow | str, timeout: float | None, max_retry_wait: 
     deadline = None if timeout is None else time.monotonic() + timeout
     workflow = yield from request(calls.get_workflow(workflow_id), max_retry_wait)
     streaming = True
+    position = Position()  # kept across streams: an ending already seen (a retried one's) is not read again
 
     def ended(event: Event) -> Plan[bool]:
         yield from ()
@@ -237,7 +238,11 @@ def wait_workflow(start: Workflow | str, timeout: float | None, max_retry_wait: 
         if streaming:
             try:
                 yield from event_stream(
-                    f"workflows/{workflow_id}", ended, deadline=deadline, max_retry_wait=max_retry_wait
+                    f"workflows/{workflow_id}",
+                    ended,
+                    deadline=deadline,
+                    max_retry_wait=max_retry_wait,
+                    position=position,
                 )
             except (ApiError, httpx.TransportError, EventStreamError):
                 streaming = False  # polling takes over
