@@ -17,10 +17,11 @@ from collections.abc import Mapping, Sequence
 
 import asyncpg
 
-from service import callbacks, ledger, workflows
+from service import ledger
 from service.batching import Batcher
-from service.database import Database
+from service.databases.database import Database
 from service.jobs import Kinds
+from service.ledger import callbacks, workflows
 
 #: Errors that sink a whole batch because of one of its items (or another worker): retried one by one.
 SPLIT_ON = (asyncpg.PostgresError,)
@@ -89,7 +90,7 @@ class LedgerWrites:
 
     async def finish_workflow_job(self, end: ledger.JobEnd, kinds: Kinds, max_fanout: int) -> WorkflowJobEnd:
         """`finish_job` for a job of a workflow: ended with others in one transaction that
-        records their callbacks and advances their workflows (service/workflows.py), so a
+        records their callbacks and advances their workflows (service/ledger/workflows.py), so a
         fan-out's ends share commits as other jobs' do. The job's row, its callback's, and
         what the batch did to workflows: handed to one of its jobs only, to act on once."""
         return await self._workflow_ends.submit((end, kinds, max_fanout))

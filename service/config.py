@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from service import pgurl
+from service.databases import pgurl
 
 MiB = 1024 * 1024
 GiB = 1024 * MiB

@@ -51,7 +51,7 @@ HEAVY = (
     "asyncio",  # 30 ms: imported by the commands that run a coroutine, when they run
     "pipelines",
     "service.config",
-    "service.embedded",
+    "service.cli.embedded",
     "service.app",
 )
 
