@@ -225,7 +225,9 @@ async def _end(run: JobRun, status: str, *, result=None, error=None):
         progress=run.settled,
     )
     if job["workflow_id"] is not None:
-        return await resources.ledger.finish_workflow_job(ending, resources.kinds)
+        return await resources.ledger.finish_workflow_job(
+            ending, resources.kinds, resources.settings.workflow_max_fanout
+        )
     if not callbacks.wanted(job):
         return await resources.ledger.finish_job(ending), None, workflows.Advance()
     async with resources.db.transaction(track=(f"job:{job['id']}",)) as conn:
@@ -274,7 +276,9 @@ async def _cancel_if_requested(resources: Resources, job_id: uuid.UUID) -> None:
     async with resources.db.transaction(track=(f"job:{job_id}",)) as conn:
         row = await ledger.cancel_running(conn, job_id)
         callback = await callbacks.record(conn, row, resources.kinds) if row else None
-        advance = await workflows.jobs_ended(conn, [row] if row else [], resources.kinds)
+        advance = await workflows.jobs_ended(
+            conn, [row] if row else [], resources.kinds, max_fanout=resources.settings.workflow_max_fanout
+        )
     if row is not None:
         await callbacks.enqueue(resources.redis, callback)
         await advance.publish(resources.redis)

@@ -98,6 +98,7 @@ def routes() -> list[Route]:
         Route("/v1/jobs/{job_id}/events", stream.job_events, methods=["GET"]),
         Route("/v1/jobs/{job_id}/events/token", stream.create_token, methods=["POST"]),
         Route("/v1/workflows", workflows.create_workflow, methods=["POST"]),
+        Route("/v1/workflows", workflows.list_workflows, methods=["GET"]),
         Route("/v1/workflows/{workflow_id}", workflows.get_workflow, methods=["GET"]),
         Route("/v1/workflows/{workflow_id}/cancel", workflows.cancel_workflow, methods=["POST"]),
         Route("/v1/workflows/{workflow_id}/events", workflows.workflow_events, methods=["GET"]),

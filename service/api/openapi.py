@@ -102,6 +102,14 @@ SCHEMAS = {
             "finished_at": TIME,
         },
     },
+    "WorkflowList": {
+        "type": "object",
+        "required": ["items", "next_cursor"],
+        "properties": {
+            "items": {"type": "array", "items": {"$ref": "#/components/schemas/Workflow"}},
+            "next_cursor": {"type": ["string", "null"]},
+        },
+    },
     "JobList": {
         "type": "object",
         "required": ["items", "next_cursor"],

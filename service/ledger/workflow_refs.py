@@ -1,5 +1,6 @@
-"""The pure side of workflows: a step's REFs, JSON Pointers into results, and the graph
-its `after` lists make (cycles, what lies upstream of a step).
+"""The pure side of workflows: a step's REFs, JSON Pointers into results, the graph its
+`after` lists make (cycles, what lies upstream of a step), and whether what a `for_each`
+names can fan out.
 
 A REF is `{"$from": STEP, "pointer": "/a/0/b"}`, anywhere in a step's input or as its
 `for_each`: replaced, when the step starts, by what the pointer (RFC 6901) designates in
@@ -111,3 +112,13 @@ def upstream(after: Mapping[str, Sequence[str]], name: str) -> set[str]:
             seen.add(parent)
             todo.extend(after.get(parent, ()))
     return seen
+
+
+def fanout_error(items: Any, max_fanout: int) -> dict | None:
+    """Why a step's resolved `for_each` cannot fan out (not a list, or a list too long), or None."""
+    if items is not None and not isinstance(items, list):
+        return {"type": "invalid_for_each", "message": f"for_each must name a list, not {type(items).__name__}"}
+    if items is not None and len(items) > max_fanout:
+        message = f"for_each names a list of {len(items):,} items; a step runs at most {max_fanout:,} jobs"
+        return {"type": "fanout_too_large", "message": message + " (WORKFLOW_MAX_FANOUT)"}
+    return None

@@ -15,18 +15,15 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
 
 import asyncpg
 
 from service import jobs, ledger, queue
-from service.ledger import callbacks
-from service.ledger.workflow_refs import FROM, Unresolved, refs, resolve
+from service.ledger import callbacks, workflow_rows
+from service.ledger.workflow_refs import FROM, Unresolved, fanout_error, refs, resolve
 from service.queue import events
 
-WORKFLOW_COLUMNS = (
-    "id, tenant_id, status, cancel_requested, metadata, callback_url, created_at, updated_at, finished_at"
-)
+WORKFLOW_COLUMNS = workflow_rows.WORKFLOW_COLUMNS
 UNFINISHED_STEPS = ("waiting", "running")
 
 
@@ -39,6 +36,14 @@ class NewStep:
     input: dict
     after: Sequence[str] = ()
     for_each: dict | None = None
+
+
+class Cancelled(Exception):
+    """A job of a cancelled workflow was to run again: the workflow stays cancelled."""
+
+    def __init__(self, workflow_id: uuid.UUID) -> None:
+        super().__init__(f"workflow {workflow_id} was cancelled")
+        self.workflow_id = workflow_id
 
 
 @dataclass
@@ -82,8 +87,10 @@ async def create(
     metadata: dict | None,
     callback_url: str | None,
     kinds: jobs.Kinds,
+    max_fanout: int,
 ) -> tuple[asyncpg.Record, Advance]:
-    """Record a workflow and its steps, and start the steps that come after none."""
+    """Record a workflow and its steps, and start the steps that come after none (a
+    for_each step makes at most `max_fanout` jobs: past it, it fails)."""
     workflow = await _row(
         conn,
         f"""
@@ -117,22 +124,13 @@ async def create(
     advance = Advance()
     for step in steps:
         if not step.after:
-            await _start(conn, workflow, await _step(conn, workflow["id"], step.name), advance)
+            await _start(conn, workflow, await _step(conn, workflow["id"], step.name), advance, max_fanout)
     return await _settle(conn, workflow, kinds, advance), advance
 
 
-async def get(conn: asyncpg.Connection, tenant_id: uuid.UUID, workflow_id: uuid.UUID):
-    """The workflow and its steps in the order they were given, or None."""
-    workflow = await conn.fetchrow(
-        f"SELECT {WORKFLOW_COLUMNS} FROM workflows WHERE id = $1 AND tenant_id = $2", workflow_id, tenant_id
-    )
-    if workflow is None:
-        return None
-    steps = await conn.fetch("SELECT * FROM workflow_steps WHERE workflow_id = $1 ORDER BY position", workflow_id)
-    return workflow, steps
-
-
-async def jobs_ended(conn: asyncpg.Connection, rows: Iterable[asyncpg.Record], kinds: jobs.Kinds) -> Advance:
+async def jobs_ended(
+    conn: asyncpg.Connection, rows: Iterable[asyncpg.Record], kinds: jobs.Kinds, *, max_fanout: int
+) -> Advance:
     """Count ended jobs (rows just ended in `conn`'s transaction; others are passed over) against their steps: a
     step whose last job ended ends, and the steps after it start or are cancelled."""
     advance = Advance()
@@ -151,7 +149,8 @@ async def jobs_ended(conn: asyncpg.Connection, rows: Iterable[asyncpg.Record], k
                 int(row["status"] == "failed"),
             )
             if remaining == 0:
-                await _end(conn, workflow, await _step(conn, workflow_id, row["workflow_step"]), advance)
+                step = await _step(conn, workflow_id, row["workflow_step"])
+                await _end(conn, workflow, step, advance, max_fanout)
         if len(advance.events) > changes:  # a step changed (each change is an event)
             await _settle(conn, workflow, kinds, advance)
     return advance
@@ -159,10 +158,13 @@ async def jobs_ended(conn: asyncpg.Connection, rows: Iterable[asyncpg.Record], k
 
 async def jobs_retried(conn: asyncpg.Connection, rows: Iterable[asyncpg.Record], kinds: jobs.Kinds) -> Advance:
     """Jobs queued again (a failed step's, through the jobs API): their steps run again,
-    counted afresh from their jobs, and the steps their failure cancelled wait again."""
+    counted afresh from their jobs, and the steps their failure cancelled wait again.
+    `Cancelled` if one of their workflows was cancelled: it stays so (roll back)."""
     advance = Advance()
     for workflow_id, retried in _by_workflow(rows):
         workflow = await _lock(conn, workflow_id)
+        if workflow["cancel_requested"]:
+            raise Cancelled(workflow_id)
         for name in sorted({row["workflow_step"] for row in retried}):
             step = await _row(
                 conn,
@@ -245,7 +247,9 @@ _DESCENDANTS = """
 """
 
 
-async def _end(conn: asyncpg.Connection, workflow, step: asyncpg.Record, advance: Advance, error=None) -> None:
+async def _end(
+    conn: asyncpg.Connection, workflow, step: asyncpg.Record, advance: Advance, max_fanout: int, error=None
+) -> None:
     """A step's last job ended (or it could not start, `error`): it ends, and so do or start the steps after it."""
     workflow_id, name = workflow["id"], step["name"]
     cancelled = await conn.fetchval(
@@ -294,23 +298,22 @@ async def _end(conn: asyncpg.Connection, workflow, step: asyncpg.Record, advance
             child["after"],
         )
         if ready:
-            await _start(conn, workflow, child, advance)
+            await _start(conn, workflow, child, advance, max_fanout)
 
 
-async def _start(conn: asyncpg.Connection, workflow, step: asyncpg.Record, advance: Advance) -> None:
+async def _start(conn: asyncpg.Connection, workflow, step: asyncpg.Record, advance: Advance, max_fanout: int) -> None:
     """Create a waiting step's jobs from its input, REFs resolved (one job per element of
-    its `for_each`); a step with nothing to do ends at once."""
+    its `for_each`, at most `max_fanout`); a step with nothing to do ends at once."""
     named = {ref[FROM] for _, ref in refs([step["input"], step["for_each"]])}
-    results = {name: await _result(conn, workflow["id"], name) for name in sorted(named)}
+    results = {name: await workflow_rows.step_result(conn, workflow["id"], name) for name in sorted(named)}
     try:
         payload = resolve(step["input"], results)
         items = resolve(step["for_each"], results) if step["for_each"] is not None else None
     except Unresolved as exc:
-        await _end(conn, workflow, step, advance, error={"type": "unresolved_ref", "message": str(exc)})
+        await _end(conn, workflow, step, advance, max_fanout, {"type": "unresolved_ref", "message": str(exc)})
         return
-    if items is not None and not isinstance(items, list):
-        error = {"type": "invalid_for_each", "message": f"for_each must name a list, not {type(items).__name__}"}
-        await _end(conn, workflow, step, advance, error=error)
+    if error := fanout_error(items, max_fanout):
+        await _end(conn, workflow, step, advance, max_fanout, error)
         return
     payloads = [payload] if items is None else [{**payload, "item": item} for item in items]
     spec = jobs.KindSpec(**step["spec"])
@@ -333,21 +336,7 @@ async def _start(conn: asyncpg.Connection, workflow, step: asyncpg.Record, advan
     )
     advance.events.append((workflow["id"], step_event(started)))
     if not new:
-        await _end(conn, workflow, started, advance)
-
-
-async def _result(conn: asyncpg.Connection, workflow_id: uuid.UUID, name: str) -> Any:
-    """A step's result: its job's, or the list of its jobs' results in order (for_each)."""
-    step = await _row(
-        conn,
-        "SELECT job_ids, for_each IS NOT NULL AS many FROM workflow_steps WHERE workflow_id = $1 AND name = $2",
-        workflow_id,
-        name,
-    )
-    rows = await conn.fetch("SELECT id, result FROM jobs WHERE id = ANY($1::uuid[])", step["job_ids"])
-    found = {row["id"]: row["result"] for row in rows}
-    results = [found.get(job_id) for job_id in step["job_ids"]]
-    return results if step["many"] else (results[0] if results else None)
+        await _end(conn, workflow, started, advance, max_fanout)
 
 
 async def _settle(conn: asyncpg.Connection, workflow, kinds: jobs.Kinds, advance: Advance) -> asyncpg.Record:

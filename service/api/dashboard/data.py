@@ -13,6 +13,8 @@ from service.ledger.views import job_view
 from service.telemetry import monitoring
 
 JOB_LIST_LIMIT = 50
+WORKFLOW_LIST_LIMIT = 20
+JOBS_LINKED = 5  # of a step's jobs, linked from the workflow page (a fan-out may have thousands)
 
 
 async def overview(state, *, status: str | None, kind: str | None, tenant: str | None) -> dict:
@@ -25,6 +27,7 @@ async def overview(state, *, status: str | None, kind: str | None, tenant: str |
         failed = await _jobs(conn, status="failed", kind=kind, tenant=tenant)
         kinds = [row["kind"] for row in await conn.fetch("SELECT DISTINCT kind FROM jobs ORDER BY kind LIMIT 50")]
         schedules = await _schedules(conn, kind=kind, tenant=tenant)
+        workflows = await _workflows(conn, tenant=tenant)
     now = time.time()
     return {
         "queues": [asdict(queue) for queue in queues],
@@ -33,6 +36,7 @@ async def overview(state, *, status: str | None, kind: str | None, tenant: str |
         "recent": recent,
         "failed": failed,
         "schedules": schedules,
+        "workflows": workflows,
         "kinds": kinds,
         "filters": {"status": status, "kind": kind, "tenant": tenant},
     }
@@ -108,6 +112,72 @@ async def _schedules(conn, *, kind: str | None, tenant: str | None) -> list[dict
     ]
 
 
+async def _workflows(conn, *, tenant: str | None) -> list[dict]:
+    """The latest workflows (of the tenant the filter names), with how many of their steps succeeded."""
+    rows = await conn.fetch(
+        """
+        SELECT w.id, w.status, w.created_at, w.finished_at, t.name AS tenant,
+               (SELECT count(*) FROM workflow_steps s WHERE s.workflow_id = w.id) AS steps,
+               (SELECT count(*) FROM workflow_steps s WHERE s.workflow_id = w.id AND s.status = 'succeeded') AS done
+        FROM workflows w JOIN tenants t ON t.id = w.tenant_id
+        WHERE $1::text IS NULL OR t.name = $1
+        ORDER BY w.created_at DESC, w.id DESC LIMIT $2
+        """,
+        tenant,
+        WORKFLOW_LIST_LIMIT,
+    )
+    return [
+        {
+            "id": str(row["id"]),
+            "tenant": row["tenant"],
+            "status": row["status"],
+            "steps": f"{row['done']}/{row['steps']}",
+            "created_at": _iso(row["created_at"]),
+            "finished_at": _iso(row["finished_at"]),
+        }
+        for row in rows
+    ]
+
+
+async def workflow_detail(state, workflow_id: uuid.UUID) -> dict | None:
+    """A workflow of any tenant as its page shows it: each step with its kind, `after`,
+    status, error, how many jobs it has and the first JOBS_LINKED of them."""
+    async with state.db.read() as conn:
+        workflow = await conn.fetchrow(
+            """SELECT w.id, w.status, w.metadata, w.created_at, w.finished_at, t.name AS tenant
+               FROM workflows w JOIN tenants t ON t.id = w.tenant_id WHERE w.id = $1""",
+            workflow_id,
+        )
+        if workflow is None:
+            return None
+        steps = await conn.fetch(
+            """SELECT name, kind, after, status, error, cardinality(job_ids) AS job_count, job_ids[1:$2] AS job_ids
+               FROM workflow_steps WHERE workflow_id = $1 ORDER BY position""",
+            workflow_id,
+            JOBS_LINKED,
+        )
+    return {
+        "id": str(workflow["id"]),
+        "tenant": workflow["tenant"],
+        "status": workflow["status"],
+        "metadata": workflow["metadata"],
+        "created_at": _iso(workflow["created_at"]),
+        "finished_at": _iso(workflow["finished_at"]),
+        "steps": [
+            {
+                "name": step["name"],
+                "kind": step["kind"],
+                "after": list(step["after"]),
+                "status": step["status"],
+                "error": step["error"],
+                "job_count": step["job_count"],
+                "jobs": [str(job_id) for job_id in step["job_ids"]],
+            }
+            for step in steps
+        ],
+    }
+
+
 def _iso(moment) -> str | None:
     return moment.isoformat() if moment is not None else None
 
@@ -144,6 +214,7 @@ async def job_detail(state, job_id: uuid.UUID) -> dict | None:
         "tenant": row["tenant"],
         "queue": row["queue"],
         "worker_id": row["worker_id"],
+        "workflow_step": row["workflow_step"],
         "media": media(job_id, row["result"]),
     }
 

@@ -12,7 +12,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from service import ledger
-from service.api.dashboard import access, data
+from service.api.dashboard import access, data, graph
 from service.api.files import file_response, link_files
 from service.api.problems import Problem
 from service.api.routes import bulk, jobs
@@ -120,6 +120,30 @@ async def job_file(request: Request) -> Response:
     return response
 
 
+async def _workflow(request: Request) -> dict:
+    """The workflow as its page shows it, or 404."""
+    workflow_id = ledger.parse_job_id(request.path_params["workflow_id"])
+    workflow = await data.workflow_detail(request.app.state, workflow_id) if workflow_id else None
+    if workflow is None:
+        raise Problem(404, "no such workflow", type="not-found")
+    return workflow
+
+
+async def workflow_page(request: Request) -> Response:
+    """The workflow's steps as a graph coloured by status (kept live by dashboard.js), and as a table."""
+    if not await access.is_admin(request):
+        return _to_login()
+    workflow = await _workflow(request)
+    drawn = graph.layout({step["name"]: step["after"] for step in workflow["steps"]})
+    steps = {step["name"]: step for step in workflow["steps"]}
+    return _page(request, "workflow.html", {"workflow": workflow, "graph": drawn, "steps": steps, "sizes": graph})
+
+
+async def workflow_json(request: Request) -> JSONResponse:
+    await access.require_admin(request)
+    return JSONResponse(await _workflow(request), headers=SECURITY_HEADERS)
+
+
 def _action(steer):
     async def act(request: Request) -> JSONResponse:
         await access.require_action(request)
@@ -166,8 +190,10 @@ def mount() -> Mount:
             Route("/logout-everywhere", logout_everywhere, methods=["POST"]),
             Route("/jobs/{job_id}", job_page, methods=["GET"]),
             Route("/jobs/{job_id}/files/{name}", job_file, methods=["GET"]),
+            Route("/workflows/{workflow_id}", workflow_page, methods=["GET"]),
             Route("/api/overview", overview_json, methods=["GET"]),
             Route("/api/jobs/{job_id}", job_json, methods=["GET"]),
+            Route("/api/workflows/{workflow_id}", workflow_json, methods=["GET"]),
             Route("/api/jobs/retry-failed", _bulk(bulk.RETRY, ("failed",)), methods=["POST"]),
             Route("/api/jobs/cancel-unfinished", _bulk(bulk.CANCEL, bulk.CANCEL.statuses), methods=["POST"]),
             Route("/api/jobs/{job_id}/retry", _action(jobs.retry), methods=["POST"]),

@@ -17,7 +17,7 @@ from service.api.openapi import COMMON_ERRORS, JOB_ID, STATUS, json_body, proble
 from service.api.problems import Problem
 from service.api.submissions import handoff_args
 from service.api.validation import check_storable
-from service.ledger import callbacks, workflows
+from service.ledger import callbacks, workflow_rows, workflows
 from service.ledger.views import VIEW_COLUMNS, job_location, job_view
 from service.queue import events
 
@@ -157,7 +157,9 @@ async def _cancel_in(conn, state, tenant_id: uuid.UUID, job_id: uuid.UUID) -> tu
         raise await _missing_or_conflict(
             conn, tenant_id, job_id, "the job has already ended ({status})", "job-finished"
         )
-    return row, await _cancel_callback(conn, state, row), await workflows.jobs_ended(conn, [row], state.kinds)
+    callback = await _cancel_callback(conn, state, row)
+    advance = await workflows.jobs_ended(conn, [row], state.kinds, max_fanout=state.settings.workflow_max_fanout)
+    return row, callback, advance
 
 
 async def _cancel_callback(conn, state, row):
@@ -190,7 +192,21 @@ async def _retry_in(conn, state, tenant_id: uuid.UUID, job_id: uuid.UUID):
             "only failed or cancelled jobs can be retried (this one is {status})",
             "job-not-retryable",
         )
-    return row, await workflows.jobs_retried(conn, [row], state.kinds)
+    return row, await _workflows_retried(conn, state, [row])
+
+
+async def _workflows_retried(conn, state, rows) -> workflows.Advance:
+    """What retrying these jobs does to their workflows; 409 if one was cancelled (its
+    cancel stands: the transaction, retry included, rolls back)."""
+    try:
+        return await workflows.jobs_retried(conn, rows, state.kinds)
+    except workflows.Cancelled as exc:
+        raise Problem(
+            409,
+            f"the job's workflow {exc.workflow_id} was cancelled: its jobs are not run again",
+            type="workflow-cancelled",
+            workflow_id=str(exc.workflow_id),
+        ) from None
 
 
 async def _after_retry(state, rows, advance: workflows.Advance) -> None:
@@ -233,7 +249,7 @@ async def cancel_many(state, tenant_id: uuid.UUID, job_ids: Sequence[uuid.UUID])
     async with state.db.transaction(track=(f"tenant:{tenant_id}",)) as conn:
         rows = await ledger.request_cancels(conn, tenant_id, job_ids)
         ended = [(row, await _cancel_callback(conn, state, row)) for row in rows]
-        advance = await workflows.jobs_ended(conn, rows, state.kinds)
+        advance = await workflows.jobs_ended(conn, rows, state.kinds, max_fanout=state.settings.workflow_max_fanout)
     await advance.publish(state.redis)
     for row, callback in ended:
         await _after_cancel(state, row, callback)
@@ -242,10 +258,11 @@ async def cancel_many(state, tenant_id: uuid.UUID, job_ids: Sequence[uuid.UUID])
 
 async def retry_many(state, tenant_id: uuid.UUID, job_ids: Sequence[uuid.UUID]) -> int:
     """`retry` for many jobs in one transaction; how many it applied to (those still
-    failed or cancelled)."""
+    failed or cancelled, and not of a cancelled workflow)."""
     async with state.db.transaction(track=(f"tenant:{tenant_id}",)) as conn:
-        rows = await ledger.retry_jobs(conn, tenant_id, job_ids, RETRY_EXTRA_TRIES)
-        advance = await workflows.jobs_retried(conn, rows, state.kinds)
+        live = await workflow_rows.outside_cancelled(conn, job_ids)
+        rows = await ledger.retry_jobs(conn, tenant_id, live, RETRY_EXTRA_TRIES)
+        advance = await _workflows_retried(conn, state, rows)
     await _after_retry(state, rows, advance)
     return len(rows)
 

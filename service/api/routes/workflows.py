@@ -23,8 +23,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from service import ledger
+from service.api import idempotency
 from service.api.auth import authenticate
-from service.api.openapi import COMMON_ERRORS, json_body, json_request, problem
+from service.api.openapi import COMMON_ERRORS, IDEMPOTENCY_KEY, json_body, json_request, problem
 from service.api.problems import Problem
 from service.api.routes import jobs as job_routes
 from service.api.routes.destinations import check_destinations
@@ -40,7 +41,7 @@ from service.api.validation import (
     parse_metadata,
     read_json_body,
 )
-from service.ledger import workflows
+from service.ledger import workflow_rows, workflows
 from service.ledger.views import _time
 from service.ledger.workflow_refs import FROM, cycle, malformed, refs, upstream
 
@@ -158,6 +159,8 @@ def location(workflow_id: object) -> str:
 
 
 async def create_workflow(request: Request) -> JSONResponse:
+    """With an Idempotency-Key, as `POST /v1/jobs/batch`: a replay of the same request gets
+    the first answer again (`Idempotent-Replayed`) and creates nothing."""
     tenant = await authenticate(request)
     state = request.app.state
     body = parse_json(WorkflowBody, await read_json_body(request, MAX_BODY_BYTES))
@@ -170,17 +173,45 @@ async def create_workflow(request: Request) -> JSONResponse:
     quota = state.settings.tenant_max_queued_jobs
     if await state.backlog.admit_batch(tenant.id, quota, roots) is None:
         raise over_quota(quota)
+    advances: list[workflows.Advance] = []
+
+    async def record(conn) -> idempotency.Answer:
+        workflow, advance = await workflows.create(
+            conn,
+            tenant.id,
+            steps,
+            metadata=metadata,
+            callback_url=callback_url,
+            kinds=state.kinds,
+            max_fanout=state.settings.workflow_max_fanout,
+        )
+        _, rows = await workflow_rows.get(conn, tenant.id, workflow["id"])
+        advances.append(advance)
+        return 202, workflow_view(workflow, rows), {"Location": location(workflow["id"])}
+
+    fingerprint = idempotency.fingerprint("workflows", body.model_dump(mode="json"))
     try:
-        async with state.db.transaction(track=(f"tenant:{tenant.id}",)) as conn:
-            workflow, advance = await workflows.create(
-                conn, tenant.id, steps, metadata=metadata, callback_url=callback_url, kinds=state.kinds
-            )
-            _, rows = await workflows.get(conn, tenant.id, workflow["id"])
-    except BaseException:
-        await state.backlog.withdraw(tenant.id, roots)
-        raise
-    await advance.publish(state.redis)
-    return JSONResponse(workflow_view(workflow, rows), status_code=202, headers={"Location": location(workflow["id"])})
+        response = await idempotency.answer_once(
+            request, tenant.id, fingerprint, record, track=(f"tenant:{tenant.id}",)
+        )
+    finally:
+        if not advances:  # refused, failed, or a replay: nothing was queued
+            await state.backlog.withdraw(tenant.id, roots)
+    for advance in advances:
+        await advance.publish(state.redis)
+    return response
+
+
+async def list_workflows(request: Request) -> JSONResponse:
+    """`{items: [Workflow…], next_cursor}`, newest first; `status`, `limit` and `cursor` as `GET /v1/jobs` takes them."""
+    tenant = await authenticate(request)
+    status = job_routes.status_param(request)
+    limit, after = job_routes.page_params(request)
+    async with request.app.state.db.read(follow=(f"tenant:{tenant.id}",)) as conn:
+        found = await workflow_rows.page(conn, tenant.id, status=status, limit=limit + 1, after=after)
+    items = [workflow_view(workflow, steps) for workflow, steps in found[:limit]]
+    next_cursor = ledger.encode_cursor(found[limit - 1][0]) if len(found) > limit else None
+    return JSONResponse({"items": items, "next_cursor": next_cursor})
 
 
 def _path_id(request: Request) -> uuid.UUID:
@@ -196,7 +227,7 @@ def _not_found() -> Problem:
 
 async def _read(state, tenant_id: uuid.UUID, workflow_id: uuid.UUID):
     async with state.db.read(follow=(f"tenant:{tenant_id}",)) as conn:
-        found = await workflows.get(conn, tenant_id, workflow_id)
+        found = await workflow_rows.get(conn, tenant_id, workflow_id)
     if found is None:
         raise _not_found()
     return found
@@ -229,7 +260,7 @@ class WorkflowRelay(EventRelay):
 
     async def _ledger_row(self):
         async with self.state.db.read(follow=(f"tenant:{self.tenant_id}",)) as conn:
-            found = await workflows.get(conn, self.tenant_id, self.job_id)
+            found = await workflow_rows.get(conn, self.tenant_id, self.job_id)
         return None if found is None else found[0]
 
     def _snapshot(self, row) -> ServerSentEvent:
@@ -261,6 +292,7 @@ OPENAPI_PATHS = {
     "/v1/workflows": {
         "post": {
             "summary": "Submit steps of jobs, each starting when the steps it comes after have succeeded",
+            "parameters": [IDEMPOTENCY_KEY],
             "requestBody": json_request(
                 {
                     "type": "object",
@@ -288,12 +320,25 @@ OPENAPI_PATHS = {
             ),
             "responses": {
                 "202": json_body("Workflow", "Accepted: the workflow and its first steps' jobs are recorded"),
+                "409": problem("The same Idempotency-Key is still being accepted"),
                 "413": problem("Body too large"),
                 "415": problem("Not application/json"),
-                "422": problem("A cycle, an unknown step or kind, a REF to a step not upstream, or invalid input"),
+                "422": problem(
+                    "A cycle, an unknown step or kind, a REF to a step not upstream, invalid input, "
+                    "or Idempotency-Key reused with another request"
+                ),
                 **COMMON_ERRORS,
             },
-        }
+        },
+        "get": {
+            "summary": "Your workflows, newest first, a page at a time (as GET /v1/jobs pages)",
+            "parameters": job_routes.PAGE_PARAMETERS,
+            "responses": {
+                "200": json_body("WorkflowList", "A page of workflows"),
+                "400": problem("A bad status, limit or cursor"),
+                **COMMON_ERRORS,
+            },
+        },
     },
     "/v1/workflows/{workflow_id}": {
         "get": {

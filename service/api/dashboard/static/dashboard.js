@@ -1,5 +1,6 @@
 // Keeps the server-rendered dashboard live: polls its JSON every 2 s and redraws the
-// parts that change; runs retry and cancel. No dependencies, nothing from a CDN.
+// parts that change (a workflow's graph is drawn by the server: only its colours change);
+// runs retry and cancel. No dependencies, nothing from a CDN.
 "use strict";
 
 const POLL_MS = 2000;
@@ -58,6 +59,14 @@ function scheduleRow(schedule) {
     el("td", {}, when(schedule.last_run_at)), el("td", {}, schedule.last_status || ""));
 }
 
+function workflowRow(workflow) {
+  return el("tr", { "data-workflow-id": workflow.id },
+    el("td", {}, el("a", { href: `/dashboard/workflows/${workflow.id}` }, el("code", {}, workflow.id.slice(0, 8)))),
+    el("td", {}, workflow.tenant), el("td", {}, statusBadge(workflow.status)),
+    el("td", { class: "steps" }, workflow.steps), el("td", {}, when(workflow.created_at)),
+    el("td", {}, when(workflow.finished_at)));
+}
+
 function renderOverview(data) {
   setText("hour-finished", data.hour.finished);
   setText("hour-per-minute", data.hour.per_minute);
@@ -70,6 +79,33 @@ function renderOverview(data) {
   fillRows(document.querySelector("#recent tbody"), data.recent, jobRow, "No jobs", 8);
   fillRows(document.querySelector("#failed tbody"), data.failed, (job) => jobRow(job, true), "No jobs", 9);
   fillRows(document.querySelector("#schedules tbody"), data.schedules, scheduleRow, "No schedules", 7);
+  fillRows(document.querySelector("#workflows tbody"), data.workflows, workflowRow, "No workflows", 6);
+}
+
+function stepJobs(step) {
+  const cell = el("td", { class: "jobs" });
+  for (const id of step.jobs) cell.append(jobLink(id), " ");
+  if (step.job_count > step.jobs.length) cell.append(`and ${step.job_count - step.jobs.length} more`);
+  return cell;
+}
+
+function renderWorkflow(workflow) {
+  const status = document.getElementById("workflow-status");
+  status.textContent = workflow.status;
+  status.className = `status status-${workflow.status}`;
+  document.getElementById("workflow-finished").replaceChildren(when(workflow.finished_at));
+  for (const step of workflow.steps) {
+    const node = document.querySelector(`#workflow-graph g[data-step="${CSS.escape(step.name)}"]`);
+    if (node) {
+      node.setAttribute("class", `node status-${step.status}`);
+      node.querySelector(".node-status").textContent = step.status;
+      node.querySelector("title").textContent = `${step.name} (${step.kind}): ${step.status}`;
+    }
+  }
+  fillRows(document.querySelector("#steps tbody"), workflow.steps, (step) => el("tr", { "data-step": step.name },
+    el("td", {}, step.name), el("td", {}, step.kind), el("td", {}, step.after.join(", ")),
+    el("td", {}, statusBadge(step.status)), stepJobs(step),
+    el("td", { class: "error-type" }, step.error ? step.error.message : "")), "No steps", 6);
 }
 
 function stageItem(stage) {
@@ -187,6 +223,8 @@ document.addEventListener("DOMContentLoaded", () => {
     const refresh = poll(`/dashboard/api/overview${window.location.search}`, renderOverview);
     setUpBulkAction("retry-failed", "retried", refresh);
     setUpBulkAction("cancel-unfinished", "cancelled", refresh, "Cancel");
+  } else if (page === "workflow") {
+    poll(`/dashboard/api/workflows/${document.body.dataset.workflowId}`, renderWorkflow);
   } else if (page === "job") {
     const jobId = document.body.dataset.jobId;
     const url = `/dashboard/api/jobs/${jobId}`;
