@@ -17,9 +17,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from pipelines.analytics.export import MAX_RANGE_DAYS, ExportInput, range_error
-from service import idempotency
+from service import idempotency, schedule_times
 from service.auth import authenticate
-from service.config import Settings, next_tick
+from service.config import Settings
 from service.openapi import COMMON_ERRORS, IDEMPOTENCY_KEY, TIME, json_body, json_request, problem
 from service.problems import Problem
 from service.submissions import JobSpec, kind_spec, submit
@@ -120,10 +120,14 @@ async def get_stats(request: Request) -> JSONResponse:
 
 def next_aggregation(settings: Settings) -> str | None:
     """When events are next counted (the hourly or the daily aggregation, whichever comes
-    first, per this deployment's schedule), or None if both are off."""
+    first, per this deployment's settings), or None if both are off."""
     now = datetime.now(UTC)
     cadences = (settings.schedule_aggregate_hourly, settings.schedule_aggregate_daily)
-    ticks = [tick for cadence in cadences if (tick := next_tick(cadence, now)) is not None]
+    ticks = [
+        schedule_times.first(cadence, now)
+        for setting in cadences
+        if (cadence := schedule_times.from_setting(setting)) is not None
+    ]
     return min(ticks).isoformat() if ticks else None
 
 
