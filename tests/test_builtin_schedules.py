@@ -5,6 +5,7 @@ tests/test_schedule.py; the dashboard's view of them: tests/test_dashboard.py.""
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 
 import pytest
@@ -14,9 +15,9 @@ from pipelines import lifecycle, schedule
 from service.database import Database
 from service.schedules import SYSTEM_TENANT
 from testkit.resources import open_resources
-from testkit.service import client, new_tenant
+from testkit.service import ADMIN_KEY, client, new_tenant
+from tests.test_cli import conveyor
 
-ADMIN_KEY = "test-admin-key-" + "y" * 32
 PROBLEM = "application/problem+json"
 
 
@@ -123,3 +124,18 @@ async def test_tenants_can_neither_see_nor_change_nor_run_the_built_ins(api, set
     assert submitted.status_code == scheduled.status_code == 422
     assert submitted.json()["field"] == scheduled.json()["field"] == "kind"
     assert after == cleanup
+
+
+async def test_the_cli_lists_and_re_times_them_with_the_admin_key(api, settings, builtins):
+    await seed(settings)
+    env = {"CONVEYOR_URL": api.url, "CONVEYOR_API_KEY": ADMIN_KEY, "COLUMNS": "200"}
+    async with client(api.url, ADMIN_KEY) as admin:
+        cleanup = (await by_name(admin))["cleanup"]
+        table = await conveyor("schedules", "list", **env)
+        moved = await conveyor("schedules", "set", cleanup["id"][:8], "--cron", "0 4 * * *", "--json", **env)
+        neither = await conveyor("schedules", "set", cleanup["id"][:8], **env)
+        after = (await admin.get(f"/v1/schedules/{cleanup['id']}")).json()
+    assert table.exit_code == 0 and "cleanup (built-in)" in table.stdout
+    assert moved.exit_code == 0, moved.output
+    assert json.loads(moved.stdout)["cron"] == after["cron"] == "0 4 * * *"
+    assert neither.exit_code == 2 and "give one of --cron and --every" in neither.output

@@ -18,12 +18,11 @@ from pipelines.scheduled.reminders import send_due_reminders
 from service.config import ConfigurationError, load_settings
 from service.schedule_times import Cadence, from_setting
 from testkit.resources import open_resources
-from testkit.service import client, make_settings, running_worker, until
+from testkit.service import ADMIN_KEY, client, make_settings, running_worker, until
 from tests.test_builtin_schedules import builtins  # noqa: F401 (a fixture)
 
 PROBLEM = "application/problem+json"
 NOTIFICATION_QUEUE = "conveyor-test-notifications-nobody-serves"
-ADMIN_KEY = "test-admin-key-" + "x" * 32
 REMINDERS_KIND = f"{schedule.KIND_PREFIX}reminders"
 
 
