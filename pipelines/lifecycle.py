@@ -1,9 +1,9 @@
 """A worker process's life: what it opens at start, runs beside its jobs, closes at exit.
 
 These are arq hooks and functions; `worker.py` only wires them into `WorkerSettings`.
-arq's `Worker` runs the process (signals, the health-check key) but
-claims no job itself (`ARQ_JOB_SLOTS`): the dispatcher started here does, many jobs a
-round trip, with arq's own keys and rules (pipelines/dispatch.py).
+arq's `Worker` runs the process (signals, the health-check key) but claims no job itself
+(`ARQ_JOB_SLOTS`): the dispatcher started here does, many jobs a round trip, with arq's
+own keys and rules (pipelines/dispatch.py).
 """
 
 from __future__ import annotations
@@ -126,8 +126,8 @@ def hooks(
     turn reconciling the ledger with Redis for the kinds of `pipelines`. The reconciler
     runs beside the jobs, not as a job: a job waits in the queue behind every due job, so
     a backlog, or jobs still held by dead workers, would starve the very thing that frees
-    them. At shutdown running jobs get
-    `grace` seconds (`WORKER_SHUTDOWN_GRACE`) before they are handed back to the queue.
+    them. At shutdown running jobs get `grace` seconds (`WORKER_SHUTDOWN_GRACE`) before
+    they are handed back to the queue.
     Every worker listens for jobs enqueued inside apps' transactions (`Listener`); with
     `scheduler` it also fires the schedules of its kinds (pipelines/maintenance/schedules.py),
     having recorded the built-in ones among them (pipelines/schedule.py)."""
