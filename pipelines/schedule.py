@@ -128,10 +128,12 @@ KIND_NAMES = frozenset(kind.name for kind in KINDS)
 async def seed(resources: Resources, kinds: Collection[str]) -> None:
     """Record the built-in schedules whose kinds are among `kinds` (those this worker runs)
     as their settings say; every starting worker does, the ledger keeps one row each."""
+    run_here = [builtin for builtin in BUILT_INS if builtin.kind.name in kinds]
+    if not run_here:
+        return
     now = datetime.now(UTC)
     async with resources.db.transaction() as conn:
         tenant = await schedules.system_tenant(conn)
-        for builtin in BUILT_INS:
-            if builtin.kind.name in kinds:
-                setting = getattr(resources.settings, builtin.setting)
-                await schedules.seed(conn, tenant.id, builtin.name, builtin.kind.name, setting, now)
+        for builtin in run_here:
+            setting = getattr(resources.settings, builtin.setting)
+            await schedules.seed(conn, tenant.id, builtin.name, builtin.kind.name, setting, now)
