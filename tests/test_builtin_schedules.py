@@ -1,7 +1,7 @@
 """The built-in schedules as rows of `schedules` (pipelines/schedule.py): recorded from
 their settings at a worker's start, listed and adjusted with the admin key only, never
-deleted, their kinds closed to tenants. That they fire once across workers:
-tests/test_schedule.py; the dashboard's view of them: tests/test_dashboard.py."""
+deleted, their kinds closed to tenants, first on the dashboard. That they fire once
+across workers: tests/test_schedule.py."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import pytest
 from pydantic import SecretStr
 
 from pipelines import lifecycle, schedule
+from pipelines.maintenance.schedules import fire_due
 from service.database import Database
 from service.schedules import SYSTEM_TENANT
 from testkit.resources import open_resources
@@ -139,3 +140,20 @@ async def test_the_cli_lists_and_re_times_them_with_the_admin_key(api, settings,
     assert moved.exit_code == 0, moved.output
     assert json.loads(moved.stdout)["cron"] == after["cron"] == "0 4 * * *"
     assert neither.exit_code == 2 and "give one of --cron and --every" in neither.output
+
+
+async def test_the_dashboard_shows_them_first_with_their_next_and_last_runs(api, settings, builtins):
+    async with open_resources(settings) as resources:
+        await schedule.seed(resources, schedule.KIND_NAMES)
+        async with resources.db.transaction() as conn:
+            await conn.execute("UPDATE schedules SET next_run_at = now() WHERE builtin = 'cleanup'")
+        await fire_due(resources, {name: resources.kinds[name] for name in schedule.KIND_NAMES})
+    async with client(api.url, ADMIN_KEY) as admin:
+        shown = (await admin.get("/dashboard/api/overview")).json()["schedules"]
+    built_in = shown[: len(schedule.BUILT_INS)]
+    by_name = {row["name"]: row for row in built_in}
+    assert {row["tenant"] for row in built_in} == {SYSTEM_TENANT}
+    assert sorted(by_name) == sorted(builtin.name for builtin in schedule.BUILT_INS)
+    assert all(row["next_run_at"] and not row["paused"] for row in built_in)
+    assert by_name["cleanup"]["cadence"] == "cron 30 3 * * *" and by_name["cleanup"]["last_run_at"]
+    assert by_name["cleanup"]["last_status"] == "queued"  # its job, waiting for a worker

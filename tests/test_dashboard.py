@@ -14,15 +14,11 @@ from playwright.async_api import async_playwright, expect
 from pydantic import SecretStr
 
 from conveyor.kinds import Pipeline, Stage
-from pipelines import registry, schedule
-from pipelines.maintenance.schedules import fire_due
+from pipelines import registry
 from service.errors import JobError
-from service.schedules import SYSTEM_TENANT
 from testkit import sample_kinds
 from testkit.files import multipart_file, text_pdf
-from testkit.resources import open_resources
 from testkit.service import ADMIN_KEY, ApiServer, client, new_tenant, publish_kinds, running_worker, wait_for_job
-from tests.test_builtin_schedules import builtins  # noqa: F401 (a fixture)
 
 CHROMIUM_ARGS = [
     "--headless",
@@ -433,21 +429,3 @@ async def test_schedules_show_their_cadence_next_run_and_pause_live(dashboard, b
         assert (await http.patch(f"/v1/schedules/{schedule['id']}", json={"paused": True})).status_code == 200
         await expect(row.locator(".next-run")).to_have_text("paused")  # the overview is polled
     assert problems == []
-
-
-async def test_the_built_in_schedules_show_first_with_their_next_and_last_runs(dashboard, builtins):
-    api, settings = dashboard
-    async with open_resources(settings) as resources:
-        await schedule.seed(resources, schedule.KIND_NAMES)
-        async with resources.db.transaction() as conn:
-            await conn.execute("UPDATE schedules SET next_run_at = now() WHERE builtin = 'cleanup'")
-        await fire_due(resources, {name: resources.kinds[name] for name in schedule.KIND_NAMES})
-    async with client(api.url, ADMIN_KEY) as admin:
-        shown = (await admin.get("/dashboard/api/overview")).json()["schedules"]
-    built_in = shown[: len(schedule.BUILT_INS)]
-    by_name = {row["name"]: row for row in built_in}
-    assert {row["tenant"] for row in built_in} == {SYSTEM_TENANT}
-    assert sorted(by_name) == sorted(builtin.name for builtin in schedule.BUILT_INS)
-    assert all(row["next_run_at"] and not row["paused"] for row in built_in)
-    assert by_name["cleanup"]["cadence"] == "cron 30 3 * * *" and by_name["cleanup"]["last_run_at"]
-    assert by_name["cleanup"]["last_status"] == "queued"  # its job, waiting for a worker

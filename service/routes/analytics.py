@@ -120,7 +120,8 @@ async def get_stats(request: Request) -> JSONResponse:
 
 def next_aggregation(settings: Settings) -> str | None:
     """When events are next counted (the hourly or the daily aggregation, whichever comes
-    first, per this deployment's settings), or None if both are off."""
+    first, per this deployment's `SCHEDULE_AGGREGATE_*` settings: a cadence the admin
+    changed through `/v1/schedules` is not seen here), or None if both are off."""
     now = datetime.now(UTC)
     cadences = (settings.schedule_aggregate_hourly, settings.schedule_aggregate_daily)
     ticks = [
