@@ -20,8 +20,8 @@ schedules`). These kinds are not published, so no tenant creates their jobs.
 Every worker that runs these kinds records the schedules at start from their settings
 (service/schedules.py `seed`): a setting gives the first cadence, a changed setting is
 applied at the next start, and otherwise the admin's changes stand. A cadence is `every
-Ns`, `every Nm`, `hourly :MM`, `daily HH:MM` or `off` (service/schedule_times.py
-`from_setting`); `off` pauses the schedule, or never makes it. Each job is also safe if
+Ns`, `every Nm`, `hourly :MM`, `daily HH:MM` or `off` (service/config.py
+`cadence_fields`); `off` pauses the schedule, or never makes it. Each job is also safe if
 two runs overlap (SKIP LOCKED, idempotent upserts).
 
 Not schedules: the worker heartbeat and the reconciler. Each worker refreshes its own

@@ -11,13 +11,13 @@ import functools
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal, overload
+from typing import Annotated, Any, Literal, TypedDict, overload
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from service import pgurl, schedule_times
+from service import pgurl
 
 MiB = 1024 * 1024
 GiB = 1024 * MiB
@@ -43,6 +43,41 @@ def _split(value: str | Iterable[str] | None) -> list[str]:
 
 CommaList = Annotated[list[str], NoDecode]
 RATE = re.compile(r"^(?P<channel>email|sms|push|webhook)=(?P<rate>\d+(\.\d+)?)(/(?P<burst>[1-9]\d*))?$")
+
+_EVERY = re.compile(r"every (\d+)([sm])")
+_HOURLY = re.compile(r"hourly :(\d\d)")
+_DAILY = re.compile(r"daily (\d\d):(\d\d)")
+
+
+class CadenceFields(TypedDict, total=False):
+    """A cadence as a schedule's fields: one of them."""
+
+    cron: str
+    every: int
+
+
+def cadence_fields(setting: str) -> CadenceFields | None:
+    """A built-in schedule's setting as the fields of a schedule (`cron` in UTC, or
+    `every` seconds: service/schedule_times.py `Cadence`); None for `off`.
+
+    A setting is `every Ns` or `every Nm` (N divides 60, so the ticks fall on the same
+    seconds or minutes of every hour), `hourly :MM`, or `daily HH:MM` (UTC).
+    """
+    text = setting.strip().lower()
+    if text == "off":
+        return None
+    if match := _EVERY.fullmatch(text):
+        step, unit = int(match[1]), match[2]
+        if not 0 < step <= 60 or 60 % step:
+            raise ValueError(f"{setting!r}: the step must divide 60")
+        if unit == "s":
+            return {"every": step}
+        return {"cron": "0 * * * *" if step == 60 else f"*/{step} * * * *"}
+    if (match := _HOURLY.fullmatch(text)) and int(match[1]) < 60:
+        return {"cron": f"{int(match[1])} * * * *"}
+    if (match := _DAILY.fullmatch(text)) and int(match[1]) < 24 and int(match[2]) < 60:
+        return {"cron": f"{int(match[2])} {int(match[1])} * * *"}
+    raise ValueError(f"{setting!r} is not a cadence: use 'every 2s', 'every 5m', 'hourly :05', 'daily 03:30' or 'off'")
 
 
 @dataclass(frozen=True)
@@ -229,7 +264,7 @@ class Settings(BaseSettings):
     )
     @classmethod
     def _cadence(cls, value: str) -> str:
-        schedule_times.from_setting(value)
+        cadence_fields(value)
         return value
 
     @field_validator("textract_max_poll_interval")

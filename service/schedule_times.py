@@ -10,12 +10,11 @@ After an outage the ticks missed are not each made up: `following` is the first 
 both the one that was due and now, so one late job stands for all of them.
 
 The built-in schedules' settings (`SCHEDULE_CLEANUP=daily 03:30`, …) are a shorter
-spelling of the same cadences (`from_setting`).
+spelling of the same cadences (service/config.py `cadence_fields`).
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -25,9 +24,6 @@ from cronsim import CronSim, CronSimError
 CRON_FIELDS = 5  # m h dom mon dow; cronsim would also take a leading seconds field
 MAX_EVERY = 366 * 24 * 3600  # seconds
 CHECKED_FROM = datetime(2000, 1, 1, tzinfo=UTC)  # a cron is valid if it fires after this
-_EVERY = re.compile(r"every (\d+)([sm])")
-_HOURLY = re.compile(r"hourly :(\d\d)")
-_DAILY = re.compile(r"daily (\d\d):(\d\d)")
 
 
 class InvalidCadence(ValueError):
@@ -54,27 +50,6 @@ def zone(name: str) -> ZoneInfo:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
         raise ValueError(f"unknown time zone {name!r}; use an IANA name such as Europe/Paris or UTC") from None
-
-
-def from_setting(setting: str) -> Cadence | None:
-    """The cadence a `SCHEDULE_*` setting names, in UTC; None for `off`, ValueError if it
-    is none of `every Ns` or `every Nm` (N divides 60, so the ticks fall on the same
-    seconds or minutes of every hour), `hourly :MM`, `daily HH:MM`."""
-    text = setting.strip().lower()
-    if text == "off":
-        return None
-    if match := _EVERY.fullmatch(text):
-        step, unit = int(match[1]), match[2]
-        if not 0 < step <= 60 or 60 % step:
-            raise ValueError(f"{setting!r}: the step must divide 60")
-        if unit == "s":
-            return Cadence(every=step)
-        return Cadence(cron="0 * * * *" if step == 60 else f"*/{step} * * * *")
-    if (match := _HOURLY.fullmatch(text)) and int(match[1]) < 60:
-        return Cadence(cron=f"{int(match[1])} * * * *")
-    if (match := _DAILY.fullmatch(text)) and int(match[1]) < 24 and int(match[2]) < 60:
-        return Cadence(cron=f"{int(match[2])} {int(match[1])} * * *")
-    raise ValueError(f"{setting!r} is not a cadence: use 'every 2s', 'every 5m', 'hourly :05', 'daily 03:30' or 'off'")
 
 
 def check(cadence: Cadence) -> None:

@@ -24,6 +24,7 @@ from datetime import datetime
 import asyncpg
 
 from service import jobs, ledger, schedule_times
+from service.config import cadence_fields
 from service.schedule_times import Cadence
 from service.tenants import Tenant, ensure_tenant
 
@@ -117,8 +118,8 @@ async def seed(
     """Make the built-in schedule `builtin` (a job of `kind`) follow `setting` if it has not
     yet: recorded if new, its cadence replaced if the setting changed. `off` records
     nothing and pauses a row there is; any other setting resumes it."""
-    cadence = schedule_times.from_setting(setting)
-    if cadence is None:
+    fields = cadence_fields(setting)
+    if fields is None:
         await conn.execute(
             """
             UPDATE schedules SET paused = true, setting = $2, updated_at = now()
@@ -128,6 +129,7 @@ async def seed(
             setting,
         )
         return
+    cadence = Cadence(**fields)
     await conn.execute(
         """
         INSERT INTO schedules (tenant_id, builtin, setting, name, kind, cron, every, timezone, next_run_at)

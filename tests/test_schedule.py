@@ -15,8 +15,7 @@ from pydantic import SecretStr
 from pipelines import schedule
 from pipelines.scheduled.memberships import notify_expiring_memberships
 from pipelines.scheduled.reminders import send_due_reminders
-from service.config import ConfigurationError, load_settings
-from service.schedule_times import Cadence, from_setting
+from service.config import ConfigurationError, cadence_fields, load_settings
 from testkit.resources import open_resources
 from testkit.service import ADMIN_KEY, client, make_settings, running_worker, until
 from tests.test_builtin_schedules import builtins  # noqa: F401 (a fixture)
@@ -27,15 +26,15 @@ REMINDERS_KIND = f"{schedule.KIND_PREFIX}reminders"
 
 
 def test_settings_name_cadences_in_utc():
-    assert from_setting("every 2s") == Cadence(every=2)
-    assert from_setting("every 5m") == Cadence(cron="*/5 * * * *")
-    assert from_setting("every 60m") == Cadence(cron="0 * * * *")
-    assert from_setting("hourly :05") == Cadence(cron="5 * * * *")
-    assert from_setting("Daily 03:30") == Cadence(cron="30 3 * * *")
-    assert from_setting("off") is None
+    assert cadence_fields("every 2s") == {"every": 2}
+    assert cadence_fields("every 5m") == {"cron": "*/5 * * * *"}
+    assert cadence_fields("every 60m") == {"cron": "0 * * * *"}
+    assert cadence_fields("hourly :05") == {"cron": "5 * * * *"}
+    assert cadence_fields("Daily 03:30") == {"cron": "30 3 * * *"}
+    assert cadence_fields("off") is None
     for bad in ("every 7s", "every 0m", "hourly :60", "daily 24:00", "sometimes", ""):
         with pytest.raises(ValueError):
-            from_setting(bad)
+            cadence_fields(bad)
     with pytest.raises(ConfigurationError, match="SCHEDULE_REMINDERS"):
         load_settings(schedule_reminders="every 7s")
 

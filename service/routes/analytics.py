@@ -19,9 +19,10 @@ from starlette.responses import JSONResponse, Response
 from pipelines.analytics.export import MAX_RANGE_DAYS, ExportInput, range_error
 from service import idempotency, schedule_times
 from service.auth import authenticate
-from service.config import Settings
+from service.config import Settings, cadence_fields
 from service.openapi import COMMON_ERRORS, IDEMPOTENCY_KEY, TIME, json_body, json_request, problem
 from service.problems import Problem
+from service.schedule_times import Cadence
 from service.submissions import JobSpec, kind_spec, submit
 from service.validation import Moment, StrictModel, invalid, parse_json, read_json_body
 
@@ -125,9 +126,7 @@ def next_aggregation(settings: Settings) -> str | None:
     now = datetime.now(UTC)
     cadences = (settings.schedule_aggregate_hourly, settings.schedule_aggregate_daily)
     ticks = [
-        schedule_times.first(cadence, now)
-        for setting in cadences
-        if (cadence := schedule_times.from_setting(setting)) is not None
+        schedule_times.first(Cadence(**fields), now) for setting in cadences if (fields := cadence_fields(setting))
     ]
     return min(ticks).isoformat() if ticks else None
 
