@@ -1,5 +1,6 @@
-"""The schedules' clock: the users' schedules (`POST /v1/schedules`) turned into jobs
-when their ticks come, by a background task of every worker that runs the scheduler.
+"""The schedules' clock: the users' schedules (`POST /v1/schedules`) and the built-in
+ones (pipelines/schedule.py) turned into jobs when their ticks come, by a background
+task of every worker that runs the scheduler.
 
 No poll per schedule: one query finds every due tick of the kinds this worker runs, each
 is fired in its own transaction (`service.ledger.schedules.fire`: one job per tick across all

@@ -11,6 +11,10 @@ Failed authentications are budgeted per client address, shared by every API proc
 `Retry-After`, and until then this process refuses its keys without asking the database
 (keys it has already cached as valid keep working).
 
+With `admin`, a route also takes `ADMIN_KEY` itself, as the system tenant
+(service/ledger/schedules.py `SYSTEM_TENANT`): the schedules' and jobs' routes, so an operator
+sees and adjusts the built-in schedules and reads their jobs.
+
 A key's `last_used_at` is stamped when a lookup reaches the database, beside the request
 and never in its way (a primary that does not answer costs the stamp, not the request).
 """
@@ -29,7 +33,7 @@ from cachetools import TLRUCache, TTLCache
 from redis.exceptions import RedisError
 from starlette.requests import Request
 
-from service.api.problems import Problem
+from service.ledger import schedules
 from service.databases.database import Database
 from service.errors import DependencyUnavailable
 from service.ledger.tenants import Tenant, hash_key, key_owner, note_key_used
@@ -95,6 +99,7 @@ class KeyRing:
             CACHE_ENTRIES, ttu=lambda _address, until, _now: until, timer=time.monotonic
         )
         self._stamps: set[asyncio.Task] = set()
+        self._system: Tenant | None = None
 
     async def lookup(self, key: str, address: str) -> Caller | None:
         """The key's owner, or None: unknown, revoked, or its address is waiting out its failures."""
@@ -114,6 +119,13 @@ class KeyRing:
         self._stamps.add(stamp)
         stamp.add_done_callback(self._stamps.discard)
         return caller
+
+    async def system_tenant(self) -> Tenant:
+        """The system tenant, made if new (looked up once per process)."""
+        if self._system is None:
+            async with self.db.transaction() as conn:
+                self._system = await schedules.system_tenant(conn)
+        return self._system
 
     async def _note_use(self, key_id: uuid.UUID) -> None:
         with contextlib.suppress(DependencyUnavailable):
@@ -146,8 +158,11 @@ async def identify(request: Request) -> Caller | None:
     return state.caller
 
 
-async def authenticate(request: Request) -> Tenant:
-    """The calling tenant; a revoked key stops working within `CACHE_SECONDS`."""
+async def authenticate(request: Request, *, admin: bool = False) -> Tenant:
+    """The calling tenant, or with `admin` the system tenant for `ADMIN_KEY`; a revoked key
+    stops working within `CACHE_SECONDS`."""
+    if admin and holds_admin_key(request):
+        return await request.app.state.keys.system_tenant()
     if bearer_token(request) is None:
         raise _unauthorized("missing API key: send Authorization: Bearer <key>")
     caller = await identify(request)

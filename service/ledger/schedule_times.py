@@ -8,6 +8,9 @@ seconds, so it knows nothing of time zones.
 
 After an outage the ticks missed are not each made up: `following` is the first tick after
 both the one that was due and now, so one late job stands for all of them.
+
+The built-in schedules' settings (`SCHEDULE_CLEANUP=daily 03:30`, …) are a shorter
+spelling of the same cadences (service/config.py `cadence_fields`).
 """
 
 from __future__ import annotations

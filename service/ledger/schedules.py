@@ -7,6 +7,12 @@ workers racing for the tick, one wins and the other's UPDATE matches no row. Not
 expires, so a slow tick cannot be fired twice. The schedule's `last_job_id` is its last
 job; with `overlap = 'skip'` a tick while that job is unfinished makes no job (`skipped_at`).
 The job's creation is `service.jobs`' like every other's, with `metadata.schedule_id`.
+
+The built-in schedules (pipelines/schedule.py) are rows too, named by `builtin` and owned
+by the `SYSTEM_TENANT`, whose are also their jobs. Every worker that runs their kinds
+upserts them at start (`seed`) from their `SCHEDULE_*` setting; the row remembers the
+setting it was seeded from, so a changed setting is applied once, at the next start, and
+otherwise what the admin changed through the API stands.
 """
 
 from __future__ import annotations
@@ -18,17 +24,23 @@ from datetime import datetime
 import asyncpg
 
 from service import jobs, ledger
+
+from service.ledger import schedule_times
+from service.config import cadence_fields
 from service.ledger.schedule_times import Cadence
+from service.ledger.tenants import Tenant, ensure_tenant
 
 #: What a schedule's answer shows: its fields, its next tick, and its last job's status.
 COLUMNS = """
 s.id, s.name, s.kind, s.input, s.cron, s.every, s.timezone, s.overlap, s.paused, s.next_run_at,
-s.last_run_at, s.last_job_id, s.skipped_at, s.created_at, s.updated_at, j.status AS last_status
+s.last_run_at, s.last_job_id, s.skipped_at, s.created_at, s.updated_at, s.builtin, j.status AS last_status
 """
 FROM = "schedules s LEFT JOIN jobs j ON j.id = s.last_job_id"
 #: The fields a client sets (`POST`, `PATCH`).
 FIELDS = ("name", "kind", "input", "cron", "every", "timezone", "overlap", "paused")
 MAX_LISTED = 1000
+#: The tenant that owns the built-in schedules and their jobs; the admin key acts as it.
+SYSTEM_TENANT = "system"
 
 
 def cadence(schedule: asyncpg.Record) -> Cadence:
@@ -90,12 +102,54 @@ async def update(
     return None if updated is None else await get(conn, tenant_id, schedule_id)
 
 
-async def delete(conn: asyncpg.Connection, tenant_id: uuid.UUID, schedule_id: uuid.UUID) -> bool:
-    """Forget a schedule (its jobs stay); False if there was none."""
-    deleted = await conn.fetchval(
-        "DELETE FROM schedules WHERE id = $1 AND tenant_id = $2 RETURNING id", schedule_id, tenant_id
+async def delete(conn: asyncpg.Connection, tenant_id: uuid.UUID, schedule_id: uuid.UUID) -> None:
+    """Forget a schedule of a user's (its jobs stay); a built-in one stays."""
+    await conn.execute(
+        "DELETE FROM schedules WHERE id = $1 AND tenant_id = $2 AND builtin IS NULL", schedule_id, tenant_id
     )
-    return deleted is not None
+
+
+async def system_tenant(conn: asyncpg.Connection) -> Tenant:
+    """The `SYSTEM_TENANT`, made if new."""
+    return await ensure_tenant(conn, SYSTEM_TENANT)
+
+
+async def seed(
+    conn: asyncpg.Connection, tenant_id: uuid.UUID, builtin: str, kind: str, setting: str, now: datetime
+) -> None:
+    """Make the built-in schedule `builtin` (a job of `kind`) follow `setting` if it has not
+    yet: recorded if new, its cadence replaced if the setting changed. `off` records
+    nothing and pauses a row there is; any other setting resumes it."""
+    fields = cadence_fields(setting)
+    if fields is None:
+        await conn.execute(
+            """
+            UPDATE schedules SET paused = true, setting = $2, updated_at = now()
+            WHERE builtin = $1 AND setting IS DISTINCT FROM $2
+            """,
+            builtin,
+            setting,
+        )
+        return
+    cadence = Cadence(**fields)
+    await conn.execute(
+        """
+        INSERT INTO schedules (tenant_id, builtin, setting, name, kind, cron, every, timezone, next_run_at)
+        VALUES ($1, $2, $3, $2, $4, $5, $6, $7, $8)
+        ON CONFLICT (builtin) DO UPDATE SET
+            setting = excluded.setting, kind = excluded.kind, cron = excluded.cron, every = excluded.every,
+            timezone = excluded.timezone, paused = false, next_run_at = excluded.next_run_at, updated_at = now()
+        WHERE schedules.setting IS DISTINCT FROM excluded.setting
+        """,
+        tenant_id,
+        builtin,
+        setting,
+        kind,
+        cadence.cron,
+        cadence.every,
+        cadence.timezone,
+        schedule_times.first(cadence, now),
+    )
 
 
 async def due(conn: asyncpg.Connection, kinds: Sequence[str], now: datetime, limit: int) -> list[asyncpg.Record]:

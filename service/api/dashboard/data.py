@@ -81,7 +81,8 @@ async def _jobs(conn, *, status: str | None, kind: str | None, tenant: str | Non
 
 
 async def _schedules(conn, *, kind: str | None, tenant: str | None) -> list[dict]:
-    """The users' schedules (`/v1/schedules`) the filters match, the soonest first, with
+    """The schedules the filters match, the built-in ones (pipelines/schedule.py, the system
+    tenant's) first and then the users' (`/v1/schedules`), each lot the soonest first, with
     their cadence and how their last tick went."""
     rows = await conn.fetch(
         """
@@ -89,7 +90,7 @@ async def _schedules(conn, *, kind: str | None, tenant: str | None) -> list[dict
                j.status AS last_status, t.name AS tenant
         FROM schedules s JOIN tenants t ON t.id = s.tenant_id LEFT JOIN jobs j ON j.id = s.last_job_id
         WHERE ($1::text IS NULL OR s.kind = $1) AND ($2::text IS NULL OR t.name = $2)
-        ORDER BY s.paused, s.next_run_at, s.id LIMIT $3
+        ORDER BY s.builtin IS NULL, s.paused, s.next_run_at, s.id LIMIT $3
         """,
         kind,
         tenant,

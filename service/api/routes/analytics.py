@@ -18,12 +18,14 @@ from starlette.responses import JSONResponse, Response
 
 from pipelines.analytics.export import MAX_RANGE_DAYS, ExportInput, range_error
 from service.api import idempotency
+from service.ledger import schedule_times
 from service.api.auth import authenticate
+from service.config import Settings, cadence_fields
 from service.api.openapi import COMMON_ERRORS, IDEMPOTENCY_KEY, TIME, json_body, json_request, problem
 from service.api.problems import Problem
+from service.ledger.schedule_times import Cadence
 from service.api.submissions import JobSpec, kind_spec, submit
 from service.api.validation import Moment, StrictModel, invalid, parse_json, read_json_body
-from service.config import Settings, next_tick
 
 MAX_EVENTS = 1000
 MAX_PROPERTIES_BYTES = 8 * 1024
@@ -120,10 +122,13 @@ async def get_stats(request: Request) -> JSONResponse:
 
 def next_aggregation(settings: Settings) -> str | None:
     """When events are next counted (the hourly or the daily aggregation, whichever comes
-    first, per this deployment's schedule), or None if both are off."""
+    first, per this deployment's `SCHEDULE_AGGREGATE_*` settings: a cadence the admin
+    changed through `/v1/schedules` is not seen here), or None if both are off."""
     now = datetime.now(UTC)
     cadences = (settings.schedule_aggregate_hourly, settings.schedule_aggregate_daily)
-    ticks = [tick for cadence in cadences if (tick := next_tick(cadence, now)) is not None]
+    ticks = [
+        schedule_times.first(Cadence(**fields), now) for setting in cadences if (fields := cadence_fields(setting))
+    ]
     return min(ticks).isoformat() if ticks else None
 
 

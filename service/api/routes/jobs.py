@@ -46,7 +46,7 @@ def follow(tenant_id: uuid.UUID, job_id: uuid.UUID) -> tuple[str, str]:
 
 
 async def get_job(request: Request) -> JSONResponse:
-    tenant = await authenticate(request)
+    tenant = await authenticate(request, admin=True)  # the built-in schedules' jobs too
     job_id = path_job_id(request)
     async with request.app.state.db.read(follow=follow(tenant.id, job_id), min_lsn=requested_lsn(request)) as conn:
         row = await ledger.get_job(conn, tenant.id, job_id)
@@ -126,7 +126,7 @@ def id_prefix_param(request: Request) -> tuple[uuid.UUID, uuid.UUID] | None:
 
 
 async def list_jobs(request: Request) -> JSONResponse:
-    tenant = await authenticate(request)
+    tenant = await authenticate(request, admin=True)  # the built-in schedules' jobs too
     status = status_param(request)
     kind = request.query_params.get("kind")
     check_storable({"kind": kind}, status=400)

@@ -7,6 +7,10 @@ IANA `timezone`; each failure is a 422 naming the field. `PATCH` takes any field
 `cron` clears `every` and the other way round. Changing the cadence, or resuming, starts
 the ticks afresh from now (the ticks a paused schedule missed are not made up). Every
 answer carries `next_runs`, the next three ticks in the schedule's zone (none while paused).
+
+`ADMIN_KEY` acts here as the system tenant, whose are the built-in schedules (`builtin:
+true`, pipelines/schedule.py): only the admin key changes one of those, and only its
+cadence, `overlap` and `paused`; none is deleted (409: pausing is the way).
 """
 
 from __future__ import annotations
@@ -20,18 +24,21 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from service import ledger
+
 from service.api import idempotency
-from service.api.auth import authenticate
+
+from service.ledger import schedule_times, schedules
+from service.api.auth import authenticate, holds_admin_key
 from service.api.openapi import COMMON_ERRORS, IDEMPOTENCY_KEY, json_answer, json_request, problem
 from service.api.problems import Problem
 from service.api.routes.kinds import check_input, find_kind
-from service.api.validation import StrictModel, invalid, parse_json, read_json_body
-from service.ledger import schedule_times, schedules
 from service.ledger.schedule_times import MAX_EVERY, Cadence, InvalidCadence
+from service.api.validation import StrictModel, invalid, parse_json, read_json_body
 
 MAX_BODY_BYTES = 256 * 1024
 NEXT_RUNS = 3
 CADENCE_FIELDS = ("cron", "every", "timezone")
+FIXED_IN_BUILTINS = ("name", "kind", "input")  # a built-in schedule runs its own job
 Name = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 KindName = Annotated[str, StringConstraints(min_length=1, max_length=100)]
 Cron = Annotated[str, StringConstraints(min_length=1, max_length=200)]
@@ -105,6 +112,7 @@ def view(row) -> dict:
         "timezone": row["timezone"],
         "overlap": row["overlap"],
         "paused": paused,
+        "builtin": row["builtin"] is not None,
         "next_runs": [moment.astimezone(zone).isoformat() for moment in upcoming],
         "last_run_at": _iso(row["last_run_at"]),
         "last_job_id": str(row["last_job_id"]) if row["last_job_id"] else None,
@@ -130,8 +138,20 @@ def _not_found() -> Problem:
     return Problem(404, "no such schedule", type="not-found")
 
 
+def _check_builtin_change(request: Request, current, changes: dict[str, Any]) -> None:
+    """A built-in schedule is changed with the admin key (403), in its cadence, `overlap`
+    and `paused` only (422 naming the field)."""
+    if current["builtin"] is None:
+        return
+    if not holds_admin_key(request):
+        raise Problem(403, "a built-in schedule is changed with the admin key", type="builtin-schedule")
+    for name in FIXED_IN_BUILTINS:
+        if name in changes and changes[name] != current[name]:
+            raise invalid(name, "is fixed in a built-in schedule (only its cadence, overlap and paused change)")
+
+
 async def create_schedule(request: Request) -> JSONResponse:
-    tenant = await authenticate(request)
+    tenant = await authenticate(request, admin=True)
     body = parse_json(ScheduleIn, await read_json_body(request, MAX_BODY_BYTES))
     fields = body.model_dump()
     cadence = await judge(request, fields)
@@ -150,14 +170,14 @@ async def create_schedule(request: Request) -> JSONResponse:
 
 
 async def list_schedules(request: Request) -> JSONResponse:
-    tenant = await authenticate(request)
+    tenant = await authenticate(request, admin=True)
     async with request.app.state.db.read(follow=(f"tenant:{tenant.id}",)) as conn:
         rows = await schedules.list_for(conn, tenant.id)
     return JSONResponse({"items": [view(row) for row in rows]})
 
 
 async def get_schedule(request: Request) -> JSONResponse:
-    tenant = await authenticate(request)
+    tenant = await authenticate(request, admin=True)
     schedule_id = _schedule_id(request)
     async with request.app.state.db.read(follow=(f"tenant:{tenant.id}",)) as conn:
         row = await schedules.get(conn, tenant.id, schedule_id)
@@ -167,15 +187,17 @@ async def get_schedule(request: Request) -> JSONResponse:
 
 
 async def update_schedule(request: Request) -> JSONResponse:
-    tenant = await authenticate(request)
+    tenant = await authenticate(request, admin=True)
     schedule_id = _schedule_id(request)
     changes = parse_json(SchedulePatch, await read_json_body(request, MAX_BODY_BYTES)).changes()
     async with request.app.state.db.transaction(track=(f"tenant:{tenant.id}",)) as conn:
         current = await schedules.get(conn, tenant.id, schedule_id, lock=True)
         if current is None:
             raise _not_found()
+        _check_builtin_change(request, current, changes)
         fields = {name: current[name] for name in schedules.FIELDS} | changes
-        cadence = await judge(request, fields, job="kind" in changes or "input" in changes)
+        judged = current["builtin"] is None and ("kind" in changes or "input" in changes)
+        cadence = await judge(request, fields, job=judged)
         restarts = any(fields[name] != current[name] for name in CADENCE_FIELDS) or (
             current["paused"] and not fields["paused"]
         )
@@ -186,11 +208,20 @@ async def update_schedule(request: Request) -> JSONResponse:
 
 
 async def delete_schedule(request: Request) -> Response:
-    tenant = await authenticate(request)
+    tenant = await authenticate(request, admin=True)
     schedule_id = _schedule_id(request)
     async with request.app.state.db.transaction(track=(f"tenant:{tenant.id}",)) as conn:
-        if not await schedules.delete(conn, tenant.id, schedule_id):
+        current = await schedules.get(conn, tenant.id, schedule_id, lock=True)
+        if current is None:
             raise _not_found()
+        if current["builtin"] is not None:
+            raise Problem(
+                409,
+                f"{current['name']} is a built-in schedule: it cannot be deleted; pause it instead"
+                ' (PATCH {"paused": true})',
+                type="builtin-schedule",
+            )
+        await schedules.delete(conn, tenant.id, schedule_id)
     return Response(status_code=204)
 
 
@@ -210,12 +241,17 @@ _FIELDS = {
     },
     "paused": {"type": "boolean", "default": False},
 }
+_BUILTIN = {
+    "type": "boolean",
+    "description": "one of the worker's own schedules (reminders, cleanup, …), owned by the admin key",
+}
 _SCHEDULE = {
     "type": "object",
-    "required": ["id", *_FIELDS, "next_runs", "last_run_at", "last_job_id", "last_status"],
+    "required": ["id", *_FIELDS, "builtin", "next_runs", "last_run_at", "last_job_id", "last_status"],
     "properties": {
         "id": {"type": "string", "format": "uuid"},
         **_FIELDS,
+        "builtin": _BUILTIN,
         "next_runs": {
             "type": "array",
             "items": _TIME,
@@ -258,7 +294,7 @@ OPENAPI_PATHS = {
             "responses": {"201": json_answer(_SCHEDULE, "Created"), **_ERRORS},
         },
         "get": {
-            "summary": "The tenant's schedules",
+            "summary": "The tenant's schedules (with the admin key: the built-in ones)",
             "responses": {
                 "200": json_answer(
                     {
@@ -284,16 +320,27 @@ OPENAPI_PATHS = {
         },
         "patch": {
             "summary": "Change any field of a schedule; pause or resume it",
+            "description": "A built-in schedule: with the admin key, its cadence, `overlap` and `paused` only.",
             "parameters": [_ID],
             "requestBody": json_request(
                 {"type": "object", "additionalProperties": False, "minProperties": 1, "properties": _FIELDS}
             ),
-            "responses": {"200": json_answer(_SCHEDULE, "Changed"), "404": problem("Unknown schedule"), **_ERRORS},
+            "responses": {
+                "200": json_answer(_SCHEDULE, "Changed"),
+                "403": problem("A built-in schedule, without the admin key"),
+                "404": problem("Unknown schedule"),
+                **_ERRORS,
+            },
         },
         "delete": {
             "summary": "Delete a schedule (its jobs stay)",
             "parameters": [_ID],
-            "responses": {"204": {"description": "Deleted"}, "404": problem("Unknown schedule"), **COMMON_ERRORS},
+            "responses": {
+                "204": {"description": "Deleted"},
+                "404": problem("Unknown schedule"),
+                "409": problem("A built-in schedule: pause it instead"),
+                **COMMON_ERRORS,
+            },
         },
     },
 }
