@@ -29,7 +29,6 @@ from pipelines.notifications.ssrf import guarded_client
 from pipelines.resources import Resources
 from pipelines.runner import Dequeued, execute
 from service import ledger, outbound
-from service.telemetry import metrics, observability
 from service.config import Settings
 from service.databases.database import Database
 from service.queue import deserialize, redis_settings, serialize

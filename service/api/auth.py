@@ -33,9 +33,10 @@ from cachetools import TLRUCache, TTLCache
 from redis.exceptions import RedisError
 from starlette.requests import Request
 
-from service.ledger import schedules
+from service.api.problems import Problem
 from service.databases.database import Database
 from service.errors import DependencyUnavailable
+from service.ledger import schedules
 from service.ledger.tenants import Tenant, hash_key, key_owner, note_key_used
 from service.ratelimit import Rate, TokenBucket
 

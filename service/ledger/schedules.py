@@ -24,9 +24,8 @@ from datetime import datetime
 import asyncpg
 
 from service import jobs, ledger
-
-from service.ledger import schedule_times
 from service.config import cadence_fields
+from service.ledger import schedule_times
 from service.ledger.schedule_times import Cadence
 from service.ledger.tenants import Tenant, ensure_tenant
 

@@ -18,14 +18,14 @@ from starlette.responses import JSONResponse, Response
 
 from pipelines.analytics.export import MAX_RANGE_DAYS, ExportInput, range_error
 from service.api import idempotency
-from service.ledger import schedule_times
 from service.api.auth import authenticate
-from service.config import Settings, cadence_fields
 from service.api.openapi import COMMON_ERRORS, IDEMPOTENCY_KEY, TIME, json_body, json_request, problem
 from service.api.problems import Problem
-from service.ledger.schedule_times import Cadence
 from service.api.submissions import JobSpec, kind_spec, submit
 from service.api.validation import Moment, StrictModel, invalid, parse_json, read_json_body
+from service.config import Settings, cadence_fields
+from service.ledger import schedule_times
+from service.ledger.schedule_times import Cadence
 
 MAX_EVENTS = 1000
 MAX_PROPERTIES_BYTES = 8 * 1024

@@ -24,16 +24,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from service import ledger
-
 from service.api import idempotency
-
-from service.ledger import schedule_times, schedules
 from service.api.auth import authenticate, holds_admin_key
 from service.api.openapi import COMMON_ERRORS, IDEMPOTENCY_KEY, json_answer, json_request, problem
 from service.api.problems import Problem
 from service.api.routes.kinds import check_input, find_kind
-from service.ledger.schedule_times import MAX_EVERY, Cadence, InvalidCadence
 from service.api.validation import StrictModel, invalid, parse_json, read_json_body
+from service.ledger import schedule_times, schedules
+from service.ledger.schedule_times import MAX_EVERY, Cadence, InvalidCadence
 
 MAX_BODY_BYTES = 256 * 1024
 NEXT_RUNS = 3
