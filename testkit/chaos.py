@@ -22,8 +22,10 @@ async def submit(http: httpx.AsyncClient, number: int, **data: str) -> httpx.Res
     return await http.post("/v1/documents", files=multipart_file(numbered_pdf(number)), data=data or None)
 
 
-async def submit_many(http: httpx.AsyncClient, count: int, *, concurrency: int = 8, **data: str) -> list[str]:
-    """Submit `count` documents; every answer must be a 202. Returns the job ids."""
+async def submit_many(
+    http: httpx.AsyncClient, count: int, *, concurrency: int = 8, first: int = 0, **data: str
+) -> list[str]:
+    """Submit `count` documents numbered from `first`; every answer must be a 202. Returns the job ids."""
     gate = asyncio.Semaphore(concurrency)
 
     async def one(number: int) -> str:
@@ -32,7 +34,7 @@ async def submit_many(http: httpx.AsyncClient, count: int, *, concurrency: int =
         assert response.status_code == 202, response.text
         return response.json()["id"]
 
-    return list(await asyncio.gather(*(one(n) for n in range(count))))
+    return list(await asyncio.gather(*(one(n) for n in range(first, first + count))))
 
 
 async def _fetch(database_url: str, query: str, job_ids: list[str]) -> list[asyncpg.Record]:

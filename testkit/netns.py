@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import subprocess
 import time
 
@@ -13,16 +14,24 @@ def _ip(*args: str) -> None:
     subprocess.run(["ip", *args], check=True, capture_output=True, timeout=10)
 
 
+def _free_subnet() -> int:
+    """A 10.200.N.0/30 no link on this machine uses yet (other namespaces, other tests)."""
+    used = subprocess.run(["ip", "-o", "-4", "addr"], capture_output=True, text=True, timeout=10).stdout
+    taken = {int(n) for n in re.findall(r"10\.200\.(\d+)\.", used)}
+    return random.choice([n for n in range(1, 250) if n not in taken])
+
+
 class NetNamespace:
     def __init__(self) -> None:
-        tag = f"{os.getpid() % 10000}{random.randrange(100)}"
+        tag = f"{os.getpid() % 10000}{random.randrange(1000)}"
         self.name = f"cvy{tag}"
         self.host_link, self.peer_link = f"cvh{tag}", f"cvp{tag}"
-        subnet = random.randrange(1, 250)
+        subnet = _free_subnet()
         self.host_address, self.peer_address = f"10.200.{subnet}.1", f"10.200.{subnet}.2"
         self.cidr = f"10.200.{subnet}.0/30"
 
     def create(self) -> NetNamespace:
+        """Make the namespace and its link; its subnet is taken once its address is added."""
         _ip("netns", "add", self.name)
         try:
             _ip("link", "add", self.host_link, "type", "veth", "peer", "name", self.peer_link)

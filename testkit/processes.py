@@ -26,6 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CHAOS_WORKER = "testkit.chaos_worker.WorkerSettings"
 _SETTINGS_PASSED = (
     "database_url",
+    "database_url_read",
     "redis_url",
     "storage_url",
     "s3_endpoint_url",
@@ -124,8 +125,8 @@ class WorkerProcess(Process):
         return [sys.executable, "-m", "arq", self.settings_path]
 
 
-def api_command(port: int, *options: str) -> list[str]:
-    """`uvicorn service.app:app` as deployed (request heads bounded) on 127.0.0.1:`port`;
+def api_command(port: int, *options: str, host: str = "127.0.0.1") -> list[str]:
+    """`uvicorn service.app:app` as deployed (request heads bounded) on `host`:`port`;
     the tests and the benchmarks start the API with it, so both run what users run."""
     return [
         sys.executable,
@@ -133,7 +134,7 @@ def api_command(port: int, *options: str) -> list[str]:
         "uvicorn",
         "service.app:app",
         "--host",
-        "127.0.0.1",
+        host,
         "--port",
         str(port),
         "--http",
@@ -143,23 +144,37 @@ def api_command(port: int, *options: str) -> list[str]:
 
 
 class ApiProcess(Process):
-    """`uvicorn service.app:app` as the contract documents it, on a free port."""
+    """`uvicorn service.app:app` as the contract documents it, on a free port; in a network
+    namespace, on the namespace's own address (`host`)."""
 
-    def __init__(self, env: dict[str, str], log_path: Path, *, grace_seconds: float = 30) -> None:
-        super().__init__(env, log_path)
+    def __init__(
+        self,
+        env: dict[str, str],
+        log_path: Path,
+        *,
+        grace_seconds: float = 30,
+        netns: str | None = None,
+        host: str = "127.0.0.1",
+        start_timeout: float = 60,
+    ) -> None:
+        super().__init__(env, log_path, netns=netns)
         self.port = free_port()
+        self.host = host
+        self.start_timeout = start_timeout  # importing the app on a busy host takes a while
         self.grace_seconds = grace_seconds
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     def command(self) -> list[str]:
-        return api_command(self.port, "--timeout-graceful-shutdown", str(self.grace_seconds), "--log-level", "warning")
+        return api_command(
+            self.port, "--timeout-graceful-shutdown", str(self.grace_seconds), "--log-level", "warning", host=self.host
+        )
 
     def start(self) -> ApiProcess:
         super().start()
-        wait_for_port(self.port)
+        wait_for_port(self.port, host=self.host, timeout=self.start_timeout)
         return self
 
 

@@ -23,7 +23,7 @@ from .net import free_port, wait_for_port
 BIN = Path("/usr/lib/postgresql/15/bin")
 USER = "postgres"
 CONFIG = """
-listen_addresses = '127.0.0.1'
+listen_addresses = '{listen}'
 port = {port}
 unix_socket_directories = '{sockets}'
 wal_level = replica
@@ -50,8 +50,10 @@ def _as_postgres(*args: str | Path) -> None:
 class Cluster:
     """One PostgreSQL cluster (data directory, port, server process)."""
 
-    def __init__(self, root: Path, name: str) -> None:
+    def __init__(self, root: Path, name: str, *, listen: str = "127.0.0.1", trust: tuple[str, ...] = ()) -> None:
         self.dir = root / name
+        self.listen = listen
+        self.trust = trust  # CIDRs let in without a password besides loopback
         self.log = root / f"{name}.log"
         self.port = free_port()
         self.frozen: list[psutil.Process] = []
@@ -61,7 +63,9 @@ class Cluster:
 
     def configure(self) -> None:
         with open(self.dir / "postgresql.conf", "a") as conf:
-            conf.write(CONFIG.format(port=self.port, sockets=self.dir.parent))
+            conf.write(CONFIG.format(listen=self.listen, port=self.port, sockets=self.dir.parent))
+        with open(self.dir / "pg_hba.conf", "a") as hba:
+            hba.writelines(f"host all all {cidr} trust\nhost replication all {cidr} trust\n" for cidr in self.trust)
 
     def start(self) -> None:
         _as_postgres(BIN / "pg_ctl", "-D", self.dir, "-l", self.log, "-w", "-t", "60", "start")
@@ -93,13 +97,14 @@ class Cluster:
 
 
 class StreamingReplica:
-    """A primary and one hot standby streaming from it."""
+    """A primary and one hot standby streaming from it; `listen` and `trust` open both to
+    other hosts (network namespaces) besides loopback."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, listen: str = "127.0.0.1", trust: tuple[str, ...] = ()) -> None:
         self.root = Path(tempfile.mkdtemp(prefix="conveyor-replica-"))
         shutil.chown(self.root, USER, USER)
-        self.primary = Cluster(self.root, "primary")
-        self.replica = Cluster(self.root, "replica")
+        self.primary = Cluster(self.root, "primary", listen=listen, trust=trust)
+        self.replica = Cluster(self.root, "replica", listen=listen, trust=trust)
 
     def start(self) -> None:
         _as_postgres(BIN / "initdb", "-D", self.primary.dir, "-U", USER, "--auth=trust", "-N")
@@ -164,6 +169,21 @@ class StreamingReplica:
         finally:
             await primary.close()
             await replica.close()
+
+    async def make_synchronous(self) -> None:
+        """Commits on the primary wait for the standby to flush them (the durability mode
+        docs/operations.md asks for when no acknowledged job may be lost to a failover)."""
+        conn = await asyncpg.connect(self.primary.url(), timeout=5)
+        try:
+            await conn.execute("ALTER SYSTEM SET synchronous_standby_names = '*'")
+            await conn.execute("SELECT pg_reload_conf()")
+            for _ in range(1500):
+                if await conn.fetchval("SELECT sync_state = 'sync' FROM pg_stat_replication"):
+                    return
+                await asyncio.sleep(0.02)
+            raise TimeoutError("the standby did not become synchronous within 30 s")
+        finally:
+            await conn.close()
 
     def stop_replica(self) -> None:
         self.replica.stop()

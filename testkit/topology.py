@@ -12,6 +12,7 @@ service.app:app` and `arq` with the production wiring (testkit.chaos_worker's st
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from pathlib import Path
 
@@ -44,6 +45,7 @@ class Topology:
         self.hosts: dict[str, NetNamespace] = {}
         self.apis: list[ApiProcess] = []
         self.workers: list[WorkerProcess] = []
+        self.undo = contextlib.ExitStack()  # what has started, stopped in reverse
 
     def settings(self, address: str = "127.0.0.1") -> Settings:
         """The settings of a process that sees the data tier at `address`: DATABASE_URL names
@@ -62,6 +64,7 @@ class Topology:
     async def start(self, **worker_knobs: object) -> Topology:
         """The data tier, then the hosts, then their processes; returns once every API host
         answers (workers are ready when they take jobs: tests wait on that)."""
+        self.undo.callback(self.postgres.stop)
         self.postgres.start()
         await self.postgres.make_synchronous()
         conn = await asyncpg.connect(self.postgres.primary.url(), timeout=5)
@@ -70,21 +73,28 @@ class Topology:
         finally:
             await conn.close()
         await upgrade_async(self.settings().database_url)
-        self.redis.start()
-        self.s3.start()
-        self.counter.start()
+        for server in (self.redis, self.s3, self.counter):
+            server.start()
+            self.undo.callback(server.stop)
         self.s3.create_bucket(BUCKET)
         for name in [f"api-{n}" for n in range(API_HOSTS)] + [f"worker-{n}" for n in range(WORKER_HOSTS)]:
-            self.hosts[name] = NetNamespace().create()
-        for name, host in self.hosts.items():
+            host = self.hosts[name] = NetNamespace().create()
+            self.undo.callback(host.delete)
             settings = self.settings(host.host_address)
             if name.startswith("worker"):
                 counter_url = f"http://{host.host_address}:{self.counter.served.port}"
                 env = settings_env(settings, chaos_counter_url=counter_url, **CREDENTIALS, **worker_knobs)
-                self.workers.append(WorkerProcess(env, self.log(name), netns=host.name).start())
+                self.workers.append(WorkerProcess(env, self.log(name), netns=host.name))
             else:
                 env = settings_env(settings, **CREDENTIALS)
-                self.apis.append(ApiProcess(env, self.log(name), netns=host.name, host=host.peer_address))
+                self.apis.append(
+                    ApiProcess(env, self.log(name), netns=host.name, host=host.peer_address, start_timeout=180)
+                )
+        for worker in self.workers:
+            self.undo.callback(worker.stop)
+            worker.start()
+        for api in self.apis:
+            self.undo.callback(api.stop)
         await asyncio.gather(*(asyncio.to_thread(api.start) for api in self.apis))
         return self
 
@@ -102,11 +112,4 @@ class Topology:
         return self.hosts[f"worker-{index}"]
 
     def stop(self) -> None:
-        for process in (*self.apis, *self.workers):
-            process.stop()
-        for host in self.hosts.values():
-            host.delete()
-        self.counter.stop()
-        self.s3.stop()
-        self.redis.stop()
-        self.postgres.stop()
+        self.undo.close()

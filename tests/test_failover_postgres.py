@@ -42,13 +42,10 @@ def pair():
 
 
 async def synchronous_standby(pair: replica_support.StreamingReplica) -> None:
-    """Commits on the primary wait for the standby (the durability mode docs/operations.md
-    asks for), and the database the service uses exists."""
+    """Commits on the primary wait for the standby, and the database the service uses exists."""
+    await pair.make_synchronous()
     conn = await asyncpg.connect(pair.primary.url(), timeout=5)
     try:
-        await conn.execute("ALTER SYSTEM SET synchronous_standby_names = '*'")
-        await conn.execute("SELECT pg_reload_conf()")
-        await until(lambda: conn.fetchval("SELECT sync_state = 'sync' FROM pg_stat_replication"), timeout=30)
         await conn.execute("CREATE DATABASE conveyor")
     finally:
         await conn.close()

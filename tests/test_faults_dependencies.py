@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import os
 
-import boto3
 import pytest
 import redis.asyncio as redis
 from arq.connections import create_pool
@@ -142,23 +141,11 @@ async def test_primary_restart_while_uploads_and_polls_continue(pg_cluster, redi
     await assert_each_stage_ran_once(url, stage_counter, accepted, STAGE_NAMES)
 
 
-def _create_bucket(endpoint_url: str, bucket: str) -> None:
-    boto3.client("s3", endpoint_url=endpoint_url, **_boto_credentials()).create_bucket(Bucket=bucket)
-
-
-def _boto_credentials() -> dict:
-    return {
-        "aws_access_key_id": CREDENTIALS["AWS_ACCESS_KEY_ID"],
-        "aws_secret_access_key": CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-        "region_name": CREDENTIALS["AWS_DEFAULT_REGION"],
-    }
-
-
 async def test_storage_outage_503s_uploads_and_running_jobs_retry(database_url, redis_server, stage_counter, tmp_path):
     os.environ.update(CREDENTIALS)
     s3 = S3Server()
     s3.start()
-    _create_bucket(s3.endpoint_url, "outage")
+    s3.create_bucket("outage")
     settings = make_settings(
         database_url,
         redis_server.url,
@@ -178,11 +165,9 @@ async def test_storage_outage_503s_uploads_and_running_jobs_retry(database_url, 
                 during = await submit(http, 99)
                 await asyncio.sleep(3)  # `publish` meets the outage and backs off
                 s3.start()  # same port
-                _create_bucket(s3.endpoint_url, "outage")
+                s3.create_bucket("outage")
                 rows = await wait_until_ended(settings.database_url, ids, timeout=60, on_tick=pool.supervise)
-            objects = boto3.client("s3", endpoint_url=s3.endpoint_url, **_boto_credentials()).list_objects_v2(
-                Bucket="outage"
-            )
+            objects = s3.client().list_objects_v2(Bucket="outage")
     finally:
         s3.stop()
     _assert_unavailable(during)
