@@ -5,6 +5,9 @@ ledger rows (claim, stage started, stage finished, job ended). One round trip an
 commit per write per job makes PostgreSQL's commits the worker's ceiling; a `Batcher`
 collects the writes that arrive while the previous batch is in flight and runs them
 together. Nothing waits for a timer: a lone write goes out at once, as a batch of one.
+A batcher may keep more than one batch in flight (`in_flight`): a write that arrives
+just after a batch left then goes out at once too, instead of waiting for that batch's
+round trip and then its own; under load the batches are as big as ever.
 """
 
 from __future__ import annotations
@@ -31,7 +34,8 @@ class Batcher(Generic[Item, Result]):
     (an error in the data, a deadlock with another worker), its items are run one by one so
     one bad item cannot sink the rest; any other error (the server is down) fails them all.
     With `linger`, a batch waits that many seconds for company before it goes: for writes
-    nobody waits for (`post`), where a bigger batch costs nothing but that delay.
+    nobody waits for (`post`), where a bigger batch costs nothing but that delay. With
+    `in_flight` above one, up to that many batches run at once (never two of one key).
     """
 
     def __init__(
@@ -42,14 +46,17 @@ class Batcher(Generic[Item, Result]):
         split_on: tuple[type[Exception], ...] = (),
         max_batch: int = MAX_BATCH,
         linger: float = 0.0,
+        in_flight: int = 1,
     ) -> None:
         self._run = run
         self._linger = linger
         self._key = key
         self._split_on = split_on
         self._max_batch = max_batch
+        self._in_flight = in_flight
         self._pending: list[tuple[Item, asyncio.Future]] = []
-        self._flusher: asyncio.Task | None = None
+        self._flushers: set[asyncio.Task] = set()
+        self._running_keys: set[Hashable] = set()  # the keys of the batches in flight
 
     @property
     def unsent(self) -> int:
@@ -66,8 +73,8 @@ class Batcher(Generic[Item, Result]):
 
     async def drain(self) -> None:
         """Until every item submitted so far has been run."""
-        while self._flusher is not None:
-            await asyncio.wait([self._flusher])
+        while self._flushers:
+            await asyncio.wait(self._flushers)
 
     async def submit(self, item: Item) -> Result:
         """The item's result once its batch has run; a cancelled caller still waits for its
@@ -84,27 +91,32 @@ class Batcher(Generic[Item, Result]):
     def _add(self, item: Item) -> asyncio.Future:
         future = asyncio.get_running_loop().create_future()
         self._pending.append((item, future))
-        if self._flusher is None:
-            self._flusher = asyncio.create_task(self._flush())
+        if len(self._flushers) < self._in_flight and len(self._pending) == 1:  # the others have theirs
+            self._flushers.add(asyncio.create_task(self._flush()))
         return future
 
     async def _flush(self) -> None:
         try:
             await asyncio.sleep(self._linger)  # at least the jobs woken in this loop iteration join
-            while self._pending:
-                await self._run_batch(self._take())
+            while batch := self._take():
+                keys = {self._key(item) for item, _ in batch}
+                self._running_keys |= keys
+                try:
+                    await self._run_batch(batch)
+                finally:
+                    self._running_keys -= keys
         except BaseException:
             for _, future in self._pending:  # cancelled at shutdown: nobody may wait forever
                 future.cancel()
             self._pending = []
             raise
         finally:
-            self._flusher = None
+            self._flushers.discard(asyncio.current_task())
 
     def _take(self) -> list[tuple[Item, asyncio.Future]]:
         batch: list[tuple[Item, asyncio.Future]] = []
         rest: list[tuple[Item, asyncio.Future]] = []
-        keys: set[Hashable] = set()
+        keys = set(self._running_keys)  # another batch in flight writes them: after it
         for entry in self._pending:
             key = self._key(entry[0])
             if len(batch) < self._max_batch and key not in keys:

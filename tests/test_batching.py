@@ -50,6 +50,25 @@ async def test_one_key_twice_waits_for_the_next_batch_in_order():
     assert run.batches == [[("job1", 1), ("job2", 1)], [("job1", 2)]]
 
 
+async def test_with_two_in_flight_a_write_goes_at_once_but_never_beside_its_own_key():
+    gate, batches = asyncio.Event(), []
+
+    async def run(items):
+        batches.append(list(items))
+        await gate.wait()
+        return [f"done {item}" for item in items]
+
+    batcher = Batcher(run, key=lambda item: item[0], in_flight=2)
+    first = asyncio.ensure_future(batcher.submit(("job1", 1)))
+    await until(lambda: batches)  # in flight, and held there
+    later = [asyncio.ensure_future(batcher.submit(item)) for item in (("job2", 1), ("job1", 2))]
+    await until(lambda: len(batches) == 2)
+    assert batches == [[("job1", 1)], [("job2", 1)]]  # job1's second write waits for its first
+    gate.set()
+    assert await asyncio.gather(first, *later) == ["done ('job1', 1)", "done ('job2', 1)", "done ('job1', 2)"]
+    assert batches[2:] == [[("job1", 2)]]
+
+
 async def test_a_bad_item_sinks_only_itself_when_split_on_its_error():
     run = Recorder(bad=frozenset({2}))
     batcher = Batcher(run, key=lambda item: item, split_on=(ValueError,))

@@ -10,7 +10,8 @@ import uuid
 
 from redis.asyncio import Redis
 
-from service import queue
+from service import jobs, ledger, queue
+from service.databases.database import Database
 from service.queue import concurrency
 from testkit import sample_kinds
 from testkit.processes import WorkerProcess, settings_env
@@ -33,6 +34,37 @@ class Tally:
         async with Redis.from_url(self.settings.redis_url) as redis:
             entries = await redis.lrange(f"{self.prefix}:started", 0, -1)
         return [(job_id, int(running)) for job_id, running in (entry.decode().split() for entry in entries)]
+
+
+async def test_one_claim_takes_the_places_left_in_order_and_leaves_the_rest_untouched(settings, tenant):
+    db = Database(settings)
+    await db.open()
+    try:
+        spec = sample_kinds.pair.spec(settings)
+        ids = []
+        for key in ("k", "k", "k", "k", "other"):  # a transaction each: each job younger than the last
+            async with db.transaction() as conn:
+                ids.append(
+                    (await jobs.create(conn, jobs.new_job(spec, tenant[0], payload={}, concurrency_key=key)))["id"]
+                )
+        async with db.write() as conn:
+            first = await ledger.claim_within_limit(conn, ids[:1], "w1", ["run"], 2)
+            claimed = await ledger.claim_within_limit(conn, ids[1:], "w2", ["run"], 2)
+            assert not conn.is_in_transaction()
+            rows = {row["id"]: row for row in await conn.fetch("SELECT * FROM jobs WHERE id = ANY($1)", ids)}
+    finally:
+        await db.close()
+    assert first[ids[0]]["worker_id"] == "w1"
+    # One place of "k" was left: the oldest waiting job takes it, the younger two wait.
+    assert [claimed[job_id]["worker_id"] for job_id in (ids[1], ids[4])] == ["w2", "w2"]
+    assert claimed[ids[2]] == claimed[ids[3]] == ledger.Waiting("pair", "k", 2)
+    assert [(rows[job_id]["status"], rows[job_id]["attempts"]) for job_id in ids] == [
+        ("running", 1),
+        ("running", 1),
+        ("queued", 0),
+        ("queued", 0),
+        ("running", 1),
+    ]
 
 
 async def statuses(http, job_ids) -> list[str]:

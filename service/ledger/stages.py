@@ -11,6 +11,27 @@ import asyncpg
 from service.ledger.common import JOB_COLUMNS
 from service.ledger.writes import StageEnd, StageStart, as_records, check_owned, fetch_fenced
 
+# An attempt at each of the jobs `{chosen}` names (a condition on `jobs`; $2 the worker, $3
+# the kind's stages) that is still to run, as the CTE `claimed`, with its stage rows.
+CLAIMED = f"""
+claimed AS (
+    UPDATE jobs SET status = 'running', attempts = attempts + 1, worker_id = $2,
+                    started_at = coalesce(started_at, now()), updated_at = now(),
+                    stage = CASE WHEN attempts = 0 THEN ($3::text[])[1] ELSE stage END
+    WHERE {{chosen}} AND status IN ('queued', 'running') AND NOT cancel_requested
+    RETURNING {JOB_COLUMNS}, (SELECT name FROM tenants WHERE tenants.id = jobs.tenant_id) AS tenant
+), stages AS (
+    INSERT INTO job_stages (job_id, name, position, status, attempt, started_at)
+    SELECT claimed.id, s.name, s.position - 1,
+           CASE WHEN first THEN 'running' ELSE 'queued' END,
+           CASE WHEN first THEN 1 ELSE 0 END,
+           CASE WHEN first THEN now() END
+    FROM claimed, unnest($3::text[]) WITH ORDINALITY AS s(name, position),
+         LATERAL (SELECT claimed.attempts = 1 AND s.position = 1 AS first) AS f
+    ON CONFLICT DO NOTHING
+)
+"""
+
 
 async def claim_many(
     conn: asyncpg.Connection, job_ids: Sequence[uuid.UUID], worker_id: str, stage_names: Sequence[str]
@@ -23,25 +44,7 @@ async def claim_many(
     row also carries its tenant's name (`tenant`), which the job's stages are shown.
     """
     rows = await conn.fetch(
-        f"""
-        WITH claimed AS (
-            UPDATE jobs SET status = 'running', attempts = attempts + 1, worker_id = $2,
-                            started_at = coalesce(started_at, now()), updated_at = now(),
-                            stage = CASE WHEN attempts = 0 THEN ($3::text[])[1] ELSE stage END
-            WHERE id = ANY($1::uuid[]) AND status IN ('queued', 'running') AND NOT cancel_requested
-            RETURNING {JOB_COLUMNS}, (SELECT name FROM tenants WHERE tenants.id = jobs.tenant_id) AS tenant
-        ), stages AS (
-            INSERT INTO job_stages (job_id, name, position, status, attempt, started_at)
-            SELECT claimed.id, s.name, s.position - 1,
-                   CASE WHEN first THEN 'running' ELSE 'queued' END,
-                   CASE WHEN first THEN 1 ELSE 0 END,
-                   CASE WHEN first THEN now() END
-            FROM claimed, unnest($3::text[]) WITH ORDINALITY AS s(name, position),
-                 LATERAL (SELECT claimed.attempts = 1 AND s.position = 1 AS first) AS f
-            ON CONFLICT DO NOTHING
-        )
-        SELECT * FROM claimed
-        """,
+        f"WITH {CLAIMED.format(chosen='id = ANY($1::uuid[])')} SELECT * FROM claimed",
         list(job_ids),
         worker_id,
         list(stage_names),

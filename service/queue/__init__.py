@@ -185,12 +185,13 @@ async def enqueue_many(redis: ArqRedis, jobs: Sequence[Mapping[str, Any]]) -> bo
 
 
 class Enqueuer:
-    """`enqueue` for the API's hot path: the hand-offs of concurrent requests share one script."""
+    """`enqueue` for the API's hot path: the hand-offs of concurrent requests share one
+    script, two scripts in flight at most (a hand-off is on the way to the job's start)."""
 
     def __init__(self, redis: ArqRedis) -> None:
         self._script = redis.register_script(ENQUEUE)
         self._batcher: Batcher[Handoff, bool] = Batcher(
-            lambda handoffs: _enqueue_many(self._script, handoffs), key=lambda handoff: handoff.keys[0]
+            lambda handoffs: _enqueue_many(self._script, handoffs), key=lambda handoff: handoff.keys[0], in_flight=2
         )
 
     async def enqueue(self, **job) -> bool:

@@ -12,11 +12,13 @@ claimed only if a place is free, and otherwise waits again, keeping its place in
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 
 from arq.constants import in_progress_key_prefix, retry_key_prefix
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from service.batching import Batcher
 from service.queue import BAND_MS, IMMEDIATE_LEAD_MS, rescheduled, wake_key
 
 #: Seconds after which a waiting job looks at its key again if no promotion came.
@@ -34,21 +36,28 @@ redis.call('DEL', KEYS[3])
 if redis.call('EXISTS', KEYS[4]) == 1 then redis.call('DECR', KEYS[4]) end
 """
 
-# Make the line's head due now (ARGV[1], in its priority's band of ARGV[2] ms), skipping
-# ids no longer in the queue (cancelled, expired), and wake an idle worker.
+# For each line KEYS[3..]: make its head due now (ARGV[1], in its priority's band of
+# ARGV[2] ms), skipping ids no longer in the queue KEYS[1] (cancelled, expired), and wake an
+# idle worker (KEYS[2]). One 1 or 0 a line: whether somebody was promoted.
 PROMOTE = """
-while true do
-  local head = redis.call('ZPOPMIN', KEYS[2])
-  if #head == 0 then return 0 end
-  local score = redis.call('ZSCORE', KEYS[1], head[1])
-  if score then
-    local band = math.floor(tonumber(score) / tonumber(ARGV[2])) * tonumber(ARGV[2])
-    redis.call('ZADD', KEYS[1], 'XX', band + tonumber(ARGV[1]), head[1])
-    redis.call('RPUSH', KEYS[3], '1')
-    redis.call('LTRIM', KEYS[3], 0, 0)
-    return 1
+local promoted = {}
+for i = 3, #KEYS do
+  promoted[i - 2] = 0
+  while true do
+    local head = redis.call('ZPOPMIN', KEYS[i])
+    if #head == 0 then break end
+    local score = redis.call('ZSCORE', KEYS[1], head[1])
+    if score then
+      local band = math.floor(tonumber(score) / tonumber(ARGV[2])) * tonumber(ARGV[2])
+      redis.call('ZADD', KEYS[1], 'XX', band + tonumber(ARGV[1]), head[1])
+      redis.call('RPUSH', KEYS[2], '1')
+      redis.call('LTRIM', KEYS[2], 0, 0)
+      promoted[i - 2] = 1
+      break
+    end
   end
 end
+return promoted
 """
 
 
@@ -64,6 +73,9 @@ class Lines:
         self.queue = queue
         self._wait = redis.register_script(WAIT)
         self._promote = redis.register_script(PROMOTE)
+        # The ends of a worker's keyed jobs share a round trip; one key may come twice (a
+        # line for each of its places freed), so items are told apart by identity.
+        self._promotions: Batcher[str, bool] = Batcher(self._promote_many, key=id)
 
     async def wait(self, job_id: str, kind: str, key: str, *, score: int, enqueued_ms: int) -> None:
         """Put a refused job in its key's line: its place there is its priority, then the
@@ -86,14 +98,16 @@ class Lines:
     async def promote(self, kind: str, key: str) -> bool:
         """Make the head of a key's line due now; False if nobody waits (or Redis is away:
         the backstop then brings it)."""
+        return await self._promotions.submit(line_key(self.queue, kind, key))
+
+    async def _promote_many(self, lines: Sequence[str]) -> list[bool]:
         try:
             promoted = await self._promote(
-                keys=[self.queue, line_key(self.queue, kind, key), wake_key(self.queue)],
-                args=[_now_ms() - IMMEDIATE_LEAD_MS, BAND_MS],
+                keys=[self.queue, wake_key(self.queue), *lines], args=[_now_ms() - IMMEDIATE_LEAD_MS, BAND_MS]
             )
         except (RedisError, OSError):
-            return False
-        return bool(promoted)
+            return [False] * len(lines)
+        return [bool(flag) for flag in promoted]
 
 
 def _now_ms() -> int:
