@@ -16,6 +16,7 @@ from datetime import UTC
 
 import httpx
 import uvloop
+from arq.connections import ArqRedis
 from arq.worker import Function, Worker, func
 
 from conveyor.kinds import Pipeline
@@ -30,10 +31,10 @@ from pipelines.notifications.ssrf import guarded_client
 from pipelines.resources import Resources
 from pipelines.runner import Dequeued, execute
 from pipelines.schedule import cron_jobs
-from service import ledger, metrics, observability, outbound
+from service import ledger, metrics, observability, outbound, queue
 from service.config import Settings
 from service.database import Database
-from service.queue import deserialize, redis_settings, serialize
+from service.queue import deserialize, serialize
 from service.ratelimit import RateLimiter
 from service.storage import open_storage
 
@@ -137,7 +138,8 @@ def hooks(
         observability.setup(settings, "conveyor-worker")
         if settings.metrics_port:
             ctx["metrics_server"] = metrics.serve_worker_metrics(settings.metrics_port)
-        resources = await open_resources(settings, ctx["redis"], pipelines)
+        # Not arq's client (ctx["redis"], `queue.Housekeeping`), which swallows failures.
+        resources = await open_resources(settings, queue.connect(settings.redis_url, ride_out=True), pipelines)
         ctx["resources"] = resources
         await publish_kinds(resources, pipelines)
         ctx["background"] = [
@@ -150,7 +152,7 @@ def hooks(
             specs = {pipeline.name: pipeline.spec(settings) for pipeline in pipelines}
             ctx["background"].append(asyncio.create_task(fire_forever(resources, specs)))
         ctx["dispatcher"] = Dispatcher(
-            ctx["redis"],
+            resources.redis,
             ctx,
             runnable,
             queue=settings.queue_name,
@@ -183,8 +185,15 @@ def hooks(
             return
         await liveness.forget(resources)
         await close_resources(resources)
+        await resources.redis.aclose()
 
     return startup, shutdown
+
+
+def housekeeping(redis_url: str) -> ArqRedis:
+    """The client arq's own loop is given in a worker (`queue.Housekeeping`): it rides out
+    a Redis outage or a Sentinel failover instead of ending the worker."""
+    return queue.connect(redis_url, ride_out=True, client=queue.Housekeeping)
 
 
 def use_uvloop() -> None:
@@ -204,7 +213,7 @@ def worker(settings: Settings, pipelines: Iterable[Pipeline], *, scheduler: bool
         timezone=UTC,  # every host agrees on the schedule's ticks
         on_startup=startup,
         on_shutdown=shutdown,
-        redis_settings=redis_settings(settings.redis_url),
+        redis_pool=housekeeping(settings.redis_url),
         queue_name=settings.queue_name,
         max_jobs=ARQ_JOB_SLOTS,
         poll_delay=SCHEDULE_POLL_DELAY,

@@ -157,15 +157,17 @@ class ApiProcess(Process):
     def command(self) -> list[str]:
         return api_command(self.port, "--timeout-graceful-shutdown", str(self.grace_seconds), "--log-level", "warning")
 
-    def start(self) -> ApiProcess:
+    def start(self, timeout: float = 20.0) -> ApiProcess:
         super().start()
-        wait_for_port(self.port)
+        wait_for_port(self.port, timeout=timeout)
         return self
 
 
 class WorkerPool:
-    def __init__(self, env: dict[str, str], log_dir: Path, count: int) -> None:
-        self.workers = [WorkerProcess(env, log_dir / f"worker-{n}.log") for n in range(count)]
+    def __init__(self, env: dict[str, str], log_dir: Path, count: int, settings_path: str = CHAOS_WORKER) -> None:
+        self.workers = [
+            WorkerProcess(env, log_dir / f"worker-{n}.log", settings_path=settings_path) for n in range(count)
+        ]
         self.restarts = 0
 
     def __enter__(self) -> WorkerPool:
