@@ -16,7 +16,10 @@ import os
 import httpx
 import pytest
 
+from pipelines import lifecycle
+from service import queue
 from testkit.chaos import assert_each_stage_ran_once, wait_until_ended
+from testkit.net import free_port
 from testkit.processes import ApiProcess, WorkerPool, settings_env
 from testkit.sentinel import SentinelCluster
 from testkit.service import client, make_settings, new_tenant, until
@@ -109,3 +112,30 @@ async def test_api_and_workers_follow_a_sentinel_failover(database_url, sentinel
             assert answer.headers["content-type"] == PROBLEM and int(answer.headers["retry-after"]) >= 1
     assert {row["status"] for row in rows.values()} == {"succeeded"}, explain
     await assert_each_stage_ran_once(settings.database_url, stage_counter, load.accepted, STAGES)
+
+
+async def test_a_workers_connection_waits_for_the_promoted_replica(sentinels):
+    """A command sent while there is no master is neither refused nor sent to the dead
+    one: it waits, asking the sentinels, and is answered by the replica they promote."""
+    redis = queue.connect(sentinels.url, ride_out=True)
+    try:
+        await redis.set("before", "kept")
+        assert await redis.wait(1, 5000) == 1  # the replica has it
+        await asyncio.to_thread(sentinels.current_master().kill)
+        assert await asyncio.wait_for(redis.get("before"), 30) == b"kept"
+        assert await redis.set("after", "written")  # on a master: it takes writes
+    finally:
+        await redis.aclose()
+
+
+async def test_arqs_own_loop_is_given_a_client_that_does_not_raise():
+    """What arq's Worker loop sends (health key, cron ticks, the key's removal at exit)
+    is skipped, not raised, when Redis cannot answer: the loop, and the worker, go on."""
+    redis = queue.connect(f"redis://127.0.0.1:{free_port()}/0", client=queue.Housekeeping)  # nothing listens
+    try:
+        assert await redis.zcard("queue") is None
+        assert await redis.psetex("queue:health-check", 1000, b"ok") is None
+        assert await redis.enqueue_job("cleanup", _job_id="cleanup:1", _queue_name="queue") is None
+    finally:
+        await redis.aclose()
+    assert isinstance(lifecycle.housekeeping("redis+sentinel://127.0.0.1:1/m"), queue.Housekeeping)
