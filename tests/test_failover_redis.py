@@ -12,19 +12,21 @@ from __future__ import annotations
 
 import asyncio
 import os
+from dataclasses import dataclass
 
 import httpx
 import pytest
 
 from pipelines import lifecycle
 from service import queue
+from service.config import Settings
 from testkit.chaos import assert_each_stage_ran_once, wait_until_ended
 from testkit.net import free_port
 from testkit.processes import ApiProcess, WorkerPool, settings_env
 from testkit.sentinel import SentinelCluster
 from testkit.service import client, make_settings, new_tenant, until
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(200)]
+pytestmark = [pytest.mark.integration]
 
 KINDS = "testkit.sample_kinds"
 STAGES = ("fetch", "load")  # sync_account's, each reporting to the stage counter
@@ -72,7 +74,21 @@ async def _ready(http: httpx.AsyncClient) -> bool:
     return (await http.get("/readyz")).status_code == 200
 
 
-async def test_api_and_workers_follow_a_sentinel_failover(database_url, sentinels, stage_counter, tmp_path):
+@dataclass
+class Deployment:
+    settings: Settings
+    api: ApiProcess
+    workers: WorkerPool
+    http: httpx.AsyncClient
+
+    def logs(self) -> str:
+        return f"== api.log\n{self.api.log()[-3000:]}\n{self.workers.logs()}"
+
+
+@pytest.fixture
+async def deployment(database_url, sentinels, tmp_path):
+    """The API and two workers as processes on the sentinels' URL, the workers' kinds
+    published. Starting Python processes is slow on a busy machine: this is not timed."""
     settings = make_settings(
         database_url, sentinels.url, tmp_path / "storage", queue_name=f"sentinel-{os.urandom(4).hex()}"
     )
@@ -80,38 +96,43 @@ async def test_api_and_workers_follow_a_sentinel_failover(database_url, sentinel
     env = settings_env(settings, conveyor_kinds=KINDS)
     api = ApiProcess(env, tmp_path / "api.log")
     try:
-        with WorkerPool(env, tmp_path, count=2, settings_path="worker.WorkerSettings") as pool:
-            await asyncio.to_thread(api.start, 90)  # the workers start meanwhile
-            pids = [worker.pid for worker in pool.workers]
+        with WorkerPool(env, tmp_path, count=2, settings_path="worker.WorkerSettings") as workers:
+            await asyncio.to_thread(api.start, 120)  # the workers start meanwhile
             async with client(api.url, key) as http:
-                await until(lambda: _serves(http, "sync_account"), timeout=60)
-                load = Load(http, stage_counter.url)
-                running = asyncio.create_task(load.run())
-                await until(lambda: len(load.accepted) >= 10, timeout=15)
-
-                old = sentinels.current_master()
-                await asyncio.to_thread(old.kill)
-                await sentinels.promoted(old, timeout=20)
-                promoted_at = len(load.accepted)
-                await until(lambda: _ready(http), timeout=15)
-                await until(lambda: load.accepted_since(promoted_at) >= 10, timeout=15)
-                load.stopped.set()
-                await running
-
-                rows = await wait_until_ended(settings.database_url, load.accepted, timeout=30)
-                explain = f"{api.log()[-3000:]}\n{pool.logs()}"
-                assert [worker.alive for worker in pool.workers] == [True, True], explain
-                assert [worker.pid for worker in pool.workers] == pids and api.alive, explain
+                await until(lambda: _serves(http, "sync_account"), timeout=120)
+                yield Deployment(settings, api, workers, http)
     finally:
         api.stop()
 
+
+@pytest.mark.timeout(60, func_only=True)
+async def test_api_and_workers_follow_a_sentinel_failover(deployment, sentinels, stage_counter):
+    api, workers, http = deployment.api, deployment.workers, deployment.http
+    pids = [api.pid, *(worker.pid for worker in workers.workers)]
+    load = Load(http, stage_counter.url)
+    running = asyncio.create_task(load.run())
+    await until(lambda: len(load.accepted) >= 10, timeout=15)
+
+    old = sentinels.current_master()
+    await asyncio.to_thread(old.kill)
+    await sentinels.promoted(old, timeout=20)
+    promoted_at = len(load.accepted)
+    await until(lambda: _ready(http), timeout=15)
+    await until(lambda: load.accepted_since(promoted_at) >= 10, timeout=15)
+    load.stopped.set()
+    await running
+    rows = await wait_until_ended(deployment.settings.database_url, load.accepted, timeout=30)
+
+    processes = [api, *workers.workers]
+    assert [process.alive for process in processes] == [True] * 3, deployment.logs()
+    assert [process.pid for process in processes] == pids  # nobody restarted them
     statuses = {answer.status_code for answer in load.answers}
     assert statuses <= {200, 202, 503}, [answer.text for answer in load.answers if answer.status_code >= 500]
     for answer in load.answers:
         if answer.status_code == 503:
             assert answer.headers["content-type"] == PROBLEM and int(answer.headers["retry-after"]) >= 1
-    assert {row["status"] for row in rows.values()} == {"succeeded"}, explain
-    await assert_each_stage_ran_once(settings.database_url, stage_counter, load.accepted, STAGES)
+    assert {row["status"] for row in rows.values()} == {"succeeded"}, deployment.logs()
+    await assert_each_stage_ran_once(deployment.settings.database_url, stage_counter, load.accepted, STAGES)
 
 
 async def test_a_workers_connection_waits_for_the_promoted_replica(sentinels):
