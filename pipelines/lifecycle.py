@@ -31,12 +31,13 @@ from pipelines.notifications.ssrf import guarded_client
 from pipelines.resources import Resources
 from pipelines.runner import Dequeued, execute
 from pipelines.schedule import cron_jobs
-from service import ledger, metrics, observability, outbound, queue
+from service import ledger, outbound, queue
 from service.config import Settings
-from service.database import Database
+from service.databases.database import Database
 from service.queue import deserialize, serialize
 from service.ratelimit import RateLimiter
 from service.storage import open_storage
+from service.telemetry import metrics, observability
 
 ARQ_MAX_TRIES = 10_000  # the ledger counts tries (crashes included) and decides when to stop
 TIMEOUT_MARGIN = 30.0  # arq's own timeout only backs up the runner's

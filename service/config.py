@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from service import pgurl
+from service.databases import pgurl
 
 MiB = 1024 * 1024
 GiB = 1024 * MiB
@@ -190,6 +190,7 @@ class Settings(BaseSettings):
     reconcile_after_seconds: float = Field(default=10.0, gt=0)
     job_retention_days: int = Field(default=30, gt=0)
     tenant_max_queued_jobs: int = Field(default=10_000, gt=0)
+    workflow_max_fanout: int = Field(default=10_000, gt=0)  # jobs one for_each step may make
 
     # -- analytics and retention ---------------------------------------------------------
     event_retention_days: int = Field(default=400, gt=0)

@@ -12,7 +12,7 @@ import pytest
 import redis.asyncio as redis
 
 from service import queue
-from service.migrate import upgrade_async
+from service.databases.migrate import upgrade_async
 from testkit.chaos import (
     assert_each_stage_ran_once,
     stage_rows,

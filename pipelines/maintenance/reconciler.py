@@ -20,8 +20,9 @@ from arq.constants import in_progress_key_prefix, job_key_prefix
 from redis.exceptions import RedisError
 
 from pipelines.resources import Resources
-from service import heartbeats, jobs, ledger, queue
+from service import jobs, ledger, queue
 from service.errors import DependencyUnavailable
+from service.queue import heartbeats
 
 log = structlog.get_logger("conveyor.reconciler")
 
