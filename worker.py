@@ -29,7 +29,8 @@ class WorkerSettings:
     functions = lifecycle.functions(_pipelines)
     on_startup = _startup
     on_shutdown = _shutdown
-    redis_settings = redis_settings(_settings.redis_url)
+    redis_settings = redis_settings(_settings.redis_url)  # for `arq --check`
+    redis_pool = lifecycle.housekeeping(_settings.redis_url)  # a failover does not end the worker
     queue_name = _settings.queue_name
     max_jobs = lifecycle.ARQ_JOB_SLOTS  # the dispatcher started by on_startup claims the jobs
     poll_delay = lifecycle.ARQ_POLL_DELAY

@@ -15,6 +15,7 @@ from collections.abc import Iterable
 
 import httpx
 import uvloop
+from arq.connections import ArqRedis
 from arq.worker import Function, Worker, func
 
 from conveyor.kinds import Pipeline
@@ -28,10 +29,10 @@ from pipelines.notifications.channels import RATES_PREFIX, configured_rates
 from pipelines.notifications.ssrf import guarded_client
 from pipelines.resources import Resources
 from pipelines.runner import Dequeued, execute
-from service import ledger, outbound
+from service import ledger, outbound, queue
 from service.config import Settings
 from service.databases.database import Database
-from service.queue import deserialize, redis_settings, serialize
+from service.queue import deserialize, serialize
 from service.ratelimit import RateLimiter
 from service.storage import open_storage
 from service.telemetry import metrics, observability
@@ -140,7 +141,8 @@ def hooks(
         observability.setup(settings, "conveyor-worker")
         if settings.metrics_port:
             ctx["metrics_server"] = metrics.serve_worker_metrics(settings.metrics_port)
-        resources = await open_resources(settings, ctx["redis"], pipelines)
+        # Not arq's client (ctx["redis"], `queue.Housekeeping`), which swallows failures.
+        resources = await open_resources(settings, queue.connect(settings.redis_url, ride_out=True), pipelines)
         ctx["resources"] = resources
         await publish_kinds(resources, pipelines)
         ctx["background"] = [
@@ -154,7 +156,7 @@ def hooks(
             specs = {pipeline.name: pipeline.spec(settings) for pipeline in pipelines}
             ctx["background"].append(asyncio.create_task(fire_forever(resources, specs)))
         ctx["dispatcher"] = Dispatcher(
-            ctx["redis"],
+            resources.redis,
             ctx,
             runnable,
             queue=settings.queue_name,
@@ -187,8 +189,15 @@ def hooks(
             return
         await liveness.forget(resources)
         await close_resources(resources)
+        await resources.redis.aclose()
 
     return startup, shutdown
+
+
+def housekeeping(redis_url: str) -> ArqRedis:
+    """The client arq's own loop is given in a worker (`queue.Housekeeping`): it rides out
+    a Redis outage or a Sentinel failover instead of ending the worker."""
+    return queue.connect(redis_url, ride_out=True, client=queue.Housekeeping)
 
 
 def use_uvloop() -> None:
@@ -206,7 +215,7 @@ def worker(settings: Settings, pipelines: Iterable[Pipeline], *, scheduler: bool
         functions=functions(pipelines),
         on_startup=startup,
         on_shutdown=shutdown,
-        redis_settings=redis_settings(settings.redis_url),
+        redis_pool=housekeeping(settings.redis_url),
         queue_name=settings.queue_name,
         max_jobs=ARQ_JOB_SLOTS,
         poll_delay=ARQ_POLL_DELAY,

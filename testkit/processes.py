@@ -179,8 +179,10 @@ class ApiProcess(Process):
 
 
 class WorkerPool:
-    def __init__(self, env: dict[str, str], log_dir: Path, count: int) -> None:
-        self.workers = [WorkerProcess(env, log_dir / f"worker-{n}.log") for n in range(count)]
+    def __init__(self, env: dict[str, str], log_dir: Path, count: int, settings_path: str = CHAOS_WORKER) -> None:
+        self.workers = [
+            WorkerProcess(env, log_dir / f"worker-{n}.log", settings_path=settings_path) for n in range(count)
+        ]
         self.restarts = 0
 
     def __enter__(self) -> WorkerPool:

@@ -9,10 +9,9 @@ import os
 
 import pytest
 import redis.asyncio as redis
-from arq.connections import create_pool
 
+from service import queue
 from service.databases.migrate import upgrade_async
-from service.queue import redis_settings
 from testkit.chaos import (
     assert_each_stage_ran_once,
     stage_rows,
@@ -75,17 +74,17 @@ async def test_redis_flushed_and_restarted_mid_run(database_url, stage_counter, 
 async def test_the_workers_redis_connections_wait_out_a_short_outage():
     private = RedisServer()
     private.start()
-    pool = await create_pool(redis_settings(private.url))
+    redis = queue.connect(private.url, ride_out=True)  # as a worker's
     try:
-        await pool.set("before", 1)
+        await redis.set("before", 1)
         private.stop()
-        during = asyncio.create_task(pool.get("before"))  # refused: retried, not raised
+        during = asyncio.create_task(redis.get("before"))  # refused: retried, not raised
         await asyncio.sleep(1.5)
         assert not during.done()
         private.start()  # same port, nothing kept
         assert await asyncio.wait_for(during, 10) is None
     finally:
-        await pool.aclose()
+        await redis.aclose()
         private.stop()
 
 

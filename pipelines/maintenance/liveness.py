@@ -9,6 +9,7 @@ orphaned and hands it to the living within seconds.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import socket
@@ -19,12 +20,14 @@ from redis.exceptions import RedisError
 
 from pipelines.resources import Resources
 from service.errors import DependencyUnavailable
+from service.queue import SOCKET_TIMEOUT_SECONDS
 from service.queue.events import CANCEL_CHANNEL
 from service.queue.heartbeats import WORKERS_KEY, worker_key
 
 log = structlog.get_logger("conveyor.liveness")
 
 FORGET_AFTER_SECONDS = 24 * 3600
+CANCEL_WAIT_SECONDS = SOCKET_TIMEOUT_SECONDS / 2
 
 
 async def beat(resources: Resources, started_at: float) -> None:
@@ -70,18 +73,27 @@ async def cancel_requested_jobs(resources: Resources) -> None:
 
 
 async def listen_for_cancels(resources: Resources) -> None:
-    """Cancels published by the API reach the worker running the job at once."""
+    """Cancels published by the API reach the worker running the job at once. Each wait for
+    one is shorter than a command may take (`queue.SOCKET_TIMEOUT_SECONDS`), so a quiet
+    channel is not mistaken for a lost connection; a lost one (Redis restarted, a Sentinel
+    failover) is subscribed again, on whichever server is master then."""
     while True:
+        pubsub = resources.redis.pubsub(ignore_subscribe_messages=True)
         try:
-            pubsub = resources.redis.pubsub(ignore_subscribe_messages=True)
             await pubsub.subscribe(CANCEL_CHANNEL)
-            async for message in pubsub.listen():
+            while True:
+                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=CANCEL_WAIT_SECONDS)
+                if message is None:
+                    continue
                 job_id = message["data"].decode() if isinstance(message["data"], bytes) else str(message["data"])
                 if resources.cancel(job_id):
                     log.info("cancelling at the user's request", job_id=job_id)
         except (RedisError, OSError) as exc:
             log.warning("cancel listener lost redis; reconnecting", error=type(exc).__name__)
             await asyncio.sleep(1)
+        finally:
+            with contextlib.suppress(RedisError, OSError):
+                await pubsub.aclose()
 
 
 async def forget(resources: Resources) -> None:

@@ -2,8 +2,9 @@
 
 The one place where the core's errors (`service.errors`) become HTTP answers: a
 `PermanentError` is a 422 carrying its own `type`, a `TransientError` or a
-`DependencyUnavailable` a 503 with `Retry-After`, anything unexpected a 500 that says
-nothing of the internals."""
+`DependencyUnavailable` a 503 with `Retry-After`, and so is a Redis that cannot be
+reached (no master while Sentinel fails over, say) where a request could not do without
+it; anything unexpected a 500 that says nothing of the internals."""
 
 from __future__ import annotations
 
@@ -12,6 +13,9 @@ from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any
 
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ReadOnlyError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -78,6 +82,14 @@ async def handle_http_exception(request: Request, exc: Exception) -> JSONRespons
 
 async def handle_unavailable(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, DependencyUnavailable)
+    return unavailable(request, exc)
+
+
+async def handle_redis_unreachable(request: Request, exc: Exception) -> JSONResponse:
+    return unavailable(request, DependencyUnavailable("redis", type(exc).__name__))
+
+
+def unavailable(request: Request, exc: DependencyUnavailable) -> JSONResponse:
     problem = Problem(
         503,
         f"{exc.dependency} is unavailable; retry later",
@@ -108,6 +120,9 @@ EXCEPTION_HANDLERS = {
     Problem: handle_problem,
     HTTPException: handle_http_exception,
     DependencyUnavailable: handle_unavailable,
+    RedisConnectionError: handle_redis_unreachable,
+    RedisTimeoutError: handle_redis_unreachable,
+    ReadOnlyError: handle_redis_unreachable,
     PermanentError: handle_refusal,
     TransientError: handle_transient,
     Exception: handle_unexpected,

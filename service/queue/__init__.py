@@ -31,7 +31,7 @@ from arq.connections import ArqRedis, RedisSettings
 from arq.constants import expires_extra_ms, in_progress_key_prefix, job_key_prefix, result_key_prefix
 from arq.jobs import serialize_job
 from redis.asyncio.retry import Retry
-from redis.asyncio.sentinel import Sentinel
+from redis.asyncio.sentinel import Sentinel, SentinelManagedConnection
 from redis.backoff import EqualJitterBackoff
 from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
@@ -48,11 +48,12 @@ MAX_BACKLOG_PENALTY_MS = IMMEDIATE_LEAD_MS - 1000
 
 # arq's main loop catches nothing: one failed heartbeat or poll while Redis is unreachable
 # (a restart, a failover, a network partition) would end the worker and every job it holds.
-# Its connections instead retry connecting for about a minute, backing off with jitter so a
-# fleet of workers does not reconnect in step; a longer outage still ends the worker, for
-# its supervisor to restart. A command cut off mid-flight is not sent again (it may have
-# run: a claim script twice would lose the first one's jobs). arq hands these to
-# `redis://` connections only, not behind Sentinel.
+# A worker's connections (`connect(..., ride_out=True)`) instead retry connecting for about
+# a minute, backing off with jitter so a fleet of workers does not reconnect in step, and
+# behind Sentinel each attempt asks the sentinels again, so it reaches a promoted replica as
+# soon as they name it. A command cut off mid-flight is not sent again (it may have run: a
+# claim script twice would lose the first one's jobs). arq's own loop gets a client that
+# never raises (`Housekeeping`).
 OUTAGE_RETRIES = 30
 OUTAGE_BACKOFF = EqualJitterBackoff(cap=2.0, base=0.05)
 
@@ -86,51 +87,105 @@ def deserialize(data: bytes) -> Any:
 
 
 def redis_settings(url: str) -> RedisSettings:
-    """arq's settings for `redis://`, `rediss://`, `unix://` or `redis+sentinel://h:p,h:p/master`,
-    riding out a Redis outage of about a minute (see `OUTAGE_RETRIES`)."""
+    """arq's settings for `redis://`, `rediss://`, `unix://` or `redis+sentinel://h:p,h:p/master`
+    (what `arq --check` connects with; workers hand arq a client of ours, `Housekeeping`)."""
     parts = urlsplit(url)
     if parts.scheme == "redis+sentinel":
-        hosts = []
-        for host in parts.netloc.rpartition("@")[2].split(","):
-            name, _, port = host.partition(":")
-            hosts.append((name, int(port or 26379)))
-        settings = RedisSettings(
-            host=hosts,
-            sentinel=True,
-            sentinel_master=parts.path.strip("/") or "mymaster",
-            password=unquote(parts.password) if parts.password else None,
-        )
-    else:
-        settings = RedisSettings.from_dsn(url)
-    # OSError is what a refused, unroutable or timed-out connect raises (ECONNREFUSED,
-    # EHOSTUNREACH); a broken command surfaces as redis's ConnectionError, not retried.
-    settings.retry = Retry(OUTAGE_BACKOFF, OUTAGE_RETRIES)
-    settings.retry_on_error = [OSError]
-    return settings
+        hosts, master, password = _sentinels(url)
+        return RedisSettings(host=hosts, sentinel=True, sentinel_master=master, password=password)
+    return RedisSettings.from_dsn(url)
+
+
+def _sentinels(url: str) -> tuple[list[tuple[str, int]], str, str | None]:
+    """The sentinels' addresses, the master's name and its password in a `redis+sentinel://` URL."""
+    parts = urlsplit(url)
+    hosts = []
+    for host in parts.netloc.rpartition("@")[2].split(","):
+        name, _, port = host.partition(":")
+        hosts.append((name, int(port or 26379)))
+    return hosts, parts.path.strip("/") or "mymaster", unquote(parts.password) if parts.password else None
 
 
 #: The longest a command may wait for its answer; a blocking read must block for less.
 SOCKET_TIMEOUT_SECONDS = 5.0
 
 
-def connect(url: str) -> ArqRedis:
-    """A lazy client: nothing is dialled until first use, so a process starts with Redis down."""
+class FollowingConnection(SentinelManagedConnection):
+    """A connection to the server the sentinels name master at the moment it connects.
+    redis-py's own would retry a refused connect to the same (dead) address before asking
+    them again; this one asks before every attempt, backing off as `outage_retry` says."""
+
+    def __init__(self, *, outage_retry: Retry, **kwargs: Any) -> None:
+        self.outage_retry = outage_retry
+        super().__init__(**kwargs)
+
+    async def connect(self) -> None:
+        await self.outage_retry.call_with_retry(self._attempt, self._failed)
+
+    async def _attempt(self) -> None:
+        if not self.is_connected:
+            await self.connect_to(await self.connection_pool.get_master_address())
+
+    async def _failed(self, error: Exception) -> None:
+        await self.disconnect()
+
+
+def connect(url: str, *, ride_out: bool = False, client: type[ArqRedis] = ArqRedis) -> ArqRedis:
+    """A lazy client: nothing is dialled until first use, so a process starts with Redis down.
+    Behind Sentinel (`redis+sentinel://`) each new connection goes to the master the
+    sentinels name then: after a failover, commands reach the promoted replica (a connection
+    to the old master fails once, or answers READONLY, and is made again). With `ride_out`
+    (workers) a connection that cannot be made is tried again for about a minute
+    (`OUTAGE_RETRIES`); without it (the API) the command fails at once, and the caller
+    answers 503 or leaves the job to the reconciler."""
     options: dict[str, Any] = {
         "socket_connect_timeout": 2,
         "socket_timeout": SOCKET_TIMEOUT_SECONDS,
         "health_check_interval": 15,
     }
+    retry = Retry(OUTAGE_BACKOFF, OUTAGE_RETRIES if ride_out else 0)
     if urlsplit(url).scheme == "redis+sentinel":
-        settings = redis_settings(url)
-        sentinel = Sentinel(settings.host, password=settings.password, **options)
-        client = sentinel.master_for(settings.sentinel_master, redis_class=ArqRedis)
+        hosts, master, password = _sentinels(url)
+        sentinel = Sentinel(hosts, password=password, **options)
+        redis = sentinel.master_for(
+            master, redis_class=client, connection_class=FollowingConnection, outage_retry=retry
+        )
     else:
-        client = ArqRedis.from_url(url, **options)
+        # OSError is what a refused, unroutable or timed-out connect raises (ECONNREFUSED,
+        # EHOSTUNREACH); a broken command surfaces as redis's ConnectionError, not retried.
+        if ride_out:
+            options.update(retry=retry, retry_on_error=[OSError])
+        redis = client.from_url(url, **options)
     # from_url passes options to the connection pool, not to ArqRedis: without this the
     # client would fall back to arq's default, pickle.
-    client.job_serializer = serialize
-    client.job_deserializer = deserialize
-    return client
+    redis.job_serializer = serialize
+    redis.job_deserializer = deserialize
+    return redis
+
+
+class Housekeeping(ArqRedis):
+    """The client arq's own `Worker` loop is handed (its `redis_pool`) in a worker, where it
+    only keeps the health key and enqueues the cron ticks (the dispatcher claims the jobs,
+    on a client of its own). Made by `connect(..., ride_out=True, client=Housekeeping)`, it
+    waits out an outage or a failover like the worker's other connections. arq catches
+    nothing there: a command that still fails (cut off mid-flight, a longer outage) would
+    end the worker. Here it is logged and answered None instead, and the loop goes on: the
+    health key is written at its next turn, and every worker enqueues every cron tick, so
+    one worker missing one loses nothing."""
+
+    async def execute_command(self, *args: Any, **options: Any) -> Any:
+        try:
+            return await super().execute_command(*args, **options)
+        except (RedisError, OSError) as exc:
+            log.warning("arq's %s skipped: redis unavailable (%s)", args[0], type(exc).__name__)
+            return None
+
+    async def enqueue_job(self, function: str, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await super().enqueue_job(function, *args, **kwargs)
+        except (RedisError, OSError) as exc:
+            log.warning("arq's enqueue of %s skipped: redis unavailable (%s)", function, type(exc).__name__)
+            return None
 
 
 def _ms(moment: datetime) -> int:
