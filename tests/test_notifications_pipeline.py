@@ -133,75 +133,22 @@ async def test_webhook_is_signed_with_every_live_secret(api, settings, tenant, r
 
 
 async def test_invalid_requests_are_precise_422s(api, tenant):
+    email = {"channel": "email", "to": "a@example.com", "template": "welcome", "data": {"name": "A"}}
+    sms = {**email, "channel": "sms"}
     cases = [
         ({"channel": "fax", "to": "x", "template": "welcome"}, "channel", "invalid-field"),
-        ({"channel": "email", "to": "a@example.com", "template": "nope", "data": {}}, "template", "unknown-template"),
-        (
-            {"channel": "email", "to": "a@example.com", "template": "welcome", "data": {}},
-            "data",
-            "invalid-template-data",
-        ),
-        (
-            {"channel": "email", "to": "not an address", "template": "welcome", "data": {"name": "A"}},
-            "to",
-            "invalid-recipient",
-        ),
-        (
-            {"channel": "sms", "to": ["+15551234567", "0612"], "template": "welcome", "data": {"name": "A"}},
-            "to[1]",
-            "invalid-recipient",
-        ),
-        ({"channel": "sms", "to": [], "template": "welcome", "data": {"name": "A"}}, "to", "invalid-field"),
-        (
-            {
-                "channel": "sms",
-                "to": [f"+1555{n:07d}" for n in range(1001)],
-                "template": "welcome",
-                "data": {"name": "A"},
-            },
-            "to",
-            "invalid-field",
-        ),
-        (
-            {
-                "channel": "email",
-                "to": "a@example.com",
-                "template": "welcome",
-                "data": {"name": "A"},
-                "send_at": "2030-01-01T09:00:00",
-            },
-            "send_at",
-            "invalid-field",
-        ),
-        (
-            {
-                "channel": "email",
-                "to": "a@example.com",
-                "template": "welcome",
-                "data": {"name": "A"},
-                "send_at": "tomorrow",
-            },
-            "send_at",
-            "invalid-field",
-        ),
-        (
-            {
-                "channel": "email",
-                "to": "a@example.com",
-                "template": "welcome",
-                "data": {"name": "A"},
-                "send_at": "2999-01-01T00:00:00Z",
-            },
-            "send_at",
-            "invalid-field",
-        ),
+        ({**email, "template": "nope", "data": {}}, "template", "unknown-template"),
+        ({**email, "data": {}}, "data", "invalid-template-data"),
+        ({**email, "to": "not an address"}, "to", "invalid-recipient"),
+        ({**sms, "to": ["+15551234567", "0612"]}, "to[1]", "invalid-recipient"),
+        ({**sms, "to": []}, "to", "invalid-field"),
+        ({**sms, "to": [f"+1555{n:07d}" for n in range(1001)]}, "to", "invalid-field"),
+        ({**email, "send_at": "2030-01-01T09:00:00"}, "send_at", "invalid-field"),
+        ({**email, "send_at": "tomorrow"}, "send_at", "invalid-field"),
+        ({**email, "send_at": "2999-01-01T00:00:00Z"}, "send_at", "invalid-field"),
         ({"channel": "webhook", "to": "ftp://example.com/x", "template": "order.paid"}, "to", "invalid-url"),
         ({"channel": "webhook", "to": "https://example.com/x", "template": "has spaces"}, "template", "invalid-field"),
-        (
-            {"channel": "email", "to": "a@example.com", "template": "welcome", "data": {"name": "A"}, "colour": "red"},
-            "colour",
-            "invalid-field",
-        ),
+        ({**email, "colour": "red"}, "colour", "invalid-field"),
     ]
     async with client(api.url, tenant[1]) as http:
         for body, field, kind in cases:
