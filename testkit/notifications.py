@@ -22,7 +22,7 @@ from service.databases.database import Database
 from service.ledger.tenants import webhook_secrets
 
 from .fcm_server import FcmServer
-from .service import make_settings, wait_for_job
+from .service import client, make_settings, running_worker, wait_for_job
 from .twilio_server import TwilioServer
 from .webhook_receiver import WebhookReceiver
 
@@ -134,3 +134,9 @@ async def sent(http: httpx.AsyncClient, **body) -> dict:
     done = await wait_for_job(http, job["id"], timeout=30)
     assert done["status"] == "succeeded", done
     return done
+
+
+async def sent_through(api, settings: Settings, tenant, **body) -> dict:
+    """sent() through `api` as `tenant` (id, key), with a worker of `settings` running."""
+    async with client(api.url, tenant[1]) as http, running_worker(settings, PIPELINES):
+        return await sent(http, **body)

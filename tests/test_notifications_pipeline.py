@@ -16,6 +16,7 @@ from testkit.notifications import (  # noqa: F401 (fixtures)
     receiver,
     secret,
     sent,
+    sent_through,
     settings,
     smtp,
     twilio,
@@ -31,14 +32,15 @@ PROBLEM = "application/problem+json"
 
 async def test_email_is_received_once_with_both_alternatives(api, settings, tenant, smtp):
     address = f"{unique('ada-')}@example.com"
-    async with client(api.url, tenant[1]) as http, running_worker(settings, PIPELINES):
-        done = await sent(
-            http,
-            channel="email",
-            to=f"Ada <{address}>",
-            template="welcome",
-            data={"name": "Ada <b>", "product_name": "Acme"},
-        )
+    done = await sent_through(
+        api,
+        settings,
+        tenant,
+        channel="email",
+        to=f"Ada <{address}>",
+        template="welcome",
+        data={"name": "Ada <b>", "product_name": "Acme"},
+    )
     [message] = mail_to(smtp[0], address)
     body = parts(message)
     assert message["Subject"] == "Welcome to Acme, Ada <b>"
@@ -48,14 +50,15 @@ async def test_email_is_received_once_with_both_alternatives(api, settings, tena
 
 async def test_sms_goes_through_twilio_with_our_idempotency_token(api, settings, tenant, twilio):
     number = phone()
-    async with client(api.url, tenant[1]) as http, running_worker(settings, PIPELINES):
-        done = await sent(
-            http,
-            channel="sms",
-            to=number,
-            template="password_reset",
-            data={"name": "Ada", "reset_url": "https://acme.example/r/1"},
-        )
+    done = await sent_through(
+        api,
+        settings,
+        tenant,
+        channel="sms",
+        to=number,
+        template="password_reset",
+        data={"name": "Ada", "reset_url": "https://acme.example/r/1"},
+    )
     [message] = [m for m in twilio.messages if m["to"] == number]
     assert "https://acme.example/r/1" in message["body"]
     assert done["result"]["deliveries"] == [
@@ -65,14 +68,15 @@ async def test_sms_goes_through_twilio_with_our_idempotency_token(api, settings,
 
 async def test_push_through_fcm(api, settings, tenant, fcm):
     token = unique("device-token-")
-    async with client(api.url, tenant[1]) as http, running_worker(settings, PIPELINES):
-        await sent(
-            http,
-            channel="push",
-            to=token,
-            template="appointment_reminder",
-            data={"name": "Ada", "starts_at": "Monday 9:00"},
-        )
+    await sent_through(
+        api,
+        settings,
+        tenant,
+        channel="push",
+        to=token,
+        template="appointment_reminder",
+        data={"name": "Ada", "starts_at": "Monday 9:00"},
+    )
     [message] = [m for m in fcm.messages if m["token"] == token]
     assert message["notification"]["title"] == "Reminder: your appointment on Monday 9:00"
     assert message["data"]["template"] == "appointment_reminder"
@@ -121,8 +125,7 @@ async def test_webhook_is_signed_with_every_live_secret(api, settings, tenant, r
     finally:
         await db.close()
     url = f"{receiver.url}/hooks/orders"
-    async with client(api.url, tenant[1]) as http, running_worker(settings, PIPELINES):
-        await sent(http, channel="webhook", to=url, template="order.paid", data={"order": 42})
+    await sent_through(api, settings, tenant, channel="webhook", to=url, template="order.paid", data={"order": 42})
     [request] = receiver.at("/hooks/orders")
     assert request.verified, request.problem
     assert len(request.headers["webhook-signature"].split()) == 2

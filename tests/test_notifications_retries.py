@@ -13,6 +13,7 @@ from testkit.notifications import (  # noqa: F401 (fixtures)
     receiver,
     secret,
     sent,
+    sent_through,
     settings,
     smtp,
     twilio,
@@ -27,8 +28,9 @@ from tests.test_notifications_push import fcm  # noqa: F401 (fixture)
 
 async def test_bulk_fans_out_and_each_recipient_gets_one(api, settings, tenant, twilio):
     numbers = [phone() for _ in range(50)]
-    async with client(api.url, tenant[1]) as http, running_worker(settings, PIPELINES):
-        done = await sent(http, channel="sms", to=numbers + numbers[:5], template="welcome", data={"name": "All"})
+    done = await sent_through(
+        api, settings, tenant, channel="sms", to=numbers + numbers[:5], template="welcome", data={"name": "All"}
+    )
     received = [m["to"] for m in twilio.messages if m["to"] in set(numbers)]
     assert sorted(received) == sorted(numbers)
     assert done["result"]["sent"] == 50 and done["result"]["failed"] == 0
@@ -37,16 +39,18 @@ async def test_bulk_fans_out_and_each_recipient_gets_one(api, settings, tenant, 
 async def test_transient_failures_retry_only_the_recipients_not_reached(api, settings, tenant, twilio):
     numbers = [phone() for _ in range(3)]
     twilio.inject(500, twilio_error(500, 20500, "Internal Server Error"), times=2)
-    async with client(api.url, tenant[1]) as http, running_worker(settings, PIPELINES):
-        done = await sent(http, channel="sms", to=numbers, template="welcome", data={"name": "All"})
+    done = await sent_through(
+        api, settings, tenant, channel="sms", to=numbers, template="welcome", data={"name": "All"}
+    )
     assert sorted(m["to"] for m in twilio.messages if m["to"] in numbers) == sorted(numbers)
     assert done["attempts"] >= 2 and done["result"]["sent"] == 3
 
 
 async def test_webhook_retries_after_500s_keep_the_same_webhook_id(api, settings, tenant, receiver):
     receiver.script("/hooks/flaky", Reply(500), Reply(503))
-    async with client(api.url, tenant[1]) as http, running_worker(settings, PIPELINES):
-        done = await sent(http, channel="webhook", to=f"{receiver.url}/hooks/flaky", template="ping")
+    done = await sent_through(
+        api, settings, tenant, channel="webhook", to=f"{receiver.url}/hooks/flaky", template="ping"
+    )
     requests = receiver.at("/hooks/flaky")
     assert len(requests) == 3 and done["attempts"] == 3
     assert len({request.headers["webhook-id"] for request in requests}) == 1
