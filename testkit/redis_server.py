@@ -6,7 +6,7 @@ import shutil
 import subprocess
 import tempfile
 
-from .net import free_port, wait_for_port
+from .net import free_port, stop_server, wait_for_port
 
 
 class RedisServer:
@@ -45,9 +45,7 @@ class RedisServer:
         wait_for_port(self.port)
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(10)
+        stop_server(self.process)
         self.process = None
 
     def __enter__(self) -> RedisServer:

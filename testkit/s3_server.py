@@ -9,7 +9,7 @@ import os
 import subprocess
 import sys
 
-from .net import free_port, wait_for_port
+from .net import free_port, stop_server, wait_for_port
 
 CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -39,7 +39,5 @@ class S3Server:
 
     def stop(self) -> None:
         """Stop the server; moto keeps its state in memory, so buckets are gone afterwards."""
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(10)
+        stop_server(self.process)
         self.process = None
