@@ -7,7 +7,7 @@ import signal
 import subprocess
 import tempfile
 
-from .net import free_port, wait_for_port
+from .net import free_port, stop_server, wait_for_port
 
 BINARY = shutil.which("redis-server") or "/usr/bin/redis-server"
 
@@ -41,9 +41,7 @@ class RedisServer:
         wait_for_port(self.port, self.bind[0])
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(10)
+        stop_server(self.process)
         self.process = None
 
     def kill(self) -> None:

@@ -11,7 +11,7 @@ import sys
 
 import boto3
 
-from .net import free_port, wait_for_port
+from .net import free_port, stop_server, wait_for_port
 
 CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -55,7 +55,5 @@ class S3Server:
 
     def stop(self) -> None:
         """Stop the server; moto keeps its state in memory, so buckets are gone afterwards."""
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(10)
+        stop_server(self.process)
         self.process = None

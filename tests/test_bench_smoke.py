@@ -19,9 +19,10 @@ REPO = Path(__file__).resolve().parents[1]
 SYSTEM_NAMES = ["Conveyor", "arq (default)", "arq (tuned)", "SAQ", "streaQ", "Celery (threads)", "RQ (SimpleWorker)"]
 
 
-def run_bench(*args: str, results: Path, timeout: float = 240) -> list[str]:
+def run_bench(*args: str, results: Path, module: str = "bench", timeout: float = 240) -> list[str]:
+    """Run `python -m module args --results results` from the repository; its stdout lines."""
     completed = subprocess.run(
-        [sys.executable, "-m", "bench", *args, "--results", str(results)],
+        [sys.executable, "-m", module, *args, "--results", str(results)],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -213,32 +214,17 @@ def test_pipeline_benchmarks_are_registered_and_run(tmp_path: Path) -> None:
     assert "<!-- bench:videos:start -->" in written and "| one at a time | 1 |" in written
 
 
+def run_documents_bench(documents: int, *args: str, results: Path) -> list[str]:
+    """bench.documents once at `documents` documents, with quick fake Textract and LLM answers."""
+    quick = ("--repeat", "1", "--textract-seconds", "0.3", "--llm-seconds", "0.1")
+    return run_bench("--sizes", str(documents), *quick, *args, results=results, module="bench.documents")
+
+
 @pytest.mark.integration
 def test_documents_benchmark_reports_makespan_against_the_ideal(tmp_path: Path) -> None:
     results = tmp_path / "R.md"
-    completed = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bench.documents",
-            "--sizes",
-            "3",
-            "--repeat",
-            "1",
-            "--results",
-            str(results),
-            "--textract-seconds",
-            "0.3",
-            "--llm-seconds",
-            "0.1",
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    assert "one document alone (the ideal)" in completed.stdout
+    lines = run_documents_bench(3, results=results)
+    assert "one document alone (the ideal)" in "\n".join(lines)
     row = next(line for line in results.read_text().splitlines() if line.startswith("| 3 |"))
     cells = [cell.strip() for cell in row.strip("|").split("|")]
     assert cells[1] == "3"  # every document succeeded
@@ -253,29 +239,7 @@ def test_documents_benchmark_reports_makespan_against_the_ideal(tmp_path: Path) 
 @pytest.mark.integration
 def test_documents_benchmark_with_textract_notices(tmp_path: Path) -> None:
     results = tmp_path / "R.md"
-    completed = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bench.documents",
-            "--sizes",
-            "2",
-            "--repeat",
-            "1",
-            "--results",
-            str(results),
-            "--textract-seconds",
-            "0.3",
-            "--llm-seconds",
-            "0.1",
-            "--textract-notices",
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
-    assert completed.returncode == 0, completed.stderr[-3000:]
+    run_documents_bench(2, "--textract-notices", results=results)
     written = results.read_text()
     assert "<!-- bench:documents-notices:start -->" in written and "<!-- bench:documents:start -->" not in written
     row = next(line for line in written.splitlines() if line.startswith("| 2 |"))
@@ -301,14 +265,7 @@ def test_replicas_benchmark_reports_overhead_share_and_no_violations(tmp_path: P
 @pytest.mark.integration
 def test_workflows_benchmark_compares_a_fan_out_with_flat_jobs(tmp_path: Path) -> None:
     results = tmp_path / "R.md"
-    completed = subprocess.run(
-        [sys.executable, "-m", "bench.workflows", "--jobs", "50", "--results", str(results)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
-    assert completed.returncode == 0, completed.stderr[-3000:]
+    run_bench("--jobs", "50", results=results, module="bench.workflows")
     written = results.read_text()
     assert "<!-- bench:workflows:start -->" in written and "| POST /v1/jobs/batch (flat) | 50 |" in written
     assert "| workflow: list → for_each → join | 52 |" in written and "Overhead of the workflow" in written

@@ -1,6 +1,7 @@
 """`conveyor up` end to end, as a user runs it: a subprocess with no DATABASE_URL,
 REDIS_URL or STORAGE_URL, so PostgreSQL and Redis are the embedded ones, its data
-directory named by CONVEYOR_HOME, stopped by signals as a terminal or a supervisor would."""
+directory named by CONVEYOR_HOME: what it starts and offers, and how it fails to start.
+How it stops on signals is in tests/test_cli_up_signals.py."""
 
 import json
 import os
@@ -9,142 +10,23 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import httpx
-import psutil
 import pytest
 
-from service.cli.embedded import POSTGRES_DIR, postgres_running
+from service.cli.embedded import postgres_running
 from service.cli.local import local_settings
 from service.config import Settings
-from testkit.documents import scanned_pdf
+from testkit.cli_up import ADMIN_KEY, ROOT, Up, conveyor, environment, home, wait_for  # noqa: F401 (fixture)
 from testkit.heads import cpu_seconds, send_huge_header
 from testkit.net import free_port
-from testkit.webhook_receiver import Reply, WebhookReceiver
+from testkit.webhook_receiver import WebhookReceiver
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parent.parent
-START_TIMEOUT = 180  # the first start runs initdb
-KEY = re.compile(r"^(cvk_\S+)$", re.MULTILINE)
-ADMIN_KEY = re.compile(r"admin key: (\S+)\)")
 SUBMIT_EXAMPLE = re.compile(r"^  (CONVEYOR_URL=\S+ CONVEYOR_API_KEY=\S+ conveyor submit .+ --wait)$", re.MULTILINE)
-UNSET = (
-    "DATABASE_URL",
-    "REDIS_URL",
-    "STORAGE_URL",
-    "CONVEYOR_DATA_DIR",
-    "CONVEYOR_HOME",
-    "SMTP_URL",
-    "ADMIN_KEY",
-    "CALLBACK_ALLOWED_HOSTS",
-    "CONVEYOR_URL",
-    "CONVEYOR_API_KEY",
-)
-
-
-def environment(home: Path, **overrides: str) -> dict[str, str]:
-    env = {name: value for name, value in os.environ.items() if name not in UNSET}
-    return {**env, "CONVEYOR_HOME": str(home), **overrides}
-
-
-def conveyor(home: Path, *args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess:
-    """A CLI command run elsewhere than the repository, finding `up`'s data through CONVEYOR_HOME."""
-    return subprocess.run(
-        [sys.executable, "-m", "service.cli", *args],
-        cwd=cwd,
-        env=environment(home, **env),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-
-
-class Up:
-    """One `conveyor up` process, in a session of its own (as a shell job is), and what it printed."""
-
-    def __init__(self, home: Path, log_dir: Path, *args: str, **env: str) -> None:
-        self.home = home
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.stdout = log_dir / f"up-{self.port}.out"
-        self.stderr = log_dir / f"up-{self.port}.err"
-        with self.stdout.open("wb") as out, self.stderr.open("wb") as err:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "service.cli", "up", "--port", str(self.port), *args],
-                cwd=ROOT,
-                env=environment(home, **env),
-                stdout=out,
-                stderr=err,
-                start_new_session=True,
-            )
-
-    def output(self) -> str:
-        return self.stdout.read_text() + self.stderr.read_text()
-
-    def wait_for_key(self) -> str:
-        deadline = time.monotonic() + START_TIMEOUT
-        while not (found := KEY.search(self.stdout.read_text())):
-            assert self.process.poll() is None, f"conveyor up exited: {self.output()}"
-            assert time.monotonic() < deadline, f"no key printed: {self.output()}"
-            time.sleep(0.2)
-        return found.group(1)
-
-    def http(self, key: str) -> httpx.Client:
-        return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {key}"}, timeout=30)
-
-    def processes(self) -> list[psutil.Process]:
-        """Every process this `up` started: its children and the embedded servers."""
-        found = psutil.Process(self.process.pid).children(recursive=True)
-        for pid_file in (self.home / POSTGRES_DIR / "postmaster.pid", *self.home.glob("redis/*.settings")):
-            if pid_file.suffix == ".settings":
-                pid_file = Path(json.loads(pid_file.read_text())["pidfile"])
-            found.append(psutil.Process(int(pid_file.read_text().split()[0])))
-        return found
-
-    def signal_group(self, signum: int) -> None:
-        """As a terminal's Ctrl-C, or a supervisor stopping the job, does: the whole group."""
-        os.killpg(self.process.pid, signum)
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
-
-
-def wait_for(http: httpx.Client, job_id: str, *statuses: str, timeout: float = 120.0) -> dict:
-    deadline = time.monotonic() + timeout
-    while (job := http.get(f"/v1/jobs/{job_id}").json())["status"] not in statuses:
-        assert time.monotonic() < deadline, f"job still {job['status']}: {job}"
-        time.sleep(0.2)
-    return job
-
-
-def assert_all_gone(processes: list[psutil.Process], timeout: float = 15.0) -> None:
-    _, alive = psutil.wait_procs(processes, timeout=timeout)
-    assert not alive, f"still running: {[(process.pid, process.name()) for process in alive]}"
-
-
-@pytest.fixture(scope="module")
-def home():
-    """One data directory for the module's tests (initdb takes a while), each test
-    stopping its `up` before the next. Outside pytest's base temp dir: as root, pgserver
-    opens the path's parents to its `pgserver` user, and any pytest session starting
-    meanwhile closes that one again."""
-    with tempfile.TemporaryDirectory(prefix="conveyor-up-") as path:
-        yield Path(path) / "home"
-        _kill_servers_under(path)  # left by a test that failed before its `up` stopped them
-
-
-def _kill_servers_under(path: str) -> None:
-    for process in psutil.process_iter(["name", "cmdline", "cwd"]):
-        if process.info["name"] in ("postgres", "redis-server") and (
-            path in " ".join(process.info["cmdline"] or ()) or path in (process.info["cwd"] or "")
-        ):
-            process.kill()
 
 
 @pytest.fixture
@@ -239,108 +121,6 @@ def test_loopback_callbacks_only_while_the_api_listens_on_loopback_alone(tmp_pat
     assert local_settings(Settings(), tmp_path, host="0.0.0.0").callback_allowed_hosts == []
     chosen = Settings(callback_allowed_hosts="10.0.0.5")
     assert local_settings(chosen, tmp_path, host="127.0.0.1").callback_allowed_hosts == ["10.0.0.5"]
-
-
-def test_every_process_stops_on_sigterm_after_a_document_and_leftovers_are_recovered(home, tmp_path):
-    up = Up(home, tmp_path)
-    try:
-        key = up.wait_for_key()
-        with up.http(key) as http:
-            response = http.post(
-                "/v1/documents", files={"file": ("scan.pdf", scanned_pdf("Jane Doe"), "application/pdf")}
-            )
-            wait_for(http, response.json()["id"], "succeeded")  # read by a page reader, OCR'd by tesseract
-        started = up.processes()
-        assert any("fork_server" in " ".join(process.cmdline()) for process in started)
-        up.signal_group(signal.SIGTERM)
-        assert up.process.wait(timeout=120) == 0, up.output()
-    finally:
-        up.kill()
-    assert "Traceback" not in up.output() and "Conveyor stopped." in up.output()
-    assert_all_gone(started)
-
-    # Killed outright: its servers are left running, and the next `up` adopts them.
-    crashed = Up(home, tmp_path)
-    try:
-        crashed.wait_for_key()
-        left = [process for process in crashed.processes() if process.name() in ("postgres", "redis-server")]
-        assert {process.name() for process in left} == {"postgres", "redis-server"}
-        crashed.process.kill()
-        crashed.process.wait()
-        assert all(process.is_running() for process in left)
-    finally:
-        crashed.kill()
-    adopted = Up(home, tmp_path)
-    try:
-        with adopted.http(adopted.wait_for_key()) as http:
-            assert http.get("/v1/jobs").status_code == 200
-        assert {process.pid for process in left} <= {process.pid for process in adopted.processes()}
-        # Now everything dies at once, as in a power cut: pid files name dead processes,
-        # and one names a pid reused since by another program (here: this test).
-        everything = adopted.processes()
-        for process in everything:
-            process.kill()
-        assert_all_gone(everything)
-    finally:
-        adopted.kill()
-    (home / POSTGRES_DIR / "postmaster.pid").write_text(f"{os.getpid()}\n")
-    recovered = Up(home, tmp_path)
-    try:
-        with recovered.http(recovered.wait_for_key()) as http:
-            assert http.get("/v1/jobs").status_code == 200
-        started = recovered.processes()
-        recovered.signal_group(signal.SIGINT)
-        assert recovered.process.wait(timeout=120) == 0, recovered.output()
-    finally:
-        recovered.kill()
-    assert_all_gone([*left, *started])
-
-
-def test_ctrl_c_says_what_it_waits_for_and_a_second_one_stops_at_once_the_job_resuming_next_start(home, tmp_path):
-    up = Up(home, tmp_path)
-    receiver = None
-    try:
-        key = up.wait_for_key()
-        secret = conveyor(home, "webhooks", "secret", "--tenant", "default", cwd=tmp_path)
-        receiver = WebhookReceiver(secret.stdout.split()[-1])
-        receiver.start()
-        receiver.script("slow", Reply(delay=12))  # the job runs while the receiver holds it
-        with up.http(key) as http:
-            job_id = http.post(
-                "/v1/notifications",
-                json={"channel": "webhook", "to": f"{receiver.url}/slow", "template": "order.paid", "data": {}},
-            ).json()["id"]
-            wait_for(http, job_id, "running")
-        deadline = time.monotonic() + 30
-        while not receiver.at("slow"):
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
-        up.signal_group(signal.SIGINT)
-        deadline = time.monotonic() + 30
-        while "Ctrl-C again" not in up.stderr.read_text():
-            assert time.monotonic() < deadline, up.output()
-            time.sleep(0.1)
-        assert "waiting up to 20s for 1 running job to finish" in up.stderr.read_text()
-        asked = time.monotonic()
-        up.signal_group(signal.SIGINT)
-        assert up.process.wait(timeout=60) == 0, up.output()
-        assert time.monotonic() - asked < 8, "the second Ctrl-C does not wait for the job"
-        assert "Conveyor stopped." in up.output()
-
-        again = Up(home, tmp_path, "--new-key")  # and asked for a new key, which works at once
-        try:
-            new_key = again.wait_for_key()
-            assert new_key != key
-            with again.http(new_key) as http:
-                assert wait_for(http, job_id, "succeeded", "failed")["status"] == "succeeded"
-            again.signal_group(signal.SIGTERM)
-            again.process.wait(timeout=120)
-        finally:
-            again.kill()
-    finally:
-        up.kill()
-        if receiver is not None:
-            receiver.stop()
 
 
 def test_a_dependency_that_does_not_answer_stops_up_at_once_naming_it(home, tmp_path, redis_server):

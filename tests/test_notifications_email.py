@@ -123,41 +123,36 @@ async def test_the_same_delivery_key_gives_the_same_message_id(plain_smtp):
     mailbox, url = plain_smtp
     before = len(mailbox.messages)
     for key in ("job-2:0", "job-2:0", "job-3:0"):
-        await send_email(settings(url), to="bo@example.com", template="welcome", data={"name": "Bo"}, key=key)
+        await welcome(url, to="bo@example.com", name="Bo", key=key)
     ids = [message["Message-ID"] for message in mailbox.messages[before:]]
     assert ids[0] == ids[1] != ids[2]
 
 
-async def test_permanent_refusals_are_permanent_errors(plain_smtp):
+async def welcome(smtp_url: str, *, to: str = "a@example.com", name: str = "A", key: str = "k", **options):
+    """Send the welcome template through `smtp_url`; `options` go to send_email as they are."""
+    return await send_email(settings(smtp_url), to=to, template="welcome", data={"name": name}, key=key, **options)
+
+
+@pytest.mark.parametrize(
+    ("to", "name", "error", "kind", "code"),
+    [
+        ("nobody@example.com", "N", PermanentError, "invalid_recipient", "550"),
+        ("later@example.com", "L", TransientError, "smtp_deferred", "451"),
+        ("ok@example.com", "REJECT-ME", PermanentError, "smtp_rejected", "554"),
+    ],
+    ids=["refused-recipient", "deferred-recipient", "rejected-message"],
+)
+async def test_smtp_refusals_keep_their_permanence(plain_smtp, to, name, error, kind, code):
+    """5xx answers are permanent errors, 4xx transient ones, each typed and with the server's code."""
     _, url = plain_smtp
-    with pytest.raises(PermanentError) as caught:
-        await send_email(settings(url), to="nobody@example.com", template="welcome", data={"name": "N"}, key="k")
-    assert caught.value.type == "invalid_recipient" and "550" in caught.value.message
-
-
-async def test_temporary_refusals_are_transient_errors(plain_smtp):
-    _, url = plain_smtp
-    with pytest.raises(TransientError) as caught:
-        await send_email(settings(url), to="later@example.com", template="welcome", data={"name": "L"}, key="k")
-    assert caught.value.type == "smtp_deferred" and "451" in caught.value.message
-
-
-async def test_a_rejected_message_is_smtp_rejected(plain_smtp):
-    _, url = plain_smtp
-    with pytest.raises(PermanentError) as caught:
-        await send_email(settings(url), to="ok@example.com", template="welcome", data={"name": "REJECT-ME"}, key="k")
-    assert caught.value.type == "smtp_rejected" and "554" in caught.value.message
+    with pytest.raises(error) as caught:
+        await welcome(url, to=to, name=name)
+    assert type(caught.value) is error and caught.value.type == kind and code in caught.value.message
 
 
 async def test_no_server_is_a_transient_error():
     with pytest.raises(TransientError) as caught:
-        await send_email(
-            settings(f"smtp://127.0.0.1:{free_port()}"),
-            to="a@example.com",
-            template="welcome",
-            data={"name": "A"},
-            key="k",
-        )
+        await welcome(f"smtp://127.0.0.1:{free_port()}")
     assert caught.value.type == "smtp_unavailable"
 
 
@@ -176,28 +171,14 @@ async def test_invalid_recipient_and_bad_data_fail_before_connecting():
 
 async def test_starttls_is_used_when_offered_and_credentials_authenticate(starttls_smtp, certificate):
     mailbox, port = starttls_smtp
-    await send_email(
-        settings(f"smtp://mailer:s3cret@localhost:{port}"),
-        to="a@example.com",
-        template="welcome",
-        data={"name": "A"},
-        key="k1",
-        tls_context=certificate.client_context(),
-    )
+    await welcome(f"smtp://mailer:s3cret@localhost:{port}", key="k1", tls_context=certificate.client_context())
     assert mailbox.tls_used == [True] and mailbox.messages[0]["Subject"] == "Welcome, A"
 
 
 async def test_wrong_credentials_are_a_permanent_auth_error(starttls_smtp, certificate):
     _, port = starttls_smtp
     with pytest.raises(PermanentError) as caught:
-        await send_email(
-            settings(f"smtp://mailer:wrong@localhost:{port}"),
-            to="a@example.com",
-            template="welcome",
-            data={"name": "A"},
-            key="k2",
-            tls_context=certificate.client_context(),
-        )
+        await welcome(f"smtp://mailer:wrong@localhost:{port}", key="k2", tls_context=certificate.client_context())
     assert caught.value.type == "channel_auth_failed"
 
 
@@ -217,13 +198,7 @@ async def test_smtps_uses_implicit_tls(implicit_tls_smtp, certificate):
 async def test_an_untrusted_certificate_is_refused(implicit_tls_smtp):
     _, port = implicit_tls_smtp
     with pytest.raises(TransientError) as caught:
-        await send_email(
-            settings(f"smtps://mailer:s3cret@localhost:{port}"),
-            to="a@example.com",
-            template="welcome",
-            data={"name": "A"},
-            key="k4",
-        )
+        await welcome(f"smtps://mailer:s3cret@localhost:{port}", key="k4")
     assert caught.value.type == "smtp_unavailable"
 
 

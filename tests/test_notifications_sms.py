@@ -70,28 +70,21 @@ async def test_twilio_refusing_the_number_is_invalid_recipient(twilio):
     assert caught.value.type == "invalid_recipient" and "21614" in caught.value.message
 
 
-async def test_a_from_number_twilio_does_not_know_is_destination_refused(twilio):
+@pytest.mark.parametrize(
+    ("overrides", "kind", "code"),
+    [
+        ({"twilio_from": "+15550001111"}, "destination_refused", "21606"),
+        ({"twilio_auth_token": SecretStr("wrong")}, "channel_auth_failed", "20003"),
+    ],
+    ids=["unknown-from-number", "bad-credentials"],
+)
+async def test_twilio_refusing_our_settings_is_permanent(twilio, overrides, kind, code):
+    """A From number Twilio does not know is a refused message; a wrong token, our credentials."""
     with pytest.raises(PermanentError) as caught:
         await send_sms(
-            settings(twilio, twilio_from="+15550001111"),
-            to="+447700900123",
-            template="welcome",
-            data={"name": "Bo"},
-            key="k",
+            settings(twilio, **overrides), to="+447700900123", template="welcome", data={"name": "Bo"}, key="k"
         )
-    assert caught.value.type == "destination_refused" and "21606" in caught.value.message
-
-
-async def test_bad_credentials_are_channel_auth_failed(twilio):
-    with pytest.raises(PermanentError) as caught:
-        await send_sms(
-            settings(twilio, twilio_auth_token=SecretStr("wrong")),
-            to="+447700900123",
-            template="welcome",
-            data={"name": "Bo"},
-            key="k",
-        )
-    assert caught.value.type == "channel_auth_failed" and "20003" in caught.value.message
+    assert caught.value.type == kind and code in caught.value.message
 
 
 async def test_throttling_is_transient_with_the_retry_after_hint(twilio):

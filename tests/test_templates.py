@@ -8,11 +8,10 @@ import pytest
 from pipelines.notifications.pipeline import CALLBACK_PIPELINE, NOTIFICATION_PIPELINE
 from service.templating import MAX_OUTPUT
 from service.templating.sandbox import RENDER_TIMEOUT
-from testkit.notifications import local_settings
+from testkit.notifications import channel_settings, local_settings, phone
 from testkit.service import ApiServer, client, new_tenant, running_worker, wait_for_job
 from testkit.twilio_server import TwilioServer
 from tests.test_notifications_email import parts, plain_smtp  # noqa: F401 (fixture)
-from tests.test_notifications_pipeline import channel_settings, phone
 from tests.test_notifications_push import fcm  # noqa: F401 (fixture)
 
 PIPELINES = (NOTIFICATION_PIPELINE, CALLBACK_PIPELINE)

@@ -44,6 +44,24 @@ def auth_failed(response: httpx.Response, provider: str, detail: str) -> Permane
     )
 
 
+def refusal(
+    response: httpx.Response, provider: str, detail: str, *, recipient: str | None = None, credentials: bool = False
+) -> PermanentError | TransientError:
+    """What a provider's answer other than success means, the same for every provider: a 429
+    or 5xx is worth retrying; `recipient`, the provider's words for a recipient it refused, is
+    the caller's mistake (even on a 403); 401, 403 or the provider's own credentials error
+    (`credentials`) is our configuration; anything else refuses the message."""
+    if response.status_code == 429 or response.status_code >= 500:
+        return unavailable(response, provider, detail)
+    if recipient is not None:
+        return PermanentError(f"{recipient}: {detail}", type="invalid_recipient")
+    if response.status_code in (401, 403) or credentials:
+        return auth_failed(response, provider, detail)
+    return PermanentError(
+        f"{provider} refused the message ({response.status_code}): {detail}", type="destination_refused"
+    )
+
+
 @asynccontextmanager
 async def provider_client(client: httpx.AsyncClient | None) -> AsyncIterator[httpx.AsyncClient]:
     """The caller's pooled client, or a short-lived one closed afterwards."""

@@ -16,7 +16,7 @@ from service.config import Settings
 from service.errors import PermanentError, TransientError
 
 from .channels import Delivery, push_provider, require_channel
-from .provider_http import auth_failed, json_body, post, secret_value, unavailable
+from .provider_http import json_body, post, refusal, secret_value
 from .templates import Rendered, RenderedShort, render_short, validate
 
 ALIAS_PREFIX = "external_id:"
@@ -37,13 +37,13 @@ def _fcm_error(response: httpx.Response) -> PermanentError | TransientError:
         detail.get("errorCode") for detail in error.get("details", []) if isinstance(detail, dict)
     }
     detail = f"{error.get('message', response.reason_phrase)} ({', '.join(sorted(c for c in codes if c))})"
-    if response.status_code == 429 or response.status_code >= 500:
-        return unavailable(response, "FCM", detail)
-    if codes & FCM_RECIPIENT_ERRORS:
-        return PermanentError(f"FCM: the device token is not registered: {detail}", type="invalid_recipient")
-    if response.status_code in (401, 403) or codes & FCM_AUTH_ERRORS:
-        return auth_failed(response, "FCM", detail)
-    return PermanentError(f"FCM refused the message ({response.status_code}): {detail}", type="destination_refused")
+    return refusal(
+        response,
+        "FCM",
+        detail,
+        recipient="FCM: the device token is not registered" if codes & FCM_RECIPIENT_ERRORS else None,
+        credentials=bool(codes & FCM_AUTH_ERRORS),
+    )
 
 
 async def send_fcm(
@@ -111,14 +111,8 @@ async def send_onesignal(
     )
     body = json_body(response)
     detail = _onesignal_errors(body) or response.reason_phrase
-    if response.status_code == 429 or response.status_code >= 500:
-        raise unavailable(response, "OneSignal", detail)
-    if response.status_code in (401, 403):
-        raise auth_failed(response, "OneSignal", detail)
     if response.status_code != 200:
-        raise PermanentError(
-            f"OneSignal refused the message ({response.status_code}): {detail}", type="destination_refused"
-        )
+        raise refusal(response, "OneSignal", detail)
     if not body.get("id"):  # 200 with no id: nobody to send to
         raise PermanentError(f"OneSignal sent nothing: {detail}", type="invalid_recipient")
     return Delivery(channel="push", provider="onesignal", recipient=to, message_id=body["id"])

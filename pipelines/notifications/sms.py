@@ -11,7 +11,7 @@ from service.config import Settings
 from service.errors import PermanentError, TransientError
 
 from .channels import Delivery, require_channel
-from .provider_http import auth_failed, json_body, post, secret_value, unavailable
+from .provider_http import json_body, post, refusal, secret_value
 from .templates import Rendered, RenderedShort, render_short
 
 E164 = re.compile(r"^\+[1-9]\d{6,14}$")
@@ -24,13 +24,13 @@ def _twilio_error(response: httpx.Response) -> PermanentError | TransientError:
     body = json_body(response)
     code = body.get("code") if isinstance(body, dict) else None
     detail = f"{body.get('message', response.reason_phrase)} (Twilio error {code})" if code else response.reason_phrase
-    if response.status_code == 429 or response.status_code >= 500:
-        return unavailable(response, "Twilio", detail)
-    if response.status_code in (401, 403) or code == 20003:
-        return auth_failed(response, "Twilio", detail)
-    if code in RECIPIENT_ERRORS:
-        return PermanentError(f"Twilio refused the recipient: {detail}", type="invalid_recipient")
-    return PermanentError(f"Twilio refused the message ({response.status_code}): {detail}", type="destination_refused")
+    return refusal(
+        response,
+        "Twilio",
+        detail,
+        recipient="Twilio refused the recipient" if code in RECIPIENT_ERRORS else None,
+        credentials=code == 20003,
+    )
 
 
 async def send_sms(
