@@ -113,12 +113,14 @@ def redis_settings(url: str) -> RedisSettings:
 SOCKET_TIMEOUT_SECONDS = 5.0
 
 
-def connect(url: str) -> ArqRedis:
-    """A lazy client: nothing is dialled until first use, so a process starts with Redis down."""
+def connect(url: str, *, client_name: str | None = None) -> ArqRedis:
+    """A lazy client: nothing is dialled until first use, so a process starts with Redis down.
+    With `client_name`, each of its connections names itself (CLIENT SETNAME) as it connects."""
     options: dict[str, Any] = {
         "socket_connect_timeout": 2,
         "socket_timeout": SOCKET_TIMEOUT_SECONDS,
         "health_check_interval": 15,
+        "client_name": client_name,
     }
     if urlsplit(url).scheme == "redis+sentinel":
         settings = redis_settings(url)
@@ -245,9 +247,16 @@ async def release(redis: ArqRedis, *, job_id: str, queue: str, priority: int = P
     """Make a job that a dead worker held due again at once: its in-progress marker goes,
     and if it was running, parked out of the poll window (pipelines/parking.py), it gets a
     due score back. A job no longer on the queue is left to `enqueue`."""
+    await release_many(redis, [{"id": job_id, "queue": queue, "priority": priority}])
+
+
+async def release_many(redis: ArqRedis, jobs: Sequence[Mapping[str, Any]]) -> None:
+    """`release` for several jobs (each with its ledger `id`, `queue` and `priority`) in one round trip."""
+    now = _immediately(_ms(datetime.now(UTC)))
     async with redis.pipeline(transaction=True) as pipe:
-        pipe.delete(in_progress_key_prefix + job_id)
-        pipe.zadd(queue, {job_id: in_band(priority, _immediately(_ms(datetime.now(UTC))))}, xx=True)
+        for job in jobs:
+            pipe.delete(in_progress_key_prefix + str(job["id"]))
+            pipe.zadd(job["queue"], {str(job["id"]): in_band(job["priority"], now)}, xx=True)
         await pipe.execute()
 
 
