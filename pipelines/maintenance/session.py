@@ -67,9 +67,10 @@ class Session:
         self._lost = asyncio.Event()
 
     async def open(self) -> None:
-        """Both held before the worker first beats: registered, it must never look dead."""
-        await self.presence.ping()
-        await self._keep_lock()
+        """Both taken before the worker first beats: registered, it must not look dead. One
+        that cannot be had now (its server is down) is taken by `hold_forever` later; the
+        other keeps the worker alive meanwhile."""
+        await self._keep_both()
 
     async def hold_forever(self) -> None:
         """Check both every CHECK_SECONDS, and the lock at once when its connection ends."""
@@ -79,19 +80,22 @@ class Session:
             except TimeoutError:
                 pass
             self._lost.clear()
-            try:
-                await self._keep_lock()
-            except LOST as exc:
-                log.warning("worker lock not held; taking it again", error=type(exc).__name__)
-            try:
-                await self.presence.ping()  # reconnects, named, if the connection dropped
-            except (RedisError, OSError) as exc:
-                log.warning("worker's named redis connection lost; connecting again", error=type(exc).__name__)
+            await self._keep_both()
 
     async def close(self) -> None:
         if self._conn is not None:
-            await self._conn.close()  # the lock goes with the session
+            self._conn.terminate()  # the lock goes with the session, even if the server is gone
         await self.presence.aclose()
+
+    async def _keep_both(self) -> None:
+        try:
+            await self._keep_lock()
+        except LOST as exc:
+            log.warning("worker lock not held; taking it again", error=type(exc).__name__)
+        try:
+            await self.presence.ping()  # reconnects, named, if the connection dropped
+        except (RedisError, OSError) as exc:
+            log.warning("worker's named redis connection lost; connecting again", error=type(exc).__name__)
 
     async def _keep_lock(self) -> None:
         if self._conn is not None and not self._conn.is_closed():
