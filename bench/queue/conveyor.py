@@ -54,7 +54,7 @@ class ConveyorRunner(Runner):
     name = "Conveyor"
     note = (
         "Conveyor: full path (ledger row in PostgreSQL, arq, stage and status written back, events "
-        "published), one worker process; liveness at production defaults: a crash watch every 0.5 s finds a "
+        "published), one worker process; liveness at production defaults: a crash watch every 0.25 s finds a "
         "worker dead once its PostgreSQL session and Redis connection are both gone (kill -9) or its heartbeat "
         "(every 2 s) is 6 s old (a cut-off host); the reconciler, every 2 s, is its backstop."
     )

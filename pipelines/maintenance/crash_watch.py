@@ -36,7 +36,7 @@ from service.pools import CONNECTION_ERRORS
 
 log = structlog.get_logger("conveyor.crash_watch")
 
-WATCH_SECONDS = 0.5
+WATCH_SECONDS = 0.25
 LOCK_KEY = "conveyor:crash-watch"
 HELD_LOCKS = """
 SELECT objid::bigint AS key FROM pg_locks
