@@ -23,4 +23,4 @@ ENV PYTHONUNBUFFERED=1
 EXPOSE 8000
 # API by default; workers run `arq worker.WorkerSettings`, migrations `alembic upgrade head`.
 CMD ["uvicorn", "service.app:app", "--host", "0.0.0.0", "--port", "8000", "--proxy-headers", \
-     "--http", "service.request_heads:BoundedHttpProtocol"]
+     "--http", "service.api.request_heads:BoundedHttpProtocol"]

@@ -2,16 +2,16 @@
 
 Wiring only: the kinds (pipelines/registry.py: the built-in ones and those of the
 modules in `CONVEYOR_KINDS`; a module that cannot be loaded stops the worker here, named)
-become arq functions, the schedule (pipelines/schedule.py) becomes cron jobs, and the
-process-wide resources, with the dispatcher that claims and runs the jobs
-(pipelines/dispatch.py), are opened and closed by the hooks in pipelines/lifecycle.py.
+become arq functions, and the process-wide resources, with the dispatcher that claims and
+runs the jobs (pipelines/dispatch.py) and the clock that fires the schedules (the
+built-in ones of pipelines/schedule.py among them), are opened and closed by the hooks in
+pipelines/lifecycle.py.
 Everything is configured from the environment (service/config.py).
 """
 
 import sys
-from datetime import UTC
 
-from pipelines import lifecycle, schedule
+from pipelines import lifecycle
 from pipelines.registry import KindsNotLoaded, pipelines
 from service.config import get_settings
 from service.queue import deserialize, redis_settings, serialize
@@ -27,14 +27,12 @@ _startup, _shutdown = lifecycle.hooks(_settings, _pipelines)
 
 class WorkerSettings:
     functions = lifecycle.functions(_pipelines)
-    cron_jobs = schedule.cron_jobs(_settings)
-    timezone = UTC  # every host agrees on the schedule's ticks
     on_startup = _startup
     on_shutdown = _shutdown
     redis_settings = redis_settings(_settings.redis_url)
     queue_name = _settings.queue_name
     max_jobs = lifecycle.ARQ_JOB_SLOTS  # the dispatcher started by on_startup claims the jobs
-    poll_delay = lifecycle.SCHEDULE_POLL_DELAY
+    poll_delay = lifecycle.ARQ_POLL_DELAY
     keep_result = 0  # results live in the ledger
     max_tries = lifecycle.ARQ_MAX_TRIES
     health_check_interval = 5

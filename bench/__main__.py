@@ -21,7 +21,7 @@ from rich.console import Console
 from testkit import postgres
 from testkit.redis_server import RedisServer
 
-from . import api, jobs, machine
+from . import api, jobs, machine, sync_standby
 from .context import BenchContext
 from .queue import crash, latency, throughput
 from .queue.runner import PEERS
@@ -56,6 +56,11 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--api-seconds", type=float, help="seconds per API load phase (default 30, quick 3)")
     parser.add_argument(
         "--latency-seconds", type=float, help="seconds of steady load per latency run (default 20, quick 3)"
+    )
+    parser.add_argument(
+        "--sync-standby",
+        action="store_true",
+        help="api: on a primary with a streaming standby, asynchronous then synchronous (bench/sync_standby.py)",
     )
     parser.add_argument("--redis-url", help="use this Redis (its database is FLUSHDB'd!) instead of a private one")
     parser.add_argument("--results", type=Path, default=RESULTS_PATH, help="markdown file to update")
@@ -129,6 +134,7 @@ async def run(args: argparse.Namespace, console: Console, names: list[str]) -> N
                 log_dir=Path(log_dir),
                 api_seconds=args.api_seconds,
                 latency_seconds=args.latency_seconds,
+                sync_standby=args.sync_standby,
             )
             for label, value in context.machine.items():
                 console.print(f"{label}: {value}", highlight=False)
@@ -139,7 +145,7 @@ async def run(args: argparse.Namespace, console: Console, names: list[str]) -> N
                         await run_standalone(name, args.quick, args.results)
                         continue
                     if name == "api":
-                        section = await api.run(context)
+                        section = await (sync_standby.run(context) if context.sync_standby else api.run(context))
                     elif name == "crash":
                         section = await crash.run(context)
                     elif name == "latency":

@@ -31,6 +31,8 @@ class BenchContext:
     #: How long each API load phase runs.
     api_seconds: float = 30.0
     latency_seconds: float = 20.0
+    #: The API benchmark measures a synchronous standby's cost instead (bench/sync_standby.py).
+    sync_standby: bool = False
 
     def log_path(self, label: str) -> Path:
         """A worker's output file, kept for post-mortems of a failed run."""

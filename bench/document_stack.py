@@ -14,7 +14,7 @@ import boto3
 import psutil
 
 from service.config import load_settings
-from service.migrate import upgrade_async
+from service.databases.migrate import upgrade_async
 from testkit import postgres
 from testkit.llm_servers import API_KEY
 from testkit.net import free_port, wait_for_port

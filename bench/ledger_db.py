@@ -5,9 +5,9 @@ from __future__ import annotations
 import uuid
 
 from service.config import Settings
-from service.database import Database
-from service.migrate import upgrade_async
-from service.tenants import create_api_key, ensure_tenant
+from service.databases.database import Database
+from service.databases.migrate import upgrade_async
+from service.ledger.tenants import create_api_key, ensure_tenant
 from testkit.postgres import create_database, database_url, drop_database
 
 __all__ = ["drop_database", "migrated_database", "tenant_with_key"]

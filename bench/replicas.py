@@ -37,8 +37,8 @@ from bench.machine import describe, load_average
 from bench.report import RESULTS_PATH, Section, Spread, Table, rate, seconds, write_section
 from service import ledger, queue
 from service.config import Settings, load_settings
-from service.database import Database
-from service.migrate import upgrade_async
+from service.databases.database import Database
+from service.databases.migrate import upgrade_async
 from testkit.redis_server import RedisServer
 from testkit.replica import StreamingReplica
 

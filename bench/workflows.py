@@ -26,8 +26,8 @@ from rich.console import Console
 from bench.machine import host, load_average
 from bench.report import RESULTS_PATH, Section, Table, rate, seconds, write_section
 from service.config import Settings
-from service.database import Database
-from service.migrate import upgrade_async
+from service.databases.database import Database
+from service.databases.migrate import upgrade_async
 from testkit import postgres
 from testkit.processes import WorkerProcess, settings_env
 from testkit.redis_server import RedisServer

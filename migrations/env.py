@@ -6,7 +6,7 @@ from logging.config import fileConfig
 from alembic import context
 
 from service.config import get_settings
-from service.migrate import engine
+from service.databases.migrate import engine
 
 config = context.config
 if config.config_file_name is not None and config.attributes.get("configure_logger", True):

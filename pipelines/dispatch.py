@@ -4,15 +4,13 @@ arq's own worker starts a job with four round trips (WATCH, EXISTS, ZSCORE, then
 MULTI/PSETEX/EXEC), one job after another, reads it and bumps its try counter in a fifth
 and ends it in a sixth: per job, that is all of bare arq's cost, before Conveyor's ledger
 comes on top. The dispatcher speaks arq's protocol (the same queue, job, in-progress and
-retry keys, the same job format, `Retry`, timeouts, tries, and a cron tick's in-progress
-key kept after it ends), but claims as many due jobs as it has free slots in one script,
+retry keys, the same job format, `Retry`, timeouts, tries and kept results), but claims as many due jobs as it has free slots in one script,
 and ends the jobs that finish together in one more. An idle dispatcher waits on its
 queue's wake-up list, so a job enqueued through Conveyor starts at once; `poll_delay` only
 bounds how late a deferred job, a retry or a job from arq's own client is seen.
 
-arq's `Worker` still runs the process (signals, the cron schedule, whose ticks it
-enqueues, and the health-check key) with no job slots of its own, so it never competes
-for the queue: see `pipelines/lifecycle.py`.
+arq's `Worker` still runs the process (signals and the health-check key) with no job
+slots of its own, so it never competes for the queue: see `pipelines/lifecycle.py`.
 """
 
 from __future__ import annotations
@@ -25,8 +23,6 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import structlog
-from arq.constants import keep_cronjob_progress
-from arq.cron import CronJob
 from arq.jobs import DeserializationError, deserialize_job_raw, serialize_result
 from arq.utils import ms_to_datetime
 from arq.worker import Function, Retry
@@ -78,10 +74,9 @@ return claimed
 # arq's `finish_job` for many jobs: six ARGV each (id, ms to keep the in-progress key or '',
 # retry at (ms) or '', '1' if done, its result or '', ms to keep that or '').
 END = """
-for i = 1, #ARGV, 6 do
-  local id, keep, at, done, result, result_ms = unpack(ARGV, i, i + 5)
-  local running = 'arq:in-progress:' .. id
-  if keep ~= '' then redis.call('PEXPIRE', running, keep) else redis.call('DEL', running) end
+for i = 1, #ARGV, 5 do
+  local id, at, done, result, result_ms = unpack(ARGV, i, i + 4)
+  redis.call('DEL', 'arq:in-progress:' .. id)
   if done == '1' then
     if result ~= '' then
       if result_ms ~= '' then
@@ -115,23 +110,18 @@ class Ending:
     job_id: str
     done: bool = False
     at: int | None = None
-    keep_in_progress_ms: int | None = None  # a cron tick's key, kept so the tick cannot run twice
     result: bytes | None = None  # arq's result record, for functions that keep one
     result_ms: int | None = None  # how long to keep it (None: forever)
 
     def args(self) -> tuple:
-        """Its six arguments in `END`."""
+        """Its five arguments in `END`."""
         return (
             self.job_id,
-            _blank(self.keep_in_progress_ms),
             _blank(self.at),
             "1" if self.done else "0",
             _blank(self.result),
             _blank(self.result_ms),
         )
-
-
-JobFunction = Function | CronJob
 
 
 class PutBack(Exception):
@@ -146,7 +136,7 @@ class Dispatcher:
         self,
         redis: Redis,
         ctx: dict[str, Any],
-        functions: Iterable[JobFunction],
+        functions: Iterable[Function],
         *,
         queue: str,
         max_jobs: int,
@@ -290,7 +280,7 @@ class Dispatcher:
         max_tries = self.max_tries if function.max_tries is None else function.max_tries
         if job_try > max_tries:
             log.warning("job used up its tries", job_id=job.job_id, function=name, tries=max_tries)
-            return self._failed(job, function)
+            return self._failed(job)
         ctx = {
             **self.ctx,
             "job_id": job.job_id,
@@ -313,7 +303,7 @@ class Dispatcher:
             result, success = exc, False
         else:
             self.complete += 1
-        ending = self._done(job, function)
+        ending = Ending(job.job_id, done=True)
         keep_s = function.keep_result_s if function.keep_result_s is not None else self.keep_result_s
         if function.keep_result_forever or keep_s:
             data = serialize_result(
@@ -336,14 +326,9 @@ class Dispatcher:
             )
         return ending
 
-    def _failed(self, job: Claimed, function: JobFunction | None = None) -> Ending:
+    def _failed(self, job: Claimed) -> Ending:
         self.failed += 1
-        return self._done(job, function)
-
-    @staticmethod
-    def _done(job: Claimed, function: JobFunction | None) -> Ending:
-        keep = int(keep_cronjob_progress * 1000) if isinstance(function, CronJob) else None
-        return Ending(job.job_id, done=True, keep_in_progress_ms=keep)
+        return Ending(job.job_id, done=True)
 
     async def _end_many(self, endings: Sequence[Ending]) -> list[None]:
         try:

@@ -26,9 +26,10 @@ from structlog.contextvars import bound_contextvars
 from conveyor import outcomes
 from conveyor.kinds import Pipeline, Stage
 from pipelines.resources import Resources
-from service import error_reports, ledger, metrics, tracing
+from service import ledger
 from service.errors import DependencyUnavailable, JobError, PermanentError, TransientError
-from service.file_modes import make_scratch_dir
+from service.storage.file_modes import make_scratch_dir
+from service.telemetry import error_reports, metrics, tracing
 
 log = structlog.get_logger("conveyor.runner")
 

@@ -17,10 +17,11 @@ from collections.abc import Mapping, Sequence
 
 import asyncpg
 
-from service import callbacks, ledger, workflows
+from service import ledger
 from service.batching import Batcher
-from service.database import Database
+from service.databases.database import Database
 from service.jobs import Kinds
+from service.ledger import callbacks, workflows
 
 #: Errors that sink a whole batch because of one of its items (or another worker): retried one by one.
 SPLIT_ON = (asyncpg.PostgresError,)
@@ -49,7 +50,7 @@ class LedgerWrites:
         self._stage_starts = Batcher(self._start_stages, key=_job, split_on=SPLIT_ON)
         self._stage_ends = Batcher(self._finish_stages, key=_job, split_on=SPLIT_ON)
         self._job_ends = Batcher(self._finish_jobs, key=_job, split_on=SPLIT_ON)
-        self._workflow_ends: Batcher[tuple[ledger.JobEnd, Kinds], WorkflowJobEnd] = Batcher(
+        self._workflow_ends: Batcher[tuple[ledger.JobEnd, Kinds, int], WorkflowJobEnd] = Batcher(
             self._finish_workflow_jobs, key=lambda item: item[0].job_id, split_on=SPLIT_ON
         )
 
@@ -87,21 +88,21 @@ class LedgerWrites:
         transaction that records the callback instead."""
         return await self._job_ends.submit(end)
 
-    async def finish_workflow_job(self, end: ledger.JobEnd, kinds: Kinds) -> WorkflowJobEnd:
+    async def finish_workflow_job(self, end: ledger.JobEnd, kinds: Kinds, max_fanout: int) -> WorkflowJobEnd:
         """`finish_job` for a job of a workflow: ended with others in one transaction that
-        records their callbacks and advances their workflows (service/workflows.py), so a
+        records their callbacks and advances their workflows (service/ledger/workflows.py), so a
         fan-out's ends share commits as other jobs' do. The job's row, its callback's, and
         what the batch did to workflows: handed to one of its jobs only, to act on once."""
-        return await self._workflow_ends.submit((end, kinds))
+        return await self._workflow_ends.submit((end, kinds, max_fanout))
 
     async def _finish_workflow_jobs(
-        self, items: Sequence[tuple[ledger.JobEnd, Kinds]]
+        self, items: Sequence[tuple[ledger.JobEnd, Kinds, int]]
     ) -> list[WorkflowJobEnd | ledger.Fenced]:
-        ends, kinds = [end for end, _ in items], items[0][1]
+        ends, (_, kinds, max_fanout) = [item[0] for item in items], items[0]
         async with self.db.transaction(track=_tracked([end.job_id for end in ends])) as conn:
             rows = await ledger.finish_jobs(conn, ends)
             recorded = {job_id: await callbacks.record(conn, row, kinds) for job_id, row in rows.items()}
-            advance = await workflows.jobs_ended(conn, rows.values(), kinds)
+            advance = await workflows.jobs_ended(conn, rows.values(), kinds, max_fanout=max_fanout)
         answers: list[WorkflowJobEnd | ledger.Fenced] = []
         for end in ends:
             row = rows.get(end.job_id)

@@ -1,9 +1,9 @@
 """A worker process's life: what it opens at start, runs beside its jobs, closes at exit.
 
 These are arq hooks and functions; `worker.py` only wires them into `WorkerSettings`.
-arq's `Worker` runs the process (signals, the cron schedule, the health-check key) but
-claims no job itself (`ARQ_JOB_SLOTS`): the dispatcher started here does, many jobs a
-round trip, with arq's own keys and rules (pipelines/dispatch.py).
+arq's `Worker` runs the process (signals, the health-check key) but claims no job itself
+(`ARQ_JOB_SLOTS`): the dispatcher started here does, many jobs a round trip, with arq's
+own keys and rules (pipelines/dispatch.py).
 """
 
 from __future__ import annotations
@@ -12,14 +12,13 @@ import asyncio
 import contextlib
 import gc
 from collections.abc import Iterable
-from datetime import UTC
 
 import httpx
 import uvloop
 from arq.worker import Function, Worker, func
 
 from conveyor.kinds import Pipeline
-from pipelines import registry
+from pipelines import registry, schedule
 from pipelines.dispatch import Dispatcher
 from pipelines.maintenance import liveness
 from pipelines.maintenance.crash_watch import watch_forever
@@ -31,18 +30,18 @@ from pipelines.notifications.channels import RATES_PREFIX, configured_rates
 from pipelines.notifications.ssrf import guarded_client
 from pipelines.resources import Resources
 from pipelines.runner import Dequeued, execute
-from pipelines.schedule import cron_jobs
-from service import ledger, metrics, observability, outbound
+from service import ledger, outbound
 from service.config import Settings
-from service.database import Database
+from service.databases.database import Database
 from service.queue import deserialize, redis_settings, serialize
 from service.ratelimit import RateLimiter
 from service.storage import open_storage
+from service.telemetry import metrics, observability
 
 ARQ_MAX_TRIES = 10_000  # the ledger counts tries (crashes included) and decides when to stop
 TIMEOUT_MARGIN = 30.0  # arq's own timeout only backs up the runner's
 ARQ_JOB_SLOTS = 0  # arq's Worker picks no job: the dispatcher claims them all
-SCHEDULE_POLL_DELAY = 0.5  # how often arq's Worker looks at the cron schedule (ticks are enqueued ahead, to the ms)
+ARQ_POLL_DELAY = 0.5  # how often arq's Worker wakes (its health-check key; it claims no job)
 
 
 def functions(pipelines: Iterable[Pipeline]) -> list[Function]:
@@ -94,8 +93,11 @@ async def open_resources(settings: Settings, redis, pipelines: Iterable[Pipeline
 
 async def publish_kinds(resources: Resources, pipelines: Iterable[Pipeline]) -> None:
     """Describe the kinds this worker runs in the ledger, for the API, which never imports
-    their code: the worker that started last wins (service/ledger/kinds.py)."""
-    described = [pipeline.describe(resources.settings) for pipeline in pipelines]
+    their code: the worker that started last wins (service/ledger/kinds.py). The built-in
+    schedules' kinds are left out: only their schedules make their jobs."""
+    described = [
+        pipeline.describe(resources.settings) for pipeline in pipelines if pipeline.name not in schedule.KIND_NAMES
+    ]
     async with resources.db.write() as conn:
         await ledger.publish(conn, described, published_by=resources.worker_id)
 
@@ -123,17 +125,18 @@ def hooks(
     settings: Settings, pipelines: Iterable[Pipeline] = (), *, scheduler: bool = True, grace: float | None = None
 ):
     """arq's on_startup and on_shutdown for a worker with these settings: they start and
-    stop the dispatcher that runs `pipelines` (and, with `scheduler`, the cron jobs), and
-    with `scheduler` the worker takes its turn reconciling the ledger with Redis for the
-    kinds of `pipelines`, and watching for dead workers of its queue (crash_watch.py). The reconciler runs beside the jobs, not as a cron job: a cron
-    job waits in the queue behind every due job, so a backlog, or jobs still held by dead
-    workers, would starve the very thing that frees them. At shutdown running jobs get
-    `grace` seconds (`WORKER_SHUTDOWN_GRACE`) before they are handed back to the queue.
+    stop the dispatcher that runs `pipelines`, and with `scheduler` the worker takes its
+    turn reconciling the ledger with Redis for the kinds of `pipelines`, and watching for
+    dead workers of its queue (crash_watch.py). The reconciler runs beside the jobs, not as
+    a job: a job waits in the queue behind every due job, so a backlog, or jobs still held
+    by dead workers, would starve the very thing that frees them. At shutdown running jobs
+    get `grace` seconds (`WORKER_SHUTDOWN_GRACE`) before they are handed back to the queue.
     Every worker listens for jobs enqueued inside apps' transactions (`Listener`); with
-    `scheduler` it also fires the users' schedules of its kinds (pipelines/maintenance/schedules.py)."""
+    `scheduler` it also fires the schedules of its kinds (pipelines/maintenance/schedules.py),
+    having recorded the built-in ones among them (pipelines/schedule.py)."""
     pipelines = tuple(pipeline.configured(settings) for pipeline in pipelines)
     kinds = frozenset(pipeline.name for pipeline in pipelines)
-    runnable = [*functions(pipelines), *(cron_jobs(settings) if scheduler else ())]
+    runnable = functions(pipelines)
 
     async def startup(ctx: dict) -> None:
         observability.setup(settings, "conveyor-worker")
@@ -152,6 +155,7 @@ def hooks(
         ]
         if scheduler:
             ctx["background"].append(asyncio.create_task(reconcile_forever(resources, kinds)))
+            await schedule.seed(resources, kinds)
             ctx["background"].append(asyncio.create_task(watch_forever(resources)))
             specs = {pipeline.name: pipeline.spec(settings) for pipeline in pipelines}
             ctx["background"].append(asyncio.create_task(fire_forever(resources, specs)))
@@ -209,14 +213,12 @@ def worker(settings: Settings, pipelines: Iterable[Pipeline], *, scheduler: bool
     startup, shutdown = hooks(settings, pipelines, scheduler=scheduler)
     options = dict(
         functions=functions(pipelines),
-        cron_jobs=cron_jobs(settings) if scheduler else None,
-        timezone=UTC,  # every host agrees on the schedule's ticks
         on_startup=startup,
         on_shutdown=shutdown,
         redis_settings=redis_settings(settings.redis_url),
         queue_name=settings.queue_name,
         max_jobs=ARQ_JOB_SLOTS,
-        poll_delay=SCHEDULE_POLL_DELAY,
+        poll_delay=ARQ_POLL_DELAY,
         keep_result=0,
         max_tries=ARQ_MAX_TRIES,
         handle_signals=False,

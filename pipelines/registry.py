@@ -1,7 +1,8 @@
 """Every kind of job a worker runs: the built-in ones and the app's own (`CONVEYOR_KINDS`).
 
 Each kind is declared once with the public kind API (`conveyor.job`, `conveyor.Pipeline`),
-the built-ins in their own packages beside their stages. The worker runs
+the built-ins in their own packages beside their stages, those of the built-in schedules
+in pipelines/schedule.py. The worker runs
 `pipelines(settings)`; whoever creates jobs in a worker process (callbacks, the scheduler)
 reads the same declarations as `specs(settings)`, plain values the core takes without
 importing a kind's code. The API reads what workers publish (`descriptions`).
@@ -19,11 +20,12 @@ from conveyor.kinds import Pipeline
 from pipelines.analytics.export import EXPORT_PIPELINE
 from pipelines.documents.pipeline import DOCUMENT_PIPELINE
 from pipelines.notifications.pipeline import CALLBACK_PIPELINE, NOTIFICATION_PIPELINE
+from pipelines.schedule import KINDS as SCHEDULED
 from pipelines.videos.pipeline import VIDEO_PIPELINE
 from service.config import Settings
 from service.jobs import Kinds
 
-BUILT_IN = (DOCUMENT_PIPELINE, VIDEO_PIPELINE, NOTIFICATION_PIPELINE, CALLBACK_PIPELINE, EXPORT_PIPELINE)
+BUILT_IN = (DOCUMENT_PIPELINE, VIDEO_PIPELINE, NOTIFICATION_PIPELINE, CALLBACK_PIPELINE, EXPORT_PIPELINE, *SCHEDULED)
 
 
 class KindsNotLoaded(Exception):

@@ -15,14 +15,14 @@ from arq.connections import ArqRedis
 
 from pipelines.ledger_writes import LedgerWrites
 from pipelines.parking import Parking
-from service.concurrency import Lines
 from service.config import Settings
-from service.database import Database
-from service.events import Publisher
+from service.databases.database import Database
 from service.jobs import Kinds
-from service.monitoring import FinishedCounter
+from service.queue.concurrency import Lines
+from service.queue.events import Publisher
 from service.ratelimit import RateLimiter
 from service.storage import Storage
+from service.telemetry.monitoring import FinishedCounter
 
 if TYPE_CHECKING:
     from conveyor.kinds import Pipeline

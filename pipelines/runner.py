@@ -4,7 +4,7 @@ Every ledger write is fenced by the attempt number this run claimed: if the job 
 handed to another worker meanwhile (this one was presumed dead), `Fenced` stops this run
 without touching what the newer attempt wrote. The stages run in a `JobRun`
 (pipelines/job_run.py). A job of a kind with a concurrency limit whose key has no free
-place does not start: it waits in its key's line (service/concurrency.py). Transient failures, `conveyor.Retry` and unforeseen exceptions go back
+place does not start: it waits in its key's line (service/queue/concurrency.py). Transient failures, `conveyor.Retry` and unforeseen exceptions go back
 to arq as a `Retry` with exponential backoff and jitter until the job's tries are used;
 `conveyor.Fail` and other permanent errors end the job `failed` at once.
 """
@@ -29,8 +29,11 @@ from conveyor.kinds import Pipeline
 from pipelines.dispatch import PutBack
 from pipelines.job_run import Crashed, JobRun
 from pipelines.resources import Resources
-from service import callbacks, concurrency, error_reports, events, ledger, metrics, tracing, workflows
+from service import ledger
 from service.errors import DependencyUnavailable, JobError, TransientError
+from service.ledger import callbacks, workflows
+from service.queue import concurrency, events
+from service.telemetry import error_reports, metrics, tracing
 
 log = structlog.get_logger("conveyor.runner")
 
@@ -208,7 +211,7 @@ async def _end(run: JobRun, status: str, *, result=None, error=None):
     """End a job in the ledger, with its last stage's end if that is still to be written:
     combined with other jobs' endings, unless its callback must be recorded in the same
     transaction; a workflow's job, with others too, in a transaction that advances its
-    workflow (service/workflows.py)."""
+    workflow (service/ledger/workflows.py)."""
     resources, job, stage = run.resources, run.job, run.last_stage_end
     ending = ledger.JobEnd(
         job["id"],
@@ -222,7 +225,9 @@ async def _end(run: JobRun, status: str, *, result=None, error=None):
         progress=run.settled,
     )
     if job["workflow_id"] is not None:
-        return await resources.ledger.finish_workflow_job(ending, resources.kinds)
+        return await resources.ledger.finish_workflow_job(
+            ending, resources.kinds, resources.settings.workflow_max_fanout
+        )
     if not callbacks.wanted(job):
         return await resources.ledger.finish_job(ending), None, workflows.Advance()
     async with resources.db.transaction(track=(f"job:{job['id']}",)) as conn:
@@ -271,7 +276,9 @@ async def _cancel_if_requested(resources: Resources, job_id: uuid.UUID) -> None:
     async with resources.db.transaction(track=(f"job:{job_id}",)) as conn:
         row = await ledger.cancel_running(conn, job_id)
         callback = await callbacks.record(conn, row, resources.kinds) if row else None
-        advance = await workflows.jobs_ended(conn, [row] if row else [], resources.kinds)
+        advance = await workflows.jobs_ended(
+            conn, [row] if row else [], resources.kinds, max_fanout=resources.settings.workflow_max_fanout
+        )
     if row is not None:
         await callbacks.enqueue(resources.redis, callback)
         await advance.publish(resources.redis)

@@ -11,21 +11,17 @@ from starlette.middleware import Middleware
 from starlette.routing import Route
 
 from pipelines import registry
-from service import observability, openapi, queue
-from service.auth import FAILURES_PREFIX, KeyRing
-from service.backlog import Backlog
-from service.config import Settings, get_settings
-from service.consistency_token import ConsistencyMiddleware
-from service.dashboard import routes as dashboard
-from service.database import Database
-from service.job_inserts import JobInserts
-from service.kind_catalog import KindCatalog
-from service.problems import EXCEPTION_HANDLERS
-from service.ratelimit import TokenBucket
-from service.ratelimit_middleware import BUCKET_PREFIX, RateLimitMiddleware
-from service.request_heads import HeadLimitMiddleware
-from service.request_observer import RequestObserver
-from service.routes import (
+from service import queue
+from service.api import openapi
+from service.api.auth import FAILURES_PREFIX, KeyRing
+from service.api.consistency_token import ConsistencyMiddleware
+from service.api.dashboard import routes as dashboard
+from service.api.kind_catalog import KindCatalog
+from service.api.problems import EXCEPTION_HANDLERS
+from service.api.ratelimit_middleware import BUCKET_PREFIX, RateLimitMiddleware
+from service.api.request_heads import HeadLimitMiddleware
+from service.api.request_observer import RequestObserver
+from service.api.routes import (
     analytics,
     bulk,
     documents,
@@ -41,8 +37,14 @@ from service.routes import (
     videos,
     workflows,
 )
-from service.signing import SigningKeys
+from service.config import Settings, get_settings
+from service.databases.database import Database
+from service.ledger.job_inserts import JobInserts
+from service.ledger.signing import SigningKeys
+from service.queue.backlog import Backlog
+from service.ratelimit import TokenBucket
 from service.storage import open_storage
+from service.telemetry import observability
 
 ROUTE_MODULES = (
     health,
@@ -96,6 +98,7 @@ def routes() -> list[Route]:
         Route("/v1/jobs/{job_id}/events", stream.job_events, methods=["GET"]),
         Route("/v1/jobs/{job_id}/events/token", stream.create_token, methods=["POST"]),
         Route("/v1/workflows", workflows.create_workflow, methods=["POST"]),
+        Route("/v1/workflows", workflows.list_workflows, methods=["GET"]),
         Route("/v1/workflows/{workflow_id}", workflows.get_workflow, methods=["GET"]),
         Route("/v1/workflows/{workflow_id}/cancel", workflows.cancel_workflow, methods=["POST"]),
         Route("/v1/workflows/{workflow_id}/events", workflows.workflow_events, methods=["GET"]),

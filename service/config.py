@@ -11,14 +11,13 @@ import functools
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Annotated, Any, Literal, overload
+from typing import Annotated, Any, Literal, TypedDict, overload
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from service import pgurl
+from service.databases import pgurl
 
 MiB = 1024 * 1024
 GiB = 1024 * MiB
@@ -50,35 +49,35 @@ _HOURLY = re.compile(r"hourly :(\d\d)")
 _DAILY = re.compile(r"daily (\d\d):(\d\d)")
 
 
-def cron_fields(cadence: str) -> dict[str, int | set[int]] | None:
-    """arq `cron` keyword arguments for a cadence, or None for `off`.
+class CadenceFields(TypedDict, total=False):
+    """A cadence as a schedule's fields: one of them."""
 
-    A cadence is `every Ns` or `every Nm` (N divides 60, so ticks fall on the same
+    cron: str
+    every: int
+
+
+def cadence_fields(setting: str) -> CadenceFields | None:
+    """A built-in schedule's setting as the fields of a schedule (`cron` in UTC, or
+    `every` seconds: service/ledger/schedule_times.py `Cadence`); None for `off`.
+
+    A setting is `every Ns` or `every Nm` (N divides 60, so the ticks fall on the same
     seconds or minutes of every hour), `hourly :MM`, or `daily HH:MM` (UTC).
     """
-    text = cadence.strip().lower()
+    text = setting.strip().lower()
     if text == "off":
         return None
     if match := _EVERY.fullmatch(text):
         step, unit = int(match[1]), match[2]
         if not 0 < step <= 60 or 60 % step:
-            raise ValueError(f"{cadence!r}: the step must divide 60")
-        ticks = set(range(0, 60, step))
-        return {"second": ticks} if unit == "s" else {"minute": ticks, "second": 0}
+            raise ValueError(f"{setting!r}: the step must divide 60")
+        if unit == "s":
+            return {"every": step}
+        return {"cron": "0 * * * *" if step == 60 else f"*/{step} * * * *"}
     if (match := _HOURLY.fullmatch(text)) and int(match[1]) < 60:
-        return {"minute": int(match[1]), "second": 0}
+        return {"cron": f"{int(match[1])} * * * *"}
     if (match := _DAILY.fullmatch(text)) and int(match[1]) < 24 and int(match[2]) < 60:
-        return {"hour": int(match[1]), "minute": int(match[2]), "second": 0}
-    raise ValueError(f"{cadence!r} is not a cadence: use 'every 2s', 'every 5m', 'hourly :05', 'daily 03:30' or 'off'")
-
-
-def next_tick(cadence: str, after: datetime) -> datetime | None:
-    """When a cadence fires next after `after` (an aware UTC time, as workers keep the
-    schedule), to the second, as arq computes it; None for `off`."""
-    from arq.cron import next_cron  # arq is heavy; only the stats route asks
-
-    fields = cron_fields(cadence)
-    return None if fields is None else next_cron(after, **fields, microsecond=0)
+        return {"cron": f"{int(match[2])} {int(match[1])} * * *"}
+    raise ValueError(f"{setting!r} is not a cadence: use 'every 2s', 'every 5m', 'hourly :05', 'daily 03:30' or 'off'")
 
 
 @dataclass(frozen=True)
@@ -190,6 +189,7 @@ class Settings(BaseSettings):
     reconcile_after_seconds: float = Field(default=10.0, gt=0)
     job_retention_days: int = Field(default=30, gt=0)
     tenant_max_queued_jobs: int = Field(default=10_000, gt=0)
+    workflow_max_fanout: int = Field(default=10_000, gt=0)  # jobs one for_each step may make
 
     # -- analytics and retention ---------------------------------------------------------
     event_retention_days: int = Field(default=400, gt=0)
@@ -198,7 +198,7 @@ class Settings(BaseSettings):
     cleanup_batch_size: int = Field(default=500, gt=0)
     membership_notice_days: int = Field(default=7, gt=0)
 
-    # -- the schedule (pipelines/schedule.py); times are UTC -------------------------------
+    # -- the built-in schedules' cadences (pipelines/schedule.py); times are UTC ---------
     schedule_reminders: str = "every 5m"
     schedule_memberships: str = "daily 08:00"
     schedule_cleanup: str = "daily 03:30"
@@ -265,7 +265,7 @@ class Settings(BaseSettings):
     )
     @classmethod
     def _cadence(cls, value: str) -> str:
-        cron_fields(value)
+        cadence_fields(value)
         return value
 
     @field_validator("textract_max_poll_interval")

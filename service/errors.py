@@ -12,7 +12,7 @@ in a job's `error.type` or a problem's `type`) and a message written for the ten
 An exception that is not one of these is shown to the tenant by its class only (type
 `exception`, see pipelines/runner.py), and a dependency of ours being down by the
 dependency's name; their own text (paths, hosts, reprs with addresses) stays in the logs. The HTTP layer maps these to problem+json in one place
-(`service/problems.py`); this module imports nothing, so every layer may use it.
+(`service/api/problems.py`); this module imports nothing, so every layer may use it.
 """
 
 from __future__ import annotations

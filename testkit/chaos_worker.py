@@ -21,7 +21,7 @@ import os
 
 import worker
 from conveyor.kinds import Pipeline, Stage
-from pipelines import lifecycle, registry, schedule
+from pipelines import lifecycle, registry
 from service.errors import PermanentError
 from service.storage import ObjectNotFound
 from testkit.stage_counter import report_stage
@@ -91,5 +91,4 @@ WorkerSettings = {
             strict=True,
         )
     ),
-    "cron_jobs": schedule.cron_jobs(worker._settings),
 }

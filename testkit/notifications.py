@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from service.config import Settings
-from service.database import Database
-from service.tenants import webhook_secrets
+from service.databases.database import Database
+from service.ledger.tenants import webhook_secrets
 
 from .service import make_settings
 from .webhook_receiver import WebhookReceiver

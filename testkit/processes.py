@@ -137,7 +137,7 @@ def api_command(port: int, *options: str) -> list[str]:
         "--port",
         str(port),
         "--http",
-        "service.request_heads:BoundedHttpProtocol",
+        "service.api.request_heads:BoundedHttpProtocol",
         *options,
     ]
 

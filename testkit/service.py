@@ -19,8 +19,8 @@ from pipelines.dispatch import Dispatcher
 from service import ledger
 from service.app import create_app
 from service.config import Settings, load_settings
-from service.database import Database
-from service.tenants import create_api_key, ensure_tenant
+from service.databases.database import Database
+from service.ledger.tenants import create_api_key, ensure_tenant
 
 from .net import free_port
 

@@ -32,7 +32,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from service.sniffing import PDF, SNIFF_BYTES, sniff_document
+from service.storage.sniffing import PDF, SNIFF_BYTES, sniff_document
 
 from .served_app import Served, ServedApp
 

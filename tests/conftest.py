@@ -61,7 +61,7 @@ async def empty_database_url(postgres_server):
 @pytest.fixture(scope="session")
 async def database_url(postgres_server):
     """A database migrated to head, shared by the session's tests (tenants keep them apart)."""
-    from service.migrate import upgrade_async
+    from service.databases.migrate import upgrade_async
 
     name = await postgres.create_database()
     url = postgres.database_url(name)

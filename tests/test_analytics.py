@@ -10,7 +10,7 @@ import pytest
 
 from pipelines.analytics.aggregate import aggregate
 from pipelines.analytics.export import EXPORT_PIPELINE
-from service.database import Database
+from service.databases.database import Database
 from service.storage import open_storage
 from testkit.service import client, running_worker, wait_for_job
 

@@ -5,7 +5,7 @@ import uuid
 
 from conveyor.kinds import Pipeline, Stage
 from service import ledger
-from service.database import Database
+from service.databases.database import Database
 from testkit.files import multipart_file, text_pdf
 from testkit.service import client, new_tenant, running_worker, until, wait_for_job
 

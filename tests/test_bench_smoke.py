@@ -20,13 +20,13 @@ REPO = Path(__file__).resolve().parents[1]
 SYSTEM_NAMES = ["Conveyor", "arq (default)", "arq (tuned)", "SAQ", "streaQ", "Celery (threads)", "RQ (SimpleWorker)"]
 
 
-def run_bench(*args: str, results: Path) -> list[str]:
+def run_bench(*args: str, results: Path, timeout: float = 240) -> list[str]:
     completed = subprocess.run(
         [sys.executable, "-m", "bench", *args, "--results", str(results)],
         cwd=REPO,
         capture_output=True,
         text=True,
-        timeout=240,
+        timeout=timeout,
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
     return completed.stdout.rstrip("\n").splitlines()
@@ -108,6 +108,27 @@ def test_api_benchmark_reports_peak_and_paced_uploads_polls_and_rss(tmp_path: Pa
         assert int(cells[1].replace(",", "")) == 500 and int(cells[2].replace(",", "")) > 0, cells
         assert 0 < float(cells[4]) <= float(cells[5]), cells
     assert "at a steady load" in results.read_text()
+
+
+@pytest.mark.integration
+@pytest.mark.skipif(not replica_support.available(), reason="needs PG 15 binaries and root")
+def test_api_benchmark_with_a_sync_standby_measures_both_modes_in_its_own_section(tmp_path: Path) -> None:
+    results = tmp_path / "R.md"
+    run_bench("api", "--sync-standby", "--quick", "--api-seconds", "1", results=results, timeout=420)
+    written = results.read_text()
+    assert "<!-- bench:api-sync-standby:start -->" in written and "<!-- bench:api:start -->" not in written
+    rows = [
+        [cell.strip() for cell in line.strip("|").split("|")]
+        for line in written.splitlines()
+        if line.startswith(("| asynchronous", "| synchronous"))
+    ]
+    commits, api = [row for row in rows if len(row) == 4], [row for row in rows if len(row) == 8]
+    assert [row[0] for row in commits] == ["asynchronous", "synchronous"], written
+    for row in commits:  # p50, p99, mean ms
+        assert 0 < float(row[1]) <= float(row[2]), row
+    assert [row[0] for row in api] == ["asynchronous", "synchronous"], written
+    for row in api:  # a 1 s closed loop may see no answer on a busy machine; the paced load waits for its answers
+        assert float(row[2].replace(",", "")) >= 0 and float(row[5].replace(",", "")) > 0, row
 
 
 @pytest.mark.integration

@@ -9,8 +9,8 @@ import pytest
 
 from conveyor.kinds import Pipeline, Stage
 from pipelines.notifications.pipeline import CALLBACK_PIPELINE
-from service.callbacks import callback_job_id
 from service.errors import PermanentError
+from service.ledger.callbacks import callback_job_id
 from testkit.notifications import local_settings, receiver, secret  # noqa: F401 (fixtures)
 from testkit.service import client, running_worker, wait_for_job
 from testkit.webhook_receiver import Reply

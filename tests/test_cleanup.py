@@ -5,7 +5,7 @@ import asyncpg
 
 from pipelines.maintenance.cleanup import cleanup
 from service import ledger
-from service.database import Database
+from service.databases.database import Database
 from testkit.resources import open_resources
 from testkit.service import make_settings, new_tenant
 

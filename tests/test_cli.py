@@ -16,7 +16,7 @@ from click.testing import CliRunner
 from conveyor.kinds import Pipeline, Stage
 from service.cli import app
 from service.errors import PermanentError
-from service.heartbeats import live_workers
+from service.queue.heartbeats import live_workers
 from testkit import sample_kinds
 from testkit.files import multipart_file, text_pdf
 from testkit.service import client, publish_kinds, running_worker, until, wait_for_job

@@ -16,8 +16,8 @@ from conveyor.kinds import Pipeline, Stage
 from pipelines.analytics.aggregate import aggregate
 from service import ledger, queue
 from service.cli import app
-from service.database import Database
-from service.heartbeats import live_workers
+from service.databases.database import Database
+from service.queue.heartbeats import live_workers
 from service.storage import job_prefix, open_storage
 from testkit.files import multipart_file, text_pdf
 from testkit.service import ApiServer, client, new_tenant, running_worker

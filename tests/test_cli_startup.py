@@ -51,7 +51,7 @@ HEAVY = (
     "asyncio",  # 30 ms: imported by the commands that run a coroutine, when they run
     "pipelines",
     "service.config",
-    "service.embedded",
+    "service.cli.embedded",
     "service.app",
 )
 
@@ -78,6 +78,10 @@ PARSED = {
     "schedules pause": ["5f0c1a2b"],
     "schedules resume": ["5f0c1a2b", "--json"],
     "secrets rotate": ["--database-url", "postgresql://h/db"],
+    "workflows submit": ["-", "--wait", "--timeout", "60", "--idempotency-key", "k", "--json"],
+    "workflows list": ["--status", "failed", "--limit", "5", "--json"],
+    "workflows show": ["5f0c1a2b", "--url", "http://127.0.0.1:9", "--key", "cvk_x"],
+    "workflows cancel": ["5f0c1a2b", "--json"],
     "dashboard logout-everywhere": ["--database-url", "postgresql://h/db"],
 }
 

@@ -17,9 +17,9 @@ import httpx
 import psutil
 import pytest
 
+from service.cli.embedded import POSTGRES_DIR, postgres_running
 from service.cli.local import local_settings
 from service.config import Settings
-from service.embedded import POSTGRES_DIR, postgres_running
 from testkit.documents import scanned_pdf
 from testkit.heads import cpu_seconds, send_huge_header
 from testkit.net import free_port

@@ -10,7 +10,8 @@ import uuid
 
 from redis.asyncio import Redis
 
-from service import concurrency, queue
+from service import queue
+from service.queue import concurrency
 from testkit import sample_kinds
 from testkit.processes import WorkerProcess, settings_env
 from testkit.service import client, running_worker, until, wait_for_job

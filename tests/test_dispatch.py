@@ -1,5 +1,5 @@
 """The dispatcher speaks arq's protocol: jobs enqueued by arq's own client run, with arq's
-rules for tries, retries, timeouts, cron ticks and results, many claimed a round trip."""
+rules for tries, retries, timeouts and results, many claimed a round trip."""
 
 import asyncio
 import itertools
@@ -12,7 +12,6 @@ import pytest
 from arq import Retry
 from arq.connections import ArqRedis
 from arq.constants import in_progress_key_prefix, job_key_prefix, result_key_prefix, retry_key_prefix
-from arq.cron import cron
 from arq.jobs import Job, JobStatus
 from arq.worker import func
 
@@ -149,7 +148,7 @@ async def test_failures_timeouts_and_used_up_tries_end_the_job_not_the_worker(re
     assert (running.failed, running.complete) == (5, 1)
 
 
-async def test_a_cron_tick_keeps_its_result_and_in_progress_key(redis, queue_name):
+async def test_a_function_that_keeps_its_result_keeps_it(redis, queue_name):
     ran = []
 
     async def tick(ctx):
@@ -158,7 +157,7 @@ async def test_a_cron_tick_keeps_its_result_and_in_progress_key(redis, queue_nam
 
     job_id = f"tick:{int(time.time() * 1000)}"
     await redis.enqueue_job("tick", _job_id=job_id, _queue_name=queue_name)
-    running = dispatcher(redis, queue_name, [cron(tick, name="tick", second=0, keep_result=60, max_tries=1)])
+    running = dispatcher(redis, queue_name, [func(tick, name="tick", keep_result=60, max_tries=1)])
     running.start()
     try:
         await until(lambda: _queue_empty(redis, queue_name))
@@ -168,8 +167,9 @@ async def test_a_cron_tick_keeps_its_result_and_in_progress_key(redis, queue_nam
     assert ran == [job_id]
     result = json.loads(await redis.get(result_key_prefix + job_id))
     assert result["r"] == {"sent": 3} and result["s"] is True and result["id"] == job_id
-    assert 50_000 < await redis.pttl(in_progress_key_prefix + job_id) <= 60_000  # the tick cannot run twice
-    assert await redis.enqueue_job("tick", _job_id=job_id, _queue_name=queue_name) is None
+    assert 50_000 < await redis.pttl(result_key_prefix + job_id) <= 60_000
+    assert not await redis.exists(in_progress_key_prefix + job_id)
+    assert await redis.enqueue_job("tick", _job_id=job_id, _queue_name=queue_name) is None  # its result stands
 
 
 async def test_never_more_than_max_jobs_at_once(redis, queue_name):

@@ -9,7 +9,7 @@ from pipelines.documents import pages
 from pipelines.documents.forked import ForkServer
 from pipelines.documents.pages import PageLimits, PageReaders
 from service.errors import PermanentError, TransientError
-from service.sniffing import SNIFF_BYTES, sniff_document
+from service.storage.sniffing import SNIFF_BYTES, sniff_document
 from testkit.documents import (
     image_bytes,
     mixed_pdf,

@@ -14,7 +14,7 @@ import pytest
 
 from pipelines.documents.ocr.textract import request_token_for
 from pipelines.documents.pipeline import DOCUMENT_PIPELINE
-from service.submissions import input_key
+from service.api.submissions import input_key
 from testkit.documents import image_bytes, mixed_pdf, png_claiming_size, scanned_pdf, text_image, text_pdf
 from testkit.files import multipart_file
 from testkit.llm_servers import API_KEY, Fault

@@ -35,7 +35,7 @@ from conveyor.client.transaction import (
 )
 from pipelines import registry
 from service.config import Settings
-from service.migrate import upgrade_async
+from service.databases.migrate import upgrade_async
 from testkit import postgres, sample_kinds
 from testkit import replica as replica_support
 from testkit.chaos import job_rows, wait_until_ended

@@ -10,11 +10,12 @@ from click.testing import CliRunner
 from redis.asyncio import Redis
 
 from conveyor.kinds import Pipeline, Stage
-from service import events, queue
+from service import queue
 from service.cli import app as cli
-from service.database import Database
-from service.logs import secret_values
-from service.signing import InvalidToken, Signer, SigningKeys
+from service.databases.database import Database
+from service.ledger.signing import InvalidToken, Signer, SigningKeys
+from service.queue import events
+from service.telemetry.logs import secret_values
 from testkit.files import multipart_file, text_pdf
 from testkit.service import ApiServer, client, new_tenant, running_worker, until, wait_for_job
 from testkit.sse import read_stream

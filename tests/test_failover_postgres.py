@@ -23,7 +23,7 @@ from pipelines import registry
 from service.cli.output import CliError
 from service.cli.preflight import check_dependencies
 from service.config import Settings
-from service.migrate import upgrade_async
+from service.databases.migrate import upgrade_async
 from testkit import replica as replica_support
 from testkit.service import ApiServer, client, make_settings, new_tenant, running_worker, until, wait_for_job
 

@@ -10,7 +10,7 @@ import redis.asyncio as aredis
 
 from pipelines.maintenance.handback import CONNECTIONS_CLOSED, HEARTBEAT_STOPPED
 from pipelines.maintenance.session import LOCK_CLASS, registry_key
-from service.migrate import upgrade_async
+from service.databases.migrate import upgrade_async
 from testkit.chaos import job_rows, submit_many, wait_until_ended
 from testkit.net import free_port
 from testkit.pg_cluster import PgCluster

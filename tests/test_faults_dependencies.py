@@ -12,7 +12,7 @@ import pytest
 import redis.asyncio as redis
 from arq.connections import create_pool
 
-from service.migrate import upgrade_async
+from service.databases.migrate import upgrade_async
 from service.queue import redis_settings
 from testkit.chaos import (
     assert_each_stage_ran_once,

@@ -13,7 +13,7 @@ import asyncpg
 import pytest
 
 from pipelines.maintenance.session import LOCK_CLASS, lock_key
-from service.migrate import upgrade_async
+from service.databases.migrate import upgrade_async
 from testkit.chaos import job_rows, stage_rows, submit, wait_until_ended
 from testkit.net import free_port
 from testkit.netns import NetNamespace, netns_permitted

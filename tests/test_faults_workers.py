@@ -14,7 +14,7 @@ import pytest
 
 from pipelines import registry
 from service.config import Settings
-from service.tenants import webhook_secrets
+from service.ledger.tenants import webhook_secrets
 from testkit.chaos import (
     assert_each_stage_ran_once,
     busy_worker_pids,

@@ -1,5 +1,5 @@
 """Tenants' files on disk are the service's alone: 0600 files in 0700 directories, whatever
-the umask (service/file_modes.py), so no other account on the host can read them."""
+the umask (service/storage/file_modes.py), so no other account on the host can read them."""
 
 import os
 import stat
@@ -9,7 +9,7 @@ import pytest
 
 from pipelines.documents.pages import PageLimits
 from pipelines.documents.pipeline import DOCUMENT_PIPELINE
-from service.embedded import EmbeddedServers
+from service.cli.embedded import EmbeddedServers
 from testkit.documents import scanned_pdf, text_pdf
 from testkit.files import multipart_file
 from testkit.service import ApiServer, client, running_worker, wait_for_job

@@ -14,7 +14,7 @@ import pytest
 
 from pipelines.documents import table as documents
 from service import ledger
-from service.migrate import upgrade_async
+from service.databases.migrate import upgrade_async
 from testkit import postgres
 
 JOBS = 200_000
@@ -137,7 +137,7 @@ async def test_reconciler_scan_uses_the_partial_index(loaded_url):
 
 async def test_idempotency_lookup_uses_the_unique_index(loaded_url):
     tenant_id = await _tenant(loaded_url)
-    from service import idempotency
+    from service.api import idempotency
 
     _assert_index(await _explain(loaded_url, idempotency.PRIOR, (tenant_id, "key-x")), "ux_idempotency_keys_tenant_key")
 

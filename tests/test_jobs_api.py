@@ -16,8 +16,8 @@ from pydantic import BaseModel, Field
 import conveyor
 from conveyor.client import ApiError, AsyncClient
 from service import ledger, queue
-from service.database import Database
-from service.routes import bulk
+from service.api.routes import bulk
+from service.databases.database import Database
 from testkit.service import ApiServer, client, new_tenant, publish_kinds, running_worker, until, wait_for_job
 
 PARIS_WINTER = timezone(timedelta(hours=1))

@@ -16,7 +16,7 @@ from conveyor.kinds import Pipeline
 from pipelines import registry
 from service import jobs, queue
 from service.config import Settings
-from service.database import Database
+from service.databases.database import Database
 from testkit import sample_kinds
 from testkit.processes import ROOT, WorkerProcess, settings_env
 from testkit.service import client, running_worker, until, wait_for_job

@@ -14,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from conveyor.kinds import Pipeline, Stage
 from service.errors import JobError
-from service.metrics import record_provider_call
+from service.telemetry.metrics import record_provider_call
 from testkit.files import multipart_file, text_pdf
 from testkit.net import free_port, wait_for_port
 from testkit.service import client, make_settings, running_worker, wait_for_job
@@ -110,11 +110,11 @@ async def test_worker_serves_its_own_metrics(database_url, redis_server, tmp_pat
 
 def test_multiprocess_mode_sums_processes(tmp_path):
     env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
-    record = "from service.metrics import record_provider_call; record_provider_call('twilio', 'ok')"
+    record = "from service.telemetry.metrics import record_provider_call; record_provider_call('twilio', 'ok')"
     for _ in range(2):
         subprocess.run([sys.executable, "-c", record], env=env, check=True, cwd=os.getcwd())
     render = (
-        "from prometheus_client import generate_latest; from service.metrics import process_registry; "
+        "from prometheus_client import generate_latest; from service.telemetry.metrics import process_registry; "
         "print(generate_latest(process_registry()).decode())"
     )
     output = subprocess.run(

@@ -2,7 +2,7 @@
 
 import asyncpg
 
-from service.migrate import downgrade, upgrade_async
+from service.databases.migrate import downgrade, upgrade_async
 
 TABLES = {
     "tenants",

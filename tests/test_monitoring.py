@@ -6,7 +6,7 @@ from collections import Counter
 
 from redis.asyncio import Redis
 
-from service.monitoring import FinishedCounter, finished_last_hour
+from service.telemetry.monitoring import FinishedCounter, finished_last_hour
 
 
 async def test_ended_jobs_recorded_concurrently_are_all_counted(redis_server):

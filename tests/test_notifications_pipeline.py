@@ -11,7 +11,7 @@ from starlette.requests import Request
 
 from pipelines.notifications.pipeline import CALLBACK_PIPELINE, NOTIFICATION_PIPELINE
 from pipelines.notifications.webhooks import generate_secret
-from service.database import Database
+from service.databases.database import Database
 from testkit.notifications import local_settings, receiver, secret  # noqa: F401 (fixtures)
 from testkit.onesignal_server import OneSignalServer
 from testkit.service import ApiServer, client, make_settings, running_worker, until, wait_for_job

@@ -10,7 +10,7 @@ import sentry_sdk
 from pydantic import SecretStr
 
 from conveyor.kinds import Pipeline, Stage
-from service import tracing
+from service.telemetry import tracing
 from testkit.files import multipart_file, text_pdf
 from testkit.service import ApiServer, client, new_tenant, running_worker, wait_for_job
 from testkit.telemetry_receiver import TelemetryReceiver
@@ -88,7 +88,7 @@ async def test_a_job_that_fails_for_good_is_logged_as_a_warning(isolated, capfd)
 
 def test_console_logs_have_no_colours_when_not_a_terminal():
     script = (
-        "from service.config import Settings; from service.logs import configure_logging; import structlog; "
+        "from service.config import Settings; from service.telemetry.logs import configure_logging; import structlog; "
         "configure_logging(Settings(log_json=False)); structlog.get_logger('t').warning('plain', n=1)"
     )
     ended = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)

@@ -8,8 +8,9 @@ from collections.abc import AsyncIterator
 from arq.constants import in_progress_key_prefix
 
 from conveyor.kinds import Pipeline, Stage
-from service import monitoring, queue
+from service import queue
 from service.errors import TransientError
+from service.telemetry import monitoring
 from testkit.files import multipart_file, text_pdf
 from testkit.service import client, running_worker, until, wait_for_job
 

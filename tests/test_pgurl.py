@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 from asyncpg.connect_utils import SessionAttribute
 
-from service import pgurl
 from service.config import ConfigurationError, load_settings
-from service.migrate import engine
-from service.replicas import DatabaseAddress
+from service.databases import pgurl
+from service.databases.migrate import engine
+from service.databases.replicas import DatabaseAddress
 
 TWO_HOSTS = "postgresql://conveyor:s3cret@db-a:5432,db-b:6432/conveyor?target_session_attrs=read-write"
 

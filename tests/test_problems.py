@@ -4,8 +4,8 @@ import httpx
 from starlette.applications import Starlette
 from starlette.routing import Route
 
+from service.api.problems import EXCEPTION_HANDLERS
 from service.errors import DependencyUnavailable, PermanentError, TransientError
-from service.problems import EXCEPTION_HANDLERS
 
 FAILURES = {
     "permanent": PermanentError("the file is not a PDF", type="unsupported_type"),

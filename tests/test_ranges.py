@@ -2,8 +2,8 @@
 
 import pytest
 
-from service.problems import Problem
-from service.ranges import byte_range
+from service.api.problems import Problem
+from service.api.ranges import byte_range
 
 
 @pytest.mark.parametrize(("header", "expected"), [

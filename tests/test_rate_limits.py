@@ -5,8 +5,8 @@ import asyncpg
 import pytest
 from redis.asyncio import Redis
 
-from service.auth import FAILURES_PREFIX
-from service.migrate import upgrade_async
+from service.api.auth import FAILURES_PREFIX
+from service.databases.migrate import upgrade_async
 from testkit import postgres
 from testkit.service import ApiServer, client, make_settings
 

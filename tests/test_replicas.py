@@ -15,9 +15,10 @@ import pytest
 from prometheus_client import REGISTRY
 
 from conveyor.kinds import Pipeline, Stage
-from service import consistency, ledger, queue
-from service.database import Database
-from service.replicas import parse_replica_url
+from service import ledger, queue
+from service.databases import consistency
+from service.databases.database import Database
+from service.databases.replicas import parse_replica_url
 from testkit import replica as replica_support
 from testkit.files import multipart_file, text_pdf
 from testkit.service import ADMIN_KEY, ApiServer, client, make_settings, new_tenant, running_worker
@@ -39,7 +40,7 @@ def cluster():
 
 @pytest.fixture(scope="module")
 async def primary_url(cluster):
-    from service.migrate import upgrade_async
+    from service.databases.migrate import upgrade_async
 
     conn = await asyncpg.connect(cluster.primary.url())
     try:
@@ -273,7 +274,7 @@ async def test_the_consistency_token_is_honoured_and_checked(settings, db, clust
 
 
 async def test_uploads_that_share_an_insert_each_read_their_own_job(settings, db, cluster, tenant):
-    """Concurrent uploads are committed by one INSERT (`service.job_inserts`); each response
+    """Concurrent uploads are committed by one INSERT (`service.ledger.job_inserts`); each response
     still carries a token covering its job, and each job is read back at once although the
     replica has replayed none of them."""
     await cluster.caught_up()
@@ -369,7 +370,7 @@ def test_replica_urls_carry_their_region(settings):
 
 
 def test_reads_prefer_replicas_of_their_own_region(settings):
-    from service.replicas import ReplicaSet
+    from service.databases.replicas import ReplicaSet
 
     urls = [
         "postgresql://us-1/c?region=us-east",

@@ -1,5 +1,6 @@
-"""The schedule: cadences, reminders and expiring memberships becoming notification jobs
-exactly once, and each cron tick running once across two workers."""
+"""The built-in schedules' work: their settings' cadences, reminders and expiring
+memberships becoming notification jobs exactly once, and each tick of a built-in schedule
+running once across two workers (their rows and the API: tests/test_builtin_schedules.py)."""
 
 import asyncio
 import json
@@ -9,46 +10,33 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import pytest
 import redis.asyncio as redis
+from pydantic import SecretStr
 
-from pipelines.schedule import cron_jobs
+from pipelines import schedule
 from pipelines.scheduled.memberships import notify_expiring_memberships
 from pipelines.scheduled.reminders import send_due_reminders
-from service.config import ConfigurationError, cron_fields, load_settings, next_tick
+from service.config import ConfigurationError, cadence_fields, load_settings
 from testkit.resources import open_resources
-from testkit.service import client, make_settings, running_worker, until
+from testkit.service import ADMIN_KEY, client, make_settings, running_worker, until
+from tests.test_builtin_schedules import builtins  # noqa: F401 (a fixture)
 
 PROBLEM = "application/problem+json"
 NOTIFICATION_QUEUE = "conveyor-test-notifications-nobody-serves"
+REMINDERS_KIND = f"{schedule.KIND_PREFIX}reminders"
 
 
-def test_cadences():
-    assert cron_fields("every 2s") == {"second": set(range(0, 60, 2))}
-    assert cron_fields("every 5m") == {"minute": set(range(0, 60, 5)), "second": 0}
-    assert cron_fields("hourly :05") == {"minute": 5, "second": 0}
-    assert cron_fields("Daily 03:30") == {"hour": 3, "minute": 30, "second": 0}
-    assert cron_fields("off") is None
+def test_settings_name_cadences_in_utc():
+    assert cadence_fields("every 2s") == {"every": 2}
+    assert cadence_fields("every 5m") == {"cron": "*/5 * * * *"}
+    assert cadence_fields("every 60m") == {"cron": "0 * * * *"}
+    assert cadence_fields("hourly :05") == {"cron": "5 * * * *"}
+    assert cadence_fields("Daily 03:30") == {"cron": "30 3 * * *"}
+    assert cadence_fields("off") is None
     for bad in ("every 7s", "every 0m", "hourly :60", "daily 24:00", "sometimes", ""):
         with pytest.raises(ValueError):
-            cron_fields(bad)
+            cadence_fields(bad)
     with pytest.raises(ConfigurationError, match="SCHEDULE_REMINDERS"):
         load_settings(schedule_reminders="every 7s")
-
-
-def test_next_tick_of_a_cadence():
-    at = datetime(2024, 5, 31, 23, 4, 59, 500_000, tzinfo=UTC)
-    assert next_tick("hourly :05", at) == datetime(2024, 5, 31, 23, 5, tzinfo=UTC)
-    assert next_tick("hourly :05", at + timedelta(seconds=1)) == datetime(2024, 6, 1, 0, 5, tzinfo=UTC)
-    assert next_tick("daily 00:20", at) == datetime(2024, 6, 1, 0, 20, tzinfo=UTC)
-    assert next_tick("every 5m", at) == datetime(2024, 5, 31, 23, 5, tzinfo=UTC)
-    assert next_tick("off", at) is None
-
-
-def test_every_job_is_scheduled_once_and_off_leaves_it_out():
-    names = [job.name for job in cron_jobs(load_settings())]
-    assert names == ["reminders", "memberships", "aggregate_hourly", "aggregate_daily", "cleanup", "prune_workers"]
-    quiet = load_settings(schedule_cleanup="off", schedule_memberships="off")
-    assert "cleanup" not in [job.name for job in cron_jobs(quiet)]
-    assert all(job.unique and job.keep_result_s >= 60 for job in cron_jobs(load_settings()))
 
 
 @pytest.fixture
@@ -61,6 +49,7 @@ def settings(database_url, redis_server, tmp_path):
         queue_name=f"conveyor-test-{time.time_ns()}",
         kind_queues=f"notification={NOTIFICATION_QUEUE}",
         smtp_url="smtp://127.0.0.1:2525",
+        admin_key=SecretStr(ADMIN_KEY),
     )
 
 
@@ -217,52 +206,51 @@ async def _unsent(http, reminders: list[dict]) -> list[dict]:
     return [r for r in reminders if (await http.get(f"/v1/reminders/{r['id']}")).json()["job_id"] is None]
 
 
-async def test_two_workers_run_each_tick_once(api, database_url, redis_server, tmp_path, tenant):
-    """Two workers carry the same schedule (reminders every second, nothing else); every
-    tick runs on one of them, and each reminder becomes exactly one job."""
-    tenant_id, key = tenant
-    quiet = {
-        name: "off"
-        for name in (
-            "schedule_memberships",
-            "schedule_cleanup",
-            "schedule_aggregate_hourly",
-            "schedule_aggregate_daily",
+async def _reminder_ticks(db, schedule_id: str) -> dict[str, list[str]]:
+    """The statuses of the built-in reminders schedule's jobs, by their tick."""
+    async with db.write() as conn:
+        rows = await conn.fetch(
+            "SELECT metadata->>'tick' AS tick, status FROM jobs WHERE kind = $1 AND metadata->>'schedule_id' = $2",
+            REMINDERS_KIND,
+            schedule_id,
         )
-    }
-    settings = make_settings(
-        database_url,
-        redis_server.url,
-        tmp_path / "storage",
-        queue_name=f"two-{time.time_ns()}",
-        kind_queues=f"notification={NOTIFICATION_QUEUE}",
-        schedule_reminders="every 1s",
-        **quiet,
-    )
-    started_ms = int(time.time() * 1000)
-    async with client(api.url, key) as http:
+    ticks: dict[str, list[str]] = {}
+    for row in rows:
+        ticks.setdefault(row["tick"], []).append(row["status"])
+    return ticks
+
+
+async def test_two_workers_run_each_tick_of_a_built_in_schedule_once(api, settings, builtins, tenant):
+    """Two workers run the built-in schedules (reminders every second, the others off):
+    every tick makes one job of the reminders kind, run by one of them, an ordinary job
+    the admin key reads, and each reminder becomes exactly one notification."""
+    tenant_id, key = tenant
+    quiet = {f"schedule_{name}": "off" for name in ("memberships", "cleanup", "aggregate_hourly", "aggregate_daily")}
+    settings = settings.model_copy(update={"schedule_reminders": "every 1s", "schedule_prune_workers": "off", **quiet})
+    async with client(api.url, key) as http, client(api.url, ADMIN_KEY) as admin:
         reminders = [await _remind(http, _ago(seconds=n)) for n in range(5)]
-        async with running_worker(settings, []) as first, running_worker(settings, []) as second:
+        async with running_worker(settings, schedule.KINDS), running_worker(settings, schedule.KINDS):
             reminders += [await _remind(http, _ago(seconds=-1.5)) for _ in range(3)]  # due while both run
 
-            async def three_ticks_and_all_sent() -> bool:
-                if not all("dispatcher" in worker.worker.ctx for worker in (first, second)):
-                    return False  # still starting
-                ran = first.dispatcher.complete + second.dispatcher.complete
-                return ran >= 3 and not await _unsent(http, reminders)
+            async def listed() -> list[dict]:
+                return (await admin.get("/v1/schedules")).json()["items"]
 
-            await until(three_ticks_and_all_sent, timeout=15)
-        runs = first.dispatcher.complete + second.dispatcher.complete
-        failed = first.dispatcher.failed + second.dispatcher.failed
-    async with redis.from_url(redis_server.url) as r:
-        ticks = [
-            k async for k in r.scan_iter("arq:result:reminders:*") if int(k.decode().rsplit(":", 1)[1]) >= started_ms
-        ]
-    assert failed == 0
-    assert len(ticks) >= 3
-    assert runs == len(ticks)  # no tick ran on both workers
-    jobs = await _notification_jobs(database_url, tenant_id)
-    assert sorted(job["metadata"]["reminder_id"] for job in jobs) == sorted(r["id"] for r in reminders)
+            (row,) = await until(listed, timeout=30)  # the others are off: never recorded
+
+            async def three_ticks_done_and_all_sent() -> dict[str, list[str]] | None:
+                ticks = await _reminder_ticks(builtins, row["id"])
+                done = len(ticks) >= 3 and all(status == "succeeded" for each in ticks.values() for status in each)
+                return ticks if done and not await _unsent(http, reminders) else None
+
+            ticks = await until(three_ticks_done_and_all_sent, timeout=30)
+        jobs = (await admin.get("/v1/jobs", params={"kind": REMINDERS_KIND})).json()["items"]
+        seen = (await admin.get(f"/v1/schedules/{row['id']}")).json()
+    assert row["name"] == "reminders" and row["builtin"] is True and row["every"] == 1
+    assert all(len(statuses) == 1 for statuses in ticks.values()), ticks  # no tick fired twice
+    assert {job["metadata"]["schedule_id"] for job in jobs} == {row["id"]}
+    assert seen["last_run_at"] is not None and seen["last_job_id"] in {job["id"] for job in jobs}
+    notifications = await _notification_jobs(settings.database_url, tenant_id)
+    assert sorted(job["metadata"]["reminder_id"] for job in notifications) == sorted(r["id"] for r in reminders)
 
 
 async def test_expiring_memberships_are_emailed_once_per_expiry(api, settings, database_url, tenant):

@@ -1,4 +1,4 @@
-"""When a schedule fires (service/schedule_times.py): cron at wall-clock time in its zone
+"""When a schedule fires (service/ledger/schedule_times.py): cron at wall-clock time in its zone
 across daylight-saving changes, `every` on its beat, and one catch-up tick after an outage.
 Pure: no clock, no servers."""
 
@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from service.schedule_times import Cadence, InvalidCadence, check, first, following, upcoming
+from service.ledger.schedule_times import Cadence, InvalidCadence, check, first, following, upcoming
 
 NEW_YORK = ZoneInfo("America/New_York")
 

@@ -12,9 +12,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from service import queue, schedules
-from service.database import Database
-from service.heartbeats import live_workers
+from service import queue
+from service.databases.database import Database
+from service.ledger import schedules
+from service.queue.heartbeats import live_workers
 from testkit import sample_kinds
 from testkit.processes import WorkerProcess, settings_env
 from testkit.service import client, new_tenant, publish_kinds, running_worker, until

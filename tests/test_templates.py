@@ -6,8 +6,8 @@ import uuid
 import pytest
 
 from pipelines.notifications.pipeline import CALLBACK_PIPELINE, NOTIFICATION_PIPELINE
-from service.sandbox import RENDER_TIMEOUT
 from service.templating import MAX_OUTPUT
+from service.templating.sandbox import RENDER_TIMEOUT
 from testkit.notifications import local_settings
 from testkit.service import ApiServer, client, new_tenant, running_worker, wait_for_job
 from testkit.twilio_server import TwilioServer

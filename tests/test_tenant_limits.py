@@ -9,8 +9,8 @@ from redis.asyncio import Redis
 
 from conveyor.kinds import Pipeline, Stage
 from service import ledger
-from service.backlog import COUNT_TTL_MS, PREFIX, Backlog
-from service.database import Database
+from service.databases.database import Database
+from service.queue.backlog import COUNT_TTL_MS, PREFIX, Backlog
 from testkit.chaos import job_rows, submit, submit_many
 from testkit.net import free_port
 from testkit.service import ApiServer, client, make_settings, new_tenant, running_worker, wait_for_job

@@ -14,7 +14,7 @@ import pytest
 from starlette.routing import Route
 
 from service.app import routes
-from service.tenants import Tenant, revoke_api_key
+from service.ledger.tenants import Tenant, revoke_api_key
 from testkit import sample_kinds
 from testkit.chaos import submit
 from testkit.service import client, new_tenant, publish_kinds

@@ -19,10 +19,10 @@ import pytest
 from pipelines import registry
 from pipelines.videos import plan_renditions, probe, transcode_all
 from pipelines.videos.demux import DEMUXERS
+from service.api.submissions import input_key
 from service.errors import PermanentError
-from service.sniffing.video import MATROSKA, MP4, QUICKTIME, WEBM
 from service.storage import open_storage
-from service.submissions import input_key
+from service.storage.sniffing.video import MATROSKA, MP4, QUICKTIME, WEBM
 from testkit.files import multipart_file
 from testkit.hostile_videos import (
     WRAPPERS,

@@ -20,8 +20,8 @@ from redis.asyncio import Redis
 from conveyor.kinds import Pipeline, Stage
 from pipelines import registry
 from pipelines.videos import measure
-from service import events
 from service.config import Settings
+from service.queue import events
 from testkit.net import free_port, wait_for_port
 from testkit.processes import tool_children
 from testkit.service import ApiServer, client, make_settings, new_tenant, running_worker, wait_for_job

@@ -5,7 +5,7 @@ import pytest
 from pipelines.videos import check_limits, measure, probe
 from service.config import Settings
 from service.errors import PermanentError
-from service.sniffing.video import MATROSKA, MP4, QUICKTIME, WEBM
+from service.storage.sniffing.video import MATROSKA, MP4, QUICKTIME, WEBM
 from testkit.processes import lingering_children
 from testkit.video_sources import VideoSources, video_sources  # noqa: F401
 

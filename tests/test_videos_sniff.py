@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from service.sniffing import SNIFF_BYTES, sniff_video
+from service.storage.sniffing import SNIFF_BYTES, sniff_video
 from testkit.hostile_videos import SOUND_WRAPPERS, Targets, hostile_uploads, tricks
 from testkit.video_sources import VideoSources, video_sources  # noqa: F401
 

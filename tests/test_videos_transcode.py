@@ -9,7 +9,7 @@ from PIL import Image, ImageStat
 
 from pipelines.videos import measure, parse_renditions, plan_renditions, probe, transcode_all
 from service.errors import PermanentError
-from service.sniffing.video import MP4
+from service.storage.sniffing.video import MP4
 from testkit.processes import tool_children
 from testkit.video_sources import VideoSources, video_sources  # noqa: F401
 

@@ -11,7 +11,7 @@ import uuid
 import httpx
 
 from service.config import Settings
-from service.database import Database
+from service.databases.database import Database
 from testkit.processes import WorkerProcess, settings_env
 from testkit.service import client, running_worker, until
 from testkit.sse import read_stream

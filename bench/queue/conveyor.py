@@ -1,7 +1,7 @@
 """Conveyor's full path, measured like the peers: ledger row, arq, status and result written back.
 
 Each measurement gets a fresh PostgreSQL database (migrated to head) beside the harness's
-Redis. Enqueueing is the API's own path minus HTTP (`service.submissions.record_job`, then
+Redis. Enqueueing is the API's own path minus HTTP (`service.api.submissions.record_job`, then
 `hand_off` to arq); the worker is a real Conveyor worker (`pipelines.lifecycle.worker`) with
 heartbeats and the reconciler at their production settings, running a one-stage `bench`
 pipeline whose stage is `bench.queue.jobs.perform`.
@@ -16,12 +16,12 @@ from typing import Any
 from conveyor.kinds import Pipeline, Stage
 from pipelines import lifecycle
 from service import ledger, queue
-from service.backlog import Backlog
+from service.api.submissions import JobSpec as Submission
+from service.api.submissions import hand_off, record_job
 from service.config import Settings, load_settings
-from service.database import Database
-from service.job_inserts import JobInserts
-from service.submissions import JobSpec as Submission
-from service.submissions import hand_off, record_job
+from service.databases.database import Database
+from service.ledger.job_inserts import JobInserts
+from service.queue.backlog import Backlog
 
 from ..ledger_db import drop_database, migrated_database, tenant_with_key
 from .jobs import perform

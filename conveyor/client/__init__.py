@@ -13,7 +13,18 @@ error answers raise `ApiError`. It imports httpx and nothing of the service. See
 
 from conveyor.client.aio import AsyncClient
 from conveyor.client.errors import ApiError, EventStreamError, UnsupportedFile
-from conveyor.client.models import BulkResult, Event, Job, JobError, Kind, Page, Stage
+from conveyor.client.models import (
+    BulkResult,
+    Event,
+    Job,
+    JobError,
+    Kind,
+    Page,
+    Stage,
+    Workflow,
+    WorkflowPage,
+    WorkflowStep,
+)
 from conveyor.client.sync import Client
 
 __all__ = [
@@ -29,4 +40,7 @@ __all__ = [
     "Page",
     "Stage",
     "UnsupportedFile",
+    "Workflow",
+    "WorkflowPage",
+    "WorkflowStep",
 ]

@@ -15,8 +15,16 @@ from typing import Any, TypeVar, Unpack, cast
 import httpx
 
 from conveyor.client import calls, plans
-from conveyor.client.calls import JobFilter, JobOptions, ListFilter, NotifyOptions, UploadOptions
-from conveyor.client.models import BulkResult, Event, Job, Kind, Page
+from conveyor.client.calls import (
+    JobFilter,
+    JobOptions,
+    ListFilter,
+    NotifyOptions,
+    UploadOptions,
+    WorkflowFilter,
+    WorkflowOptions,
+)
+from conveyor.client.models import BulkResult, Event, Job, Kind, Page, Workflow, WorkflowPage
 from conveyor.client.settings import Settings
 
 T = TypeVar("T")
@@ -86,6 +94,23 @@ class AsyncClient:
 
     async def kinds(self) -> list[Kind]:
         return await self._request(calls.kinds())
+
+    async def submit_workflow(
+        self, steps: Mapping[str, Mapping[str, Any]], **options: Unpack[WorkflowOptions]
+    ) -> Workflow:
+        return await self._request(calls.submit_workflow(steps, options))
+
+    async def get_workflow(self, workflow_id: str) -> Workflow:
+        return await self._request(calls.get_workflow(workflow_id))
+
+    async def workflows(self, **workflow_filter: Unpack[WorkflowFilter]) -> WorkflowPage:
+        return await self._request(calls.list_workflows(workflow_filter))
+
+    async def wait_workflow(self, workflow_id: str | Workflow, timeout: float | None = None) -> Workflow:
+        return await self._run(plans.wait_workflow(workflow_id, timeout, self._retry_wait))
+
+    async def cancel_workflow(self, workflow_id: str) -> Workflow:
+        return await self._request(calls.cancel_workflow(workflow_id))
 
     async def request(
         self, method: str, path: str, *, params: Mapping[str, Any] | None = None, json: Any = None

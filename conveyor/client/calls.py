@@ -19,7 +19,7 @@ import httpx
 
 from conveyor.client import content
 from conveyor.client.errors import UnsupportedFile, retry_after_seconds
-from conveyor.client.models import BulkResult, Job, Kind, Page
+from conveyor.client.models import BulkResult, Job, Kind, Page, Workflow, WorkflowPage
 
 T = TypeVar("T")
 
@@ -71,6 +71,22 @@ class ListFilter(TypedDict, total=False):
     limit: int | None
     cursor: str | None  # where the previous page ended (its next_cursor)
     id_prefix: str | None  # the start of a job id
+
+
+class WorkflowOptions(TypedDict, total=False):
+    """What `submit_workflow` takes besides its steps (the fields of `POST /v1/workflows`)."""
+
+    callback_url: str
+    metadata: dict[str, Any]
+    idempotency_key: str
+
+
+class WorkflowFilter(TypedDict, total=False):
+    """Which of your workflows `workflows` lists; None leaves a filter out."""
+
+    status: str | None
+    limit: int | None
+    cursor: str | None
 
 
 @dataclass(frozen=True)
@@ -244,6 +260,35 @@ def raw(method: str, path: str, params: Mapping[str, Any] | None, json: Any) -> 
     return Call(method.upper(), path, _json, params=params, json=json)
 
 
-def events(job_id: str, last_id: str | None) -> Call[None]:
+def _workflow(response: httpx.Response) -> Workflow:
+    return Workflow.from_dict(response.json())
+
+
+def submit_workflow(steps: Mapping[str, Mapping[str, Any]], options: Mapping[str, Any]) -> Call[Workflow]:
+    body = {"steps": steps, **_checked(options, WorkflowOptions, "submit_workflow")}
+    headers = _idempotency(body)
+    return Call("POST", "/v1/workflows", _workflow, json=body, headers=headers)
+
+
+def get_workflow(workflow_id: str) -> Call[Workflow]:
+    return Call("GET", f"/v1/workflows/{workflow_id}", _workflow)
+
+
+def cancel_workflow(workflow_id: str) -> Call[Workflow]:
+    return Call("POST", f"/v1/workflows/{workflow_id}/cancel", _workflow)
+
+
+def list_workflows(workflow_filter: Mapping[str, Any]) -> Call[WorkflowPage]:
+    params = _checked(workflow_filter, WorkflowFilter, "workflows")
+
+    def page(response: httpx.Response) -> WorkflowPage:
+        body = response.json()
+        return WorkflowPage([Workflow.from_dict(item) for item in body["items"]], body.get("next_cursor"))
+
+    return Call("GET", "/v1/workflows", page, params=params)
+
+
+def events(resource: str, last_id: str | None) -> Call[None]:
+    """The event stream of `resource`: `jobs/ID` or `workflows/ID`."""
     headers = {"Accept": "text/event-stream", **({"Last-Event-ID": last_id} if last_id else {})}
-    return Call("GET", f"/v1/jobs/{job_id}/events", lambda response: None, headers=headers)
+    return Call("GET", f"/v1/{resource}/events", lambda response: None, headers=headers)

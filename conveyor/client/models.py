@@ -1,4 +1,5 @@
-"""The API's resources as typed objects: a Job, its stages and events, a kind, a page.
+"""The API's resources as typed objects: a Job, its stages and events, a kind, a page,
+a workflow and its steps.
 
 Each `from_dict` takes the JSON the API sent; a Job's `to_dict` gives it back exactly,
 fields this version does not know included, so nothing the API adds is lost in between.
@@ -204,3 +205,79 @@ class BulkResult:
 
     matched: int
     changed: int
+
+
+@dataclass(frozen=True)
+class WorkflowStep:
+    """One step of a workflow: its status (`waiting`, then a job's statuses), its jobs' ids
+    (one per item of a for_each step), and why it failed if it could not start."""
+
+    status: str
+    jobs: tuple[str, ...] = ()
+    error: JobError | None = None
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> WorkflowStep:
+        return cls(data["status"], tuple(data.get("jobs") or ()), JobError.from_dict(data.get("error")))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"status": self.status, "jobs": list(self.jobs)} | (
+            {"error": self.error.to_dict()} if self.error else {}
+        )
+
+
+@dataclass(frozen=True)
+class Workflow:
+    """A workflow as `GET /v1/workflows/{id}` shows it: its steps by name, in the order given."""
+
+    id: str
+    status: str  # queued | running | succeeded | failed | cancelled
+    steps: dict[str, WorkflowStep] = field(default_factory=dict)
+    metadata: dict[str, Any] = field(default_factory=dict)
+    created_at: datetime | None = None
+    finished_at: datetime | None = None
+    extra: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def finished(self) -> bool:
+        return self.status in FINISHED
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status == "succeeded"
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Workflow:
+        known = {item.name for item in fields(cls)}
+        return cls(
+            id=data["id"],
+            status=data["status"],
+            steps={name: WorkflowStep.from_dict(step) for name, step in (data.get("steps") or {}).items()},
+            metadata=data.get("metadata") or {},
+            created_at=parse_time(data.get("created_at")),
+            finished_at=parse_time(data.get("finished_at")),
+            extra={name: value for name, value in data.items() if name not in known},
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The workflow as the API's JSON."""
+        return {
+            "id": self.id,
+            "status": self.status,
+            "steps": {name: step.to_dict() for name, step in self.steps.items()},
+            "metadata": self.metadata,
+            "created_at": format_time(self.created_at),
+            "finished_at": format_time(self.finished_at),
+            **self.extra,
+        }
+
+
+@dataclass(frozen=True)
+class WorkflowPage:
+    """One page of `GET /v1/workflows`, newest first; `next_cursor` asks for the next."""
+
+    items: list[Workflow]
+    next_cursor: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"items": [workflow.to_dict() for workflow in self.items], "next_cursor": self.next_cursor}

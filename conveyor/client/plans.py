@@ -20,7 +20,7 @@ import httpx
 from conveyor.client import calls
 from conveyor.client.calls import Call
 from conveyor.client.errors import ApiError, EventStreamError, retry_after_seconds
-from conveyor.client.models import Event, Job, apply_event
+from conveyor.client.models import Event, Job, Workflow, apply_event
 from conveyor.client.sse import EventParser
 
 T = TypeVar("T")
@@ -123,14 +123,14 @@ class Position:
 
 
 def event_stream(
-    job_id: str,
+    resource: str,
     handle: Callable[[Event], Plan[bool]],
     *,
     deadline: float | None,
     max_retry_wait: float,
     position: Position | None = None,
 ) -> Plan[bool]:
-    """Read the job's events, passing each to `handle` until it says stop (True), or until
+    """Read the events of `resource` (`jobs/ID`, `workflows/ID`), passing each to `handle` until it says stop (True), or until
     the deadline (False). A stream that breaks off is opened again with Last-Event-ID, so
     no event is missed or repeated; after FRUITLESS_CONNECTIONS in a row without an event,
     the last failure is raised (an ApiError if the API refused the stream)."""
@@ -140,7 +140,7 @@ def event_stream(
     while _left(deadline) > 0:
         fruitful = False
         try:
-            response = yield Open(calls.events(job_id, position.last_id), min(STREAM_READ_SECONDS, _left(deadline)))
+            response = yield Open(calls.events(resource, position.last_id), min(STREAM_READ_SECONDS, _left(deadline)))
             if response.status_code != 200:
                 delay = budget.delay(response)
                 if delay is None:
@@ -159,7 +159,7 @@ def event_stream(
                         return True
                 if _left(deadline) <= 0:  # the server's keep-alive pings must not outlast it
                     break
-            error: Exception = EventStreamError(f"the event stream of job {job_id} ended before the job did")
+            error: Exception = EventStreamError(f"the event stream of {resource} ended before it did")
         except httpx.TransportError as exc:
             error = exc
         fruitless = 0 if fruitful else fruitless + 1
@@ -180,7 +180,7 @@ def events(job_id: str, max_retry_wait: float) -> Plan[None]:
         yield Emit(event)
         return event.final
 
-    yield from event_stream(job_id, handle, deadline=None, max_retry_wait=max_retry_wait)
+    yield from event_stream(f"jobs/{job_id}", handle, deadline=None, max_retry_wait=max_retry_wait)
 
 
 def follow(start: Job | str, timeout: float | None, max_retry_wait: float) -> Plan[Job]:
@@ -204,7 +204,7 @@ def follow(start: Job | str, timeout: float | None, max_retry_wait: float) -> Pl
         if streaming and not job.finished:
             try:
                 yield from event_stream(
-                    job.id, handle, deadline=deadline, max_retry_wait=max_retry_wait, position=position
+                    f"jobs/{job.id}", handle, deadline=deadline, max_retry_wait=max_retry_wait, position=position
                 )
             except (ApiError, httpx.TransportError, EventStreamError):
                 streaming = False  # polling takes over
@@ -216,3 +216,37 @@ def follow(start: Job | str, timeout: float | None, max_retry_wait: float) -> Pl
             raise TimeoutError(f"job {job.id} is still {job.status} after {timeout:g}s")
         if not streaming:
             yield Sleep(min(max(pause or POLL_MIN, POLL_MIN), POLL_MAX, _left(deadline)))
+
+
+def wait_workflow(start: Workflow | str, timeout: float | None, max_retry_wait: float) -> Plan[Workflow]:
+    """The workflow once it has ended, as the ledger has it: its event stream says when
+    (polled as `follow` polls only if the stream cannot be had). A TimeoutError if it has
+    not ended within `timeout` seconds."""
+    workflow_id = start.id if isinstance(start, Workflow) else start
+    deadline = None if timeout is None else time.monotonic() + timeout
+    workflow = yield from request(calls.get_workflow(workflow_id), max_retry_wait)
+    streaming = True
+    position = Position()  # kept across streams: an ending already seen (a retried one's) is not read again
+
+    def ended(event: Event) -> Plan[bool]:
+        yield from ()
+        return event.final
+
+    while not workflow.finished:
+        if _left(deadline) <= 0:
+            raise TimeoutError(f"workflow {workflow_id} is still {workflow.status} after {timeout:g}s")
+        if streaming:
+            try:
+                yield from event_stream(
+                    f"workflows/{workflow_id}",
+                    ended,
+                    deadline=deadline,
+                    max_retry_wait=max_retry_wait,
+                    position=position,
+                )
+            except (ApiError, httpx.TransportError, EventStreamError):
+                streaming = False  # polling takes over
+        else:
+            yield Sleep(min(POLL_MAX, max(_left(deadline), 0)))
+        workflow = yield from request(calls.get_workflow(workflow_id), max_retry_wait)
+    return workflow

@@ -15,8 +15,16 @@ from typing import Any, TypeVar, Unpack, cast
 import httpx
 
 from conveyor.client import calls, plans
-from conveyor.client.calls import JobFilter, JobOptions, ListFilter, NotifyOptions, UploadOptions
-from conveyor.client.models import BulkResult, Event, Job, Kind, Page
+from conveyor.client.calls import (
+    JobFilter,
+    JobOptions,
+    ListFilter,
+    NotifyOptions,
+    UploadOptions,
+    WorkflowFilter,
+    WorkflowOptions,
+)
+from conveyor.client.models import BulkResult, Event, Job, Kind, Page, Workflow, WorkflowPage
 from conveyor.client.settings import Settings
 
 T = TypeVar("T")
@@ -110,6 +118,28 @@ class Client:
 
     def kinds(self) -> list[Kind]:
         return self._request(calls.kinds())
+
+    # Workflows
+
+    def submit_workflow(self, steps: Mapping[str, Mapping[str, Any]], **options: Unpack[WorkflowOptions]) -> Workflow:
+        """`POST /v1/workflows`: steps by name, each `{kind, input, after?, for_each?}`."""
+        return self._request(calls.submit_workflow(steps, options))
+
+    def get_workflow(self, workflow_id: str) -> Workflow:
+        return self._request(calls.get_workflow(workflow_id))
+
+    def workflows(self, **workflow_filter: Unpack[WorkflowFilter]) -> WorkflowPage:
+        """`GET /v1/workflows`: one page of your workflows, newest first."""
+        return self._request(calls.list_workflows(workflow_filter))
+
+    def wait_workflow(self, workflow_id: str | Workflow, timeout: float | None = None) -> Workflow:
+        """The workflow once it has ended, told by its event stream (no polling while the
+        stream can be had); TimeoutError after `timeout` seconds."""
+        return self._run(plans.wait_workflow(workflow_id, timeout, self._retry_wait))
+
+    def cancel_workflow(self, workflow_id: str) -> Workflow:
+        """No step starts any more; its waiting and running steps end cancelled."""
+        return self._request(calls.cancel_workflow(workflow_id))
 
     def request(self, method: str, path: str, *, params: Mapping[str, Any] | None = None, json: Any = None) -> Any:
         """Any other endpoint, with the same retries and errors: its JSON answer."""

@@ -2,7 +2,7 @@
 IANA `timezone` or `every` so many seconds.
 
 `next_run_at` is the tick a worker fires next; a worker claims a tick by moving it on in
-the same transaction that creates the tick's job (`service.schedules.fire`), so each tick
+the same transaction that creates the tick's job (`service.ledger.schedules.fire`), so each tick
 makes one job however many workers see it due. `last_job_id` is the job of the last tick
 that made one: with `overlap = 'skip'` a tick is skipped while that job is unfinished.
 

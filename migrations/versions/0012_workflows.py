@@ -2,7 +2,7 @@
 
 A workflow's steps are rows of `workflow_steps`; each knows its unfinished jobs
 (`remaining`) and how many of them failed, so the transaction that ends a step's last
-job ends the step and starts the steps after it (service/workflows.py), under the step's
+job ends the step and starts the steps after it (service/ledger/workflows.py), under the step's
 row lock: a step starts once even when its parents end together on different workers.
 `cascaded` marks a step cancelled because a step upstream of it failed, so retrying that
 step's failed job can bring it back. A step's jobs are ordinary jobs naming their workflow.

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta
 
-from service.database import Database
+from service.databases.database import Database
 
 STATEMENT_TIMEOUT = 600.0  # seconds; a week of events is more than the API's 15 s budget
 

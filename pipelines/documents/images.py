@@ -14,7 +14,7 @@ from PIL import Image, ImageSequence, UnidentifiedImageError
 
 from pipelines.documents.pages import Page, PageLimits, check_ocr_pixels
 from service.errors import PermanentError
-from service.file_modes import private_opener
+from service.storage.file_modes import private_opener
 
 ACCEPTED_FORMATS = {"PNG", "JPEG", "TIFF", "MPO"}  # MPO: Pillow's name for some camera JPEGs
 

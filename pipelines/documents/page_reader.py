@@ -21,7 +21,7 @@ from pipelines.documents.images import read_image
 from pipelines.documents.pages import PageLimits
 from pipelines.documents.pdf import read_pdf
 from service.errors import JobError, PermanentError
-from service.sniffing import PDF, SNIFF_BYTES, sniff_document
+from service.storage.sniffing import PDF, SNIFF_BYTES, sniff_document
 
 
 def read(path: Path, workdir: Path, limits: PageLimits) -> dict:

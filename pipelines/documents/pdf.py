@@ -16,7 +16,7 @@ import pypdfium2.raw as pdfium_c
 
 from pipelines.documents.pages import Page, PageLimits, TextBudget, check_ocr_pixels, has_meaningful_text
 from service.errors import PermanentError
-from service.file_modes import private_opener
+from service.storage.file_modes import private_opener
 
 POINTS_PER_INCH = 72
 

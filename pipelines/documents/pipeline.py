@@ -35,8 +35,8 @@ from pipelines.documents.pages import DocumentPages, PageLimits
 from pipelines.documents.text import document_text, page_limited, store_text, text_result
 from pipelines.documents.tools import DocumentTools
 from service.errors import PermanentError
-from service.file_modes import private_opener
 from service.storage import ObjectNotFound, S3Storage
+from service.storage.file_modes import private_opener
 
 if TYPE_CHECKING:
     from pipelines.job_run import JobRun

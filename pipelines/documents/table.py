@@ -20,7 +20,7 @@ from datetime import datetime
 import asyncpg
 
 from service.ledger import qualified
-from service.views import VIEW_COLUMNS
+from service.ledger.views import VIEW_COLUMNS
 
 
 async def record_original(conn: asyncpg.Connection, job: Mapping, original: Mapping) -> None:

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import structlog
 
 from pipelines.resources import Resources
-from service.database import Database
+from service.databases.database import Database
 from service.storage import Storage, job_prefix, tenant_prefix
 
 log = structlog.get_logger("conveyor.cleanup")

@@ -30,9 +30,10 @@ from redis.exceptions import RedisError
 from pipelines.maintenance.handback import CONNECTIONS_CLOSED, HEARTBEAT_STOPPED, hand_back
 from pipelines.maintenance.session import CHECK_SECONDS, LOCK_CLASS, lock_key, presence_name, registry_key
 from pipelines.resources import Resources
-from service import heartbeats, ledger
+from service import ledger
+from service.databases.pools import CONNECTION_ERRORS
 from service.errors import DependencyUnavailable
-from service.pools import CONNECTION_ERRORS
+from service.queue import heartbeats
 
 log = structlog.get_logger("conveyor.crash_watch")
 

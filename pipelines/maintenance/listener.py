@@ -27,8 +27,8 @@ import structlog
 from pipelines.resources import Resources
 from service import jobs, ledger
 from service.batching import MAX_BATCH
+from service.databases.pools import CONNECTION_ERRORS
 from service.errors import DependencyUnavailable
-from service.pools import CONNECTION_ERRORS
 
 log = structlog.get_logger("conveyor.listener")
 

@@ -21,8 +21,8 @@ from redis.exceptions import RedisError
 from pipelines.maintenance.session import registry_key
 from pipelines.resources import Resources
 from service.errors import DependencyUnavailable
-from service.events import CANCEL_CHANNEL
-from service.heartbeats import WORKERS_KEY, worker_key
+from service.queue.events import CANCEL_CHANNEL
+from service.queue.heartbeats import WORKERS_KEY, worker_key
 
 log = structlog.get_logger("conveyor.liveness")
 

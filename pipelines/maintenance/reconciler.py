@@ -22,8 +22,9 @@ from redis.exceptions import RedisError
 
 from pipelines.maintenance.handback import HEARTBEAT_STOPPED, hand_back
 from pipelines.resources import Resources
-from service import heartbeats, jobs, ledger, queue
+from service import jobs, ledger, queue
 from service.errors import DependencyUnavailable
+from service.queue import heartbeats
 
 log = structlog.get_logger("conveyor.reconciler")
 

@@ -1,8 +1,9 @@
-"""The schedules' clock: the users' schedules (`POST /v1/schedules`) turned into jobs
-when their ticks come, by a background task of every worker that runs the scheduler.
+"""The schedules' clock: the users' schedules (`POST /v1/schedules`) and the built-in
+ones (pipelines/schedule.py) turned into jobs when their ticks come, by a background
+task of every worker that runs the scheduler.
 
 No poll per schedule: one query finds every due tick of the kinds this worker runs, each
-is fired in its own transaction (`service.schedules.fire`: one job per tick across all
+is fired in its own transaction (`service.ledger.schedules.fire`: one job per tick across all
 workers, decided in the ledger), and the loop sleeps until the earliest next tick, at most
 `LONGEST_SLEEP` seconds so a schedule created or changed meanwhile is seen soon. Jobs
 reach Redis after their transaction commits; if Redis is down the reconciler hands them
@@ -19,9 +20,10 @@ import asyncpg
 import structlog
 
 from pipelines.resources import Resources
-from service import jobs, schedule_times, schedules
+from service import jobs
+from service.databases.pools import CONNECTION_ERRORS
 from service.errors import DependencyUnavailable
-from service.pools import CONNECTION_ERRORS
+from service.ledger import schedule_times, schedules
 
 log = structlog.get_logger("conveyor.schedules")
 

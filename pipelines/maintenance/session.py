@@ -20,8 +20,8 @@ from redis.exceptions import RedisError
 
 from pipelines.resources import Resources
 from service import queue
+from service.databases.pools import CONNECTION_ERRORS
 from service.errors import DependencyUnavailable
-from service.pools import CONNECTION_ERRORS
 
 log = structlog.get_logger("conveyor.session")
 

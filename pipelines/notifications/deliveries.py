@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from service.database import Database
+from service.databases.database import Database
 from service.errors import JobError, PermanentError
 from service.ledger import Fenced
 

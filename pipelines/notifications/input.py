@@ -23,7 +23,7 @@ from typing import Any
 from service.config import Settings
 from service.errors import PermanentError
 from service.moments import utc_moment
-from service.tenant_templates import TenantTemplate
+from service.templating.tenant_templates import TenantTemplate
 
 from .channels import CHANNELS, require_channel
 from .recipients import check_recipient

@@ -22,12 +22,12 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from conveyor.kinds import Pipeline, Stage
-from service import callbacks, tenant_templates
 from service.config import Settings
 from service.errors import DependencyUnavailable, JobError, PermanentError, TransientError
-from service.ledger import Fenced
-from service.tenant_templates import TenantTemplate
-from service.tenants import webhook_secrets
+from service.ledger import Fenced, callbacks
+from service.ledger.tenants import webhook_secrets
+from service.templating import tenant_templates
+from service.templating.tenant_templates import TenantTemplate
 
 from . import SENDERS, deliveries
 from .bulk import Outcome, fan_out

@@ -6,7 +6,7 @@ failed job later. Rendering goes through Jinja2 with `StrictUndefined` (a typo i
 template fails loudly) and autoescaping for `.html` files only, so hostile `data` cannot
 inject markup into the HTML part while the plain-text part stays readable.
 
-A tenant's own template (`service.tenant_templates`) is rendered apart, in the sandbox
+A tenant's own template (`service.templating.tenant_templates`) is rendered apart, in the sandbox
 (`render_tenant`), and wins over a built-in of the same name for that tenant.
 """
 
@@ -20,8 +20,8 @@ from urllib.parse import urlsplit
 import jinja2
 
 from service.errors import PermanentError
-from service.sandbox import renderer
-from service.tenant_templates import TenantTemplate
+from service.templating.sandbox import renderer
+from service.templating.tenant_templates import TenantTemplate
 
 FieldKind = Literal["text", "url", "number", "items"]
 MAX_TEXT_LENGTH = 2000

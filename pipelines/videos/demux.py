@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from service.errors import PermanentError
-from service.sniffing.video import MATROSKA, MP4, QUICKTIME, WEBM
+from service.storage.sniffing.video import MATROSKA, MP4, QUICKTIME, WEBM
 
 DEMUXERS = {MP4: "mov", QUICKTIME: "mov", WEBM: "matroska", MATROSKA: "matroska"}
 """The ffmpeg demuxer for each container the API accepts."""

@@ -18,7 +18,7 @@ from pipelines.videos.demux import FORMAT_NAMES, demuxer_for, input_args
 from pipelines.videos.mp4 import is_faststart
 from pipelines.videos.tools import run_ffmpeg
 from service.errors import PermanentError
-from service.sniffing import SNIFF_BYTES, sniff_video
+from service.storage.sniffing import SNIFF_BYTES, sniff_video
 
 if TYPE_CHECKING:
     from service.config import Settings

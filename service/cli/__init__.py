@@ -25,6 +25,7 @@ from service.cli import (
     up,
     watch,
     webhooks,
+    workflows,
 )
 from service.cli.options import CommandGroup
 
@@ -47,6 +48,7 @@ app = CommandGroup(
         keys.app,
         webhooks.app,
         jobs.app,
+        workflows.app,
         schedules.app,
         secrets.app,
         dashboard.app,

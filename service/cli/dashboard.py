@@ -27,7 +27,7 @@ def logout_everywhere(database_url: str | None, data_dir: Path) -> None:
     import asyncio
 
     async def run(url: str) -> int:
-        from service import admin_sessions
+        from service.ledger import admin_sessions
 
         async with targets.transaction(url) as conn:
             return await admin_sessions.end_all(conn)

@@ -15,7 +15,7 @@ from service.cli.output import CliError, emit_json, guarded, new_table, stdout
 if TYPE_CHECKING:
     import asyncpg
 
-    from service.tenants import Tenant as TenantRow
+    from service.ledger.tenants import Tenant as TenantRow
 
 app = CommandGroup(
     name="keys",
@@ -27,7 +27,7 @@ app = CommandGroup(
 
 async def create_key(conn: asyncpg.Connection, tenant_name: str) -> str:
     """A fresh key for the tenant, created if new."""
-    from service import tenants
+    from service.ledger import tenants
 
     return await tenants.create_api_key(conn, await tenants.ensure_tenant(conn, tenant_name))
 
@@ -38,7 +38,7 @@ def _iso(moment: datetime) -> str:
 
 
 async def _existing_tenant(conn: asyncpg.Connection, name: str) -> TenantRow:
-    from service import tenants
+    from service.ledger import tenants
 
     tenant = await tenants.find_tenant(conn, name)
     if tenant is None:
@@ -80,7 +80,7 @@ def list_keys(tenant: str, database_url: str | None, data_dir: Path, json_output
     import asyncio
 
     async def run(url: str) -> list[dict]:
-        from service import tenants
+        from service.ledger import tenants
 
         async with targets.transaction(url) as conn:
             rows = await tenants.list_api_keys(conn, await _existing_tenant(conn, tenant))
@@ -111,7 +111,7 @@ def revoke(tenant: str, prefix: str, database_url: str | None, data_dir: Path) -
     import asyncio
 
     async def run(url: str) -> int:
-        from service import tenants
+        from service.ledger import tenants
 
         async with targets.transaction(url) as conn:
             return await tenants.revoke_api_key(conn, await _existing_tenant(conn, tenant), prefix)

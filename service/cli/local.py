@@ -18,11 +18,11 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
-from service import tenants
 from service.cli import targets
 from service.cli.keys import create_key
 from service.cli.mail import sink_url
 from service.config import Settings
+from service.ledger import tenants
 
 DEFAULT_TENANT = "default"
 API_KEY_FILE = "api-key"

@@ -25,7 +25,7 @@ QUEUE_COLUMNS = ("queue", "queued", "running", "scheduled", "oldest queued")
 async def read_workers(url: str) -> list[dict]:
     """Every worker seen lately, newest beat first; `alive` is false once its key expired."""
     from service import queue
-    from service.heartbeats import WORKERS_KEY, worker_key
+    from service.queue.heartbeats import WORKERS_KEY, worker_key
 
     redis = queue.connect(url)
     try:
@@ -43,10 +43,11 @@ async def read_workers(url: str) -> list[dict]:
 
 
 async def read_queues(url: str, settings: Settings, names: list[str]) -> list[dict]:
-    """Per arq queue, its numbers as service.monitoring.QueueState names them."""
+    """Per arq queue, its numbers as service.telemetry.monitoring.QueueState names them."""
     from dataclasses import asdict
 
-    from service import monitoring, queue
+    from service import queue
+    from service.telemetry import monitoring
 
     redis = queue.connect(url)
     try:
@@ -124,8 +125,8 @@ def queues(names: tuple[str, ...], redis_url: str | None, data_dir: Path, json_o
     """
     import asyncio
 
-    from service import monitoring
     from service.config import load_settings
+    from service.telemetry import monitoring
 
     settings = load_settings()
     shown = list(names) or monitoring.queue_names(settings)

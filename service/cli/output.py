@@ -91,7 +91,7 @@ EXPECTED = (
     ("asyncpg", "InterfaceError"),
     ("redis.exceptions", "RedisError"),
     ("service.errors", "DependencyUnavailable"),
-    ("service.embedded", "EmbeddedServerError"),
+    ("service.cli.embedded", "EmbeddedServerError"),
 )
 
 

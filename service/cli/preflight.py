@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from service import queue
 from service.cli.output import CliError
 from service.config import Settings, mask
-from service.pools import connect_primary
+from service.databases.pools import connect_primary
 from service.storage import open_storage
 
 CHECK_TIMEOUT = 5.0

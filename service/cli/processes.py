@@ -22,11 +22,11 @@ from arq.worker import Worker
 from conveyor.kinds import Pipeline
 from pipelines import lifecycle
 from pipelines.dispatch import Dispatcher
-from service import monitoring
+from service.api.request_heads import BoundedHttpProtocol
 from service.app import create_app
 from service.cli.output import CliError, stderr
 from service.config import Settings
-from service.request_heads import BoundedHttpProtocol
+from service.telemetry import monitoring
 
 SHUTDOWN_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 

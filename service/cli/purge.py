@@ -17,7 +17,7 @@ from service.cli.output import CliError, emit_json, guarded
 
 if TYPE_CHECKING:
     from service.config import Settings
-    from service.database import Database
+    from service.databases.database import Database
     from service.storage import Storage
 
 EXAMPLES = """Examples:
@@ -34,7 +34,7 @@ queued and running jobs are never touched."""
 
 @contextlib.asynccontextmanager
 async def _ledger_and_files(settings: Settings) -> AsyncIterator[tuple[Database, Storage]]:
-    from service.database import Database
+    from service.databases.database import Database
     from service.storage import open_storage
 
     db = Database(settings)
@@ -51,7 +51,7 @@ async def _ledger_and_files(settings: Settings) -> AsyncIterator[tuple[Database,
 
 
 async def _tenant_id(db: Database, name: str | None) -> uuid.UUID | None:
-    from service import tenants
+    from service.ledger import tenants
 
     if name is None:
         return None

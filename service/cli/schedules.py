@@ -1,4 +1,5 @@
-"""`conveyor schedules …`: the tenant's schedules (`/v1/schedules`) through the HTTP API."""
+"""`conveyor schedules …`: the tenant's schedules (`/v1/schedules`) through the HTTP API;
+with the admin key as `--key`, the built-in ones (reminders, cleanup, …)."""
 
 from __future__ import annotations
 
@@ -14,8 +15,9 @@ if TYPE_CHECKING:
 
 app = CommandGroup(
     name="schedules",
-    help="List, pause and resume your schedules.",
+    help="List, pause, resume and re-time your schedules (the built-in ones with the admin key).",
     epilog="Examples:\n\n  conveyor schedules list\n\n  conveyor schedules pause 5f0c1a2b\n\n"
+    "  conveyor schedules set 5f0c1a2b --cron '0 4 * * *'\n\n"
     "Schedules are created with POST /v1/schedules (docs/api.md).",
 )
 
@@ -55,7 +57,7 @@ def list_schedules(url: str, key: str | None, json_output: bool) -> None:
     for schedule in listed["items"]:
         table.add_row(
             short_id(schedule["id"]),
-            schedule["name"],
+            f"{schedule['name']} (built-in)" if schedule["builtin"] else schedule["name"],
             schedule["kind"],
             schedule["cron"] or f"every {schedule['every']}s",
             schedule["timezone"],
@@ -65,16 +67,16 @@ def list_schedules(url: str, key: str | None, json_output: bool) -> None:
     stdout().print(table)
 
 
-def _set_paused(schedule_id: str, paused: bool, url: str, key: str | None, json_output: bool) -> None:
+def _change(schedule_id: str, changes: dict, url: str, key: str | None, json_output: bool) -> None:
     from service.cli.api import connect
 
     with connect(url, key) as api:
         schedule_id = schedule_id_of(api, schedule_id)
-        schedule = api.request("PATCH", f"/v1/schedules/{schedule_id}", json={"paused": paused})
+        schedule = api.request("PATCH", f"/v1/schedules/{schedule_id}", json=changes)
     if json_output:
         emit_json(schedule)
     else:
-        click.echo(f"{schedule['id']} {'paused' if paused else 'next run ' + schedule['next_runs'][0]}")
+        click.echo(f"{schedule['id']} {'paused' if schedule['paused'] else 'next run ' + schedule['next_runs'][0]}")
 
 
 @app.command()
@@ -85,7 +87,7 @@ def _set_paused(schedule_id: str, paused: bool, url: str, key: str | None, json_
 @guarded
 def pause(schedule_id: str, url: str, key: str | None, json_output: bool) -> None:
     """Pause a schedule: no jobs until it is resumed."""
-    _set_paused(schedule_id, True, url, key, json_output)
+    _change(schedule_id, {"paused": True}, url, key, json_output)
 
 
 @app.command()
@@ -96,4 +98,29 @@ def pause(schedule_id: str, url: str, key: str | None, json_output: bool) -> Non
 @guarded
 def resume(schedule_id: str, url: str, key: str | None, json_output: bool) -> None:
     """Resume a schedule from now on (the ticks it missed while paused are not made up)."""
-    _set_paused(schedule_id, False, url, key, json_output)
+    _change(schedule_id, {"paused": False}, url, key, json_output)
+
+
+@app.command("set")
+@schedule_id_argument
+@click.option("--cron", help="A 5-field cron (m h dom mon dow), read in --timezone.")
+@click.option("--every", type=click.IntRange(min=1), help="Seconds between two runs.")
+@click.option("--timezone", help="The IANA time zone of --cron, e.g. Europe/Paris.")
+@url_option
+@key_option
+@json_option
+@guarded
+def set_cadence(
+    schedule_id: str,
+    cron: str | None,
+    every: int | None,
+    timezone: str | None,
+    url: str,
+    key: str | None,
+    json_output: bool,
+) -> None:
+    """Give a schedule a new cadence, from now on: --cron or --every."""
+    if (cron is None) == (every is None):
+        raise click.UsageError("give one of --cron and --every")
+    changes = {"cron": cron} if cron is not None else {"every": every}
+    _change(schedule_id, changes | ({"timezone": timezone} if timezone else {}), url, key, json_output)

@@ -31,7 +31,7 @@ def rotate(database_url: str | None, data_dir: Path) -> None:
     import asyncio
 
     async def run(url: str) -> None:
-        from service import signing
+        from service.ledger import signing
 
         async with targets.transaction(url) as conn:
             await signing.rotate_secret(conn)

@@ -18,7 +18,7 @@ from service.cli.output import CliError
 if TYPE_CHECKING:
     import asyncpg
 
-    from service.embedded import EmbeddedServers
+    from service.cli.embedded import EmbeddedServers
 
 CONNECT_TIMEOUT = 10.0
 
@@ -30,7 +30,7 @@ def _located(
     if url:
         yield url
         return
-    from service.embedded import EmbeddedServers, has_database
+    from service.cli.embedded import EmbeddedServers, has_database
 
     if not has_database(data_dir.expanduser()):
         option = "--" + variable.lower().replace("_", "-")
@@ -59,7 +59,7 @@ async def transaction(url: str) -> AsyncIterator[asyncpg.Connection]:
     """One connection in one transaction: an admin command is one unit of work."""
     import asyncpg
 
-    from service.pools import connect_primary
+    from service.databases.pools import connect_primary
 
     try:
         conn = await connect_primary(url, timeout=CONNECT_TIMEOUT)

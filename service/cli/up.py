@@ -81,12 +81,12 @@ def up(port: int, host: str, data_dir: Path, new_key: bool) -> None:
     from pipelines.registry import KindsNotLoaded, pipelines
     from pipelines.system_tools import probe_tools
     from service.cli.banner import announce
+    from service.cli.embedded import EmbeddedServers, embedded_settings
     from service.cli.local import api_key, local_settings
     from service.cli.preflight import check_dependencies
     from service.cli.processes import run_together
     from service.config import load_settings
-    from service.embedded import EmbeddedServers, embedded_settings
-    from service.migrate import upgrade
+    from service.databases.migrate import upgrade
 
     ensure_port_free(host, port)
     url = f"http://{host}:{port}"

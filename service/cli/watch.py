@@ -1,6 +1,6 @@
 """`conveyor watch`: queues, workers and recent jobs across tenants, live in the terminal.
 
-It reads what the dashboard reads (service.dashboard.data.overview, over Redis and the
+It reads what the dashboard reads (service.api.dashboard.data.overview, over Redis and the
 ledger), and draws it with `render`, a pure function of that data, so one frame can be
 printed (`--once`) or tested as text.
 """
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from rich.text import Text
 
     from service.config import Settings
-    from service.database import Database
+    from service.databases.database import Database
 
 RECENT_SHOWN = 15
 
@@ -57,7 +57,7 @@ class Sources:
 @contextlib.asynccontextmanager
 async def open_sources(settings: Settings) -> AsyncIterator[Sources]:
     from service import queue
-    from service.database import Database
+    from service.databases.database import Database
 
     redis = queue.connect(settings.redis_url)
     db = Database(settings)
@@ -70,7 +70,7 @@ async def open_sources(settings: Settings) -> AsyncIterator[Sources]:
 
 
 async def snapshot(sources: Sources, tenant: str | None) -> dict:
-    from service.dashboard.data import overview
+    from service.api.dashboard.data import overview
 
     return await overview(sources, status=None, kind=None, tenant=tenant)
 

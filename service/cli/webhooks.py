@@ -32,7 +32,7 @@ def secret(tenant: str, database_url: str | None, data_dir: Path) -> None:
     import asyncio
 
     async def run(url: str) -> str:
-        from service import tenants
+        from service.ledger import tenants
 
         async with targets.transaction(url) as conn:
             found = await tenants.ensure_tenant(conn, tenant)

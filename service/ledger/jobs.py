@@ -29,7 +29,7 @@ class NewJob:
     traceparent: str | None = None
     timeout: float | None = None  # one attempt's limit, when the job asks for other than its kind's
     concurrency_key: str | None = None
-    workflow_id: uuid.UUID | None = None  # a step of this workflow (service/workflows.py)
+    workflow_id: uuid.UUID | None = None  # a step of this workflow (service/ledger/workflows.py)
     workflow_step: str | None = None
 
 

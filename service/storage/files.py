@@ -12,13 +12,13 @@ from pathlib import Path
 from typing import BinaryIO
 
 from service.errors import DependencyUnavailable
-from service.file_modes import copy_private, make_private_dirs, private_opener
 from service.storage.base import CHUNK_SIZE, ObjectNotFound, ObjectWriter, check_prefix
+from service.storage.file_modes import copy_private, make_private_dirs, private_opener
 
 
 class FileStorage:
     """Objects as files under one root; for one host, or a shared volume. Files are 0600
-    and the directories made for them 0700 (service/file_modes.py): tenants' data."""
+    and the directories made for them 0700 (service/storage/file_modes.py): tenants' data."""
 
     def __init__(self, root: Path) -> None:
         self.root = root.resolve()
