@@ -22,9 +22,11 @@ from conveyor.kinds import Pipeline
 from pipelines import registry, schedule
 from pipelines.dispatch import Dispatcher
 from pipelines.maintenance import liveness
+from pipelines.maintenance.crash_watch import watch_forever
 from pipelines.maintenance.listener import Listener
 from pipelines.maintenance.reconciler import reconcile_forever
 from pipelines.maintenance.schedules import fire_forever
+from pipelines.maintenance.session import Session
 from pipelines.notifications.channels import RATES_PREFIX, configured_rates
 from pipelines.notifications.ssrf import guarded_client
 from pipelines.resources import Resources
@@ -125,11 +127,11 @@ def hooks(
 ):
     """arq's on_startup and on_shutdown for a worker with these settings: they start and
     stop the dispatcher that runs `pipelines`, and with `scheduler` the worker takes its
-    turn reconciling the ledger with Redis for the kinds of `pipelines`. The reconciler
-    runs beside the jobs, not as a job: a job waits in the queue behind every due job, so
-    a backlog, or jobs still held by dead workers, would starve the very thing that frees
-    them. At shutdown running jobs get `grace` seconds (`WORKER_SHUTDOWN_GRACE`) before
-    they are handed back to the queue.
+    turn reconciling the ledger with Redis for the kinds of `pipelines`, and watching for
+    dead workers of its queue (crash_watch.py). The reconciler runs beside the jobs, not as
+    a job: a job waits in the queue behind every due job, so a backlog, or jobs still held
+    by dead workers, would starve the very thing that frees them. At shutdown running jobs
+    get `grace` seconds (`WORKER_SHUTDOWN_GRACE`) before they are handed back to the queue.
     Every worker listens for jobs enqueued inside apps' transactions (`Listener`); with
     `scheduler` it also fires the schedules of its kinds (pipelines/maintenance/schedules.py),
     having recorded the built-in ones among them (pipelines/schedule.py)."""
@@ -145,7 +147,10 @@ def hooks(
         resources = await open_resources(settings, queue.connect(settings.redis_url, ride_out=True), pipelines)
         ctx["resources"] = resources
         await publish_kinds(resources, pipelines)
+        ctx["session"] = session = Session(resources)
+        await session.open()  # before the first beat registers this worker with the crash watch
         ctx["background"] = [
+            asyncio.create_task(session.hold_forever()),
             asyncio.create_task(liveness.heartbeat_forever(resources)),
             asyncio.create_task(liveness.listen_for_cancels(resources)),
             asyncio.create_task(Listener(resources).listen_forever()),
@@ -153,6 +158,7 @@ def hooks(
         if scheduler:
             ctx["background"].append(asyncio.create_task(reconcile_forever(resources, kinds)))
             await schedule.seed(resources, kinds)
+            ctx["background"].append(asyncio.create_task(watch_forever(resources)))
             specs = {pipeline.name: pipeline.spec(settings) for pipeline in pipelines}
             ctx["background"].append(asyncio.create_task(fire_forever(resources, specs)))
         ctx["dispatcher"] = Dispatcher(
@@ -188,6 +194,9 @@ def hooks(
         if resources is None:
             return
         await liveness.forget(resources)
+        session: Session | None = ctx.get("session")
+        if session is not None:
+            await session.close()
         await close_resources(resources)
         await resources.redis.aclose()
 

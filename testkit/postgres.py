@@ -45,6 +45,18 @@ def private_server() -> Iterator[str]:
         cluster.destroy()
 
 
+@contextmanager
+def serving(url: str) -> Iterator[str]:
+    """Databases made on the server at admin `url` for the duration of the block (a server a
+    test or benchmark started for itself), then on the previous one again."""
+    global _admin_url
+    previous, _admin_url = _admin_url, url
+    try:
+        yield url
+    finally:
+        _admin_url = previous
+
+
 def database_url(name: str) -> str:
     base, _, _ = admin_url().rpartition("/")
     return f"{base}/{name}"

@@ -1,6 +1,7 @@
 """A worker host is cut off from Redis and PostgreSQL mid-job (its veth goes down): its
 job resumes on a worker elsewhere once its heartbeat expires, and when the link comes
-back its late writes are fenced off by the attempt number: the newer result stands."""
+back its late writes are fenced off by the attempt number: the newer result stands. It
+takes its advisory lock back from the session the server kept for it through the cut."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ import asyncio
 import json
 import shutil
 
+import asyncpg
 import pytest
 
+from pipelines.maintenance.session import LOCK_CLASS, lock_key
 from service.databases.migrate import upgrade_async
 from testkit.chaos import job_rows, stage_rows, submit, wait_until_ended
 from testkit.net import free_port
@@ -55,6 +58,19 @@ async def _wait_for(predicate, what: str, timeout: float = 30, explain=lambda: "
         await asyncio.sleep(0.2)
 
 
+async def _lock_holder(database_url: str, worker_id: str) -> int | None:
+    """The backend holding the worker's advisory lock (pipelines/maintenance/session.py), if any."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        return await conn.fetchval(
+            "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND classid = $1 AND objid = $2 AND granted",
+            LOCK_CLASS,
+            lock_key(worker_id),
+        )
+    finally:
+        await conn.close()
+
+
 async def test_a_cut_off_worker_is_replaced_and_fenced(namespace, services, tmp_path):
     redis_server, cluster, counter = services
     await upgrade_async(cluster.url())
@@ -86,9 +102,10 @@ async def test_a_cut_off_worker_is_replaced_and_fenced(namespace, services, tmp_
                 ) == "running"
 
             await _wait_for(waiting_at_the_gate, "the cut-off worker started `work`", explain=cut_off.log)
-            assert (await job_rows(settings.database_url, [job_id]))[job_id]["worker_id"].split(":")[1] == str(
-                cut_off.pid
-            )
+            worker_id = (await job_rows(settings.database_url, [job_id]))[job_id]["worker_id"]
+            assert worker_id.split(":")[1] == str(cut_off.pid)
+            session_before = await _lock_holder(settings.database_url, worker_id)
+            assert session_before is not None, cut_off.log()
             namespace.cut()
             elsewhere.start()
             rows = await wait_until_ended(settings.database_url, [job_id], timeout=45)
@@ -104,6 +121,11 @@ async def test_a_cut_off_worker_is_replaced_and_fenced(namespace, services, tmp_
 
             await _wait_for(late_report_arrived, "the cut-off worker's late stage ran", explain=cut_off.log)
             await _wait_for(fenced_off, "the cut-off worker's late write was fenced", explain=cut_off.log)
+
+            async def lock_taken_back():  # from the session the server kept through the cut
+                return await _lock_holder(settings.database_url, worker_id) not in (None, session_before)
+
+            await _wait_for(lock_taken_back, "the cut-off worker took its lock again", explain=cut_off.log)
             after = (await job_rows(settings.database_url, [job_id]))[job_id]
             stages = await stage_rows(settings.database_url, [job_id])
     finally:

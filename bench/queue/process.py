@@ -25,12 +25,16 @@ class WorkerFailed(RuntimeError):
 
 class WorkerProcess:
     """One worker in its own session, its output kept in `log_path` for post-mortems; its
-    environment is this process's unless `env` is given."""
+    environment is this process's unless `env` is given; in network namespace `netns` if given
+    (`ip netns exec` execs the worker: the pid is the worker's)."""
 
-    def __init__(self, argv: list[str], log_path: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, argv: list[str], log_path: Path, env: dict[str, str] | None = None, *, netns: str | None = None
+    ) -> None:
         self.argv = argv
         self.log_path = log_path
         self.env = env
+        self.prefix = ["ip", "netns", "exec", netns] if netns else []
         self.process: asyncio.subprocess.Process | None = None
 
     @property
@@ -48,6 +52,7 @@ class WorkerProcess:
     async def start(self) -> None:
         with self.log_path.open("ab") as log:
             self.process = await asyncio.create_subprocess_exec(
+                *self.prefix,
                 sys.executable,
                 "-m",
                 *self.argv,

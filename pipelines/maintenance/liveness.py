@@ -3,7 +3,8 @@
 arq itself only notices a dead worker when the job's in-progress key expires (its
 largest timeout + 10 s: minutes). Each worker instead refreshes a short-lived key every
 `worker_heartbeat_seconds`; the reconciler treats a job whose worker's key is gone as
-orphaned and hands it to the living within seconds.
+orphaned and hands it to the living within seconds. The heartbeat also registers the
+worker with the crash watch (crash_watch.py), which notices a killed worker sooner still.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import time
 import structlog
 from redis.exceptions import RedisError
 
+from pipelines.maintenance.session import registry_key
 from pipelines.resources import Resources
 from service.errors import DependencyUnavailable
 from service.queue import SOCKET_TIMEOUT_SECONDS
@@ -45,6 +47,7 @@ async def beat(resources: Resources, started_at: float) -> None:
     async with resources.redis.pipeline(transaction=True) as pipe:
         pipe.set(worker_key(resources.worker_id), json.dumps(state), px=int(settings.worker_dead_after_seconds * 1000))
         pipe.zadd(WORKERS_KEY, {resources.worker_id: seen_at})
+        pipe.zadd(registry_key(settings.queue_name), {resources.worker_id: seen_at})  # watched from now on
         await pipe.execute()
 
 
@@ -101,6 +104,7 @@ async def forget(resources: Resources) -> None:
     try:
         await resources.redis.delete(worker_key(resources.worker_id))
         await resources.redis.zrem(WORKERS_KEY, resources.worker_id)
+        await resources.redis.zrem(registry_key(resources.settings.queue_name), resources.worker_id)
     except (RedisError, OSError):
         pass
 

@@ -7,7 +7,8 @@ at unfinished jobs nobody touched for a while:
   accepted): enqueue it again;
 - queued, but held by an in-progress marker of a worker that never claimed it: free it;
 - running on a worker whose heartbeat stopped: hand it back to the queue at once, instead
-  of waiting minutes for arq's in-progress key to expire;
+  of waiting minutes for arq's in-progress key to expire (the crash watch,
+  pipelines/maintenance/crash_watch.py, usually has already: this is its backstop);
 - running on a live worker: note that it is fine (so it is not looked at again soon).
 """
 
@@ -19,6 +20,7 @@ import structlog
 from arq.constants import in_progress_key_prefix, job_key_prefix
 from redis.exceptions import RedisError
 
+from pipelines.maintenance.handback import HEARTBEAT_STOPPED, hand_back
 from pipelines.resources import Resources
 from service import jobs, ledger, queue
 from service.errors import DependencyUnavailable
@@ -57,14 +59,13 @@ async def reconcile(resources: Resources, known_kinds: frozenset[str]) -> dict[s
         in_redis = await redis.mget([job_key_prefix + job_id for job_id in ids])
         in_progress = await redis.mget([in_progress_key_prefix + job_id for job_id in ids])
         alive = await heartbeats.alive(redis, {job["worker_id"] for job in stale if job["worker_id"]})
-        touched = []
+        touched, orphaned = [], []
         for job, job_id, queued, held in zip(stale, ids, in_redis, in_progress, strict=True):
             if job["status"] == "running" and job["worker_id"] in alive:
                 touched.append(job["id"])
                 counts["alive"] += 1
             elif job["status"] == "running":
-                await _hand_back(resources, job, held is not None)
-                counts["orphaned"] += 1
+                orphaned.append(job)
             elif held is not None:
                 await queue.release(redis, job_id=job_id, queue=job["queue"], priority=job["priority"])
                 touched.append(job["id"])
@@ -75,6 +76,7 @@ async def reconcile(resources: Resources, known_kinds: frozenset[str]) -> dict[s
                 counts["enqueued"] += 1
             else:
                 touched.append(job["id"])
+        counts["orphaned"] = await hand_back(resources, orphaned, reason=HEARTBEAT_STOPPED)
         if touched:
             async with resources.db.transaction() as conn:
                 await ledger.touch(conn, touched)
@@ -84,24 +86,3 @@ async def reconcile(resources: Resources, known_kinds: frozenset[str]) -> dict[s
     if counts["enqueued"] or counts["orphaned"] or counts["freed"]:
         log.info("reconciled", **counts)
     return counts
-
-
-async def _hand_back(resources: Resources, job, held: bool) -> None:
-    """A dead worker's job: back to `queued` (fenced on its attempt), freed in Redis."""
-    job_id = str(job["id"])
-    async with resources.db.transaction(track=(f"job:{job_id}",)) as conn:
-        await conn.execute(
-            """
-            UPDATE jobs SET status = 'queued', worker_id = NULL, stage = NULL, updated_at = now()
-            WHERE id = $1 AND attempts = $2 AND status = 'running'
-            """,
-            job["id"],
-            job["attempts"],
-        )
-    if held:
-        await queue.release(resources.redis, job_id=job_id, queue=job["queue"], priority=job["priority"])
-    if not await resources.redis.exists(job_key_prefix + job_id):
-        await queue.enqueue(
-            resources.redis, job_id=job_id, kind=job["kind"], queue=job["queue"], priority=job["priority"]
-        )
-    log.warning("handed a dead worker's job back to the queue", job_id=job_id, worker=job["worker_id"])

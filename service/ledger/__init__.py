@@ -20,7 +20,16 @@ from service.ledger.common import (
     settle_stages,
 )
 from service.ledger.concurrency import Waiting, claim_within_limit, has_room
-from service.ledger.ends import cancel_running, finish_job, finish_jobs, requeue, stale_jobs, touch
+from service.ledger.ends import (
+    cancel_running,
+    finish_job,
+    finish_jobs,
+    hand_back,
+    requeue,
+    running_jobs_of,
+    stale_jobs,
+    touch,
+)
 from service.ledger.jobs import (
     JobFilter,
     NewJob,
@@ -82,6 +91,7 @@ __all__ = [
     "finished_stages",
     "get_job",
     "get_stages",
+    "hand_back",
     "has_room",
     "list_jobs",
     "list_kinds",
@@ -94,6 +104,7 @@ __all__ = [
     "requeue",
     "retry_job",
     "retry_jobs",
+    "running_jobs_of",
     "save_checkpoint",
     "set_progress",
     "settle_stages",

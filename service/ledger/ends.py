@@ -103,5 +103,28 @@ async def stale_jobs(
     )
 
 
+async def running_jobs_of(conn: asyncpg.Connection, worker_ids: Collection[str]) -> list[asyncpg.Record]:
+    """The jobs these workers were running when they died, whatever their kind."""
+    return await conn.fetch(
+        f"SELECT {JOB_COLUMNS} FROM jobs WHERE status = 'running' AND worker_id = ANY($1::text[])", list(worker_ids)
+    )
+
+
+async def hand_back(conn: asyncpg.Connection, jobs: Sequence[asyncpg.Record]) -> list[uuid.UUID]:
+    """Dead workers' running jobs back to `queued`, each fenced on the attempt it was
+    running (a job that moved on meanwhile is left alone); the ids that went back."""
+    rows = await conn.fetch(
+        """
+        UPDATE jobs SET status = 'queued', worker_id = NULL, stage = NULL, updated_at = now()
+        FROM unnest($1::uuid[], $2::int[]) AS dead(id, attempts)
+        WHERE jobs.id = dead.id AND jobs.attempts = dead.attempts AND jobs.status = 'running'
+        RETURNING jobs.id
+        """,
+        [job["id"] for job in jobs],
+        [job["attempts"] for job in jobs],
+    )
+    return [row["id"] for row in rows]
+
+
 async def touch(conn: asyncpg.Connection, job_ids: Sequence[uuid.UUID]) -> None:
     await conn.execute("UPDATE jobs SET updated_at = now() WHERE id = ANY($1::uuid[])", list(job_ids))

@@ -130,18 +130,22 @@ class FollowingConnection(SentinelManagedConnection):
         await self.disconnect()
 
 
-def connect(url: str, *, ride_out: bool = False, client: type[ArqRedis] = ArqRedis) -> ArqRedis:
+def connect(
+    url: str, *, ride_out: bool = False, client: type[ArqRedis] = ArqRedis, client_name: str | None = None
+) -> ArqRedis:
     """A lazy client: nothing is dialled until first use, so a process starts with Redis down.
     Behind Sentinel (`redis+sentinel://`) each new connection goes to the master the
     sentinels name then: after a failover, commands reach the promoted replica (a connection
     to the old master fails once, or answers READONLY, and is made again). With `ride_out`
     (workers) a connection that cannot be made is tried again for about a minute
     (`OUTAGE_RETRIES`); without it (the API) the command fails at once, and the caller
-    answers 503 or leaves the job to the reconciler."""
+    answers 503 or leaves the job to the reconciler. With `client_name`, each of its
+    connections names itself (CLIENT SETNAME) as it connects: the crash watch looks for it."""
     options: dict[str, Any] = {
         "socket_connect_timeout": 2,
         "socket_timeout": SOCKET_TIMEOUT_SECONDS,
         "health_check_interval": 15,
+        "client_name": client_name,
     }
     retry = Retry(OUTAGE_BACKOFF, OUTAGE_RETRIES if ride_out else 0)
     if urlsplit(url).scheme == "redis+sentinel":
@@ -301,9 +305,16 @@ async def release(redis: ArqRedis, *, job_id: str, queue: str, priority: int = P
     """Make a job that a dead worker held due again at once: its in-progress marker goes,
     and if it was running, parked out of the poll window (pipelines/parking.py), it gets a
     due score back. A job no longer on the queue is left to `enqueue`."""
+    await release_many(redis, [{"id": job_id, "queue": queue, "priority": priority}])
+
+
+async def release_many(redis: ArqRedis, jobs: Sequence[Mapping[str, Any]]) -> None:
+    """`release` for several jobs (each with its ledger `id`, `queue` and `priority`) in one round trip."""
+    now = _immediately(_ms(datetime.now(UTC)))
     async with redis.pipeline(transaction=True) as pipe:
-        pipe.delete(in_progress_key_prefix + job_id)
-        pipe.zadd(queue, {job_id: in_band(priority, _immediately(_ms(datetime.now(UTC))))}, xx=True)
+        for job in jobs:
+            pipe.delete(in_progress_key_prefix + str(job["id"]))
+            pipe.zadd(job["queue"], {str(job["id"]): in_band(job["priority"], now)}, xx=True)
         await pipe.execute()
 
 
