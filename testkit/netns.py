@@ -10,7 +10,7 @@ import subprocess
 import time
 
 
-def _ip(*args: str) -> None:
+def ip(*args: str) -> None:
     subprocess.run(["ip", *args], check=True, capture_output=True, timeout=10)
 
 
@@ -32,34 +32,35 @@ class NetNamespace:
 
     def create(self) -> NetNamespace:
         """Make the namespace and its link; its subnet is taken once its address is added."""
-        _ip("netns", "add", self.name)
+        ip("netns", "add", self.name)
         try:
-            _ip("link", "add", self.host_link, "type", "veth", "peer", "name", self.peer_link)
-            _ip("link", "set", self.peer_link, "netns", self.name)
-            _ip("addr", "add", f"{self.host_address}/30", "dev", self.host_link)
-            _ip("link", "set", self.host_link, "up")
+            ip("link", "add", self.host_link, "type", "veth", "peer", "name", self.peer_link)
+            ip("link", "set", self.peer_link, "netns", self.name)
+            ip("addr", "add", f"{self.host_address}/30", "dev", self.host_link)
+            ip("link", "set", self.host_link, "up")
             for command in (
                 ("addr", "add", f"{self.peer_address}/30", "dev", self.peer_link),
                 ("link", "set", self.peer_link, "up"),
                 ("link", "set", "lo", "up"),
+                ("route", "add", "default", "via", self.host_address),  # this host's other addresses too
             ):
-                _ip("netns", "exec", self.name, "ip", *command)
+                ip("netns", "exec", self.name, "ip", *command)
         except BaseException:
             self.delete()
             raise
         return self
 
     def cut(self) -> None:
-        _ip("link", "set", self.host_link, "down")
+        ip("link", "set", self.host_link, "down")
 
     def join(self, timeout: float = 10.0) -> None:
         """Bring the link back, and return once the namespace's side carries traffic again
         (a veth reports LOWER_UP a moment after `up`; connecting earlier is refused). The
         neighbour caches are flushed: lookups that failed during the cut would otherwise
         answer "no route to host" for a while after the link is back."""
-        _ip("link", "set", self.host_link, "up")
-        _ip("neigh", "flush", "dev", self.host_link)
-        _ip("netns", "exec", self.name, "ip", "neigh", "flush", "dev", self.peer_link)
+        ip("link", "set", self.host_link, "up")
+        ip("neigh", "flush", "dev", self.host_link)
+        ip("netns", "exec", self.name, "ip", "neigh", "flush", "dev", self.peer_link)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             peer = subprocess.run(

@@ -1,12 +1,15 @@
 """A deployment spread over separate hosts, on one machine: each app host a network namespace.
 
 Two API hosts and three worker hosts, each a namespace joined to this machine by a veth
-link of its own. The data tier stays on this side of the links: a PostgreSQL primary and
-its synchronous streaming standby, Redis, moto's S3 server and the stage counter the
-workers report to. A host reaches the data tier at its link's near address, as a real
-host reaches servers across a network, so cutting one link cuts that host off from all
-of them at once and from nothing else. Every process runs what users run: `uvicorn
-service.app:app` and `arq` with the production wiring (testkit.chaos_worker's stages).
+link of its own. The data tier stays on this side of the links, on one address of its
+own (`address`, on the loopback device): a PostgreSQL primary and its synchronous
+streaming standby, Redis behind three Sentinels (a master and a replica), moto's S3
+server and the stage counter the workers report to. Every host reaches that address
+through its link, as a real host reaches servers across a network, so cutting one link
+cuts that host off from all of them at once and from nothing else; and the Sentinels
+name the master by an address every host can reach. Every process runs what users run:
+`uvicorn service.app:app` and `arq` with the production wiring (testkit.chaos_worker's
+stages).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import random
 from pathlib import Path
 
 import asyncpg
@@ -21,11 +25,11 @@ import asyncpg
 from service.config import Settings
 from service.databases.migrate import upgrade_async
 
-from .netns import NetNamespace
+from .netns import NetNamespace, ip
 from .processes import ApiProcess, WorkerProcess, settings_env
-from .redis_server import RedisServer
 from .replica import StreamingReplica
 from .s3_server import CREDENTIALS, S3Server
+from .sentinel import SentinelCluster
 from .service import make_settings
 from .stage_counter import StageCounter
 
@@ -37,9 +41,10 @@ BUCKET = "topology"
 class Topology:
     def __init__(self, root: Path) -> None:
         self.root = root
+        self.address = f"10.201.{random.randrange(1, 250)}.1"
         self.queue_name = f"topology-{os.urandom(3).hex()}"
-        self.postgres = StreamingReplica(listen="*", trust=(LINKS,))
-        self.redis = RedisServer(bind=("0.0.0.0",))
+        self.postgres = StreamingReplica(listen="*", trust=(LINKS, f"{self.address}/32"))
+        self.redis = SentinelCluster(host=self.address, down_after_ms=1000, failover_timeout_ms=3000)
         self.s3 = S3Server(host="0.0.0.0")
         self.counter = StageCounter(host="0.0.0.0")
         self.hosts: dict[str, NetNamespace] = {}
@@ -47,23 +52,26 @@ class Topology:
         self.workers: list[WorkerProcess] = []
         self.undo = contextlib.ExitStack()  # what has started, stopped in reverse
 
-    def settings(self, address: str = "127.0.0.1") -> Settings:
-        """The settings of a process that sees the data tier at `address`: DATABASE_URL names
-        the primary and the standby in libpq's form; reads may go to the standby."""
+    def settings(self) -> Settings:
+        """Every process's settings: DATABASE_URL names the primary and the standby in
+        libpq's form, reads may go to the standby, REDIS_URL names the Sentinels."""
         primary, standby = self.postgres.primary.port, self.postgres.replica.port
         return make_settings(
-            f"postgresql://postgres@{address}:{primary},{address}:{standby}/conveyor?target_session_attrs=read-write",
-            f"redis://{address}:{self.redis.port}/0",
+            f"postgresql://postgres@{self.address}:{primary},{self.address}:{standby}/conveyor"
+            "?target_session_attrs=read-write",
+            self.redis.url,
             self.root / "unused",
             storage_url=f"s3://{BUCKET}/conveyor",
-            s3_endpoint_url=f"http://{address}:{self.s3.port}",
-            database_url_read=[f"postgresql://postgres@{address}:{standby}/conveyor"],
+            s3_endpoint_url=f"http://{self.address}:{self.s3.port}",
+            database_url_read=[f"postgresql://postgres@{self.address}:{standby}/conveyor"],
             queue_name=self.queue_name,
         )
 
     async def start(self, **worker_knobs: object) -> Topology:
         """The data tier, then the hosts, then their processes; returns once every API host
         answers (workers are ready when they take jobs: tests wait on that)."""
+        ip("addr", "add", f"{self.address}/32", "dev", "lo")
+        self.undo.callback(ip, "addr", "del", f"{self.address}/32", "dev", "lo")
         self.undo.callback(self.postgres.stop)
         self.postgres.start()
         await self.postgres.make_synchronous()
@@ -74,27 +82,24 @@ class Topology:
             await conn.close()
         await upgrade_async(self.settings().database_url)
         for server in (self.redis, self.s3, self.counter):
-            server.start()
             self.undo.callback(server.stop)
+            server.start()
         self.s3.create_bucket(BUCKET)
+        env = settings_env(self.settings(), **CREDENTIALS)
+        counter_url = f"http://{self.address}:{self.counter.served.port}"
+        worker_env = settings_env(self.settings(), chaos_counter_url=counter_url, **CREDENTIALS, **worker_knobs)
         for name in [f"api-{n}" for n in range(API_HOSTS)] + [f"worker-{n}" for n in range(WORKER_HOSTS)]:
             host = self.hosts[name] = NetNamespace().create()
             self.undo.callback(host.delete)
-            settings = self.settings(host.host_address)
             if name.startswith("worker"):
-                counter_url = f"http://{host.host_address}:{self.counter.served.port}"
-                env = settings_env(settings, chaos_counter_url=counter_url, **CREDENTIALS, **worker_knobs)
-                self.workers.append(WorkerProcess(env, self.log(name), netns=host.name))
+                self.workers.append(WorkerProcess(worker_env, self.log(name), netns=host.name))
             else:
-                env = settings_env(settings, **CREDENTIALS)
-                self.apis.append(
-                    ApiProcess(env, self.log(name), netns=host.name, host=host.peer_address, start_timeout=180)
-                )
+                api = ApiProcess(env, self.log(name), netns=host.name, host=host.peer_address, start_timeout=180)
+                self.apis.append(api)
+        for process in (*self.workers, *self.apis):
+            self.undo.callback(process.stop)
         for worker in self.workers:
-            self.undo.callback(worker.stop)
             worker.start()
-        for api in self.apis:
-            self.undo.callback(api.stop)
         await asyncio.gather(*(asyncio.to_thread(api.start) for api in self.apis))
         return self
 
