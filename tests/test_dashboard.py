@@ -3,34 +3,19 @@ updates, retry and cancel from the page, and no console errors."""
 
 import asyncio
 import contextlib
-import json
 import os
 import re
 import subprocess
 from pathlib import Path
 
-import pytest
-from playwright.async_api import async_playwright, expect
-from pydantic import SecretStr
+from playwright.async_api import expect
 
 from conveyor.kinds import Pipeline, Stage
 from pipelines import registry
 from service.errors import JobError
 from testkit import sample_kinds
-from testkit.files import multipart_file, text_pdf
-from testkit.service import ADMIN_KEY, ApiServer, client, new_tenant, publish_kinds, running_worker, wait_for_job
-
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-SCREENSHOTS = os.environ.get("DASHBOARD_SCREENSHOTS")  # a directory: save screenshots there (docs/)
+from testkit.dashboard import SCREENSHOTS, browser, dashboard, open_page, submit  # noqa: F401 (fixtures)
+from testkit.service import ADMIN_KEY, client, new_tenant, publish_kinds, running_worker, wait_for_job
 
 
 async def _first_try_fails(run, input):
@@ -53,51 +38,6 @@ def pipeline():
         timeout=60,
         result=lambda outputs: outputs["store"],
     )
-
-
-@pytest.fixture
-async def dashboard(settings):
-    settings = settings.model_copy(update={"admin_key": SecretStr(ADMIN_KEY)})
-    async with ApiServer(settings) as api:
-        yield api, settings
-
-
-@pytest.fixture
-async def browser():
-    async with async_playwright() as playwright:
-        chromium = await playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        yield chromium
-        await chromium.close()
-
-
-async def open_page(browser, base_url: str, viewport: dict | None = None):
-    """A logged-in page that records console errors and failed requests."""
-    context = await browser.new_context(base_url=base_url, viewport=viewport or {"width": 1280, "height": 900})
-    page = await context.new_page()
-    problems: list[str] = []
-    page.on("console", lambda message: problems.append(message.text) if message.type == "error" else None)
-    page.on("pageerror", lambda error: problems.append(str(error)))
-    page.on("requestfailed", lambda request: problems.append(f"failed: {request.url}"))
-    await page.goto("/dashboard/")
-    assert page.url.endswith("/dashboard/login")
-    await page.fill("#key", "not the key")
-    await page.click("button[type=submit]")
-    await expect(page.locator("#login-error")).to_be_visible()
-    problems.clear()  # the wrong key's 401 is logged by the browser, as it should be
-    await page.fill("#key", ADMIN_KEY)
-    await page.click("button[type=submit]")
-    await page.wait_for_url("**/dashboard/")
-    cookie = next(cookie for cookie in await context.cookies() if cookie["name"] == "conveyor_admin")
-    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
-    return page, problems
-
-
-async def submit(http, **metadata) -> str:
-    response = await http.post(
-        "/v1/documents", files=multipart_file(text_pdf("x")), data={"metadata": json.dumps(metadata)}
-    )
-    assert response.status_code == 202
-    return response.json()["id"]
 
 
 def _metric(text: str, name: str, queue: str) -> float:
@@ -171,83 +111,6 @@ async def test_retry_and_cancel_from_the_job_page(dashboard, browser, tenant):
         assert (await wait_for_job(http, slow))["status"] == "cancelled"
         await expect(page.locator("#retry")).to_be_enabled()
     assert problems == []
-
-
-async def test_dashboard_json_and_actions_need_the_admin_key(dashboard, tenant):
-    api, _ = dashboard
-    async with client(api.url, tenant[1]) as http, client(api.url) as anonymous, client(api.url, ADMIN_KEY) as admin:
-        job_id = await submit(http)
-        tenant_key = await anonymous.get("/dashboard/api/overview", headers={"Authorization": f"Bearer {tenant[1]}"})
-        nobody = await anonymous.get(f"/dashboard/api/jobs/{job_id}")
-        page = await anonymous.get("/dashboard/")
-        detail = await admin.get(f"/dashboard/api/jobs/{job_id}")
-        cancelled = await admin.post(f"/dashboard/api/jobs/{job_id}/cancel")
-        anonymous.cookies.set("conveyor_admin", "forged.cookie")
-        forged = await anonymous.post(f"/dashboard/api/jobs/{job_id}/retry", headers={"X-Conveyor-Dashboard": "1"})
-    assert tenant_key.status_code == 401 and nobody.status_code == 401
-    assert page.status_code == 303 and page.headers["location"] == "/dashboard/login"
-    assert detail.status_code == 200 and detail.json()["id"] == job_id
-    assert cancelled.status_code == 202 and cancelled.json()["status"] == "cancelled"
-    assert forged.status_code == 401
-
-
-async def test_dashboard_is_off_without_an_admin_key(api):
-    async with client(api.url) as http:
-        response = await http.get("/dashboard/login")
-    assert response.status_code == 404
-
-
-async def _log_in(http) -> str:
-    """A new dashboard session's cookie value, as a browser gets it."""
-    response = await http.post("/dashboard/login", data={"key": ADMIN_KEY})
-    assert response.status_code == 303, response.text
-    return response.cookies["conveyor_admin"]
-
-
-async def _overview_status(http, cookie: str) -> int:
-    return (await http.get("/dashboard/api/overview", headers={"Cookie": f"conveyor_admin={cookie}"})).status_code
-
-
-async def test_sessions_end_on_the_server_one_or_all(dashboard):
-    """A copied cookie dies with the session it belongs to: at log-out, at "log out
-    everywhere" (from the page or the CLI), as when the admin key changes."""
-    from click.testing import CliRunner
-
-    from service.cli import app as cli
-
-    api, settings = dashboard
-    async with client(api.url) as http:
-        stolen = await _log_in(http)
-        assert await _overview_status(http, stolen) == 200
-        await http.post("/dashboard/logout", headers={"Cookie": f"conveyor_admin={stolen}"})
-        assert await _overview_status(http, stolen) == 401
-
-        here, elsewhere = await _log_in(http), await _log_in(http)
-        assert await _overview_status(http, elsewhere) == 200
-        await http.post("/dashboard/logout-everywhere", headers={"Cookie": f"conveyor_admin={here}"})
-        assert (await _overview_status(http, here), await _overview_status(http, elsewhere)) == (401, 401)
-
-        last = await _log_in(http)
-        ended = await asyncio.to_thread(
-            CliRunner().invoke, cli, ["dashboard", "logout-everywhere", "--database-url", settings.database_url]
-        )
-        assert ended.exit_code == 0 and "session(s) ended" in ended.output
-        assert await _overview_status(http, last) == 401
-
-        kept = await _log_in(http)
-    rekeyed = settings.model_copy(update={"admin_key": SecretStr(ADMIN_KEY[::-1])})
-    async with ApiServer(rekeyed) as other, client(other.url) as http:
-        assert await _overview_status(http, kept) == 401
-
-
-@pytest.mark.parametrize(("public_url", "secure"), [("https://conveyor.example.com", True), (None, False)])
-async def test_the_session_cookie_is_secure_when_public_url_says_https(settings, public_url, secure):
-    settings = settings.model_copy(update={"admin_key": SecretStr(ADMIN_KEY), "public_url": public_url})
-    async with ApiServer(settings) as api, client(api.url) as http:
-        response = await http.post("/dashboard/login", data={"key": ADMIN_KEY})
-    attributes = [part.strip().lower() for part in response.headers["set-cookie"].split(";")]
-    assert "httponly" in attributes and "samesite=strict" in attributes
-    assert ("secure" in attributes) == secure
 
 
 TO_THE_SECOND = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC")

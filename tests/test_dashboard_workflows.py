@@ -8,8 +8,8 @@ from pathlib import Path
 
 from playwright.async_api import expect
 
+from testkit.dashboard import SCREENSHOTS, browser, dashboard, open_page  # noqa: F401 (fixtures)
 from testkit.service import ADMIN_KEY, client, running_worker, until
-from tests.test_dashboard import SCREENSHOTS, browser, dashboard, open_page  # noqa: F401 (fixtures)
 from tests.test_kinds import sample_pipelines
 from tests.test_workflows import _status_is, finished, kinds_published, submit
 

@@ -23,6 +23,20 @@ def format_time(value: datetime | None) -> str | None:
     return value.isoformat().replace("+00:00", "Z") if value else None
 
 
+class Ending:
+    """What a Job and a Workflow both answer from their status."""
+
+    status: str
+
+    @property
+    def finished(self) -> bool:
+        return self.status in FINISHED
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status == "succeeded"
+
+
 @dataclass(frozen=True)
 class JobError:
     """Why a job (or a stage) failed: a stable `type` and a message for people."""
@@ -71,7 +85,7 @@ class Stage:
 
 
 @dataclass(frozen=True)
-class Job:
+class Job(Ending):
     """A job as `GET /v1/jobs/{id}` shows it; `extra` holds fields beyond the contract's."""
 
     id: str
@@ -88,14 +102,6 @@ class Job:
     updated_at: datetime | None = None
     finished_at: datetime | None = None
     extra: dict[str, Any] = field(default_factory=dict, repr=False)
-
-    @property
-    def finished(self) -> bool:
-        return self.status in FINISHED
-
-    @property
-    def succeeded(self) -> bool:
-        return self.status == "succeeded"
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Job:
@@ -227,7 +233,7 @@ class WorkflowStep:
 
 
 @dataclass(frozen=True)
-class Workflow:
+class Workflow(Ending):
     """A workflow as `GET /v1/workflows/{id}` shows it: its steps by name, in the order given."""
 
     id: str
@@ -237,14 +243,6 @@ class Workflow:
     created_at: datetime | None = None
     finished_at: datetime | None = None
     extra: dict[str, Any] = field(default_factory=dict, repr=False)
-
-    @property
-    def finished(self) -> bool:
-        return self.status in FINISHED
-
-    @property
-    def succeeded(self) -> bool:
-        return self.status == "succeeded"
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Workflow:
