@@ -197,6 +197,7 @@ class Dispatcher:
 
     async def _claim_forever(self) -> None:
         while True:
+            _raise_if_cancelled()
             free = self.max_jobs - len(self.tasks)
             if free <= 0:
                 self._freed.clear()
@@ -350,3 +351,12 @@ def _now_ms() -> int:
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
+
+
+def _raise_if_cancelled() -> None:
+    """End the claim loop once it was cancelled, even if the cancellation was swallowed on
+    the way (a blocked BLPOP cut short may surface as a connection error, which the loop
+    rides out): a worker told to stop, or crashed in a test, must not claim on forever."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError

@@ -9,11 +9,11 @@ own keys and rules (pipelines/dispatch.py).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable
 
 import httpx
+import structlog
 import uvloop
 from arq.connections import ArqRedis
 from arq.worker import Function, Worker, func
@@ -39,10 +39,13 @@ from service.ratelimit import RateLimiter
 from service.storage import open_storage
 from service.telemetry import metrics, observability
 
+log = structlog.get_logger("conveyor.worker")
+
 ARQ_MAX_TRIES = 10_000  # the ledger counts tries (crashes included) and decides when to stop
 TIMEOUT_MARGIN = 30.0  # arq's own timeout only backs up the runner's
 ARQ_JOB_SLOTS = 0  # arq's Worker picks no job: the dispatcher claims them all
 ARQ_POLL_DELAY = 0.5  # how often arq's Worker wakes (its health-check key; it claims no job)
+SHUTDOWN_STEP_S = 10.0  # past the grace, how long one step of a worker's shutdown may take
 
 
 def functions(pipelines: Iterable[Pipeline]) -> list[Function]:
@@ -180,27 +183,41 @@ def hooks(
         dispatcher: Dispatcher | None = ctx.get("dispatcher")
         if dispatcher is not None:
             # Heartbeats go on meanwhile: the jobs are still ours.
-            await dispatcher.stop(settings.worker_shutdown_grace if grace is None else grace)
-        for task in ctx.get("background", ()):
+            wait = settings.worker_shutdown_grace if grace is None else grace
+            await _bounded("stop the dispatcher", dispatcher.stop(wait), wait + SHUTDOWN_STEP_S)
+        background = ctx.get("background", ())
+        for task in background:
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await _bounded("stop the background tasks", asyncio.gather(*background, return_exceptions=True))
         served = ctx.pop("metrics_server", None)
         if served is not None:
             served[0].shutdown()
             served[0].server_close()
-        await observability.teardown()
+        await _bounded("flush telemetry", observability.teardown())
         resources: Resources | None = ctx.get("resources")
         if resources is None:
             return
-        await liveness.forget(resources)
+        await _bounded("say goodbye", liveness.forget(resources))
         session: Session | None = ctx.get("session")
         if session is not None:
-            await session.close()
-        await close_resources(resources)
-        await resources.redis.aclose()
+            await _bounded("end the worker's session", session.close())
+        await _bounded("close the connections", close_resources(resources))
+        await _bounded("close redis", resources.redis.aclose())
 
     return startup, shutdown
+
+
+async def _bounded(step: str, awaitable: Awaitable[object], seconds: float = SHUTDOWN_STEP_S) -> None:
+    """Await one step of a shutdown for at most `seconds`: a worker told to stop must exit
+    (what a stuck step leaves undone, the reconciler and the crash watch finish). Unlike
+    `wait_for`, it does not wait for the step to honour its cancellation."""
+    task = asyncio.ensure_future(awaitable)
+    done, _ = await asyncio.wait({task}, timeout=seconds)
+    if not done:
+        task.cancel()
+        log.error("shutdown step did not finish in time; going on", step=step, seconds=seconds)
+    elif not task.cancelled() and task.exception() is not None:
+        raise task.exception()  # type: ignore[misc]
 
 
 def housekeeping(redis_url: str) -> ArqRedis:
