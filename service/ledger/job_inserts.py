@@ -33,7 +33,7 @@ class JobInserts:
     def __init__(self, db: Database) -> None:
         self.db = db
         self._batcher: Batcher[ledger.NewJob, tuple[asyncpg.Record, int | None]] = Batcher(
-            self._insert_many, key=_job_id, split_on=(asyncpg.PostgresError,), in_flight=IN_FLIGHT
+            self._insert_many, key=_job_id, split_on=(asyncpg.PostgresError,)
         )
 
     async def insert(self, job: ledger.NewJob) -> asyncpg.Record:

@@ -250,7 +250,7 @@ class Enqueuer:
     def __init__(self, redis: ArqRedis) -> None:
         self._script = redis.register_script(ENQUEUE)
         self._batcher: Batcher[Handoff, bool] = Batcher(
-            lambda handoffs: _enqueue_many(self._script, handoffs), key=lambda handoff: handoff.keys[0], in_flight=2
+            lambda handoffs: _enqueue_many(self._script, handoffs), key=lambda handoff: handoff.keys[0]
         )
 
     async def enqueue(self, **job) -> bool:
