@@ -2,9 +2,7 @@
 
 One INSERT and one commit per accepted upload makes the commits the API's ceiling under
 load, and they share the cores with everything else; requests that arrive while an INSERT
-is in flight go together in the next one, committed together, or, if only one INSERT is
-in flight, go at once in a second (`IN_FLIGHT`): a job never waits a whole INSERT's round
-trip for company. A request with an Idempotency-Key records the key in the same
+is in flight go together in the next one, committed together. A request with an Idempotency-Key records the key in the same
 transaction as its job, so it is not combined.
 """
 
@@ -19,9 +17,6 @@ from service import ledger
 from service.batching import Batcher
 from service.databases import consistency
 from service.databases.database import Database
-
-#: INSERTs in flight at once.
-IN_FLIGHT = 2
 
 
 def tracked(job: ledger.NewJob) -> tuple[str, str]:
