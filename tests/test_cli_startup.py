@@ -77,6 +77,7 @@ PARSED = {
     "schedules list": ["--json", "--url", "http://127.0.0.1:9", "--key", "cvk_x"],
     "schedules pause": ["5f0c1a2b"],
     "schedules resume": ["5f0c1a2b", "--json"],
+    "schedules set": ["5f0c1a2b", "--cron", "0 4 * * *", "--timezone", "Europe/Paris", "--json"],
     "secrets rotate": ["--database-url", "postgresql://h/db"],
     "workflows submit": ["-", "--wait", "--timeout", "60", "--idempotency-key", "k", "--json"],
     "workflows list": ["--status", "failed", "--limit", "5", "--json"],

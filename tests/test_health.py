@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
+from conveyor.kinds import Pipeline, Stage
 from testkit.net import free_port
 from testkit.service import ADMIN_KEY, ApiServer, client, make_settings, running_worker
 
@@ -53,8 +54,12 @@ async def test_ready_without_workers_warns(database_url, tmp_path):
     assert {body["checks"][name][0]["status"] for name in ("database", "redis", "storage")} == {"pass"}
 
 
+async def _nothing(run, input):
+    return {}
+
+
 async def test_ready_with_a_fresh_worker_passes(api, settings):
-    async with running_worker(settings, []):
+    async with running_worker(settings, [Pipeline("document", (Stage("store", _nothing),), timeout=30)]):
         for _ in range(100):
             status, body = await readyz(api)
             if body["checks"]["workers"][0]["status"] == "pass":
