@@ -85,6 +85,16 @@ async def test_the_refusal_names_the_field(api, tenant):
     assert_refused(hook, (422,), field="data.a[0]")
 
 
+async def test_a_field_named_with_a_lone_surrogate_is_named_escaped_in_the_422(api, tenant):
+    async with client(api.url, tenant[1]) as http:
+        response = await http.post(
+            "/v1/notifications",
+            content=json.dumps({**HOOK, "to": {"\ud800": ["\x00"]}}).encode(),  # valid JSON, not storable
+            headers={"content-type": "application/json"},
+        )
+    assert assert_refused(response, (422,), field="to.\\ud800[0]")["detail"].startswith("to.\\ud800[0]: ")
+
+
 @pytest.mark.parametrize("metadata", ["[" * 15_000, '{"a": NaN}', '{"a": 1e999999}', '{"a": ' * 200 + "1" + "}" * 200])
 async def test_multipart_metadata_outside_json_is_a_422(api, tenant, metadata):
     async with client(api.url, tenant[1]) as http:

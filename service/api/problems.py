@@ -55,8 +55,20 @@ def problem_response(request: Request, problem: Problem) -> JSONResponse:
         **problem.extensions,
     }
     return JSONResponse(
-        body, status_code=problem.status, headers=problem.headers, media_type="application/problem+json"
+        _writable(body), status_code=problem.status, headers=problem.headers, media_type="application/problem+json"
     )
+
+
+def _writable(value: Any) -> Any:
+    """`value` with each unpaired surrogate written out as `\\udXXX`: a problem may echo what
+    a client sent (a field's name, say), and UTF-8 cannot carry those."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, dict):
+        return {_writable(key): _writable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_writable(item) for item in value]
+    return value
 
 
 def refusal(error: PermanentError, field: str | None = None) -> Problem:
