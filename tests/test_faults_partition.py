@@ -23,7 +23,7 @@ from testkit.redis_server import RedisServer
 from testkit.service import ApiServer, client, make_settings, new_tenant
 from testkit.stage_counter import StageCounter
 
-pytestmark = [pytest.mark.timeout(120), pytest.mark.integration]
+pytestmark = [pytest.mark.timeout(120), pytest.mark.integration, pytest.mark.xdist_group("netns")]
 
 
 @pytest.fixture
@@ -110,6 +110,11 @@ async def test_a_cut_off_worker_is_replaced_and_fenced(namespace, services, tmp_
             elsewhere.start()
             rows = await wait_until_ended(settings.database_url, [job_id], timeout=45)
             before = rows[job_id]
+
+            async def lock_given_up():  # a cut shorter than its check would leave the old session alive
+                return "worker lock not held" in cut_off.log()
+
+            await _wait_for(lock_given_up, "the cut-off worker saw its lock's session go silent", explain=cut_off.log)
             namespace.join()
             gate.touch()
 
