@@ -52,6 +52,7 @@ def test_queue_benchmark_prints_tables_and_the_ratio_line_last(tmp_path: Path) -
 
 
 @pytest.mark.integration
+@pytest.mark.xdist_group("netns")  # its cut-off host lives in a network namespace
 def test_crash_benchmark_kills_a_worker_and_reports_the_cap(tmp_path: Path) -> None:
     lines = run_bench(
         "crash", "--quick", "--peers", "saq,streaq", "--crash-jobs", "3", "--crash-cap", "2", results=tmp_path / "R.md"

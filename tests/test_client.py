@@ -71,7 +71,8 @@ async def test_async_follow_and_events(settings, tenant, tmp_path):
             events = [event async for event in conveyor.events(job.id)]
     assert states[0] == job and states[-1].status == "succeeded" and states[-1].result == {"read": True}
     assert "running" in [state.status for state in states]
-    assert [state.progress for state in states] == sorted(state.progress for state in states)
+    progress = [state.progress for state in states]
+    assert progress == sorted(progress), ([(s.status, s.stage, s.progress) for s in states], [e.data for e in events])
     assert log.count("GET", f"/v1/jobs/{job.id}/events") == 2  # follow's, then events'
     assert log.count("GET", f"/v1/jobs/{job.id}") == 1  # one read after the final event: no polling
     assert events[-1].final and [event.status for event in events if event.type == "status"][-1] == "succeeded"

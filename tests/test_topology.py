@@ -23,7 +23,7 @@ from testkit.netns import netns_permitted
 from testkit.service import client, new_tenant, until
 from testkit.topology import Topology
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(300), pytest.mark.xdist_group("netns")]
 
 
 @pytest.fixture
