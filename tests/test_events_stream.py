@@ -82,6 +82,48 @@ async def test_live_stream_is_ordered_and_ends_with_the_job(api, settings, tenan
         await redis.aclose()
 
 
+async def test_events_written_after_a_newer_snapshot_never_take_progress_back(api, settings, tenant, redis_server):
+    """The worker wrote 0.25 to the ledger, but its events (status, stage at 0.0) reach
+    Redis only after a client connected and got the ledger's snapshot."""
+    async with client(api.url, tenant[1]) as http:
+        job_id = await upload(http)
+        db = Database(settings)
+        await db.open()
+        try:
+            async with db.transaction() as conn:
+                await conn.execute(
+                    "UPDATE jobs SET status = 'running', stage = 'one', progress = 0.25 WHERE id = $1",
+                    uuid.UUID(job_id),
+                )
+            reader = asyncio.create_task(read_stream(http, f"/v1/jobs/{job_id}/events"))
+            await asyncio.sleep(0.3)  # connected: the snapshot is out, no event in Redis yet
+            redis = Redis.from_url(redis_server.url)
+            late = [
+                {"type": "status", "status": "running", "attempt": 1},
+                {"type": "stage", "stage": "one", "status": "running", "progress": 0.0},
+                {"type": "progress", "stage": "one", "progress": 0.25},
+                {"type": "progress", "stage": "one", "progress": 0.5},
+            ]
+            await events.publish_many(redis, [(job_id, {**event, "job_id": job_id}) for event in late])
+            async with db.transaction() as conn:
+                await conn.execute(
+                    "UPDATE jobs SET status = 'succeeded', progress = 1 WHERE id = $1", uuid.UUID(job_id)
+                )
+            await events.publish_many(
+                redis, [(job_id, {"type": "status", "status": "succeeded", "progress": 1.0, "job_id": job_id})]
+            )
+            await redis.aclose()
+            async with asyncio.timeout(20):
+                received = await reader
+        finally:
+            await db.close()
+    assert received.ended
+    snapshot, *live = received.events
+    assert "id" not in snapshot and snapshot["data"]["progress"] == 0.25
+    assert [event["data"].get("progress") for event in live] == [None, 0.25, 0.25, 0.5, 1.0]
+    assert live[1]["data"]["stage"] == "one" and live[1]["data"]["status"] == "running"
+
+
 async def test_last_event_id_replays_what_came_after(api, settings, tenant):
     async with client(api.url, tenant[1]) as http, running_worker(settings, [three_stages()]):
         job_id = await upload(http)

@@ -138,6 +138,7 @@ class EventRelay:
         self.key = events.stream_key(self.job_id)
         self.cursor = last_id or "0-0"
         self.resuming = last_id is not None
+        self.floor: float | None = None  # the snapshot's progress, while older events may follow it
 
     async def _ledger_row(self):
         async with self.state.db.read(follow=follow(self.tenant_id, self.job_id)) as conn:
@@ -167,6 +168,21 @@ class EventRelay:
         except RedisError:
             return  # the client reconnects with Last-Event-ID and resumes
 
+    def _not_behind(self, event: dict) -> dict:
+        """A worker writes the ledger first and its events a moment later, so a snapshot
+        may be newer than the events that follow it: their progress is raised to the
+        snapshot's, and a client never sees it go back. A status other than `running`
+        (a retry rightly lowers the progress; an ending) lifts that floor."""
+        if self.floor is None:
+            return event
+        if event.get("type") == "status" and event.get("status") != "running":
+            self.floor = None
+            return event
+        progress = event.get("progress")
+        if isinstance(progress, int | float) and progress < self.floor:
+            return {**event, "progress": round(float(self.floor), 4)}
+        return event
+
     async def _relay(self) -> AsyncIterator[ServerSentEvent]:
         ended = self.row["status"] in ledger.FINISHED
         replayed_final = False
@@ -181,6 +197,7 @@ class EventRelay:
             return
         if not sent_any and not self.resuming:
             yield self._snapshot(self.row)
+            self.floor = self.row.get("progress")
         clock = asyncio.get_running_loop().time
         checked_at = clock()
         while True:
@@ -199,6 +216,7 @@ class EventRelay:
                 continue
             for entry_id, event in entries:
                 self.cursor = entry_id
+                event = self._not_behind(event)
                 yield ServerSentEvent(data=json.dumps(event), event=event.get("type"), id=entry_id)
                 if _final(event):
                     row = await self._ledger_row()
