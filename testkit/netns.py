@@ -3,11 +3,18 @@ worker off (bring the link down) and joining it again. Only addresses it creates
 
 from __future__ import annotations
 
+import fcntl
+import itertools
 import os
 import random
 import re
 import subprocess
 import time
+from pathlib import Path
+
+#: Held while a subnet is chosen and taken: two test processes never pick the same one.
+LOCK_PATH = Path("/tmp/conveyor-netns.lock")
+_serial = itertools.count()
 
 
 def ip(*args: str) -> None:
@@ -23,15 +30,22 @@ def _free_subnet() -> int:
 
 class NetNamespace:
     def __init__(self) -> None:
-        tag = f"{os.getpid() % 10000}{random.randrange(1000)}"
+        tag = f"{os.getpid():x}{next(_serial):x}"  # unique on this host; a link name holds 15 bytes
         self.name = f"cvy{tag}"
         self.host_link, self.peer_link = f"cvh{tag}", f"cvp{tag}"
-        subnet = _free_subnet()
-        self.host_address, self.peer_address = f"10.200.{subnet}.1", f"10.200.{subnet}.2"
-        self.cidr = f"10.200.{subnet}.0/30"
+        self.host_address = self.peer_address = self.cidr = ""
 
     def create(self) -> NetNamespace:
-        """Make the namespace and its link; its subnet is taken once its address is added."""
+        """Make the namespace and its link on a subnet no other link uses."""
+        with LOCK_PATH.open("a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            subnet = _free_subnet()
+            self.host_address, self.peer_address = f"10.200.{subnet}.1", f"10.200.{subnet}.2"
+            self.cidr = f"10.200.{subnet}.0/30"
+            self._create()
+        return self
+
+    def _create(self) -> None:
         ip("netns", "add", self.name)
         try:
             ip("link", "add", self.host_link, "type", "veth", "peer", "name", self.peer_link)
@@ -48,7 +62,6 @@ class NetNamespace:
         except BaseException:
             self.delete()
             raise
-        return self
 
     def cut(self) -> None:
         ip("link", "set", self.host_link, "down")
