@@ -96,10 +96,8 @@ def test_ctrl_c_says_what_it_waits_for_and_a_second_one_stops_at_once_the_job_re
             assert time.monotonic() < deadline, up.output()
             time.sleep(0.1)
         assert "waiting up to 20s for 1 running job to finish" in up.stderr.read_text()
-        asked = time.monotonic()
         up.signal_group(signal.SIGINT)
         assert up.process.wait(timeout=60) == 0, up.output()
-        assert time.monotonic() - asked < 8, "the second Ctrl-C does not wait for the job"
         assert "Conveyor stopped." in up.output()
 
         again = Up(home, tmp_path, "--new-key")  # and asked for a new key, which works at once
@@ -108,6 +106,8 @@ def test_ctrl_c_says_what_it_waits_for_and_a_second_one_stops_at_once_the_job_re
             assert new_key != key
             with again.http(new_key) as http:
                 assert wait_for(http, job_id, "succeeded", "failed")["status"] == "succeeded"
+            # Delivered again: the second Ctrl-C cut the first delivery short instead of waiting for it.
+            assert len(receiver.at("slow")) == 2
             again.signal_group(signal.SIGTERM)
             again.process.wait(timeout=120)
         finally:
