@@ -98,9 +98,10 @@ async def run(context: BenchContext) -> Section:
         [
             "Start is when the job function begins, recorded by the job itself; enqueue is when the client "
             "sent it. Peak is Conveyor's processing rate on the no-op workload in this run.",
-            "Conveyor enqueues through the API's own path (ledger row, then arq) and its worker polls every "
-            "WORKER_POLL_DELAY (0.02 s by default); tuned arq polls every 0.05 s; SAQ's workers wait on "
-            "the queue with a blocking Redis call (BLMOVE) instead of polling.",
+            "Conveyor enqueues through the API's own path (ledger row, then arq); its idle worker blocks on "
+            "the queue's wake-up list (BLPOP), which each such enqueue pushes to, and claims the due jobs "
+            "of a batch in one script; tuned arq polls every 0.05 s; SAQ's workers wait on the queue with "
+            "a blocking Redis call (BLMOVE).",
             *(runner.note for runner in runners if runner.note),
         ],
     )
