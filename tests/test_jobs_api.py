@@ -8,10 +8,13 @@ import dataclasses
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from jsonschema import Draft202012Validator
 
 import conveyor
 from conveyor.client import ApiError, AsyncClient
 from service import queue
+from service.api.kind_catalog import PublishedKind
+from service.api.routes.kinds import unknown_kind
 from testkit.greetings import (
     PARIS_WINTER,
     Greeting,
@@ -115,6 +118,20 @@ async def test_an_unknown_kind_is_a_422_naming_the_known_ones(api, settings, ten
     problem = response.json()
     assert problem["type"].endswith("/unknown-kind") and problem["field"] == "kind"
     assert greet in problem["known"] and greet in problem["detail"]
+
+
+def test_an_unknown_kind_with_only_built_in_kinds_published_says_how_to_add_one():
+    def published(*kinds):
+        return {kind.name: PublishedKind(kind, Draft202012Validator(kind.input_schema)) for kind in kinds}
+
+    document = greeting_kind("document", endpoint="/v1/documents")
+    only_built_ins = unknown_kind("nope", published(document))
+    with_ours = unknown_kind("nope", published(document, greeting_kind("greet")))
+    nothing = unknown_kind("nope", {})
+    assert only_built_ins.extensions["known"] == [] and "CONVEYOR_KINDS" in only_built_ins.detail
+    assert "no worker has started" not in only_built_ins.detail
+    assert with_ours.extensions["known"] == ["greet"] and with_ours.detail.endswith("the known kinds are greet")
+    assert nothing.detail.endswith("none (no worker has started)") and nothing.status == 422
 
 
 async def test_input_failing_the_schema_is_a_422_naming_each_field(api, settings, tenant, greet):

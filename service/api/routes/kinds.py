@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
@@ -92,19 +92,35 @@ def kind_view(kind: PublishedKind) -> dict:
     }
 
 
+def unknown_kind(name: str, published: Mapping[str, PublishedKind]) -> Problem:
+    """The 422 for a kind nobody published, naming the kinds `POST /v1/jobs` takes; when the
+    workers run only the built-in kinds (each created through a route of its own), it says
+    how to add one instead of suggesting that no worker has started."""
+    known = sorted(kind for kind, published_kind in published.items() if not published_kind.description.endpoint)
+    if known:
+        listing = ", ".join(known)
+    elif published:
+        listing = (
+            "none of your own yet: declare them with conveyor.job and load them with CONVEYOR_KINDS "
+            "(the built-in kinds have routes of their own: GET /v1/kinds)"
+        )
+    else:
+        listing = "none (no worker has started)"
+    return Problem(
+        422,
+        f"kind: unknown kind {name!r}; the known kinds are {listing}",
+        type="unknown-kind",
+        field="kind",
+        known=known,
+    )
+
+
 async def find_kind(request: Request, name: str) -> PublishedKind:
     """The published kind `name` that `POST /v1/jobs` creates jobs of, or a 422 naming the known ones."""
     kinds = catalog(request)
     kind = await kinds.get(name)
     if kind is None:
-        known = sorted(name for name, kind in (await kinds.all()).items() if not kind.description.endpoint)
-        raise Problem(
-            422,
-            f"kind: unknown kind {name!r}; the known kinds are {', '.join(known) or 'none (no worker has started)'}",
-            type="unknown-kind",
-            field="kind",
-            known=known,
-        )
+        raise unknown_kind(name, await kinds.all())
     endpoint = kind.description.endpoint
     if endpoint:
         raise Problem(
