@@ -2,8 +2,8 @@
 
 One INSERT and one commit per accepted upload makes the commits the API's ceiling under
 load, and they share the cores with everything else; requests that arrive while an INSERT
-is in flight go together in the next one, committed together. A request with an Idempotency-Key records the key in the same
-transaction as its job, so it is not combined.
+is in flight go together in the next one, committed together. A request with an
+Idempotency-Key records the key in the same transaction as its job, so it is not combined.
 """
 
 from __future__ import annotations
