@@ -37,6 +37,7 @@ from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
 from service.batching import Batcher
+from service.queue.cancel_safe import CancelSafe, cancel_safe
 
 log = logging.getLogger("conveyor.queue")
 
@@ -110,7 +111,7 @@ def _sentinels(url: str) -> tuple[list[tuple[str, int]], str, str | None]:
 SOCKET_TIMEOUT_SECONDS = 5.0
 
 
-class FollowingConnection(SentinelManagedConnection):
+class FollowingConnection(CancelSafe, SentinelManagedConnection):
     """A connection to the server the sentinels name master at the moment it connects.
     redis-py's own would retry a refused connect to the same (dead) address before asking
     them again; this one asks before every attempt, backing off as `outage_retry` says."""
@@ -160,6 +161,7 @@ def connect(
         if ride_out:
             options.update(retry=retry, retry_on_error=[OSError])
         redis = client.from_url(url, **options)
+        redis.connection_pool.connection_class = cancel_safe(redis.connection_pool.connection_class)
     # from_url passes options to the connection pool, not to ArqRedis: without this the
     # client would fall back to arq's default, pickle.
     redis.job_serializer = serialize
