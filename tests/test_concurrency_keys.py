@@ -5,9 +5,11 @@ which tallies its running jobs in Redis; workers, PostgreSQL and Redis are real.
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 
+import asyncpg
 from redis.asyncio import Redis
 
 from service import jobs, ledger, queue
@@ -65,6 +67,42 @@ async def test_one_claim_takes_the_places_left_in_order_and_leaves_the_rest_unto
         ("queued", 0),
         ("running", 1),
     ]
+
+
+async def test_claims_racing_over_shared_keys_never_pass_the_limit(settings, tenant, database_url):
+    """Twenty claims at once, each of jobs of three keys in a different order: no key runs
+    more than its limit, every place is taken, and no claim deadlocks on another's locks."""
+    db = Database(settings)
+    await db.open()
+    try:
+        spec = sample_kinds.pair.spec(settings)  # limit 2
+        keys = [f"race-{uuid.uuid4().hex[:6]}-{name}" for name in "abc"]
+        async with db.transaction() as conn:
+            created = [
+                await jobs.create(conn, jobs.new_job(spec, tenant[0], payload={}, concurrency_key=keys[n % 3]))
+                for n in range(60)
+            ]
+        ids = [row["id"] for row in created]
+
+        connections = [await asyncpg.connect(database_url) for _ in range(20)]  # all at once, for real
+
+        async def claim(worker: int, conn: asyncpg.Connection):
+            chosen = ids[worker * 3 : worker * 3 + 3][:: 1 if worker % 2 else -1]
+            return await ledger.claim_within_limit(conn, chosen, f"w{worker}", ["run"], 2)
+
+        try:
+            await asyncio.gather(*(claim(worker, conn) for worker, conn in enumerate(connections)))
+        finally:
+            await asyncio.gather(*(conn.close() for conn in connections))
+        async with db.write() as conn:
+            running = await conn.fetch(
+                "SELECT concurrency_key, count(*) FROM jobs WHERE id = ANY($1) AND status = 'running'"
+                " GROUP BY concurrency_key",
+                ids,
+            )
+    finally:
+        await db.close()
+    assert {row["concurrency_key"]: row["count"] for row in running} == dict.fromkeys(keys, 2)
 
 
 async def statuses(http, job_ids) -> list[str]:
