@@ -140,6 +140,7 @@ def hooks(
     having recorded the built-in ones among them (pipelines/schedule.py)."""
     pipelines = tuple(pipeline.configured(settings) for pipeline in pipelines)
     kinds = frozenset(pipeline.name for pipeline in pipelines)
+    kind_queues = sorted({pipeline.spec(settings).queue for pipeline in pipelines})
     runnable = functions(pipelines)
 
     async def startup(ctx: dict) -> None:
@@ -154,7 +155,7 @@ def hooks(
         await session.open()  # before the first beat registers this worker with the crash watch
         ctx["background"] = [
             asyncio.create_task(session.hold_forever()),
-            asyncio.create_task(liveness.heartbeat_forever(resources)),
+            asyncio.create_task(liveness.heartbeat_forever(resources, kind_queues)),
             asyncio.create_task(liveness.listen_for_cancels(resources)),
             asyncio.create_task(Listener(resources).listen_forever()),
         ]

@@ -13,11 +13,13 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from conveyor.kinds import Pipeline, Stage
+from service.cli.processes import queues_to_serve
 from service.errors import JobError
 from service.telemetry.metrics import record_provider_call
 from testkit.files import multipart_file, text_pdf
 from testkit.net import free_port, wait_for_port
-from testkit.service import client, make_settings, running_worker, wait_for_job
+from testkit.service import client, make_settings, running_worker, until, wait_for_job
+from tests.test_kinds import submit as submit_job
 
 pytestmark = pytest.mark.integration
 
@@ -88,6 +90,22 @@ async def test_metrics_after_a_known_workload(api, settings, tenant):
     names = {name for name, _ in after}
     assert not any("tenant" in dict(labels) or "job_id" in dict(labels) for _, labels in after)
     assert "conveyor_workers_alive" in names
+
+
+async def test_a_queue_only_a_kind_names_is_scraped_and_served_by_up(api, settings, tenant):
+    """A kind declared with `queue=` sends its jobs to a queue no setting names: /metrics
+    shows its backlog (the workers that know the kind say so in their heartbeats), and
+    `conveyor up` runs a worker for it."""
+    side = f"side-{os.urandom(3).hex()}"
+    kind = Pipeline("side_job", (Stage("run", _maybe_fail),), timeout=30, queue=side)
+    assert queues_to_serve(settings, [pipeline(), kind]) == [settings.queue_name, side]
+    async with running_worker(settings, [pipeline(), kind]), client(api.url, tenant[1]) as http:
+        await submit_job(settings, tenant[0], kind, {})
+
+        async def backlog() -> float:
+            return value(await scrape(http), "conveyor_queue_depth", queue=side)
+
+        assert await until(backlog) == 1  # waiting: this worker serves the default queue only
 
 
 async def test_worker_serves_its_own_metrics(database_url, redis_server, tmp_path):

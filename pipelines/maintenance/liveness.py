@@ -15,6 +15,7 @@ import json
 import os
 import socket
 import time
+from collections.abc import Sequence
 
 import structlog
 from redis.exceptions import RedisError
@@ -32,7 +33,9 @@ FORGET_AFTER_SECONDS = 24 * 3600
 CANCEL_WAIT_SECONDS = SOCKET_TIMEOUT_SECONDS / 2
 
 
-async def beat(resources: Resources, started_at: float) -> None:
+async def beat(resources: Resources, started_at: float, kind_queues: Sequence[str]) -> None:
+    """Say this worker lives, which jobs it runs, and where the jobs of its kinds go (a
+    kind's own queue is shown wherever queues are, even before a worker serves it)."""
     settings = resources.settings
     seen_at = time.time()
     state = {
@@ -40,6 +43,7 @@ async def beat(resources: Resources, started_at: float) -> None:
         "host": socket.gethostname(),
         "pid": os.getpid(),
         "queue": settings.queue_name,
+        "kind_queues": list(kind_queues),
         "started_at": started_at,
         "seen_at": seen_at,
         "jobs": sorted(resources.running),
@@ -51,12 +55,12 @@ async def beat(resources: Resources, started_at: float) -> None:
         await pipe.execute()
 
 
-async def heartbeat_forever(resources: Resources) -> None:
+async def heartbeat_forever(resources: Resources, kind_queues: Sequence[str]) -> None:
     """Beat, and cancel any of our jobs whose cancel we may have missed on pub/sub."""
     started_at = time.time()
     while True:
         try:
-            await beat(resources, started_at)
+            await beat(resources, started_at, kind_queues)
             await cancel_requested_jobs(resources)
         except (RedisError, OSError, DependencyUnavailable) as exc:
             log.warning("heartbeat failed", error=type(exc).__name__)

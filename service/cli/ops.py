@@ -42,8 +42,9 @@ async def read_workers(url: str) -> list[dict]:
     return workers
 
 
-async def read_queues(url: str, settings: Settings, names: list[str]) -> list[dict]:
-    """Per arq queue, its numbers as service.telemetry.monitoring.QueueState names them."""
+async def read_queues(url: str, settings: Settings, names: list[str] | None = None) -> list[dict]:
+    """Per arq queue (default: every queue of the deployment), its numbers as
+    service.telemetry.monitoring.QueueState names them."""
     from dataclasses import asdict
 
     from service import queue
@@ -109,7 +110,7 @@ def workers(redis_url: str | None, data_dir: Path, json_output: bool) -> None:
     "--queue",
     "names",
     multiple=True,
-    help="A queue to show (repeatable); default: QUEUE_NAME and the KIND_QUEUES targets.",
+    help="A queue to show (repeatable); default: QUEUE_NAME, the KIND_QUEUES targets and the queues live workers use.",
 )
 @redis_url_option
 @data_dir_option
@@ -126,12 +127,10 @@ def queues(names: tuple[str, ...], redis_url: str | None, data_dir: Path, json_o
     import asyncio
 
     from service.config import load_settings
-    from service.telemetry import monitoring
 
     settings = load_settings()
-    shown = list(names) or monitoring.queue_names(settings)
     with targets.redis_url(redis_url, data_dir) as url:
-        rows = asyncio.run(read_queues(url, settings, shown))
+        rows = asyncio.run(read_queues(url, settings, list(names) or None))
     if json_output:
         emit_json(rows)
         return

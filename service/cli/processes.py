@@ -67,10 +67,16 @@ def _announce_stop(settings: Settings, workers: Sequence[Worker]) -> None:
         stderr().print("Stopping.", markup=False)
 
 
+def queues_to_serve(settings: Settings, pipelines: Sequence[Pipeline]) -> list[str]:
+    """The queues `up` runs a worker for: the deployment's, and each kind's own (`queue=`)."""
+    return monitoring.queue_names(settings, (kind.spec(settings).queue for kind in pipelines))
+
+
 async def run_together(
     settings: Settings, pipelines: Sequence[Pipeline], *, host: str, port: int, on_ready: Callable[[], None]
 ) -> None:
-    """Serve the API on host:port and one worker per queue until SIGINT or SIGTERM."""
+    """Serve the API on host:port and one worker per queue (a kind declared with `queue=`
+    included) until SIGINT or SIGTERM."""
     config = uvicorn.Config(
         create_app(settings),
         host=host,
@@ -83,7 +89,7 @@ async def run_together(
     server = ApiServer(config)
     workers = [
         lifecycle.worker(settings.model_copy(update={"queue_name": name}), pipelines, scheduler=index == 0)
-        for index, name in enumerate(monitoring.queue_names(settings))
+        for index, name in enumerate(queues_to_serve(settings, pipelines))
     ]
     stopping = asyncio.Event()
 

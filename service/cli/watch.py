@@ -42,7 +42,8 @@ EXAMPLES = """Examples:
 
   conveyor watch --json | jq '.queues'
 
-Queues are QUEUE_NAME and the KIND_QUEUES targets. Ctrl-C stops it."""
+Queues are QUEUE_NAME, the KIND_QUEUES targets and the queues live workers use.
+Ctrl-C stops it."""
 
 
 @dataclass

@@ -17,8 +17,9 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from arq.constants import job_key_prefix
 from redis.asyncio import Redis
@@ -34,14 +35,16 @@ FINISHED_KEEP_SECONDS = 2 * 3600
 HOUR_MINUTES = 60
 
 
-def queue_names(settings: Settings) -> list[str]:
-    """Every arq queue this deployment uses: the default one and each per-kind route."""
-    names = [settings.queue_name]
-    for route in settings.kind_queues:
-        queue = route.partition("=")[2].strip()
-        if queue and queue not in names:
-            names.append(queue)
-    return names
+def queue_names(settings: Settings, more: Iterable[str] = ()) -> list[str]:
+    """Every arq queue this deployment uses: the default one, each per-kind route, and `more`."""
+    routes = (route.partition("=")[2].strip() for route in settings.kind_queues)
+    return list(dict.fromkeys(name for name in (settings.queue_name, *routes, *more) if name))
+
+
+def queues_in_use(workers: Iterable[Mapping[str, Any]]) -> list[str]:
+    """The queues live workers serve or send their kinds' jobs to (a kind declared with
+    `queue=` goes to a queue no setting names), from their heartbeats."""
+    return [name for worker in workers for name in (worker.get("queue", ""), *worker.get("kind_queues", ()))]
 
 
 @dataclass(frozen=True)
@@ -106,13 +109,16 @@ async def _heads(redis: Redis, name: str, ranges: Sequence[tuple[int, int]], run
 async def queue_states(
     redis: Redis, settings: Settings, workers: list[dict] | None = None, names: list[str] | None = None
 ) -> list[QueueState]:
-    """The backlog of `names` (default: every queue of this deployment), with the jobs the
-    live `workers` (default: from their heartbeats) run."""
+    """The backlog of `names` (default: every queue of this deployment, those the live workers
+    use included), with the jobs the live `workers` (default: from their heartbeats) run."""
     workers = await live_workers(redis) if workers is None else workers
     running: dict[str, set[str]] = {}
     for worker in workers:
         running.setdefault(worker.get("queue", settings.queue_name), set()).update(worker.get("jobs", ()))
-    return [await queue_state(redis, name, running.get(name, set())) for name in names or queue_names(settings)]
+    return [
+        await queue_state(redis, name, running.get(name, set()))
+        for name in names or queue_names(settings, queues_in_use(workers))
+    ]
 
 
 # -- jobs ended per minute: throughput and failure rate over the last hour ---------------
