@@ -69,7 +69,8 @@ class Listener:
             await conn.add_listener(CHANNEL, self._heard_of)
             while not conn.is_closed():
                 try:
-                    await asyncio.wait_for(self._wake.wait(), PING_SECONDS)
+                    async with asyncio.timeout(PING_SECONDS):  # not wait_for: on 3.11 it can swallow a cancel
+                        await self._wake.wait()
                 except TimeoutError:
                     await conn.fetchval("SELECT 1", timeout=PING_SECONDS)
                     continue

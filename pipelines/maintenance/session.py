@@ -12,6 +12,7 @@ again as soon as it drops. Its heartbeat registers it with the watch (`registry_
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 
 import asyncpg
@@ -75,10 +76,9 @@ class Session:
     async def hold_forever(self) -> None:
         """Check both every CHECK_SECONDS, and the lock at once when its connection ends."""
         while True:
-            try:
-                await asyncio.wait_for(self._lost.wait(), CHECK_SECONDS)
-            except TimeoutError:
-                pass
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(CHECK_SECONDS):  # not wait_for: on 3.11 it can swallow a cancel
+                    await self._lost.wait()
             self._lost.clear()
             await self._keep_both()
 
