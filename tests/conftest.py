@@ -2,6 +2,7 @@ import os
 
 import pytest
 
+from pipelines import runner
 from pipelines.documents.pages import PageReaders
 from testkit import postgres
 from testkit.redis_server import RedisServer
@@ -142,3 +143,11 @@ def stage_counter():
     server = StageCounter().start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def quick_retries(monkeypatch):
+    """Retries after the runner's half-second floor instead of backing off from 2 s, for tests
+    that wait for a job to use all its tries (a `document` job has 5, whatever a test's own
+    pipeline of that name says: the API sets them)."""
+    monkeypatch.setattr(runner, "BACKOFF_BASE", 0.01)

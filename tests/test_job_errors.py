@@ -30,9 +30,9 @@ async def _parse(run, input) -> dict:
 
 
 async def test_an_unexpected_exception_is_a_plain_error_for_the_tenant_and_detailed_in_the_logs(
-    api, settings, tenant, capfd
+    api, settings, tenant, capfd, quick_retries
 ):
-    pipeline = Pipeline("document", (Stage("parse", _parse),), timeout=30, tries=1)
+    pipeline = Pipeline("document", (Stage("parse", _parse),), timeout=30)
     async with client(api.url, tenant[1]) as http:
         job_id = (await upload(http)).json()["id"]
         async with running_worker(settings, [pipeline]):
@@ -54,7 +54,7 @@ async def _lose_the_database(run, input) -> dict:
     raise DependencyUnavailable("database", "10.20.30.40:5432: connection refused")
 
 
-async def test_a_dependency_outage_names_only_the_dependency(api, settings, tenant):
+async def test_a_dependency_outage_names_only_the_dependency(api, settings, tenant, quick_retries):
     pipeline = Pipeline("document", (Stage("parse", _lose_the_database),), timeout=30)
     async with client(api.url, tenant[1]) as http:
         job_id = (await upload(http)).json()["id"]

@@ -70,10 +70,10 @@ async def test_logs_carry_the_job_context(isolated, capfd):
     assert ended["status"] == "succeeded" and "stage" not in ended
 
 
-async def test_a_job_that_fails_for_good_is_logged_as_a_warning(isolated, capfd):
+async def test_a_job_that_fails_for_good_is_logged_as_a_warning(isolated, capfd, quick_retries):
     settings = isolated(log_json=True, log_level="WARNING")
     _, key = await new_tenant(settings)
-    crashing = Pipeline("document", (Stage("store", _crash),), timeout=30, tries=1)
+    crashing = Pipeline("document", (Stage("store", _crash),), timeout=30)
     async with ApiServer(settings) as api, client(api.url, key) as http, running_worker(settings, [crashing]):
         job_id = await upload(http)
         assert (await wait_for_job(http, job_id))["status"] == "failed"
@@ -117,12 +117,12 @@ async def test_spans_from_request_through_enqueue_to_each_stage(isolated, receiv
     assert by_name["stage extract"]["parent_id"] == job["span_id"]
 
 
-async def test_sentry_gets_crashes_with_job_and_tenant_tags(isolated, receiver):
+async def test_sentry_gets_crashes_with_job_and_tenant_tags(isolated, receiver, quick_retries):
     settings = isolated(sentry_dsn=SecretStr(f"http://publickey@127.0.0.1:{receiver.port}/1"))
     tenant_id, key = await new_tenant(settings)
     try:
         async with ApiServer(settings) as api, client(api.url, key) as http:
-            async with running_worker(settings, [Pipeline("document", (Stage("store", _crash),), timeout=30, tries=1)]):
+            async with running_worker(settings, [Pipeline("document", (Stage("store", _crash),), timeout=30)]):
                 job_id = await upload(http)
                 failed = await wait_for_job(http, job_id)
             # leaving the worker flushed its reports
