@@ -122,6 +122,8 @@ BUILT_INS = (
     ),
 )
 KINDS = tuple(builtin.kind for builtin in BUILT_INS)
+#: The schedules that count events (`GET /v1/stats` says when they next run).
+AGGREGATIONS = tuple(builtin for builtin in BUILT_INS if builtin.name.startswith("aggregate_"))
 KIND_NAMES = frozenset(kind.name for kind in KINDS)
 
 

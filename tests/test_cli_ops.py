@@ -110,7 +110,20 @@ async def test_submit_wait_polls_when_the_stream_is_refused(settings, tenant, tm
     assert log.count("GET", f"/v1/jobs/{job_id}") >= 1
 
 
+async def forget_aggregation_schedules(settings) -> None:
+    """As before any worker recorded them: /v1/stats then follows the settings. (Workers of
+    other tests in this process may have recorded them, as their own settings said.)"""
+    db = Database(settings)
+    await db.open()
+    try:
+        async with db.transaction() as conn:
+            await conn.execute("DELETE FROM schedules WHERE builtin LIKE 'aggregate_%'")
+    finally:
+        await db.close()
+
+
 async def test_stats_shows_the_aggregated_counts(api, settings, tenant):
+    await forget_aggregation_schedules(settings)
     today = datetime.now(UTC).date()
     yesterday = today - timedelta(days=1)
     noon_yesterday = datetime.combine(yesterday, datetime.min.time(), UTC) + timedelta(hours=12)
@@ -164,6 +177,7 @@ async def test_stats_shows_the_aggregated_counts(api, settings, tenant):
 
 
 async def test_stats_says_when_counting_is_off(settings, tenant):
+    await forget_aggregation_schedules(settings)
     off = settings.model_copy(update={"schedule_aggregate_hourly": "off", "schedule_aggregate_daily": "off"})
     async with ApiServer(off) as server:
         env = {"CONVEYOR_URL": server.url, "CONVEYOR_API_KEY": tenant[1], **WIDE}
@@ -172,6 +186,36 @@ async def test_stats_says_when_counting_is_off(settings, tenant):
     assert body["next_aggregation_at"] is None and body["items"] == []
     assert result.exit_code == 0, result.output
     assert "yet: event counting is off (SCHEDULE_AGGREGATE_HOURLY and SCHEDULE_AGGREGATE_DAILY)" in result.stderr
+
+
+async def test_stats_follow_the_aggregation_schedules_as_the_ledger_has_them(api, settings, tenant):
+    """An admin's change to a built-in schedule (`/v1/schedules`) shows in /v1/stats: the
+    ledger's rows, not this API's settings, say when events are next counted."""
+    await forget_aggregation_schedules(settings)
+    db = Database(settings)
+    await db.open()
+    try:
+        async with db.transaction() as conn:
+            system = await ledger.schedules.system_tenant(conn)
+            now = datetime.now(UTC)
+            for name in ("aggregate_hourly", "aggregate_daily"):
+                await ledger.schedules.seed(conn, system.id, name, f"conveyor.{name}", "every 10m", now)
+            await conn.execute(  # as an admin's PATCH of each would
+                "UPDATE schedules SET next_run_at = now() + CASE builtin WHEN 'aggregate_daily'"
+                " THEN interval '3 minutes' ELSE interval '20 minutes' END WHERE builtin LIKE 'aggregate_%'"
+            )
+            daily_at = await conn.fetchval("SELECT next_run_at FROM schedules WHERE builtin = 'aggregate_daily'")
+        async with client(api.url, tenant[1]) as http:
+            changed = (await http.get("/v1/stats")).json()["next_aggregation_at"]
+            async with db.transaction() as conn:
+                await conn.execute("UPDATE schedules SET paused = true WHERE builtin LIKE 'aggregate_%'")
+            paused = (await http.get("/v1/stats")).json()["next_aggregation_at"]
+    finally:
+        async with db.transaction() as conn:
+            await conn.execute("DELETE FROM schedules WHERE builtin LIKE 'aggregate_%'")  # back to the settings
+        await db.close()
+    assert datetime.fromisoformat(changed) == daily_at  # the earlier of the two, not the settings' :05
+    assert paused is None
 
 
 async def _stored_job(conn, storage, tenant_id, *, finished_days_ago: int | None) -> uuid.UUID:

@@ -151,6 +151,15 @@ async def seed(
     )
 
 
+async def builtin_ticks(conn: asyncpg.Connection, names: Sequence[str]) -> dict[str, datetime | None]:
+    """The next tick of each recorded built-in schedule of `names`, None where it is paused;
+    one that no worker has recorded yet is missing."""
+    rows = await conn.fetch(
+        "SELECT builtin, next_run_at, paused FROM schedules WHERE builtin = ANY($1::text[])", list(names)
+    )
+    return {row["builtin"]: None if row["paused"] else row["next_run_at"] for row in rows}
+
+
 async def due(conn: asyncpg.Connection, kinds: Sequence[str], now: datetime, limit: int) -> list[asyncpg.Record]:
     """Unpaused schedules of `kinds` whose tick has come by `now`, the most overdue first."""
     return await conn.fetch(

@@ -12,11 +12,13 @@ import uuid
 from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any
 
+import asyncpg
 from pydantic import Field, StringConstraints, field_validator
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from pipelines.analytics.export import MAX_RANGE_DAYS, ExportInput, range_error
+from pipelines.schedule import AGGREGATIONS
 from service.api import idempotency
 from service.api.auth import authenticate
 from service.api.openapi import COMMON_ERRORS, IDEMPOTENCY_KEY, TIME, json_body, json_request, problem
@@ -24,7 +26,7 @@ from service.api.problems import Problem
 from service.api.submissions import JobSpec, kind_spec, submit
 from service.api.validation import Moment, StrictModel, invalid, parse_json, read_json_body
 from service.config import Settings, cadence_fields
-from service.ledger import schedule_times
+from service.ledger import schedule_times, schedules
 from service.ledger.schedule_times import Cadence
 
 MAX_EVENTS = 1000
@@ -110,25 +112,31 @@ async def get_stats(request: Request) -> JSONResponse:
             last_day,
             event_type,
         )
+        next_at = await next_aggregation(conn, request.app.state.settings)
     return JSONResponse(
         {
             "from": first_day.isoformat(),
             "to": last_day.isoformat(),
             "items": [{"day": row["day"].isoformat(), "type": row["type"], "count": row["count"]} for row in rows],
-            "next_aggregation_at": next_aggregation(request.app.state.settings),
+            "next_aggregation_at": next_at,
         }
     )
 
 
-def next_aggregation(settings: Settings) -> str | None:
-    """When events are next counted (the hourly or the daily aggregation, whichever comes
-    first, per this deployment's `SCHEDULE_AGGREGATE_*` settings: a cadence the admin
-    changed through `/v1/schedules` is not seen here), or None if both are off."""
+async def next_aggregation(conn: asyncpg.Connection, settings: Settings) -> str | None:
+    """When events are next counted: the earlier of the hourly and the daily aggregation's
+    next tick as the ledger has them (an admin's change through `/v1/schedules` included; an
+    overdue one runs as soon as a worker is free, so: now). One that no worker has recorded
+    yet follows its `SCHEDULE_AGGREGATE_*` setting. None if both are off or paused."""
     now = datetime.now(UTC)
-    cadences = (settings.schedule_aggregate_hourly, settings.schedule_aggregate_daily)
-    ticks = [
-        schedule_times.first(Cadence(**fields), now) for setting in cadences if (fields := cadence_fields(setting))
-    ]
+    recorded = await schedules.builtin_ticks(conn, [builtin.name for builtin in AGGREGATIONS])
+    ticks = []
+    for builtin in AGGREGATIONS:
+        if builtin.name in recorded:
+            tick = recorded[builtin.name]
+            ticks += [max(tick, now)] if tick is not None else []
+        elif fields := cadence_fields(getattr(settings, builtin.setting)):
+            ticks.append(schedule_times.first(Cadence(**fields), now))
     return min(ticks).isoformat() if ticks else None
 
 
