@@ -2,7 +2,6 @@
 webhook retries, a worker dying mid-bulk, send_at deferral and cancellation, and per-recipient
 refusals, end to end against the real API, worker, PostgreSQL, Redis and fake providers."""
 
-import asyncio
 from datetime import UTC, datetime, timedelta, timezone
 
 from testkit.notifications import (  # noqa: F401 (fixtures)
@@ -92,12 +91,16 @@ async def test_a_worker_dying_mid_bulk_resumes_without_duplicates(api, settings,
 
 async def test_send_at_defers_delivery(api, settings, tenant, smtp):
     address = f"{unique('later-')}@example.com"
-    send_at = datetime.now(timezone(timedelta(hours=2))) + timedelta(seconds=2)
+    send_at = datetime.now(timezone(timedelta(hours=2))) + timedelta(seconds=3)
     async with client(api.url, tenant[1]) as http, running_worker(settings, PIPELINES):
         job = await notify(
             http, channel="email", to=address, template="welcome", data={"name": "Ada"}, send_at=send_at.isoformat()
         )
-        await asyncio.sleep(0.5)
+        # A job sent after it, due at once, runs while it waits.
+        now = await notify(
+            http, channel="email", to=f"{unique('now-')}@example.com", template="welcome", data={"name": "Bo"}
+        )
+        assert (await wait_for_job(http, now["id"]))["status"] == "succeeded"
         assert mail_to(smtp[0], address) == []
         assert (await http.get(f"/v1/jobs/{job['id']}")).json()["status"] == "queued"
         done = await wait_for_job(http, job["id"], timeout=30)
@@ -115,7 +118,16 @@ async def test_a_cancelled_send_at_is_never_delivered(api, settings, tenant, smt
         )
         cancelled = await http.post(f"/v1/jobs/{job['id']}/cancel")
         assert cancelled.status_code == 202 and cancelled.json()["status"] == "cancelled"
-        await asyncio.sleep(3)  # well past send_at, with a worker polling the queue
+        # A job due after it has run: the worker was past its send_at.
+        later = await notify(
+            http,
+            channel="email",
+            to=f"{unique('later-')}@example.com",
+            template="welcome",
+            data={"name": "Bo"},
+            send_at=(send_at + timedelta(seconds=0.5)).isoformat(),
+        )
+        assert (await wait_for_job(http, later["id"]))["status"] == "succeeded"
         after = (await http.get(f"/v1/jobs/{job['id']}")).json()
     assert after["status"] == "cancelled" and after["attempts"] == 0
     assert mail_to(smtp[0], address) == []
