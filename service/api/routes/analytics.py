@@ -134,9 +134,11 @@ async def next_aggregation(conn: asyncpg.Connection, settings: Settings) -> str 
     for builtin in AGGREGATIONS:
         if builtin.name in recorded:
             tick = recorded[builtin.name]
-            ticks += [max(tick, now)] if tick is not None else []
-        elif fields := cadence_fields(getattr(settings, builtin.setting)):
-            ticks.append(schedule_times.first(Cadence(**fields), now))
+        else:
+            fields = cadence_fields(getattr(settings, builtin.setting))
+            tick = schedule_times.first(Cadence(**fields), now) if fields else None
+        if tick is not None:
+            ticks.append(max(tick, now))
     return min(ticks).isoformat() if ticks else None
 
 
