@@ -9,6 +9,7 @@ import boto3
 import pytest
 from redis.asyncio import Redis
 
+from pipelines.documents.ocr import textract_notices
 from pipelines.documents.ocr.textract import TextractOCR, request_token_for
 from pipelines.documents.ocr.textract_notices import TextractNotices, parse_notice, status_key
 from testkit.documents import image_bytes, text_image
@@ -95,6 +96,17 @@ async def test_a_notice_received_by_one_worker_wakes_the_one_waiting(server, sca
     assert [result.pages for result in results] == [["Invoice 4711"]] * 6
     assert server.calls["notices"] == 6
     assert server.calls["GetDocumentTextDetection"] == 6
+
+
+async def test_the_worker_that_reads_a_notice_wakes_its_own_waiter_at_once(server, scan, workers, monkeypatch):
+    """No lookup in Redis is needed for a job whose notice this process read itself."""
+    monkeypatch.setattr(textract_notices, "CHECK_INTERVAL", FALLBACK_POLL)
+    client = workers(server)
+    jobs = [await client.start(BUCKET, scan, token()) for _ in range(12)]  # more than one receive's ten
+    async with asyncio.timeout(FALLBACK_POLL / 2):
+        results = await asyncio.gather(*(client.collect(job_id, deadline=time.time() + 120) for job_id in jobs))
+    assert [result.pages for result in results] == [["Invoice 4711"]] * 12
+    assert server.calls["GetDocumentTextDetection"] == 12
 
 
 async def test_a_lost_notice_only_delays_the_job_to_its_next_poll(server, scan, workers):

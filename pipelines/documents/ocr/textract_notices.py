@@ -3,12 +3,14 @@
 Polling costs a GetDocumentTextDetection call a second or so for each document in flight
 (~1–2 ms of a worker's CPU each, and Textract's request rate is per account). With a
 notification channel, Textract publishes each job's end to an SNS topic, and one SQS
-queue subscribed to it is read by every worker process, ten notices a long poll. The
-worker that receives a notice is not always the one waiting for that job, so it records
-the job's status in Redis (for a day: a job resumed after a restart finds it there) before
-deleting the message; each worker looks up the jobs it waits for in one MGET every
-`CHECK_INTERVAL`. A waiter still polls Textract itself, rarely, so a lost notice only
-delays its job.
+queue subscribed to it is read by every worker process, ten notices a long poll and
+`RECEIVERS` long polls at once: documents started together end together, and a burst of
+notices read ten at a time, one call after another, would hold the last of them back by
+as many round trips. The worker that receives a notice records the job's status in Redis
+(for a day: a job resumed after a restart finds it there) before deleting the message,
+and wakes its own waiter for that job at once; the others look up the jobs they wait for
+in one MGET every `CHECK_INTERVAL`. A waiter still polls Textract itself, rarely, so a
+lost notice only delays its job.
 """
 
 from __future__ import annotations
@@ -32,7 +34,9 @@ CHECK_INTERVAL = 0.1
 """Seconds between a worker's lookups of the statuses its waiting jobs were given."""
 STATUS_TTL = 86_400
 RECEIVE_WAIT = 20
-"""SQS long poll: an idle queue costs one call every 20 s."""
+"""SQS long poll: an idle queue costs `RECEIVERS` calls every 20 s."""
+RECEIVERS = 4
+"""Long polls in flight at once, each answered with up to ten notices."""
 RETRY_AFTER = 1.0
 
 
@@ -107,6 +111,9 @@ class TextractNotices:
                 config=AioConfig(read_timeout=RECEIVE_WAIT + 10, retries={"mode": "standard"}),
             )
         )
+        await asyncio.gather(*(self._receive_on(sqs) for _ in range(RECEIVERS)))
+
+    async def _receive_on(self, sqs: Any) -> None:
         while True:
             try:
                 await self._receive(sqs)
@@ -131,12 +138,14 @@ class TextractNotices:
             if notice is None:
                 log.warning("not a Textract notice: deleted", queue=self.queue_url, body=message.get("Body", "")[:200])
             else:
-                statuses[status_key(notice[0])] = notice[1]
+                statuses[notice[0]] = notice[1]
         if statuses:
             async with self.redis.pipeline(transaction=False) as pipe:
-                for key, status in statuses.items():
-                    pipe.set(key, status, ex=STATUS_TTL)
+                for job_id, status in statuses.items():
+                    pipe.set(status_key(job_id), status, ex=STATUS_TTL)
                 await pipe.execute()
+            for job_id, status in statuses.items():
+                self._wake(job_id, status)
         entries = [{"Id": str(n), "ReceiptHandle": message["ReceiptHandle"]} for n, message in enumerate(messages)]
         await sqs.delete_message_batch(QueueUrl=self.queue_url, Entries=entries)
 
@@ -155,6 +164,11 @@ class TextractNotices:
                 await asyncio.sleep(RETRY_AFTER)
                 continue
             for job_id, status in zip(job_ids, statuses, strict=True):
-                waiter = self._waiters.get(job_id)
-                if status is not None and waiter is not None and not waiter.done():
-                    waiter.set_result(status.decode() if isinstance(status, bytes) else status)
+                if status is not None:
+                    self._wake(job_id, status.decode() if isinstance(status, bytes) else status)
+
+    def _wake(self, job_id: str, status: str) -> None:
+        """Hand `status` to this process's waiter for `job_id`, if it has one."""
+        waiter = self._waiters.get(job_id)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(status)
