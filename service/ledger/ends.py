@@ -11,10 +11,18 @@ import asyncpg
 from service.ledger.common import JOB_COLUMNS, qualified, settle_stages
 from service.ledger.writes import JobEnd, as_records, check_owned, fetch_fenced
 
+#: What an ending is acted on with (its metrics, callback, workflow step and log line). Not
+#: the payload, result or metadata: the worker has them or needs them no more, and decoding
+#: them again would be a good part of a short job's cost.
+ENDED_COLUMNS = """
+    id, tenant_id, kind, status, progress, attempts, callback_url, started_at, finished_at,
+    workflow_id, workflow_step
+"""
+
 
 async def finish_jobs(conn: asyncpg.Connection, ends: Sequence[JobEnd]) -> dict[uuid.UUID, asyncpg.Record]:
     """End attempts: status, result or error, and the last stage's end where given; the rows
-    of the jobs their attempt still owned."""
+    (`ENDED_COLUMNS`) of the jobs their attempt still owned."""
     rows = await conn.fetch(
         f"""
         WITH b AS (
@@ -26,14 +34,14 @@ async def finish_jobs(conn: asyncpg.Connection, ends: Sequence[JobEnd]) -> dict[
                             updated_at = now(),
                             progress = CASE WHEN b.status = 'succeeded' THEN 1 ELSE coalesce(b.progress, jobs.progress) END
             FROM b WHERE jobs.id = b.job_id AND jobs.attempts = b.attempt AND jobs.status = 'running'
-            RETURNING {qualified(JOB_COLUMNS, "jobs")}, b.stage AS ended_stage, b.stage_status, b.stage_checkpoint
+            RETURNING {qualified(ENDED_COLUMNS, "jobs")}, b.stage AS ended_stage, b.stage_status, b.stage_checkpoint
         ), stages AS (
             UPDATE job_stages s SET status = ended.stage_status, finished_at = now(), error = NULL,
                                     checkpoint = coalesce(ended.stage_checkpoint, s.checkpoint),
                                     started_at = coalesce(s.started_at, now())
             FROM ended WHERE s.job_id = ended.id AND s.name = ended.ended_stage
         ), later_stages AS ({settle_stages("ended", keep="s.name IS NOT DISTINCT FROM ended.ended_stage")})
-        SELECT {JOB_COLUMNS} FROM ended
+        SELECT {ENDED_COLUMNS} FROM ended
         """,
         as_records(ends),
     )
