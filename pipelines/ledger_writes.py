@@ -18,14 +18,11 @@ from collections.abc import Mapping, Sequence
 import asyncpg
 
 from service import ledger
-from service.batching import Batcher
+from service.batching import ON_THE_WAY_IN_FLIGHT, Batcher
 from service.databases.database import Database
 from service.jobs import Kinds
 from service.ledger import callbacks, workflows
 
-#: Claim batches at once: a job dequeued while one is in flight is claimed at once, not
-#: after it (the claim is on the way from enqueue to a job's start).
-START_IN_FLIGHT = 2
 #: Errors that sink a whole batch because of one of its items (or another worker): retried one by one.
 SPLIT_ON = (asyncpg.PostgresError,)
 
@@ -68,7 +65,7 @@ class LedgerWrites:
                 functools.partial(self._claim_many, stage_names, limit),
                 key=lambda job_id: job_id,
                 split_on=SPLIT_ON,
-                in_flight=START_IN_FLIGHT,
+                in_flight=ON_THE_WAY_IN_FLIGHT,
             )
         return await batcher.submit(job_id)
 

@@ -24,6 +24,10 @@ Result = TypeVar("Result")
 RunBatch = Callable[[Sequence[Item]], Awaitable[Sequence[Result | BaseException]]]
 
 MAX_BATCH = 200
+#: Batches in flight at once for the writes between a job's enqueue and its start (the
+#: tenant's admission, the ledger INSERT, the hand-off to arq, the worker's claim): a job
+#: arriving just after a batch left goes at once instead of after that batch's round trip.
+ON_THE_WAY_IN_FLIGHT = 2
 
 
 class Batcher(Generic[Item, Result]):

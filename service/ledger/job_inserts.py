@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import asyncpg
 
 from service import ledger
-from service.batching import Batcher
+from service.batching import ON_THE_WAY_IN_FLIGHT, Batcher
 from service.databases import consistency
 from service.databases.database import Database
 
@@ -28,7 +28,7 @@ class JobInserts:
     def __init__(self, db: Database) -> None:
         self.db = db
         self._batcher: Batcher[ledger.NewJob, tuple[asyncpg.Record, int | None]] = Batcher(
-            self._insert_many, key=_job_id, split_on=(asyncpg.PostgresError,)
+            self._insert_many, key=_job_id, split_on=(asyncpg.PostgresError,), in_flight=ON_THE_WAY_IN_FLIGHT
         )
 
     async def insert(self, job: ledger.NewJob) -> asyncpg.Record:

@@ -36,7 +36,7 @@ from redis.backoff import EqualJitterBackoff
 from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
-from service.batching import Batcher
+from service.batching import ON_THE_WAY_IN_FLIGHT, Batcher
 from service.queue.cancel_safe import CancelSafe, cancel_safe
 
 log = logging.getLogger("conveyor.queue")
@@ -252,7 +252,9 @@ class Enqueuer:
     def __init__(self, redis: ArqRedis) -> None:
         self._script = redis.register_script(ENQUEUE)
         self._batcher: Batcher[Handoff, bool] = Batcher(
-            lambda handoffs: _enqueue_many(self._script, handoffs), key=lambda handoff: handoff.keys[0]
+            lambda handoffs: _enqueue_many(self._script, handoffs),
+            key=lambda handoff: handoff.keys[0],
+            in_flight=ON_THE_WAY_IN_FLIGHT,
         )
 
     async def enqueue(self, **job) -> bool:

@@ -9,7 +9,7 @@ subtracted, so the count can run ahead of the ledger by up to one TTL of admissi
 it is corrected when it expires (one ledger count for all the admissions that find it
 missing together). If Redis is unreachable, admissions go on unordered and
 unlimited: availability over strictness, as for the rate limits. Concurrent requests'
-admissions share one script (`service.batching`), counted in the order they arrived.
+admissions share one script (`service.batching`), counted in the order they reach Redis.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import structlog
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from service.batching import Batcher
+from service.batching import ON_THE_WAY_IN_FLIGHT, Batcher
 from service.databases.database import Database
 
 log = structlog.get_logger("conveyor.backlog")
@@ -85,7 +85,9 @@ class Backlog:
         self._admit_many = redis.register_script(ADMIT_MANY)
         self._admit_batch = redis.register_script(ADMIT_BATCH)
         self._withdraw = redis.register_script(WITHDRAW)
-        self._admissions: Batcher[_Admission, int] = Batcher(self._count_many, key=lambda admission: admission)
+        self._admissions: Batcher[_Admission, int] = Batcher(
+            self._count_many, key=lambda admission: admission, in_flight=ON_THE_WAY_IN_FLIGHT
+        )
         self._counting: dict[uuid.UUID, asyncio.Future[int]] = {}
 
     async def admit(self, tenant_id: uuid.UUID, quota: int) -> int | None:
