@@ -13,6 +13,7 @@ from pathlib import Path
 import boto3
 import psutil
 
+from bench.cpu import child_cpu, own_cpu, postgres_cpu
 from service.config import load_settings
 from service.databases.migrate import upgrade_async
 from testkit import postgres
@@ -125,14 +126,10 @@ class Stack:
     def cpu_seconds(self) -> dict[str, float]:
         """CPU seconds so far of each process on the benchmark's cores: ours, the test servers,
         PostgreSQL's (all of them: nothing else uses it here) and this client."""
-        seconds = {name: _own_cpu(process) for name, process in self.named.items()}
+        seconds = {name: own_cpu(process) for name, process in self.named.items()}
         seconds["API"] += child_cpu(self.named["API"])  # uvicorn's workers
         seconds["page readers"] = child_cpu(self.worker_process)
-        seconds["PostgreSQL"] = sum(
-            _own_cpu(process)
-            for process in psutil.process_iter(["name"])
-            if process.info["name"] == "postgres" and process.is_running()
-        )
+        seconds["PostgreSQL"] = postgres_cpu()
         return seconds
 
     async def stop(self) -> None:
@@ -147,22 +144,3 @@ class Stack:
         if self.database:
             await postgres.drop_database(self.database)
         self.postgres.close()
-
-
-def _own_cpu(process: psutil.Process) -> float:
-    try:
-        times = process.cpu_times()
-    except psutil.NoSuchProcess:  # a PostgreSQL backend that just ended
-        return 0.0
-    return times.user + times.system
-
-
-def child_cpu(parent: psutil.Process) -> float:
-    """CPU seconds of a process's descendants: those reaped, and the live ones (the worker's
-    page readers' fork server and the readers it forked, the API's uvicorn workers)."""
-    own = parent.cpu_times()
-    total = own.children_user + own.children_system
-    for child in parent.children(recursive=True):
-        times = child.cpu_times()
-        total += times.user + times.system + times.children_user + times.children_system
-    return total

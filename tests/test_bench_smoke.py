@@ -86,13 +86,31 @@ def test_latency_benchmark_offers_half_of_peak_to_conveyor_and_its_baselines(tmp
     results = tmp_path / "R.md"
     lines = run_bench("latency", "--quick", "--jobs", "50", "--latency-seconds", "1", results=results)
 
-    rows = {
-        name: line for line in lines for name in ("Conveyor", "arq (tuned)", "SAQ") if line.startswith(f"│ {name} ")
-    }
-    assert rows.keys() == {"Conveyor", "arq (tuned)", "SAQ"}, "\n".join(lines)
-    for line in rows.values():
+    systems = ("Conveyor", "arq (tuned)", "SAQ")
+    split = next(n for n, line in enumerate(lines) if line.startswith("CPU per job"))
+
+    def rows(table: list[str]) -> dict[str, str]:
+        return {name: line for line in table for name in systems if line.startswith(f"│ {name} ")}
+
+    latency, cpu = rows(lines[:split]), rows(lines[split:])
+    assert latency.keys() == cpu.keys() == set(systems), "\n".join(lines)
+    for line in latency.values():
         p50, p95, p99, worst = (float(cell.strip().replace(",", "")) for cell in line.strip("│").split("│")[1:])
         assert 0 <= p50 <= p95 <= p99 <= worst, line
+    for name, line in cpu.items():
+        client, worker, redis, postgres, total = (float(cell) for cell in line.strip("│").split("│")[1:])
+        assert client > 0 and worker > 0 and redis > 0, line
+        assert total == pytest.approx(client + worker + redis + postgres, abs=0.02), line
+        assert postgres > 0 or name != "Conveyor", line  # its ledger
+    hops = [line for line in lines if line.startswith("│ ") and " → " in line.split("│")[1]]
+    assert [line.split("│")[1].strip() for line in hops] == [
+        "enqueue → ledger INSERT began",
+        "ledger INSERT began → ledger claim began",
+        "ledger claim began → start",
+    ]
+    for line in hops:
+        p50, p99 = (float(cell.strip().replace(",", "")) for cell in line.strip("│").split("│")[1:])
+        assert 0 <= p50 <= p99, line
     assert "<!-- bench:latency:start -->" in results.read_text()
 
 

@@ -59,6 +59,7 @@ class ConveyorRunner(Runner):
         "(every 2 s) is 6 s old (a cut-off host); the reconciler, every 2 s, is its backstop."
     )
     crash_benchmark = True
+    milestone_names = ("ledger INSERT began", "ledger claim began")
 
     async def open(self) -> None:
         self._database, url = await migrated_database("conveyor_bench")
@@ -91,6 +92,19 @@ class ConveyorRunner(Runner):
             kind=self.kind,
         )
         await hand_off(self.enqueuer, created, backlog=backlog)
+
+    async def milestones(self) -> dict[float, tuple[float, ...]]:
+        """The transactions' start times the ledger keeps (`created_at`, `started_at`)."""
+        async with self.db.read() as conn:
+            rows = await conn.fetch(
+                """
+                SELECT (payload->'args'->>1)::float8, extract(epoch FROM created_at)::float8,
+                       extract(epoch FROM started_at)::float8
+                FROM jobs WHERE kind = $1 AND started_at IS NOT NULL
+                """,
+                KIND,
+            )
+        return {enqueued: (created, started) for enqueued, created, started in rows}
 
     def worker_argv(self) -> list[str]:
         return [MODULE, self.redis_url, str(self.concurrency), self.settings.database_url, self._storage.name]

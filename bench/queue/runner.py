@@ -31,6 +31,8 @@ class Runner(ABC):
     note: ClassVar[str] = ""
     #: Whether the crash-recovery benchmark measures this system.
     crash_benchmark: ClassVar[bool] = False
+    #: What `milestones` reports of each job, in order, between its enqueue and its start.
+    milestone_names: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, redis_url: str, concurrency: int) -> None:
         self.redis_url = redis_url
@@ -48,6 +50,11 @@ class Runner(ABC):
 
     async def close(self) -> None:  # noqa: B027 (a hook, as open)
         """Release the client."""
+
+    async def milestones(self) -> dict[float, tuple[float, ...]]:
+        """When each job enqueued so far passed `milestone_names` (wall-clock seconds), by its
+        enqueue time, from the system's own records; call before `close`."""
+        return {}
 
     def job_count(self, workload: Workload, requested: int) -> int:
         """How many jobs of `workload` this system runs; less than requested only when noted."""
