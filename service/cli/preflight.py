@@ -47,7 +47,8 @@ CHECKS: dict[str, tuple[str, str, Callable[[Settings], Awaitable[None]]]] = {
 
 async def _answer(check: Callable[[Settings], Awaitable[None]], settings: Settings) -> BaseException | None:
     try:
-        await asyncio.wait_for(check(settings), CHECK_TIMEOUT)
+        async with asyncio.timeout(CHECK_TIMEOUT):
+            await check(settings)
     except TimeoutError:
         return TimeoutError(f"no answer within {CHECK_TIMEOUT:g}s")
     except Exception as exc:  # whatever it is, the message says it

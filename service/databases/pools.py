@@ -111,7 +111,8 @@ async def create_pool(url: str, settings: PoolSettings, *, primary: bool = False
 async def close_pool(pool: asyncpg.Pool, timeout: float) -> None:
     """Close gracefully, or cut the connections if the server does not answer in time."""
     try:
-        await asyncio.wait_for(pool.close(), timeout)
+        async with asyncio.timeout(timeout):
+            await pool.close()
     except (TimeoutError, *CONNECTION_ERRORS):
         pool.terminate()
 

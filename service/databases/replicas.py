@@ -123,7 +123,8 @@ class Replica:
     async def _create_pool(self) -> asyncpg.Pool:
         s = self.settings
         pool = create_pool(self.address.url, s.replica_pool)
-        return await asyncio.wait_for(pool, s.replica_pool.connect_timeout * WARM_CONNECTIONS)
+        async with asyncio.timeout(s.replica_pool.connect_timeout * WARM_CONNECTIONS):
+            return await pool
 
     async def close(self) -> None:
         if self._refreshing is not None:

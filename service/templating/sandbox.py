@@ -85,7 +85,8 @@ class Renderer:
             try:
                 child.stdin.write(request)
                 await child.stdin.drain()
-                line = await asyncio.wait_for(child.stdout.readline(), RENDER_TIMEOUT)
+                async with asyncio.timeout(RENDER_TIMEOUT):
+                    line = await child.stdout.readline()
             except TimeoutError:
                 self._kill()
                 raise PermanentError(

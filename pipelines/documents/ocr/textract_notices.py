@@ -86,7 +86,8 @@ class TextractNotices:
         self._waiters[job_id] = waiter
         self._waiting.set()
         try:
-            return await asyncio.wait_for(asyncio.shield(waiter), timeout)
+            async with asyncio.timeout(timeout):
+                return await asyncio.shield(waiter)
         except TimeoutError:
             return None
         finally:

@@ -35,7 +35,8 @@ async def livez(request: Request) -> JSONResponse:
 
 async def _redis(request: Request) -> dict:
     try:
-        await asyncio.wait_for(request.app.state.redis.ping(), CHECK_TIMEOUT)
+        async with asyncio.timeout(CHECK_TIMEOUT):
+            await request.app.state.redis.ping()
         return {"status": "pass"}
     except Exception as exc:  # any failure means "not ready", whatever its type
         return {"status": "fail", "output": type(exc).__name__}
@@ -43,7 +44,8 @@ async def _redis(request: Request) -> dict:
 
 async def _storage(request: Request) -> dict:
     try:
-        await asyncio.wait_for(request.app.state.storage.check(), CHECK_TIMEOUT)
+        async with asyncio.timeout(CHECK_TIMEOUT):
+            await request.app.state.storage.check()
         return {"status": "pass"}
     except (TimeoutError, DependencyUnavailable, OSError) as exc:
         return {"status": "fail", "output": str(exc) or type(exc).__name__}
@@ -51,7 +53,8 @@ async def _storage(request: Request) -> dict:
 
 async def _workers(request: Request) -> dict:
     try:
-        workers = await asyncio.wait_for(monitoring.live_workers(request.app.state.redis), CHECK_TIMEOUT)
+        async with asyncio.timeout(CHECK_TIMEOUT):
+            workers = await monitoring.live_workers(request.app.state.redis)
     except (TimeoutError, RedisError, OSError) as exc:  # Redis down: failed by its own check
         return {"status": "warn", "output": f"worker heartbeats unreadable ({type(exc).__name__})"}
     if not workers:
