@@ -40,8 +40,12 @@ def postgres_cpu() -> float:
 
 
 def listening_on(port: int) -> psutil.Process | None:
-    """The process listening on TCP `port` of this machine, if any."""
-    for connection in psutil.net_connections(kind="tcp"):
+    """The process listening on TCP `port` of this machine, if any (and if this user may see it)."""
+    try:
+        connections = psutil.net_connections(kind="tcp")
+    except psutil.AccessDenied:
+        return None
+    for connection in connections:
         if connection.status == psutil.CONN_LISTEN and connection.laddr.port == port and connection.pid:
             return psutil.Process(connection.pid)
     return None

@@ -193,7 +193,7 @@ def cpu_table(runners: list[type[Runner]], samples: dict[str, list[Measured]]) -
 def hop_tables(runners: list[type[Runner]], samples: dict[str, list[Measured]]) -> list[Table]:
     tables = []
     for runner_class in runners:
-        runs = [run for run in samples.get(runner_class.name, []) if run.hops]
+        runs = [run for run in samples.get(runner_class.name, []) if run.hops and all(run.hops.values())]
         if not runs:
             continue
         table = Table(f"{runner_class.name}'s way from enqueue to start, ms: median of the runs", ["Hop", "p50", "p99"])
