@@ -247,7 +247,7 @@ async def enqueue_many(redis: ArqRedis, jobs: Sequence[Mapping[str, Any]]) -> bo
 
 class Enqueuer:
     """`enqueue` for the API's hot path: the hand-offs of concurrent requests share one
-    script, one script in flight at a time (the next batch gathers meanwhile)."""
+    script, up to `ON_THE_WAY_IN_FLIGHT` scripts in flight (the next batch gathers meanwhile)."""
 
     def __init__(self, redis: ArqRedis) -> None:
         self._script = redis.register_script(ENQUEUE)
