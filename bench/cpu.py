@@ -6,6 +6,7 @@ costs each process moves far less, and says where the cores went.
 
 from __future__ import annotations
 
+import asyncpg
 import psutil
 
 
@@ -18,25 +19,36 @@ def own_cpu(process: psutil.Process) -> float:
     return times.user + times.system
 
 
+def reaped_cpu(process: psutil.Process) -> float:
+    """CPU seconds of the children `process` has waited for; 0 once it is gone."""
+    try:
+        times = process.cpu_times()
+    except psutil.NoSuchProcess:
+        return 0.0
+    return times.children_user + times.children_system
+
+
 def child_cpu(parent: psutil.Process) -> float:
     """CPU seconds of a process's descendants: those reaped, and the live ones (the worker's
-    page readers' fork server and the readers it forked, the API's uvicorn workers)."""
-    own = parent.cpu_times()
-    total = own.children_user + own.children_system
-    for child in parent.children(recursive=True):
-        times = child.cpu_times()
-        total += times.user + times.system + times.children_user + times.children_system
-    return total
+    page readers' fork server and the readers it forked, the API's uvicorn workers, the
+    PostgreSQL server's backends)."""
+    live = sum(own_cpu(child) + reaped_cpu(child) for child in parent.children(recursive=True))
+    return live + reaped_cpu(parent)
 
 
-def postgres_cpu() -> float:
-    """Every PostgreSQL process on the machine: the benchmark's own server does the work,
-    any other one idles."""
-    return sum(
-        own_cpu(process)
-        for process in psutil.process_iter(["name"])
-        if process.info["name"] == "postgres" and process.is_running()
-    )
+async def postmaster(admin_url: str) -> psutil.Process:
+    """The PostgreSQL server at `admin_url` (on this machine): the parent of the backend that
+    answers a connection. Its descendants' CPU counts backends that ended during a run,
+    which a sum over the live `postgres` processes would lose, and no other server's."""
+    connection = await asyncpg.connect(admin_url)
+    try:  # while the backend lives
+        backend = await connection.fetchval("SELECT pg_backend_pid()")
+        server = psutil.Process(backend).parent()
+    finally:
+        await connection.close()
+    if server is None:
+        raise RuntimeError(f"the backend {backend} of {admin_url} has no parent on this machine")
+    return server
 
 
 def listening_on(port: int) -> psutil.Process | None:
@@ -53,10 +65,8 @@ def listening_on(port: int) -> psutil.Process | None:
 
 def by_process(processes: dict[str, psutil.Process | None]) -> dict[str, float]:
     """CPU seconds so far of each named process with its descendants (None: not on this
-    machine, NaN), and PostgreSQL's."""
-    seconds = {
+    machine, NaN)."""
+    return {
         name: own_cpu(process) + child_cpu(process) if process is not None else float("nan")
         for name, process in processes.items()
     }
-    seconds["PostgreSQL"] = postgres_cpu()
-    return seconds

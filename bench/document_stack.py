@@ -13,7 +13,7 @@ from pathlib import Path
 import boto3
 import psutil
 
-from bench.cpu import child_cpu, own_cpu, postgres_cpu
+from bench.cpu import child_cpu, own_cpu, postmaster
 from service.config import load_settings
 from service.databases.migrate import upgrade_async
 from testkit import postgres
@@ -63,6 +63,7 @@ class Stack:
         self.redis.start()
         os.environ.update(CREDENTIALS)
         self.postgres.enter_context(postgres.private_server())
+        self.postgres_server = await postmaster(postgres.admin_url())
         self.database = await postgres.create_database("conveyor_bench")
         self.database_url = postgres.database_url(self.database)
         await upgrade_async(self.database_url)
@@ -125,11 +126,11 @@ class Stack:
 
     def cpu_seconds(self) -> dict[str, float]:
         """CPU seconds so far of each process on the benchmark's cores: ours, the test servers,
-        PostgreSQL's (all of them: nothing else uses it here) and this client."""
+        PostgreSQL's server (its backends, ended ones included) and this client."""
         seconds = {name: own_cpu(process) for name, process in self.named.items()}
         seconds["API"] += child_cpu(self.named["API"])  # uvicorn's workers
         seconds["page readers"] = child_cpu(self.worker_process)
-        seconds["PostgreSQL"] = postgres_cpu()
+        seconds["PostgreSQL"] = own_cpu(self.postgres_server) + child_cpu(self.postgres_server)
         return seconds
 
     async def stop(self) -> None:

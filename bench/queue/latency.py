@@ -23,6 +23,8 @@ from urllib.parse import urlsplit
 
 import psutil
 
+from testkit import postgres
+
 from .. import cpu
 from ..context import BenchContext
 from ..report import Section, Spread, Table, milliseconds, percentile
@@ -70,6 +72,7 @@ async def latencies(runner_class: type[Runner], context: BenchContext, per_secon
                 "client": psutil.Process(),
                 "worker": psutil.Process(worker.pid),
                 "Redis": cpu.listening_on(urlsplit(context.redis_url).port or 6379),
+                "PostgreSQL": await cpu.postmaster(postgres.admin_url()),
             }
             # The harness's own heap (every peer's modules, earlier runs' samples) is frozen, so
             # its collections cannot pause the sending: the latency is the system's, not ours.
@@ -159,7 +162,7 @@ async def run(context: BenchContext) -> Section:
             "sent it. Peak is Conveyor's processing rate on the no-op workload in this run.",
             "CPU per job: each process's user and system seconds over the run (after the worker was ready), "
             "divided by the jobs; the client is the benchmark process, which paces and enqueues; PostgreSQL is "
-            "every postgres process (only Conveyor uses one). Hops: from Conveyor's ledger, where `created_at` "
+            "its server's processes, backends that ended included (only Conveyor uses it). Hops: from Conveyor's ledger, where `created_at` "
             "and `started_at` are the start times of the INSERT's and the claim's transactions.",
             "Conveyor enqueues through the API's own path (ledger row, then arq); its idle worker blocks on "
             "the queue's wake-up list (BLPOP), which each such enqueue pushes to, and claims the due jobs "

@@ -1,0 +1,29 @@
+"""The benchmarks' CPU accounts keep the work of processes that ended during a run."""
+
+from __future__ import annotations
+
+import asyncpg
+import psutil
+
+from bench import cpu
+from testkit import postgres
+
+
+def with_descendants(process: psutil.Process) -> float:
+    return cpu.own_cpu(process) + cpu.child_cpu(process)
+
+
+async def test_a_postgresql_backend_that_ends_still_counts_in_its_servers_cpu(postgres_server):
+    server = await cpu.postmaster(postgres.admin_url())
+    before = with_descendants(server)
+    connection = await asyncpg.connect(postgres.admin_url())
+    matched = await connection.fetchval(
+        "SELECT count(*) FROM generate_series(1, 2000000) AS n WHERE md5(n::text) LIKE 'a%'"
+    )
+    backend = psutil.Process(await connection.fetchval("SELECT pg_backend_pid()"))
+    spent = cpu.own_cpu(backend)
+    await connection.close()
+    backend.wait(timeout=10)  # ended, and reaped by the server
+    after = with_descendants(server)
+    assert server.name() == "postgres" and matched > 0 and spent > 0.1
+    assert after - before >= spent * 0.9, (before, after, spent)
