@@ -28,11 +28,15 @@ def reaped_cpu(process: psutil.Process) -> float:
     return times.children_user + times.children_system
 
 
-def child_cpu(parent: psutil.Process) -> float:
+def child_cpu(parent: psutil.Process, apart: frozenset[int] = frozenset()) -> float:
     """CPU seconds of a process's descendants: those reaped, and the live ones (the worker's
     page readers' fork server and the readers it forked, the API's uvicorn workers, the
-    PostgreSQL server's backends)."""
-    live = sum(own_cpu(child) + reaped_cpu(child) for child in parent.children(recursive=True))
+    PostgreSQL server's backends), but for the subtrees of the processes in `apart`."""
+    try:
+        children = parent.children()
+    except psutil.NoSuchProcess:  # ended while the tree was walked
+        return 0.0
+    live = sum(own_cpu(child) + child_cpu(child, apart) for child in children if child.pid not in apart)
     return live + reaped_cpu(parent)
 
 
@@ -65,8 +69,10 @@ def listening_on(port: int) -> psutil.Process | None:
 
 def by_process(processes: dict[str, psutil.Process | None]) -> dict[str, float]:
     """CPU seconds so far of each named process with its descendants (None: not on this
-    machine, NaN)."""
+    machine, NaN); a named process is counted once, under its own name, even when another
+    one started it (the benchmark starts the worker and Redis)."""
+    apart = frozenset(process.pid for process in processes.values() if process is not None)
     return {
-        name: own_cpu(process) + child_cpu(process) if process is not None else float("nan")
+        name: own_cpu(process) + child_cpu(process, apart) if process is not None else float("nan")
         for name, process in processes.items()
     }

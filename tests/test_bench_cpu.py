@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import asyncpg
 import psutil
 
@@ -27,3 +30,24 @@ async def test_a_postgresql_backend_that_ends_still_counts_in_its_servers_cpu(po
     after = with_descendants(server)
     assert server.name() == "postgres" and matched > 0 and spent > 0.1
     assert after - before >= spent * 0.9, (before, after, spent)
+
+
+def test_a_named_process_started_by_another_is_counted_once_under_its_own_name():
+    burner = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import time\nend = time.process_time() + 0.3\nwhile time.process_time() < end: pass\n"
+            "print(flush=True)\ntime.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+    )
+    try:
+        assert burner.stdout is not None and burner.stdout.readline()  # its CPU is spent
+        client = psutil.Process()
+        seconds = cpu.by_process({"client": client, "burner": psutil.Process(burner.pid)})
+        assert seconds["burner"] >= 0.3
+        assert seconds["client"] + 0.3 <= with_descendants(client), seconds
+    finally:
+        burner.kill()
+        burner.wait()
