@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
+import shutil
 import signal
 import subprocess
 import time
@@ -40,6 +42,9 @@ REDIS_ANSWER_SECONDS = 15.0  # a server loading a large append-only file takes a
 STORAGE_DIR = "storage"
 
 REDIS_STOP_TIMEOUT = 10.0  # for its last AOF fsync; then it is killed
+
+POSTGRES_SYSTEM_USER = "pgserver"  # whom pgserver runs PostgreSQL as when started by root
+SYSTEM_BIN_DIRS = ("/usr/sbin", "/sbin")
 
 
 class EmbeddedServerError(Exception):
@@ -80,6 +85,24 @@ def _forget_stale_postgres(pgdata: Path) -> None:
     postmaster = pgdata / "postmaster.pid"
     if postmaster.exists() and _live_pid(postmaster, "postgres") is None:
         postmaster.unlink()
+
+
+def ensure_system_user(name: str) -> None:
+    """Create the system user `name` if it is missing. PostgreSQL refuses to run as root, so
+    pgserver runs it as its own user and creates that user with the `useradd` on PATH, which
+    a root PATH without /usr/sbin (a minimal service environment) lacks: look there too."""
+    try:
+        pwd.getpwnam(name)
+        return
+    except KeyError:
+        pass
+    useradd = shutil.which("useradd", path=os.pathsep.join((os.environ.get("PATH", ""), *SYSTEM_BIN_DIRS)))
+    if useradd is None:
+        raise EmbeddedServerError(
+            f"the embedded PostgreSQL runs as the system user {name!r} when started by root, and there is"
+            f" no `useradd` to create it: create it yourself (useradd -s /bin/bash {name})"
+        )
+    subprocess.run([useradd, "-s", "/bin/bash", name], check=True, capture_output=True, text=True)
 
 
 def _forget_stale_redis(db_file: Path) -> None:
@@ -144,6 +167,8 @@ class EmbeddedServers:
             if pgdata.exists():
                 _forget_stale_postgres(pgdata)
             try:
+                if os.geteuid() == 0:
+                    ensure_system_user(POSTGRES_SYSTEM_USER)
                 self._postgres = pgserver.get_server(pgdata, cleanup_mode="stop")
             except (subprocess.SubprocessError, OSError) as exc:
                 raise EmbeddedServerError(
