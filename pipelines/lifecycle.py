@@ -21,7 +21,7 @@ from arq.worker import Function, Worker, func
 from conveyor.kinds import Pipeline
 from pipelines import registry, schedule
 from pipelines.dispatch import Dispatcher
-from pipelines.maintenance import liveness
+from pipelines.maintenance import liveness, supervisor
 from pipelines.maintenance.crash_watch import watch_forever
 from pipelines.maintenance.listener import Listener
 from pipelines.maintenance.reconciler import reconcile_forever
@@ -153,18 +153,19 @@ def hooks(
         await publish_kinds(resources, pipelines)
         ctx["session"] = session = Session(resources)
         await session.open()  # before the first beat registers this worker with the crash watch
+        listener = Listener(resources)
         ctx["background"] = [
-            asyncio.create_task(session.hold_forever()),
-            asyncio.create_task(liveness.heartbeat_forever(resources, kind_queues)),
-            asyncio.create_task(liveness.listen_for_cancels(resources)),
-            asyncio.create_task(Listener(resources).listen_forever()),
+            supervisor.start("session", session.hold_forever),
+            supervisor.start("heartbeat", lambda: liveness.heartbeat_forever(resources, kind_queues)),
+            supervisor.start("cancels", lambda: liveness.listen_for_cancels(resources)),
+            supervisor.start("listener", listener.listen_forever),
         ]
         if scheduler:
-            ctx["background"].append(asyncio.create_task(reconcile_forever(resources, kinds)))
+            ctx["background"].append(supervisor.start("reconciler", lambda: reconcile_forever(resources, kinds)))
             await schedule.seed(resources, kinds)
-            ctx["background"].append(asyncio.create_task(watch_forever(resources)))
+            ctx["background"].append(supervisor.start("crash watch", lambda: watch_forever(resources)))
             specs = {pipeline.name: pipeline.spec(settings) for pipeline in pipelines}
-            ctx["background"].append(asyncio.create_task(fire_forever(resources, specs)))
+            ctx["background"].append(supervisor.start("schedules", lambda: fire_forever(resources, specs)))
         ctx["dispatcher"] = Dispatcher(
             resources.redis,
             ctx,

@@ -63,6 +63,11 @@ STAGE_DURATION = Histogram(
     buckets=DURATION_BUCKETS,
 )
 JOBS_IN_FLIGHT = Gauge("conveyor_jobs_in_flight", "Attempts running now", ["kind"], multiprocess_mode="livesum")
+BACKGROUND_LOOP_RESTARTS = Counter(
+    "conveyor_background_loop_restarts",
+    "A worker's background loop (heartbeat, reconciler, …) started again after an error escaped it",
+    ["loop"],
+)
 
 
 def _seconds(start: datetime | None, end: datetime | None) -> float | None:
