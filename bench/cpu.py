@@ -12,30 +12,24 @@ import asyncpg
 import psutil
 
 
-def own_cpu(process: psutil.Process) -> float:
-    """User and system seconds of `process` itself; 0 once it is gone."""
+def _seconds(process: psutil.Process, *, own: bool, reaped: bool) -> float:
+    """User and system seconds of `process` itself (`own`) and of the children it has
+    waited for (`reaped`); 0 once it is gone."""
     try:
         times = process.cpu_times()
-    except psutil.NoSuchProcess:  # a PostgreSQL backend that just ended
+    except psutil.NoSuchProcess:  # a PostgreSQL backend that just ended, say
         return 0.0
-    return times.user + times.system
+    return (times.user + times.system if own else 0.0) + (
+        times.children_user + times.children_system if reaped else 0.0
+    )
+
+
+def own_cpu(process: psutil.Process) -> float:
+    return _seconds(process, own=True, reaped=False)
 
 
 def reaped_cpu(process: psutil.Process) -> float:
-    """CPU seconds of the children `process` has waited for; 0 once it is gone."""
-    try:
-        times = process.cpu_times()
-    except psutil.NoSuchProcess:
-        return 0.0
-    return times.children_user + times.children_system
-
-
-def _with_reaped(process: psutil.Process) -> float:
-    try:
-        times = process.cpu_times()
-    except psutil.NoSuchProcess:
-        return 0.0
-    return times.user + times.system + times.children_user + times.children_system
+    return _seconds(process, own=False, reaped=True)
 
 
 def child_cpu(parent: psutil.Process, apart: frozenset[int] = frozenset()) -> float:
@@ -54,7 +48,9 @@ def child_cpu(parent: psutil.Process, apart: frozenset[int] = frozenset()) -> fl
             left_out.add(process.pid)
             with contextlib.suppress(psutil.NoSuchProcess):
                 left_out.update(child.pid for child in process.children(recursive=True))
-    return reaped_cpu(parent) + sum(_with_reaped(process) for process in descendants if process.pid not in left_out)
+    return reaped_cpu(parent) + sum(
+        _seconds(process, own=True, reaped=True) for process in descendants if process.pid not in left_out
+    )
 
 
 async def postmaster(admin_url: str) -> psutil.Process:
