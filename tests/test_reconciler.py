@@ -2,9 +2,12 @@
 
 import asyncio
 
+import asyncpg
 import redis.asyncio as redis
+from prometheus_client import REGISTRY
 
 from conveyor.kinds import Pipeline, Stage
+from pipelines.maintenance import supervisor
 from testkit.files import multipart_file, text_pdf
 from testkit.service import client, running_worker, until, wait_for_job
 
@@ -12,6 +15,10 @@ from testkit.service import client, running_worker, until, wait_for_job
 async def _count(run, input):
     run.resources.settings.__dict__.setdefault("_runs", []).append(str(run.job_id))
     return {"ok": True}
+
+
+def restarts(loop: str) -> float:
+    return REGISTRY.get_sample_value("conveyor_background_loop_restarts_total", {"loop": loop}) or 0.0
 
 
 def counting_pipeline():
@@ -72,3 +79,29 @@ async def test_dead_workers_job_resumes_elsewhere_from_its_checkpoint(api, setti
     assert done["status"] == "succeeded"
     assert calls == {"first": 1, "second": 2}  # the finished stage did not run again
     assert done["attempts"] == 2
+
+
+async def test_a_reconciler_that_hits_an_unforeseen_error_runs_again(api, settings, tenant, redis_server, monkeypatch):
+    """An error the reconciler does not expect (here a column gone from under its query)
+    ends its loop; supervised, the loop starts again, and a job only the ledger knows of
+    still runs once the fault is gone."""
+    monkeypatch.setattr(supervisor, "FIRST_PAUSE_SECONDS", 0.05)
+    async with client(api.url, tenant[1]) as http, running_worker(settings, [counting_pipeline()]):
+        before = restarts("reconciler")
+        conn = await asyncpg.connect(settings.database_url)
+        try:
+            await conn.execute("ALTER TABLE jobs RENAME COLUMN updated_at TO updated_at_away")
+            try:
+                await until(lambda: restarts("reconciler") > before, timeout=30)
+            finally:
+                await conn.execute("ALTER TABLE jobs RENAME COLUMN updated_at_away TO updated_at")
+        finally:
+            await conn.close()
+        redis_server.stop()  # the job is known to the ledger alone: only the reconciler starts it
+        try:
+            accepted = await http.post("/v1/documents", files=multipart_file(text_pdf("after the fault")))
+        finally:
+            redis_server.start()
+        assert accepted.status_code == 202, accepted.text
+        job = await wait_for_job(http, accepted.json()["id"], timeout=30)
+    assert job["status"] == "succeeded"
