@@ -151,7 +151,10 @@ async def test_after_a_failover_the_listener_listens_on_the_promoted_primary(red
         try:
             async with Workers(settings, tmp_path, count=1) as workers:
                 pair.fail_over()
-                await until(lambda: listener_pids(promoted), timeout=60)
+                try:
+                    await until(lambda: listener_pids(promoted), timeout=60)
+                except AssertionError:  # timed out: what the worker said meanwhile
+                    raise AssertionError(f"no listener on the promoted primary\n{workers.logs()}") from None
                 conn = await asyncpg.connect(promoted)
                 try:
                     async with conn.transaction():
