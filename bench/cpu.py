@@ -53,6 +53,11 @@ def child_cpu(parent: psutil.Process, apart: frozenset[int] = frozenset()) -> fl
     )
 
 
+def tree_cpu(process: psutil.Process, apart: frozenset[int] = frozenset()) -> float:
+    """CPU seconds of `process` and its descendants (but for the subtrees in `apart`)."""
+    return own_cpu(process) + child_cpu(process, apart)
+
+
 async def postmaster(admin_url: str) -> psutil.Process:
     """The PostgreSQL server at `admin_url` (on this machine): the parent of the backend that
     answers a connection. Its descendants' CPU counts backends that ended during a run,
@@ -86,6 +91,5 @@ def by_process(processes: dict[str, psutil.Process | None]) -> dict[str, float]:
     one started it (the benchmark starts the worker and Redis)."""
     apart = frozenset(process.pid for process in processes.values() if process is not None)
     return {
-        name: own_cpu(process) + child_cpu(process, apart) if process is not None else float("nan")
-        for name, process in processes.items()
+        name: tree_cpu(process, apart) if process is not None else float("nan") for name, process in processes.items()
     }

@@ -13,7 +13,7 @@ from pathlib import Path
 import boto3
 import psutil
 
-from bench.cpu import child_cpu, own_cpu, postmaster
+from bench.cpu import child_cpu, own_cpu, postmaster, tree_cpu
 from service.config import load_settings
 from service.databases.migrate import upgrade_async
 from testkit import postgres
@@ -130,7 +130,7 @@ class Stack:
         seconds = {name: own_cpu(process) for name, process in self.named.items()}
         seconds["API"] += child_cpu(self.named["API"])  # uvicorn's workers
         seconds["page readers"] = child_cpu(self.worker_process)
-        seconds["PostgreSQL"] = own_cpu(self.postgres_server) + child_cpu(self.postgres_server)
+        seconds["PostgreSQL"] = tree_cpu(self.postgres_server)
         return seconds
 
     async def stop(self) -> None:

@@ -12,13 +12,9 @@ from bench import cpu
 from testkit import postgres
 
 
-def with_descendants(process: psutil.Process) -> float:
-    return cpu.own_cpu(process) + cpu.child_cpu(process)
-
-
 async def test_a_postgresql_backend_that_ends_still_counts_in_its_servers_cpu(postgres_server):
     server = await cpu.postmaster(postgres.admin_url())
-    before = with_descendants(server)
+    before = cpu.tree_cpu(server)
     connection = await asyncpg.connect(postgres.admin_url())
     matched = await connection.fetchval(
         "SELECT count(*) FROM generate_series(1, 2000000) AS n WHERE md5(n::text) LIKE 'a%'"
@@ -27,7 +23,7 @@ async def test_a_postgresql_backend_that_ends_still_counts_in_its_servers_cpu(po
     spent = cpu.own_cpu(backend)
     await connection.close()
     backend.wait(timeout=10)  # ended, and reaped by the server
-    after = with_descendants(server)
+    after = cpu.tree_cpu(server)
     assert server.name() == "postgres" and matched > 0 and spent > 0.1
     assert after - before >= spent * 0.9, (before, after, spent)
 
@@ -47,7 +43,7 @@ def test_a_named_process_started_by_another_is_counted_once_under_its_own_name()
         client = psutil.Process()
         seconds = cpu.by_process({"client": client, "burner": psutil.Process(burner.pid)})
         assert seconds["burner"] >= 0.3
-        assert seconds["client"] + 0.3 <= with_descendants(client), seconds
+        assert seconds["client"] + 0.3 <= cpu.tree_cpu(client), seconds
     finally:
         burner.kill()
         burner.wait()
